@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up dpqtb in ./.venv (idempotent: a second run only checks).
+#   DPQTB_PYTHON=python3.11   interpreter used to create the venv
+#   DPQTB_KEEP_TORCH=1        keep whatever torch is already in the venv (e.g. a CUDA build)
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${DPQTB_PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip -q --disable-pip-version-check)
+# The CPU build of torch 2.13.0 lies on this machine's disk; a bare `torch` would pull a CUDA build.
+if [ "${DPQTB_KEEP_TORCH:-0}" != "1" ] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    "${PIP[@]}" install "torch==2.13.0"
+fi
+"${PIP[@]}" install -e ".[test]"
+.venv/bin/python -c "import dpqtb, torch; print(f'dpqtb {dpqtb.__version__} ready (torch {torch.__version__})')"

@@ -1,0 +1,1 @@
+"""dpqtb.train"""
