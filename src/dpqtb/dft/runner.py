@@ -1,0 +1,147 @@
+"""Label the pending jobs of a store; meant to run under ``mpiexec`` (every rank runs this).
+
+    OMP_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw mpiexec --allow-run-as-root -n 2 \\
+        python -m dpqtb.dft.runner STORE [--max-jobs N] [--retry-failed]
+
+Rank 0 takes the store lock, decides the pending list and broadcasts it; all ranks compute each
+job together; rank 0 writes each frame atomically as soon as it is done.  Use ``dpqtb label`` for
+a progress display and to launch this under MPI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from dpqtb import DpqtbError
+from dpqtb.dft.store import JobStore, compute_frame
+
+
+def _world():
+    try:
+        from gpaw.mpi import world
+
+        return world
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def _broadcast(obj, comm):
+    if comm is None or comm.size == 1:
+        return obj
+    from gpaw.mpi import broadcast
+
+    return broadcast(obj, 0, comm=comm)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover
+        return True
+    return True
+
+
+def acquire_lock(store: JobStore) -> Path:
+    """Create STORE/runner.lock; a lock left by a dead process is taken over."""
+    store.root.mkdir(parents=True, exist_ok=True)
+    lock = store.root / "runner.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                info = json.loads(lock.read_text())
+                pid = int(info.get("pid", -1))
+            except (ValueError, OSError):
+                pid = -1
+            if pid > 0 and _pid_alive(pid):
+                raise DpqtbError(f"store {store.root} is being labelled by process {pid} "
+                                 f"(remove {lock} if that is wrong)")
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": os.getpid(), "start": time.strftime("%Y-%m-%dT%H:%M:%S")}, fh)
+        return lock
+    raise DpqtbError(f"cannot take the lock {lock}")
+
+
+def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool = True,
+              calc_factory=None, verbose: bool = True) -> int:
+    """Label pending jobs; returns the number of frames written in this run."""
+    comm = _world()
+    rank = 0 if comm is None else comm.rank
+    plan: list[str] | str | None
+    lock = None
+    if rank == 0:
+        try:
+            lock = acquire_lock(store)
+            skip = set() if retry_failed else store.failed_ids()
+            plan = [j for j in store.pending() if j not in skip]
+            if max_jobs is not None:
+                plan = plan[:max_jobs]
+        except DpqtbError as exc:
+            plan = f"error: {exc}"
+    else:
+        plan = None
+    plan = _broadcast(plan, comm)
+    if isinstance(plan, str):
+        raise DpqtbError(plan[len("error: "):])
+    written = 0
+    try:
+        for n, jid in enumerate(plan):
+            job = store.job(jid)
+            txt = None
+            if rank == 0:
+                store.logs_dir.mkdir(parents=True, exist_ok=True)
+                txt = str(store.logs_dir / f"{jid}.txt")
+            t0 = time.time()
+            try:
+                frame = compute_frame(job, txt=txt if rank == 0 else None,
+                                      calc_factory=calc_factory)
+                error = None
+            except Exception as exc:  # noqa: BLE001 - recorded and the run goes on
+                frame = None
+                error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            if rank == 0:
+                if frame is not None:
+                    store.write_frame(frame)
+                    written += 1
+                else:
+                    store.write_failure(jid, error or "unknown error")
+                if verbose:
+                    status = "ok" if frame is not None else f"FAILED: {error}"
+                    print(f"[{n + 1}/{len(plan)}] {jid} {len(job.atoms)} atoms "
+                          f"{time.time() - t0:.1f} s {status}", flush=True)
+            if comm is not None:
+                comm.barrier()
+    finally:
+        if rank == 0 and lock is not None:
+            lock.unlink(missing_ok=True)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dpqtb.dft.runner", description=__doc__)
+    ap.add_argument("store")
+    ap.add_argument("--max-jobs", type=int, default=None)
+    ap.add_argument("--skip-failed", action="store_true", help="do not retry failed jobs")
+    args = ap.parse_args(argv)
+    try:
+        run_store(JobStore(args.store), max_jobs=args.max_jobs,
+                  retry_failed=not args.skip_failed)
+    except DpqtbError as exc:
+        print(f"dpqtb: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""A resumable job store for DFT labels.
+
+Layout of a store directory::
+
+    STORE/jobs/<id>.json     configuration to label (structure, settings, sampling metadata)
+    STORE/frames/<id>.json   labelled frame (job + energy, forces, stress, provenance)
+    STORE/failed/<id>.json   last error of a job that did not finish (retried on the next run)
+    STORE/logs/<id>.txt      GPAW text output (not meant for version control)
+    STORE/runner.lock        held by the one running labeller
+
+The job id is a hash of the structure and the DFT settings, so a configuration is labelled once
+whatever the order or number of runs.  Every file is written atomically (temporary file +
+``os.replace``) as soon as it is complete: a killed run loses at most the job in flight, and the
+next run resumes with the remaining jobs.  Units: eV, Å, GPa.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.units import GPa
+
+from dpqtb import DpqtbError
+from dpqtb.dft.settings import DFTSettings, code_versions, kpoint_mesh
+
+#: Elements the La–H data set may contain, in DeePMD type-map order.
+TYPE_MAP = ("La", "H")
+#: Two atoms closer than this (Å) are rejected as overlapping.
+MIN_DISTANCE_A = 0.5
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (never leaves a partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def validate_atoms(atoms: Atoms, where: str = "structure") -> None:
+    """Reject structures the La–H labeller cannot handle, with a one-line reason."""
+    if len(atoms) == 0:
+        raise DpqtbError(f"{where}: no atoms")
+    bad = sorted({s for s in atoms.get_chemical_symbols() if s not in TYPE_MAP})
+    if bad:
+        raise DpqtbError(f"{where}: unknown element(s) {', '.join(bad)}; the type map is "
+                         f"[{', '.join(TYPE_MAP)}]")
+    if not all(atoms.pbc):
+        raise DpqtbError(f"{where}: the cell must be periodic in all three directions")
+    vol = abs(atoms.cell.volume)
+    if not vol > 1e-6:
+        raise DpqtbError(f"{where}: the cell has zero volume")
+    if not np.all(np.isfinite(atoms.positions)):
+        raise DpqtbError(f"{where}: non-finite atomic positions")
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, MIN_DISTANCE_A)
+    if len(d):
+        k = int(np.argmin(d))
+        raise DpqtbError(f"{where}: atoms {i[k]} and {j[k]} overlap (distance {d[k]:.3f} Å "
+                         f"< {MIN_DISTANCE_A} Å)")
+
+
+def atoms_to_dict(atoms: Atoms) -> dict:
+    return {
+        "symbols": atoms.get_chemical_symbols(),
+        "cell_A": np.round(atoms.cell.array, 10).tolist(),
+        "positions_A": np.round(atoms.positions, 10).tolist(),
+        "pbc": [bool(p) for p in atoms.pbc],
+    }
+
+
+def atoms_from_dict(d: dict) -> Atoms:
+    return Atoms(d["symbols"], positions=d["positions_A"], cell=d["cell_A"], pbc=d["pbc"])
+
+
+def job_id(atoms: Atoms, settings: DFTSettings) -> str:
+    """Content hash of a structure (rounded to 1e-6 Å) and the DFT settings."""
+    payload = {
+        "symbols": atoms.get_chemical_symbols(),
+        "cell": np.round(atoms.cell.array, 6).tolist(),
+        "positions": np.round(atoms.positions, 6).tolist(),
+        "pbc": [bool(p) for p in atoms.pbc],
+        "settings": settings.as_dict(),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Job:
+    id: str
+    atoms: Atoms
+    settings: DFTSettings
+    meta: dict
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, **atoms_to_dict(self.atoms), "settings": self.settings.as_dict(),
+                "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Job":
+        return cls(d["id"], atoms_from_dict(d), DFTSettings.from_dict(d["settings"]),
+                   d.get("meta", {}))
+
+
+class JobStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # -- paths
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.root / "frames"
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.root / "failed"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    # -- jobs
+    def add(self, atoms: Atoms, settings: DFTSettings, meta: dict | None = None,
+            validate: bool = True) -> str:
+        """Register a configuration to label; returns its id (a no-op if already present)."""
+        if validate:
+            validate_atoms(atoms)
+        jid = job_id(atoms, settings)
+        path = self.jobs_dir / f"{jid}.json"
+        if not path.exists():
+            atomic_write_json(path, Job(jid, atoms, settings, dict(meta or {})).to_dict())
+        return jid
+
+    def job(self, jid: str) -> Job:
+        path = self.jobs_dir / f"{jid}.json"
+        if not path.exists():
+            raise DpqtbError(f"no job {jid} in store {self.root}")
+        return Job.from_dict(json.loads(path.read_text()))
+
+    def job_ids(self) -> list[str]:
+        if not self.jobs_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.jobs_dir.glob("*.json"))
+
+    def done_ids(self) -> set[str]:
+        if not self.frames_dir.is_dir():
+            return set()
+        return {p.stem for p in self.frames_dir.glob("*.json")}
+
+    def failed_ids(self) -> set[str]:
+        if not self.failed_dir.is_dir():
+            return set()
+        return {p.stem for p in self.failed_dir.glob("*.json")}
+
+    def pending(self) -> list[str]:
+        """Jobs without a frame, in labelling order (``meta['order']``, then id)."""
+        done = self.done_ids()
+        todo = [j for j in self.job_ids() if j not in done]
+        order = {}
+        for j in todo:
+            meta = json.loads((self.jobs_dir / f"{j}.json").read_text()).get("meta", {})
+            order[j] = (meta.get("order", 1e18), j)
+        return sorted(todo, key=order.__getitem__)
+
+    def progress(self) -> tuple[int, int, int]:
+        """(labelled, total, failed-and-not-yet-labelled)."""
+        done = self.done_ids()
+        jobs = set(self.job_ids())
+        return len(done & jobs), len(jobs), len(self.failed_ids() - done)
+
+    # -- frames
+    def has_frame(self, jid: str) -> bool:
+        return (self.frames_dir / f"{jid}.json").exists()
+
+    def frame(self, jid: str) -> dict:
+        return json.loads((self.frames_dir / f"{jid}.json").read_text())
+
+    def frames(self) -> list[dict]:
+        if not self.frames_dir.is_dir():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(self.frames_dir.glob("*.json"))]
+
+    def write_frame(self, frame: dict) -> None:
+        atomic_write_json(self.frames_dir / f"{frame['id']}.json", frame)
+        failed = self.failed_dir / f"{frame['id']}.json"
+        if failed.exists():
+            failed.unlink()
+
+    def write_failure(self, jid: str, error: str) -> None:
+        atomic_write_json(self.failed_dir / f"{jid}.json",
+                          {"id": jid, "error": error, "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def compute_frame(job: Job, txt: str | None = None, calc_factory=None) -> dict:
+    """Run the DFT calculation of ``job`` and return the frame dictionary (all MPI ranks)."""
+    from dpqtb.dft.settings import make_calculator
+
+    atoms = job.atoms.copy()
+    factory = calc_factory or make_calculator
+    atoms.calc = factory(atoms, job.settings, txt=txt)
+    t0 = time.time()
+    free = float(atoms.get_potential_energy(force_consistent=True))
+    extrap = float(atoms.get_potential_energy())
+    forces = atoms.get_forces()
+    stress = atoms.get_stress(voigt=False)
+    wall = time.time() - t0
+    nranks = 1
+    try:
+        from gpaw.mpi import world
+
+        nranks = world.size
+    except ImportError:  # pragma: no cover
+        pass
+    frame = job.to_dict()
+    frame.update({
+        "energy_eV": free,
+        "energy_extrapolated_eV": extrap,
+        "forces_eV_per_A": np.round(forces, 8).tolist(),
+        "stress_eV_per_A3": np.round(stress, 10).tolist(),
+        "pressure_GPa": float(-np.trace(stress) / 3.0 / GPa),
+        "kpts": list(kpoint_mesh(atoms, job.settings.kspacing_invA)),
+        "provenance": {
+            "codes": code_versions(),
+            "calculator": "GPAW plane-wave (ASE)",
+            "energy_kind": "Fermi-Dirac free energy (force consistent)",
+            "host": socket.gethostname(),
+            "mpi_ranks": nranks,
+            "wall_s": round(wall, 2),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    })
+    return frame
+
+
+def frame_to_atoms(frame: dict) -> Atoms:
+    """ASE Atoms with a single-point calculator holding the frame's labels."""
+    atoms = atoms_from_dict(frame)
+    stress = np.asarray(frame["stress_eV_per_A3"])
+    voigt = stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    atoms.calc = SinglePointCalculator(atoms, energy=frame["energy_eV"],
+                                       free_energy=frame["energy_eV"],
+                                       forces=np.asarray(frame["forces_eV_per_A"]), stress=voigt)
+    meta = dict(frame.get("meta", {}))
+    atoms.info.update({k: v for k, v in meta.items() if isinstance(v, (int, float, str, bool))})
+    atoms.info["frame_id"] = frame["id"]
+    atoms.info["pressure_GPa"] = frame["pressure_GPa"]
+    return atoms
