@@ -216,3 +216,11 @@ def cage_neighbours(atoms: Atoms, la_index: int, cutoff: float) -> np.ndarray:
     i, j, d = neighbor_list("ijd", atoms, cutoff)
     sel = (i == la_index) & (atoms.numbers[j] == 1)
     return np.sort(d[sel])
+
+
+def supercell(atoms: Atoms, n: int | tuple[int, int, int]) -> Atoms:
+    """An n×n×n (or n1×n2×n3) repetition of ``atoms`` (e.g. 10×10×10 conventional = 44,000)."""
+    reps = (n, n, n) if np.isscalar(n) else tuple(n)
+    if len(reps) != 3 or any(int(r) != r or r < 1 for r in reps):
+        raise DpqtbError(f"supercell repetitions must be positive integers, got {n!r}")
+    return atoms.repeat(tuple(int(r) for r in reps))

@@ -1,0 +1,102 @@
+"""Export labelled frames to DeePMD (deepmd/npy via dpdata) and extxyz, and summarise a data set.
+
+Energies are the Fermi–Dirac free energies (consistent with the forces), eV; forces eV/Å;
+virials eV (dpdata's convention: virial = -V · stress).  Type map [La, H].
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from dpqtb import DpqtbError
+from dpqtb.dft.store import TYPE_MAP, JobStore, frame_to_atoms
+
+
+def load_frames(stores: list[str | os.PathLike]) -> list[dict]:
+    """All labelled frames of the given job stores (sorted by store then id)."""
+    frames = []
+    for s in stores:
+        if not Path(s).is_dir():
+            raise DpqtbError(f"no job store at {s}")
+        frames.extend(JobStore(s).frames())
+    return frames
+
+
+def to_multisystems(frames: list[dict]):
+    """A dpdata.MultiSystems of the frames (grouped by formula by dpdata), type map [La, H]."""
+    try:
+        import dpdata
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise DpqtbError("dpdata is not installed: pip install 'dpqtb[dft]'") from exc
+    if not frames:
+        raise DpqtbError("no labelled frames to export")
+    ms = dpdata.MultiSystems(type_map=list(TYPE_MAP))
+    for fr in frames:
+        atoms = frame_to_atoms(fr)
+        ls = dpdata.LabeledSystem(atoms, fmt="ase/structure", type_map=list(TYPE_MAP))
+        ms.append(ls)
+    return ms
+
+
+def export_deepmd_npy(frames: list[dict], outdir: str | os.PathLike, set_size: int = 5000) -> int:
+    """Write deepmd/npy systems (one per composition) under ``outdir``; returns the frame count."""
+    ms = to_multisystems(frames)
+    ms.to("deepmd/npy", str(outdir), set_size=set_size)
+    return ms.get_nframes()
+
+
+def export_extxyz(frames: list[dict], path: str | os.PathLike) -> int:
+    """Write the frames (with energy, forces, stress and metadata) to an extxyz file."""
+    from ase.io import write
+
+    if not frames:
+        raise DpqtbError("no labelled frames to export")
+    images = [frame_to_atoms(fr) for fr in frames]
+    write(str(path), images, format="extxyz")
+    return len(images)
+
+
+def pressure_bin(p: float, width: float = 50.0) -> str:
+    lo = width * np.floor(p / width)
+    return f"{lo:.0f}–{lo + width:.0f}"
+
+
+def summary_table(frames: list[dict], bin_GPa: float = 50.0) -> str:
+    """Markdown summary: counts by DFT pressure bin × phase × cell size, and force ranges."""
+    if not frames:
+        return "No labelled frames yet.\n"
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for fr in frames:
+        key = (pressure_bin(fr["pressure_GPa"], bin_GPa), fr.get("meta", {}).get("phase", "?"),
+               len(fr["symbols"]))
+        groups[key].append(fr)
+
+    def fstats(frs):
+        f = np.concatenate([np.linalg.norm(np.asarray(x["forces_eV_per_A"]), axis=1) for x in frs])
+        return f.max(), np.sqrt(np.mean(f**2))
+
+    lines = ["| DFT pressure (GPa) | phase | atoms | configurations | T range (K) | "
+             "max |F| (eV/Å) | RMS |F| (eV/Å) |", "|---|---|---|---|---|---|---|"]
+    for key in sorted(groups, key=lambda k: (float(k[0].split("–")[0]), k[1], k[2])):
+        frs = groups[key]
+        fmax, frms = fstats(frs)
+        ts = [x.get("meta", {}).get("temperature_K") for x in frs]
+        ts = [t for t in ts if t is not None]
+        trange = f"{min(ts):.0f}–{max(ts):.0f}" if ts else "–"
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(frs)} | {trange} | {fmax:.2f} | "
+                     f"{frs and frms:.2f} |")
+    n_atoms = Counter(len(fr["symbols"]) for fr in frames)
+    kinds = Counter(fr.get("meta", {}).get("kind", "?") for fr in frames)
+    p = np.array([fr["pressure_GPa"] for fr in frames])
+    fmax, frms = fstats(frames)
+    lines.append("")
+    lines.append(f"Total: {len(frames)} configurations "
+                 f"({', '.join(f'{v} × {k} atoms' for k, v in sorted(n_atoms.items()))}); "
+                 f"kinds: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
+                 f"DFT pressure {p.min():.0f}–{p.max():.0f} GPa; "
+                 f"|F| max {fmax:.2f} eV/Å, RMS {frms:.2f} eV/Å.")
+    return "\n".join(lines) + "\n"

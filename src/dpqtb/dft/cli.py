@@ -1,0 +1,203 @@
+"""``dpqtb label`` (DFT labelling with a job store) and ``dpqtb dataset`` (export, summary)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dpqtb import DpqtbError
+
+
+def _settings(args):
+    from dpqtb.dft.settings import CHEAP, PRODUCTION
+
+    base = CHEAP if args.cheap else PRODUCTION
+    kw = {}
+    if args.ecut_eV is not None:
+        kw["ecut_eV"] = args.ecut_eV
+    if args.kspacing_invA is not None:
+        kw["kspacing_invA"] = args.kspacing_invA
+    if args.smearing_eV is not None:
+        kw["smearing_eV"] = args.smearing_eV
+    return base.replace(**kw) if kw else base
+
+
+def read_structures(path: str):
+    """All structures in ``path`` (any ASE-readable format), validated for labelling."""
+    from ase.io import read
+
+    from dpqtb.dft.store import validate_atoms
+
+    p = Path(path)
+    if not p.is_file():
+        raise DpqtbError(f"{path}: no such file")
+    if p.stat().st_size == 0 or not p.read_bytes().strip():
+        raise DpqtbError(f"{path}: empty file")
+    try:
+        images = read(str(p), index=":")
+    except Exception as exc:  # noqa: BLE001 - ASE raises many kinds
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DpqtbError(f"{path}: cannot read structures ({msg})") from None
+    if not images:
+        raise DpqtbError(f"{path}: no structures in file")
+    for n, atoms in enumerate(images):
+        validate_atoms(atoms, where=f"{path} structure {n}")
+    return images
+
+
+def runner_command(store: str, np_: int, nice: int, max_jobs: int | None) -> list[str]:
+    cmd = [sys.executable, "-m", "dpqtb.dft.runner", store]
+    if max_jobs is not None:
+        cmd += ["--max-jobs", str(max_jobs)]
+    if np_ > 1:
+        mpi = ["mpiexec"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            mpi.append("--allow-run-as-root")
+        cmd = mpi + ["-n", str(np_)] + cmd
+    if nice > 0:
+        cmd = ["nice", "-n", str(nice)] + cmd
+    return cmd
+
+
+def runner_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    env.setdefault("GPAW_MPI_BACKEND", "cgpaw")
+    return env
+
+
+def cmd_label(args) -> int:
+    from dpqtb.dft.store import JobStore
+
+    store = JobStore(args.store)
+    settings = _settings(args)
+    added = 0
+    for path in args.inputs:
+        for atoms in read_structures(path):
+            store.add(atoms, settings, {"source": os.path.basename(path)})
+            added += 1
+    if args.plan:
+        from dpqtb.structures.sampling import build_sample, round0_plan
+
+        specs = round0_plan(n_small=args.n_small, n_large=args.n_large)
+        for order, spec in enumerate(specs):
+            atoms, meta = build_sample(spec)
+            meta["order"] = order
+            meta["round"] = 0
+            store.add(atoms, settings, meta)
+            added += 1
+    done, total, failed = store.progress()
+    if added:
+        print(f"{added} configuration(s) registered in {args.store}")
+    print(f"{args.store}: {done}/{total} labelled, {failed} failed")
+    if args.status or args.no_run:
+        return 0
+    if total == 0:
+        raise DpqtbError(f"{args.store}: nothing to label (give input files or --plan round0)")
+    if done == total:
+        return 0
+    cmd = runner_command(args.store, args.np, args.nice, args.max_jobs)
+    if args.background:
+        log = Path(args.store) / "runner.log"
+        with open(log, "a") as fh:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=runner_env(),
+                                    start_new_session=True)
+        print(f"labelling in the background (pid {proc.pid}); log: {log}; "
+              f"progress: dpqtb label --store {shlex.quote(args.store)} --status")
+        return 0
+    return _run_with_progress(cmd, store, total - done if args.max_jobs is None
+                              else min(args.max_jobs, total - done))
+
+
+def _run_with_progress(cmd, store, n_todo: int) -> int:
+    from tqdm import tqdm
+
+    start = len(store.done_ids())
+    log = store.root / "runner.log"
+    with open(log, "a") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=runner_env())
+        bar = tqdm(total=n_todo, unit="config", desc="labelling", file=sys.stderr)
+        try:
+            while True:
+                rc = proc.poll()
+                n = len(store.done_ids()) - start
+                bar.update(n - bar.n)
+                if rc is not None:
+                    break
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+        finally:
+            bar.close()
+    done, total, failed = store.progress()
+    print(f"{store.root}: {done}/{total} labelled, {failed} failed (log: {log})")
+    if rc != 0:
+        tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
+        raise DpqtbError(f"labelling stopped with status {rc}: {' '.join(tail)}")
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    from dpqtb.data.export import (export_deepmd_npy, export_extxyz, load_frames,
+                                   summary_table)
+
+    frames = load_frames(args.store)
+    if args.action == "summary":
+        text = summary_table(frames)
+        if args.out:
+            Path(args.out).write_text(text)
+            print(f"summary of {len(frames)} frames written to {args.out}")
+        else:
+            print(text, end="")
+        return 0
+    if not (args.deepmd_npy or args.extxyz):
+        raise DpqtbError("dataset export needs --deepmd-npy DIR and/or --extxyz FILE")
+    if args.deepmd_npy:
+        n = export_deepmd_npy(frames, args.deepmd_npy)
+        print(f"{n} frames written to {args.deepmd_npy} (deepmd/npy, type map [La, H])")
+    if args.extxyz:
+        n = export_extxyz(frames, args.extxyz)
+        print(f"{n} frames written to {args.extxyz}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "label", help="label configurations with GPAW (resumable job store)",
+        description="Register configurations (files and/or the round-0 sampling plan) in a job "
+        "store and label the pending ones with GPAW under MPI, with a progress bar. Re-running "
+        "resumes; every configuration is labelled once. Units: eV, Å, GPa.")
+    p.add_argument("inputs", nargs="*", help="structure files (any ASE format) to add")
+    p.add_argument("--store", required=True, help="job store directory (e.g. data/labels/round0)")
+    p.add_argument("--plan", choices=["round0"], help="add the round-0 sampling plan")
+    p.add_argument("--n-small", type=int, default=260, help="11-atom cells in the plan")
+    p.add_argument("--n-large", type=int, default=180, help="44-atom cells in the plan")
+    p.add_argument("--cheap", action="store_true", help="cheap unconverged settings (tests)")
+    p.add_argument("--ecut-eV", type=float, default=None)
+    p.add_argument("--kspacing-invA", type=float, default=None)
+    p.add_argument("--smearing-eV", type=float, default=None)
+    p.add_argument("--np", type=int, default=2, help="MPI ranks (default 2)")
+    p.add_argument("--nice", type=int, default=19, help="nice level of the DFT run (default 19)")
+    p.add_argument("--max-jobs", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--no-run", action="store_true", help="only register configurations")
+    p.add_argument("--status", action="store_true", help="print progress and exit")
+    p.add_argument("--background", action="store_true",
+                   help="run detached (log STORE/runner.log) and return")
+    p.set_defaults(func=cmd_label)
+
+    d = subparsers.add_parser("dataset", help="export or summarise labelled frames",
+                              description="Export labelled frames to deepmd/npy (dpdata) and "
+                              "extxyz, or print the summary table.")
+    d.add_argument("action", choices=["export", "summary"])
+    d.add_argument("--store", nargs="+", required=True, help="job store directories")
+    d.add_argument("--deepmd-npy", default=None, help="output directory (deepmd/npy)")
+    d.add_argument("--extxyz", default=None, help="output extxyz file")
+    d.add_argument("--out", default=None, help="write the summary (markdown) here")
+    d.set_defaults(func=cmd_dataset)

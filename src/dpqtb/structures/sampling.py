@@ -1,0 +1,167 @@
+"""Sampling plan for the La–H training set.
+
+Configurations are drawn the way (quantum) MD visits them rather than by large random rattles:
+
+* **cell**: the Fm-3m lattice constant at the target pressure from the stored DFT EOS, then a
+  small random symmetric strain (``strain``, default ≤ 2 %);
+* **phase**: cubic Fm-3m, or a symmetry-lowered C2, P-1 or R-3m cell (:func:`lah10.lowered`),
+  in the 11-atom primitive or the 44-atom conventional cell;
+* **displacements**: Gaussian, with the quantum harmonic width of an oscillator of energy ħω at
+  temperature T (zero point included):
+
+      σ² = ħ / (2 m ω) · coth(ħω / 2 k_B T)
+
+  with ħω = 0.20 eV for H (the H optical band of LaH10 spans ≈ 0.1–0.25 eV) and 0.025 eV for La,
+  scaled by a random factor in [0.5, 1] (correlated phonon motion displaces neighbours together,
+  so uncorrelated Gaussians at the full width overestimate the forces).  This gives σ_H ≈
+  0.05–0.10 Å and σ_La ≈ 0.01–0.05 Å over 0–600 K;
+* **H–H pair rotations**: a nearest-neighbour H–H pair rotated about its centre by an angle up to
+  180° (180° is the exchange of the two protons), the path of the proton-exchange events.
+
+Every configuration carries its metadata (pressure, temperature, phase, kind, seed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_masses, atomic_numbers
+
+from dpqtb import DpqtbError
+from dpqtb.units import HBAR, KB, MVV2E
+
+#: Effective phonon energies (eV) used for the quantum displacement widths.
+HBAR_OMEGA_EV = {"H": 0.20, "La": 0.025}
+
+
+def quantum_width(symbol: str, temperature_K: float, hbar_omega_eV: float | None = None) -> float:
+    """RMS displacement per Cartesian direction (Å) of a quantum harmonic oscillator."""
+    if temperature_K < 0:
+        raise DpqtbError(f"temperature {temperature_K} K must be non-negative")
+    hw = HBAR_OMEGA_EV[symbol] if hbar_omega_eV is None else hbar_omega_eV
+    mass = atomic_masses[atomic_numbers[symbol]]  # amu
+    omega = hw / HBAR  # 1/fs
+    # ħ/(2 m ω) in Å²: ħ in eV·fs, m in amu -> convert amu·Å²/fs² to eV with MVV2E
+    var0 = HBAR / (2.0 * mass * omega * MVV2E)
+    if temperature_K == 0:
+        return math.sqrt(var0)
+    return math.sqrt(var0 / math.tanh(hw / (2.0 * KB * temperature_K)))
+
+
+def thermal_displace(atoms: Atoms, temperature_K: float, rng: np.random.Generator,
+                     scale: float = 1.0) -> Atoms:
+    """Gaussian quantum-width displacements (centre of mass kept fixed)."""
+    out = atoms.copy()
+    sig = np.array([quantum_width(s, temperature_K) for s in atoms.get_chemical_symbols()])
+    u = rng.normal(size=(len(atoms), 3)) * sig[:, None] * scale
+    m = atoms.get_masses()
+    u -= (m[:, None] * u).sum(0) / m.sum()
+    out.positions += u
+    return out
+
+
+def random_strain(rng: np.random.Generator, size: float) -> np.ndarray:
+    e = rng.uniform(-size, size, size=(3, 3))
+    return 0.5 * (e + e.T)
+
+
+def rotate_pair(atoms: Atoms, angle_deg: float, rng: np.random.Generator,
+                cutoff: float = 1.25) -> Atoms:
+    """Rotate a random nearest-neighbour H–H pair about its midpoint by ``angle_deg``."""
+    from ase.neighborlist import neighbor_list
+
+    i, j, D = neighbor_list("ijD", atoms, cutoff)
+    h = atoms.numbers == 1
+    sel = np.flatnonzero(h[i] & h[j] & (i < j))
+    if len(sel) == 0:
+        raise DpqtbError("no H–H pair within the cutoff to rotate")
+    k = sel[rng.integers(len(sel))]
+    a, b, d = i[k], j[k], D[k]
+    axis = np.cross(d, rng.normal(size=3))
+    axis /= np.linalg.norm(axis)
+    th = math.radians(angle_deg)
+    # Rodrigues rotation of the half bond vectors about the midpoint
+    def rot(v):
+        return (v * math.cos(th) + np.cross(axis, v) * math.sin(th)
+                + axis * np.dot(axis, v) * (1 - math.cos(th)))
+    mid = atoms.positions[a] + d / 2
+    out = atoms.copy()
+    out.positions[a] = mid + rot(-d / 2)
+    out.positions[b] = mid + rot(d / 2)
+    return out
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    pressure_GPa: float
+    temperature_K: float
+    phase: str  # Fm-3m, C2, P-1, R-3m
+    cell: str  # primitive (11 atoms) or conventional (44 atoms)
+    kind: str  # thermal, strained, pair-rotation
+    seed: int
+
+
+def build_sample(spec: SampleSpec) -> tuple[Atoms, dict]:
+    """The configuration described by ``spec`` and its metadata."""
+    from dpqtb.structures.eos import load_eos
+    from dpqtb.structures.lah10 import apply_strain, fm3m, lowered
+
+    rng = np.random.default_rng(spec.seed)
+    eos = load_eos()
+    a = eos.lattice_constant(spec.pressure_GPa)
+    atoms = fm3m(a, spec.cell, x=eos.x32f(a))
+    meta: dict = {"target_pressure_GPa": spec.pressure_GPa, "temperature_K": spec.temperature_K,
+                  "phase": spec.phase, "cell": spec.cell, "kind": spec.kind, "seed": spec.seed,
+                  "a_A": round(a, 5)}
+    if spec.phase != "Fm-3m":
+        amp = rng.uniform(0.05, 0.15)
+        atoms = lowered(atoms, spec.phase, amplitude=amp, strain=0.015, rng=rng)
+        meta["distortion_A"] = round(amp, 4)
+    scale = rng.uniform(0.5, 1.0)
+    meta["width_scale"] = round(scale, 4)
+    if spec.kind == "strained":
+        atoms = apply_strain(atoms, random_strain(rng, 0.02))
+    atoms = thermal_displace(atoms, spec.temperature_K, rng, scale=scale)
+    if spec.kind == "pair-rotation":
+        ang = rng.uniform(20.0, 180.0)
+        atoms = rotate_pair(atoms, ang, rng)
+        meta["pair_angle_deg"] = round(ang, 2)
+    atoms.wrap()
+    return atoms, meta
+
+
+def round0_plan(n_small: int = 260, n_large: int = 180, p_range=(100.0, 350.0),
+                t_range=(0.0, 600.0), seed: int = 2026) -> list[SampleSpec]:
+    """The first training round: 11-atom and 44-atom cells over ``p_range`` and ``t_range``.
+
+    The list is in labelling order: small and large cells interleaved and all strata mixed, so
+    any prefix of it is a balanced data set.
+    """
+    rng = np.random.default_rng(seed)
+    phases = ["Fm-3m", "Fm-3m", "C2", "P-1", "R-3m"]
+    kinds = ["thermal", "thermal", "strained", "pair-rotation"]
+    specs = []
+    for n, cell in ((n_small, "primitive"), (n_large, "conventional")):
+        for _ in range(n):
+            specs.append(SampleSpec(
+                pressure_GPa=round(float(rng.uniform(*p_range)), 1),
+                temperature_K=round(float(rng.uniform(*t_range)), 0),
+                phase=phases[rng.integers(len(phases))],
+                cell=cell,
+                kind=kinds[rng.integers(len(kinds))],
+                seed=int(rng.integers(2**31)),
+            ))
+    small = [s for s in specs if s.cell == "primitive"]
+    large = [s for s in specs if s.cell == "conventional"]
+    # interleave: large cells cost ~3x more; keep their share of labelling time balanced
+    out = []
+    while small or large:
+        for _ in range(3):
+            if small:
+                out.append(small.pop(0))
+        if large:
+            out.append(large.pop(0))
+    return out
