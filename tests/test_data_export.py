@@ -1,0 +1,102 @@
+"""deepmd/npy (dpdata) and extxyz export round trips, and the summary table."""
+
+import argparse
+
+import numpy as np
+import pytest
+from ase.calculators.lj import LennardJones
+from ase.io import read
+
+from dpqtb import DpqtbError
+from dpqtb.data.export import export_deepmd_npy, export_extxyz, load_frames, summary_table
+from dpqtb.dft import cli as dft_cli
+from dpqtb.dft.runner import run_store
+from dpqtb.dft.settings import CHEAP
+from dpqtb.dft.store import JobStore
+from dpqtb.structures.lah10 import fm3m
+
+dpdata = pytest.importorskip("dpdata")
+
+
+def _lj(atoms, settings, txt=None):
+    return LennardJones(sigma=1.5, epsilon=0.01, rc=3.0)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    st = JobStore(tmp_path / "store")
+    rng = np.random.default_rng(5)
+    for n, (cell, phase) in enumerate([("primitive", "Fm-3m"), ("primitive", "C2"),
+                                       ("conventional", "Fm-3m")]):
+        a = fm3m(4.9, cell)
+        a.positions += rng.normal(size=a.positions.shape) * 0.05
+        st.add(a, CHEAP, {"order": n, "phase": phase, "temperature_K": 100.0 * n})
+    run_store(st, calc_factory=_lj, verbose=False)
+    return st
+
+
+def test_deepmd_npy_round_trip(store, tmp_path):
+    frames = load_frames([store.root])
+    out = tmp_path / "npy"
+    assert export_deepmd_npy(frames, out) == 3
+    ms = dpdata.MultiSystems(type_map=["La", "H"])
+    ms.from_deepmd_npy(str(out), labeled=True)  # type: ignore[attr-defined]
+    assert ms.get_nframes() == 3
+    by_natoms = {}
+    for fr in frames:
+        by_natoms.setdefault(len(fr["symbols"]), []).append(fr)
+    for system in ms.systems.values():
+        assert system["atom_names"][:2] == ["La", "H"]
+        nat = system.get_natoms()
+        ref = by_natoms[nat]
+        assert len(system) == len(ref)
+        for k in range(len(system)):
+            # find the matching frame by energy
+            e = system["energies"][k]
+            fr = min(ref, key=lambda f: abs(f["energy_eV"] - e))
+            assert e == pytest.approx(fr["energy_eV"], abs=1e-8)
+            # dpdata sorts atoms by type: compare per-type force sets
+            types = np.array([0 if s == "La" else 1 for s in fr["symbols"]])
+            f_ref = np.asarray(fr["forces_eV_per_A"])
+            for t in (0, 1):
+                np.testing.assert_allclose(
+                    np.sort(system["forces"][k][system["atom_types"] == t], axis=0),
+                    np.sort(f_ref[types == t], axis=0), atol=1e-6)
+            vol = abs(np.linalg.det(np.asarray(fr["cell_A"])))
+            np.testing.assert_allclose(system["virials"][k],
+                                       -vol * np.asarray(fr["stress_eV_per_A3"]), atol=1e-6)
+
+
+def test_extxyz_round_trip(store, tmp_path):
+    frames = load_frames([store.root])
+    path = tmp_path / "all.extxyz"
+    assert export_extxyz(frames, path) == 3
+    images = read(str(path), index=":")
+    for img, fr in zip(images, frames):
+        assert img.get_potential_energy() == pytest.approx(fr["energy_eV"])
+        np.testing.assert_allclose(img.get_forces(), fr["forces_eV_per_A"], atol=1e-8)
+        assert img.info["frame_id"] == fr["id"]
+
+
+def test_summary_table_counts(store):
+    text = summary_table(load_frames([store.root]))
+    assert "Total: 3 configurations (2 × 11 atoms, 1 × 44 atoms)" in text
+    rows = [r for r in text.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert sum(int(r.split("|")[4]) for r in rows) == 3
+
+
+def test_dataset_cli(store, tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    dft_cli.register(p.add_subparsers())
+    args = p.parse_args(["dataset", "export", "--store", str(store.root),
+                         "--deepmd-npy", str(tmp_path / "o"), "--extxyz", str(tmp_path / "o.xyz")])
+    assert args.func(args) == 0
+    assert "3 frames written" in capsys.readouterr().out
+    args = p.parse_args(["dataset", "summary", "--store", str(store.root),
+                         "--out", str(tmp_path / "s.md")])
+    assert args.func(args) == 0
+    assert "Total: 3" in (tmp_path / "s.md").read_text()
+    args = p.parse_args(["dataset", "export", "--store", str(tmp_path / "missing"),
+                         "--extxyz", "x"])
+    with pytest.raises(DpqtbError, match="no job store"):
+        args.func(args)

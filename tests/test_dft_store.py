@@ -1,0 +1,195 @@
+"""Job store, resumable runner (with a cheap stand-in calculator), input validation, CLI errors."""
+
+import argparse
+import json
+import os
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase import units as ase_units
+from ase.calculators.lj import LennardJones
+
+from dpqtb import DpqtbError
+from dpqtb.dft import cli as dft_cli
+from dpqtb.dft.runner import acquire_lock, run_store
+from dpqtb.dft.settings import CHEAP, PRODUCTION, kpoint_mesh
+from dpqtb.dft.store import JobStore, job_id, validate_atoms
+from dpqtb.structures.lah10 import fm3m
+
+
+def lj_factory(atoms, settings, txt=None):
+    return LennardJones(sigma=1.5, epsilon=0.01, rc=3.0)
+
+
+def _configs(n):
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        a = fm3m(4.9)
+        a.positions += rng.normal(size=a.positions.shape) * 0.05
+        out.append(a)
+    return out
+
+
+def test_kpoint_mesh_from_density():
+    a = 4.955
+    prim = fm3m(a, "primitive")
+    conv = fm3m(a, "conventional")
+    s = 0.25
+    # |b| = 2π√3/a for the fcc primitive cell, 2π/a for the cube
+    n_prim = int(np.ceil(2 * np.pi * np.sqrt(3) / a / s))
+    n_conv = int(np.ceil(2 * np.pi / a / s))
+    assert kpoint_mesh(prim, s) == (n_prim,) * 3
+    assert kpoint_mesh(conv, s) == (n_conv,) * 3
+    # a 2x2x2 supercell of the cube gets half the mesh (rounded up)
+    assert kpoint_mesh(conv.repeat(2), s) == (int(np.ceil(n_conv / 2)),) * 3
+    assert kpoint_mesh(conv, 100.0) == (1, 1, 1)
+    with pytest.raises(DpqtbError):
+        kpoint_mesh(conv, 0.0)
+
+
+def test_job_ids_are_content_hashes(tmp_path):
+    store = JobStore(tmp_path)
+    a = _configs(1)[0]
+    j1 = store.add(a, PRODUCTION, {"x": 1})
+    j2 = store.add(a.copy(), PRODUCTION, {"x": 2})
+    assert j1 == j2 == job_id(a, PRODUCTION)
+    assert len(store.job_ids()) == 1
+    assert store.add(a, CHEAP) != j1  # different settings, different job
+    b = a.copy()
+    b.positions[0, 0] += 1e-3
+    assert job_id(b, PRODUCTION) != j1
+
+
+def test_runner_labels_each_job_once_and_resumes(tmp_path):
+    store = JobStore(tmp_path / "s")
+    for n, a in enumerate(_configs(4)):
+        store.add(a, CHEAP, {"order": n})
+    assert run_store(store, max_jobs=2, calc_factory=lj_factory, verbose=False) == 2
+    assert store.progress() == (2, 4, 0)
+    assert run_store(store, calc_factory=lj_factory, verbose=False) == 2
+    assert run_store(store, calc_factory=lj_factory, verbose=False) == 0
+    assert store.progress() == (4, 4, 0)
+    assert not (store.root / "runner.lock").exists()
+    fr = store.frames()[0]
+    atoms = store.job(fr["id"]).atoms
+    atoms.calc = LennardJones(sigma=1.5, epsilon=0.01, rc=3.0)
+    np.testing.assert_allclose(fr["forces_eV_per_A"], atoms.get_forces(), atol=1e-7)
+    assert fr["energy_eV"] == pytest.approx(atoms.get_potential_energy())
+    p = -np.trace(atoms.get_stress(voigt=False)) / 3 / ase_units.GPa
+    assert fr["pressure_GPa"] == pytest.approx(p, rel=1e-6)
+    prov = fr["provenance"]
+    assert prov["codes"]["dpqtb"] and prov["codes"]["ase"]
+    assert fr["settings"] == CHEAP.as_dict()
+
+
+def test_crash_loses_only_the_job_in_flight(tmp_path):
+    store = JobStore(tmp_path / "s")
+    for n, a in enumerate(_configs(3)):
+        store.add(a, CHEAP, {"order": n})
+    order = store.pending()
+    calls = []
+
+    def flaky(atoms, settings, txt=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("SCF did not converge")
+        return lj_factory(atoms, settings)
+
+    assert run_store(store, calc_factory=flaky, verbose=False) == 2
+    assert store.progress() == (2, 3, 1)
+    assert store.failed_ids() == {order[1]}
+    assert "SCF" in json.loads((store.failed_dir / f"{order[1]}.json").read_text())["error"]
+    # the next run retries the failed job only
+    assert run_store(store, calc_factory=lj_factory, verbose=False) == 1
+    assert store.progress() == (3, 3, 0)
+    assert not store.failed_ids()
+    # no partial/temporary files are left behind
+    assert not [p for p in store.frames_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_lock_blocks_a_second_runner(tmp_path):
+    store = JobStore(tmp_path)
+    lock = acquire_lock(store)
+    with pytest.raises(DpqtbError, match="being labelled"):
+        acquire_lock(store)
+    lock.unlink()
+    # a stale lock (dead process) is taken over
+    (tmp_path / "runner.lock").write_text(json.dumps({"pid": 2**22 + 12345}))
+    acquire_lock(store).unlink()
+
+
+@pytest.mark.parametrize("atoms,msg", [
+    (Atoms("LaHe", positions=[[0, 0, 0], [1.5, 0, 0]], cell=[4, 4, 4], pbc=True),
+     "unknown element"),
+    (Atoms("LaH", positions=[[0, 0, 0], [0.3, 0, 0]], cell=[4, 4, 4], pbc=True), "overlap"),
+    (Atoms("H", positions=[[0, 0, 0]], cell=[0.4, 4, 4], pbc=True), "overlap"),
+    (Atoms(), "no atoms"),
+    (Atoms("LaH", positions=[[0, 0, 0], [2, 0, 0]], cell=[4, 4, 4], pbc=False), "periodic"),
+])
+def test_validation(atoms, msg):
+    with pytest.raises(DpqtbError, match=msg):
+        validate_atoms(atoms)
+
+
+def _parser():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers()
+    dft_cli.register(sub)
+    return p
+
+
+def _run_cli(argv):
+    from dpqtb.cli import main as dpqtb_main
+
+    return dpqtb_main(argv)
+
+
+@pytest.mark.parametrize("content,msg", [
+    ("", "empty file"),
+    ("2\n\nLa 0 0 0\nXx 1 1 1\n", "cannot read|unknown element"),
+    ('2\nLattice="4 0 0 0 4 0 0 0 4" pbc="T T T"\nLa 0 0 0\nHe 1.5 0 0\n', "unknown element"),
+    ('2\nLattice="4 0 0 0 4 0 0 0 4" pbc="T T T"\nLa 0 0 0\nH 0.2 0 0\n', "overlap"),
+])
+def test_label_cli_rejects_bad_input(tmp_path, content, msg):
+    f = tmp_path / "in.xyz"
+    f.write_text(content)
+    args = _parser().parse_args(["label", str(f), "--store", str(tmp_path / "s"), "--no-run"])
+    with pytest.raises(DpqtbError, match=msg):
+        args.func(args)
+
+
+def test_label_cli_missing_file_and_empty_store(tmp_path, capsys):
+    args = _parser().parse_args(["label", str(tmp_path / "nope.xyz"), "--store", str(tmp_path)])
+    with pytest.raises(DpqtbError, match="no such file"):
+        args.func(args)
+    args = _parser().parse_args(["label", "--store", str(tmp_path / "empty")])
+    with pytest.raises(DpqtbError, match="nothing to label"):
+        args.func(args)
+
+
+def test_main_cli_exit_code_2_on_bad_input(tmp_path, capsys):
+    from dpqtb.cli import _COMMAND_MODULES
+
+    if "dpqtb.dft.cli" not in _COMMAND_MODULES:
+        pytest.skip("dpqtb.dft.cli not registered in dpqtb.cli")
+    f = tmp_path / "empty.xyz"
+    f.write_text("")
+    assert _run_cli(["label", str(f), "--store", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "empty file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_label_cli_registers_and_reports_status(tmp_path, capsys):
+    f = tmp_path / "in.extxyz"
+    from ase.io import write
+
+    write(str(f), _configs(2), format="extxyz")
+    store = str(tmp_path / "s")
+    args = _parser().parse_args(["label", str(f), "--store", store, "--cheap", "--no-run"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "2 configuration(s) registered" in out and "0/2 labelled" in out
+    assert dft_cli.runner_command(store, 2, 19, None)[:3] == ["nice", "-n", "19"]
+    assert os.path.isdir(os.path.join(store, "jobs"))
