@@ -201,3 +201,21 @@ def register(subparsers) -> None:
     d.add_argument("--extxyz", default=None, help="output extxyz file")
     d.add_argument("--out", default=None, help="write the summary (markdown) here")
     d.set_defaults(func=cmd_dataset)
+
+
+def main(argv=None) -> int:
+    """``python -m dpqtb.dft.cli label|dataset ...`` (same as the ``dpqtb`` sub-commands)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dpqtb.dft.cli")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DpqtbError as exc:
+        print(f"dpqtb: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
