@@ -147,3 +147,54 @@ def test_thermal_displacements_keep_centre_of_mass():
     np.testing.assert_allclose(out.get_center_of_mass(), atoms.get_center_of_mass(), atol=1e-10)
     u = out.positions - atoms.positions
     assert 0.02 < np.sqrt(np.mean(u[atoms.numbers == 1] ** 2)) < 0.15
+
+
+@pytest.fixture()
+def synthetic_eos(monkeypatch):
+    """A BM3 EOS with parameters of the order of LaH10's (the stored DFT one is tested apart)."""
+    import dpqtb.structures.eos as eos_mod
+
+    eos = EOS(v0_A3=41.0, b0_GPa=160.0, b0_prime=3.9, x_poly=(0.0, 0.0, 0.379),
+              a_range_A=(4.5, 5.4))
+    monkeypatch.setattr(eos_mod, "load_eos", lambda: eos)
+    return eos
+
+
+def test_sampling_plan_and_samples(synthetic_eos):
+    from dpqtb.structures.sampling import SampleSpec, build_sample, round0_plan
+
+    plan = round0_plan(n_small=40, n_large=20)
+    assert len(plan) == 60
+    assert sum(s.cell == "conventional" for s in plan) == 20
+    assert all(100 <= s.pressure_GPa <= 350 and 0 <= s.temperature_K <= 600 for s in plan)
+    assert {s.phase for s in plan} == {"Fm-3m", "C2", "P-1", "R-3m"}
+    assert plan[3].cell == "conventional"  # interleaved: any prefix has large cells
+    spec = SampleSpec(200.0, 300.0, "Fm-3m", "conventional", "thermal", 11)
+    a1, m1 = build_sample(spec)
+    a2, _ = build_sample(spec)
+    np.testing.assert_array_equal(a1.positions, a2.positions)
+    assert len(a1) == 44 and m1["phase"] == "Fm-3m"
+    assert math.isclose(m1["a_A"], synthetic_eos.lattice_constant(200.0), abs_tol=1e-5)
+    for s in plan[:12]:
+        atoms, meta = build_sample(s)
+        assert len(atoms) == (11 if s.cell == "primitive" else 44)
+        assert meta["kind"] == s.kind
+
+
+def test_stored_eos_is_consistent():
+    from dpqtb.structures.eos import eos_path, load_eos
+
+    if not eos_path().exists():
+        pytest.skip("no stored EOS yet")
+    eos = load_eos()
+    # the DFT points the fit was made from are reproduced within 2 GPa
+    import json
+
+    pts = json.loads(eos_path().read_text())["points"]
+    for p in pts:
+        assert abs(eos.pressure(p["a_A"]) - p["pressure_GPa"]) < 2.0
+    # pressure decreases with the lattice constant, and a(P) inverts P(a)
+    a = np.linspace(4.6, 5.3, 8)
+    assert np.all(np.diff([eos.pressure(x) for x in a]) < 0)
+    for p in (100.0, 200.0, 300.0):
+        assert math.isclose(eos.pressure(eos.lattice_constant(p)), p, abs_tol=1e-6)

@@ -104,12 +104,30 @@ class SampleSpec:
     seed: int
 
 
+#: Closest approach (Å) allowed in a sampled configuration; closer draws are redrawn.
+MIN_SAMPLE_DISTANCE_A = 0.6
+
+
 def build_sample(spec: SampleSpec) -> tuple[Atoms, dict]:
-    """The configuration described by ``spec`` and its metadata."""
+    """The configuration described by ``spec`` and its metadata (deterministic in the seed).
+
+    A draw with two atoms closer than ``MIN_SAMPLE_DISTANCE_A`` is redrawn with the next
+    sub-seed (recorded as ``attempt`` in the metadata).
+    """
+    from ase.neighborlist import neighbor_list
+
+    for attempt in range(20):
+        atoms, meta = _build_sample(spec, np.random.default_rng([spec.seed, attempt]))
+        if len(neighbor_list("d", atoms, MIN_SAMPLE_DISTANCE_A)) == 0:
+            meta["attempt"] = attempt
+            return atoms, meta
+    raise DpqtbError(f"could not draw a configuration without overlaps for {spec}")
+
+
+def _build_sample(spec: SampleSpec, rng: np.random.Generator) -> tuple[Atoms, dict]:
     from dpqtb.structures.eos import load_eos
     from dpqtb.structures.lah10 import apply_strain, fm3m, lowered
 
-    rng = np.random.default_rng(spec.seed)
     eos = load_eos()
     a = eos.lattice_constant(spec.pressure_GPa)
     atoms = fm3m(a, spec.cell, x=eos.x32f(a))
