@@ -193,3 +193,26 @@ def test_label_cli_registers_and_reports_status(tmp_path, capsys):
     assert "2 configuration(s) registered" in out and "0/2 labelled" in out
     assert dft_cli.runner_command(store, 2, 19, None)[:3] == ["nice", "-n", "19"]
     assert os.path.isdir(os.path.join(store, "jobs"))
+
+
+def test_killed_run_is_recorded_and_resumed(tmp_path):
+    store = JobStore(tmp_path / "s")
+    for n, a in enumerate(_configs(3)):
+        store.add(a, CHEAP, {"order": n})
+    first = store.pending()[0]
+    # simulate a run killed while labelling the first job (lock and in-flight marker left)
+    (store.root / "runner.lock").write_text(json.dumps({"pid": 2**22 + 12345}))
+    (store.root / "inflight.json").write_text(json.dumps({"id": first}))
+    assert run_store(store, max_jobs=1, calc_factory=lj_factory, verbose=False) == 1
+    assert store.has_frame(first)  # retried first, labelled once
+    assert not (store.root / "inflight.json").exists()
+    # a job that killed the runner twice is moved to the end of the queue
+    second = store.pending()[0]
+    for _ in range(2):
+        (store.root / "inflight.json").write_text(json.dumps({"id": second}))
+        run_store(store, max_jobs=0, calc_factory=lj_factory, verbose=False)
+    assert json.loads((store.failed_dir / f"{second}.json").read_text())["interrupted"] == 2
+    assert run_store(store, max_jobs=1, calc_factory=lj_factory, verbose=False) == 1
+    assert not store.has_frame(second)
+    assert run_store(store, calc_factory=lj_factory, verbose=False) == 1
+    assert store.progress() == (3, 3, 0)

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from dpqtb import DpqtbError
-from dpqtb.dft.store import JobStore, compute_frame
+from dpqtb.dft.store import JobStore, atomic_write_json, compute_frame
 
 
 def _world():
@@ -73,6 +73,35 @@ def acquire_lock(store: JobStore) -> Path:
     raise DpqtbError(f"cannot take the lock {lock}")
 
 
+def _attempts(store: JobStore, jid: str) -> int:
+    path = store.failed_dir / f"{jid}.json"
+    if not path.exists():
+        return 0
+    try:
+        return int(json.loads(path.read_text()).get("interrupted", 0))
+    except (ValueError, OSError):
+        return 0
+
+
+def _record_interrupted(store: JobStore) -> None:
+    """A job left in flight by a killed or crashed run is recorded as interrupted."""
+    path = store.root / "inflight.json"
+    if not path.exists():
+        return
+    try:
+        jid = json.loads(path.read_text())["id"]
+    except (ValueError, KeyError, OSError):
+        path.unlink(missing_ok=True)
+        return
+    if not store.has_frame(jid):
+        n = _attempts(store, jid) + 1
+        store.write_failure(jid, "interrupted (the labelling process was killed or crashed)")
+        rec = json.loads((store.failed_dir / f"{jid}.json").read_text())
+        rec["interrupted"] = n
+        atomic_write_json(store.failed_dir / f"{jid}.json", rec)
+    path.unlink(missing_ok=True)
+
+
 def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool = True,
               calc_factory=None, verbose: bool = True) -> int:
     """Label pending jobs; returns the number of frames written in this run."""
@@ -83,8 +112,11 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
     if rank == 0:
         try:
             lock = acquire_lock(store)
+            _record_interrupted(store)
             skip = set() if retry_failed else store.failed_ids()
             plan = [j for j in store.pending() if j not in skip]
+            # jobs that killed the runner twice (crash, not a Python error) go last
+            plan.sort(key=lambda j: _attempts(store, j) >= 2)
             if max_jobs is not None:
                 plan = plan[:max_jobs]
         except DpqtbError as exc:
@@ -103,6 +135,8 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
                 store.logs_dir.mkdir(parents=True, exist_ok=True)
                 txt = str(store.logs_dir / f"{jid}.txt")
             t0 = time.time()
+            if rank == 0:
+                atomic_write_json(store.root / "inflight.json", {"id": jid})
             try:
                 frame = compute_frame(job, txt=txt if rank == 0 else None,
                                       calc_factory=calc_factory)
@@ -116,6 +150,7 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
                     written += 1
                 else:
                     store.write_failure(jid, error or "unknown error")
+                (store.root / "inflight.json").unlink(missing_ok=True)
                 if verbose:
                     status = "ok" if frame is not None else f"FAILED: {error}"
                     print(f"[{n + 1}/{len(plan)}] {jid} {len(job.atoms)} atoms "
