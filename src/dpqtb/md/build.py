@@ -1,0 +1,124 @@
+"""Turn a validated config into (state, potential, integrator, simulation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dpqtb import DpqtbError
+from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
+from dpqtb.md.run import Simulation
+from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
+
+BUILTIN_STRUCTURES = ("fcc", "bcc", "sc")
+
+
+def load_structure(sys_cfg: dict, base_dir: Path):
+    spec = sys_cfg["structure"]
+    if spec.startswith("builtin:"):
+        name = spec.split(":", 1)[1]
+        if name not in BUILTIN_STRUCTURES:
+            raise DpqtbError(f"unknown builtin structure {name!r} (known: {', '.join(BUILTIN_STRUCTURES)})")
+        if sys_cfg["lattice_A"] is None:
+            raise DpqtbError(f"missing required config key 'system.lattice_A' for structure {spec!r}")
+        from ase.build import bulk
+
+        try:
+            atoms = bulk(sys_cfg["element"], name, a=sys_cfg["lattice_A"], cubic=True)
+        except (KeyError, ValueError) as exc:
+            raise DpqtbError(f"config key 'system.element' = {sys_cfg['element']!r}: {exc}") from None
+    else:
+        path = Path(spec)
+        if not path.is_absolute():
+            path = base_dir / path
+        if not path.is_file():
+            raise DpqtbError(f"structure file not found: {path}")
+        from ase.io import read
+
+        try:
+            atoms = read(path, format=sys_cfg["format"])
+        except Exception as exc:
+            raise DpqtbError(f"cannot read structure {path}: {exc}") from None
+        if len(atoms) == 0:
+            raise DpqtbError(f"structure file {path} holds no atoms")
+    atoms = atoms.repeat(tuple(sys_cfg["supercell"]))
+    if sys_cfg["masses_amu"]:
+        masses = atoms.get_masses()
+        for sym, m in sys_cfg["masses_amu"].items():
+            masses[np.array(atoms.get_chemical_symbols()) == sym] = m
+        atoms.set_masses(masses)
+    return atoms
+
+
+def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
+    kind = pot_cfg["kind"]
+    if kind == "einstein":
+        from dpqtb.potential import EinsteinCrystal, spring_constant_from_frequency
+
+        if pot_cfg["k_eV_per_A2"] is not None:
+            k = dict(pot_cfg["k_eV_per_A2"])
+        else:
+            k = {}
+            for sym, f in pot_cfg["frequency_THz"].items():
+                if sym not in state.type_map:
+                    raise DpqtbError(f"potential.frequency_THz names species {sym!r} absent from the structure")
+                m = float(state.masses[state.species_mask(sym)][0])
+                k[sym] = spring_constant_from_frequency(f, m)
+        return EinsteinCrystal(state.positions.clone(), state.cell.clone(), k_by_species=k, pbc=state.pbc)
+    if kind == "morse":
+        from dpqtb.potential import Morse
+
+        return Morse(pot_cfg["D_eV"], pot_cfg["a_per_A"], pot_cfg["r0_A"], pot_cfg["cutoff_A"], pot_cfg["skin_A"])
+    if kind == "function":
+        from dpqtb.potential.torchfn import TorchFunctionPotential, load_function
+
+        return TorchFunctionPotential(load_function(pot_cfg["function"], base_dir), batched=pot_cfg["batched"])
+    raise DpqtbError(f"unknown potential kind {kind!r}")  # pragma: no cover - validated earlier
+
+
+def build_integrator(cfg: dict, potential):
+    th, md = cfg["thermostat"], cfg["md"]
+    dt, seed = md["timestep_fs"], md["seed"]
+    kind = th["kind"]
+    if kind == "nve":
+        return NVE(potential, dt)
+    temps = th["temperature_K"] if isinstance(th["temperature_K"], list) else [th["temperature_K"]]
+    schedule = TemperatureSchedule(temps[0], temps[-1], md["steps"])
+    if kind == "langevin":
+        return Langevin(potential, dt, schedule, th["damp_fs"], seed, th["zero_net_force"])
+    return QTB(potential, dt, schedule, th["damp_fs"], seed, f_max_thz=th["f_max_THz"], n_f=th["n_f"],
+               classical_kernel=th["classical_kernel"], zero_net_force=th["zero_net_force"],
+               adaptive=(kind == "adqtb"), fd_diagnostic=th["fd_diagnostic"], tau_ad_fs=th["tau_ad_fs"],
+               tau_avg_fs=th["tau_avg_fs"], fd_max_dof=th["fd_max_dof"])
+
+
+def build_simulation(cfg: dict, output_dir: str | Path | None = None, progress: bool | None = None) -> Simulation:
+    base_dir = Path(cfg.get("_base_dir", "."))
+    sys_cfg = cfg["system"]
+    device = sys_cfg["device"]
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DpqtbError("config asks for system.device = 'cuda' but this torch has no usable CUDA device")
+    dtype = {"float64": torch.float64, "float32": torch.float32}[sys_cfg["dtype"]]
+    if dtype == torch.float32 and device == "cpu":
+        raise DpqtbError("system.dtype = 'float32' is only allowed on a GPU (device = 'cuda')")
+    atoms = load_structure(sys_cfg, base_dir)
+    state = MDState.from_atoms(atoms, type_map=sys_cfg["type_map"], device=device, dtype=dtype)
+    potential = build_potential(cfg["potential"], state, base_dir)
+    integrator = build_integrator(cfg, potential)
+    t0 = sys_cfg["initial_temperature_K"]
+    if t0 is None and integrator.has_temperature:
+        t0 = integrator.target_temperature(0)
+    if t0 is not None:
+        gen = torch.Generator(device=state.device)
+        gen.manual_seed(cfg["md"]["seed"] + 7919)
+        state.momenta = maxwell_boltzmann_momenta(state.masses, t0, gen, zero_com=state.n_atoms > 1)
+    elif state.n_atoms > 1:
+        state.zero_com_momentum()
+    out = cfg["output"]
+    return Simulation(state, integrator, output_dir if output_dir is not None else out["directory"],
+                      thermo_every=out["thermo_every"], trajectory_every=out["trajectory_every"],
+                      trajectory_velocities=out["trajectory_velocities"], checkpoint_every=out["checkpoint_every"],
+                      progress=out["progress"] if progress is None else progress,
+                      metadata={"config": {k: v for k, v in cfg.items() if not k.startswith("_")}})

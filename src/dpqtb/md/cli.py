@@ -1,0 +1,38 @@
+"""``dpqtb md CONFIG.toml``: run molecular dynamics from a config file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("md", help="run MD (NVE, Langevin, QTB, adQTB) from a TOML config",
+                       description="Run molecular dynamics from a TOML config (see docs/config.md).")
+    p.add_argument("config", help="TOML configuration file")
+    p.add_argument("--output", metavar="DIR", help="output directory (overrides output.directory)")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt exactly")
+    p.add_argument("--overwrite", action="store_true", help="discard existing outputs in DIR")
+    p.add_argument("--steps", type=int, metavar="N", help="total number of steps (overrides md.steps)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_md)
+
+
+def run_md(args) -> int:
+    from dpqtb import DpqtbError
+    from dpqtb.md.build import build_simulation
+    from dpqtb.md.config import load
+
+    cfg = load(args.config)
+    if args.steps is not None:
+        if args.steps < 0:
+            raise DpqtbError("--steps must be >= 0")
+        cfg["md"]["steps"] = args.steps
+    if args.resume and args.overwrite:
+        raise DpqtbError("--resume and --overwrite exclude each other")
+    sim = build_simulation(cfg, output_dir=args.output, progress=False if args.no_progress else None)
+    sim.run(None if args.resume and args.steps is None else cfg["md"]["steps"], resume=args.resume,
+            overwrite=args.overwrite)
+    last = sim.thermo_row()
+    print(f"done: {sim.state.step} steps, T = {last[2]:.2f} K, E_pot = {last[5]:.6f} eV, outputs in {Path(sim.dir)}")
+    return 0

@@ -1,0 +1,81 @@
+"""Einstein (harmonic) crystal: every atom tied by an isotropic spring to its reference site.
+
+E = Σ_i ½ k_i |x_i - r_i|², with reference sites r_i stored as fractional coordinates so they
+follow the cell. Each Cartesian degree of freedom is an independent oscillator of angular
+frequency ω_i = sqrt(k_i/m_i): the exact classical and quantum answers are known in closed form.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dpqtb import DpqtbError
+from dpqtb.potential.base import Potential, PotentialOutput
+from dpqtb.units import MVV2E
+
+
+def spring_constant_from_frequency(freq_thz: float, mass_amu: float) -> float:
+    """k in eV/Å² for an oscillator of frequency ν (THz) and mass m (amu): k = m (2πν)²."""
+    omega = 2.0 * math.pi * freq_thz * 1e-3  # rad/fs
+    return mass_amu * omega**2 * MVV2E
+
+
+class EinsteinCrystal(Potential):
+    """Springs to reference sites.
+
+    Parameters
+    ----------
+    reference_positions : (N, 3) Å, the sites (with the cell used to turn them into fractions).
+    cell : (3, 3) Å.
+    k_per_atom : (N,) eV/Å² spring constants, or
+    k_by_species : {species name: eV/Å²} with ``type_map``/``species`` given at call time.
+    """
+
+    batched = True
+
+    def __init__(self, reference_positions: torch.Tensor, cell: torch.Tensor, k_per_atom: torch.Tensor | None = None,
+                 k_by_species: dict[str, float] | None = None, pbc=(True, True, True)):
+        if (k_per_atom is None) == (k_by_species is None):
+            raise DpqtbError("EinsteinCrystal needs exactly one of k_per_atom or k_by_species")
+        self.pbc = tuple(pbc)
+        if all(self.pbc):
+            self.frac_ref = reference_positions @ torch.linalg.inv(cell)
+        else:
+            self.frac_ref = None
+            self.abs_ref = reference_positions.clone()
+        self.k_per_atom = None if k_per_atom is None else torch.as_tensor(k_per_atom, dtype=reference_positions.dtype,
+                                                                          device=reference_positions.device)
+        self.k_by_species = k_by_species
+        if k_by_species is not None:
+            for s, k in k_by_species.items():
+                if not k > 0:
+                    raise DpqtbError(f"potential.k_eV_per_A2 for {s} must be > 0, got {k}")
+            self.type_map = tuple(k_by_species)
+        self._k_cache = None
+
+    def bind(self, type_map):
+        super().bind(type_map)
+        self._type_map = tuple(type_map)
+
+    def _k(self, species: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if self.k_per_atom is not None:
+            return self.k_per_atom
+        if self._k_cache is None or self._k_cache.shape != species.shape:
+            table = torch.tensor([self.k_by_species[s] for s in self._type_map], dtype=like.dtype, device=like.device)
+            self._k_cache = table[species]
+        return self._k_cache
+
+    def sites(self, cell: torch.Tensor) -> torch.Tensor:
+        if self.frac_ref is None:
+            return self.abs_ref
+        return self.frac_ref @ cell
+
+    def _compute(self, positions, cell, species, pbc) -> PotentialOutput:
+        k = self._k(species, positions)
+        d = positions - self.sites(cell)
+        energy = 0.5 * (k * d.pow(2).sum(-1)).sum(-1)
+        forces = -k[:, None] * d
+        virial = -torch.einsum("...ia,...ib,i->...ab", d, d, k)
+        return PotentialOutput(energy, forces, virial)

@@ -1,0 +1,47 @@
+"""Morse pair potential, shifted to zero at the cutoff.
+
+φ(r) = D [(1 - e^{-a(r - r0)})² - 1] - φ_raw(r_c) for r < r_c.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dpqtb import DpqtbError
+from dpqtb.potential.base import Potential, PotentialOutput
+from dpqtb.potential.neighbors import VerletList
+
+
+class Morse(Potential):
+    def __init__(self, D_eV: float, a_per_A: float, r0_A: float, cutoff_A: float, skin_A: float = 0.5):
+        for name, value in (("D_eV", D_eV), ("a_per_A", a_per_A), ("r0_A", r0_A), ("cutoff_A", cutoff_A)):
+            if not value > 0:
+                raise DpqtbError(f"potential.{name} must be > 0, got {value}")
+        self.D, self.a, self.r0, self.rc = float(D_eV), float(a_per_A), float(r0_A), float(cutoff_A)
+        self.shift = self.D * ((1.0 - math.exp(-self.a * (self.rc - self.r0))) ** 2 - 1.0)
+        self.nlist = VerletList(self.rc, skin_A)
+
+    def pair(self, r: torch.Tensor):
+        """Energy and dφ/dr for distances r (Å)."""
+        e = torch.exp(-self.a * (r - self.r0))
+        phi = self.D * ((1.0 - e) ** 2 - 1.0) - self.shift
+        dphi = 2.0 * self.D * self.a * (1.0 - e) * e
+        inside = r < self.rc
+        return torch.where(inside, phi, torch.zeros_like(phi)), torch.where(inside, dphi, torch.zeros_like(dphi))
+
+    def _compute(self, positions, cell, species, pbc) -> PotentialOutput:
+        self.nlist.update(positions, cell, pbc)
+        rij = self.nlist.vectors(positions, cell)
+        r = rij.norm(dim=-1)
+        inside = r < self.rc  # only pairs inside the cutoff enter the sums (independent of the skin)
+        i, j, rij, r = self.nlist.i[inside], self.nlist.j[inside], rij[inside], r[inside]
+        phi, dphi = self.pair(r)
+        energy = phi.sum()
+        fij = (dphi / r)[:, None] * rij  # force on i from j (points from i to j times dφ/dr)
+        forces = torch.zeros_like(positions)
+        forces.index_add_(0, i, fij)
+        forces.index_add_(0, j, -fij)
+        virial = -torch.einsum("pa,pb,p->ab", rij, rij, dphi / r)
+        return PotentialOutput(energy, forces, virial)
