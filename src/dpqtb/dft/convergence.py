@@ -25,6 +25,8 @@ ECUTS = (350.0, 400.0, 500.0, 600.0, 700.0, 900.0)
 ECUT_SERIES_K = 0.25
 KSPACINGS = (0.40, 0.32, 0.25, 0.20, 0.16, 0.14)
 K_SERIES_ECUT = 500.0
+#: (smearing eV, k spacing) runs compared with the 0.1 eV, densest-k reference
+SMEARING_RUNS = ((0.2, 0.25), (0.2, 0.16))
 FORCE_TOL = 0.03
 PRESSURE_TOL = 2.0
 
@@ -49,6 +51,10 @@ def setup(store: JobStore) -> None:
         store.add(atoms, base.replace(ecut_eV=K_SERIES_ECUT, kspacing_invA=k),
                   {"series": "kspacing", "order": order})
         order += 1
+    for sm, k in SMEARING_RUNS:
+        store.add(atoms, base.replace(ecut_eV=K_SERIES_ECUT, kspacing_invA=k, smearing_eV=sm),
+                  {"series": "smearing", "order": order})
+        order += 1
 
 
 def report(store: JobStore) -> str:
@@ -56,7 +62,10 @@ def report(store: JobStore) -> str:
     lines = []
     for series, key, fixed in (("ecut", "ecut_eV", f"k spacing {ECUT_SERIES_K} Å⁻¹"),
                                ("kspacing", "kspacing_invA", f"cutoff {K_SERIES_ECUT:.0f} eV")):
-        fs = [f for f in frames if f["meta"].get("series") == series]
+        other, value = (("kspacing_invA", ECUT_SERIES_K) if series == "ecut"
+                        else ("ecut_eV", K_SERIES_ECUT))
+        fs = [f for f in frames if f["meta"].get("series") in ("ecut", "kspacing")
+              and f["settings"][other] == value and f["settings"]["smearing_eV"] == 0.1]
         if not fs:
             continue
         fs.sort(key=lambda f: f["settings"][key], reverse=(series == "kspacing"))
@@ -73,6 +82,24 @@ def report(store: JobStore) -> str:
             de = (f["energy_eV"] - ref["energy_eV"]) / n * 1000
             mesh = "×".join(map(str, kpoint_mesh(atoms_from_dict(f), f["settings"]["kspacing_invA"])))
             lines.append(f"| {f['settings'][key]} | {mesh} | {df:.4f} | {dp:+.2f} | {de:+.2f} | "
+                         f"{f['pressure_GPa']:.2f} | {f['provenance']['wall_s']:.0f} |")
+    ks = [f for f in frames if f["settings"]["ecut_eV"] == K_SERIES_ECUT
+          and f["settings"]["smearing_eV"] == 0.1]
+    sm = [f for f in frames if f["meta"].get("series") == "smearing"]
+    if ks and sm:
+        ref = min(ks, key=lambda f: f["settings"]["kspacing_invA"])
+        fref = np.asarray(ref["forces_eV_per_A"])
+        n = len(ref["symbols"])
+        lines.append(f"\n### smearing (cutoff {K_SERIES_ECUT:.0f} eV; reference: 0.1 eV at k spacing "
+                     f"{ref['settings']['kspacing_invA']} Å⁻¹)\n")
+        lines.append("| smearing_eV | kspacing_invA | max ΔF (eV/Å) | ΔP (GPa) | ΔE (meV/atom) | "
+                     "P (GPa) | wall (s) |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for f in sorted(sm, key=lambda f: -f["settings"]["kspacing_invA"]):
+            df = np.abs(np.asarray(f["forces_eV_per_A"]) - fref).max()
+            lines.append(f"| {f['settings']['smearing_eV']} | {f['settings']['kspacing_invA']} | "
+                         f"{df:.4f} | {f['pressure_GPa'] - ref['pressure_GPa']:+.2f} | "
+                         f"{(f['energy_eV'] - ref['energy_eV']) / n * 1000:+.2f} | "
                          f"{f['pressure_GPa']:.2f} | {f['provenance']['wall_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
