@@ -15,7 +15,7 @@ from dpqtb import DpqtbError, __version__
 
 _COMMAND_MODULES = (
     "dpqtb.md.cli",
-    # "dpqtb.workflows.cli",
+    "dpqtb.workflows.cli",
     "dpqtb.dft.cli",
 )
 

@@ -31,10 +31,12 @@ velocity averaged over each noise period (the exact conjugate of the piecewise-c
 harmonic system Δ_FD = 0 exactly for γ_r = γ; a non-zero Δ_FD measures the energy the conservative
 forces move between frequencies, i.e. zero-point-energy leakage. adQTB adapts γ_r(ω) per species,
 
-    γ_r ← max(γ_r,min, γ_r + (T_seg/τ_ad) Δ_FD,seg(ω) / (⟨m C_vv⟩(ω) + ε ⟨m C_vv⟩_ω)),
+    γ_r ← max(γ_r,min, γ_r + (T_seg/τ_ad) Δ_FD,seg(ω) / (⟨m C_vv⟩(ω) + ε max_ω⟨m C_vv⟩)),
 
 which relaxes γ_r towards Re C_vR / (m C_vv) (the γ_r that makes Δ_FD vanish) with time constant τ_ad
-wherever the species has spectral weight. The spectra use at most ``fd_max_dof`` degrees of freedom
+wherever the species has spectral weight; at frequencies where its smoothed m C_vv is below 10⁻³ of
+its peak there is no signal to adapt to and γ_r relaxes back to γ. Since v̄ is v averaged over a
+noise period, C_vv is estimated as C_v̄v̄ / sinc²(f h). The spectra use at most ``fd_max_dof`` degrees of freedom
 per species (a fixed strided subset) to bound memory for very large cells.
 """
 
@@ -276,6 +278,9 @@ class FDSpectra:
         self.sum_cvr = np.zeros((self.n_species, nk))
         self.sum_dfd = np.zeros((self.n_species, nk))
         self.last = None  # (mcvv, cvr, dfd) of the last segment
+        # v̄ is v averaged over a noise period: its spectrum is the true one times sinc²(f h) (below the
+        # noise Nyquist frequency), whereas R is constant over the period so C_v̄R is the true C_vR.
+        self.sinc2 = np.sinc(frequency_grid(noise.n_f, noise.h) * noise.h) ** 2
 
     def accumulate_velocity(self, v_flat: torch.Tensor) -> None:
         for s, dofs in enumerate(self.subset):
@@ -307,7 +312,7 @@ class FDSpectra:
             w = self.window[:, None]
             fv = torch.fft.rfft(self.vbuf[s] * w, dim=0)
             fr = torch.fft.rfft(self.rbuf[s] * w, dim=0)
-            mcvv[s] = (MVV2E * self.mass[s] * norm * fv.abs().pow(2).mean(1)).cpu().numpy()[:nk]
+            mcvv[s] = (MVV2E * self.mass[s] * norm * fv.abs().pow(2).mean(1)).cpu().numpy()[:nk] / self.sinc2
             cvr[s] = (norm * (fv.conj() * fr).real.mean(1)).cpu().numpy()[:nk]
         gamma_r = self.noise.gamma * self.noise.gamma_ratio
         dfd = cvr - gamma_r * mcvv
@@ -347,7 +352,7 @@ class GammaAdaptation:
     """adQTB update of γ_r(ω)/γ per species (see module docstring)."""
 
     def __init__(self, noise: ColoredNoise, tau_ad_fs: float, tau_avg_fs: float | None = None,
-                 eps: float = 0.05, gamma_ratio_min: float = 1e-3):
+                 eps: float = 0.05, gamma_ratio_min: float = 1e-3, weight_min: float = 1e-3):
         if not tau_ad_fs > 0:
             raise DpqtbError(f"thermostat.tau_ad_fs must be > 0, got {tau_ad_fs}")
         self.noise = noise
@@ -356,6 +361,7 @@ class GammaAdaptation:
         self.beta = min(1.0, self.t_seg / (tau_avg_fs if tau_avg_fs else tau_ad_fs))
         self.eps = eps
         self.ratio_min = gamma_ratio_min
+        self.weight_min = weight_min
         self.smooth_mcvv = None
 
     def update(self, mcvv: np.ndarray, dfd: np.ndarray) -> None:
@@ -363,9 +369,13 @@ class GammaAdaptation:
             self.smooth_mcvv = mcvv.copy()
         else:
             self.smooth_mcvv = (1.0 - self.beta) * self.smooth_mcvv + self.beta * mcvv
-        denom = self.smooth_mcvv + self.eps * self.smooth_mcvv.mean(axis=1, keepdims=True) + 1e-300
-        # Δ_FD/(m C_vv) is a friction (1/fs); express it relative to γ.
+        peak = self.smooth_mcvv.max(axis=1, keepdims=True)
+        denom = self.smooth_mcvv + self.eps * peak + 1e-300
+        # Δ_FD/(m C_vv) is a friction (1/fs); express it relative to γ. Where a species has no spectral
+        # weight (below weight_min of its peak) there is nothing to adapt: γ_r relaxes back to γ.
         step = self.eta * dfd / denom / self.noise.gamma
+        empty = self.smooth_mcvv < self.weight_min * peak
+        step = np.where(empty, self.eta * (1.0 - self.noise.gamma_ratio), step)
         self.noise.gamma_ratio = np.maximum(self.ratio_min, self.noise.gamma_ratio + step)
         self.noise.rebuild_kernels()
 
