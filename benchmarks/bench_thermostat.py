@@ -1,0 +1,131 @@
+"""Thermostat cost per MD step and noise-state memory at 44,000 atoms (LaH10 composition).
+
+Compares, in the same run and on the same device: an NVE step (no thermostat), a classical Langevin
+step, a QTB step and an adQTB step, all on the same cheap potential (Einstein springs, so the
+thermostat dominates), plus one Morse force call on the same 44,000-atom cell as a stand-in for the
+cheapest possible force call. Thermostat cost = step time - NVE step time. Memory: bytes of the QTB
+noise state (16-bit ring buffers) and of the adQTB spectra buffers, computed from the tensors, and
+the process peak RSS.
+
+    python benchmarks/bench_thermostat.py [--device cpu|cuda] [--steps N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
+from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
+from dpqtb.potential import EinsteinCrystal, Morse
+
+
+def lah10_like_cell(n_cells: int = 10) -> Atoms:
+    """Fm-3m LaH10 conventional cell (La 4a, H 8c + 32f, x = 0.38) repeated n³ (44,000 atoms at n = 10)."""
+    a = 5.1
+    fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    x = 0.38
+    h8 = np.array([[0.25, 0.25, 0.25], [0.75, 0.75, 0.75]])
+    h32 = np.array([[x, x, x], [-x, -x, x], [-x, x, -x], [x, -x, -x]])
+    basis = [("La", fcc[i]) for i in range(4)]
+    for t in fcc:
+        basis += [("H", (t + h) % 1.0) for h in h8]
+        basis += [("H", (t + h) % 1.0) for h in h32]
+    atoms = Atoms([b[0] for b in basis], scaled_positions=[b[1] for b in basis], cell=np.eye(3) * a, pbc=True)
+    return atoms.repeat(n_cells)
+
+
+def time_steps(integ, state, n):
+    integ.setup(state)
+    for _ in range(3):
+        integ.step(state)
+    if state.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        integ.step(state)
+    if state.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--cells", type=int, default=10)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    dev = args.device
+    atoms = lah10_like_cell(args.cells)
+    base = MDState.from_atoms(atoms, type_map=("La", "H"), device=dev)
+    base.momenta = maxwell_boltzmann_momenta(base.masses, 300.0, torch.Generator(device=dev).manual_seed(1))
+    n = base.n_atoms
+
+    def pot():
+        return EinsteinCrystal(base.positions.clone(), base.cell.clone(), k_by_species={"La": 10.0, "H": 20.0})
+
+    dt = 0.5
+    sched = TemperatureSchedule(300.0)
+    results = {}
+    for name, make in {
+        "nve": lambda: NVE(pot(), dt),
+        "langevin": lambda: Langevin(pot(), dt, sched, 100.0, 1),
+        "qtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, fd_diagnostic=False),
+        "qtb_with_fd_diagnostic": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, fd_diagnostic=True),
+        "adqtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, adaptive=True),
+    }.items():
+        state = base.clone()
+        integ = make()
+        t = time_steps(integ, state, args.steps)
+        entry = {"step_ms": t * 1e3}
+        if isinstance(integ, QTB):
+            entry["alpha_steps_per_noise_update"] = integ.alpha
+            entry["noise_state_MB"] = integ.noise.memory_bytes() / 1e6
+            if integ.fd is not None:
+                fd_bytes = sum(v.numel() * v.element_size() for v in integ.fd.vbuf + integ.fd.rbuf + integ.fd.vsum)
+                entry["fd_buffers_MB"] = fd_bytes / 1e6
+            entry["thermostat_state_MB"] = entry["noise_state_MB"] + entry.get("fd_buffers_MB", 0.0)
+        results[name] = entry
+    nve = results["nve"]["step_ms"]
+    for name, entry in results.items():
+        if name != "nve":
+            entry["thermostat_ms_per_step"] = entry["step_ms"] - nve
+            entry["ratio_to_langevin_thermostat"] = (entry["thermostat_ms_per_step"]
+                                                     / max(results["langevin"]["step_ms"] - nve, 1e-9))
+    # a force call of the cheapest real potential on the same cell
+    morse = Morse(0.3429, 1.3588, 1.4, 3.0)
+    morse(base.positions, base.cell, base.species)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        morse(base.positions + 1e-9, base.cell, base.species)
+    morse_ms = (time.perf_counter() - t0) / 3 * 1e3
+    for name, entry in results.items():
+        if "thermostat_ms_per_step" in entry:
+            entry["thermostat_over_morse_force_call"] = entry["thermostat_ms_per_step"] / morse_ms
+    out = {
+        "benchmark": "thermostat_cost", "n_atoms": n, "device": dev,
+        "device_name": torch.cuda.get_device_name() if dev.startswith("cuda") else platform.processor() or platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "timestep_fs": dt, "n_f": 100,
+        "f_max_THz": 200.0, "steps_timed": args.steps, "results": results,
+        "morse_force_call_ms": morse_ms,
+        "lammps_fix_qtb_noise_state_MB_same_cell": n * 6 * 100 * 8 / 1e6,
+        "target_noise_state_MB": 100.0,
+        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
+    }
+    text = json.dumps(out, indent=2)
+    print(text)
+    path = Path(args.out or Path(__file__).parent / "results" / f"thermostat_{dev.split(':')[0]}.json")
+    path.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""CLI and config validation: one-line errors naming the key, exit 2, no traceback, nothing overwritten."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dpqtb.cli import main
+
+GOOD = """
+[system]
+structure = "builtin:fcc"
+element = "Cu"
+lattice_A = 3.61
+supercell = [2, 2, 2]
+
+[potential]
+kind = "morse"
+D_eV = 0.3429
+a_per_A = 1.3588
+r0_A = 2.866
+cutoff_A = 5.0
+
+[md]
+timestep_fs = 1.0
+steps = 40
+seed = 3
+
+[thermostat]
+kind = "qtb"
+temperature_K = 100
+damp_fs = 100
+f_max_THz = 50
+n_f = 16
+
+[output]
+thermo_every = 10
+trajectory_every = 20
+checkpoint_every = 20
+progress = false
+"""
+
+
+def _write(tmp_path, text, name="run.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("old,new,key", [
+    ("timestep_fs = 1.0", "timestep_fs = 1.0\ntmestep_fs = 2.0", "md.tmestep_fs"),
+    ("temperature_K = 100", "temperature_K = -5", "thermostat.temperature_K"),
+    ("timestep_fs = 1.0", "timestep_fs = 0.0", "md.timestep_fs"),
+    ("timestep_fs = 1.0", "timestep_fs = -1.0", "md.timestep_fs"),
+    ('kind = "qtb"', 'kind = "nose"', "thermostat.kind"),
+    ('kind = "morse"', 'kind = "lj"', "potential.kind"),
+    ("steps = 40", 'steps = "many"', "md.steps"),
+    ("[output]", "[outptu]", "outptu"),
+    ('structure = "builtin:fcc"', 'structure = "missing.xyz"', "missing.xyz"),
+    ("D_eV = 0.3429\n", "", "potential.D_eV"),
+    ("n_f = 16", "n_f = 1", "thermostat.n_f"),
+    ("f_max_THz = 50", "f_max_THz = 900", "f_max_THz"),
+])
+def test_bad_config_one_line_error(tmp_path, capsys, old, new, key):
+    cfg = _write(tmp_path, GOOD.replace(old, new, 1))
+    code = main(["md", str(cfg), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("dpqtb: error:") and err.count("\n") == 1, err
+    assert key in err
+    assert "Traceback" not in err
+
+
+def test_cli_subprocess_error_has_no_traceback(tmp_path):
+    cfg = _write(tmp_path, GOOD.replace("temperature_K = 100", "temperature_K = -1"))
+    r = subprocess.run([sys.executable, "-m", "dpqtb.cli", "md", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "temperature_K" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_runs_resumes_and_refuses_to_overwrite(tmp_path, capsys):
+    cfg = _write(tmp_path, GOOD)
+    out = tmp_path / "out"
+    assert main(["md", str(cfg), "--output", str(out), "--steps", "20"]) == 0
+    thermo = (out / "thermo.csv").read_text().splitlines()
+    assert thermo[0].split(",") == ["step", "time_fs", "temperature_K", "target_temperature_K", "kinetic_eV",
+                                    "potential_eV", "total_eV", "conserved_eV", "pressure_GPa", "volume_A3"]
+    assert len(thermo) == 1 + 3
+    before = (out / "thermo.csv").read_bytes()
+    assert main(["md", str(cfg), "--output", str(out)]) == 2  # exists: refuse
+    assert (out / "thermo.csv").read_bytes() == before
+    # 400 steps > one Δ_FD segment (2 n_f = 32 noise periods of α = 10 steps)
+    assert main(["md", str(cfg), "--output", str(out), "--resume", "--steps", "400"]) == 0
+    assert len((out / "thermo.csv").read_text().splitlines()) == 1 + 41
+    assert (out / "qtb_fd_Cu.csv").exists()
+    header = (out / "qtb_fd_Cu.csv").read_text().splitlines()[0]
+    assert "frequency_THz" in header and "delta_fd_eV" in header
+    assert main(["md", str(cfg), "--output", str(out), "--overwrite", "--steps", "10"]) == 0
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
+    cfg = _write(tmp_path, GOOD)
+    out = tmp_path / "out"
+    assert main(["md", str(cfg), "--output", str(out), "--steps", "20"]) == 0
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main(["md", str(cfg), "--output", str(out), "--resume"]) == 2
+    assert "checkpoint" in capsys.readouterr().err
+
+
+def test_function_potential_from_file(tmp_path):
+    (tmp_path / "pot.py").write_text(
+        "import torch\n"
+        "def energy(x, cell, species):\n"
+        "    return 0.5 * 2.0 * ((x - x.detach().mean(0)) ** 2).sum() * 0 + 0.5 * 2.0 * (x ** 2).sum()\n")
+    text = GOOD.replace('kind = "morse"\nD_eV = 0.3429\na_per_A = 1.3588\nr0_A = 2.866\ncutoff_A = 5.0',
+                        'kind = "function"\nfunction = "pot.py:energy"').replace('kind = "qtb"', 'kind = "langevin"')
+    cfg = _write(tmp_path, text)
+    assert main(["md", str(cfg), "--output", str(tmp_path / "o"), "--steps", "10"]) == 0
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "md" in out and "demo" in out
+
+
+def test_readme_commands_match_ci():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text().splitlines()
+    fence = readme.index("```bash")
+    main_cmd, test_cmd = readme[fence + 1], readme[fence + 2]
+    assert "setup.sh" in main_cmd and "setup.sh" in test_cmd and "pytest" in test_cmd
+    ci = (root / ".ci" / "run").read_text()
+    assert test_cmd in ci
