@@ -26,7 +26,7 @@ ECUT_SERIES_K = 0.25
 KSPACINGS = (0.40, 0.32, 0.25, 0.20, 0.16, 0.14)
 K_SERIES_ECUT = 500.0
 #: (smearing eV, k spacing) runs compared with the 0.1 eV, densest-k reference
-SMEARING_RUNS = ((0.2, 0.25), (0.2, 0.16))
+SMEARING_RUNS = ((0.2, 0.25),)
 FORCE_TOL = 0.03
 PRESSURE_TOL = 2.0
 

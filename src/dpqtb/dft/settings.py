@@ -25,7 +25,7 @@ class DFTSettings:
     (as VASP's KSPACING): n_i = max(1, ceil(|b_i| / kspacing)) with |b_i| = 2π/d_i.
     """
 
-    ecut_eV: float = 600.0
+    ecut_eV: float = 500.0
     kspacing_invA: float = 0.25
     smearing_eV: float = 0.1
     xc: str = "PBE"
