@@ -100,3 +100,15 @@ def test_dataset_cli(store, tmp_path, capsys):
                          "--extxyz", "x"])
     with pytest.raises(DpqtbError, match="no job store"):
         args.func(args)
+
+
+def test_summary_replaces_marked_block(store, tmp_path):
+    p = argparse.ArgumentParser()
+    dft_cli.register(p.add_subparsers())
+    doc = tmp_path / "dataset.md"
+    doc.write_text("# Data\nprose\n<!-- summary:start -->\nold\n<!-- summary:end -->\ntail\n")
+    args = p.parse_args(["dataset", "summary", "--store", str(store.root), "--out", str(doc)])
+    assert args.func(args) == 0
+    text = doc.read_text()
+    assert text.startswith("# Data\nprose\n") and text.endswith("<!-- summary:end -->\ntail\n")
+    assert "old" not in text and "Total: 3" in text

@@ -152,7 +152,13 @@ def cmd_dataset(args) -> int:
     if args.action == "summary":
         text = summary_table(frames)
         if args.out:
-            Path(args.out).write_text(text)
+            out = Path(args.out)
+            start, end = "<!-- summary:start -->", "<!-- summary:end -->"
+            old = out.read_text() if out.exists() else ""
+            if start in old and end in old:  # replace the generated block, keep the prose
+                text = (old[:old.index(start) + len(start)] + "\n" + text
+                        + old[old.index(end):])
+            out.write_text(text)
             print(f"summary of {len(frames)} frames written to {args.out}")
         else:
             print(text, end="")

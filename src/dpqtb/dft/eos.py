@@ -64,9 +64,12 @@ def generalised_force(a: float, x: float, forces: np.ndarray) -> float:
     return float(np.sum(forces * dr))
 
 
-def relax_x(store: JobStore, a: float, settings: DFTSettings, log=print) -> dict:
+def relax_x(store: JobStore, a: float, settings: DFTSettings, log=print,
+            x_start: float = X32F_DEFAULT, stiffness: float | None = None) -> dict:
+    """Relax x at lattice constant ``a``; ``stiffness`` (-dg/dx, eV) from a previous a gives a
+    Newton first step, later steps are secant steps."""
     xs, gs, frames = [], [], []
-    x = X32F_DEFAULT
+    x = x_start
     for it in range(5):
         fr = label(store, fm3m(a, "primitive", x=x), settings, {"series": "eos", "a_A": a,
                                                                    "x32f": x})
@@ -79,12 +82,14 @@ def relax_x(store: JobStore, a: float, settings: DFTSettings, log=print) -> dict
         if abs(g) / (8.0 * a * np.sqrt(3.0)) < F_TOL:
             break
         if len(xs) == 1:
-            x = x + X_STEP * np.sign(g)
+            x = x + (g / stiffness if stiffness else X_STEP * np.sign(g))
         else:
             x = xs[-1] - gs[-1] * (xs[-1] - xs[-2]) / (gs[-1] - gs[-2])
     best = int(np.argmin(np.abs(gs)))
+    k = -(gs[-1] - gs[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 else stiffness
     return {"a_A": a, "x32f": xs[best], "pressure_GPa": frames[best]["pressure_GPa"],
-            "energy_eV": frames[best]["energy_eV"], "g_eV": gs[best], "id": frames[best]["id"]}
+            "energy_eV": frames[best]["energy_eV"], "g_eV": gs[best], "id": frames[best]["id"],
+            "stiffness_eV": k}
 
 
 def main(argv=None) -> int:
@@ -96,8 +101,16 @@ def main(argv=None) -> int:
     rank = _rank()
     log = print if rank == 0 else (lambda *a, **k: None)
     pts = []
+    x0, k0 = X32F_DEFAULT, None
     for a in A_GRID:
-        pts.append(relax_x(store, a, PRODUCTION, log=lambda s: log(s, flush=True)))
+        if len(pts) >= 2:  # linear extrapolation of x(a)
+            p1, p2 = pts[-2], pts[-1]
+            x0 = p2["x32f"] + (a - p2["a_A"]) * (p2["x32f"] - p1["x32f"]) / (p2["a_A"] - p1["a_A"])
+        elif pts:
+            x0 = pts[-1]["x32f"]
+        pts.append(relax_x(store, a, PRODUCTION, log=lambda s: log(s, flush=True), x_start=x0,
+                           stiffness=k0))
+        k0 = pts[-1]["stiffness_eV"]
     eos = EOS.fit([p["a_A"] for p in pts], [p["pressure_GPa"] for p in pts],
                   [p["x32f"] for p in pts],
                   source="GPAW PBE, 11-atom Fm-3m LaH10, 32f x relaxed (dpqtb.dft.eos)")
