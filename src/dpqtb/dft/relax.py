@@ -21,16 +21,20 @@ from dpqtb.dft.settings import PRODUCTION, make_calculator
 
 
 def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0.02,
-          steps: int = 200, txt: str | None = "-", trajectory: str | None = None):
+          steps: int = 200, txt: str | None = "-", trajectory: str | None = None, calc=None):
+    """Relax positions and cell of ``atoms`` at ``pressure_GPa`` keeping its space group.
+
+    ``calc`` replaces the GPAW calculator (tests)."""
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
     atoms = atoms.copy()
     atoms.set_constraint(FixSymmetry(atoms, symprec=1e-3))
-    atoms.calc = make_calculator(atoms, settings, txt=txt)
+    atoms.calc = calc if calc is not None else make_calculator(atoms, settings, txt=txt)
     flt = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * GPa)
-    BFGS(flt, trajectory=trajectory, logfile="-").run(fmax=fmax, steps=steps)
+    BFGS(flt, trajectory=trajectory, logfile=None if calc is not None else "-").run(
+        fmax=fmax, steps=steps)
     return atoms
 
 
