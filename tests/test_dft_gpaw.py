@@ -46,3 +46,29 @@ def test_gpaw_labels_h2_in_a_box(tmp_path):
     assert args.func(args) == 0
     assert (store.frames_dir / f"{fr['id']}.json").read_text() == before
     assert json.loads(before)["id"] == fr["id"]
+
+
+@pytest.mark.skipif(__import__("shutil").which("mpiexec") is None, reason="no mpiexec")
+def test_gpaw_labels_under_mpi_with_two_ranks(tmp_path):
+    """The runner under ``mpiexec -n 2``: rank 0 plans and writes, both ranks compute."""
+    from dpqtb.dft.store import job_id
+
+    images = [Atoms("H2", positions=[[2.0, 2.0, 2.0 - d / 2], [2.0, 2.0, 2.0 + d / 2]],
+                    cell=[4.0, 4.0, 4.0], pbc=True) for d in (0.7, 0.9)]
+    f = tmp_path / "h2.extxyz"
+    write(str(f), images, format="extxyz")
+    p = argparse.ArgumentParser()
+    dft_cli.register(p.add_subparsers())
+    args = p.parse_args(["label", str(f), "--store", str(tmp_path / "s"), "--cheap", "--np", "2",
+                         "--nice", "0"])
+    assert args.func(args) == 0
+    store = JobStore(tmp_path / "s")
+    assert store.progress() == (2, 2, 0)
+    frames = {fr["id"]: fr for fr in store.frames()}
+    short = frames[job_id(images[0], CHEAP)]
+    long_ = frames[job_id(images[1], CHEAP)]
+    assert short["provenance"]["mpi_ranks"] == 2
+    # compressed bond (0.7 Å < 0.75 Å) pushes apart, stretched (0.9 Å) pulls together
+    assert short["forces_eV_per_A"][0][2] < 0 < short["forces_eV_per_A"][1][2]
+    assert long_["forces_eV_per_A"][0][2] > 0 > long_["forces_eV_per_A"][1][2]
+    assert not (tmp_path / "s" / "runner.lock").exists()
