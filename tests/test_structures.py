@@ -214,3 +214,28 @@ def test_stored_eos_matches_independent_gpaw_pressures():
     assert len(atoms) == 44 and _sg(atoms) == 225
     # the relaxed 32f parameter stays close to the paper's value (Table I)
     assert abs(eos.x32f(4.749) - X32F_DEFAULT) < 2e-3
+
+
+def test_structure_cli(tmp_path, capsys):
+    import argparse
+
+    from ase.io import read
+
+    from dpqtb.dft import cli as dft_cli
+
+    p = argparse.ArgumentParser()
+    dft_cli.register(p.add_subparsers())
+    out = tmp_path / "big.extxyz"
+    args = p.parse_args(["structure", "--a-A", "5.0", "--supercell", "10", "--out", str(out)])
+    assert args.func(args) == 0
+    big = read(str(out))
+    assert len(big) == 44000
+    assert math.isclose(big.cell.lengths()[0], 50.0, rel_tol=1e-12)
+    out2 = tmp_path / "c2.extxyz"
+    args = p.parse_args(["structure", "--a-A", "5.0", "--phase", "C2", "--cell", "primitive",
+                         "--out", str(out2)])
+    assert args.func(args) == 0
+    assert _sg(read(str(out2))) == 5
+    args = p.parse_args(["structure", "--out", str(out2)])
+    with pytest.raises(DpqtbError, match="exactly one"):
+        args.func(args)
