@@ -42,8 +42,19 @@ fi
 # A complete siteconfig: a partial one (no scalapack/fftw) builds a ~1.5x slower GPAW.
 SITECONFIG="$PWD/scripts/gpaw_siteconfig.py"
 export GPAW_CONFIG="$SITECONFIG"
-if ! "$PY" -c "import gpaw" 2>/dev/null; then
-    "${PIP[@]}" install --no-binary gpaw --no-cache-dir "gpaw==26.7.0"
+# (Re)build GPAW from source unless an existing build has MPI, ScaLAPACK, FFTW and BLAS.
+if ! "$PY" - <<'PYEOF' 2>/dev/null
+import gpaw.cgpaw as c
+from gpaw import fftw
+from gpaw.utilities import compiled_with_sl
+assert c.have_mpi and compiled_with_sl() and fftw.have_fftw() and hasattr(c, "mmm")
+PYEOF
+then
+    "${PIP[@]}" install --force-reinstall --no-deps --no-binary gpaw --no-cache-dir "gpaw==26.7.0"
+    "${PIP[@]}" install "gpaw==26.7.0"  # its Python dependencies
 fi
 "${PIP[@]}" install "gpaw-data>=1.2" "dpdata>=0.2.18" "spglib>=2.0"
-check
+if ! check; then
+    echo "install_gpaw.sh: GPAW installed but the check failed; run: $PY -c 'import gpaw, dpdata, spglib'" >&2
+    exit 1
+fi
