@@ -39,6 +39,12 @@ def test_deepmd_npy_round_trip(store, tmp_path):
     frames = load_frames([store.root])
     out = tmp_path / "npy"
     assert export_deepmd_npy(frames, out) == 3
+    import json
+
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["type_map"] == ["La", "H"]
+    assert {r["id"] for r in prov["frames"]} == {fr["id"] for fr in frames}
+    assert all(r["settings"]["ecut_eV"] == CHEAP.ecut_eV for r in prov["frames"])
     ms = dpdata.MultiSystems(type_map=["La", "H"])
     ms.from_deepmd_npy(str(out), labeled=True)  # type: ignore[attr-defined]
     assert ms.get_nframes() == 3
@@ -76,6 +82,7 @@ def test_extxyz_round_trip(store, tmp_path):
         assert img.get_potential_energy() == pytest.approx(fr["energy_eV"])
         np.testing.assert_allclose(img.get_forces(), fr["forces_eV_per_A"], atol=1e-8)
         assert img.info["frame_id"] == fr["id"]
+        assert img.info["dft_ecut_eV"] == CHEAP.ecut_eV and "ase=" in img.info["codes"]
 
 
 def test_summary_table_counts(store):

@@ -6,6 +6,7 @@ virials eV (dpdata's convention: virial = -V · stress).  Type map [La, H].
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -46,6 +47,13 @@ def export_deepmd_npy(frames: list[dict], outdir: str | os.PathLike, set_size: i
     """Write deepmd/npy systems (one per composition) under ``outdir``; returns the frame count."""
     ms = to_multisystems(frames)
     ms.to("deepmd/npy", str(outdir), set_size=set_size)
+    # provenance travels with the data: one record per frame (DeePMD's format has no place for it)
+    records = [{"id": fr["id"], "natoms": len(fr["symbols"]), "settings": fr["settings"],
+                "kpts": fr.get("kpts"), "meta": fr.get("meta", {}),
+                "provenance": fr.get("provenance", {})} for fr in frames]
+    with open(Path(outdir) / "provenance.json", "w") as fh:
+        json.dump({"type_map": list(TYPE_MAP), "units": {"energy": "eV", "force": "eV/Å",
+                   "virial": "eV", "coord": "Å"}, "frames": records}, fh, indent=0)
     return ms.get_nframes()
 
 
@@ -56,6 +64,10 @@ def export_extxyz(frames: list[dict], path: str | os.PathLike) -> int:
     if not frames:
         raise DpqtbError("no labelled frames to export")
     images = [frame_to_atoms(fr) for fr in frames]
+    for img, fr in zip(images, frames):
+        prov = fr.get("provenance", {})
+        img.info["codes"] = " ".join(f"{k}={v}" for k, v in prov.get("codes", {}).items())
+        img.info.update({f"dft_{k}": v for k, v in fr["settings"].items()})
     write(str(path), images, format="extxyz")
     return len(images)
 
