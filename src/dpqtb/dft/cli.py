@@ -84,7 +84,14 @@ def cmd_label(args) -> int:
     if args.plan:
         from dpqtb.structures.sampling import build_sample, round0_plan
 
-        specs = round0_plan(n_small=args.n_small, n_large=args.n_large)
+        lo, hi = args.p_range_GPa
+        if not 0 < lo < hi:
+            raise DpqtbError(f"bad pressure range {lo}–{hi} GPa")
+        tlo, thi = args.t_range_K
+        if not 0 <= tlo <= thi:
+            raise DpqtbError(f"bad temperature range {tlo}–{thi} K")
+        specs = round0_plan(n_small=args.n_small, n_large=args.n_large, p_range=(lo, hi),
+                            t_range=(tlo, thi), seed=args.plan_seed)
         for order, spec in enumerate(specs):
             atoms, meta = build_sample(spec)
             meta["order"] = order
@@ -227,6 +234,11 @@ def register(subparsers) -> None:
     p.add_argument("--plan", choices=["round0"], help="add the round-0 sampling plan")
     p.add_argument("--n-small", type=int, default=260, help="11-atom cells in the plan")
     p.add_argument("--n-large", type=int, default=180, help="44-atom cells in the plan")
+    p.add_argument("--p-range-GPa", type=float, nargs=2, default=(100.0, 350.0),
+                   metavar=("MIN", "MAX"), help="target pressures of the plan (default 100 350)")
+    p.add_argument("--t-range-K", type=float, nargs=2, default=(0.0, 600.0),
+                   metavar=("MIN", "MAX"), help="temperatures of the plan (default 0 600)")
+    p.add_argument("--plan-seed", type=int, default=2026, help="seed of the plan (default 2026)")
     p.add_argument("--cheap", action="store_true", help="cheap unconverged settings (tests)")
     p.add_argument("--ecut-eV", type=float, default=None)
     p.add_argument("--kspacing-invA", type=float, default=None)
