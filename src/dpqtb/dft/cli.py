@@ -102,6 +102,8 @@ def cmd_label(args) -> int:
     if added:
         print(f"{added} configuration(s) registered in {args.store}")
     print(f"{args.store}: {done}/{total} labelled, {failed} failed")
+    if args.status:
+        print(_eta(store))
     if args.status or args.no_run:
         return 0
     if total == 0:
@@ -119,6 +121,30 @@ def cmd_label(args) -> int:
         return 0
     return _run_with_progress(cmd, store, total - done if args.max_jobs is None
                               else min(args.max_jobs, total - done))
+
+
+def _eta(store) -> str:
+    """Mean wall time per cell size of the labelled frames and the time left at that pace."""
+    import json
+
+    import numpy as np
+
+    walls: dict[int, list[float]] = {}
+    for fr in store.frames():
+        walls.setdefault(len(fr["symbols"]), []).append(fr["provenance"]["wall_s"])
+    if not walls:
+        return "no frames yet: no time estimate"
+    done = store.done_ids()
+    left: dict[int, int] = {}
+    for jid in store.job_ids():
+        if jid not in done:
+            n = len(json.loads((store.jobs_dir / f"{jid}.json").read_text())["symbols"])
+            left[n] = left.get(n, 0) + 1
+    mean = {n: float(np.mean(w)) for n, w in walls.items()}
+    fallback = max(mean.values())
+    secs = sum(c * mean.get(n, fallback * (n / max(mean)) ** 2) for n, c in left.items())
+    per = ", ".join(f"{n} atoms {m:.0f} s" for n, m in sorted(mean.items()))
+    return f"mean wall time per frame: {per}; estimated time left: {secs / 3600:.1f} h"
 
 
 def _run_with_progress(cmd, store, n_todo: int) -> int:
