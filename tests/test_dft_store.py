@@ -216,3 +216,16 @@ def test_killed_run_is_recorded_and_resumed(tmp_path):
     assert not store.has_frame(second)
     assert run_store(store, calc_factory=lj_factory, verbose=False) == 1
     assert store.progress() == (3, 3, 0)
+
+
+def test_label_cli_refuses_a_second_runner(tmp_path, capsys):
+    store_dir = tmp_path / "s"
+    store = JobStore(store_dir)
+    store.add(_configs(1)[0], CHEAP)
+    (store_dir / "runner.lock").write_text(json.dumps({"pid": os.getpid()}))
+    args = _parser().parse_args(["label", "--store", str(store_dir), "--status"])
+    assert args.func(args) == 0
+    assert f"labelling process: {os.getpid()}" in capsys.readouterr().out
+    args = _parser().parse_args(["label", "--store", str(store_dir), "--background"])
+    with pytest.raises(DpqtbError, match="already being labelled"):
+        args.func(args)

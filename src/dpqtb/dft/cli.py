@@ -104,12 +104,18 @@ def cmd_label(args) -> int:
     print(f"{args.store}: {done}/{total} labelled, {failed} failed")
     if args.status:
         print(_eta(store))
+        pid = _running_pid(store)
+        print(f"labelling process: {pid}" if pid else "no labelling process running")
     if args.status or args.no_run:
         return 0
     if total == 0:
         raise DpqtbError(f"{args.store}: nothing to label (give input files or --plan round0)")
     if done == total:
         return 0
+    running = _running_pid(store)
+    if running:
+        raise DpqtbError(f"{args.store} is already being labelled by process {running} "
+                         f"(see {Path(args.store) / 'runner.log'})")
     cmd = runner_command(args.store, args.np, args.nice, args.max_jobs)
     if args.background:
         log = Path(args.store) / "runner.log"
@@ -121,6 +127,20 @@ def cmd_label(args) -> int:
         return 0
     return _run_with_progress(cmd, store, total - done if args.max_jobs is None
                               else min(args.max_jobs, total - done))
+
+
+def _running_pid(store) -> int | None:
+    """Pid of a live labelling process holding the store's lock, else None."""
+    import json
+
+    from dpqtb.dft.runner import _pid_alive
+
+    lock = store.root / "runner.lock"
+    try:
+        pid = int(json.loads(lock.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+    return pid if pid > 0 and _pid_alive(pid) else None
 
 
 def _eta(store) -> str:
