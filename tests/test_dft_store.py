@@ -229,3 +229,11 @@ def test_label_cli_refuses_a_second_runner(tmp_path, capsys):
     args = _parser().parse_args(["label", "--store", str(store_dir), "--background"])
     with pytest.raises(DpqtbError, match="already being labelled"):
         args.func(args)
+
+
+def test_label_cli_rejects_bad_np(tmp_path):
+    store = JobStore(tmp_path / "s")
+    store.add(_configs(1)[0], CHEAP)
+    args = _parser().parse_args(["label", "--store", str(tmp_path / "s"), "--np", "0"])
+    with pytest.raises(DpqtbError, match="--np"):
+        args.func(args)

@@ -116,6 +116,7 @@ def cmd_label(args) -> int:
     if running:
         raise DpqtbError(f"{args.store} is already being labelled by process {running} "
                          f"(see {Path(args.store) / 'runner.log'})")
+    _check_can_run(args.np)
     cmd = runner_command(args.store, args.np, args.nice, args.max_jobs)
     if args.background:
         log = Path(args.store) / "runner.log"
@@ -127,6 +128,18 @@ def cmd_label(args) -> int:
         return 0
     return _run_with_progress(cmd, store, total - done if args.max_jobs is None
                               else min(args.max_jobs, total - done))
+
+
+def _check_can_run(np_: int) -> None:
+    import importlib.util
+    import shutil
+
+    if np_ < 1:
+        raise DpqtbError(f"--np must be at least 1, got {np_}")
+    if importlib.util.find_spec("gpaw") is None:
+        raise DpqtbError("GPAW is not installed: run scripts/install_gpaw.sh")
+    if np_ > 1 and shutil.which("mpiexec") is None:
+        raise DpqtbError("mpiexec not found: run scripts/install_gpaw.sh or use --np 1")
 
 
 def _running_pid(store) -> int | None:
