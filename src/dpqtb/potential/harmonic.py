@@ -70,12 +70,17 @@ class EinsteinCrystal(Potential):
     def sites(self, cell: torch.Tensor) -> torch.Tensor:
         if self.frac_ref is None:
             return self.abs_ref
-        return self.frac_ref @ cell
+        cached = getattr(self, "_sites_cache", None)
+        if cached is not None and cached[0].shape == cell.shape and torch.equal(cached[0], cell):
+            return cached[1]
+        sites = self.frac_ref @ cell
+        self._sites_cache = (cell.clone(), sites)
+        return sites
 
     def _compute(self, positions, cell, species, pbc) -> PotentialOutput:
         k = self._k(species, positions)
         d = positions - self.sites(cell)
         energy = 0.5 * (k * d.pow(2).sum(-1)).sum(-1)
         forces = -k[:, None] * d
-        virial = -torch.einsum("...ia,...ib,i->...ab", d, d, k)
+        virial = -(d * k[:, None]).transpose(-1, -2) @ d
         return PotentialOutput(energy, forces, virial)
