@@ -265,12 +265,13 @@ class FDSpectra:
                 dofs = dofs[::stride]
             self.subset.append(dofs)
             self.mass.append(float(masses[idx].mean()) if idx.numel() else 0.0)
-        self.vbuf = [torch.zeros((self.n_seg, d.numel()), dtype=self.dtype, device=self.device) for d in self.subset]
+        # segment buffers in float32 (diagnostic statistics, half the memory); sums stay in float64
+        self.vbuf = [torch.zeros((self.n_seg, d.numel()), dtype=torch.float32, device=self.device) for d in self.subset]
         self.rbuf = [torch.zeros_like(v) for v in self.vbuf]
         self.vsum = [torch.zeros(d.numel(), dtype=self.dtype, device=self.device) for d in self.subset]
         self.k_in_period = 0
         self.i_seg = 0
-        self.window = torch.hann_window(self.n_seg, periodic=False, dtype=self.dtype, device=self.device)
+        self.window = torch.hann_window(self.n_seg, periodic=False, dtype=torch.float32, device=self.device)
         self.wnorm = float((self.window ** 2).mean())
         nk = noise.n_f + 1
         self.n_segments = 0
@@ -312,8 +313,8 @@ class FDSpectra:
             w = self.window[:, None]
             fv = torch.fft.rfft(self.vbuf[s] * w, dim=0)
             fr = torch.fft.rfft(self.rbuf[s] * w, dim=0)
-            mcvv[s] = (MVV2E * self.mass[s] * norm * fv.abs().pow(2).mean(1)).cpu().numpy()[:nk] / self.sinc2
-            cvr[s] = (norm * (fv.conj() * fr).real.mean(1)).cpu().numpy()[:nk]
+            mcvv[s] = (MVV2E * self.mass[s] * norm) * fv.abs().pow(2).double().mean(1).cpu().numpy()[:nk] / self.sinc2
+            cvr[s] = norm * (fv.conj() * fr).real.double().mean(1).cpu().numpy()[:nk]
         gamma_r = self.noise.gamma * self.noise.gamma_ratio
         dfd = cvr - gamma_r * mcvv
         self.last = (mcvv, cvr, dfd)
