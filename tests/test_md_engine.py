@@ -120,13 +120,17 @@ class _CrashingPotential:
 
 def _make(kind, potential, n_f=8):
     sched = TemperatureSchedule(200.0, 400.0, 120)
+    if kind in ("pimd", "trpmd"):
+        from dpqtb.md.pimd import PIMD
+
+        return PIMD(potential, 1.0, TemperatureSchedule(300.0), 4, 100.0, seed=7, trpmd=(kind == "trpmd"))
     if kind == "langevin":
         return Langevin(potential, 1.0, sched, 200.0, seed=7)
     return QTB(potential, 1.0, sched, 200.0, seed=7, f_max_thz=100.0, n_f=n_f, adaptive=(kind == "adqtb"),
                tau_ad_fs=50.0)
 
 
-@pytest.mark.parametrize("kind", ["langevin", "qtb", "adqtb"])
+@pytest.mark.parametrize("kind", ["langevin", "qtb", "adqtb", "pimd", "trpmd"])
 def test_restart_is_bitwise_exact(tmp_path, kind):
     """Stop a run mid-way (after the checkpoint at step 40), resume it, and compare every output byte
     with an uninterrupted run. adQTB segments (2 n_f periods of α = 5 steps = 80 steps) complete inside

@@ -88,6 +88,11 @@ def build_integrator(cfg: dict, potential):
     schedule = TemperatureSchedule(temps[0], temps[-1], md["steps"])
     if kind == "langevin":
         return Langevin(potential, dt, schedule, th["damp_fs"], seed, th["zero_net_force"])
+    if kind in ("pimd", "trpmd"):
+        from dpqtb.md.pimd import PIMD
+
+        lam = th["pile_lambda"] if th["pile_lambda"] is not None else (0.5 if kind == "trpmd" else 1.0)
+        return PIMD(potential, dt, schedule, th["beads"], th["damp_fs"], seed, pile_lambda=lam, trpmd=(kind == "trpmd"))
     return QTB(potential, dt, schedule, th["damp_fs"], seed, f_max_thz=th["f_max_THz"], n_f=th["n_f"],
                classical_kernel=th["classical_kernel"], zero_net_force=th["zero_net_force"],
                adaptive=(kind == "adqtb"), fd_diagnostic=th["fd_diagnostic"], tau_ad_fs=th["tau_ad_fs"],

@@ -73,8 +73,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "seed": (int, 12345, _nonneg, "must be >= 0"),
     },
     "thermostat": {
-        "kind": (str, "nve", lambda v: v in ("nve", "langevin", "qtb", "adqtb"),
-                 "must be one of nve, langevin, qtb, adqtb"),
+        "kind": (str, "nve", lambda v: v in ("nve", "langevin", "qtb", "adqtb", "pimd", "trpmd"),
+                 "must be one of nve, langevin, qtb, adqtb, pimd, trpmd"),
         "temperature_K": ((int, float, list), None, _temperature,
                           "must be >= 0 (a number, or [start, stop] for a linear ramp)"),
         "damp_fs": (NUMBER, 1000.0, _positive, "must be > 0"),
@@ -86,6 +86,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "tau_ad_fs": (NUMBER, 5000.0, _positive, "must be > 0"),
         "tau_avg_fs": (NUMBER, None, _positive, "must be > 0"),
         "fd_max_dof": (int, 6000, _positive, "must be > 0"),
+        "beads": (int, 1, _positive, "must be an integer >= 1"),
+        "pile_lambda": (NUMBER, None, _positive, "must be > 0"),
     },
     "output": {
         "directory": (str, "run", None, ""),
@@ -143,6 +145,10 @@ def _cross_checks(cfg) -> None:
     th, pot = cfg["thermostat"], cfg["potential"]
     if th["kind"] != "nve" and th["temperature_K"] is None:
         raise DpqtbError(f"missing required config key 'thermostat.temperature_K' for thermostat '{th['kind']}'")
+    if th["kind"] in ("pimd", "trpmd") and th["beads"] < 2:
+        raise DpqtbError(f"config key 'thermostat.beads' must be >= 2 for thermostat '{th['kind']}'")
+    if th["kind"] not in ("pimd", "trpmd") and th["beads"] != 1:
+        raise DpqtbError(f"config key 'thermostat.beads' needs thermostat 'pimd' or 'trpmd', not '{th['kind']}'")
     if pot["kind"] == "einstein" and (pot["k_eV_per_A2"] is None) == (pot["frequency_THz"] is None):
         raise DpqtbError("potential 'einstein' needs exactly one of 'potential.k_eV_per_A2' or 'potential.frequency_THz'")
     if pot["kind"] == "morse":

@@ -94,6 +94,13 @@ class NVE:
     def conserved_energy(self, state: MDState) -> float:
         return float(state.kinetic_energy() + state.energy) + self.thermostat_energy
 
+    def kinetic_energy(self, state: MDState) -> float:
+        """Kinetic energy estimator written to thermo.csv (eV)."""
+        return float(state.kinetic_energy())
+
+    def pressure_gpa(self, state: MDState) -> float:
+        return state.pressure_gpa()
+
     def n_dof(self, state: MDState) -> int:
         return 3 * state.n_atoms - (3 if self.zero_momentum and state.n_atoms > 1 else 0)
 

@@ -24,6 +24,7 @@ import torch
 
 from dpqtb import DpqtbError, __version__
 from dpqtb.md.state import MDState
+from dpqtb.units import KB
 
 THERMO_COLUMNS = ("step", "time_fs", "temperature_K", "target_temperature_K", "kinetic_eV", "potential_eV",
                   "total_eV", "conserved_eV", "pressure_GPa", "volume_A3")
@@ -96,11 +97,12 @@ class Simulation:
     # ------------------------------------------------------------------ observables
     def thermo_row(self) -> tuple:
         s, integ = self.state, self.integrator
-        ke = float(s.kinetic_energy())
+        ke = integ.kinetic_energy(s)  # for PIMD the centroid-virial estimator
         pe = float(s.energy)
         vol = s.volume if all(s.pbc) else float("nan")
-        return (s.step, s.time_fs, s.temperature(integ.n_dof(s)), integ.target_temperature(s.step), ke, pe, ke + pe,
-                integ.conserved_energy(s), s.pressure_gpa(), vol)
+        temp = 2.0 * ke / (integ.n_dof(s) * KB)
+        return (s.step, s.time_fs, temp, integ.target_temperature(s.step), ke, pe, ke + pe,
+                integ.conserved_energy(s), integ.pressure_gpa(s), vol)
 
     def _write_thermo(self) -> None:
         row = self.thermo_row()

@@ -22,6 +22,20 @@ class Morse(Potential):
         self.D, self.a, self.r0, self.rc = float(D_eV), float(a_per_A), float(r0_A), float(cutoff_A)
         self.shift = self.D * ((1.0 - math.exp(-self.a * (self.rc - self.r0))) ** 2 - 1.0)
         self.nlist = VerletList(self.rc, skin_A)
+        self.skin = skin_A
+        self._bead_lists: list[VerletList] = []
+
+    def __call__(self, positions, cell, species, pbc=(True, True, True)) -> PotentialOutput:
+        if positions.dim() == 2:
+            return self._compute(positions, cell, species, pbc)
+        # replicas (path-integral beads): one Verlet list per replica so none is rebuilt every call
+        b = positions.shape[0]
+        while len(self._bead_lists) < b:
+            self._bead_lists.append(VerletList(self.rc, self.skin))
+        cells = cell if cell.dim() == 3 else cell.expand(b, 3, 3)
+        outs = [self._compute(positions[k], cells[k], species, pbc, self._bead_lists[k]) for k in range(b)]
+        return PotentialOutput(torch.stack([o.energy for o in outs]), torch.stack([o.forces for o in outs]),
+                               torch.stack([o.virial for o in outs]))
 
     def pair(self, r: torch.Tensor):
         """Energy and dφ/dr for distances r (Å)."""
@@ -31,12 +45,13 @@ class Morse(Potential):
         inside = r < self.rc
         return torch.where(inside, phi, torch.zeros_like(phi)), torch.where(inside, dphi, torch.zeros_like(dphi))
 
-    def _compute(self, positions, cell, species, pbc) -> PotentialOutput:
-        self.nlist.update(positions, cell, pbc)
-        rij = self.nlist.vectors(positions, cell)
+    def _compute(self, positions, cell, species, pbc, nlist: VerletList | None = None) -> PotentialOutput:
+        nlist = self.nlist if nlist is None else nlist
+        nlist.update(positions, cell, pbc)
+        rij = nlist.vectors(positions, cell)
         r = rij.norm(dim=-1)
         inside = r < self.rc  # only pairs inside the cutoff enter the sums (independent of the skin)
-        i, j, rij, r = self.nlist.i[inside], self.nlist.j[inside], rij[inside], r[inside]
+        i, j, rij, r = nlist.i[inside], nlist.j[inside], rij[inside], r[inside]
         phi, dphi = self.pair(r)
         energy = phi.sum()
         fij = (dphi / r)[:, None] * rij  # force on i from j (points from i to j times dφ/dr)

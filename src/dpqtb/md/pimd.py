@@ -1,0 +1,224 @@
+"""Path-integral MD: ring polymers with the PILE-L thermostat (Ceriotti, Parrinello, Markland &
+Manolopoulos, JCP 133, 124104 (2010)) and thermostatted RPMD (Rossi, Ceriotti & Manolopoulos, JCP 140,
+234116 (2014)).
+
+P beads per atom sample exp(-β_P H_P), β_P = β/P, with
+
+    H_P = Σ_j Σ_i [ p_ij²/2m_i + ½ m_i ω_P² |q_ij − q_i,j+1|² ] + Σ_j V(q_j),   ω_P = P k_B T / ħ.
+
+All beads are evaluated in one call of the potential with positions of shape (P, N, 3).
+Integration (BAOAB in normal-mode coordinates): B = half kick with the physical forces, A = exact
+free ring-polymer propagation for dt/2 (harmonic rotation of each normal mode, ω_k = 2ω_P sin(kπ/P)),
+O = PILE-L: p̃_k ← c_k p̃_k + sqrt((1 − c_k²) m P k_B T) ξ with c_k = exp(−γ_k dt), γ_k = 2λω_k for
+k > 0 (λ = 1: critical damping, PILE-L; λ = 1/2 for TRPMD) and γ_0 = 1/τ_0 for the centroid (none in
+TRPMD production runs, which then follow the centroid dynamics used for diffusion).
+
+Estimators (per step, written by the runner): centroid-virial kinetic energy
+K_cv = (3N/2) k_B T − (1/2P) Σ_j Σ_i (q_ij − q̄_i)·F_ij, primitive kinetic energy
+K_pr = (3NP/2) k_B T − (1/P) Σ_j Σ_i ½ m_i ω_P² |q_ij − q_i,j+1|², potential V̄ = (1/P) Σ_j V(q_j), and the
+centroid-virial pressure P = (2 K_cv + (1/P) Σ_j tr W_j) / 3V. The state's positions and momenta are
+the centroid's, so the trajectory is the centroid trajectory and the analysis tools apply unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from dpqtb import DpqtbError
+from dpqtb.md.integrators import NVE, TemperatureSchedule
+from dpqtb.md.state import MDState
+from dpqtb.potential.base import Potential
+from dpqtb.units import EV_PER_A3_TO_GPA, HBAR, KB, MVV2E
+
+
+def normal_mode_matrix(p: int) -> np.ndarray:
+    """Orthogonal C (P×P) with q̃_k = Σ_j C_jk q_j (Ceriotti 2010, Eq. 8)."""
+    c = np.zeros((p, p))
+    j = np.arange(p)
+    for k in range(p):
+        if k == 0:
+            c[:, k] = math.sqrt(1.0 / p)
+        elif k < p / 2:
+            c[:, k] = math.sqrt(2.0 / p) * np.cos(2.0 * math.pi * j * k / p)
+        elif k == p / 2:
+            c[:, k] = math.sqrt(1.0 / p) * (-1.0) ** j
+        else:
+            c[:, k] = math.sqrt(2.0 / p) * np.sin(2.0 * math.pi * j * k / p)
+    return c
+
+
+def free_ring_frequencies(p: int, temperature_k: float) -> np.ndarray:
+    """ω_k = 2 ω_P sin(kπ/P) in rad/fs."""
+    omega_p = p * KB * temperature_k / HBAR
+    return 2.0 * omega_p * np.sin(np.arange(p) * math.pi / p)
+
+
+def harmonic_pimd_potential_energy(omega: float, temperature_k: float, p: int) -> float:
+    """Exact ⟨V⟩ per degree of freedom (eV) of a harmonic oscillator (ω in rad/fs) sampled with P beads:
+    ½ k_B T Σ_k ω²/(ω² + ω_k²); equals ⟨K_cv⟩ and → (ħω/4)coth(ħω/2kT) as P → ∞."""
+    wk = free_ring_frequencies(p, temperature_k)
+    return 0.5 * KB * temperature_k * float(np.sum(omega**2 / (omega**2 + wk**2)))
+
+
+class PIMD(NVE):
+    """Ring-polymer MD (PIMD with PILE-L, or TRPMD with ``trpmd=True``)."""
+
+    name = "pimd"
+    has_temperature = True
+
+    def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, beads: int,
+                 centroid_damp_fs: float | None, seed: int, pile_lambda: float = 1.0, trpmd: bool = False):
+        super().__init__(potential, dt_fs)
+        if int(beads) != beads or beads < 1:
+            raise DpqtbError(f"thermostat.beads must be an integer >= 1, got {beads}")
+        if temperature.is_ramp:
+            raise DpqtbError("thermostat.temperature_K ramps are not supported for PIMD (ω_P depends on T)")
+        if not temperature(0) > 0:
+            raise DpqtbError("thermostat.temperature_K must be > 0 for PIMD")
+        if centroid_damp_fs is not None and not centroid_damp_fs > 0:
+            raise DpqtbError(f"thermostat.damp_fs must be > 0, got {centroid_damp_fs}")
+        if not pile_lambda > 0:
+            raise DpqtbError(f"thermostat.pile_lambda must be > 0, got {pile_lambda}")
+        self.P = int(beads)
+        self.schedule = temperature
+        self.T = temperature(0)
+        self.trpmd = bool(trpmd)
+        if self.trpmd:
+            self.name = "trpmd"
+            centroid_damp_fs = None
+        self.centroid_damp = centroid_damp_fs
+        self.lam = float(pile_lambda)
+        self.seed = int(seed)
+        self.generator = None
+        self.q = self.p = self.f = self.e = self.w = None  # bead arrays (P, N, 3), energies (P,), virials (P,3,3)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, state: MDState) -> None:
+        self.potential.bind(state.type_map)
+        dev, dt = state.device, state.dtype
+        self.generator = torch.Generator(device=dev)
+        self.generator.manual_seed(self.seed)
+        P = self.P
+        self.C = torch.tensor(normal_mode_matrix(P), dtype=dt, device=dev)
+        wk = free_ring_frequencies(P, self.T)
+        self.omega_k = torch.tensor(wk, dtype=dt, device=dev)
+        self.omega_p = P * KB * self.T / HBAR
+        gamma = 2.0 * self.lam * wk
+        gamma[0] = 0.0 if self.centroid_damp is None else 1.0 / self.centroid_damp
+        self.c1 = torch.tensor(np.exp(-gamma * self.dt), dtype=dt, device=dev)
+        self.c2 = torch.sqrt(1.0 - self.c1**2)
+        half = 0.5 * self.dt
+        wt = wk * half
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sin_over_w = np.where(wk > 0, np.sin(wt) / np.where(wk > 0, wk, 1.0), half)
+        self.cos_wt = torch.tensor(np.cos(wt), dtype=dt, device=dev)
+        self.sin_wt_w = torch.tensor(sin_over_w, dtype=dt, device=dev)  # sin(ωτ)/ω (τ for k = 0)
+        self.w_sin_wt = torch.tensor(wk * np.sin(wt), dtype=dt, device=dev)  # ω sin(ωτ)
+        # beads start on the centroid, momenta of each bead from the bead temperature P·T
+        self.q = state.positions.unsqueeze(0).repeat(P, 1, 1).clone()
+        std = torch.sqrt(state.masses * P * KB * self.T / MVV2E)
+        self.p = torch.randn((P,) + state.positions.shape, generator=self.generator, dtype=dt, device=dev) * std[:, None]
+        self.p += state.momenta - self.p.mean(0)  # bead-average momentum = the state's (centroid) momentum
+        self._state = state
+        self._forces(state)
+        self._sync_state(state)
+
+    def _forces(self, state: MDState) -> None:
+        out = self.potential(self.q, state.cell, state.species, state.pbc)
+        self.e, self.f, self.w = out.energy.reshape(self.P), out.forces.reshape(self.q.shape), out.virial.reshape(self.P, 3, 3)
+
+    def _sync_state(self, state: MDState) -> None:
+        state.positions = self.q.mean(0)
+        state.momenta = self.p.mean(0)  # centroid momentum (per atom, in physical mass units)
+        state.energy = self.e.mean()
+        state.forces = self.f.mean(0)
+        state.virial = self.w.mean(0)
+
+    # ------------------------------------------------------------------ propagation
+    def _to_nm(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("jk,j...->k...", self.C, x)
+
+    def _from_nm(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("jk,k...->j...", self.C, x)
+
+    def _free_ring(self, state: MDState) -> None:
+        """Exact free ring-polymer propagation for dt/2 in normal modes."""
+        m = state.masses[None, :, None]
+        qn, pn = self._to_nm(self.q), self._to_nm(self.p)
+        shape = (-1, 1, 1)
+        cos, s_w, w_s = self.cos_wt.view(shape), self.sin_wt_w.view(shape), self.w_sin_wt.view(shape)
+        q_new = qn * cos + pn / m * s_w
+        p_new = pn * cos - m * qn * w_s
+        self.q, self.p = self._from_nm(q_new), self._from_nm(p_new)
+
+    def _ou(self, state: MDState) -> None:
+        ke_before = self._bead_kinetic(state)
+        pn = self._to_nm(self.p)
+        std = torch.sqrt(state.masses * self.P * KB * self.T / MVV2E)[None, :, None]
+        xi = torch.randn(pn.shape, generator=self.generator, dtype=pn.dtype, device=pn.device)
+        pn = self.c1.view(-1, 1, 1) * pn + self.c2.view(-1, 1, 1) * std * xi
+        self.p = self._from_nm(pn)
+        self.thermostat_energy += float(ke_before - self._bead_kinetic(state))
+
+    def _bead_kinetic(self, state: MDState) -> torch.Tensor:
+        return 0.5 * MVV2E * (self.p.pow(2).sum(-1) / state.masses).sum()
+
+    def step(self, state: MDState) -> None:
+        dt = self.dt
+        self.p.add_(self.f, alpha=0.5 * dt / MVV2E)
+        self._free_ring(state)
+        self._ou(state)
+        self._free_ring(state)
+        self._forces(state)
+        self.p.add_(self.f, alpha=0.5 * dt / MVV2E)
+        self._sync_state(state)
+        self._advance_clock(state)
+
+    # ------------------------------------------------------------------ estimators
+    def spring_energy(self, state: MDState) -> torch.Tensor:
+        d = self.q - torch.roll(self.q, -1, dims=0)
+        return 0.5 * MVV2E * self.omega_p**2 * (state.masses[None, :, None] * d * d).sum()
+
+    def kinetic_energy(self, state: MDState) -> float:
+        """Centroid-virial kinetic energy estimator (eV)."""
+        dq = self.q - self.q.mean(0, keepdim=True)
+        return float(1.5 * state.n_atoms * KB * self.T - 0.5 / self.P * (dq * self.f).sum())
+
+    def primitive_kinetic_energy(self, state: MDState) -> float:
+        """Primitive (thermodynamic) kinetic energy estimator (eV): (3NP/2)kT − (1/P) Σ ½ m ω_P² |Δq|²."""
+        return float(1.5 * state.n_atoms * self.P * KB * self.T - self.spring_energy(state) / self.P)
+
+    def pressure_gpa(self, state: MDState) -> float:
+        if not all(state.pbc):
+            return float("nan")
+        return (2.0 * self.kinetic_energy(state) + float(self.w.diagonal(dim1=-2, dim2=-1).sum(-1).mean())) \
+            / (3.0 * state.volume) * EV_PER_A3_TO_GPA
+
+    def conserved_energy(self, state: MDState) -> float:
+        """Ring-polymer Hamiltonian H_P/P-consistent quantity: bead kinetic + springs + Σ_j V_j, plus what the
+        thermostat removed (constant up to integration error)."""
+        return float(self._bead_kinetic(state) + self.spring_energy(state) + self.e.sum()) + self.thermostat_energy
+
+    def n_dof(self, state: MDState) -> int:
+        return 3 * state.n_atoms
+
+    def target_temperature(self, step: int) -> float:
+        return self.T
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "generator": self.generator.get_state(), "q": self.q.clone(),
+                "p": self.p.clone(), "beads": self.P}
+
+    def load_state_dict(self, d: dict) -> None:
+        super().load_state_dict(d)
+        if int(d["beads"]) != self.P:
+            raise DpqtbError(f"checkpoint has {d['beads']} beads, this run {self.P}")
+        self.generator.set_state(d["generator"])
+        self.q = d["q"].to(self.q.device)
+        self.p = d["p"].to(self.p.device)
+        self._forces(self._state)  # forces of the restored beads
+        self._sync_state(self._state)
