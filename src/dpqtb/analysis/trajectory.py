@@ -1,0 +1,245 @@
+"""Streaming trajectory reader for ``dpqtb md`` run directories and any ASE-readable file.
+
+Frames are yielded one at a time (never the whole trajectory in memory).  The engine's
+``trajectory.extxyz`` is parsed by a fast path (one ``split`` per frame; a 44,000-atom frame takes
+~0.1 s); other formats, and extxyz files the fast path does not understand, go through
+``ase.io.iread``.  Positions are taken as written: the engine writes *unwrapped* Cartesian
+positions, which is what displacement observables (MSD, diffusion) need.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from dpqtb import DpqtbError
+
+TRAJECTORY = "trajectory.extxyz"
+THERMO = "thermo.csv"
+RUN_JSON = "run.json"
+
+
+@dataclass
+class Frame:
+    """One trajectory frame (units: Å, fs, eV)."""
+
+    index: int
+    symbols: np.ndarray  # (N,) str
+    positions: np.ndarray  # (N, 3) Å, unwrapped when the writer kept them so
+    cell: np.ndarray  # (3, 3) Å, rows are lattice vectors
+    time_fs: float
+    step: int | None = None
+    velocities: np.ndarray | None = None  # (N, 3) Å/fs
+    energy_eV: float | None = None
+
+
+def _parse_comment(line: str) -> dict:
+    from ase.io.extxyz import key_val_str_to_dict
+
+    return key_val_str_to_dict(line)
+
+
+def _iter_extxyz_fast(path: Path) -> Iterator[Frame]:
+    with open(path) as fh:
+        index = 0
+        while True:
+            head = fh.readline()
+            if not head:
+                return
+            if not head.strip():
+                continue
+            try:
+                n = int(head.split()[0])
+            except ValueError as exc:
+                raise DpqtbError(f"{path}: frame {index}: bad atom-count line {head.strip()[:40]!r}") from exc
+            info = _parse_comment(fh.readline())
+            lines = [fh.readline() for _ in range(n)]
+            if n == 0 or not lines[-1]:
+                raise DpqtbError(f"{path}: frame {index} is truncated (expected {n} atom lines)")
+            props = info.get("Properties", "species:S:1:pos:R:3")
+            fields = props.split(":")
+            cols: dict[str, tuple[int, int]] = {}
+            c = 0
+            for k in range(0, len(fields) - 2, 3):
+                name, kind, width = fields[k], fields[k + 1], int(fields[k + 2])
+                cols[name] = (c, width, kind)
+                c += width
+            tok = np.array(" ".join(lines).split())
+            if tok.size != n * c:
+                raise DpqtbError(f"{path}: frame {index} has {tok.size} values, expected {n}×{c}")
+            tok = tok.reshape(n, c)
+            if "species" not in cols or "pos" not in cols:
+                raise DpqtbError(f"{path}: frame {index} lacks species or pos columns")
+            s0 = cols["species"][0]
+            p0 = cols["pos"][0]
+            vel = None
+            for vname in ("velocities_A_per_fs",):
+                if vname in cols:
+                    v0 = cols[vname][0]
+                    vel = tok[:, v0:v0 + 3].astype(float)
+            lat = info.get("Lattice")
+            cell = np.zeros((3, 3)) if lat is None else np.asarray(lat, dtype=float).reshape(3, 3)
+            t = info.get("time_fs")
+            step = info.get("step")
+            yield Frame(index, tok[:, s0].copy(), tok[:, p0:p0 + 3].astype(float), cell,
+                        float(t) if t is not None else float("nan"),
+                        int(step) if step is not None else None, vel,
+                        float(info["energy_eV"]) if "energy_eV" in info else None)
+            index += 1
+
+
+def _iter_ase(path: Path, fmt: str | None) -> Iterator[Frame]:
+    from ase.io import iread
+
+    try:
+        for index, atoms in enumerate(iread(str(path), index=":", format=fmt)):
+            vel = None
+            if "velocities_A_per_fs" in atoms.arrays:
+                vel = np.asarray(atoms.arrays["velocities_A_per_fs"], dtype=float)
+            elif atoms.has("momenta"):
+                from ase import units
+
+                vel = atoms.get_velocities() * units.fs  # ASE velocity unit -> Å/fs
+            t = atoms.info.get("time_fs", float("nan"))
+            yield Frame(index, np.array(atoms.get_chemical_symbols()), atoms.positions.copy(),
+                        atoms.cell.array.copy(), float(t), atoms.info.get("step"), vel,
+                        atoms.info.get("energy_eV"))
+    except DpqtbError:
+        raise
+    except Exception as exc:  # ASE raises many different types on malformed files
+        raise DpqtbError(f"cannot read trajectory {path}: {exc}") from exc
+
+
+class Trajectory:
+    """Re-iterable, validated stream of :class:`Frame`.
+
+    Checks, frame by frame, that the species list never changes, that the number of atoms is
+    constant and that times are strictly increasing with a constant stride (a missing frame is an
+    error).  ``timestep_fs`` overrides the frame spacing when the file has no ``time_fs``.
+    """
+
+    def __init__(self, path: str | Path, fmt: str | None = None, timestep_fs: float | None = None,
+                 start: int = 0, stop: int | None = None, stride: int = 1):
+        path = Path(path)
+        if path.is_dir():
+            path = path / TRAJECTORY
+        if not path.exists():
+            raise DpqtbError(f"trajectory file {path} does not exist")
+        if path.stat().st_size == 0:
+            raise DpqtbError(f"trajectory {path} is empty")
+        if stride < 1 or start < 0 or (stop is not None and stop <= start):
+            raise DpqtbError(f"bad frame selection start={start} stop={stop} stride={stride}")
+        self.path = path
+        self.fmt = fmt
+        self.timestep_fs = timestep_fs
+        self.start, self.stop, self.stride = start, stop, stride
+        self._first: Frame | None = None
+
+    def _raw(self) -> Iterator[Frame]:
+        use_fast = self.fmt in (None, "extxyz") and self.path.suffix in (".extxyz", ".xyz")
+        return _iter_extxyz_fast(self.path) if use_fast else _iter_ase(self.path, self.fmt)
+
+    def __iter__(self) -> Iterator[Frame]:
+        ref = None
+        dt = None
+        prev_t = None
+        count = 0
+        for fr in self._raw():
+            if fr.index < self.start or (self.stop is not None and fr.index >= self.stop):
+                if self.stop is not None and fr.index >= self.stop:
+                    break
+                continue
+            if (fr.index - self.start) % self.stride:
+                continue
+            if self.timestep_fs is not None:
+                fr.time_fs = (fr.index - self.start) * self.timestep_fs
+            if ref is None:
+                ref = fr.symbols
+                if len(ref) == 0:
+                    raise DpqtbError(f"{self.path}: the first frame has no atoms")
+            elif len(fr.symbols) != len(ref) or np.any(fr.symbols != ref):
+                raise DpqtbError(f"{self.path}: frame {fr.index} has different species/atom order "
+                                 f"than frame {self.start} (mismatched species)")
+            if not np.all(np.isfinite(fr.positions)):
+                raise DpqtbError(f"{self.path}: frame {fr.index} has non-finite positions")
+            if prev_t is not None:
+                if not np.isfinite(fr.time_fs):
+                    raise DpqtbError(f"{self.path}: frames have no time_fs; pass timestep_fs")
+                step = fr.time_fs - prev_t
+                if step <= 0:
+                    raise DpqtbError(f"{self.path}: time goes backwards at frame {fr.index}")
+                if dt is None:
+                    dt = step
+                elif abs(step - dt) > 1e-6 * max(dt, 1.0):
+                    raise DpqtbError(f"{self.path}: frame spacing changes at frame {fr.index} "
+                                     f"({step:g} fs instead of {dt:g} fs): missing frames?")
+            prev_t = fr.time_fs
+            count += 1
+            yield fr
+        if count == 0:
+            raise DpqtbError(f"trajectory {self.path} contains no frames in the selection")
+
+    def first(self) -> Frame:
+        if self._first is None:
+            self._first = next(iter(self))
+        return self._first
+
+    @property
+    def symbols(self) -> np.ndarray:
+        return self.first().symbols
+
+    def species(self) -> list[str]:
+        """Distinct species in order of first appearance."""
+        seen: list[str] = []
+        for s in self.symbols:
+            if s not in seen:
+                seen.append(str(s))
+        return seen
+
+
+def read_thermo(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """Columns of ``thermo.csv`` as float arrays (keys are the column names, units included)."""
+    path = Path(run_dir) / THERMO
+    if not path.exists():
+        raise DpqtbError(f"{path} does not exist")
+    with open(path) as fh:
+        rows = list(csv.reader(fh))
+    if len(rows) < 2:
+        raise DpqtbError(f"{path} has no data rows")
+    head = rows[0]
+    try:
+        data = np.array([[float(x) for x in r] for r in rows[1:] if r], dtype=float)
+    except ValueError as exc:
+        raise DpqtbError(f"{path}: non-numeric value ({exc})") from exc
+    if data.ndim != 2 or data.shape[1] != len(head):
+        raise DpqtbError(f"{path}: rows do not match the header")
+    return {h: data[:, k] for k, h in enumerate(head)}
+
+
+def read_run_json(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / RUN_JSON
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DpqtbError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def write_extxyz_frames(path: str | Path, frames, symbols, cell, dt_fs: float, velocities=None) -> None:
+    """Write (N, 3) position arrays as an engine-style extxyz (used by tests and examples)."""
+    from ase import Atoms
+    from ase.io import write
+
+    with open(path, "w") as fh:
+        for k, pos in enumerate(frames):
+            atoms = Atoms(list(symbols), positions=pos, cell=cell, pbc=True)
+            atoms.info.update(step=k, time_fs=k * dt_fs, energy_eV=0.0)
+            if velocities is not None:
+                atoms.new_array("velocities_A_per_fs", np.asarray(velocities[k], dtype=float))
+            write(fh, atoms, format="extxyz")

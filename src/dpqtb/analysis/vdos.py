@@ -1,0 +1,177 @@
+"""Vibrational density of states from the velocity autocorrelation function, zero-point
+temperature, and energy-vs-temperature curves from thermo logs.
+
+Method: the trajectory is cut into segments of ``segment_frames`` frames (streaming; only one
+segment of velocities is held).  In each segment the per-atom VACF C_i(k) = ⟨v_i(t)·v_i(t+kΔt)⟩ is
+computed with zero-padded FFTs (Wiener–Khinchin, unbiased 1/(L−k) normalisation) and summed per
+species.  The averaged VACF up to ``max_lag`` M is multiplied by a Hann lag window
+w(k) = ½[1 + cos(πk/M)] and cosine-transformed:  g(ν) ∝ C(0) + 2 Σ_k w(k) C(k) cos(2πνkΔt).
+Each g is normalised to unit area over ν ≥ 0 (a density per degree of freedom).  The "total"
+spectrum weights atoms by mass (Σ m_i C_i), the kinetic-energy weighting for which a classical
+harmonic crystal gives its phonon DOS.  Frequency resolution ≈ 2/(M Δt) (Hann main lobe).
+
+T_zero = (1/k_B) ∫ g(ν) hν/2 dν is then the zero-point energy per degree of freedom in kelvin,
+directly comparable with E/(3N k_B) at T = 0 for a harmonic system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dpqtb import DpqtbError
+from dpqtb.analysis.msd import species_indices
+from dpqtb.units import HPLANCK, KB, THZ
+
+
+@dataclass
+class VDOSResult:
+    freq_THz: np.ndarray
+    g_per_THz: dict[str, np.ndarray]  # per species and "total"; ∫ g dν = 1
+    vacf_A2_per_fs2: dict[str, np.ndarray]  # per-atom VACF (species mean; total: mass-weighted)
+    lag_fs: np.ndarray
+    n_segments: int
+
+    def zero_point_temperature_K(self, key: str = "total") -> float:
+        return zero_point_temperature(self.freq_THz, self.g_per_THz[key])
+
+    def peak_THz(self, key: str) -> float:
+        return float(self.freq_THz[np.argmax(self.g_per_THz[key])])
+
+
+def zero_point_temperature(freq_THz: np.ndarray, g_per_THz: np.ndarray) -> float:
+    """T_zero = (1/k_B) ∫ g(ν) hν/2 dν  (K), g normalised to unit area here for safety."""
+    nu_per_fs = np.asarray(freq_THz) * THZ
+    area = np.trapezoid(g_per_THz, freq_THz)
+    if not area > 0:
+        raise DpqtbError("VDOS has zero or negative area")
+    return float(np.trapezoid(g_per_THz * 0.5 * HPLANCK * nu_per_fs, freq_THz) / area / KB)
+
+
+class VDOSAccumulator:
+    """Streaming VACF/VDOS per species (see module docstring).
+
+    Frames without velocities fall back to central finite differences of the unwrapped positions
+    within each segment (exact frequencies; amplitudes damped by sin(ωΔt)/(ωΔt)).
+    """
+
+    def __init__(self, symbols, dt_fs: float, max_lag: int = 500, segment_frames: int | None = None,
+                 masses: np.ndarray | None = None):
+        if dt_fs <= 0:
+            raise DpqtbError("VDOS needs a positive frame spacing (fs)")
+        if max_lag < 4:
+            raise DpqtbError("VDOS max_lag must be at least 4 frames")
+        self.groups = species_indices(symbols)
+        self.dt = float(dt_fs)
+        self.max_lag = int(max_lag)
+        self.L = int(segment_frames or 4 * max_lag)
+        if self.L <= self.max_lag:
+            raise DpqtbError("VDOS segment must be longer than max_lag")
+        if masses is None:
+            from ase.data import atomic_masses, atomic_numbers
+
+            masses = np.array([atomic_masses[atomic_numbers[str(s)]] for s in symbols])
+        self.m = np.asarray(masses, dtype=float)
+        self.buf: list[np.ndarray] = []
+        self.use_positions: bool | None = None
+        self.acf = {k: np.zeros(self.max_lag + 1) for k in [*self.groups, "total"]}
+        self.nseg = 0
+
+    def update(self, velocities: np.ndarray | None, positions: np.ndarray | None = None) -> None:
+        use_pos = velocities is None
+        if self.use_positions is None:
+            self.use_positions = use_pos
+        elif self.use_positions != use_pos:
+            raise DpqtbError("some frames have velocities and others not")
+        data = positions if use_pos else velocities
+        if data is None:
+            raise DpqtbError("VDOS needs velocities or positions")
+        self.buf.append(np.asarray(data, dtype=np.float32))
+        if len(self.buf) == self.L:
+            self._flush()
+
+    def _flush(self) -> None:
+        seg = np.stack(self.buf).astype(np.float64)  # (L, N, 3)
+        self.buf = []
+        if self.use_positions:
+            seg = np.gradient(seg, self.dt, axis=0)
+        L = len(seg)
+        nfft = 1 << int(np.ceil(np.log2(2 * L)))
+        M = min(self.max_lag, L - 1)
+        norm = 1.0 / (L - np.arange(M + 1))
+        spec_tot = None
+        for s, idx in self.groups.items():
+            f = np.fft.rfft(seg[:, idx, :], n=nfft, axis=0)
+            p = (f.real ** 2 + f.imag ** 2).sum(axis=2)  # (F, n_s)
+            acf_atoms = np.fft.irfft(p, n=nfft, axis=0)[: M + 1]  # (M+1, n_s)
+            self.acf[s][: M + 1] += acf_atoms.mean(axis=1) * norm
+            tot = acf_atoms @ self.m[idx]
+            spec_tot = tot if spec_tot is None else spec_tot + tot
+        self.acf["total"][: M + 1] += spec_tot / self.m.sum() * norm
+        self.nseg += 1
+
+    def result(self) -> VDOSResult:
+        if len(self.buf) > self.max_lag + 1 and self.nseg == 0:
+            self._flush()
+        elif len(self.buf) > self.max_lag + 1:
+            self._flush()
+        if self.nseg == 0:
+            raise DpqtbError(f"VDOS needs more than max_lag+1 = {self.max_lag + 1} frames")
+        M = self.max_lag
+        k = np.arange(M + 1)
+        w = 0.5 * (1.0 + np.cos(np.pi * k / M))
+        nfreq = 4 * M
+        freqs_per_fs = np.arange(nfreq + 1) / (2 * nfreq * self.dt)
+        cosm = np.cos(2 * np.pi * np.outer(freqs_per_fs, k) * self.dt)
+        coef = np.where(k == 0, 1.0, 2.0) * w
+        freq_THz = freqs_per_fs / THZ
+        g, vacf = {}, {}
+        for key, a in self.acf.items():
+            c = a / self.nseg
+            vacf[key] = c
+            spec = cosm @ (coef * c)
+            area = np.trapezoid(spec, freq_THz)
+            if not area > 0:
+                raise DpqtbError(f"VDOS of {key}: zero velocity autocorrelation (frozen atoms?)")
+            g[key] = spec / area
+        return VDOSResult(freq_THz, g, vacf, k * self.dt, self.nseg)
+
+
+def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV: float = 0.0,
+                          n_bins: int | None = None, discard_fraction: float = 0.2) -> dict[str, np.ndarray]:
+    """E/(3N k_B) (K) against temperature from one thermo log.
+
+    E = total_eV − e_ref_eV (e_ref: the static minimum energy, so a harmonic crystal gives T
+    classically and T_zero-like values quantum-mechanically at T → 0).  With ``n_bins`` (a
+    temperature ramp) rows are binned by target_temperature_K; without, the last
+    (1 − discard_fraction) of the run is averaged into one point with its standard error from
+    5 blocks.  Returns columns target_temperature_K, temperature_K, E_per_3NkB_K, E_err_K.
+    """
+    for col in ("target_temperature_K", "temperature_K", "total_eV"):
+        if col not in thermo:
+            raise DpqtbError(f"thermo log lacks column {col}")
+    if n_atoms < 1:
+        raise DpqtbError("energy_vs_temperature needs n_atoms >= 1")
+    e = (thermo["total_eV"] - e_ref_eV) / (3 * n_atoms * KB)
+    tt, tk = thermo["target_temperature_K"], thermo["temperature_K"]
+    if n_bins:
+        edges = np.linspace(tt.min(), tt.max() + 1e-9, n_bins + 1)
+        which = np.clip(np.digitize(tt, edges) - 1, 0, n_bins - 1)
+        rows = []
+        for b in range(n_bins):
+            sel = which == b
+            if sel.sum():
+                rows.append((tt[sel].mean(), tk[sel].mean(), e[sel].mean(),
+                             e[sel].std(ddof=1) / np.sqrt(sel.sum()) if sel.sum() > 1 else np.nan))
+        arr = np.array(rows)
+    else:
+        k0 = int(discard_fraction * len(e))
+        seg = e[k0:]
+        if len(seg) < 2:
+            raise DpqtbError("thermo log too short for an energy average")
+        blocks = [b.mean() for b in np.array_split(seg, min(5, len(seg)))]
+        arr = np.array([[tt[k0:].mean(), tk[k0:].mean(), seg.mean(),
+                         np.std(blocks, ddof=1) / np.sqrt(len(blocks))]])
+    return {"target_temperature_K": arr[:, 0], "temperature_K": arr[:, 1],
+            "E_per_3NkB_K": arr[:, 2], "E_err_K": arr[:, 3]}
