@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "dpqtb.md.cli",
     "dpqtb.workflows.cli",
     "dpqtb.dft.cli",
+    "dpqtb.analysis.cli",
 )
 
 

@@ -1,0 +1,293 @@
+"""``dpqtb analyze RUN_DIR``: one streaming pass computing every observable, then CSV/JSON/PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from dpqtb import DpqtbError
+from dpqtb.analysis.cage import AngleAccumulator, quadrilateral_angles, angle_stats
+from dpqtb.analysis.exchange import SiteTracker, pick_examples, plot_examples
+from dpqtb.analysis.msd import MSDAccumulator, ReorderedMSD, diffusion_coefficient
+from dpqtb.analysis.rdf import RDFAccumulator, plot_rdf
+from dpqtb.analysis.trajectory import Trajectory, read_run_json, read_thermo
+from dpqtb.analysis.vdos import VDOSAccumulator, energy_vs_temperature
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for r in rows:
+            w.writerow([f"{v:.8g}" if isinstance(v, (float, np.floating)) else v for v in r])
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _frame_dt(traj: Trajectory) -> float:
+    it = iter(traj)
+    f0 = next(it)
+    try:
+        f1 = next(it)
+    except StopIteration:
+        raise DpqtbError(f"{traj.path}: need at least 2 frames for time-dependent analysis") from None
+    return f1.time_fs - f0.time_fs
+
+
+def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_fs: float | None = None,
+            origin_every_fs: float | None = None, msd_prime_every: int = 1, rdf_every: int = 1,
+            rdf_r_max_A: float = 6.0, rdf_bin_A: float = 0.02, vdos_max_lag_fs: float | None = None,
+            angle_every: int = 1, compare: str | Path | None = None, e_ref_eV: float = 0.0,
+            start: int = 0, stop: int | None = None, stride: int = 1, metal: str = "La",
+            hydrogen: str = "H", plots: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise DpqtbError(f"run directory {run_dir} does not exist")
+    out = Path(out_dir) if out_dir else (run_dir / "analysis" if run_dir.is_dir() else run_dir.parent / "analysis")
+    out.mkdir(parents=True, exist_ok=True)
+    traj = Trajectory(run_dir, start=start, stop=stop, stride=stride)
+    first = traj.first()
+    symbols = first.symbols
+    species = traj.species()
+    dt = _frame_dt(traj)
+    if not np.all(np.abs(np.linalg.det(first.cell)) > 0):
+        raise DpqtbError("trajectory has no periodic cell (Lattice missing)")
+    n_frames_hint = None
+    max_lag = max(1, int(round(max_lag_fs / dt))) if max_lag_fs else None
+    is_lah = metal in species and hydrogen in species
+
+    # first pass: count frames cheaply is not possible without reading; use lazily-sized accumulators
+    frames_seen = 0
+    msd = None
+    msdp = ReorderedMSD(first.positions[symbols == hydrogen]) if hydrogen in species else None
+    msdp_rows = []
+    rdf = RDFAccumulator(symbols, rdf_r_max_A, rdf_bin_A)
+    vmax = max(4, int(round((vdos_max_lag_fs or 0) / dt))) if vdos_max_lag_fs else None
+    vdos_frames: list = []
+    vdos = None
+    angles = AngleAccumulator(symbols) if is_lah else None
+    angle_error = None
+    tracker = SiteTracker(first.positions, symbols, first.cell, metal, hydrogen) if is_lah else None
+    pos_sum = np.zeros_like(first.positions)
+    cell_sum = np.zeros((3, 3))
+
+    # the MSD/VDOS lag defaults need the trajectory length: count frames (cheap header scan)
+    n_total = sum(1 for _ in _count_frames(traj))
+    if n_total < 2:
+        raise DpqtbError("trajectory has fewer than 2 frames")
+    n_frames_hint = n_total
+    if max_lag is None:
+        max_lag = max(1, n_total // 2)
+    max_lag = min(max_lag, n_total - 1)
+    origin_every = max(1, int(round(origin_every_fs / dt))) if origin_every_fs else max(1, max_lag // 20)
+    msd = MSDAccumulator(symbols, max_lag, origin_every)
+    if vmax is None:
+        vmax = max(4, min(500, n_total // 4))
+    if n_total > vmax + 1:
+        vdos = VDOSAccumulator(symbols, dt, vmax, segment_frames=min(n_total, 4 * vmax))
+
+    for k, fr in enumerate(traj):
+        frames_seen += 1
+        msd.update(fr.positions, fr.time_fs)
+        if msdp is not None and k % msd_prime_every == 0:
+            m = msdp(fr.positions[symbols == hydrogen], fr.cell)
+            msdp_rows.append((fr.time_fs, m.msd_A2, int(np.sum(m.assignment != np.arange(len(m.assignment))))))
+        if k % rdf_every == 0:
+            rdf.update(fr.positions, fr.cell)
+        if vdos is not None:
+            vdos.update(fr.velocities, fr.positions)
+        if angles is not None and angle_error is None and k % angle_every == 0:
+            try:
+                angles.update(fr.positions, fr.cell, fr.time_fs)
+            except DpqtbError as exc:  # not a LaH10 clathrate: skip θ, report why
+                angle_error = str(exc)
+        if tracker is not None:
+            tracker.update(fr.positions, fr.cell, fr.time_fs)
+        pos_sum += fr.positions
+        cell_sum += fr.cell
+
+    summary: dict = {"run_dir": str(run_dir), "n_frames": frames_seen, "frame_dt_fs": dt,
+                     "n_atoms": int(len(symbols)),
+                     "species": {s: int(np.sum(symbols == s)) for s in species}}
+    # MSD and diffusion
+    mres = msd.result()
+    _write_csv(out / "msd.csv", ["time_fs", *[f"msd_{s}_A2" for s in mres.species]],
+               [(t, *row) for t, row in zip(mres.time_fs, mres.msd_A2)])
+    summary["diffusion"] = {}
+    for s in mres.species:
+        try:
+            summary["diffusion"][s] = asdict(diffusion_coefficient(mres, s))
+        except DpqtbError as exc:
+            summary["diffusion"][s] = {"error": str(exc)}
+    if msdp_rows:
+        _write_csv(out / "msd_prime.csv", ["time_fs", f"msd_prime_{hydrogen}_A2", "n_relabelled"], msdp_rows)
+        summary["msd_prime_final_A2"] = msdp_rows[-1][1]
+    # RDF
+    rres = rdf.result(label=run_dir.name)
+    _write_csv(out / "rdf.csv", ["r_A", *[f"g_{k}" for k in rres.g], *[f"n_{k}" for k in rres.g]],
+               [(r, *[rres.g[k][b] for k in rres.g], *[rres.coordination[k][b] for k in rres.g])
+                for b, r in enumerate(rres.r_A)])
+    rdf_list = [rres]
+    if compare:
+        other = Trajectory(compare)
+        acc = RDFAccumulator(other.symbols, rdf_r_max_A, rdf_bin_A)
+        for k, fr in enumerate(other):
+            if k % rdf_every == 0:
+                acc.update(fr.positions, fr.cell)
+        rdf_list.append(acc.result(label=Path(compare).name))
+    # VDOS
+    if vdos is not None:
+        vres = vdos.result()
+        keys = list(vres.g_per_THz)
+        _write_csv(out / "vdos.csv", ["freq_THz", *[f"g_{k}_per_THz" for k in keys]],
+                   [(f, *[vres.g_per_THz[k][b] for k in keys]) for b, f in enumerate(vres.freq_THz)])
+        summary["vdos"] = {"velocities": not vdos.use_positions, "max_lag_fs": vmax * dt,
+                           "segments": vres.n_segments,
+                           "T_zero_K": {k: vres.zero_point_temperature_K(k) for k in keys},
+                           "peak_THz": {k: vres.peak_THz(k) for k in keys}}
+    else:
+        vres = None
+        summary["vdos"] = {"error": "trajectory too short for the VDOS lag window"}
+    # cage angle
+    if angles is not None:
+        if angle_error:
+            summary["cage_angle"] = {"error": angle_error}
+        else:
+            _write_csv(out / "theta.csv", ["time_fs", "theta_mean_deg", "theta_std_deg", "theta_min_deg",
+                                           "theta_max_deg", "face_max_mean_deg", "face_min_mean_deg",
+                                           "deviation_mean_deg"],
+                       [(t, *asdict(st).values()) for t, st in angles.rows])
+            mean_pos = pos_sum / frames_seen
+            try:
+                avg = asdict(angle_stats(quadrilateral_angles(mean_pos, cell_sum / frames_seen, symbols)))
+            except DpqtbError as exc:
+                avg = {"error": str(exc)}
+            per = np.array([list(asdict(st).values()) for _, st in angles.rows])
+            summary["cage_angle"] = {"frames_mean": dict(zip(asdict(angles.rows[0][1]), per.mean(axis=0).tolist())),
+                                     "time_averaged_structure": avg}
+    # exchanges
+    if tracker is not None:
+        xres = tracker.result()
+        _write_csv(out / "exchanges.csv", ["time_fs", "n_off_initial_site", "n_pair_exchanges", "n_ring_protons"],
+                   zip(xres.time_fs, xres.n_off_initial, xres.n_pair_exchanges, xres.n_ring_protons))
+        _write_csv(out / "hop_events.csv", ["frame", "proton", "from_site", "to_site"], xres.events)
+        summary["exchanges"] = {"capture_radius_A": tracker.r_capture, "n_hops": int(xres.hops.sum()),
+                                "classes": xres.class_counts(),
+                                "final_pair_exchanges": int(xres.n_pair_exchanges[-1])}
+    # thermo
+    if run_dir.is_dir() and (run_dir / "thermo.csv").exists():
+        th = read_thermo(run_dir)
+        e = energy_vs_temperature(th, len(symbols), e_ref_eV)
+        summary["energy"] = {k: float(v[0]) for k, v in e.items()}
+        summary["energy"]["e_ref_eV"] = e_ref_eV
+    meta = read_run_json(run_dir) if run_dir.is_dir() else {}
+    try:
+        summary["target_temperature_K"] = meta["config"]["thermostat"]["temperature_K"]
+    except (KeyError, TypeError):
+        pass
+
+    if plots:
+        _plots(out, mres, msdp_rows, hydrogen, rdf_list, vres, angles if (angles and not angle_error) else None)
+        if tracker is not None:
+            _plot_exchange(out, traj, xres, tracker, symbols, metal)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    return summary
+
+
+def _count_frames(traj: Trajectory):
+    """Iterate frame headers of an extxyz quickly (fallback: the full reader)."""
+    if traj.path.suffix not in (".extxyz", ".xyz"):
+        yield from traj
+        return
+    k = 0
+    with open(traj.path) as fh:
+        while True:
+            head = fh.readline()
+            if not head:
+                return
+            if not head.strip():
+                continue
+            n = int(head.split()[0])
+            for _ in range(n + 1):
+                fh.readline()
+            if k >= traj.start and (traj.stop is None or k < traj.stop) and (k - traj.start) % traj.stride == 0:
+                yield k
+            k += 1
+
+
+def _plots(out, mres, msdp_rows, hydrogen, rdf_list, vres, angles) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for s, col in zip(mres.species, mres.msd_A2.T):
+        ax.plot(mres.time_fs / 1000, col, label=f"MSD {s}")
+    if msdp_rows:
+        r = np.array(msdp_rows)
+        ax.plot(r[:, 0] / 1000, r[:, 1], "o", ms=3, label=f"MSD′ {hydrogen}")
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("MSD (Å²)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "msd.png", dpi=120)
+    plt.close(fig)
+    plot_rdf(rdf_list, out / "rdf.png")
+    if vres is not None:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for k, g in vres.g_per_THz.items():
+            ax.plot(vres.freq_THz, g, label=k)
+        ax.set_xlim(0, vres.freq_THz[-1])
+        ax.set_xlabel("frequency (THz)")
+        ax.set_ylabel("VDOS (1/THz)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "vdos.png", dpi=120)
+        plt.close(fig)
+    if angles is not None and angles.rows:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+        t = np.array([r[0] for r in angles.rows]) / 1000
+        a1.plot(t, [r[1].face_max_mean_deg for r in angles.rows], "r.", label="face max")
+        a1.plot(t, [r[1].face_min_mean_deg for r in angles.rows], "b.", label="face min")
+        a1.axhline(90, color="k", lw=0.5)
+        a1.set_xlabel("time (ps)")
+        a1.set_ylabel("θ (deg)")
+        a1.legend()
+        c = 0.5 * (angles.edges[1:] + angles.edges[:-1])
+        sel = angles.hist > 0
+        a2.bar(c[sel], angles.hist[sel] / angles.hist.sum(), width=angles.edges[1] - angles.edges[0])
+        a2.set_xlabel("θ (deg)")
+        a2.set_ylabel("fraction")
+        fig.tight_layout()
+        fig.savefig(out / "theta.png", dpi=120)
+        plt.close(fig)
+
+
+def _plot_exchange(out, traj, xres, tracker, symbols, metal) -> None:
+    ex = pick_examples(xres)
+    if not ex:
+        return
+    first = traj.first()
+    la = tracker.la
+    picks = {}
+    for name, p in ex.items():
+        atom = int(tracker.h[p])
+        d = np.linalg.norm(first.positions[la] - first.positions[atom], axis=1)
+        near = la[d <= 1.3 * d.min()]
+        picks[name] = (atom, near)
+    paths = {name: ([], {int(j): [] for j in near}) for name, (atom, near) in picks.items()}
+    for fr in traj:
+        for name, (atom, near) in picks.items():
+            paths[name][0].append(fr.positions[atom].copy())
+            for j in near:
+                paths[name][1][int(j)].append(fr.positions[j].copy())
+    plot_examples({n: (np.array(h), [np.array(v) for v in las.values()]) for n, (h, las) in paths.items()},
+                  out / "exchange_examples.png")
