@@ -195,7 +195,8 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     try:
         summary["target_temperature_K"] = meta["config"]["thermostat"]["temperature_K"]
     except (KeyError, TypeError):
-        pass
+        if "energy" in summary:  # API-made runs have no config: use the thermo log's target
+            summary["target_temperature_K"] = summary["energy"]["target_temperature_K"]
 
     if plots:
         _plots(out, mres, msdp_rows, hydrogen, rdf_list, vres, angles if (angles and not angle_error) else None)

@@ -1,0 +1,70 @@
+"""VDOS of harmonic signals (known frequencies), zero-point temperature, energy curves."""
+
+import numpy as np
+import pytest
+
+from dpqtb import DpqtbError
+from dpqtb.analysis.vdos import VDOSAccumulator, energy_vs_temperature, zero_point_temperature
+from dpqtb.units import HPLANCK, KB, THZ
+
+
+def _harmonic(nu_thz, n_atoms, n_frames, dt, rng):
+    """Velocities/positions of independent 3-D harmonic oscillators at frequency nu (THz)."""
+    w = 2 * np.pi * nu_thz * THZ
+    t = np.arange(n_frames)[:, None, None] * dt
+    phase = rng.uniform(0, 2 * np.pi, (1, n_atoms, 3))
+    amp = rng.normal(size=(1, n_atoms, 3))
+    return -amp * w * np.sin(w * t + phase), amp * np.cos(w * t + phase)
+
+
+@pytest.mark.parametrize("use_velocities", [True, False])
+def test_harmonic_vdos_peaks_and_zero_point_temperature(use_velocities):
+    rng = np.random.default_rng(0)
+    dt, n = 1.0, 2000
+    nu = {"La": 7.3, "H": 41.7}  # THz
+    vl, xl = _harmonic(nu["La"], 4, n, dt, rng)
+    vh, xh = _harmonic(nu["H"], 40, n, dt, rng)
+    v, x = np.concatenate([vl, vh], axis=1), np.concatenate([xl, xh], axis=1)
+    acc = VDOSAccumulator(["La"] * 4 + ["H"] * 40, dt, max_lag=400, segment_frames=1000)
+    for k in range(n):
+        acc.update(v[k] if use_velocities else None, x[k])
+    res = acc.result()
+    assert res.n_segments == 2
+    df = res.freq_THz[1] - res.freq_THz[0]
+    for s, f in nu.items():
+        assert abs(res.peak_THz(s) - f) <= df  # peak on the grid point nearest to nu
+        np.testing.assert_allclose(np.trapezoid(res.g_per_THz[s], res.freq_THz), 1.0, rtol=1e-12)
+        # T_zero = h nu / (2 k_B): the Hann-broadened line is symmetric about nu; the residual
+        # is the tail of the mirror line at −nu (< 0.5 % for nu·M·dt ≥ 3)
+        assert res.zero_point_temperature_K(s) == pytest.approx(HPLANCK * f * THZ / (2 * KB), rel=5e-3)
+    # total spectrum is mass-weighted: both lines present, in proportion to Σ m <v²>
+    g = res.g_per_THz["total"]
+    assert g[np.argmin(np.abs(res.freq_THz - nu["H"]))] > 0.1 * g.max()
+
+
+def test_zero_point_temperature_of_a_box_spectrum():
+    f = np.linspace(0, 100, 10001)
+    g = np.where((f >= 20) & (f <= 40), 1.0, 0.0)
+    assert zero_point_temperature(f, g) == pytest.approx(HPLANCK * 30 * THZ / (2 * KB), rel=1e-3)
+
+
+def test_energy_vs_temperature_ramp_and_plateau():
+    n = 10
+    tt = np.linspace(0, 300, 301)
+    e = 3 * n * KB * (tt + 100.0) - 5.0  # E/(3N k_B) = T + 100 K above e_ref = -5 eV
+    th = {"target_temperature_K": tt, "temperature_K": tt, "total_eV": e}
+    ramp = energy_vs_temperature(th, n, e_ref_eV=-5.0, n_bins=10)
+    np.testing.assert_allclose(ramp["E_per_3NkB_K"], ramp["target_temperature_K"] + 100, rtol=1e-9)
+    one = energy_vs_temperature(th, n, e_ref_eV=-5.0)
+    assert one["E_per_3NkB_K"][0] == pytest.approx(one["target_temperature_K"][0] + 100)
+    with pytest.raises(DpqtbError):
+        energy_vs_temperature({"total_eV": e}, n)
+
+
+def test_vdos_bad_input():
+    with pytest.raises(DpqtbError):
+        VDOSAccumulator(["H"], 0.0)
+    acc = VDOSAccumulator(["H"], 1.0, max_lag=10)
+    acc.update(np.zeros((1, 3)))
+    with pytest.raises(DpqtbError):
+        acc.result()
