@@ -21,8 +21,6 @@ finite-γ broadening that any QTB has (see docs/qtb.md).
 energies over the production windows are ≈0.5 % (1,500 independent dofs per mode, 80/γ).
 """
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -30,7 +28,7 @@ import torch
 from dpqtb.md.integrators import QTB, TemperatureSchedule
 from dpqtb.md.qtb import QTBParameters, harmonic_energy_per_dof, harmonic_prediction
 from dpqtb.md.state import maxwell_boltzmann_momenta
-from dpqtb.units import HBAR, MVV2E
+from dpqtb.units import MVV2E
 from dpqtb.workflows.fermi import FermiModel
 
 T = 100.0
@@ -38,18 +36,14 @@ F1, F2, M = 60.0, 30.0, 1.008
 
 
 def _model(kappa=0.0, lam=0.0):
-    w1 = 2 * math.pi * F1 * 1e-3
-    s1 = math.sqrt(HBAR / (2 * M * MVV2E * w1))
-    s2 = math.sqrt(HBAR / (2 * M * MVV2E * w1 / 2))
-    c = kappa * HBAR * w1 / 2 / (s1 * s2 ** 2)
-    k1 = FermiModel(F1, F2, M, M).k1
-    return FermiModel(F1, F2, M, M, c_eV_A3=c, lam_eV_A4=lam, q_eV_A4=c * c / k1)
+    return FermiModel.resonant(F1, M, kappa, lam)
 
 
-def _run(model, adaptive, n_equil, n_prod, seed=11):
+def _run(model, adaptive, n_equil, n_prod, seed=11, temperature=T):
     state, pot, sites = model.build(500)
-    state.momenta = maxwell_boltzmann_momenta(state.masses, T, torch.Generator().manual_seed(seed), zero_com=False)
-    integ = QTB(pot, 0.5, TemperatureSchedule(T), 100.0, seed=seed, f_max_thz=150.0, n_f=200,
+    state.momenta = maxwell_boltzmann_momenta(state.masses, temperature, torch.Generator().manual_seed(seed),
+                                              zero_com=False)
+    integ = QTB(pot, 0.5, TemperatureSchedule(temperature), 100.0, seed=seed, f_max_thz=150.0, n_f=200,
                 zero_net_force=False, adaptive=adaptive, tau_ad_fs=1000.0)
     integ.setup(state)
     for _ in range(n_equil):

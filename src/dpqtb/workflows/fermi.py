@@ -30,6 +30,17 @@ class FermiModel:
         self.k2 = spring_constant_from_frequency(f2_thz, m2_amu)
         self.c, self.lam, self.q = c_eV_A3, lam_eV_A4, q_eV_A4
 
+    @classmethod
+    def resonant(cls, f1_thz: float, mass_amu: float, kappa: float = 0.0, lam_eV_A4: float = 0.0) -> "FermiModel":
+        """ω2 = ω1/2, equal masses, cubic coupling of dimensionless strength κ = c σx σy² / (ħω1/2) with the
+        zero-point widths σ² = ħ/(2mω), and the quartic wall q = c²/k1 (twice the boundedness threshold)."""
+        w1 = 2 * math.pi * f1_thz * 1e-3
+        s1 = math.sqrt(HBAR / (2 * mass_amu * MVV2E * w1))
+        s2 = math.sqrt(HBAR / (2 * mass_amu * MVV2E * w1 / 2))
+        c = kappa * HBAR * w1 / 2 / (s1 * s2**2)
+        k1 = spring_constant_from_frequency(f1_thz, mass_amu)
+        return cls(f1_thz, f1_thz / 2, mass_amu, mass_amu, c_eV_A3=c, lam_eV_A4=lam_eV_A4, q_eV_A4=c * c / k1)
+
     def energy(self, x, y):
         return (0.5 * self.k1 * x * x + 0.5 * self.k2 * y * y + self.c * x * y * y + self.lam * x * x * y * y
                 + self.q * y ** 4)
