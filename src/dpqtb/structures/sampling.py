@@ -135,7 +135,7 @@ def _build_sample(spec: SampleSpec, rng: np.random.Generator) -> tuple[Atoms, di
                   "phase": spec.phase, "cell": spec.cell, "kind": spec.kind, "seed": spec.seed,
                   "a_A": round(a, 5)}
     if spec.phase != "Fm-3m":
-        amp = rng.uniform(0.05, 0.15)
+        amp = rng.uniform(0.03, 0.10)
         atoms = lowered(atoms, spec.phase, amplitude=amp, strain=0.015, rng=rng)
         meta["distortion_A"] = round(amp, 4)
     scale = rng.uniform(0.5, 1.0)
