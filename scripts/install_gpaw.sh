@@ -25,7 +25,7 @@ if check; then
     exit 0
 fi
 
-APT_PKGS=(libxc-dev libopenblas-dev libfftw3-dev libopenmpi-dev libscalapack-openmpi-dev openmpi-bin)
+APT_PKGS=(g++ libxc-dev libopenblas-dev libfftw3-dev libopenmpi-dev libscalapack-openmpi-dev openmpi-bin)
 if [ "${DPQTB_SKIP_APT:-0}" != "1" ]; then
     missing=()
     for p in "${APT_PKGS[@]}"; do
