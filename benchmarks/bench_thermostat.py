@@ -57,7 +57,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--cells", type=int, default=10)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (1: stable timings on a shared 2-core machine)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     dev = args.device
     atoms = lah10_cell(args.cells)
     base = MDState.from_atoms(atoms, type_map=("La", "H"), device=dev)

@@ -139,10 +139,11 @@ class PIMD(NVE):
 
     # ------------------------------------------------------------------ propagation
     def _to_nm(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("jk,j...->k...", self.C, x)
+        """q̃_k = Σ_j C_jk q_j (one P×P matrix product over all atoms)."""
+        return (self.C.T @ x.reshape(self.P, -1)).reshape(x.shape)
 
     def _from_nm(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("jk,k...->j...", self.C, x)
+        return (self.C @ x.reshape(self.P, -1)).reshape(x.shape)
 
     def _free_ring(self, state: MDState) -> None:
         """Exact free ring-polymer propagation for dt/2 in normal modes."""
