@@ -136,3 +136,12 @@ def test_readme_commands_match_ci():
     assert "setup.sh" in main_cmd and "setup.sh" in test_cmd and "pytest" in test_cmd
     ci = (root / ".ci" / "run").read_text()
     assert test_cmd in ci
+
+
+def test_config_doc_is_current():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "scripts" / "make_config_doc.py")], capture_output=True,
+                         text=True, check=True).stdout
+    assert out == (root / "docs" / "config.md").read_text(), "run: python scripts/make_config_doc.py > docs/config.md"
