@@ -2,6 +2,7 @@
 # Set up dpqtb in ./.venv (idempotent: a second run only checks).
 #   DPQTB_PYTHON=python3.11   interpreter used to create the venv
 #   DPQTB_KEEP_TORCH=1        keep whatever torch is already in the venv (e.g. a CUDA build)
+#   DPQTB_NO_DFT=1            skip GPAW/dpdata/spglib (DFT labelling); MD and analysis still work
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${DPQTB_PYTHON:-python3}
@@ -14,4 +15,8 @@ if [ "${DPQTB_KEEP_TORCH:-0}" != "1" ] && ! .venv/bin/python -c "import torch" 2
     "${PIP[@]}" install "torch==2.13.0"
 fi
 "${PIP[@]}" install -e ".[test]"
+# GPAW (with MPI, ScaLAPACK, FFTW; Debian libraries via apt-get), PAW data incl. La, dpdata, spglib
+if [ "${DPQTB_NO_DFT:-0}" != "1" ]; then
+    scripts/install_gpaw.sh
+fi
 .venv/bin/python -c "import dpqtb, torch; print(f'dpqtb {dpqtb.__version__} ready (torch {torch.__version__})')"
