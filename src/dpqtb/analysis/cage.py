@@ -12,7 +12,7 @@ of the H quadrilateral" are the per-face maximum and minimum interior angles.
 Face identification (per frame, from the current La framework, so it survives proton hops):
 the 6 second-neighbour La vectors D_k of each La are found (shell between 0.85a and 1.12a with
 a = (4V/N_La)^{1/3}); the face centre is La + x·D_k (x = the 32f parameter, 0.379); its 4
-vertices are the 4 H nearest to that centre (0.17a away, next H at ≥ 0.29a); they are ordered
+vertices are the 4 H nearest to that centre (0.17a away, next H at ≥ 0.30a); they are ordered
 cyclically by their polar angle about D_k.
 """
 
@@ -65,7 +65,7 @@ def quadrilateral_angles(positions: np.ndarray, cell: np.ndarray, symbols, x: fl
     from dpqtb.analysis.neighbors import cross_pairs
 
     c = centres.reshape(-1, 3)
-    cut = 0.235 * a
+    cut = 0.4 * a  # take the 4 nearest H within this radius (ideal: 0.17a, next 0.30a)
     i, j, d2 = cross_pairs(c, h, cell, cut)
     order = np.lexsort((d2, i))
     i, j = i[order], j[order]

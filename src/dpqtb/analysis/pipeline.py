@@ -95,7 +95,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     if vmax is None:
         vmax = max(4, min(500, n_total // 4))
     if n_total > vmax + 1:
-        vdos = VDOSAccumulator(symbols, dt, vmax, segment_frames=min(n_total, 4 * vmax))
+        vdos = VDOSAccumulator(symbols, dt, vmax, segment_frames=min(n_total, 2 * vmax))
 
     for k, fr in enumerate(traj):
         frames_seen += 1

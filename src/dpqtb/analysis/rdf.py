@@ -46,8 +46,9 @@ class RDFAccumulator:
         for k, s in enumerate(sp):
             self.code[self.groups[s]] = k
         self.sp = sp
-        self.edges = np.arange(0.0, r_max_A + 0.5 * bin_A, bin_A)
+        self.edges = np.arange(int(round(r_max_A / bin_A)) + 1) * float(bin_A)
         self.r_max = float(self.edges[-1])
+        self.bin_w = float(bin_A)
         self.shell = 4.0 * np.pi / 3.0 * (self.edges[1:] ** 3 - self.edges[:-1] ** 3)
         self.sum = {f"{a}-{b}": np.zeros(len(self.shell)) for a, b in self.pairs}
         self.counts = {f"{a}-{b}": np.zeros(len(self.shell)) for a, b in self.pairs}
@@ -62,15 +63,19 @@ class RDFAccumulator:
         nl = vesin.NeighborList(cutoff=self.r_max, full_list=True)
         i, j, d = nl.compute(np.ascontiguousarray(positions, dtype=np.float64),
                              np.asarray(cell, dtype=np.float64), True, quantities="ijd")
-        ci, cj = self.code[i], self.code[j]
-        for a, b in self.pairs:
-            ka, kb = self.sp.index(a), self.sp.index(b)
-            sel = (ci == ka) & (cj == kb)
-            h, _ = np.histogram(d[sel], bins=self.edges)
-            na, nb = len(self.groups[a]), len(self.groups[b]) - (a == b)
-            key = f"{a}-{b}"
+        nsp = len(self.sp)
+        nb = len(self.shell)
+        b = (np.asarray(d) / self.bin_w).astype(np.int64)
+        ok = b < nb
+        key = (self.code[i[ok]] * nsp + self.code[j[ok]]) * nb + b[ok]
+        hist = np.bincount(key, minlength=nsp * nsp * nb).reshape(nsp, nsp, nb).astype(float)
+        for a, bb in self.pairs:
+            ka, kb = self.sp.index(a), self.sp.index(bb)
+            h = hist[ka, kb]
+            na, nbeta = len(self.groups[a]), len(self.groups[bb]) - (a == bb)
+            key = f"{a}-{bb}"
             self.counts[key] += h / na
-            self.sum[key] += h * vol / (na * max(nb, 1) * self.shell)
+            self.sum[key] += h * vol / (na * max(nbeta, 1) * self.shell)
         self.n += 1
 
     def result(self, label: str = "") -> RDFResult:

@@ -44,6 +44,10 @@ def _parse_comment(line: str) -> dict:
     return key_val_str_to_dict(line)
 
 
+class _NotFast(Exception):
+    """The fast extxyz path does not handle this column layout: use ASE."""
+
+
 def _iter_extxyz_fast(path: Path) -> Iterator[Frame]:
     with open(path) as fh:
         index = 0
@@ -69,24 +73,31 @@ def _iter_extxyz_fast(path: Path) -> Iterator[Frame]:
                 name, kind, width = fields[k], fields[k + 1], int(fields[k + 2])
                 cols[name] = (c, width, kind)
                 c += width
-            tok = np.array(" ".join(lines).split())
-            if tok.size != n * c:
-                raise DpqtbError(f"{path}: frame {index} has {tok.size} values, expected {n}×{c}")
-            tok = tok.reshape(n, c)
             if "species" not in cols or "pos" not in cols:
                 raise DpqtbError(f"{path}: frame {index} lacks species or pos columns")
-            s0 = cols["species"][0]
-            p0 = cols["pos"][0]
+            if cols["species"][0] != 0 or any(k[2] not in "RI" for name, k in cols.items() if name != "species"):
+                if index == 0:
+                    raise _NotFast
+                raise DpqtbError(f"{path}: frame {index} changes the column layout")
+            parts = [ln.split(None, 1) for ln in lines]
+            species = np.array([p[0] for p in parts])
+            try:
+                num = np.array(" ".join(p[1] for p in parts if len(p) > 1).split(), dtype=float)
+            except ValueError as exc:
+                raise DpqtbError(f"{path}: frame {index}: non-numeric atom data ({exc})") from exc
+            if num.size != n * (c - 1):
+                raise DpqtbError(f"{path}: frame {index} has {num.size} values, expected {n}×{c - 1}")
+            num = num.reshape(n, c - 1)
+            p0 = cols["pos"][0] - 1
             vel = None
-            for vname in ("velocities_A_per_fs",):
-                if vname in cols:
-                    v0 = cols[vname][0]
-                    vel = tok[:, v0:v0 + 3].astype(float)
+            if "velocities_A_per_fs" in cols:
+                v0 = cols["velocities_A_per_fs"][0] - 1
+                vel = num[:, v0:v0 + 3].copy()
             lat = info.get("Lattice")
             cell = np.zeros((3, 3)) if lat is None else np.asarray(lat, dtype=float).reshape(3, 3)
             t = info.get("time_fs")
             step = info.get("step")
-            yield Frame(index, tok[:, s0].copy(), tok[:, p0:p0 + 3].astype(float), cell,
+            yield Frame(index, species, num[:, p0:p0 + 3].copy(), cell,
                         float(t) if t is not None else float("nan"),
                         int(step) if step is not None else None, vel,
                         float(info["energy_eV"]) if "energy_eV" in info else None)
@@ -142,7 +153,15 @@ class Trajectory:
 
     def _raw(self) -> Iterator[Frame]:
         use_fast = self.fmt in (None, "extxyz") and self.path.suffix in (".extxyz", ".xyz")
-        return _iter_extxyz_fast(self.path) if use_fast else _iter_ase(self.path, self.fmt)
+        if not use_fast:
+            return _iter_ase(self.path, self.fmt)
+        return self._fast_or_ase()
+
+    def _fast_or_ase(self) -> Iterator[Frame]:
+        try:
+            yield from _iter_extxyz_fast(self.path)
+        except _NotFast:  # only raised at the first frame, before anything was yielded
+            yield from _iter_ase(self.path, "extxyz")
 
     def __iter__(self) -> Iterator[Frame]:
         ref = None
