@@ -12,30 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
+
+from timing import time_steps
 
 from dpqtb.md.integrators import Langevin, TemperatureSchedule
 from dpqtb.md.pimd import PIMD
 from dpqtb.md.state import MDState
 from dpqtb.potential import EinsteinCrystal
 from dpqtb.structures.lah10 import fm3m, supercell
-
-
-def timed(integ, state, n):
-    integ.setup(state)
-    for _ in range(2):
-        integ.step(state)
-    if state.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        integ.step(state)
-    if state.device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / n
 
 
 def main() -> None:
@@ -60,7 +47,7 @@ def main() -> None:
             else:
                 integ = PIMD(pot, 0.5, sched, beads, 100.0, 1)
             n = max(3, int(2e6 / (beads * len(atoms))))
-            t = timed(integ, state, min(n, 200))
+            t = time_steps(integ, state, min(n, 200), repeats=1)
             bead_bytes = 0 if beads == 1 else sum(x.numel() * x.element_size() for x in (integ.q, integ.p, integ.f))
             rows.append({"n_atoms": len(atoms), "beads": beads, "step_ms": t * 1e3,
                          "us_per_bead_atom_step": t * 1e6 / (beads * len(atoms)),

@@ -16,11 +16,12 @@ import argparse
 import json
 import platform
 import resource
-import time
 from pathlib import Path
 
 import torch
 from ase import Atoms
+
+from timing import time_steps
 
 from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
@@ -31,24 +32,6 @@ from dpqtb.structures.lah10 import fm3m, supercell
 def lah10_cell(n_cells: int = 10) -> Atoms:
     """Fm-3m LaH10 conventional cell (44 atoms, a = 5.1 Å) repeated n³: 44,000 atoms at n = 10."""
     return supercell(fm3m(5.1, cell="conventional"), n_cells)
-
-
-def time_steps(integ, state, n, repeats=3):
-    """Median over ``repeats`` blocks of ``n`` steps of the time per step (s)."""
-    integ.setup(state)
-    for _ in range(3):
-        integ.step(state)
-    times = []
-    for _ in range(repeats):
-        if state.device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            integ.step(state)
-        if state.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) / n)
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> None:

@@ -83,24 +83,6 @@ def test_langevin_temperature_ramp_follows_target():
     assert late[-1, 3] == pytest.approx(450.0)
 
 
-def _crash_after(potential, n_calls):
-    calls = {"n": 0}
-
-    class Crashing(type(potential)):
-        pass
-
-    orig = potential.__call__
-
-    def wrapped(*a, **k):
-        calls["n"] += 1
-        if calls["n"] > n_calls:
-            raise KeyboardInterrupt("simulated crash")
-        return orig(*a, **k)
-
-    potential.__call__ = wrapped  # instance attribute is not used by Python for __call__
-    return calls
-
-
 class _CrashingPotential:
     """Delegates to a potential and raises after a number of force calls (a killed job)."""
 
