@@ -16,6 +16,7 @@ import argparse
 import json
 import platform
 import resource
+import time
 from pathlib import Path
 
 import torch
