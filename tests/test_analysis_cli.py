@@ -141,3 +141,13 @@ def test_analyze_bad_input(tmp_path, capsys):
     (tmp_path / "trajectory.extxyz").write_text("")
     assert main(["analyze", str(tmp_path)]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_analyze_reference_structure_checked(md_run, tmp_path, capsys):
+    from ase.io import write
+
+    bad = fm3m(A, "conventional")[::-1]
+    write(tmp_path / "ref.extxyz", bad)
+    assert main(["analyze", str(md_run), "--out", str(tmp_path / "o"), "--no-plots",
+                 "--reference-structure", str(tmp_path / "ref.extxyz")]) == 2
+    assert "species order" in capsys.readouterr().err

@@ -50,7 +50,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
             rdf_r_max_A: float = 6.0, rdf_bin_A: float = 0.02, vdos_max_lag_fs: float | None = None,
             angle_every: int = 1, compare: str | Path | None = None, e_ref_eV: float = 0.0,
             start: int = 0, stop: int | None = None, stride: int = 1, metal: str = "La",
-            hydrogen: str = "H", plots: bool = True) -> dict:
+            hydrogen: str = "H", plots: bool = True, reference: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise DpqtbError(f"run directory {run_dir} does not exist")
@@ -78,7 +78,18 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     vdos = None
     angles = AngleAccumulator(symbols) if is_lah else None
     angle_error = None
-    tracker = SiteTracker(first.positions, symbols, first.cell, metal, hydrogen) if is_lah else None
+    site_ref = first.positions
+    if reference is not None:
+        from ase.io import read
+
+        try:
+            ref_atoms = read(str(reference))
+        except Exception as exc:
+            raise DpqtbError(f"cannot read reference structure {reference}: {exc}") from exc
+        if ref_atoms.get_chemical_symbols() != symbols.tolist():
+            raise DpqtbError(f"reference structure {reference} does not have the trajectory's species order")
+        site_ref = ref_atoms.positions
+    tracker = SiteTracker(site_ref, symbols, first.cell, metal, hydrogen) if is_lah else None
     pos_sum = np.zeros_like(first.positions)
     cell_sum = np.zeros((3, 3))
 
