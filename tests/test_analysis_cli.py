@@ -151,3 +151,13 @@ def test_analyze_reference_structure_checked(md_run, tmp_path, capsys):
     assert main(["analyze", str(md_run), "--out", str(tmp_path / "o"), "--no-plots",
                  "--reference-structure", str(tmp_path / "ref.extxyz")]) == 2
     assert "species order" in capsys.readouterr().err
+
+
+def test_iter_atoms_matches_full_frames(md_run):
+    traj = Trajectory(md_run, start=3, stride=7)
+    full = [(fr.time_fs, fr.positions[[0, 5, 17]]) for fr in traj]
+    part = list(traj.iter_atoms([0, 5, 17]))
+    assert len(full) == len(part)
+    for (t1, p1), (t2, p2) in zip(full, part):
+        assert t1 == t2
+        np.testing.assert_array_equal(p1, p2)

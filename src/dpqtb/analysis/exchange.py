@@ -140,7 +140,7 @@ def plot_examples(paths: dict[str, tuple[np.ndarray, np.ndarray]], out_png) -> N
             ax.plot(lp[:, 0], lp[:, 1], lp[:, 2], color="0.5", lw=0.8)
             ax.scatter(*lp.mean(axis=0), color="0.3", s=40)
         ax.plot(hpath[:, 0], hpath[:, 1], hpath[:, 2], color="tab:red", lw=0.8)
-        ax.set_title(f"{name} exchange")
+        ax.set_title({"none": "no exchange", "one": "one exchange", "several": "several exchanges"}.get(name, name))
         ax.set_xlabel("x (Å)")
         ax.set_ylabel("y (Å)")
         ax.set_zlabel("z (Å)")

@@ -290,16 +290,23 @@ def _plot_exchange(out, traj, xres, tracker, symbols, metal) -> None:
     first = traj.first()
     la = tracker.la
     picks = {}
+    from dpqtb.analysis.neighbors import min_image
+
+    shift = {}
     for name, p in ex.items():
         atom = int(tracker.h[p])
-        d = np.linalg.norm(first.positions[la] - first.positions[atom], axis=1)
-        near = la[d <= 1.3 * d.min()]
+        raw = first.positions[la] - first.positions[atom]
+        dvec = min_image(raw, first.cell)
+        d = np.linalg.norm(dvec, axis=1)
+        sel = d <= 1.3 * d.min()
+        near = la[sel]
+        for j, sh in zip(near, (dvec - raw)[sel]):
+            shift[(name, int(j))] = sh  # draw each La in the periodic image next to the proton
         picks[name] = (atom, near)
-    paths = {name: ([], {int(j): [] for j in near}) for name, (atom, near) in picks.items()}
-    for fr in traj:
-        for name, (atom, near) in picks.items():
-            paths[name][0].append(fr.positions[atom].copy())
-            for j in near:
-                paths[name][1][int(j)].append(fr.positions[j].copy())
+    wanted = sorted({int(a) for a, _ in picks.values()} | {int(j) for _, nr in picks.values() for j in nr})
+    col = {a: k for k, a in enumerate(wanted)}
+    track = np.array([pos for _, pos in traj.iter_atoms(wanted)])  # (T, len(wanted), 3)
+    paths = {name: (track[:, col[atom]], {int(j): track[:, col[int(j)]] + shift[(name, int(j))] for j in near})
+             for name, (atom, near) in picks.items()}
     plot_examples({n: (np.array(h), [np.array(v) for v in las.values()]) for n, (h, las) in paths.items()},
                   out / "exchange_examples.png")

@@ -203,6 +203,42 @@ class Trajectory:
         if count == 0:
             raise DpqtbError(f"trajectory {self.path} contains no frames in the selection")
 
+    def iter_atoms(self, indices) -> Iterator[tuple[float, np.ndarray]]:
+        """(time_fs, positions of ``indices``) per selected frame, parsing only those atom lines
+        on the extxyz fast path (a cheap second pass for per-atom trajectories)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.path.suffix not in (".extxyz", ".xyz") or self.fmt not in (None, "extxyz"):
+            for fr in self:
+                yield fr.time_fs, fr.positions[indices]
+            return
+        with open(self.path) as fh:
+            k = 0
+            while True:
+                head = fh.readline()
+                if not head:
+                    return
+                if not head.strip():
+                    continue
+                n = int(head.split()[0])
+                comment = fh.readline()
+                lines = [fh.readline() for _ in range(n)]
+                if self.stop is not None and k >= self.stop:
+                    return
+                if k >= self.start and (k - self.start) % self.stride == 0:
+                    info = _parse_comment(comment)
+                    props = info.get("Properties", "species:S:1:pos:R:3").split(":")
+                    c, p0 = 0, None
+                    for m in range(0, len(props) - 2, 3):
+                        if props[m] == "pos":
+                            p0 = c
+                        c += int(props[m + 2])
+                    pos = np.array([[float(v) for v in lines[i].split()[p0:p0 + 3]] for i in indices])
+                    t = info.get("time_fs")
+                    if self.timestep_fs is not None or t is None:
+                        t = (k - self.start) * (self.timestep_fs or 1.0)
+                    yield float(t), pos
+                k += 1
+
     def first(self) -> Frame:
         if self._first is None:
             self._first = next(iter(self))
