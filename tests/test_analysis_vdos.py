@@ -68,3 +68,22 @@ def test_vdos_bad_input():
     acc.update(np.zeros((1, 3)))
     with pytest.raises(DpqtbError):
         acc.result()
+
+
+def test_energy_curve_from_run_directories(tmp_path):
+    import json
+
+    from dpqtb.analysis.vdos import energy_curve
+
+    cols = "step,time_fs,temperature_K,target_temperature_K,kinetic_eV,potential_eV,total_eV,conserved_eV,pressure_GPa,volume_A3"
+    n = 11
+    for T in (300.0, 100.0):
+        d = tmp_path / f"T{int(T)}"
+        d.mkdir()
+        (d / "run.json").write_text(json.dumps({"n_atoms": n}))
+        e = 3 * n * KB * T  # classical harmonic: E = 3 N k_B T
+        rows = [f"{k},{k},{T},{T},0,0,{e},0,0,0" for k in range(50)]
+        (d / "thermo.csv").write_text(cols + "\n" + "\n".join(rows) + "\n")
+    c = energy_curve([tmp_path / "T300", tmp_path / "T100"])
+    np.testing.assert_allclose(c["target_temperature_K"], [100, 300])
+    np.testing.assert_allclose(c["E_per_3NkB_K"], [100, 300], rtol=1e-12)

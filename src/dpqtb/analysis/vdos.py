@@ -178,3 +178,25 @@ def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV:
                          np.std(blocks, ddof=1) / np.sqrt(len(blocks))]])
     return {"target_temperature_K": arr[:, 0], "temperature_K": arr[:, 1],
             "E_per_3NkB_K": arr[:, 2], "E_err_K": arr[:, 3]}
+
+
+def energy_curve(run_dirs, e_ref_eV: float = 0.0, n_atoms: int | None = None,
+                 discard_fraction: float = 0.2) -> dict[str, np.ndarray]:
+    """E/(3N k_B) vs temperature, one point per run directory (paper Fig. 3a), sorted by target T.
+
+    N comes from each run's run.json ("n_atoms") unless ``n_atoms`` is given.
+    """
+    from dpqtb.analysis.trajectory import read_run_json, read_thermo
+
+    rows = []
+    for d in run_dirs:
+        n = n_atoms or read_run_json(d).get("n_atoms")
+        if not n:
+            raise DpqtbError(f"{d}: number of atoms unknown (no run.json n_atoms); pass n_atoms")
+        e = energy_vs_temperature(read_thermo(d), int(n), e_ref_eV, discard_fraction=discard_fraction)
+        rows.append([e[k][0] for k in ("target_temperature_K", "temperature_K", "E_per_3NkB_K", "E_err_K")])
+    if not rows:
+        raise DpqtbError("energy_curve needs at least one run directory")
+    arr = np.array(sorted(rows))
+    return {"target_temperature_K": arr[:, 0], "temperature_K": arr[:, 1],
+            "E_per_3NkB_K": arr[:, 2], "E_err_K": arr[:, 3]}
