@@ -210,12 +210,16 @@ class ReorderedMSD:
     """MSD′(t) = (1/N) min_P Σ_i |r_P(i)(t) − r_i(0)|² with minimum-image displacements.
 
     Solved exactly as a minimum-weight perfect bipartite matching (LAPJVsp,
-    ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``) on the sparse graph of pairs
-    closer than a cutoff c.  The cutoff grows (×1.5) until a perfect matching exists *and* the
-    sparse optimum is certified globally optimal by LP duality: node potentials from shortest
-    paths in the residual graph give duals u_i + v_j ≤ w_ij on every candidate edge (equality on
-    the matched ones); every pair left out of the graph costs ≥ c², so if max u + max v ≤ c² the
-    duals are feasible for the complete N×N problem and the sparse matching is the global optimum.
+    ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``) on a sparse candidate graph:
+
+    1. all pairs closer than a cutoff c (grown ×1.5 until a perfect matching exists);
+    2. after each solve, LP duals from shortest paths in the residual graph (u_i + v_j ≤ w_ij on
+       every candidate edge, equality on matched edges).  A pair absent from the graph weighs
+       w_ij ≥ c², so it can only violate dual feasibility (u_i + v_j > w_ij) if row i has
+       u_i + max v > c² *and* column j has max u + v_j > c².  Those pairs (few) are searched
+       explicitly; violating ones are added to the graph and the matching is re-solved
+       (column generation).  When none is left the duals are feasible for the complete N×N
+       problem, which proves the sparse matching globally optimal.
     """
 
     def __init__(self, ref_positions: np.ndarray, cutoff_A: float = 1.0):
@@ -225,6 +229,7 @@ class ReorderedMSD:
         if cutoff_A <= 0:
             raise DpqtbError("MSD′ cutoff must be positive (Å)")
         self.cutoff = float(cutoff_A)
+        self.max_rounds = 50
 
     def __call__(self, positions: np.ndarray, cell: np.ndarray) -> MatchResult:
         cur = np.ascontiguousarray(positions, dtype=float)
@@ -233,31 +238,52 @@ class ReorderedMSD:
         n = len(cur)
         c = self.cutoff
         limit = 2.0 * np.linalg.norm(np.asarray(cell).sum(axis=0)) + 2.0
-        while True:
+        while True:  # grow the cutoff until a perfect matching exists
             i, j, d2 = cross_pairs(self.ref, cur, cell, c)
-            ok = len(np.unique(i)) == n and len(np.unique(j)) == n
-            if ok:
-                g = csr_matrix((d2 + 1.0, (i, j)), shape=(n, n))  # +1: zero weights are not edges
-                try:
-                    r, col = min_weight_full_bipartite_matching(g)
-                except ValueError:
-                    ok = False
-            if ok:
-                assign = np.empty(n, dtype=np.int64)
-                assign[r] = col
-                total = float(np.asarray(g[r, col]).ravel().sum() - n)
-                if _certified(i, j, d2, assign, n, c * c) or c > limit:
-                    self.cutoff = c  # start the next frame where this one succeeded
-                    return MatchResult(max(total, 0.0) / n, assign, c, len(i))
+            sol = _solve(i, j, d2, n) if (len(np.unique(i)) == n and len(np.unique(j)) == n) else None
+            if sol is not None:
+                break
             if c > limit:
                 raise DpqtbError("MSD′: no perfect matching found (inconsistent atom sets)")
             c *= 1.5
+        for _ in range(self.max_rounds):
+            assign, total = sol
+            u, v = _duals(i, j, d2, assign, n)
+            umax, vmax = u.max(), v.max()
+            bad_r = np.flatnonzero(u + vmax > c * c * (1 + 1e-12))
+            bad_c = np.flatnonzero(umax + v > c * c * (1 + 1e-12))
+            if len(bad_r) == 0 or len(bad_c) == 0:
+                return MatchResult(max(total, 0.0) / n, assign, c, len(i))
+            radius = float(np.sqrt(max(u[bad_r].max() + v[bad_c].max(), 0.0))) * (1 + 1e-9) + 1e-9
+            bi, bj, bd = cross_pairs(self.ref[bad_r], cur[bad_c], cell, radius)
+            bi, bj = bad_r[bi], bad_c[bj]
+            viol = u[bi] + v[bj] > bd * (1 + 1e-12) + 1e-15
+            if not np.any(viol):
+                return MatchResult(max(total, 0.0) / n, assign, c, len(i))
+            key = set((i * n + j).tolist())
+            new = np.array([k not in key for k in (bi * n + bj)[viol].tolist()], dtype=bool)
+            if not np.any(new):  # numerical ties only
+                return MatchResult(max(total, 0.0) / n, assign, c, len(i))
+            i = np.concatenate([i, bi[viol][new]])
+            j = np.concatenate([j, bj[viol][new]])
+            d2 = np.concatenate([d2, bd[viol][new]])
+            sol = _solve(i, j, d2, n)
+        raise DpqtbError("MSD′: column generation did not converge")  # pragma: no cover
 
 
-def _certified(i: np.ndarray, j: np.ndarray, w: np.ndarray, assign: np.ndarray, n: int,
-               w_outside: float) -> bool:
-    """Dual certificate that the perfect matching ``assign`` on edges (i, j, w) is optimal for
-    the complete bipartite problem in which every absent edge weighs at least ``w_outside``.
+def _solve(i, j, d2, n):
+    g = csr_matrix((d2 + 1.0, (i, j)), shape=(n, n))  # +1: zero weights would not be edges
+    try:
+        r, col = min_weight_full_bipartite_matching(g)
+    except ValueError:
+        return None
+    assign = np.empty(n, dtype=np.int64)
+    assign[r] = col
+    return assign, float(np.asarray(g[r, col]).ravel().sum() - n)
+
+
+def _duals(i: np.ndarray, j: np.ndarray, w: np.ndarray, assign: np.ndarray, n: int):
+    """LP duals (u, v) of an optimal perfect matching ``assign`` on the edges (i, j, w).
 
     Bellman–Ford (vectorised, from a virtual source joined to every node) on the residual graph:
     row→column along unmatched edges with weight w, column→row along matched edges with −w.
@@ -278,5 +304,5 @@ def _certified(i: np.ndarray, j: np.ndarray, w: np.ndarray, assign: np.ndarray, 
             break
         dcol, drow = new_col, new_row
     else:  # pragma: no cover - cannot happen for an optimal matching (no negative cycle)
-        return False
-    return float(np.max(-drow) + np.max(dcol)) <= w_outside
+        raise DpqtbError("MSD′: negative cycle in the residual graph (matching not optimal)")
+    return -drow, dcol
