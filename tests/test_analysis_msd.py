@@ -90,3 +90,16 @@ def test_msd_prime_bad_input():
         m(np.zeros((4, 3)), np.eye(3) * 5)
     with pytest.raises(DpqtbError):
         msd_from_array(np.zeros((1, 2, 3)), ["H", "H"], 1.0)
+
+
+def test_column_generation_adds_long_edges_and_stays_exact():
+    # perfect matchings exist inside the cutoff but the optimum needs longer pairs: the dual
+    # check must find them (rounds >= 1) and the result must equal the dense optimum
+    rng = np.random.default_rng(3)
+    at = supercell(fm3m(5.0, "conventional"), 2)
+    h = at.positions[at.numbers == 1]
+    cell = at.cell.array
+    cur = h[rng.permutation(len(h))] + rng.normal(scale=0.45, size=h.shape)
+    sparse = ReorderedMSD(h, cutoff_A=1.0)(cur, cell)
+    assert sparse.rounds >= 1
+    assert sparse.msd_A2 == pytest.approx(msd_prime_dense(h, cur, cell).msd_A2, rel=1e-12)

@@ -196,6 +196,7 @@ class MatchResult:
     assignment: np.ndarray  # assignment[i] = index j of the current atom matched to reference i
     cutoff_A: float
     n_edges: int
+    rounds: int = 0  # column-generation rounds that added edges
 
 
 def msd_prime_dense(ref: np.ndarray, cur: np.ndarray, cell: np.ndarray) -> MatchResult:
@@ -246,24 +247,24 @@ class ReorderedMSD:
             if c > limit:
                 raise DpqtbError("MSD′: no perfect matching found (inconsistent atom sets)")
             c *= 1.5
-        for _ in range(self.max_rounds):
+        for rounds in range(self.max_rounds):
             assign, total = sol
             u, v = _duals(i, j, d2, assign, n)
             umax, vmax = u.max(), v.max()
             bad_r = np.flatnonzero(u + vmax > c * c * (1 + 1e-12))
             bad_c = np.flatnonzero(umax + v > c * c * (1 + 1e-12))
             if len(bad_r) == 0 or len(bad_c) == 0:
-                return MatchResult(max(total, 0.0) / n, assign, c, len(i))
+                return MatchResult(max(total, 0.0) / n, assign, c, len(i), rounds)
             radius = float(np.sqrt(max(u[bad_r].max() + v[bad_c].max(), 0.0))) * (1 + 1e-9) + 1e-9
             bi, bj, bd = cross_pairs(self.ref[bad_r], cur[bad_c], cell, radius)
             bi, bj = bad_r[bi], bad_c[bj]
             viol = u[bi] + v[bj] > bd * (1 + 1e-12) + 1e-15
             if not np.any(viol):
-                return MatchResult(max(total, 0.0) / n, assign, c, len(i))
+                return MatchResult(max(total, 0.0) / n, assign, c, len(i), rounds)
             key = set((i * n + j).tolist())
             new = np.array([k not in key for k in (bi * n + bj)[viol].tolist()], dtype=bool)
             if not np.any(new):  # numerical ties only
-                return MatchResult(max(total, 0.0) / n, assign, c, len(i))
+                return MatchResult(max(total, 0.0) / n, assign, c, len(i), rounds)
             i = np.concatenate([i, bi[viol][new]])
             j = np.concatenate([j, bj[viol][new]])
             d2 = np.concatenate([d2, bd[viol][new]])
