@@ -161,3 +161,22 @@ def test_iter_atoms_matches_full_frames(md_run):
     for (t1, p1), (t2, p2) in zip(full, part):
         assert t1 == t2
         np.testing.assert_array_equal(p1, p2)
+
+
+def test_analyze_missing_frames_and_mismatched_species_exit_2(tmp_path, capsys):
+    at = fm3m(A, "conventional")
+    sym = at.get_chemical_symbols()
+    frames = [at.positions + 0.01 * k for k in range(6)]
+    gap = tmp_path / "gap"
+    gap.mkdir()
+    write_extxyz_frames(gap / "trajectory.extxyz", frames, sym, at.cell.array, 1.0)
+    text = (gap / "trajectory.extxyz").read_text().splitlines(keepends=True)
+    nl = len(at) + 2
+    (gap / "trajectory.extxyz").write_text("".join(text[: 3 * nl] + text[4 * nl:]))  # drop frame 3
+    assert main(["analyze", str(gap), "--no-plots"]) == 2
+    assert "missing frames" in capsys.readouterr().err
+    one = tmp_path / "one"
+    one.mkdir()
+    write_extxyz_frames(one / "trajectory.extxyz", frames[:1], sym, at.cell.array, 1.0)
+    assert main(["analyze", str(one), "--no-plots"]) == 2
+    assert "2 frames" in capsys.readouterr().err
