@@ -257,7 +257,9 @@ def _plots(out, mres, msdp_rows, hydrogen, rdf_list, vres, angles) -> None:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for k, g in vres.g_per_THz.items():
             ax.plot(vres.freq_THz, g, label=k)
-        ax.set_xlim(0, vres.freq_THz[-1])
+        cum = np.cumsum(np.abs(vres.g_per_THz["total"]))
+        fmax = vres.freq_THz[min(np.searchsorted(cum, 0.999 * cum[-1]) + 1, len(cum) - 1)]
+        ax.set_xlim(0, 1.2 * fmax)  # the band holding 99.9 % of the weight
         ax.set_xlabel("frequency (THz)")
         ax.set_ylabel("VDOS (1/THz)")
         ax.legend()
