@@ -126,6 +126,7 @@ def test_analyze_command_writes_everything(md_run, tmp_path):
     frames = [fr.positions[fr.symbols == "H"] for fr in Trajectory(md_run)]
     direct = [np.mean(np.sum((f - frames[0]) ** 2, axis=1)) for f in frames]
     assert np.all(mp[:, 1] <= np.array(direct) * (1 + 1e-7) + 1e-12)  # CSV keeps 8 digits
+    np.testing.assert_allclose(mp[:, 2], direct, rtol=1e-7, atol=1e-12)
     assert abs(summary["cage_angle"]["time_averaged_structure"]["theta_mean_deg"] - 90) < 1.0
     assert open(out / "msd.csv").readline().strip() == "time_fs,msd_La_A2,msd_H_A2"
     # H vibrates at nu = sqrt(k/m)/2π of the Einstein spring (resolution 2/(M dt) = 25 THz here)
