@@ -181,3 +181,36 @@ def test_analyze_missing_frames_and_mismatched_species_exit_2(tmp_path, capsys):
     write_extxyz_frames(one / "trajectory.extxyz", frames[:1], sym, at.cell.array, 1.0)
     assert main(["analyze", str(one), "--no-plots"]) == 2
     assert "2 frames" in capsys.readouterr().err
+
+
+def test_ase_trajectory_format_needs_timestep(tmp_path):
+    from ase.io import Trajectory as AseTraj
+
+    at = fm3m(A, "conventional")
+    with AseTraj(str(tmp_path / "x.traj"), "w") as t:
+        for k in range(3):
+            b = at.copy()
+            b.positions += 0.1 * k
+            t.write(b)
+    with pytest.raises(DpqtbError, match="timestep_fs"):
+        list(Trajectory(tmp_path / "x.traj"))
+    frames = list(Trajectory(tmp_path / "x.traj", timestep_fs=5.0))
+    assert [f.time_fs for f in frames] == [0.0, 5.0, 10.0]
+    np.testing.assert_allclose(frames[2].positions, at.positions + 0.2)
+
+
+def test_analyze_ase_file_with_frame_dt(tmp_path):
+    from ase.io import Trajectory as AseTraj
+
+    at = fm3m(A, "conventional")
+    rng = np.random.default_rng(0)
+    with AseTraj(str(tmp_path / "x.traj"), "w") as t:
+        for k in range(12):
+            b = at.copy()
+            b.positions += rng.normal(scale=0.05, size=b.positions.shape)
+            t.write(b)
+    out = tmp_path / "o"
+    assert main(["analyze", str(tmp_path / "x.traj"), "--frame-dt-fs", "2", "--stride", "2",
+                 "--out", str(out), "--no-plots"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_frames"] == 6 and s["frame_dt_fs"] == 4.0

@@ -13,7 +13,8 @@ def _run(args) -> int:
         msd_prime_every=args.msd_prime_every, rdf_every=args.rdf_every, rdf_r_max_A=args.rdf_rmax_A,
         rdf_bin_A=args.rdf_bin_A, vdos_max_lag_fs=args.vdos_max_lag_fs, angle_every=args.angle_every,
         compare=args.compare, e_ref_eV=args.e_ref_eV, start=args.start, stop=args.stop,
-        stride=args.stride, plots=not args.no_plots, reference=args.reference_structure)
+        stride=args.stride, plots=not args.no_plots, reference=args.reference_structure,
+        frame_dt_fs=args.frame_dt_fs)
     print(json.dumps({k: summary[k] for k in ("n_frames", "diffusion") if k in summary}, indent=1, default=float))
     return 0
 
@@ -50,5 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--reference-structure", default=None,
                    help="ideal structure (ASE-readable, same atom order) defining the proton sites; "
                    "default: the first frame")
+    p.add_argument("--frame-dt-fs", type=float, default=None,
+                   help="time between stored frames (fs) for files without time_fs")
     p.add_argument("--no-plots", action="store_true", help="skip PNG output")
     p.set_defaults(func=_run)

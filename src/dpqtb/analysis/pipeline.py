@@ -50,13 +50,17 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
             rdf_r_max_A: float = 6.0, rdf_bin_A: float = 0.02, vdos_max_lag_fs: float | None = None,
             angle_every: int = 1, compare: str | Path | None = None, e_ref_eV: float = 0.0,
             start: int = 0, stop: int | None = None, stride: int = 1, metal: str = "La",
-            hydrogen: str = "H", plots: bool = True, reference: str | Path | None = None) -> dict:
+            hydrogen: str = "H", plots: bool = True, reference: str | Path | None = None,
+            frame_dt_fs: float | None = None) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise DpqtbError(f"run directory {run_dir} does not exist")
     out = Path(out_dir) if out_dir else (run_dir / "analysis" if run_dir.is_dir() else run_dir.parent / "analysis")
     out.mkdir(parents=True, exist_ok=True)
-    traj = Trajectory(run_dir, start=start, stop=stop, stride=stride)
+    if frame_dt_fs is not None and not frame_dt_fs > 0:
+        raise DpqtbError("--frame-dt-fs must be positive")
+    traj = Trajectory(run_dir, start=start, stop=stop, stride=stride,
+                      timestep_fs=frame_dt_fs)
     first = traj.first()
     symbols = first.symbols
     species = traj.species()
