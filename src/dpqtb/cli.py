@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         "for hydrogen-rich superconductors. Units: eV, Å, fs, K, GPa, amu.",
     )
     parser.add_argument("--version", action="version", version=f"dpqtb {__version__}")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default: torch's choice; 1 is faster for small systems on a busy machine)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -41,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise DpqtbError("--threads must be >= 1")
+            import torch
+
+            torch.set_num_threads(args.threads)
         return int(args.func(args) or 0)
     except DpqtbError as exc:
         print(f"dpqtb: error: {exc}", file=sys.stderr)
