@@ -14,7 +14,7 @@ from dpqtb.analysis.cage import AngleAccumulator, quadrilateral_angles, angle_st
 from dpqtb.analysis.exchange import SiteTracker, pick_examples, plot_examples
 from dpqtb.analysis.msd import MSDAccumulator, ReorderedMSD, diffusion_coefficient
 from dpqtb.analysis.rdf import RDFAccumulator, plot_rdf
-from dpqtb.analysis.trajectory import Trajectory, read_run_json, read_thermo
+from dpqtb.analysis.trajectory import Trajectory, _extxyz_blocks, read_run_json, read_thermo
 from dpqtb.analysis.vdos import VDOSAccumulator, energy_vs_temperature
 
 
@@ -229,20 +229,9 @@ def _count_frames(traj: Trajectory):
     if traj.path.suffix not in (".extxyz", ".xyz"):
         yield from traj
         return
-    k = 0
-    with open(traj.path) as fh:
-        while True:
-            head = fh.readline()
-            if not head:
-                return
-            if not head.strip():
-                continue
-            n = int(head.split()[0])
-            for _ in range(n + 1):
-                fh.readline()
-            if k >= traj.start and (traj.stop is None or k < traj.stop) and (k - traj.start) % traj.stride == 0:
-                yield k
-            k += 1
+    for k, _, _ in _extxyz_blocks(traj.path):
+        if k >= traj.start and (traj.stop is None or k < traj.stop) and (k - traj.start) % traj.stride == 0:
+            yield k
 
 
 def _plots(out, mres, msdp_rows, hydrogen, rdf_list, vres, angles) -> None:

@@ -48,7 +48,8 @@ class _NotFast(Exception):
     """The fast extxyz path does not handle this column layout: use ASE."""
 
 
-def _iter_extxyz_fast(path: Path) -> Iterator[Frame]:
+def _extxyz_blocks(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """(frame index, comment line, atom lines) of every frame of an extxyz file, unparsed."""
     with open(path) as fh:
         index = 0
         while True:
@@ -61,47 +62,59 @@ def _iter_extxyz_fast(path: Path) -> Iterator[Frame]:
                 n = int(head.split()[0])
             except ValueError as exc:
                 raise DpqtbError(f"{path}: frame {index}: bad atom-count line {head.strip()[:40]!r}") from exc
-            info = _parse_comment(fh.readline())
+            comment = fh.readline()
             lines = [fh.readline() for _ in range(n)]
             if n == 0 or not lines[-1]:
                 raise DpqtbError(f"{path}: frame {index} is truncated (expected {n} atom lines)")
-            props = info.get("Properties", "species:S:1:pos:R:3")
-            fields = props.split(":")
-            cols: dict[str, tuple[int, int]] = {}
-            c = 0
-            for k in range(0, len(fields) - 2, 3):
-                name, kind, width = fields[k], fields[k + 1], int(fields[k + 2])
-                cols[name] = (c, width, kind)
-                c += width
-            if "species" not in cols or "pos" not in cols:
-                raise DpqtbError(f"{path}: frame {index} lacks species or pos columns")
-            if cols["species"][0] != 0 or any(k[2] not in "RI" for name, k in cols.items() if name != "species"):
-                if index == 0:
-                    raise _NotFast
-                raise DpqtbError(f"{path}: frame {index} changes the column layout")
-            parts = [ln.split(None, 1) for ln in lines]
-            species = np.array([p[0] for p in parts])
-            try:
-                num = np.array(" ".join(p[1] for p in parts if len(p) > 1).split(), dtype=float)
-            except ValueError as exc:
-                raise DpqtbError(f"{path}: frame {index}: non-numeric atom data ({exc})") from exc
-            if num.size != n * (c - 1):
-                raise DpqtbError(f"{path}: frame {index} has {num.size} values, expected {n}×{c - 1}")
-            num = num.reshape(n, c - 1)
-            p0 = cols["pos"][0] - 1
-            vel = None
-            if "velocities_A_per_fs" in cols:
-                v0 = cols["velocities_A_per_fs"][0] - 1
-                vel = num[:, v0:v0 + 3].copy()
-            lat = info.get("Lattice")
-            cell = np.zeros((3, 3)) if lat is None else np.asarray(lat, dtype=float).reshape(3, 3)
-            t = info.get("time_fs")
-            step = info.get("step")
-            yield Frame(index, species, num[:, p0:p0 + 3].copy(), cell,
-                        float(t) if t is not None else float("nan"),
-                        int(step) if step is not None else None, vel,
-                        float(info["energy_eV"]) if "energy_eV" in info else None)
+            yield index, comment, lines
             index += 1
+
+
+def _columns(info: dict) -> tuple[dict[str, tuple[int, int, str]], int]:
+    """Column name -> (first column, width, kind) from the Properties of a comment line, and the total width."""
+    fields = info.get("Properties", "species:S:1:pos:R:3").split(":")
+    cols: dict[str, tuple[int, int, str]] = {}
+    c = 0
+    for k in range(0, len(fields) - 2, 3):
+        name, kind, width = fields[k], fields[k + 1], int(fields[k + 2])
+        cols[name] = (c, width, kind)
+        c += width
+    return cols, c
+
+
+def _iter_extxyz_fast(path: Path) -> Iterator[Frame]:
+    for index, comment, lines in _extxyz_blocks(path):
+        n = len(lines)
+        info = _parse_comment(comment)
+        cols, c = _columns(info)
+        if "species" not in cols or "pos" not in cols:
+            raise DpqtbError(f"{path}: frame {index} lacks species or pos columns")
+        if cols["species"][0] != 0 or any(k[2] not in "RI" for name, k in cols.items() if name != "species"):
+            if index == 0:
+                raise _NotFast
+            raise DpqtbError(f"{path}: frame {index} changes the column layout")
+        parts = [ln.split(None, 1) for ln in lines]
+        species = np.array([p[0] for p in parts])
+        try:
+            num = np.array(" ".join(p[1] for p in parts if len(p) > 1).split(), dtype=float)
+        except ValueError as exc:
+            raise DpqtbError(f"{path}: frame {index}: non-numeric atom data ({exc})") from exc
+        if num.size != n * (c - 1):
+            raise DpqtbError(f"{path}: frame {index} has {num.size} values, expected {n}×{c - 1}")
+        num = num.reshape(n, c - 1)
+        p0 = cols["pos"][0] - 1
+        vel = None
+        if "velocities_A_per_fs" in cols:
+            v0 = cols["velocities_A_per_fs"][0] - 1
+            vel = num[:, v0:v0 + 3].copy()
+        lat = info.get("Lattice")
+        cell = np.zeros((3, 3)) if lat is None else np.asarray(lat, dtype=float).reshape(3, 3)
+        t = info.get("time_fs")
+        step = info.get("step")
+        yield Frame(index, species, num[:, p0:p0 + 3].copy(), cell,
+                    float(t) if t is not None else float("nan"),
+                    int(step) if step is not None else None, vel,
+                    float(info["energy_eV"]) if "energy_eV" in info else None)
 
 
 def _iter_ase(path: Path, fmt: str | None) -> Iterator[Frame]:
@@ -211,33 +224,17 @@ class Trajectory:
             for fr in self:
                 yield fr.time_fs, fr.positions[indices]
             return
-        with open(self.path) as fh:
-            k = 0
-            while True:
-                head = fh.readline()
-                if not head:
-                    return
-                if not head.strip():
-                    continue
-                n = int(head.split()[0])
-                comment = fh.readline()
-                lines = [fh.readline() for _ in range(n)]
-                if self.stop is not None and k >= self.stop:
-                    return
-                if k >= self.start and (k - self.start) % self.stride == 0:
-                    info = _parse_comment(comment)
-                    props = info.get("Properties", "species:S:1:pos:R:3").split(":")
-                    c, p0 = 0, None
-                    for m in range(0, len(props) - 2, 3):
-                        if props[m] == "pos":
-                            p0 = c
-                        c += int(props[m + 2])
-                    pos = np.array([[float(v) for v in lines[i].split()[p0:p0 + 3]] for i in indices])
-                    t = info.get("time_fs")
-                    if self.timestep_fs is not None or t is None:
-                        t = (k - self.start) * (self.timestep_fs or 1.0)
-                    yield float(t), pos
-                k += 1
+        for k, comment, lines in _extxyz_blocks(self.path):
+            if self.stop is not None and k >= self.stop:
+                return
+            if k >= self.start and (k - self.start) % self.stride == 0:
+                info = _parse_comment(comment)
+                p0 = _columns(info)[0]["pos"][0]
+                pos = np.array([[float(v) for v in lines[i].split()[p0:p0 + 3]] for i in indices])
+                t = info.get("time_fs")
+                if self.timestep_fs is not None or t is None:
+                    t = (k - self.start) * (self.timestep_fs or 1.0)
+                yield float(t), pos
 
     def first(self) -> Frame:
         if self._first is None:
