@@ -3,6 +3,7 @@
 #   DPQTB_PYTHON=python3.11   interpreter used to create the venv
 #   DPQTB_KEEP_TORCH=1        keep whatever torch is already in the venv (e.g. a CUDA build)
 #   DPQTB_NO_DFT=1            skip GPAW/dpdata/spglib (DFT labelling); MD and analysis still work
+#   DPQTB_NO_DP=1             skip DeePMD-kit (training, the Deep Potential); toy potentials still work
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${DPQTB_PYTHON:-python3}
@@ -18,5 +19,9 @@ fi
 # GPAW (with MPI, ScaLAPACK, FFTW; Debian libraries via apt-get), PAW data incl. La, dpdata, spglib
 if [ "${DPQTB_NO_DFT:-0}" != "1" ]; then
     scripts/install_gpaw.sh
+fi
+# DeePMD-kit 3.2.0 (PyTorch backend), built from source against the venv's torch (~2 min)
+if [ "${DPQTB_NO_DP:-0}" != "1" ]; then
+    scripts/install_deepmd.sh
 fi
 .venv/bin/python -c "import dpqtb, torch; print(f'dpqtb {dpqtb.__version__} ready (torch {torch.__version__})')"

@@ -12,7 +12,7 @@ from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
 from dpqtb.md.run import Simulation
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
 
-BUILTIN_STRUCTURES = ("fcc", "bcc", "sc")
+BUILTIN_STRUCTURES = ("fcc", "bcc", "sc", "lah10")
 
 
 def load_structure(sys_cfg: dict, base_dir: Path):
@@ -21,14 +21,10 @@ def load_structure(sys_cfg: dict, base_dir: Path):
         name = spec.split(":", 1)[1]
         if name not in BUILTIN_STRUCTURES:
             raise DpqtbError(f"unknown builtin structure {name!r} (known: {', '.join(BUILTIN_STRUCTURES)})")
-        if sys_cfg["lattice_A"] is None:
-            raise DpqtbError(f"missing required config key 'system.lattice_A' for structure {spec!r}")
-        from ase.build import bulk
-
-        try:
-            atoms = bulk(sys_cfg["element"], name, a=sys_cfg["lattice_A"], cubic=True)
-        except (KeyError, ValueError) as exc:
-            raise DpqtbError(f"config key 'system.element' = {sys_cfg['element']!r}: {exc}") from None
+        if name == "lah10":
+            atoms = _builtin_lah10(sys_cfg)
+        else:
+            atoms = _builtin_bulk(name, sys_cfg)
     else:
         path = Path(spec)
         if not path.is_absolute():
@@ -50,6 +46,30 @@ def load_structure(sys_cfg: dict, base_dir: Path):
             masses[np.array(atoms.get_chemical_symbols()) == sym] = m
         atoms.set_masses(masses)
     return atoms
+
+
+def _builtin_bulk(name: str, sys_cfg: dict):
+    if sys_cfg["lattice_A"] is None:
+        raise DpqtbError(f"missing required config key 'system.lattice_A' for structure 'builtin:{name}'")
+    from ase.build import bulk
+
+    try:
+        return bulk(sys_cfg["element"], name, a=sys_cfg["lattice_A"], cubic=True)
+    except (KeyError, ValueError) as exc:
+        raise DpqtbError(f"config key 'system.element' = {sys_cfg['element']!r}: {exc}") from None
+
+
+def _builtin_lah10(sys_cfg: dict):
+    """Fm-3m LaH10, conventional 44-atom cell; a from system.lattice_A or system.pressure_GPa (DFT EOS)."""
+    from dpqtb.structures.eos import fm3m_at_pressure
+    from dpqtb.structures.lah10 import fm3m
+
+    a, p = sys_cfg["lattice_A"], sys_cfg["pressure_GPa"]
+    if (a is None) == (p is None):
+        raise DpqtbError("structure 'builtin:lah10' needs exactly one of 'system.lattice_A' or 'system.pressure_GPa'")
+    if a is None:
+        return fm3m_at_pressure(p, cell="conventional")
+    return fm3m(a, cell="conventional")
 
 
 def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
@@ -75,6 +95,13 @@ def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
         from dpqtb.potential.torchfn import TorchFunctionPotential, load_function
 
         return TorchFunctionPotential(load_function(pot_cfg["function"], base_dir), batched=pot_cfg["batched"])
+    if kind == "deepmd":
+        from dpqtb.potential.deepmd import DeepPotential
+
+        path = Path(pot_cfg["model"])
+        if not path.is_absolute():
+            path = base_dir / path
+        return DeepPotential(path, device=state.device, skin_A=pot_cfg["skin_A"], chunk_atoms=pot_cfg["chunk_atoms"])
     raise DpqtbError(f"unknown potential kind {kind!r}")  # pragma: no cover - validated earlier
 
 

@@ -49,14 +49,15 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "type_map": (list, None, lambda v: all(isinstance(x, str) for x in v), "must be a list of species names"),
         "masses_amu": (dict, None, _species_floats, "must map species to masses > 0"),
         "lattice_A": (NUMBER, None, _positive, "must be > 0"),
+        "pressure_GPa": (NUMBER, None, _positive, "must be > 0 (builtin:lah10 only: lattice constant from the stored DFT EOS)"),
         "element": (str, "H", None, ""),
         "initial_temperature_K": (NUMBER, None, _nonneg, "must be >= 0"),
         "device": (str, "cpu", lambda v: v == "cpu" or v.startswith("cuda"), "must be 'cpu' or 'cuda[:N]'"),
         "dtype": (str, "float64", lambda v: v in ("float64", "float32"), "must be 'float64' or 'float32'"),
     },
     "potential": {
-        "kind": (str, _REQUIRED, lambda v: v in ("einstein", "morse", "function"),
-                 "must be one of einstein, morse, function"),
+        "kind": (str, _REQUIRED, lambda v: v in ("einstein", "morse", "function", "deepmd"),
+                 "must be one of einstein, morse, function, deepmd"),
         "k_eV_per_A2": (dict, None, _species_floats, "must map species to spring constants > 0"),
         "frequency_THz": (dict, None, _species_floats, "must map species to frequencies > 0"),
         "D_eV": (NUMBER, None, _positive, "must be > 0"),
@@ -66,6 +67,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "skin_A": (NUMBER, 0.5, _nonneg, "must be >= 0"),
         "function": (str, None, None, ""),
         "batched": (bool, False, None, ""),
+        "model": (str, None, None, "a frozen DeePMD-kit PyTorch model (*.pth)"),
+        "chunk_atoms": (int, None, _positive, "must be an integer >= 1 (deepmd: local atoms per model call)"),
     },
     "md": {
         "timestep_fs": (NUMBER, _REQUIRED, _positive, "must be > 0"),
@@ -155,6 +158,8 @@ def _cross_checks(cfg) -> None:
         for key in ("D_eV", "a_per_A", "r0_A", "cutoff_A"):
             if pot[key] is None:
                 raise DpqtbError(f"missing required config key 'potential.{key}' for potential 'morse'")
+    if pot["kind"] == "deepmd" and not pot["model"]:
+        raise DpqtbError("missing required config key 'potential.model' for potential 'deepmd'")
     if pot["kind"] == "function" and not pot["function"]:
         raise DpqtbError("missing required config key 'potential.function' for potential 'function'")
 

@@ -109,7 +109,7 @@ class Simulation:
         self.thermo_rows.append(row)
         if self.dir is not None:
             with open(self.dir / THERMO, "a") as fh:
-                fh.write(",".join(f"{v:d}" if isinstance(v, int) else f"{v:.10g}" for v in row) + "\n")
+                fh.write(",".join(f"{v:d}" if isinstance(v, int) else f"{v:.15g}" for v in row) + "\n")
 
     def _write_frame(self) -> None:
         from ase.io import write
