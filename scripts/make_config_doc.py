@@ -16,7 +16,9 @@ for sec, keys in SCHEMA.items():
     print()
 print("""Notes:
 - `system.structure`: a file readable by ASE (extxyz, POSCAR, cif, …; `system.format` forces the format) or
-  `builtin:fcc|bcc|sc` with `system.element` and `system.lattice_A`. `system.supercell` repeats it.
+  `builtin:fcc|bcc|sc` with `system.element` and `system.lattice_A`, or `builtin:lah10` (Fm-3m LaH10,
+  44-atom conventional cell) with `system.lattice_A` or `system.pressure_GPa` (lattice constant and H 32f
+  parameter from the stored GPAW equation of state). `system.supercell` repeats it.
 - Initial velocities: Maxwell–Boltzmann at `system.initial_temperature_K`, else at the thermostat's initial
   temperature; for NVE without `initial_temperature_K` the velocities of the structure file are kept.
 - `system.dtype = "float32"` is allowed on CUDA only.
@@ -24,6 +26,8 @@ print("""Notes:
   `"morse"`: D_eV, a_per_A, r0_A, cutoff_A (shifted to zero at the cutoff), skin_A for the Verlet list.
   `"function"`: `function = "file.py:name"` or `"module:name"`, a torch function
   `energy(positions_A, cell_A, species) -> eV`; forces and virial by autograd.
+  `"deepmd"`: `model = "frozen_model.pth"` (DeePMD-kit PyTorch, frozen or compressed), `skin_A` of the
+  Verlet list, `chunk_atoms` local atoms per model call (bounds memory; results do not depend on it).
 - `thermostat`: see docs/qtb.md. `temperature_K = [T0, T1]` is a linear ramp over `md.steps` (Langevin, QTB, adQTB).
   `pimd`/`trpmd`: `beads` ≥ 2, `damp_fs` is the centroid thermostat time (ignored by trpmd), `pile_lambda`
   (default 1 for pimd, 0.5 for trpmd) scales the internal-mode friction γ_k = 2λω_k.
