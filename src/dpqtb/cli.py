@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "dpqtb.workflows.cli",
     "dpqtb.dft.cli",
     "dpqtb.analysis.cli",
+    "dpqtb.train.cli",
 )
 
 

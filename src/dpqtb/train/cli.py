@@ -1,0 +1,70 @@
+"""``dpqtb train`` (DeePMD-kit ensemble training) and ``dpqtb validate`` (validation report)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def _members(text: str) -> list[int]:
+    import argparse
+
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be comma-separated member indices, e.g. 0,2") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("no member index given")
+    return vals
+
+
+def cmd_train(args) -> int:
+    from dpqtb.train.runner import train
+
+    try:
+        summary = train(args.config, args.out, members=args.members, reuse_data=args.reuse_data,
+                        threads=args.threads, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"dpqtb train: interrupted; run the same command again to resume from the last "
+              f"checkpoint in {args.out}", file=sys.stderr)
+        raise
+    print(f"ensemble in {args.out}: " + ", ".join(
+        f"model_{k}: {m['model']}" for k, m in summary["members"].items()))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from dpqtb.train.validate import validate
+
+    validate(args.model, args.data, args.out, structure=not args.frames_only, plots=not args.no_plots)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a DeePMD-kit ensemble on the labelled data (resumable)",
+        description="Split the labelled frames (held-out test: int(id,16) % test_modulus == 0), "
+        "export deepmd/npy, choose sel from neighbour statistics, write each ensemble member's "
+        "DeePMD-kit input and run `dp --pt train`, `freeze` and `compress` (members in sequence). "
+        "Re-running resumes an interrupted member from its latest checkpoint. See docs/training.md.")
+    p.add_argument("config", help="training config (TOML), e.g. examples/train_lah10.toml")
+    p.add_argument("--out", required=True, help="output directory (data, model_K/, ensemble.json)")
+    p.add_argument("--members", type=_members, default=None,
+                   help="train only these members (comma-separated, 0-based); default all")
+    p.add_argument("--reuse-data", action="store_true",
+                   help="finish with the data already exported to OUT even if the stores changed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    v = subparsers.add_parser(
+        "validate", help="validation report of a Deep Potential: held-out RMSE, EOS, Table I",
+        description="Energy (meV/atom), force (eV/Å) and virial (meV/atom) RMSE on the held-out test "
+        "split with parity plots; P(V) of Fm-3m LaH10 DP vs DFT over 100–350 GPa; the paper's Table I "
+        "distances at 300 and 200 GPa. Writes report.md, report.json and PNGs.")
+    v.add_argument("--model", required=True, help="frozen or compressed DeePMD-kit model (*.pth)")
+    v.add_argument("--data", required=True,
+                   help="`dpqtb train` output dir, a dataset dir with manifest.json (uses its test/ "
+                   "split), or any folder of deepmd/npy systems")
+    v.add_argument("--out", required=True, help="report directory")
+    v.add_argument("--frames-only", action="store_true", help="skip the EOS and Table I (non-LaH10 data)")
+    v.add_argument("--no-plots", action="store_true", help="skip PNG output")
+    v.set_defaults(func=cmd_validate)

@@ -1,0 +1,183 @@
+"""End to end: `dpqtb train` on a small synthetic (Lennard-Jones) labelled set with a tiny network —
+interrupted and resumed from its checkpoint —, freeze, compress, then `dpqtb validate`, whose
+RMSEs must equal an independent numpy computation from DeepPot.eval.  ~1 minute on 2 cores."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dpqtb import DpqtbError
+from dpqtb.cli import main
+from dpqtb.train import runner
+from dpqtb.train.runner import read_lcurve, train
+from dpqtb.train.validate import DeepPotEvaluator, validate
+
+from _train_helpers import lj_store, tiny_config
+
+pytest.importorskip("deepmd")
+STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train one tiny member, interrupting it after its first checkpoint, then resume."""
+    root = tmp_path_factory.mktemp("train")
+    store = lj_store(root / "store", n=16)
+    cfg = tiny_config(root / "tiny.toml", store.root, steps=STEPS, disp=5, save=10, compress=True)
+    out = root / "out"
+    mdir = out / "model_0"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(runner, "POLL_S", 0.05)
+
+    def interrupt(step):
+        if step >= 10 and (mdir / "model.ckpt.pt").exists():
+            raise KeyboardInterrupt
+
+    first_state = None
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out, progress=False, log=lambda *a: None, on_step=interrupt)
+        first_state = {"frozen": (mdir / "frozen_model.pth").exists(),
+                       "checkpoint_step": int((mdir / "model.ckpt.pt").resolve().stem.split("-")[-1]),
+                       "lcurve_last": int(read_lcurve(mdir / "lcurve.out")["step"][-1]),
+                       "state": json.loads((mdir / "state.json").read_text())}
+        train(cfg, out, progress=False, log=lambda *a: None)
+    finally:
+        mp.undo()
+    return {"root": root, "store": store, "cfg": cfg, "out": out, "mdir": mdir, "first": first_state}
+
+
+def test_restart_after_interrupt_resumes_from_checkpoint(trained):
+    first, mdir = trained["first"], trained["mdir"]
+    assert not first["frozen"]
+    assert 10 <= first["lcurve_last"] < STEPS
+    assert first["state"]["sessions"][0]["completed"] is False
+    sessions = json.loads((mdir / "state.json").read_text())["sessions"]
+    assert [s["restart"] for s in sessions] == [False, True]
+    assert sessions[1]["from_step"] >= 10 and sessions[1]["to_step"] == STEPS
+    assert "--restart model.ckpt.pt" in (mdir / "train.log").read_text()
+    # the resumed session continues from the checkpoint's step, not from step 1
+    text = (mdir / "lcurve.out").read_text().splitlines()
+    headers = [k for k, ln in enumerate(text) if ln.startswith("# step")]
+    assert len(headers) == 2
+    first_resumed = int(text[headers[1] + 1 + (1 if text[headers[1] + 1].startswith("#") else 0)].split()[0])
+    assert first_resumed == first["checkpoint_step"] >= 10
+    # finished member: rerunning does nothing
+    msgs = []
+    train(trained["cfg"], trained["out"], progress=False, log=msgs.append)
+    assert any("done, skipped" in m for m in msgs)
+
+
+def test_training_outputs_and_metrics(trained):
+    out, mdir = trained["out"], trained["mdir"]
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    metrics = json.loads((mdir / "metrics.json").read_text())
+    assert metrics["dataset_version"] == manifest["dataset_version"]
+    assert metrics["input"] == json.loads((mdir / "input.json").read_text())
+    assert metrics["input"]["model"]["descriptor"]["sel"] == metrics["sel_statistics"]["sel_used"]
+    assert metrics["codes"]["deepmd"] and metrics["wall_s"]["train"] > 0
+    assert metrics["lcurve_final"]["step"] == STEPS
+    assert set(metrics["files"]) == {"frozen_model.pth", "compressed_model.pth"}
+    ens = json.loads((out / "ensemble.json").read_text())
+    assert ens["members"]["0"]["model"] == "model_0/compressed_model.pth"
+    # the held-out frames are not in the training data DeePMD-kit reads
+    train_sys = metrics["input"]["training"]["training_data"]["systems"]
+    assert all("/train/" in s.replace("\\", "/") for s in train_sys)
+    assert not set(manifest["train"]["ids"]) & set(manifest["test"]["ids"])
+
+
+def _independent_rmse(model, test_dir):
+    from deepmd.infer import DeepPot
+
+    dp = DeepPot(str(model))
+    tm = dp.get_type_map()
+    de, df, dv = [], [], []
+    for tr in sorted(Path(test_dir).rglob("type.raw")):
+        sysdir = tr.parent
+        names = (sysdir / "type_map.raw").read_text().split()
+        atype = np.array([tm.index(names[int(t)]) for t in tr.read_text().split()])
+        n = len(atype)
+        for sd in sorted(sysdir.glob("set.*")):
+            c, b = np.load(sd / "coord.npy"), np.load(sd / "box.npy")
+            e, f, v = dp.eval(c, b, atype)
+            de.append((e.ravel() - np.load(sd / "energy.npy").ravel()) / n)
+            df.append(f.reshape(-1) - np.load(sd / "force.npy").reshape(-1))
+            dv.append((v.reshape(-1, 9) - np.load(sd / "virial.npy").reshape(-1, 9)) / n)
+    rms = lambda x: float(np.sqrt(np.mean(np.concatenate([a.ravel() for a in x]) ** 2)))  # noqa: E731
+    return 1000 * rms(de), rms(df), 1000 * rms(dv), sum(len(a) for a in de)
+
+
+def test_validate_report_matches_independent_numpy(trained, capsys):
+    out = trained["out"]
+    model = trained["mdir"] / "compressed_model.pth"
+    rep_dir = trained["root"] / "report"
+    assert main(["validate", "--model", str(model), "--data", str(out), "--out", str(rep_dir)]) == 0
+    rep = json.loads((rep_dir / "report.json").read_text())
+    e, f, v, nf = _independent_rmse(model, out / "data" / "test")
+    t = rep["test"]
+    assert t["frames"] == nf == json.loads((out / "data" / "manifest.json").read_text())["test"]["frames"]
+    assert t["rmse_e_meV_per_atom"] == pytest.approx(e, rel=1e-10)
+    assert t["rmse_f_eV_per_A"] == pytest.approx(f, rel=1e-10)
+    assert t["rmse_v_meV_per_atom"] == pytest.approx(v, rel=1e-10)
+    for name in ("report.md", "parity_energy.png", "parity_force.png", "parity_virial.png", "eos.png"):
+        assert (rep_dir / name).is_file()
+    md = (rep_dir / "report.md").read_text()
+    assert "3.272 meV/atom" in md and "Table I" in md and f"{t['rmse_e_meV_per_atom']:.3f}" in md
+    # EOS / Table I: the DFT side comes from the stored GPAW EOS, whatever the model does
+    from dpqtb.structures.eos import load_eos
+
+    row = rep["table1"]["pressures"]["300"]["dft"]
+    assert row["a_A"] == pytest.approx(load_eos().lattice_constant(300.0), abs=1e-6)
+    assert row["La-La_A"] == pytest.approx(row["a_A"] / np.sqrt(2), rel=1e-9)
+    assert len(rep["eos"]["at_dft_points"]) >= 5
+
+
+def test_frozen_and_compressed_models_agree(trained):
+    mdir = trained["mdir"]
+    from dpqtb.structures.lah10 import fm3m
+
+    at = fm3m(4.9, "primitive")
+    at.rattle(0.05, seed=1)
+    res = [DeepPotEvaluator(mdir / m).evaluate(at.get_chemical_symbols(), at.positions[None], at.cell.array[None])
+           for m in ("frozen_model.pth", "compressed_model.pth")]
+    assert res[1][0] == pytest.approx(res[0][0], abs=1e-6)
+    np.testing.assert_allclose(res[1][1], res[0][1], atol=1e-5)
+
+
+def test_changed_config_or_data_is_refused(trained, tmp_path):
+    cfg, out = trained["cfg"], trained["out"]
+    changed = tmp_path / "changed.toml"
+    changed.write_text(Path(cfg).read_text().replace(f"numb_steps = {STEPS}", f"numb_steps = {STEPS + 10}"))
+    with pytest.raises(DpqtbError, match="different DeePMD-kit input"):
+        train(changed, out, progress=False, log=lambda *a: None)
+    lj_store(trained["store"].root, n=3, start=16)  # the store grows
+    with pytest.raises(DpqtbError, match="--reuse-data"):
+        train(cfg, out, progress=False, log=lambda *a: None)
+    msgs = []
+    train(cfg, out, progress=False, log=msgs.append, reuse_data=True)
+    assert any("reusing" in m for m in msgs) and any("done, skipped" in m for m in msgs)
+
+
+def test_validate_bad_input(trained, tmp_path, capsys):
+    out = trained["out"]
+    with pytest.raises(DpqtbError, match="model file not found"):
+        validate(tmp_path / "none.pth", out, tmp_path / "r")
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a model" * 100)
+    with pytest.raises(DpqtbError, match="not a readable DeePMD-kit model"):
+        validate(corrupt, out, tmp_path / "r")
+    model = trained["mdir"] / "frozen_model.pth"
+    with pytest.raises(DpqtbError, match="no data directory"):
+        validate(model, tmp_path / "nodata", tmp_path / "r")
+    (tmp_path / "emptydata").mkdir()
+    with pytest.raises(DpqtbError, match="no deepmd/npy systems"):
+        validate(model, tmp_path / "emptydata", tmp_path / "r")
+    ev = DeepPotEvaluator(model)
+    with pytest.raises(DpqtbError, match="lacks Cu"):
+        ev.atom_types(["La", "Cu"])
+    assert main(["validate", "--model", str(tmp_path / "none.pth"), "--data", str(out),
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dpqtb: error: model file not found")
