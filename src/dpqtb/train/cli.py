@@ -68,3 +68,35 @@ def register(subparsers) -> None:
     v.add_argument("--frames-only", action="store_true", help="skip the EOS and Table I (non-LaH10 data)")
     v.add_argument("--no-plots", action="store_true", help="skip PNG output")
     v.set_defaults(func=cmd_validate)
+    register_deviation(subparsers)
+
+
+def cmd_deviation(args) -> int:
+    from dpqtb.train.deviation import run_deviation
+
+    s = run_deviation(args.models, args.trajectory, args.out, args.trust_lo_eV_per_A, args.trust_hi_eV_per_A,
+                      max_select=args.max_select, every=args.every, store=args.store, device=args.device,
+                      seed=args.seed)
+    print(f"{s['frames']} frames: accurate {s['accurate']}, candidates {s['candidate']}, failed {s['failed']}; "
+          f"selected {s['selected']}" + (f", queued in {args.store}" if args.store else "")
+          + f"; details in {args.out}")
+    return 0
+
+
+def register_deviation(subparsers) -> None:
+    d = subparsers.add_parser(
+        "deviation", help="model deviation of an ensemble along a trajectory; select frames to label",
+        description="Max force deviation (eV/Å) of a Deep Potential ensemble on every frame of an "
+        "exploration trajectory (DP-GEN definition); frames inside the trust window are candidates, "
+        "optionally queued in a DFT job store for `dpqtb label`.")
+    d.add_argument("--models", nargs="+", required=True, help="frozen ensemble members (*.pth), at least 2")
+    d.add_argument("--trajectory", required=True, help="extxyz (or any ASE-readable) trajectory")
+    d.add_argument("--out", required=True, help="output directory (model_devi.csv, deviation.json)")
+    d.add_argument("--trust-lo-eV-per-A", type=float, default=0.05)
+    d.add_argument("--trust-hi-eV-per-A", type=float, default=0.25)
+    d.add_argument("--max-select", type=int, default=None, help="at most this many candidates (random)")
+    d.add_argument("--every", type=int, default=1, help="use every N-th frame")
+    d.add_argument("--store", default=None, help="queue the selected frames in this DFT job store")
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_deviation)

@@ -1,0 +1,120 @@
+"""Model deviation of a Deep Potential ensemble and the selection step of concurrent learning.
+
+For each configuration the ensemble (models k = 1..M) predicts forces F_i^k; the force deviation of
+atom i is ε_i = sqrt(⟨|F_i^k − ⟨F_i⟩|²⟩_k) (eV/Å) and the configuration's ``max_devi_f_eV_per_A``
+is max_i ε_i (the DP-GEN definition). Configurations with ``trust_lo ≤ max_devi_f < trust_hi`` are
+candidates for DFT labelling; below the window the ensemble agrees (accurate), above it the
+configuration is unphysical (failed) and is not labelled.
+
+    dpqtb deviation --models m0.pth m1.pth m2.pth m3.pth --trajectory run/trajectory.extxyz \
+        --trust-lo-eV-per-A 0.05 --trust-hi-eV-per-A 0.25 --out explore/devi [--store data/labels/round1]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dpqtb import DpqtbError
+
+
+def ensemble_predictions(models, atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (M,) eV and forces (M, N, 3) eV/Å of one configuration for every model."""
+    type_map = tuple(dict.fromkeys(atoms.get_chemical_symbols()))
+    species = torch.tensor([type_map.index(s) for s in atoms.get_chemical_symbols()])
+    pos = torch.tensor(atoms.positions)
+    cell = torch.tensor(atoms.cell.array)
+    es, fs = [], []
+    for m in models:
+        m.bind(type_map)
+        out = m(pos.to(m.device), cell.to(m.device), species.to(m.device))
+        es.append(float(out.energy))
+        fs.append(out.forces.cpu().numpy())
+    return np.array(es), np.stack(fs)
+
+
+def deviation(energies: np.ndarray, forces: np.ndarray) -> dict:
+    """DP-GEN model-deviation measures of one configuration from (M,) energies and (M, N, 3) forces."""
+    if forces.shape[0] < 2:
+        raise DpqtbError("model deviation needs an ensemble of at least 2 models")
+    n = forces.shape[1]
+    eps = np.sqrt(((forces - forces.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))  # (N,)
+    return {"max_devi_f_eV_per_A": float(eps.max()), "min_devi_f_eV_per_A": float(eps.min()),
+            "avg_devi_f_eV_per_A": float(eps.mean()), "devi_e_eV_per_atom": float(np.std(energies / n))}
+
+
+def select(devi: list[dict], trust_lo: float, trust_hi: float, max_select: int | None = None,
+           seed: int = 0) -> tuple[list[int], dict]:
+    """Indices of the candidates (trust window, at most ``max_select`` drawn at random) and statistics."""
+    if not 0 <= trust_lo < trust_hi:
+        raise DpqtbError(f"trust window must satisfy 0 <= lo < hi, got [{trust_lo}, {trust_hi}) eV/Å")
+    d = np.array([x["max_devi_f_eV_per_A"] for x in devi])
+    acc, cand, fail = d < trust_lo, (d >= trust_lo) & (d < trust_hi), d >= trust_hi
+    idx = np.flatnonzero(cand)
+    if max_select is not None and len(idx) > max_select:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_select, replace=False))
+    n = max(len(d), 1)
+    stats = {"frames": int(len(d)), "accurate": int(acc.sum()), "candidate": int(cand.sum()),
+             "failed": int(fail.sum()), "accurate_fraction": float(acc.sum() / n),
+             "candidate_fraction": float(cand.sum() / n), "failed_fraction": float(fail.sum() / n),
+             "selected": int(len(idx)), "trust_lo_eV_per_A": trust_lo, "trust_hi_eV_per_A": trust_hi,
+             "max_devi_f_quantiles_eV_per_A": {q: float(np.quantile(d, float(q))) for q in
+                                              ("0.1", "0.5", "0.9", "0.99")} if len(d) else {}}
+    return [int(i) for i in idx], stats
+
+
+def run_deviation(model_paths: list[str | os.PathLike], trajectory: str | os.PathLike, out: str | os.PathLike,
+                  trust_lo: float, trust_hi: float, max_select: int | None = None, every: int = 1,
+                  store: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0) -> dict:
+    """Deviation of every ``every``-th frame of a trajectory; candidates optionally queued for labelling."""
+    from ase.io import iread
+
+    from dpqtb.potential.deepmd import DeepPotential
+
+    if len(model_paths) < 2:
+        raise DpqtbError("model deviation needs an ensemble of at least 2 models (--models)")
+    traj = Path(trajectory)
+    if not traj.is_file():
+        raise DpqtbError(f"trajectory not found: {traj}")
+    models = [DeepPotential(p, device=device) for p in model_paths]
+    frames, devi = [], []
+    try:
+        for k, atoms in enumerate(iread(str(traj), index=f"::{every}")):
+            e, f = ensemble_predictions(models, atoms)
+            d = deviation(e, f)
+            d["frame"] = k * every
+            devi.append(d)
+            frames.append(atoms)
+    except DpqtbError:
+        raise
+    except Exception as exc:
+        raise DpqtbError(f"cannot read trajectory {traj}: {exc}") from None
+    if not frames:
+        raise DpqtbError(f"trajectory {traj} holds no frames")
+    idx, stats = select(devi, trust_lo, trust_hi, max_select, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["frame", "max_devi_f_eV_per_A", "min_devi_f_eV_per_A", "avg_devi_f_eV_per_A", "devi_e_eV_per_atom"]
+    with open(out / "model_devi.csv", "w") as fh:
+        fh.write(",".join(cols) + "\n")
+        for d in devi:
+            fh.write(",".join(str(d[c]) for c in cols) + "\n")
+    stats.update({"models": [str(p) for p in model_paths], "trajectory": str(traj), "every": every,
+                  "selected_frames": [devi[i]["frame"] for i in idx]})
+    if store is not None:
+        from dpqtb.dft.settings import PRODUCTION
+        from dpqtb.dft.store import JobStore
+
+        js = JobStore(store)
+        ids = [js.add(frames[i], PRODUCTION, meta={"kind": "model_deviation", "source": str(traj),
+                                                   "frame": devi[i]["frame"],
+                                                   "max_devi_f_eV_per_A": devi[i]["max_devi_f_eV_per_A"]})
+               for i in idx]
+        stats["queued_job_ids"] = ids
+        stats["store"] = str(store)
+    (out / "deviation.json").write_text(json.dumps(stats, indent=1) + "\n")
+    return stats

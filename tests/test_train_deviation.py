@@ -1,0 +1,81 @@
+"""Model deviation (DP-GEN definition) of an ensemble and the selection of candidates to label."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("deepmd.pt")
+
+from _deepmd_models import frozen_random_model  # noqa: E402
+
+from dpqtb import DpqtbError  # noqa: E402
+from dpqtb.train.deviation import deviation, run_deviation, select  # noqa: E402
+
+
+def test_deviation_definition_on_known_forces():
+    # two models whose forces differ by ±d on one component of atom 1 only: ε_1 = d, ε_0 = 0
+    f = np.zeros((2, 2, 3))
+    f[0, 1, 2], f[1, 1, 2] = 0.3, -0.3
+    d = deviation(np.array([-10.0, -10.2]), f)
+    assert d["max_devi_f_eV_per_A"] == pytest.approx(0.3)
+    assert d["min_devi_f_eV_per_A"] == 0.0
+    assert d["avg_devi_f_eV_per_A"] == pytest.approx(0.15)
+    assert d["devi_e_eV_per_atom"] == pytest.approx(0.05)
+    with pytest.raises(DpqtbError, match="at least 2"):
+        deviation(np.zeros(1), np.zeros((1, 2, 3)))
+
+
+def test_select_trust_window():
+    devi = [{"max_devi_f_eV_per_A": v} for v in (0.01, 0.06, 0.1, 0.2, 0.3, 0.049999, 0.25)]
+    idx, st = select(devi, 0.05, 0.25)
+    assert idx == [1, 2, 3]
+    assert (st["accurate"], st["candidate"], st["failed"]) == (2, 3, 2)
+    idx2, st2 = select(devi, 0.05, 0.25, max_select=2, seed=1)
+    assert len(idx2) == 2 and set(idx2) <= {1, 2, 3} and st2["selected"] == 2
+    with pytest.raises(DpqtbError, match="trust window"):
+        select(devi, 0.3, 0.1)
+
+
+def test_run_deviation_matches_deeppot_and_queues_candidates(tmp_path):
+    from ase.io import write
+    from deepmd.infer import DeepPot
+
+    from dpqtb.dft.store import JobStore
+    from dpqtb.structures.lah10 import fm3m
+
+    models = [frozen_random_model(tmp_path / f"m{k}.pth", seed=k + 10) for k in range(3)]
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(3):
+        a = fm3m(5.0, cell="primitive")
+        a.positions += rng.normal(0, 0.05, a.positions.shape)
+        frames.append(a)
+    write(tmp_path / "traj.extxyz", frames)
+    st = run_deviation(models, tmp_path / "traj.extxyz", tmp_path / "devi", trust_lo=0.0, trust_hi=1e9,
+                       store=tmp_path / "store")
+    rows = np.genfromtxt(tmp_path / "devi" / "model_devi.csv", delimiter=",", names=True)
+    # independent: DeePMD-kit's own evaluator and numpy, on the frames as stored in the file
+    from ase.io import read
+
+    for k, a in enumerate(read(tmp_path / "traj.extxyz", index=":")):
+        fs = []
+        for m in models:
+            dp = DeepPot(str(m))
+            atype = np.array([dp.get_type_map().index(s) for s in a.get_chemical_symbols()])
+            fs.append(dp.eval(a.positions.reshape(1, -1), a.cell.array.reshape(1, 9), atype)[1].reshape(-1, 3))
+        fs = np.stack(fs)
+        eps = np.sqrt(((fs - fs.mean(0)) ** 2).sum(-1).mean(0))
+        assert rows["max_devi_f_eV_per_A"][k] == pytest.approx(eps.max(), rel=1e-9)
+        assert eps.max() > 1e-3  # the random models really disagree
+    assert st["selected"] == 3 and len(JobStore(tmp_path / "store").job_ids()) == 3
+    # re-running queues nothing new (job ids are content hashes)
+    run_deviation(models, tmp_path / "traj.extxyz", tmp_path / "devi", 0.0, 1e9, store=tmp_path / "store")
+    assert len(JobStore(tmp_path / "store").job_ids()) == 3
+    assert json.loads((tmp_path / "devi" / "deviation.json").read_text())["frames"] == 3
+    with pytest.raises(DpqtbError, match="trajectory not found"):
+        run_deviation(models, tmp_path / "none.extxyz", tmp_path / "d2", 0.05, 0.25)
+    with pytest.raises(DpqtbError, match="at least 2"):
+        run_deviation(models[:1], tmp_path / "traj.extxyz", tmp_path / "d2", 0.05, 0.25)
