@@ -144,9 +144,12 @@ class DeepPotential(Potential):
             atype = gl.ext_type[ext_ids].unsqueeze(0)
             mapping = gl.ext_atom[ext_ids].unsqueeze(0) if self.message_passing else None
             out = self.model.forward_lower(coord, atype, nlist.unsqueeze(0), mapping)
-            energy = energy + out["energy"].reshape(()).to(positions.dtype)
-            forces.index_add_(0, gl.ext_atom[ext_ids], out["extended_force"][0].to(positions.dtype))
-            virial = virial + out["virial"].reshape(3, 3).to(positions.dtype)
+            # detach: the energy carries the chunk's autograd graph (forces come from it); keeping it
+            # alive across chunks would hold every chunk's activations at once
+            energy = energy + out["energy"].detach().reshape(()).to(positions.dtype)
+            forces.index_add_(0, gl.ext_atom[ext_ids], out["extended_force"].detach()[0].to(positions.dtype))
+            virial = virial + out["virial"].detach().reshape(3, 3).to(positions.dtype)
+            del out
         # DeePMD's virial is -Σ r ⊗ ∂E/∂r over the extended atoms, i.e. W_ab = -∂E/∂ε_ab already;
         # symmetrise the round-off of the per-atom sum so that W is exactly symmetric.
         virial = 0.5 * (virial + virial.T)
