@@ -58,6 +58,15 @@ def dataset_version(train_ids) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (models and data files in the provenance records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _systems(root: Path) -> list[str]:
     """deepmd/npy system directories under ``root`` (relative, sorted)."""
     return sorted(str(p.parent.relative_to(root)) for p in root.rglob("type.raw"))

@@ -22,7 +22,6 @@ the exported data).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from dpqtb import DpqtbError, __version__
 from dpqtb.train import config as tconfig
-from dpqtb.train.dataset import current_version, prepare_dataset, read_manifest, read_systems
+from dpqtb.train.dataset import current_version, file_sha256, prepare_dataset, read_manifest, read_systems
 from dpqtb.train.sel import sel_statistics, structures_from_systems
 
 POLL_S = 2.0
@@ -104,14 +103,6 @@ def _latest_checkpoint(mdir: Path) -> Path | None:
         return link
     ckpts = sorted(mdir.glob("model.ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[-1]))
     return ckpts[-1] if ckpts else None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _log_tail(path: Path, n: int = 1) -> str:
@@ -370,7 +361,7 @@ def _metrics(mdir, jdata, cfg, stats, manifest, member, st, wall_freeze, wall_co
     for name in ("frozen_model.pth", "compressed_model.pth"):
         p = mdir / name
         if p.is_file():
-            files[name] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
+            files[name] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
     return {
         "status": "done",
         "member": member,

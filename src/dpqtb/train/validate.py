@@ -20,7 +20,6 @@ it (e.g. one built on :class:`dpqtb.potential.deepmd.DeepPotential`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from dpqtb import DpqtbError
-from dpqtb.train.dataset import read_systems
+from dpqtb.train.dataset import file_sha256, read_systems
 
 #: The paper's validation numbers (Qin et al., Sec. III A and Table I) — quoted, not targets.
 PAPER = {
@@ -500,14 +499,6 @@ def _markdown(rep: dict) -> str:
     return "\n".join(L)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
              evaluator=None, structure: bool = True, plots: bool = True, log=print) -> dict:
     """Write the validation report of ``model`` on the held-out data ``data`` to ``out``."""
@@ -525,7 +516,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         f"force RMSE {m['rmse_f_eV_per_A']:.4f} eV/Å"
         + (f", virial RMSE {m['rmse_v_meV_per_atom']:.3f} meV/atom" if "rmse_v_meV_per_atom" in m else ""))
     rep = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "evaluator": getattr(evaluator, "name", type(evaluator).__name__),
-           "model": {"path": str(model), "sha256": _sha256(model) if model.is_file() else "",
+           "model": {"path": str(model), "sha256": file_sha256(model) if model.is_file() else "",
                      "type_map": list(evaluator.type_map)},
            "data": {"dir": str(test_dir),
                     "dataset_version": manifest.get("dataset_version") if manifest else None,
