@@ -79,3 +79,96 @@ def test_run_deviation_matches_deeppot_and_queues_candidates(tmp_path):
         run_deviation(models, tmp_path / "none.extxyz", tmp_path / "d2", 0.05, 0.25)
     with pytest.raises(DpqtbError, match="at least 2"):
         run_deviation(models[:1], tmp_path / "traj.extxyz", tmp_path / "d2", 0.05, 0.25)
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("devi_models")
+    return [frozen_random_model(d / f"m{k}.pth", seed=k + 20) for k in range(2)]
+
+
+def _lah10_frames(n, seed=0):
+    from dpqtb.structures.lah10 import fm3m
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        a = fm3m(5.0, cell="primitive")
+        a.positions += rng.normal(0, 0.05, a.positions.shape)
+        frames.append(a)
+    return frames
+
+
+def _good_extxyz(frames) -> str:
+    import io
+
+    from ase.io import write
+
+    buf = io.StringIO()
+    write(buf, frames, format="extxyz")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "truncated", "unknown_format"])
+def test_run_deviation_unreadable_trajectory(two_models, tmp_path, kind):
+    """A trajectory that cannot be read is reported as such, in one line naming the file (not as a
+    model failure), whether it fails at once or after some frames were evaluated."""
+    name = "traj.unknownext" if kind == "unknown_format" else "traj.extxyz"
+    text = {"empty": "", "garbage": "not a trajectory\nfoo bar\n", "unknown_format": "whatever\n",
+            # two good frames, then a frame cut short (header announces 11 atoms, 1 follows)
+            "truncated": _good_extxyz(_lah10_frames(2)) + "11\nLattice=\"5 0 0 0 5 0 0 0 5\" "
+                         "Properties=species:S:1:pos:R:3 pbc=\"T T T\"\nLa 0.0 0.0 0.0\n"}[kind]
+    traj = tmp_path / name
+    traj.write_text(text)
+    with pytest.raises(DpqtbError, match="cannot read trajectory") as err:
+        run_deviation(two_models, traj, tmp_path / "devi", 0.05, 0.25)
+    msg = str(err.value)
+    assert str(traj) in msg and "\n" not in msg
+    assert "model evaluation" not in msg
+    if kind == "truncated":
+        assert "after frame 1" in msg
+    assert not (tmp_path / "devi" / "deviation.json").exists()
+
+
+def test_run_deviation_model_failure_names_frame_and_model(two_models, tmp_path):
+    """A frame the models cannot evaluate (a species outside their type map) is reported with its
+    index in the file and the model, not as an unreadable trajectory."""
+    from ase.io import write
+
+    frames = _lah10_frames(3, seed=1)
+    frames[2][3].symbol = "Li"
+    write(tmp_path / "traj.extxyz", frames)
+    with pytest.raises(DpqtbError) as err:
+        run_deviation(two_models, tmp_path / "traj.extxyz", tmp_path / "devi", 0.05, 0.25)
+    msg = str(err.value)
+    assert msg.startswith("model evaluation failed on frame 2 ")
+    assert str(two_models[0]) in msg and str(tmp_path / "traj.extxyz") in msg
+    assert "no species ['Li']" in msg and "\n" not in msg and "cannot read" not in msg
+
+
+def test_run_deviation_model_runtime_error_names_frame_and_model(two_models, tmp_path, monkeypatch):
+    """An exception inside one member's evaluation (here injected into the second model on its second
+    frame; with every=2 that is frame 2 of the file) names that frame and that model file."""
+    from ase.io import write
+
+    from dpqtb.potential.deepmd import DeepPotential
+
+    write(tmp_path / "traj.extxyz", _lah10_frames(5, seed=2))
+    original = DeepPotential.__call__
+    calls = {"n": 0}
+
+    def failing(self, *args, **kwargs):
+        if self.path == two_models[1]:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise RuntimeError("forward_lower exploded\nC++ traceback line")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeepPotential, "__call__", failing)
+    with pytest.raises(DpqtbError) as err:
+        run_deviation(two_models, tmp_path / "traj.extxyz", tmp_path / "devi", 0.05, 0.25, every=2)
+    msg = str(err.value)
+    assert msg.startswith("model evaluation failed on frame 2 ")
+    assert f"with model {two_models[1]}:" in msg
+    assert "RuntimeError: forward_lower exploded" in msg and "C++ traceback" not in msg
+    assert "cannot read" not in msg

@@ -132,28 +132,41 @@ class DeepPotential(Potential):
         forces = torch.zeros_like(positions)
         virial = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
         for c in gl.chunks:
-            nlist, overflow = gl.chunk_nlist(c, ext_pos, positions)
+            coord = gl.chunk_coords(c, ext_pos)
+            atype = gl.chunk_types(c)
+            nlist, overflow = gl.chunk_nlist(c, coord, atype, positions)
             if overflow:
                 if self.n_sel_overflow == 0:
                     warnings.warn(f"Deep Potential: an atom has more neighbours of one species within "
                                   f"{self.rcut} Å than the model's sel {self.sel}; the nearest are kept "
                                   "(as DeepPot.eval does) but the energy surface is not smooth", stacklevel=2)
                 self.n_sel_overflow += int(overflow)
-            ext_ids = c["ext_ids"]
-            coord = ext_pos[ext_ids].unsqueeze(0)
-            atype = gl.ext_type[ext_ids].unsqueeze(0)
-            mapping = gl.ext_atom[ext_ids].unsqueeze(0) if self.message_passing else None
-            out = self.model.forward_lower(coord, atype, nlist.unsqueeze(0), mapping)
+            ext_atom = gl.chunk_mapping(c)
+            mapping = ext_atom.unsqueeze(0) if self.message_passing else None
+            out = self.model.forward_lower(coord.unsqueeze(0), atype.unsqueeze(0), nlist.unsqueeze(0), mapping)
             # detach: the energy carries the chunk's autograd graph (forces come from it); keeping it
             # alive across chunks would hold every chunk's activations at once
             energy = energy + out["energy"].detach().reshape(()).to(positions.dtype)
-            forces.index_add_(0, gl.ext_atom[ext_ids], out["extended_force"].detach()[0].to(positions.dtype))
+            forces.index_add_(0, ext_atom, out["extended_force"].detach()[0].to(positions.dtype))
             virial = virial + out["virial"].detach().reshape(3, 3).to(positions.dtype)
             del out
         # DeePMD's virial is -Σ r ⊗ ∂E/∂r over the extended atoms, i.e. W_ab = -∂E/∂ε_ab already;
         # symmetrise the round-off of the per-atom sum so that W is exactly symmetric.
         virial = 0.5 * (virial + virial.T)
         return PotentialOutput(energy.detach(), forces.detach(), virial.detach())
+
+
+def _index_dtype(n: int) -> torch.dtype:
+    """Smallest torch index dtype that holds 0..n-1 (int32 below 2^31 entries)."""
+    return torch.int32 if n < 2**31 else torch.int64
+
+
+def _shift_dtype(m: int) -> torch.dtype:
+    """Smallest signed integer dtype that holds cell shifts of magnitude up to m."""
+    for dt in (torch.int8, torch.int16, torch.int32):
+        if m <= torch.iinfo(dt).max:
+            return dt
+    return torch.int64
 
 
 class _GhostList:
@@ -163,6 +176,14 @@ class _GhostList:
     atoms (extended index N + g); pairs are ordered by (i, species of j) so that the per-species
     slots of DeePMD's neighbour list follow from a running count; every chunk of local atoms gets
     the list of extended atoms it needs (its own atoms first, as forward_lower requires).
+
+    Storage is compact, for million-atom cells (a full list with r_cut 6 Å + skin holds ~450 pairs
+    per atom): the only per-pair array kept is each chunk's ``local`` (chunk-local extended index
+    of j, int32); i follows from the per-atom pair offsets ``p_start`` and the species of j from
+    ``ext_type``, so the per-(i, species) ranks, slots and sel bounds are recomputed per chunk from
+    integers (exactly the values a stored copy would hold).  Cell shifts are kept once per ghost
+    atom as int8 (int16/int32 if a shift exceeds 127 cells), atom indices as int32 below 2^31; the
+    Verlet list's own int64/float pair arrays are released once consumed.
     """
 
     def __init__(self, rcut: float, skin: float, sel: list[int]):
@@ -173,80 +194,124 @@ class _GhostList:
         self._built = -1
         self.chunks: list[dict] = []
         self._chunk_size = None
+        self.n_pairs = 0
 
     def update(self, positions, cell, pbc, mtype, chunk_size: int) -> None:
         self.vl.update(positions, cell, pbc)
-        if self.vl.n_builds == self._built and chunk_size == self._chunk_size:
-            return
+        if self.vl.n_builds == self._built:
+            if chunk_size == self._chunk_size:
+                return
+            # the global pair arrays are not kept (only per-chunk ones): re-chunking needs a rebuild
+            self.vl._ref_pos = None
+            self.vl.update(positions, cell, pbc)
         self._built, self._chunk_size = self.vl.n_builds, chunk_size
+        self.chunks = []
         dev = positions.device
         n = positions.shape[0]
         i, j = self.vl.i, self.vl.j
         s = self.vl.shifts.round().to(torch.int64)
+        # the Verlet list's int64 indices and float shifts are not needed again (rebuilds only test
+        # positions and cell): release them so that only the compact arrays below stay alive
+        self.vl.i = self.vl.j = self.vl.shifts = None
+        self.n_pairs = int(i.shape[0])
         # ghost atoms: unique (j, shift) with a non-zero shift
         is_img = (s != 0).any(dim=1)
         m = int(s.abs().max()) if s.numel() else 0
         base = 2 * m + 1
         code = ((s[:, 0] + m) * base + (s[:, 1] + m)) * base + (s[:, 2] + m)
-        key = j * base**3 + code
-        ukey, inv = torch.unique(key[is_img], return_inverse=True)
+        del s
+        key = j[is_img] * base**3 + code[is_img]
+        del code
+        ukey, inv = torch.unique(key, return_inverse=True)
+        del key
         g_atom = torch.div(ukey, base**3, rounding_mode="floor")
         g_code = ukey - g_atom * base**3
+        del ukey
         g_shift = torch.stack([torch.div(g_code, base * base, rounding_mode="floor") - m,
                                torch.div(g_code, base, rounding_mode="floor") % base - m,
                                g_code % base - m], dim=1)
-        self.ext_atom = torch.cat([torch.arange(n, device=dev), g_atom])  # extended -> local atom
-        self.ext_shift = torch.cat([torch.zeros(n, 3, dtype=torch.int64, device=dev), g_shift]).to(positions.dtype)
-        self.ext_type = mtype[self.ext_atom]
+        n_ext = n + int(g_atom.shape[0])
+        idx_t = _index_dtype(n_ext)
+        self.ext_atom = torch.cat([torch.arange(n, device=dev), g_atom]).to(idx_t)  # extended -> local atom
+        self.ext_shift = torch.cat([torch.zeros(n, 3, dtype=torch.int64, device=dev), g_shift]).to(_shift_dtype(m))
+        ntypes = len(self.sel)
+        self.ext_type = mtype[self.ext_atom].to(torch.int8 if ntypes <= 127 else torch.int64)
+        del g_atom, g_code, g_shift
         pair_ext = j.clone()
         pair_ext[is_img] = n + inv
+        del inv, is_img
         # order pairs by (i, species of j); stable, so the canonical order of the list is kept inside
-        tj = mtype[j]
-        ntypes = len(self.sel)
-        gkey = i * ntypes + tj
+        gkey = i * ntypes + mtype[j]
+        del j
         perm = torch.argsort(gkey, stable=True)
-        self.p_i, self.p_ext, self.p_t = i[perm], pair_ext[perm], tj[perm]
-        gk = gkey[perm]
-        counts = torch.bincount(gk, minlength=n * ntypes)
-        first = torch.cumsum(counts, 0) - counts
-        self.p_first = first[gk]  # index of the first pair of the same (i, type) group
-        self.p_slot0 = torch.tensor(self.sel_offset, device=dev)[self.p_t]
-        self.p_sel = torch.tensor(self.sel, device=dev)[self.p_t]
-        # chunks of consecutive local atoms; pairs are sorted by i so each chunk is a pair range
-        per_atom = torch.bincount(self.p_i, minlength=n)
-        pstart = torch.cumsum(per_atom, 0) - per_atom
-        self.chunks = []
+        del gkey
+        p_ext = pair_ext[perm]
+        del pair_ext, perm
+        # i is sorted (canonical order), so the pairs of atom k are p_start[k]:p_start[k+1]
+        per_atom = torch.bincount(i, minlength=n)
+        del i
+        self.p_start = torch.cat([torch.zeros(1, dtype=torch.int64, device=dev), torch.cumsum(per_atom, 0)])
+        self._t_slot0 = torch.tensor(self.sel_offset, dtype=torch.int64, device=dev)
+        self._t_sel = torch.tensor(self.sel, dtype=torch.int64, device=dev)
+        # chunks of consecutive local atoms; each chunk is a pair range
         for a in range(0, n, chunk_size):
             b = min(a + chunk_size, n)
-            pa = int(pstart[a])
-            pb = int(pstart[b]) if b < n else int(self.p_i.shape[0])
-            nb = self.p_ext[pa:pb]
-            own = torch.arange(a, b, device=dev)
-            other = torch.unique(nb[(nb < a) | (nb >= b)])
-            ext_ids = torch.cat([own, other])
-            # chunk-local extended index of every neighbour of the chunk's pairs
-            local = torch.empty_like(nb)
+            pa, pb = int(self.p_start[a]), int(self.p_start[b])
+            nb = p_ext[pa:pb]
             in_own = (nb >= a) & (nb < b)
-            local[in_own] = nb[in_own] - a
-            local[~in_own] = (b - a) + torch.searchsorted(other, nb[~in_own])
+            other = torch.unique(nb[~in_own])
+            # chunk-local extended index of every neighbour of the chunk's pairs
+            local = torch.empty(nb.shape, dtype=idx_t, device=dev)
+            local[in_own] = (nb[in_own] - a).to(idx_t)
+            local[~in_own] = ((b - a) + torch.searchsorted(other, nb[~in_own])).to(idx_t)
+            if a == 0 and b == n and int(other.shape[0]) == n_ext - n:
+                ext_ids = None  # one chunk holding every extended atom: the identity
+            else:
+                ext_ids = torch.cat([torch.arange(a, b, device=dev), other]).to(idx_t)
             self.chunks.append({"a": a, "b": b, "pa": pa, "pb": pb, "ext_ids": ext_ids, "local": local})
+            del nb, in_own, other
+        del p_ext
 
     def extended_positions(self, positions, cell):
-        return positions[self.ext_atom] + self.ext_shift @ cell
+        return positions[self.ext_atom] + self.ext_shift.to(positions.dtype) @ cell
 
-    def chunk_nlist(self, c, ext_pos, positions):
-        """DeePMD neighbour list (nloc, Σsel) of a chunk, -1 padded; and the number of overflowing slots."""
+    def chunk_coords(self, c, ext_pos):
+        """Positions of the chunk's extended atoms (its own atoms first)."""
+        return ext_pos if c["ext_ids"] is None else ext_pos[c["ext_ids"]]
+
+    def chunk_types(self, c):
+        """Model types (int64) of the chunk's extended atoms."""
+        t = self.ext_type if c["ext_ids"] is None else self.ext_type[c["ext_ids"]]
+        return t.to(torch.int64)
+
+    def chunk_mapping(self, c):
+        """Local atom (int64) of each of the chunk's extended atoms."""
+        m = self.ext_atom if c["ext_ids"] is None else self.ext_atom[c["ext_ids"]]
+        return m.to(torch.int64)
+
+    def chunk_nlist(self, c, coord, ext_type, positions):
+        """DeePMD neighbour list (nloc, Σsel) of a chunk, -1 padded; and the number of overflowing slots.
+
+        ``coord`` and ``ext_type`` are the chunk's extended positions and model types
+        (:meth:`chunk_coords`, :meth:`chunk_types`)."""
         pa, pb, a, b = c["pa"], c["pb"], c["a"], c["b"]
         dev = positions.device
         nsel = sum(self.sel)
-        p_i = self.p_i[pa:pb]
-        rij = ext_pos[self.p_ext[pa:pb]] - positions[p_i]
+        ntypes = len(self.sel)
+        local = c["local"].to(torch.int64)
+        p_il = torch.repeat_interleave(torch.arange(b - a, device=dev), self.p_start[a + 1:b + 1] - self.p_start[a:b])
+        p_t = ext_type[local]
+        # pairs are sorted by (i, species of j): index (in the chunk) of the first pair of each group
+        gkey = p_il * ntypes + p_t
+        counts = torch.bincount(gkey, minlength=(b - a) * ntypes)
+        first = (torch.cumsum(counts, 0) - counts)[gkey]
+        rij = coord[local] - positions[p_il + a]
         r = rij.norm(dim=1)
         inside = r <= self.rcut
         ins = inside.to(torch.int64)
         c_excl = torch.cumsum(ins, 0) - ins
-        rank = c_excl - c_excl[self.p_first[pa:pb] - pa]
-        sel = self.p_sel[pa:pb]
+        rank = c_excl - c_excl[first]
+        sel = self._t_sel[p_t]
         overflow = inside & (rank >= sel)
         n_over = int(overflow.sum())
         if n_over:
@@ -254,23 +319,22 @@ class _GhostList:
             # then, among those, the sel[t] nearest of each species t
             rr = torch.where(inside, r, torch.full_like(r, float("inf")))
             by_r = torch.argsort(rr, stable=True)
-            by_atom = by_r[torch.argsort(p_i[by_r], stable=True)]
-            counts = torch.bincount(p_i - a, minlength=b - a)
+            by_atom = by_r[torch.argsort(p_il[by_r], stable=True)]
+            counts = torch.bincount(p_il, minlength=b - a)
             start = torch.cumsum(counts, 0) - counts
             overall = torch.empty_like(rank)
-            overall[by_atom] = torch.arange(p_i.shape[0], device=dev) - start[p_i[by_atom] - a]
+            overall[by_atom] = torch.arange(p_il.shape[0], device=dev) - start[p_il[by_atom]]
             inside = inside & (overall < nsel)
             ins = inside.to(torch.int64)
-            gkey = p_i * len(self.sel) + self.p_t[pa:pb]
             rr = torch.where(inside, r, torch.full_like(r, float("inf")))
             order = torch.argsort(rr, stable=True)
             order = order[torch.argsort(gkey[order], stable=True)]
             ins_o = ins[order]
             c_o = torch.cumsum(ins_o, 0) - ins_o
-            first_o = self.p_first[pa:pb][order] - pa
+            first_o = first[order]
             rank = torch.empty_like(rank)
             rank[order] = c_o - c_o[first_o]
         valid = inside & (rank < sel)
         nlist = torch.full((b - a, nsel), -1, dtype=torch.int64, device=dev)
-        nlist[p_i[valid] - a, (self.p_slot0[pa:pb] + rank)[valid]] = c["local"][valid]
+        nlist[p_il[valid], (self._t_slot0[p_t] + rank)[valid]] = local[valid]
         return nlist, n_over

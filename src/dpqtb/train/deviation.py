@@ -67,12 +67,46 @@ def select(devi: list[dict], trust_lo: float, trust_hi: float, max_select: int |
     return [int(i) for i in idx], stats
 
 
+def _one_line(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (dpqtb's own errors: the message only)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, DpqtbError) and first:
+        return first
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _read_frames(traj: Path, every: int):
+    """(file frame index, Atoms) of every ``every``-th frame, read lazily; a read failure (unknown
+    format, unparseable or truncated frame) is a one-line DpqtbError naming the file."""
+    from ase.io import iread
+
+    k = 0
+    try:
+        it = iter(iread(str(traj), index=f"::{every}"))
+    except Exception as exc:
+        raise DpqtbError(f"cannot read trajectory {traj}: {_one_line(exc)}") from None
+    while True:
+        try:
+            atoms = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:
+            where = f" after frame {(k - 1) * every}" if k else ""
+            raise DpqtbError(f"cannot read trajectory {traj}{where}: {_one_line(exc)}") from None
+        yield k * every, atoms
+        k += 1
+
+
 def run_deviation(model_paths: list[str | os.PathLike], trajectory: str | os.PathLike, out: str | os.PathLike,
                   trust_lo: float, trust_hi: float, max_select: int | None = None, every: int = 1,
                   store: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0) -> dict:
-    """Deviation of every ``every``-th frame of a trajectory; candidates optionally queued for labelling."""
-    from ase.io import iread
+    """Deviation of every ``every``-th frame of a trajectory; candidates optionally queued for labelling.
 
+    Failures are :class:`DpqtbError` in one line: a trajectory that is missing, empty or cannot be
+    parsed names the file ("cannot read trajectory ..."); a model that fails on a frame names the
+    frame's index in the file and the model ("model evaluation failed on frame k of ... with model ...").
+    """
     from dpqtb.potential.deepmd import DeepPotential
 
     if len(model_paths) < 2:
@@ -82,19 +116,23 @@ def run_deviation(model_paths: list[str | os.PathLike], trajectory: str | os.Pat
         raise DpqtbError(f"trajectory not found: {traj}")
     models = [DeepPotential(p, device=device) for p in model_paths]
     frames, devi = [], []
-    try:
-        for k, atoms in enumerate(iread(str(traj), index=f"::{every}")):
-            e, f = ensemble_predictions(models, atoms)
-            d = deviation(e, f)
-            d["frame"] = k * every
-            devi.append(d)
-            frames.append(atoms)
-    except DpqtbError:
-        raise
-    except Exception as exc:
-        raise DpqtbError(f"cannot read trajectory {traj}: {exc}") from None
+    for frame, atoms in _read_frames(traj, every):
+        # one model at a time, so that a failure names the model (same numbers as all at once)
+        es, fs = [], []
+        for path, m in zip(model_paths, models):
+            try:
+                e, f = ensemble_predictions([m], atoms)
+            except Exception as exc:
+                raise DpqtbError(f"model evaluation failed on frame {frame} of {traj} with model {path}: "
+                                 f"{_one_line(exc)}") from exc
+            es.append(e)
+            fs.append(f)
+        d = deviation(np.concatenate(es), np.concatenate(fs))
+        d["frame"] = frame
+        devi.append(d)
+        frames.append(atoms)
     if not frames:
-        raise DpqtbError(f"trajectory {traj} holds no frames")
+        raise DpqtbError(f"cannot read trajectory {traj}: it holds no frames")
     idx, stats = select(devi, trust_lo, trust_hi, max_select, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
