@@ -5,6 +5,7 @@ import hashlib
 import itertools
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from dpqtb.train.dataset import (dataset_version, is_test_frame, prepare_dataset
                                  split_frames)
 from dpqtb.train.sel import neighbour_counts, sel_from_max, sel_statistics
 
-from _train_helpers import lj_store
+from _train_helpers import lj_store, tiny_config
 
 
 def _ids(n, salt="x"):
@@ -170,6 +171,102 @@ def test_deepmd_argcheck_rejects_a_bad_input():
     jd["model"]["descriptor"]["no_such_key"] = 1
     with pytest.raises(DpqtbError, match="DeePMD-kit rejects"):
         tconfig.check_with_deepmd(jd)
+
+
+def test_generated_input_validates_on_the_held_out_split_only():
+    cfg = tconfig.validate({})
+    test_sys = ["../data/test/La1H10", "../data/test/La4H40"]
+    jd = tconfig.deepmd_input(cfg, [48, 392], 0, ["../data/train/La1H10"], test_sys, 3)
+    norm = tconfig.check_with_deepmd(jd)
+    assert norm["training"]["validation_data"]["systems"] == test_sys
+    assert norm["training"]["validation_data"]["numb_btch"] == 3
+    assert norm["training"]["validation_data"]["batch_size"] == "auto"
+    assert norm["training"]["training_data"]["systems"] == ["../data/train/La1H10"]
+    assert not norm.get("validating", {}).get("full_validation")  # no checkpoint chosen on the test split
+    # no test split (tiny data sets): no validation_data
+    for empty in (None, []):
+        assert "validation_data" not in tconfig.deepmd_input(cfg, [48, 392], 0, ["x"], empty)["training"]
+
+
+def test_train_gives_deepmd_the_test_split_as_validation_data(tmp_path, monkeypatch):
+    from dpqtb.train import runner
+
+    store = lj_store(tmp_path / "store", n=16)
+    cfg = tiny_config(tmp_path / "tiny.toml", store.root)
+    seen = {}
+    monkeypatch.setattr(runner, "dp_executable", lambda: "dp")
+    monkeypatch.setattr(runner, "train_member", lambda mdir, jdata, *a, **k: seen.update({mdir.name: jdata}))
+    out = tmp_path / "out"
+    runner.train(cfg, out, progress=False, log=lambda *a: None)
+    manifest = read_manifest(out / "data")
+    assert manifest["test"]["frames"] >= 1
+    training = seen["model_0"]["training"]
+    valid = training["validation_data"]
+    assert valid["numb_btch"] == min(manifest["test"]["frames"], runner.VALID_BATCHES_MAX)
+    # seen from the member's directory, the validation systems are the exported test split
+    mdir = out / "model_0"
+    resolved = sorted((mdir / s).resolve() for s in valid["systems"])
+    assert resolved == sorted(p.parent.resolve() for p in (out / "data" / "test").rglob("type.raw"))
+    n_val = sum(len(np.load(p)) for s in resolved for p in s.rglob("energy.npy"))
+    assert n_val == manifest["test"]["frames"]
+    assert all((mdir / s).resolve().parent == (out / "data" / "train").resolve()
+               for s in training["training_data"]["systems"])
+    # an empty test split: validation_data is left out
+    empty = tmp_path / "empty.toml"
+    empty.write_text(cfg.read_text().replace("test_modulus = 3", "test_modulus = 9223372036854775807"))
+    seen.clear()
+    runner.train(empty, tmp_path / "out2", progress=False, log=lambda *a: None)
+    assert read_manifest(tmp_path / "out2" / "data")["test"]["frames"] == 0
+    assert "validation_data" not in seen["model_0"]["training"]
+
+
+def test_lcurve_validation_columns_reach_the_metrics(tmp_path):
+    """lcurve.out as DeePMD-kit 3.2 writes it with validation data (its own print_header)."""
+    from deepmd.pt.train.training import Trainer
+
+    from dpqtb.train import runner
+
+    trn = {"rmse": 3.0, "rmse_e": 0.02, "rmse_f": 0.3, "rmse_v": 0.01}
+    val = {"rmse": 4.0, "rmse_e": 0.05, "rmse_f": 0.4, "rmse_v": 0.03}
+    fake = SimpleNamespace(multi_task=False)
+    mdir = tmp_path / "model_0"
+    mdir.mkdir()
+    with open(mdir / "lcurve.out", "w") as fout:
+        Trainer.print_header(fake, fout, trn, val)
+        for step in (0, 10):
+            Trainer.print_on_training(fake, fout, step, 1e-3, trn, val)
+    lc = runner.read_lcurve(mdir / "lcurve.out")
+    assert {"rmse_e_val", "rmse_e_trn", "rmse_f_val", "rmse_f_trn", "rmse_v_val", "rmse_v_trn"} <= set(lc)
+    assert lc["step"] == [0, 10] and lc["rmse_f_val"] == [0.4, 0.4] and lc["rmse_f_trn"] == [0.3, 0.3]
+    manifest = {"dataset_version": "v", "train": {"frames": 9}, "test": {"frames": 2}, "stores": []}
+    m = runner._metrics(mdir, {}, tconfig.validate({}), {}, manifest, 0, {"sessions": []}, 1.0, None)
+    assert m["lcurve_final"] == {"step": 10, "lr": 1e-3, "rmse_e_trn_eV_per_atom": 0.02,
+                                 "rmse_f_trn_eV_per_A": 0.3, "rmse_v_trn_eV_per_atom": 0.01,
+                                 "rmse_e_val_eV_per_atom": 0.05, "rmse_f_val_eV_per_A": 0.4,
+                                 "rmse_v_val_eV_per_atom": 0.03}
+
+
+def test_member_started_without_validation_data_keeps_its_input(tmp_path):
+    """Output directories from before validation_data: finished members are skipped, not refused."""
+    from dpqtb.train import runner
+
+    cfg = tconfig.validate({})
+    old = tconfig.deepmd_input(cfg, [48, 392], 0, ["../data/train/La1H10"])
+    new = tconfig.deepmd_input(cfg, [48, 392], 0, ["../data/train/La1H10"], ["../data/test/La1H10"], 2)
+    mdir = tmp_path / "model_0"
+    mdir.mkdir()
+    (mdir / "input.json").write_text(json.dumps(old))
+    (mdir / "metrics.json").write_text(json.dumps({"status": "done", "input": old}))
+    for name in ("frozen_model.pth", "compressed_model.pth"):
+        (mdir / name).write_bytes(b"x")
+    msgs = []
+    m = runner.train_member(mdir, new, cfg, {}, {}, member=0, progress=False, log=msgs.append)
+    assert m["input"] == old and json.loads((mdir / "input.json").read_text()) == old
+    assert "without validation_data" in msgs[0] and "done, skipped" in msgs[-1]
+    changed = json.loads(json.dumps(new))
+    changed["training"]["numb_steps"] += 1
+    with pytest.raises(DpqtbError, match="different DeePMD-kit input"):
+        runner.train_member(mdir, changed, cfg, {}, {}, member=0, progress=False, log=msgs.append)
 
 
 @pytest.mark.parametrize("raw,match", [

@@ -8,7 +8,8 @@ Layout of an output directory ``DIR``::
     DIR/sel_statistics.json    neighbour statistics behind the descriptor's sel
     DIR/model_K/input.json     DeePMD-kit input of member K (members differ only by seeds)
     DIR/model_K/train.log      DeePMD-kit's output (appended across restarts)
-    DIR/model_K/lcurve.out     learning curve; model.ckpt-*.pt checkpoints
+    DIR/model_K/lcurve.out     learning curve (*_trn: training batch, *_val: held-out test batches);
+                               model.ckpt-*.pt checkpoints
     DIR/model_K/frozen_model.pth, compressed_model.pth
     DIR/model_K/metrics.json   dataset version, input, sel statistics, code versions, wall times
     DIR/ensemble.json          the members' model paths and metrics summary
@@ -37,6 +38,14 @@ from dpqtb.train.dataset import current_version, file_sha256, prepare_dataset, r
 from dpqtb.train.sel import sel_statistics, structures_from_systems
 
 POLL_S = 2.0
+#: Held-out test batches DeePMD-kit evaluates per lcurve line (validation_data numb_btch), at most.
+VALID_BATCHES_MAX = 10
+#: lcurve.out columns recorded in metrics.json (lcurve_final) and ensemble.json, and their names there.
+LCURVE_METRICS = {"step": "step", "lr": "lr",
+                  "rmse_e_trn": "rmse_e_trn_eV_per_atom", "rmse_f_trn": "rmse_f_trn_eV_per_A",
+                  "rmse_v_trn": "rmse_v_trn_eV_per_atom",
+                  "rmse_e_val": "rmse_e_val_eV_per_atom", "rmse_f_val": "rmse_f_val_eV_per_A",
+                  "rmse_v_val": "rmse_v_val_eV_per_atom"}
 
 
 def code_versions() -> dict:
@@ -169,7 +178,8 @@ class _Progress:
         if self.bar is not None and step > self.step:
             self.bar.update(step - self.bar.n)
             post = {}
-            for key, label in (("rmse_e_trn", "E(eV/atom)"), ("rmse_f_trn", "F(eV/Å)")):
+            for key, label in (("rmse_e_trn", "E(eV/atom)"), ("rmse_f_trn", "F(eV/Å)"),
+                               ("rmse_f_val", "F_val(eV/Å)")):
                 if key in lc:
                     post[label] = f"{lc[key][-1]:.3g}"
             self.bar.set_postfix(post, refresh=True)
@@ -266,7 +276,12 @@ def train_member(mdir: Path, jdata: dict, cfg: dict, stats: dict, manifest: dict
     state_path = mdir / "state.json"
     state = _member_state(mdir, compress)
     if inp.is_file() and state != "new":
-        if json.loads(inp.read_text()) != jdata:
+        old = json.loads(inp.read_text())
+        if old != jdata and old == _without_validation(jdata):
+            # started before dpqtb passed the test split as validation_data: finish as started
+            log(f"model_{member}: started without validation_data, continuing with its input.json")
+            jdata = old
+        elif old != jdata:
             raise DpqtbError(f"{mdir} was started with a different DeePMD-kit input (config or data "
                              f"changed); use a new --out directory")
     if state == "done":
@@ -331,10 +346,19 @@ def train_member(mdir: Path, jdata: dict, cfg: dict, stats: dict, manifest: dict
         wall_compress = time.time() - t
     metrics = _metrics(mdir, jdata, cfg, stats, manifest, member, st, wall_freeze, wall_compress)
     (mdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    fin, nan = metrics["lcurve_final"], float("nan")
+    val = (f"; held-out batches E {fin.get('rmse_e_val_eV_per_atom', nan):.3g} eV/atom, "
+           f"F {fin.get('rmse_f_val_eV_per_A', nan):.3g} eV/Å" if "rmse_f_val_eV_per_A" in fin else "")
     log(f"model_{member}: frozen{' and compressed' if compress else ''} "
-        f"(train rmse E {metrics['lcurve_final'].get('rmse_e_trn_eV_per_atom', float('nan')):.3g} eV/atom, "
-        f"F {metrics['lcurve_final'].get('rmse_f_trn_eV_per_A', float('nan')):.3g} eV/Å)")
+        f"(train rmse E {fin.get('rmse_e_trn_eV_per_atom', nan):.3g} eV/atom, "
+        f"F {fin.get('rmse_f_trn_eV_per_A', nan):.3g} eV/Å{val})")
     return metrics
+
+
+def _without_validation(jdata: dict) -> dict:
+    out = json.loads(json.dumps(jdata))
+    out["training"].pop("validation_data", None)
+    return out
 
 
 def _s_per_batch(logfile: Path) -> list[float]:
@@ -351,12 +375,7 @@ def _s_per_batch(logfile: Path) -> list[float]:
 
 def _metrics(mdir, jdata, cfg, stats, manifest, member, st, wall_freeze, wall_compress) -> dict:
     lc = read_lcurve(mdir / "lcurve.out")
-    final = {}
-    names = {"rmse_e_trn": "rmse_e_trn_eV_per_atom", "rmse_f_trn": "rmse_f_trn_eV_per_A",
-             "rmse_v_trn": "rmse_v_trn_eV_per_atom", "lr": "lr", "step": "step"}
-    for k, v in lc.items():
-        if k in names:
-            final[names[k]] = v[-1]
+    final = {LCURVE_METRICS[k]: v[-1] for k, v in lc.items() if k in LCURVE_METRICS}
     files = {}
     for name in ("frozen_model.pth", "compressed_model.pth"):
         p = mdir / name
@@ -380,7 +399,9 @@ def _metrics(mdir, jdata, cfg, stats, manifest, member, st, wall_freeze, wall_co
         "sessions": st["sessions"],
         "lcurve_final": final,
         "files": files,
-        "note": "lcurve errors are on the training frames; held-out errors: dpqtb validate",
+        "note": "lcurve_final: last lcurve.out line; *_trn on the current training batch, *_val on "
+                "numb_btch randomly drawn held-out test batches (never trained on); full held-out "
+                "errors: dpqtb validate",
     }
 
 
@@ -405,9 +426,12 @@ def train(config_path: str | os.PathLike, out_dir: str | os.PathLike, *, members
     manifest = _prepare_data(cfg, out, reuse_data, log)
     stats = _sel(cfg, out, manifest, log)
     systems = [os.path.join("..", "data", "train", s) for s in manifest["train"]["systems"]]
+    # the held-out split as validation_data: evaluated for lcurve.out only, never trained on
+    valid = [os.path.join("..", "data", "test", s) for s in manifest["test"]["systems"]]
+    valid_batches = max(1, min(int(manifest["test"]["frames"]), VALID_BATCHES_MAX))
     results = {}
     for k in members:
-        jdata = tconfig.deepmd_input(cfg, stats["sel_used"], k, systems)
+        jdata = tconfig.deepmd_input(cfg, stats["sel_used"], k, systems, valid, valid_batches)
         tconfig.check_with_deepmd(jdata)
         results[k] = train_member(out / f"model_{k}", jdata, cfg, stats, manifest, member=k,
                                   threads=threads, progress=progress, log=log, on_step=on_step)

@@ -1,0 +1,112 @@
+"""Strict TOML config schemas, shared by ``dpqtb md``, ``dpqtb train`` and ``dpqtb explore``.
+
+A schema maps section -> key -> ``(types, default, check, message)``:
+
+- ``types``: a type or a tuple of types; ``float`` or :data:`NUMBER` accept any finite int or float.
+  ``bool`` is accepted only where it is named (``True`` is not an ``int`` here).
+- ``default``: filled in when the key is absent (a fresh copy each time); :data:`REQUIRED` makes the
+  key mandatory.
+- ``check``: ``None`` or a predicate on the (type-checked) value.
+- ``message``: what the value must be; it ends the error of a wrong type or a failed check.
+
+:func:`validate_schema` turns a raw TOML table into the complete config or raises a one-line
+:class:`dpqtb.DpqtbError` naming the section or key at fault (unknown section or key, missing
+required key, wrong type, value out of range).  Cross-checks between keys stay with each config.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from dpqtb import DpqtbError
+
+#: Default of a key that must be given.
+REQUIRED = object()
+#: Any finite number (int or float, not bool).
+NUMBER = (int, float)
+
+
+def positive(v) -> bool:
+    return v > 0
+
+
+def nonneg(v) -> bool:
+    return v >= 0
+
+
+def int_list(v) -> bool:
+    """A non-empty list of integers >= 1 (not bools)."""
+    return isinstance(v, list) and len(v) >= 1 and all(
+        isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
+
+
+def str_list(v) -> bool:
+    """A non-empty list of non-empty strings."""
+    return isinstance(v, list) and len(v) >= 1 and all(isinstance(x, str) and x for x in v)
+
+
+def check_type(value, types) -> bool:
+    """True if ``value`` has one of ``types`` (bool only where named; numbers finite)."""
+    tt = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) and bool not in tt:
+        return False
+    if types is float or types == NUMBER:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, tt)
+
+
+def validate_schema(raw: Any, schema: dict[str, dict[str, tuple]], *, what: str = "config",
+                    list_known_keys: bool = False, type_sep: str = " ") -> dict[str, dict[str, Any]]:
+    """The complete config (defaults filled in) or a one-line DpqtbError naming the bad key.
+
+    ``what`` names the kind of file in the errors ("config", "training config");
+    ``list_known_keys``: an unknown key's error lists the section's keys; ``type_sep`` stands
+    between the wrong type and the key's message.
+    """
+    if not isinstance(raw, dict):
+        raise DpqtbError(f"{what} must be a TOML table")
+    for section in raw:
+        if section not in schema:
+            raise DpqtbError(f"unknown {what} section [{section}] (known: {', '.join(schema)})")
+    cfg: dict[str, dict[str, Any]] = {}
+    for section, keys in schema.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            raise DpqtbError(f"{what} [{section}] must be a table")
+        for key in given:
+            if key not in keys:
+                known = f" (known: {', '.join(keys)})" if list_known_keys else ""
+                raise DpqtbError(f"unknown {what} key '{section}.{key}'{known}")
+        out = {}
+        for key, (types, default, check, msg) in keys.items():
+            name = f"{what} key '{section}.{key}'"
+            if key not in given:
+                if default is REQUIRED:
+                    raise DpqtbError(f"missing required {name}")
+                out[key] = copy.deepcopy(default)
+                continue
+            value = given[key]
+            if not check_type(value, types):
+                raise DpqtbError(f"{name} has the wrong type ({type(value).__name__})"
+                                 + (f"{type_sep}{msg}" if msg else ""))
+            if check is not None and not check(value):
+                raise DpqtbError(f"{name} = {value!r}: {msg}")
+            out[key] = value
+        cfg[section] = out
+    return cfg
+
+
+def load_toml(path: str | Path, *, what: str = "config") -> dict[str, Any]:
+    """The raw table of a TOML file, or a one-line DpqtbError (missing file, bad TOML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DpqtbError(f"{what} file not found: {path}")
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DpqtbError(f"{what} file {path} is not valid TOML: {exc}") from None
