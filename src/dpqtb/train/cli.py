@@ -69,6 +69,7 @@ def register(subparsers) -> None:
     v.add_argument("--no-plots", action="store_true", help="skip PNG output")
     v.set_defaults(func=cmd_validate)
     register_deviation(subparsers)
+    register_explore(subparsers)
 
 
 def cmd_deviation(args) -> int:
@@ -100,3 +101,27 @@ def register_deviation(subparsers) -> None:
     d.add_argument("--device", default="cpu")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_deviation)
+
+
+def cmd_explore(args) -> int:
+    from dpqtb.train.explore import explore
+
+    explore(args.config, args.out, device=args.device, progress=not args.no_progress)
+    print(f"details in {args.out}/explore.md and {args.out}/explore.json")
+    return 0
+
+
+def register_explore(subparsers) -> None:
+    e = subparsers.add_parser(
+        "explore", help="concurrent-learning exploration: ensemble MD over a P–T grid, model deviation, "
+        "queue candidates for DFT",
+        description="Run Langevin/QTB MD of LaH10 with one member of a Deep Potential ensemble at every "
+        "grid point (phase × pressure × temperature × thermostat; resumable, finished runs are kept), "
+        "evaluate the ensemble's max force deviation (eV/Å) on every sampled frame, and queue the "
+        "candidates inside the trust window in a DFT job store for `dpqtb label`. "
+        "See examples/explore_lah10.toml and docs/concurrent_learning.md.")
+    e.add_argument("config", help="exploration config (TOML), e.g. examples/explore_lah10.toml")
+    e.add_argument("--out", required=True, help="output directory (runs/, explore.json, explore.md)")
+    e.add_argument("--device", default="cpu", help="torch device of the deviation evaluation (cpu, cuda)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_explore)
