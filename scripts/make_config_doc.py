@@ -26,7 +26,8 @@ print("""Notes:
   `"morse"`: D_eV, a_per_A, r0_A, cutoff_A (shifted to zero at the cutoff), skin_A for the Verlet list.
   `"function"`: `function = "file.py:name"` or `"module:name"`, a torch function
   `energy(positions_A, cell_A, species) -> eV`; forces and virial by autograd.
-  `"deepmd"`: `model = "frozen_model.pth"` (DeePMD-kit PyTorch, frozen or compressed), `skin_A` of the
+  `"deepmd"`: `model = "frozen_model.pth"` (DeePMD-kit PyTorch, frozen or compressed) or the shipped
+  `"builtin:lah10"` (the default; `dpqtb models` prints its card: data, held-out errors, status), `skin_A` of the
   Verlet list, `chunk_atoms` local atoms per model call (bounds memory; results do not depend on it).
 - `thermostat`: see docs/qtb.md. `temperature_K = [T0, T1]` is a linear ramp over `md.steps` (Langevin, QTB, adQTB).
   `pimd`/`trpmd`: `beads` ≥ 2, `damp_fs` is the centroid thermostat time (ignored by trpmd), `pile_lambda`

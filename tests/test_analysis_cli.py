@@ -214,3 +214,18 @@ def test_analyze_ase_file_with_frame_dt(tmp_path):
                  "--out", str(out), "--no-plots"]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["n_frames"] == 6 and s["frame_dt_fs"] == 4.0
+
+
+def test_e_ref_first_is_the_starting_potential_energy(md_run, tmp_path):
+    import csv
+
+    rows = list(csv.DictReader(open(md_run / "thermo.csv")))
+    e0 = float(rows[0]["potential_eV"])
+    assert main(["analyze", str(md_run), "--out", str(tmp_path / "a"), "--no-plots", "--e-ref-eV", "first"]) == 0
+    assert main(["analyze", str(md_run), "--out", str(tmp_path / "b"), "--no-plots", "--e-ref-eV", repr(e0)]) == 0
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())["energy"]
+    b = json.loads((tmp_path / "b" / "summary.json").read_text())["energy"]
+    assert a["e_ref_eV"] == e0 and a["E_per_3NkB_K"] == pytest.approx(b["E_per_3NkB_K"], rel=1e-12)
+    with pytest.raises(SystemExit) as exc:  # argparse: usage line + one-line error, exit status 2
+        main(["analyze", str(md_run), "--no-plots", "--e-ref-eV", "last"])
+    assert exc.value.code == 2

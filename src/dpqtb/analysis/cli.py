@@ -19,6 +19,17 @@ def _run(args) -> int:
     return 0
 
 
+def _e_ref(text: str):
+    import argparse
+
+    if text == "first":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number (eV) or 'first'") from None
+
+
 def _positive_int(text: str) -> int:
     import argparse
 
@@ -47,7 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--vdos-max-lag-fs", type=float, default=None, help="VACF window (fs)")
     p.add_argument("--angle-every", type=_positive_int, default=1, help="cage angle every n frames")
     p.add_argument("--compare", default=None, help="second run directory to overlay in rdf.png")
-    p.add_argument("--e-ref-eV", type=float, default=0.0, help="energy zero for E/(3N k_B) (eV)")
+    p.add_argument("--e-ref-eV", type=_e_ref, default=0.0,
+                   help="energy zero for E/(3N k_B) (eV), or 'first': the potential energy of the run's "
+                   "starting structure (the static-lattice energy when it starts from the ideal crystal, "
+                   "as builtin structures do)")
     p.add_argument("--reference-structure", default=None,
                    help="ideal structure (ASE-readable, same atom order) defining the proton sites; "
                    "default: the first frame")

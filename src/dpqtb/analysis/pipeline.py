@@ -48,7 +48,7 @@ def _frame_dt(traj: Trajectory) -> float:
 def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_fs: float | None = None,
             origin_every_fs: float | None = None, msd_prime_every: int = 1, rdf_every: int = 1,
             rdf_r_max_A: float = 6.0, rdf_bin_A: float = 0.02, vdos_max_lag_fs: float | None = None,
-            angle_every: int = 1, compare: str | Path | None = None, e_ref_eV: float = 0.0,
+            angle_every: int = 1, compare: str | Path | None = None, e_ref_eV: float | str = 0.0,
             start: int = 0, stop: int | None = None, stride: int = 1, metal: str = "La",
             hydrogen: str = "H", plots: bool = True, reference: str | Path | None = None,
             frame_dt_fs: float | None = None) -> dict:
@@ -206,6 +206,10 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     # thermo
     if run_dir.is_dir() and (run_dir / "thermo.csv").exists():
         th = read_thermo(run_dir)
+        if e_ref_eV == "first":  # the starting structure's potential energy (static lattice for ideal crystals)
+            if th["step"][0] != 0:
+                raise DpqtbError(f"--e-ref-eV first: {run_dir}/thermo.csv does not start at step 0")
+            e_ref_eV = float(th["potential_eV"][0])
         e = energy_vs_temperature(th, len(symbols), e_ref_eV)
         summary["energy"] = {k: float(v[0]) for k, v in e.items()}
         summary["energy"]["e_ref_eV"] = e_ref_eV

@@ -98,9 +98,9 @@ def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
     if kind == "deepmd":
         from dpqtb.potential.deepmd import DeepPotential
 
-        path = Path(pot_cfg["model"])
-        if not path.is_absolute():
-            path = base_dir / path
+        from dpqtb.potential.builtin import resolve
+
+        path = resolve(pot_cfg["model"], base_dir)
         return DeepPotential(path, device=state.device, skin_A=pot_cfg["skin_A"], chunk_atoms=pot_cfg["chunk_atoms"])
     raise DpqtbError(f"unknown potential kind {kind!r}")  # pragma: no cover - validated earlier
 

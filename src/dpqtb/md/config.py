@@ -56,7 +56,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "skin_A": (NUMBER, 0.5, nonneg, "must be >= 0"),
         "function": (str, None, None, ""),
         "batched": (bool, False, None, ""),
-        "model": (str, None, None, "a frozen DeePMD-kit PyTorch model (*.pth)"),
+        "model": (str, "builtin:lah10", None,
+                  "a frozen DeePMD-kit PyTorch model (*.pth) or 'builtin:NAME' (deepmd; shipped: lah10)"),
         "chunk_atoms": (int, None, positive, "must be an integer >= 1 (deepmd: local atoms per model call)"),
     },
     "md": {
@@ -114,7 +115,7 @@ def _cross_checks(cfg) -> None:
             if pot[key] is None:
                 raise DpqtbError(f"missing required config key 'potential.{key}' for potential 'morse'")
     if pot["kind"] == "deepmd" and not pot["model"]:
-        raise DpqtbError("missing required config key 'potential.model' for potential 'deepmd'")
+        raise DpqtbError("config key 'potential.model' must name a model file or 'builtin:NAME'")
     if pot["kind"] == "function" and not pot["function"]:
         raise DpqtbError("missing required config key 'potential.function' for potential 'function'")
 

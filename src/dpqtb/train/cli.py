@@ -70,6 +70,11 @@ def register(subparsers) -> None:
     v.set_defaults(func=cmd_validate)
     register_deviation(subparsers)
     register_explore(subparsers)
+    m = subparsers.add_parser(
+        "models", help="list dpqtb's shipped Deep Potentials (model cards: data, errors, status)",
+        description="Print the model card of every shipped Deep Potential (potential.model = 'builtin:NAME').")
+    m.add_argument("--json", action="store_true", help="print the full cards as JSON")
+    m.set_defaults(func=cmd_models)
 
 
 def cmd_deviation(args) -> int:
@@ -125,3 +130,25 @@ def register_explore(subparsers) -> None:
     e.add_argument("--device", default="cpu", help="torch device of the deviation evaluation (cpu, cuda)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_explore)
+
+
+def cmd_models(args) -> int:
+    import json
+
+    from dpqtb.potential.builtin import MODELS_DIR, available, card, summary
+
+    names = available()
+    if not names:
+        print(f"no shipped Deep Potentials in {MODELS_DIR}")
+        return 0
+    for name in names:
+        c = card(name)
+        if args.json:
+            print(json.dumps(c, indent=1))
+            continue
+        src = c["source"]
+        print(summary(name))
+        print(f"  file {MODELS_DIR / c['file']} (sha256 {c['sha256'][:16]}…), shipped {c['shipped']}")
+        print(f"  trained on dataset {src['dataset_version']}: {src['train_frames']} frames "
+              f"({src['test_frames']} held out), member {src['member']} of {src['train_dir']}")
+    return 0

@@ -106,10 +106,17 @@ def load_config(path: str | os.PathLike) -> dict:
         raise DpqtbError(f"config keys 'selection.trust_lo_eV_per_A' = {sel['trust_lo_eV_per_A']} must be below "
                          f"'selection.trust_hi_eV_per_A' = {sel['trust_hi_eV_per_A']}")
     base = path.resolve().parent
-    cfg["ensemble"]["models"] = [str(base / p) for p in cfg["ensemble"]["models"]]
-    sel["store"] = str(base / sel["store"])
+    cfg["ensemble"]["models"] = [_path(base, p) for p in cfg["ensemble"]["models"]]
+    sel["store"] = _path(base, sel["store"])
     cfg["_base_dir"] = str(base)
     return cfg
+
+
+def _path(base: Path, p: str) -> str:
+    """``p`` relative to the config's folder, written relative to the working directory if below it."""
+    full = os.path.normpath(base / p)
+    rel = os.path.relpath(full)
+    return full if rel.startswith("..") else rel
 
 
 def ensemble_models(entries: list[str]) -> list[Path]:

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Label several job stores one after the other, in the background (2 MPI ranks, nice 19): the first
+# store has priority (e.g. the model-deviation candidates of the latest concurrent-learning round),
+# then the next. Safe to re-run: labelled frames are never recomputed.
+#   scripts/label_queue.sh data/labels/round1 data/labels/round0
+# If one of the stores is already being labelled, this waits for its frame in flight to be written,
+# stops that runner, and starts the queue (nothing is lost). Logs: STORE/runner.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" != "--worker" ]; then
+    [ $# -ge 1 ] || { echo "usage: scripts/label_queue.sh STORE [STORE ...]" >&2; exit 2; }
+    for s in "$@"; do
+        [ -d "$s/jobs" ] || { echo "label_queue: no job store at $s" >&2; exit 2; }
+    done
+    # own session = own scheduler autogroup, so nice 19 really yields to interactive work
+    setsid nohup bash "$0" --worker "$@" </dev/null >/dev/null 2>&1 &
+    echo "labelling in order: $* (background pid $!); progress: .venv/bin/dpqtb label --store STORE --status"
+    exit 0
+fi
+shift
+echo 19 > "/proc/$$/autogroup" 2>/dev/null || true
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
+mpi=(mpiexec -n 2)
+[ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n 2)
+nframes() { ls "$1/frames" 2>/dev/null | wc -l; }
+running() {  # pid in STORE/runner.lock if alive
+    local pid
+    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$1/runner.lock" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+for s in "$@"; do
+    if pid=$(running "$s"); then
+        n=$(nframes "$s")
+        while [ "$(nframes "$s")" -eq "$n" ] && kill -0 "$pid" 2>/dev/null; do sleep 5; done
+        pkill -TERM -f "dpqtb.dft.runner $s" || true
+        sleep 10
+    fi
+done
+for s in "$@"; do
+    echo "== $(date -u +%FT%TZ) label_queue: $s" >> "$s/runner.log"
+    nice -n 19 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.runner "$s" >> "$s/runner.log" 2>&1 || true
+done

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Ship a trained ensemble member as dpqtb's built-in Deep Potential (``builtin:NAME``).
+
+    .venv/bin/python scripts/ship_model.py --train-dir models/iter0 --member 0 \
+        --validation models/iter0/validation_0 --name lah10 --status "preliminary: ..."
+
+Copies the member's compressed (else frozen) model to src/dpqtb/data/models/NAME.pth and writes the
+model card NAME.json: dataset version and size, the training config and DeePMD-kit input, the
+held-out errors and EOS summary of `dpqtb validate`, sha256 of the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from dpqtb.potential.builtin import MODELS_DIR  # noqa: E402
+from dpqtb.train.dataset import file_sha256  # noqa: E402
+
+
+def _rel(p: str) -> str:
+    try:
+        return str(Path(p).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-dir", required=True, type=Path)
+    ap.add_argument("--member", type=int, default=0)
+    ap.add_argument("--validation", required=True, type=Path, help="dpqtb validate output dir (report.json)")
+    ap.add_argument("--name", default="lah10")
+    ap.add_argument("--status", required=True, help="one line: what this model is good for")
+    ap.add_argument("--report-dir", type=Path, default=ROOT / "docs" / "validation_builtin",
+                    help="copy the validation report (report.md/json, PNGs) here (committed with the model)")
+    a = ap.parse_args()
+    ens = json.loads((a.train_dir / "ensemble.json").read_text())
+    mem = ens["members"][str(a.member)]
+    src = a.train_dir / mem["model"]
+    rep = json.loads((a.validation / "report.json").read_text())
+    if file_sha256(src) != rep["model"]["sha256"]:
+        sys.exit(f"{a.validation}/report.json validates another model file than {src}")
+    metrics = json.loads((a.train_dir / f"model_{a.member}" / "metrics.json").read_text())
+    manifest = json.loads((a.train_dir / "data" / "manifest.json").read_text())
+    MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    dst = MODELS_DIR / f"{a.name}.pth"
+    tmp = dst.with_suffix(".pth.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+    t = rep["test"]
+    eos = rep.get("eos") or {}
+    card = {
+        "name": a.name, "file": dst.name, "sha256": file_sha256(dst), "shipped": time.strftime("%Y-%m-%d"),
+        "status": a.status, "type_map": ["La", "H"],
+        "source": {"train_dir": str(a.train_dir), "member": a.member, "model": mem["model"],
+                   "seed": mem["seed"], "dataset_version": ens["dataset_version"],
+                   "train_frames": manifest["train"]["frames"], "test_frames": manifest["test"]["frames"],
+                   "stores": [_rel(x) for x in manifest.get("stores", [])], "config": (a.train_dir / "config.toml").read_text(),
+                   "deepmd_input": json.loads((a.train_dir / f"model_{a.member}" / "input.json").read_text()),
+                   "code_versions": metrics.get("codes"), "lcurve_final": mem["lcurve_final"]},
+        "validation": {
+            "test": {"frames": t["frames"], "energy_meV_per_atom": t["rmse_e_meV_per_atom"],
+                     "force_eV_per_A": t["rmse_f_eV_per_A"], "virial_meV_per_atom": t.get("rmse_v_meV_per_atom"),
+                     "pressure_GPa": t.get("rmse_p_GPa"), "force_rms_dft_eV_per_A": t["force_rms_dft_eV_per_A"]},
+            "eos_max_abs_dP_GPa": eos.get("max_abs_dP_same_geometry_GPa"),
+            "eos_rms_dP_GPa": eos.get("rms_dP_same_geometry_GPa"), "report": rep.get("files"),
+            "generated": rep["date"]},
+    }
+    a.report_dir.mkdir(parents=True, exist_ok=True)
+    for f in ["report.md", "report.json", *rep.get("files", [])]:
+        shutil.copyfile(a.validation / f, a.report_dir / f)
+    card["validation"]["report_dir"] = _rel(str(a.report_dir))
+    (MODELS_DIR / f"{a.name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    print(f"shipped {src} as builtin:{a.name} ({dst}, {dst.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Deep Potentials shipped with dpqtb: ``potential.model = "builtin:lah10"`` (the default of ``kind = "deepmd"``).
+
+Each shipped model is a frozen (compressed) DeePMD-kit PyTorch file in ``dpqtb/data/models/`` with a
+model card ``NAME.json`` beside it: how it was trained (dataset version, config, DeePMD-kit version),
+its validation numbers (held-out RMSE, EOS) and its status. ``dpqtb models`` prints the cards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dpqtb import DpqtbError
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+PREFIX = "builtin:"
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.json")) if MODELS_DIR.is_dir() else []
+
+
+def card(name: str) -> dict:
+    """The model card of shipped model ``name``."""
+    path = MODELS_DIR / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(available()) or "none"
+        raise DpqtbError(f"no shipped Deep Potential 'builtin:{name}' (shipped: {known})")
+    return json.loads(path.read_text())
+
+
+def resolve(spec: str | Path, base_dir: str | Path = ".") -> Path:
+    """Model file of ``spec``: 'builtin:NAME' or a path (relative to ``base_dir``)."""
+    s = str(spec)
+    if s.startswith(PREFIX):
+        name = s[len(PREFIX):]
+        c = card(name)
+        path = MODELS_DIR / c["file"]
+        if not path.is_file():
+            raise DpqtbError(f"shipped model file missing: {path} (reinstall dpqtb)")
+        return path
+    path = Path(s)
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def summary(name: str) -> str:
+    """One line about a shipped model for logs: name, status, held-out errors."""
+    c = card(name)
+    m = c.get("validation", {}).get("test", {})
+    err = ""
+    if m:
+        err = (f", held-out RMSE {m['energy_meV_per_atom']:.1f} meV/atom, {m['force_eV_per_A']:.3f} eV/Å "
+               f"({m['frames']} frames)")
+    return f"Deep Potential builtin:{name} ({c.get('status', '')}{err})"
