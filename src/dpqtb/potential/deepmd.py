@@ -156,6 +156,10 @@ class DeepPotential(Potential):
         return PotentialOutput(energy.detach(), forces.detach(), virial.detach())
 
 
+#: pairs per block when _GhostList processes the whole Verlet list piecewise (bounds the temporaries)
+_PAIR_BLOCK = 1 << 19
+
+
 def _index_dtype(n: int) -> torch.dtype:
     """Smallest torch index dtype that holds 0..n-1 (int32 below 2^31 entries)."""
     return torch.int32 if n < 2**31 else torch.int64
@@ -183,7 +187,8 @@ class _GhostList:
     ``ext_type``, so the per-(i, species) ranks, slots and sel bounds are recomputed per chunk from
     integers (exactly the values a stored copy would hold).  Cell shifts are kept once per ghost
     atom as int8 (int16/int32 if a shift exceeds 127 cells), atom indices as int32 below 2^31; the
-    Verlet list's own int64/float pair arrays are released once consumed.
+    Verlet list's own pair arrays (int32 i, j, int8 shifts) are released once consumed, and they
+    are consumed block by block and chunk by chunk, so the build needs no full-size temporaries.
     """
 
     def __init__(self, rcut: float, skin: float, sel: list[int]):
@@ -208,25 +213,26 @@ class _GhostList:
         self.chunks = []
         dev = positions.device
         n = positions.shape[0]
-        i, j = self.vl.i, self.vl.j
-        s = self.vl.shifts.round().to(torch.int64)
-        # the Verlet list's int64 indices and float shifts are not needed again (rebuilds only test
-        # positions and cell): release them so that only the compact arrays below stay alive
+        # the Verlet list's pair arrays (int32 i, j, int8 shifts, canonical order) are not needed
+        # again (rebuilds only test positions and cell): take them over and release them here, so
+        # that only the compact arrays below stay alive; everything per pair is done blockwise
+        i, j, s = self.vl.i, self.vl.j, self.vl.shifts
         self.vl.i = self.vl.j = self.vl.shifts = None
         self.n_pairs = int(i.shape[0])
-        # ghost atoms: unique (j, shift) with a non-zero shift
-        is_img = (s != 0).any(dim=1)
-        m = int(s.abs().max()) if s.numel() else 0
+        # i is sorted (canonical order), so the pairs of atom k are p_start[k]:p_start[k+1]
+        per_atom = torch.bincount(i, minlength=n)
+        del i
+        self.p_start = torch.cat([torch.zeros(1, dtype=torch.int64, device=dev), torch.cumsum(per_atom, 0)])
+        del per_atom
+        # ghost atoms: the unique (j, shift) with a non-zero shift, numbered in (j, shift) order;
+        # key = j·B³ + code(shift) with B = 2m + 1 (m: largest |shift|)
+        m = 0
+        for a in range(0, self.n_pairs, _PAIR_BLOCK):
+            m = max(m, int(s[a:a + _PAIR_BLOCK].abs().max()))
         base = 2 * m + 1
-        code = ((s[:, 0] + m) * base + (s[:, 1] + m)) * base + (s[:, 2] + m)
-        del s
-        key = j[is_img] * base**3 + code[is_img]
-        del code
-        ukey, inv = torch.unique(key, return_inverse=True)
-        del key
+        ukey = self._ghost_keys(j, s, n, m, base)
         g_atom = torch.div(ukey, base**3, rounding_mode="floor")
         g_code = ukey - g_atom * base**3
-        del ukey
         g_shift = torch.stack([torch.div(g_code, base * base, rounding_mode="floor") - m,
                                torch.div(g_code, base, rounding_mode="floor") % base - m,
                                g_code % base - m], dim=1)
@@ -237,40 +243,94 @@ class _GhostList:
         ntypes = len(self.sel)
         self.ext_type = mtype[self.ext_atom].to(torch.int8 if ntypes <= 127 else torch.int64)
         del g_atom, g_code, g_shift
-        pair_ext = j.clone()
-        pair_ext[is_img] = n + inv
-        del inv, is_img
-        # order pairs by (i, species of j); stable, so the canonical order of the list is kept inside
-        gkey = i * ntypes + mtype[j]
-        del j
-        perm = torch.argsort(gkey, stable=True)
-        del gkey
-        p_ext = pair_ext[perm]
-        del pair_ext, perm
-        # i is sorted (canonical order), so the pairs of atom k are p_start[k]:p_start[k+1]
-        per_atom = torch.bincount(i, minlength=n)
-        del i
-        self.p_start = torch.cat([torch.zeros(1, dtype=torch.int64, device=dev), torch.cumsum(per_atom, 0)])
         self._t_slot0 = torch.tensor(self.sel_offset, dtype=torch.int64, device=dev)
         self._t_sel = torch.tensor(self.sel, dtype=torch.int64, device=dev)
-        # chunks of consecutive local atoms; each chunk is a pair range
+        # chunks of consecutive local atoms; each chunk is a pair range, processed in blocks of
+        # whole atoms (~_PAIR_BLOCK pairs), so a chunk of all atoms needs no full-size temporaries
         for a in range(0, n, chunk_size):
             b = min(a + chunk_size, n)
             pa, pb = int(self.p_start[a]), int(self.p_start[b])
-            nb = p_ext[pa:pb]
-            in_own = (nb >= a) & (nb < b)
-            other = torch.unique(nb[~in_own])
-            # chunk-local extended index of every neighbour of the chunk's pairs
-            local = torch.empty(nb.shape, dtype=idx_t, device=dev)
-            local[in_own] = (nb[in_own] - a).to(idx_t)
-            local[~in_own] = ((b - a) + torch.searchsorted(other, nb[~in_own])).to(idx_t)
+            blocks = self._atom_blocks(a, b)
+            # extended index of each pair's neighbour (j itself, or the ghost atom of (j, shift)),
+            # the pairs of each atom ordered by species of j; stable, so the canonical order of the
+            # list is kept inside (the order one stable sort of the whole list by (i, species) gives)
+            nb = torch.empty(pb - pa, dtype=idx_t, device=dev)
+            for a0, b0 in blocks:
+                q0, q1 = int(self.p_start[a0]), int(self.p_start[b0])
+                jc = j[q0:q1].to(torch.int64)
+                sc = s[q0:q1].to(torch.int64)
+                pair_ext = jc.clone()
+                is_img = (sc != 0).any(dim=1)
+                sc = sc[is_img]
+                key = jc[is_img] * base**3 + ((sc[:, 0] + m) * base + (sc[:, 1] + m)) * base + (sc[:, 2] + m)
+                pair_ext[is_img] = n + torch.searchsorted(ukey, key)
+                del sc, is_img, key
+                p_il = torch.repeat_interleave(torch.arange(b0 - a0, device=dev),
+                                               self.p_start[a0 + 1:b0 + 1] - self.p_start[a0:b0])
+                perm = torch.argsort(p_il * ntypes + mtype[jc], stable=True)
+                nb[q0 - pa:q1 - pa] = pair_ext[perm].to(idx_t)
+                del jc, pair_ext, p_il, perm
+            # the chunk's other extended atoms (sorted): a marker per extended atom for chunks with
+            # more pairs than extended atoms, else the unique neighbours outside the chunk
+            if pb - pa > n_ext:
+                mark = torch.zeros(n_ext, dtype=torch.bool, device=dev)
+                for a0, b0 in blocks:
+                    x = nb[int(self.p_start[a0]) - pa:int(self.p_start[b0]) - pa].to(torch.int64)
+                    mark[x[(x < a) | (x >= b)]] = True
+                    del x
+                other = torch.nonzero(mark).flatten()
+                del mark
+            else:
+                other = torch.unique(nb[(nb < a) | (nb >= b)].to(torch.int64))
+            # chunk-local extended index of every neighbour, in place: own atoms first, then `other`
+            for a0, b0 in blocks:
+                lo, hi = int(self.p_start[a0]) - pa, int(self.p_start[b0]) - pa
+                x = nb[lo:hi].to(torch.int64)
+                own = (x >= a) & (x < b)
+                nb[lo:hi] = torch.where(own, x - a, (b - a) + torch.searchsorted(other, x)).to(idx_t)
+                del x, own
+            local = nb
+            del nb
             if a == 0 and b == n and int(other.shape[0]) == n_ext - n:
                 ext_ids = None  # one chunk holding every extended atom: the identity
             else:
                 ext_ids = torch.cat([torch.arange(a, b, device=dev), other]).to(idx_t)
             self.chunks.append({"a": a, "b": b, "pa": pa, "pb": pb, "ext_ids": ext_ids, "local": local})
-            del nb, in_own, other
-        del p_ext
+            del local, other
+        del j, s
+
+    def _atom_blocks(self, a: int, b: int) -> list[tuple[int, int]]:
+        """Ranges of whole atoms covering a:b with about _PAIR_BLOCK pairs each (at least one atom)."""
+        out = []
+        while a < b:
+            stop = int(torch.searchsorted(self.p_start, self.p_start[a] + _PAIR_BLOCK, right=True)) - 1
+            stop = min(max(stop, a + 1), b)
+            out.append((a, stop))
+            a = stop
+        return out
+
+    @staticmethod
+    def _ghost_keys(j, s, n, m, base, dense: bool | None = None):
+        """Sorted unique keys j·B³ + code(shift) of the pairs with a non-zero shift (blockwise: a
+        marker per possible key when that table is small, else unique keys merged per block)."""
+        dev = j.device
+        n_keys = n * base**3
+        if dense is None:
+            dense = n_keys <= max(1 << 24, 2 * int(j.shape[0]))
+        mark = torch.zeros(n_keys, dtype=torch.bool, device=dev) if dense else None
+        found = torch.zeros(0, dtype=torch.int64, device=dev)
+        for a in range(0, int(j.shape[0]), _PAIR_BLOCK):
+            sc = s[a:a + _PAIR_BLOCK].to(torch.int64)
+            is_img = (sc != 0).any(dim=1)
+            sc = sc[is_img]
+            key = j[a:a + _PAIR_BLOCK][is_img].to(torch.int64) * base**3 \
+                + ((sc[:, 0] + m) * base + (sc[:, 1] + m)) * base + (sc[:, 2] + m)
+            if dense:
+                mark[key] = True
+            else:
+                found = torch.unique(torch.cat([found, torch.unique(key)]))
+            del sc, is_img, key
+        return torch.nonzero(mark).flatten() if dense else found
 
     def extended_positions(self, positions, cell):
         return positions[self.ext_atom] + self.ext_shift.to(positions.dtype) @ cell

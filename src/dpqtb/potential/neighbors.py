@@ -1,31 +1,68 @@
-"""Verlet neighbour lists built with vesin (half lists, periodic shifts), rebuilt on demand.
+"""Verlet neighbour lists built with vesin (half or full lists, periodic shifts), rebuilt on demand.
 
 The list is built with cutoff + skin and reused until an atom moved more than skin/2 or the cell
 changed; distances are then recomputed in torch from the stored pair indices and cell shifts, so
 unwrapped positions are fine (the shifts are relative to the positions used at build time).
+
+Storage and build are compact, for million-atom cells (~450 pairs per atom in a full list at
+r_cut 6 Å + skin 1 Å in LaH10): ``i`` and ``j`` are int32 (int64 from 2^31 atoms on), the integer
+cell shifts ``shifts`` int8 (int16/int32 when a shift exceeds 127 cells), i.e. 11 bytes per pair.
+The canonical order (see :meth:`VerletList.update`) comes from one in-place sort of a single int64
+key per pair that encodes (i, j, shift); large lists are built in slabs of atoms (a slab of the
+cell along one periodic axis plus a halo of one cutoff), so vesin's own output (28 bytes per pair
+of the slab and its halo) never exists for the whole list at once.  Peak build memory is then
+about 15 bytes per pair (the key; then the key, i and the shifts while j is decoded into the key's
+buffer) where the cell is large against the cutoff, and up to ~20 where the halo is wide.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 from dpqtb import DpqtbError
 
+#: pairs per block when vesin's output or the key is processed piecewise (bounds the temporaries)
+_BLOCK = 1 << 19
+
 
 class VerletList:
-    def __init__(self, cutoff: float, skin: float = 0.5, full: bool = False):
+    """Verlet list of all pairs closer than ``cutoff + skin`` (Å), with periodic images.
+
+    After :meth:`update`: ``i``, ``j`` (integer tensors, int32 below 2^31 atoms) and ``shifts``
+    (integer cell shifts, int8 unless a shift exceeds 127 cells) such that the pair vector is
+    ``x[j] - x[i] + shifts @ cell``.  ``full=False`` keeps every pair once (i < j, and for the
+    self-images of one atom the shift whose first non-zero component is positive); ``full=True``
+    keeps both directions.
+
+    ``slabs``: number of slabs the build is split into (None: chosen from the expected pair count,
+    1 below ``slab_min_pairs`` pairs); only the memory and time of the build depend on it, never
+    the list.
+    """
+
+    #: lists expected to hold fewer pairs than this are built in one piece
+    slab_min_pairs = 1 << 22
+    #: at most this many slabs (each slab's halo costs vesin time)
+    max_slabs = 16
+
+    def __init__(self, cutoff: float, skin: float = 0.5, full: bool = False, slabs: int | None = None):
         if cutoff <= 0:
             raise DpqtbError("neighbour-list cutoff must be > 0 Å")
         if skin < 0:
             raise DpqtbError("neighbour-list skin must be >= 0 Å")
+        if slabs is not None and slabs < 1:
+            raise DpqtbError(f"neighbour-list slabs must be >= 1, got {slabs}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.full = full
+        self.slabs = slabs
         self._ref_pos = None
         self._ref_cell = None
         self.i = self.j = self.shifts = None
         self.n_builds = 0
+        self.n_slabs_used = 0
 
     def _needs_rebuild(self, positions, cell) -> bool:
         if self._ref_pos is None or self._ref_pos.shape != positions.shape:
@@ -36,38 +73,216 @@ class VerletList:
         return bool(disp > 0.5 * self.skin)
 
     def update(self, positions: torch.Tensor, cell: torch.Tensor, pbc) -> None:
+        """Rebuild the list if needed.  The pairs are in canonical order — lexicographic in
+        (i, j, shift) — so that force sums do not depend on when or from which positions the list
+        was built: restarts stay bitwise exact."""
         if not self._needs_rebuild(positions, cell):
             return
-        from vesin import NeighborList
-
         pos = positions.detach().cpu().numpy().astype(np.float64)
         box = cell.detach().cpu().numpy().astype(np.float64)
         periodic = [bool(p) for p in pbc]
         if not any(periodic):
             box = np.zeros((3, 3))
-        nl = NeighborList(cutoff=self.cutoff + self.skin, full_list=self.full)
-        i, j, s = nl.compute(points=pos, box=box, periodic=periodic, quantities="ijS")
-        # Canonical order (i < j, then lexicographic in i, j, shift) so that force sums do not depend
-        # on when or from which positions the list was built: restarts stay bitwise exact.
-        i, j, s = i.astype(np.int64), j.astype(np.int64), s.astype(np.int64)
-        if not self.full:
-            # (i, j, S) and (j, i, -S) are the same pair; keep i < j, and for self-images of one atom the
-            # shift whose first non-zero component is positive.
-            nz = s != 0
-            first = s[np.arange(len(s)), np.argmax(nz, axis=1)] if len(s) else np.zeros(0, dtype=np.int64)
-            swap = (i > j) | ((i == j) & (first < 0))
-            i, j = np.where(swap, j, i), np.where(swap, i, j)
-            s = np.where(swap[:, None], -s, s)
-        order = np.lexsort((s[:, 2], s[:, 1], s[:, 0], j, i))
-        i, j, s = i[order], j[order], s[order]
+        # release the previous list before building the next one
+        self.i = self.j = self.shifts = None
+        i, j, s = _build(pos, box, periodic, self.cutoff + self.skin, self.full, self.slabs,
+                         self.slab_min_pairs, self.max_slabs, self)
         dev = positions.device
-        self.i = torch.as_tensor(i.astype(np.int64), device=dev)
-        self.j = torch.as_tensor(j.astype(np.int64), device=dev)
-        self.shifts = torch.as_tensor(s.astype(np.float64), dtype=positions.dtype, device=dev)
+        self.i = torch.from_numpy(i).to(dev)
+        self.j = torch.from_numpy(j).to(dev)
+        self.shifts = torch.from_numpy(s).to(dev)
         self._ref_pos = positions.detach().clone()
         self._ref_cell = cell.detach().clone()
         self.n_builds += 1
 
     def vectors(self, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """r_ij = x_j - x_i + S_ij·cell for every stored pair (Å)."""
-        return positions[self.j] - positions[self.i] + self.shifts @ cell
+        return positions[self.j] - positions[self.i] + self.shifts.to(positions.dtype) @ cell
+
+
+# ---------------------------------------------------------------------------------------------- build
+def _shift_dtype(max_abs: int):
+    """Smallest signed integer dtype holding shifts of magnitude up to max_abs."""
+    for dt in (np.int8, np.int16, np.int32):
+        if max_abs <= np.iinfo(dt).max:
+            return dt
+    return np.int64
+
+
+def _inverse(box, periodic):
+    """Inverse of the cell matrix, or None (no periodic axis, or a singular cell)."""
+    if not any(periodic):
+        return None
+    try:
+        inv = np.linalg.inv(box)
+    except np.linalg.LinAlgError:
+        return None
+    return inv if np.all(np.isfinite(inv)) else None
+
+
+def _choose_slabs(n, box, inv, periodic, rc, full, slabs, slab_min_pairs, max_slabs):
+    """(number of slabs, slab axis, halo width in fractional units of that axis)."""
+    if inv is None or n < 2:
+        return 1, 0, 1.0
+    # rc / spacing of the lattice planes normal to each periodic axis
+    widths = [rc * float(np.linalg.norm(inv[:, a])) if periodic[a] else np.inf for a in range(3)]
+    axis = int(np.argmin(widths))
+    delta = widths[axis]
+    if not np.isfinite(delta):
+        return 1, 0, 1.0
+    if slabs is not None:
+        return int(slabs), axis, delta
+    est_pairs = n * n * 4.0 / 3.0 * math.pi * rc**3 / abs(float(np.linalg.det(box))) * (1.0 if full else 0.5)
+    if est_pairs < slab_min_pairs or delta >= 0.25:
+        return 1, axis, delta
+    # vesin's output for a slab is 28 (full list) or 14 (half list) bytes per pair of the slab and
+    # its halo, next to the keys (8 bytes per pair of the whole list): aim at <= 7 bytes per pair,
+    # i.e. no more than the decode needs (8 + 4 + 3), with the halo work at most twice the slab
+    # work (time <= ~3x one build of the whole list)
+    room = 7.0 / (28.0 if full else 14.0) - 2.0 * delta
+    k = max_slabs if room <= 1.0 / max_slabs else math.ceil(1.0 / room)
+    return max(1, min(k, max_slabs, int(1.0 / delta))), axis, delta
+
+
+def _build(pos, box, periodic, rc, full, slabs, slab_min_pairs, max_slabs, owner):
+    from vesin import NeighborList
+
+    n = len(pos)
+    inv = _inverse(box, periodic)
+    k, axis, delta = _choose_slabs(n, box, inv, periodic, rc, full, slabs, slab_min_pairs, max_slabs)
+    owner.n_slabs_used = k
+    nl = NeighborList(cutoff=rc, full_list=full)
+    if k == 1:
+        P, S = nl.compute(points=pos, box=box, periodic=periodic, quantities="PS", copy=False)
+        m = [0, 0, 0]
+        for a in range(0, len(S), _BLOCK):  # the largest |shift| per axis
+            m = np.maximum(m, np.abs(S[a:a + _BLOCK]).max(axis=0)).tolist()
+        bases = [2 * int(x) + 1 for x in m]
+        if n * n * bases[0] * bases[1] * bases[2] >= 2**63:
+            i, j, s = (np.asarray(x, dtype=np.int64) for x in (P[:, 0], P[:, 1], S))
+            del P, S, nl
+            return _lexsort(i, j, s, n, full)
+        key = _slab_keys(P, S, None, None, n, m, bases, full)
+        del P, S
+    else:
+        # per-axis bound on |shift| of any pair closer than rc, from the fractional extent of the
+        # (possibly unwrapped) positions: S = f(r) - (f_j - f_i) with |f(r)_a| <= rc / d_a
+        frac = pos @ inv
+        m = [int(math.floor(rc * float(np.linalg.norm(inv[:, a])) + float(np.ptp(frac[:, a])))) + 1
+             if periodic[a] else 0 for a in range(3)]
+        bases = [2 * x + 1 for x in m]
+        if n * n * bases[0] * bases[1] * bases[2] >= 2**63:
+            del nl
+            owner.n_slabs_used = 1
+            return _build(pos, box, periodic, rc, full, 1, slab_min_pairs, max_slabs, owner)
+        u = frac[:, axis] - np.floor(frac[:, axis])  # wrapped fractional coordinate along the slab axis
+        del frac
+        keys = []
+        for s in range(k):
+            lo, hi = s / k, (s + 1) / k
+            own = (u >= lo) & (u < hi) if s < k - 1 else (u >= lo)
+            # halo: atoms within delta (periodically) of [lo, hi) along the axis; vesin then sees
+            # every neighbour of the slab's atoms
+            dist = np.where(own, 0.0, np.minimum(np.mod(lo - u, 1.0), np.mod(u - hi, 1.0)))
+            ids = np.flatnonzero(own | (dist <= delta + 1e-9))
+            P, S = nl.compute(points=np.ascontiguousarray(pos[ids]), box=box, periodic=periodic,
+                              quantities="PS", copy=False)
+            keys.append(_slab_keys(P, S, ids, own[ids], n, m, bases, full))
+            del own, dist, ids, P, S
+        key = np.empty(sum(len(x) for x in keys), dtype=np.int64)
+        at = 0
+        while keys:  # copy slab by slab, releasing each slab's keys at once
+            x = keys.pop(0)
+            key[at:at + len(x)] = x
+            at += len(x)
+            del x
+    del nl  # vesin's buffers
+    key.sort()  # in place; the keys are unique, so this is the canonical (i, j, shift) order
+    return _decode(key, n, m, bases)
+
+
+def _canonical_half(i, j, s):
+    """(i, j, S) and (j, i, -S) are the same pair: keep i < j, and for the self-images of one atom
+    the shift whose first non-zero component is positive."""
+    first = np.where(s[:, 0] != 0, s[:, 0], np.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
+    swap = (i > j) | ((i == j) & (first < 0))
+    return np.where(swap, j, i), np.where(swap, i, j), np.where(swap[:, None], -s, s)
+
+
+def _slab_keys(P, S, ids, own, n, m, bases, full):
+    """int64 keys ((i·n + j)·B0 + S0+m0)·B1 + S1+m1)·B2 + S2+m2 of vesin's pairs (P, S), in
+    canonical orientation, whose first atom is one of the slab's own atoms.
+
+    ids: global indices of the points handed to vesin (ascending; None: all atoms, all own);
+    own: which of them belong to the slab."""
+    npairs = len(P)
+    if ids is not None:
+        keep = np.empty(npairs, dtype=bool)
+        for a in range(0, npairs, _BLOCK):
+            p = P[a:a + _BLOCK].astype(np.int64)
+            # canonical first atom: i (full list) or min(i, j) (half list; ids ascending keeps the order)
+            keep[a:a + _BLOCK] = own[p[:, 0] if full else p.min(axis=1)]
+            del p
+        count = int(keep.sum())
+    else:
+        keep, count = None, npairs
+    out = np.empty(count, dtype=np.int64)
+    b0, b1, b2 = bases
+    at = 0
+    for a in range(0, npairs, _BLOCK):
+        p = P[a:a + _BLOCK].astype(np.int64)
+        s = S[a:a + _BLOCK].astype(np.int64)
+        if keep is not None:
+            kk = keep[a:a + _BLOCK]
+            p, s = p[kk], s[kk]
+            p = ids[p]
+        i, j = p[:, 0], p[:, 1]
+        if not full:
+            i, j, s = _canonical_half(i, j, s)
+        if len(s) and (np.abs(s).max(axis=0) > m).any():
+            raise DpqtbError("neighbour list: a cell shift exceeds its bound (internal error)")
+        key = ((i * n + j) * b0 + (s[:, 0] + m[0])) * b1 + (s[:, 1] + m[1])
+        key *= b2
+        key += s[:, 2] + m[2]
+        out[at:at + len(key)] = key
+        at += len(key)
+        del p, s, i, j, key
+    return out
+
+
+def _decode(key, n, m, bases):
+    """i, j (int32 below 2^31 atoms) and integer shifts from the sorted keys.
+
+    Below 2^31 atoms j is decoded in place into the first half of the key's own buffer (block by
+    block: a block's int32 outputs only overwrite keys already read), which is then shrunk, so the
+    decode needs 8 + 4 + 3 bytes per pair at most instead of 8 + 11."""
+    b0, b1, b2 = bases
+    b12 = b1 * b2
+    npairs = len(key)
+    small = n < 2**31
+    i = np.empty(npairs, dtype=np.int32 if small else np.int64)
+    j = key.view(np.int32)[:npairs] if small else np.empty(npairs, dtype=np.int64)
+    s = np.empty((npairs, 3), dtype=_shift_dtype(max(m)))
+    for a in range(0, npairs, _BLOCK):
+        q, r = np.divmod(key[a:a + _BLOCK], b0 * b12)  # new arrays: the block is read before j is written
+        i[a:a + _BLOCK], j[a:a + _BLOCK] = np.divmod(q, n)
+        s[a:a + _BLOCK, 0] = r // b12 - m[0]
+        s[a:a + _BLOCK, 1] = (r // b2) % b1 - m[1]
+        s[a:a + _BLOCK, 2] = r % b2 - m[2]
+        del q, r
+    if small:
+        del j  # the only view of key: the buffer may be shrunk now
+        key.resize((npairs + 1) // 2, refcheck=False)  # realloc: releases the second half
+        j = key.view(np.int32)[:npairs]
+    return i, j, s
+
+
+def _lexsort(i, j, s, n, full):
+    """Fallback when (i, j, shift) does not fit one int64 key (astronomically unwrapped positions
+    in a tiny cell): int64 arrays and a lexsort."""
+    if not full:
+        i, j, s = _canonical_half(i, j, s)
+    order = np.lexsort((s[:, 2], s[:, 1], s[:, 0], j, i))
+    idx_t = np.int32 if n < 2**31 else np.int64
+    smax = int(np.abs(s).max()) if len(s) else 0
+    return i[order].astype(idx_t), j[order].astype(idx_t), s[order].astype(_shift_dtype(smax))

@@ -1,0 +1,121 @@
+"""VerletList against a brute-force O(N²) enumeration of all periodic images."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from dpqtb.potential.neighbors import VerletList
+
+
+def _brute_force(pos, cell, pbc, rc, full):
+    """Every (i, j, S) with |x_j - x_i + S·cell| < rc (S = 0 on open axes; no self pair at S = 0),
+    canonical half list if not full; lexicographically sorted.  All images within a window of
+    shifts around the wrapped positions x_w = x - n·cell; then S = S_w + n_i - n_j."""
+    inv = np.linalg.inv(cell)
+    n_img = np.where(np.array(pbc), np.floor(pos @ inv), 0.0)
+    pos_w = pos - n_img @ cell
+    m = [int(np.ceil(rc * np.linalg.norm(inv[:, a]))) + 1 if pbc[a] else 0 for a in range(3)]
+    rows = []
+    for s in itertools.product(*(range(-ma, ma + 1) for ma in m)):
+        d = pos_w[None, :, :] - pos_w[:, None, :] + np.array(s, dtype=float) @ cell  # d[i, j]
+        ii, jj = np.nonzero((d**2).sum(-1) < rc * rc)
+        edge = any(ma > 0 and abs(sa) == ma for sa, ma in zip(s, m))
+        assert not (edge and len(ii)), "brute-force image window too small"
+        for i, j in zip(ii, jj):
+            sw = np.array(s) + n_img[i].astype(int) - n_img[j].astype(int)
+            if i == j and not sw.any():
+                continue
+            if not full:
+                first = next((x for x in sw if x != 0), 0)
+                if i > j or (i == j and first < 0):
+                    continue
+            rows.append((i, j, *sw))
+    rows.sort()
+    return np.array(rows, dtype=np.int64).reshape(-1, 5)
+
+
+def _listed(vl):
+    return np.column_stack([vl.i.numpy(), vl.j.numpy(), vl.shifts.numpy()]).astype(np.int64)
+
+
+def _triclinic(rng, n, scale, unwrap=0.0):
+    cell = scale * np.array([[1.0, 0.0, 0.0], [0.31, 0.93, 0.0], [0.22, -0.27, 0.88]])
+    pos = rng.random((n, 3)) @ cell
+    if unwrap:  # atoms a few cells away from the cell: shifts are relative to these positions
+        pos += np.round(rng.normal(0.0, unwrap, (n, 3))) @ cell
+    return pos, cell
+
+
+@pytest.mark.parametrize("full", [True, False])
+@pytest.mark.parametrize("slabs", [None, 1, 2, 3])
+def test_small_triclinic_cell_many_images(full, slabs):
+    # cutoff + skin = 5.2 Å against plane spacings of ~3.5-4.5 Å: every atom sees itself and the
+    # others through many images (including self-images)
+    rng = np.random.default_rng(7)
+    pos, cell = _triclinic(rng, 9, 4.6, unwrap=1.5)
+    vl = VerletList(4.5, 0.7, full=full, slabs=slabs)
+    vl.update(torch.tensor(pos), torch.tensor(cell), (True, True, True))
+    ref = _brute_force(pos, cell, (True, True, True), 5.2, full)
+    assert len(ref) > 30 * len(pos)
+    got = _listed(vl)
+    np.testing.assert_array_equal(got, ref)  # same pairs, same (canonical) order
+    assert vl.i.dtype == vl.j.dtype == torch.int32 and vl.shifts.dtype == torch.int8
+    r = vl.vectors(torch.tensor(pos), torch.tensor(cell)).norm(dim=1)
+    assert float(r.max()) < 5.2 and float(r.min()) > 0.0
+
+
+@pytest.mark.parametrize("full", [True, False])
+@pytest.mark.parametrize("slabs", [1, 4])
+def test_slabs_with_halo_match_brute_force(full, slabs):
+    # a cell wide against the cutoff, so that each slab's halo holds only part of the atoms
+    rng = np.random.default_rng(11)
+    pos, cell = _triclinic(rng, 240, 15.0, unwrap=0.7)
+    vl = VerletList(3.0, 0.4, full=full, slabs=slabs)
+    vl.update(torch.tensor(pos), torch.tensor(cell), (True, True, True))
+    assert vl.n_slabs_used == slabs
+    np.testing.assert_array_equal(_listed(vl), _brute_force(pos, cell, (True, True, True), 3.4, full))
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_mixed_and_open_boundaries(full):
+    rng = np.random.default_rng(5)
+    pos, cell = _triclinic(rng, 30, 6.0)
+    for pbc in [(True, False, True), (False, False, False)]:
+        vl = VerletList(3.5, 0.5, full=full)
+        vl.update(torch.tensor(pos), torch.tensor(cell), pbc)
+        np.testing.assert_array_equal(_listed(vl), _brute_force(pos, cell, pbc, 4.0, full))
+
+
+def test_half_list_is_canonical_half_of_full_list():
+    rng = np.random.default_rng(3)
+    pos, cell = _triclinic(rng, 12, 5.0)
+    lists = {}
+    for full in (True, False):
+        vl = VerletList(4.0, 0.5, full=full)
+        vl.update(torch.tensor(pos), torch.tensor(cell), (True, True, True))
+        lists[full] = _listed(vl)
+    assert len(lists[True]) == 2 * len(lists[False])
+    # every half-list pair appears in the full list in both directions
+    full_set = {tuple(r) for r in lists[True]}
+    for i, j, *s in lists[False]:
+        assert (i, j, *s) in full_set and (j, i, *(-x for x in s)) in full_set
+
+
+def test_ghost_keys_dense_and_merged_agree():
+    from dpqtb.potential.deepmd import _GhostList
+
+    rng = np.random.default_rng(2)
+    pos, cell = _triclinic(rng, 20, 5.0, unwrap=1.0)
+    vl = VerletList(4.0, 0.5, full=True)
+    vl.update(torch.tensor(pos), torch.tensor(cell), (True, True, True))
+    m = int(vl.shifts.abs().max())
+    keys = [_GhostList._ghost_keys(vl.j, vl.shifts, len(pos), m, 2 * m + 1, dense=d) for d in (True, False)]
+    assert len(keys[0]) > 0 and torch.equal(keys[0], keys[1])
+    img = (vl.shifts != 0).any(dim=1)
+    s, b = vl.shifts[img].to(torch.int64) + m, 2 * m + 1
+    ref = torch.unique(vl.j[img].to(torch.int64) * b**3 + (s[:, 0] * b + s[:, 1]) * b + s[:, 2])
+    assert torch.equal(keys[0], ref)
