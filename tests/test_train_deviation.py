@@ -172,3 +172,50 @@ def test_run_deviation_model_runtime_error_names_frame_and_model(two_models, tmp
     assert f"with model {two_models[1]}:" in msg
     assert "RuntimeError: forward_lower exploded" in msg and "C++ traceback" not in msg
     assert "cannot read" not in msg
+
+
+def test_check_against_labels_measures_the_true_error(tmp_path, two_models):
+    """ε predicted at exploration vs the true error against DFT: with 'DFT' forces = the ensemble mean
+    + a known kick on one atom, the max error is that kick exactly."""
+    from dpqtb.dft.settings import PRODUCTION
+    from dpqtb.dft.store import JobStore
+    from dpqtb.potential.deepmd import DeepPotential
+    from dpqtb.train.deviation import check_against_labels, ensemble_predictions
+
+    js = JobStore(tmp_path / "store")
+    models = [DeepPotential(p) for p in two_models]
+    kicks = [0.2, 0.6, 0.4, 1.0]
+    for k, (a, kick) in enumerate(zip(_lah10_frames(4, seed=3), kicks)):
+        jid = js.add(a, PRODUCTION, meta={"kind": "model_deviation", "max_devi_f_eV_per_A": 0.1 * (k + 1)})
+        es, fs = ensemble_predictions(models, a)
+        f = fs.mean(axis=0)
+        f[k + 1] += np.array([0.0, kick * 0.6, kick * 0.8])
+        frame = js.job(jid).to_dict()
+        frame.update({"energy_eV": -1.0, "forces_eV_per_A": f.tolist(), "stress_eV_per_A3": np.zeros((3, 3)).tolist(),
+                      "pressure_GPa": 0.0})
+        js.write_frame(frame)
+    st = check_against_labels(two_models, tmp_path / "store", tmp_path / "chk", plot=True)
+    rows = np.genfromtxt(tmp_path / "chk" / "deviation_check.csv", delimiter=",", names=True, dtype=None,
+                         encoding="utf-8")
+    by_pred = sorted(zip(rows["predicted_max_devi_f_eV_per_A"], rows["max_err_f_eV_per_A"]))
+    np.testing.assert_allclose([e for _, e in by_pred], kicks, rtol=1e-6)
+    # ranks of predicted ε (0.1..0.4) vs errors (0.2, 0.6, 0.4, 1.0): Spearman = 0.8
+    assert st["spearman_predicted_devi_vs_max_err"] == pytest.approx(0.8)
+    assert st["frames"] == 4 and (tmp_path / "chk" / "deviation_check.png").is_file()
+    assert np.all(rows["max_devi_f_eV_per_A"] > 0)  # recomputed ε of the two random models
+    with pytest.raises(DpqtbError, match="no labelled frames"):
+        check_against_labels(two_models, tmp_path / "empty", tmp_path / "chk2")
+
+
+def test_deviation_cli_needs_exactly_one_source(tmp_path, two_models, capsys):
+    from dpqtb.cli import main
+
+    base = ["deviation", "--models", *map(str, two_models), "--out", str(tmp_path / "o")]
+    assert main(base) == 2
+    assert "exactly one of --trajectory" in capsys.readouterr().err
+    assert main(base + ["--trajectory", "t.extxyz", "--labelled-store", "s"]) == 2
+    assert main(["deviation", "--models", str(two_models[0]), "--trajectory", "t.extxyz",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "at least 2 models" in capsys.readouterr().err
+    assert main(base + ["--labelled-store", str(tmp_path / "none")]) == 2
+    assert "no labelled frames" in capsys.readouterr().err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from dpqtb import DpqtbError
+
 
 def _members(text: str) -> list[int]:
     import argparse
@@ -78,8 +80,20 @@ def register(subparsers) -> None:
 
 
 def cmd_deviation(args) -> int:
-    from dpqtb.train.deviation import run_deviation
+    from dpqtb.train.deviation import check_against_labels, run_deviation
 
+    if (args.trajectory is None) == (args.labelled_store is None):
+        raise DpqtbError("give exactly one of --trajectory (select candidates) and --labelled-store "
+                         "(check ε against DFT)")
+    if args.labelled_store is not None:
+        s = check_against_labels(args.models, args.labelled_store, args.out, device=args.device)
+        rho = s.get("spearman_predicted_devi_vs_max_err", float("nan"))
+        print(f"{s['frames']} labelled frames: RMS force error {s['rms_err_f_eV_per_A']:.3f} eV/Å, median "
+              f"max error {s['max_err_f_quantiles_eV_per_A']['0.5']:.3f} eV/Å; Spearman(ε, max error) "
+              f"{rho:.2f}; details in {args.out}")
+        return 0
+    if len(args.models) < 2:
+        raise DpqtbError("model deviation needs an ensemble of at least 2 models (--models)")
     s = run_deviation(args.models, args.trajectory, args.out, args.trust_lo_eV_per_A, args.trust_hi_eV_per_A,
                       max_select=args.max_select, every=args.every, store=args.store, device=args.device,
                       seed=args.seed)
@@ -95,9 +109,14 @@ def register_deviation(subparsers) -> None:
         description="Max force deviation (eV/Å) of a Deep Potential ensemble on every frame of an "
         "exploration trajectory (DP-GEN definition); frames inside the trust window are candidates, "
         "optionally queued in a DFT job store for `dpqtb label`.")
-    d.add_argument("--models", nargs="+", required=True, help="frozen ensemble members (*.pth), at least 2")
-    d.add_argument("--trajectory", required=True, help="extxyz (or any ASE-readable) trajectory")
-    d.add_argument("--out", required=True, help="output directory (model_devi.csv, deviation.json)")
+    d.add_argument("--models", nargs="+", required=True,
+                   help="frozen ensemble members (*.pth), at least 2 with --trajectory")
+    d.add_argument("--trajectory", default=None, help="extxyz (or any ASE-readable) trajectory")
+    d.add_argument("--labelled-store", default=None,
+                   help="instead of a trajectory: a DFT job store of labelled candidates; compare the "
+                   "ε their exploration predicted with the models' true force error against DFT")
+    d.add_argument("--out", required=True, help="output directory (model_devi.csv, deviation.json; or "
+                   "deviation_check.{csv,json,png})")
     d.add_argument("--trust-lo-eV-per-A", type=float, default=0.05)
     d.add_argument("--trust-hi-eV-per-A", type=float, default=0.25)
     d.add_argument("--max-select", type=int, default=None, help="at most this many candidates (random)")

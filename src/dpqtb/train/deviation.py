@@ -156,3 +156,99 @@ def run_deviation(model_paths: list[str | os.PathLike], trajectory: str | os.Pat
         stats["store"] = str(store)
     (out / "deviation.json").write_text(json.dumps(stats, indent=1) + "\n")
     return stats
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    if len(x) < 3:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def check_against_labels(model_paths: list[str | os.PathLike], store: str | os.PathLike,
+                         out: str | os.PathLike, device: str = "cpu", plot: bool = True) -> dict:
+    """Is the model deviation a good proxy for the true force error? Checked on labelled candidates.
+
+    For every labelled frame of ``store`` (typically the candidates of one concurrent-learning
+    iteration, each carrying the ε = ``max_devi_f_eV_per_A`` its exploration predicted), the models
+    are evaluated on the DFT configuration and compared with the DFT forces:
+
+    * ``max_err_f_eV_per_A`` = max over atoms of |F_i^DP − F_i^DFT| (the quantity ε stands for), and
+      the RMS force error, for the mean force of the given models;
+    * with ≥ 2 models, ε is also recomputed on the DFT configuration (``max_devi_f_eV_per_A``).
+
+    Writes ``deviation_check.csv`` and ``deviation_check.json`` (Spearman rank correlation of ε and
+    the true max error; ratio true/ε quantiles) and, with ``plot``, ``deviation_check.png``.
+    """
+    from dpqtb.dft.store import JobStore, frame_to_atoms
+    from dpqtb.potential.deepmd import DeepPotential
+
+    js = JobStore(store)
+    if not js.frames_dir.is_dir():
+        raise DpqtbError(f"{store}: no labelled frames")
+    frames = js.frames()
+    if not frames:
+        raise DpqtbError(f"{store}: no labelled frames")
+    if not model_paths:
+        raise DpqtbError("give at least one model (--models)")
+    models = [DeepPotential(p, device=device) for p in model_paths]
+    rows = []
+    for fr in frames:
+        atoms = frame_to_atoms(fr)
+        es, fs = ensemble_predictions(models, atoms)
+        f_dft = np.asarray(fr["forces_eV_per_A"])
+        f_dp = fs.mean(axis=0)
+        err = np.linalg.norm(f_dp - f_dft, axis=1)
+        row = {"frame_id": fr["id"], "natoms": len(atoms),
+               "explore_run": fr.get("meta", {}).get("explore_run", ""),
+               "predicted_max_devi_f_eV_per_A": fr.get("meta", {}).get("max_devi_f_eV_per_A", float("nan")),
+               "max_devi_f_eV_per_A": deviation(es, fs)["max_devi_f_eV_per_A"] if len(models) > 1
+               else float("nan"),
+               "max_err_f_eV_per_A": float(err.max()),
+               "rms_err_f_eV_per_A": float(np.sqrt(((f_dp - f_dft) ** 2).mean())),
+               "rms_f_dft_eV_per_A": float(np.sqrt((f_dft ** 2).mean()))}
+        rows.append(row)
+    pred = np.array([r["predicted_max_devi_f_eV_per_A"] for r in rows], dtype=float)
+    true = np.array([r["max_err_f_eV_per_A"] for r in rows])
+    have = np.isfinite(pred)
+    stats = {"store": str(store), "models": [str(p) for p in model_paths], "frames": len(rows),
+             "frames_with_predicted_devi": int(have.sum()),
+             "rms_err_f_eV_per_A": float(np.sqrt(np.mean([r["rms_err_f_eV_per_A"] ** 2 for r in rows]))),
+             "max_err_f_quantiles_eV_per_A": {q: float(np.quantile(true, float(q))) for q in ("0.1", "0.5", "0.9")}}
+    if have.sum() >= 3:
+        ratio = true[have] / pred[have]
+        stats.update({"spearman_predicted_devi_vs_max_err": spearman(pred[have], true[have]),
+                      "max_err_over_predicted_devi_quantiles": {q: float(np.quantile(ratio, float(q)))
+                                                               for q in ("0.1", "0.5", "0.9")}})
+    if len(models) > 1:
+        rec = np.array([r["max_devi_f_eV_per_A"] for r in rows])
+        stats["spearman_devi_vs_max_err"] = spearman(rec, true)
+    outp = Path(out)
+    outp.mkdir(parents=True, exist_ok=True)
+    cols = list(rows[0])
+    with open(outp / "deviation_check.csv", "w") as fh:
+        fh.write(",".join(cols) + "\n")
+        for r in rows:
+            fh.write(",".join(str(r[c]) for c in cols) + "\n")
+    (outp / "deviation_check.json").write_text(json.dumps(stats, indent=1) + "\n")
+    if plot and have.any():
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.2, 4.0))
+        ax.scatter(pred[have], true[have], s=14)
+        hi = float(max(pred[have].max(), true[have].max())) * 1.1
+        ax.plot([0, hi], [0, hi], "k--", lw=0.8, label="true error = ε")
+        ax.set_xlabel("predicted max force deviation ε (eV/Å)")
+        ax.set_ylabel("true max force error |F_DP − F_DFT| (eV/Å)")
+        ax.set_xlim(0, hi)
+        ax.set_ylim(0, hi)
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(outp / "deviation_check.png", dpi=130)
+        plt.close(fig)
+    return stats
