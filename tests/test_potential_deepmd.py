@@ -1,7 +1,13 @@
-"""DeepPotential (dpqtb's neighbour list + forward_lower) against DeePMD-kit's own DeepPot.eval."""
+"""DeepPotential (dpqtb's neighbour list + forward_lower) against DeePMD-kit's own DeepPot.eval.
+
+``DPQTB_TEST_DEVICE=cuda`` (default cpu) puts the DeepPotential, its inputs and the MD state on that
+device; the comparisons are then CUDA against DeepPot.eval (which itself runs on CUDA whenever torch
+sees a GPU), all in float64, plus ``test_device_matches_cpu`` (CUDA against CPU, same model).
+scripts/gpu_session.sh runs this file that way on a lent GPU machine."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -17,6 +23,9 @@ from dpqtb.potential.deepmd import DeepPotential  # noqa: E402
 from dpqtb.structures.lah10 import fm3m  # noqa: E402
 
 TYPE_MAP = ("H", "La")  # deliberately not the model's order [La, H]
+DEVICE = os.environ.get("DPQTB_TEST_DEVICE", "cpu")
+if DEVICE.startswith("cuda") and not torch.cuda.is_available():
+    raise RuntimeError(f"DPQTB_TEST_DEVICE={DEVICE} but this torch sees no CUDA device")
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +47,13 @@ def _distorted(cell="conventional", a=4.9, seed=0, rattle=0.08, shear=0.03, repe
     return atoms
 
 
+def _species(atoms):
+    return torch.tensor([TYPE_MAP.index(s) for s in atoms.get_chemical_symbols()], device=DEVICE)
+
+
 def _dpqtb(pot, atoms, positions=None):
-    species = torch.tensor([TYPE_MAP.index(s) for s in atoms.get_chemical_symbols()])
-    pos = torch.tensor(atoms.positions if positions is None else positions)
-    return pot(pos, torch.tensor(atoms.cell.array), species)
+    pos = torch.tensor(atoms.positions if positions is None else positions, device=DEVICE)
+    return pot(pos, torch.tensor(atoms.cell.array, device=DEVICE), _species(atoms))
 
 
 def _reference(path, atoms):
@@ -56,8 +68,9 @@ def _reference(path, atoms):
 def _assert_same(out, ref, rtol=1e-10):
     e, f, v = ref
     assert abs(float(out.energy) - e) <= rtol * abs(e)
-    assert np.abs(out.forces.numpy() - f).max() <= rtol * np.abs(f).max()
-    assert np.abs(out.virial.numpy() - v).max() <= rtol * np.abs(v).max()
+    assert out.forces.dtype == torch.float64 and out.forces.device.type == torch.device(DEVICE).type
+    assert np.abs(out.forces.cpu().numpy() - f).max() <= rtol * np.abs(f).max()
+    assert np.abs(out.virial.cpu().numpy() - v).max() <= rtol * np.abs(v).max()
 
 
 @pytest.mark.parametrize("cell,repeat,chunk", [
@@ -67,16 +80,32 @@ def _assert_same(out, ref, rtol=1e-10):
 ])
 def test_matches_deeppot_eval(model, cell, repeat, chunk):
     atoms = _distorted(cell=cell, repeat=repeat)
-    pot = DeepPotential(model, chunk_atoms=chunk)
+    pot = DeepPotential(model, device=DEVICE, chunk_atoms=chunk)
     pot.bind(TYPE_MAP)
     _assert_same(_dpqtb(pot, atoms), _reference(model, atoms))
+
+
+@pytest.mark.skipif(DEVICE == "cpu", reason="DPQTB_TEST_DEVICE is cpu")
+def test_device_matches_cpu(model):
+    """The same model and cell on DPQTB_TEST_DEVICE and on the CPU, chunked and not."""
+    atoms = _distorted(repeat=(2, 1, 1), seed=8)
+    for chunk in (None, 13):
+        dev = DeepPotential(model, device=DEVICE, chunk_atoms=chunk)
+        dev.bind(TYPE_MAP)
+        out = _dpqtb(dev, atoms)
+        cpu = DeepPotential(model, device="cpu", chunk_atoms=chunk)
+        cpu.bind(TYPE_MAP)
+        ref = cpu(torch.tensor(atoms.positions), torch.tensor(atoms.cell.array), _species(atoms).cpu())
+        assert abs(float(out.energy) - float(ref.energy)) <= 1e-12 * abs(float(ref.energy))
+        assert torch.allclose(out.forces.cpu(), ref.forces, rtol=0, atol=1e-11 * float(ref.forces.abs().max()))
+        assert torch.allclose(out.virial.cpu(), ref.virial, rtol=0, atol=1e-11 * float(ref.virial.abs().max()))
 
 
 def test_chunking_does_not_change_results(model):
     atoms = _distorted(repeat=(1, 1, 2), seed=4)
     outs = []
     for chunk in (None, 1, 17, 44):
-        pot = DeepPotential(model, chunk_atoms=chunk)
+        pot = DeepPotential(model, device=DEVICE, chunk_atoms=chunk)
         pot.bind(TYPE_MAP)
         outs.append(_dpqtb(pot, atoms))
     for o in outs[1:]:
@@ -88,15 +117,15 @@ def test_chunking_does_not_change_results(model):
 def test_forces_and_virial_are_energy_derivatives(model):
     """F = -∂E/∂x and W = -∂E/∂ε (the engine's convention) by central differences."""
     atoms = _distorted(cell="primitive", seed=2)
-    pot = DeepPotential(model)
+    pot = DeepPotential(model, device=DEVICE)
     pot.bind(TYPE_MAP)
     out = _dpqtb(pot, atoms)
-    species = torch.tensor([TYPE_MAP.index(s) for s in atoms.get_chemical_symbols()])
+    species = _species(atoms)
     x0, h0 = atoms.positions, atoms.cell.array
     eps = 1e-5
 
     def energy(x, h):
-        return float(pot(torch.tensor(x), torch.tensor(h), species).energy)
+        return float(pot(torch.tensor(x, device=DEVICE), torch.tensor(h, device=DEVICE), species).energy)
 
     for k, d in [(0, 0), (3, 1), (10, 2)]:
         dx = np.zeros_like(x0)
@@ -115,14 +144,14 @@ def test_verlet_list_reuse_and_unwrapped_positions(model):
     """Small moves reuse the list (no rebuild) and give what a fresh evaluation gives; an atom
     carried far outside the cell (unwrapped) changes nothing."""
     atoms = _distorted(seed=5)
-    pot = DeepPotential(model, skin_A=1.0)
+    pot = DeepPotential(model, device=DEVICE, skin_A=1.0)
     pot.bind(TYPE_MAP)
     _dpqtb(pot, atoms)
     rng = np.random.default_rng(1)
     moved = atoms.positions + rng.uniform(-0.25, 0.25, atoms.positions.shape)
     out = _dpqtb(pot, atoms, moved)
     assert pot._lists[0].vl.n_builds == 1
-    fresh = DeepPotential(model)
+    fresh = DeepPotential(model, device=DEVICE)
     fresh.bind(TYPE_MAP)
     ref = _dpqtb(fresh, atoms, moved)
     assert abs(float(out.energy - ref.energy)) < 1e-12 * abs(float(ref.energy))
@@ -135,7 +164,7 @@ def test_verlet_list_reuse_and_unwrapped_positions(model):
 
 def test_sel_overflow_truncates_like_deeppot(small_sel_model):
     atoms = _distorted(cell="conventional", seed=6)
-    pot = DeepPotential(small_sel_model, chunk_atoms=10)
+    pot = DeepPotential(small_sel_model, device=DEVICE, chunk_atoms=10)
     pot.bind(TYPE_MAP)
     with pytest.warns(UserWarning, match="sel"):
         out = _dpqtb(pot, atoms)
@@ -148,12 +177,11 @@ def test_replicas_are_evaluated_independently(model):
     atoms = _distorted(cell="primitive", seed=7)
     rng = np.random.default_rng(2)
     beads = np.stack([atoms.positions + rng.normal(0, 0.05, atoms.positions.shape) for _ in range(3)])
-    pot = DeepPotential(model)
+    pot = DeepPotential(model, device=DEVICE)
     pot.bind(TYPE_MAP)
-    species = torch.tensor([TYPE_MAP.index(s) for s in atoms.get_chemical_symbols()])
-    out = pot(torch.tensor(beads), torch.tensor(atoms.cell.array), species)
+    out = pot(torch.tensor(beads, device=DEVICE), torch.tensor(atoms.cell.array, device=DEVICE), _species(atoms))
     for k in range(3):
-        single = DeepPotential(model)
+        single = DeepPotential(model, device=DEVICE)
         single.bind(TYPE_MAP)
         ref = _dpqtb(single, atoms, beads[k])
         assert abs(float(out.energy[k] - ref.energy)) < 1e-12 * abs(float(ref.energy))
@@ -171,7 +199,7 @@ def test_bad_inputs_give_clear_errors(model, tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(DpqtbError, match="expected a frozen DeePMD-kit PyTorch model"):
         DeepPotential(other)
-    pot = DeepPotential(model)
+    pot = DeepPotential(model, device=DEVICE)
     with pytest.raises(DpqtbError, match="no species \\['Li'\\]"):
         pot.bind(("La", "H", "Li"))
     with pytest.raises(DpqtbError, match="chunk_atoms"):
@@ -184,7 +212,8 @@ def _nve_run(model, tmp_path, dt_fs, time_fs):
 
     steps = int(round(time_fs / dt_fs))
     cfg = validate({
-        "system": {"structure": "builtin:lah10", "lattice_A": 4.9, "initial_temperature_K": 300.0},
+        "system": {"structure": "builtin:lah10", "lattice_A": 4.9, "initial_temperature_K": 300.0,
+                   "device": DEVICE},
         "potential": {"kind": "deepmd", "model": str(model), "skin_A": 0.3, "chunk_atoms": 20},
         "md": {"timestep_fs": dt_fs, "steps": steps, "seed": 3},
         "thermostat": {"kind": "nve"},
