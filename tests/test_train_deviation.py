@@ -219,3 +219,7 @@ def test_deviation_cli_needs_exactly_one_source(tmp_path, two_models, capsys):
     assert "at least 2 models" in capsys.readouterr().err
     assert main(base + ["--labelled-store", str(tmp_path / "none")]) == 2
     assert "no labelled frames" in capsys.readouterr().err
+    # shipped models by name, as in the md config
+    assert main(["deviation", "--models", "builtin:nosuchmodel", "--labelled-store", str(tmp_path / "none"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "no shipped Deep Potential 'builtin:nosuchmodel'" in capsys.readouterr().err

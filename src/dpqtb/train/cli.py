@@ -80,8 +80,10 @@ def register(subparsers) -> None:
 
 
 def cmd_deviation(args) -> int:
+    from dpqtb.potential.builtin import resolve
     from dpqtb.train.deviation import check_against_labels, run_deviation
 
+    args.models = [str(resolve(m)) if str(m).startswith("builtin:") else m for m in args.models]
     if (args.trajectory is None) == (args.labelled_store is None):
         raise DpqtbError("give exactly one of --trajectory (select candidates) and --labelled-store "
                          "(check ε against DFT)")
@@ -110,7 +112,7 @@ def register_deviation(subparsers) -> None:
         "exploration trajectory (DP-GEN definition); frames inside the trust window are candidates, "
         "optionally queued in a DFT job store for `dpqtb label`.")
     d.add_argument("--models", nargs="+", required=True,
-                   help="frozen ensemble members (*.pth), at least 2 with --trajectory")
+                   help="frozen ensemble members (*.pth or builtin:NAME), at least 2 with --trajectory")
     d.add_argument("--trajectory", default=None, help="extxyz (or any ASE-readable) trajectory")
     d.add_argument("--labelled-store", default=None,
                    help="instead of a trajectory: a DFT job store of labelled candidates; compare the "
