@@ -2,8 +2,9 @@
 # One concurrent-learning iteration K, end to end, in the background and resumable:
 #   scripts/cl_iteration.sh K            # e.g. 1: uses data/concurrent/iter1/{train,explore}.toml
 # 1. pauses the DFT labelling (SIGSTOP of the running `dpqtb.dft.runner` ranks: two MPI jobs on two
-#    cores busy-wait on each other and each runs several times slower; the labeller resumes exactly
-#    where it was, always, also if this script fails),
+#    cores busy-wait on each other and each runs several times slower; the queue worker, mpiexec and the
+#    ranks are stopped and continued where it was when this script ends, fails or is terminated —
+#    only a SIGKILL of this script leaves them stopped: then `pkill -CONT -f dpqtb.dft.runner`),
 # 2. trains the ensemble (dpqtb train; members 0,1 and 2,3 as two 1-thread processes side by side),
 # 3. validates every member (dpqtb validate) and writes data/concurrent/iterK/ensemble_validation.json,
 # 4. copies the frozen members to data/concurrent/iterK/ensemble/ (small nets: committed, so that the
@@ -29,17 +30,26 @@ OUT=models/iter$K
 DP=.venv/bin/dpqtb
 say() { echo "== $(date -u +%FT%TZ) iter$K: $*"; }
 
-runner_pids() { pgrep -f "dpqtb.dft.runner" || true; }
+# the labelling processes: queue workers, mpiexec and the runner ranks (their command lines name them)
+label_pids() { pgrep -f "dpqtb.dft.runner|label_queue.sh --worker" | tr '\n' ' ' || true; }
 PAUSED=""
-resume() {
+TRAIN_PIDS=""
+cleanup() {
+    for p in $TRAIN_PIDS; do
+        pkill -TERM -P "$p" 2>/dev/null || true   # its `dp --pt train` child
+        kill -TERM "$p" 2>/dev/null && say "stopped training process $p" || true
+    done
+    for p in $TRAIN_PIDS; do wait "$p" 2>/dev/null || true; done
+    TRAIN_PIDS=""
     if [ -n "$PAUSED" ]; then
         kill -CONT $PAUSED 2>/dev/null || true
         say "labelling resumed (pids $PAUSED)"
         PAUSED=""
     fi
 }
-trap resume EXIT
-PAUSED=$(runner_pids | tr '\n' ' ')
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+PAUSED=$(label_pids)
 if [ -n "$PAUSED" ]; then
     kill -STOP $PAUSED
     say "labelling paused (pids $PAUSED)"
@@ -48,17 +58,27 @@ fi
 # 2. training: the first process exports the data; the second reuses it
 export OMP_NUM_THREADS=1
 say "training $OUT"
-"$DP" --threads 1 train "$DIR/train.toml" --out "$OUT" --members 0,1 --no-progress &
+REUSE=()
+# a resumed iteration trains on the data it exported first, whatever was labelled since
+[ -f "$OUT/data/manifest.json" ] && REUSE=(--reuse-data)
+"$DP" --threads 1 train "$DIR/train.toml" --out "$OUT" --members 0,1 "${REUSE[@]}" --no-progress &
 A=$!
-for _ in $(seq 600); do
+TRAIN_PIDS="$A"
+for _ in $(seq 900); do
     [ -f "$OUT/sel_statistics.json" ] && break
     kill -0 $A 2>/dev/null || break
     sleep 2
 done
+if [ ! -f "$OUT/sel_statistics.json" ]; then
+    say "the first training process did not export the data; see above"
+    exit 1
+fi
 "$DP" --threads 1 train "$DIR/train.toml" --out "$OUT" --members 2,3 --reuse-data --no-progress &
 B=$!
-wait $A
-wait $B
+TRAIN_PIDS="$A $B"
+wait $A || { say "training of members 0,1 failed"; exit 1; }
+wait $B || { say "training of members 2,3 failed"; exit 1; }
+TRAIN_PIDS=""
 say "trained: $(ls $OUT/model_*/frozen_model.pth | wc -l) members"
 
 # 3. validation of every member
@@ -80,7 +100,10 @@ for rep in sorted(out.glob("validation_*/report.json")):
     k = rep.parent.name.split("_")[1]
     t = r["test"]
     res["dataset_version"] = r["data"].get("dataset_version", res.get("dataset_version"))
-    res["members"][k] = {"model": r["model"]["path"], "sha256": r["model"]["sha256"], "test_frames": t["frames"],
+    frozen = out / f"model_{k}" / "frozen_model.pth"
+    res["members"][k] = {"model": r["model"]["path"], "sha256": r["model"]["sha256"],
+                         "frozen_sha256": hashlib.sha256(frozen.read_bytes()).hexdigest() if frozen.is_file() else None,
+                         "test_frames": t["frames"],
                          "rmse_e_meV_per_atom": round(t["rmse_e_meV_per_atom"], 3),
                          "rmse_f_eV_per_A": round(t["rmse_f_eV_per_A"], 4),
                          "rmse_v_meV_per_atom": round(t["rmse_v_meV_per_atom"], 3),
@@ -107,7 +130,7 @@ cp "work/explore_iter$K/explore.json" "work/explore_iter$K/explore.md" "$DIR/"
 say "exploration recorded in $DIR/explore.{json,md}"
 
 # 6. labelling again, the new candidates first
-resume
+cleanup
 NEW=$(.venv/bin/python - "$DIR/explore.toml" <<'PYEOF'
 import os, sys, tomllib
 from pathlib import Path

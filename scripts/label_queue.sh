@@ -19,6 +19,15 @@ if [ "${1:-}" != "--worker" ]; then
 fi
 shift
 echo 19 > "/proc/$$/autogroup" 2>/dev/null || true
+# An older queue worker would start its next store as soon as its runner is stopped below: end it
+# first (its runner, if any, goes on with its frame in flight). Anything paused (SIGSTOP, see
+# scripts/cl_iteration.sh) is continued first so that it can finish or be stopped cleanly.
+for w in $(pgrep -f "label_queue.sh --worker" || true); do
+    [ "$w" = "$$" ] && continue
+    kill -CONT "$w" 2>/dev/null || true
+    kill -TERM "$w" 2>/dev/null || true
+done
+pkill -CONT -f "dpqtb.dft.runner" 2>/dev/null || true
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
 mpi=(mpiexec -n 2)
 [ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n 2)
