@@ -89,7 +89,8 @@ def cmd_deviation(args) -> int:
                          "(check ε against DFT)")
     if args.labelled_store is not None:
         s = check_against_labels(args.models, args.labelled_store, args.out, device=args.device)
-        rho = s.get("spearman_predicted_devi_vs_max_err", float("nan"))
+        rho = s.get("spearman_predicted_devi_vs_max_err")
+        rho = float("nan") if rho is None else rho
         print(f"{s['frames']} labelled frames: RMS force error {s['rms_err_f_eV_per_A']:.3f} eV/Å, median "
               f"max error {s['max_err_f_quantiles_eV_per_A']['0.5']:.3f} eV/Å; Spearman(ε, max error) "
               f"{rho:.2f}; details in {args.out}")

@@ -213,9 +213,12 @@ def check_against_labels(model_paths: list[str | os.PathLike], store: str | os.P
     pred = np.array([r["predicted_max_devi_f_eV_per_A"] for r in rows], dtype=float)
     true = np.array([r["max_err_f_eV_per_A"] for r in rows])
     have = np.isfinite(pred)
+    nat = np.array([r["natoms"] for r in rows])
     stats = {"store": str(store), "models": [str(p) for p in model_paths], "frames": len(rows),
              "frames_with_predicted_devi": int(have.sum()),
-             "rms_err_f_eV_per_A": float(np.sqrt(np.mean([r["rms_err_f_eV_per_A"] ** 2 for r in rows]))),
+             # over all force components of all frames (frames weighted by their atoms)
+             "rms_err_f_eV_per_A": float(np.sqrt((np.array([r["rms_err_f_eV_per_A"] ** 2 for r in rows]) * nat).sum()
+                                                 / nat.sum())),
              "max_err_f_quantiles_eV_per_A": {q: float(np.quantile(true, float(q))) for q in ("0.1", "0.5", "0.9")}}
     if have.sum() >= 3:
         ratio = true[have] / pred[have]
@@ -227,12 +230,15 @@ def check_against_labels(model_paths: list[str | os.PathLike], store: str | os.P
         stats["spearman_devi_vs_max_err"] = spearman(rec, true)
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
-    cols = list(rows[0])
-    with open(outp / "deviation_check.csv", "w") as fh:
-        fh.write(",".join(cols) + "\n")
-        for r in rows:
-            fh.write(",".join(str(r[c]) for c in cols) + "\n")
-    (outp / "deviation_check.json").write_text(json.dumps(stats, indent=1) + "\n")
+    import csv
+
+    with open(outp / "deviation_check.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    # strict JSON: undefined values (fewer than 3 frames, a single model) are null, not NaN
+    clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in stats.items()}
+    (outp / "deviation_check.json").write_text(json.dumps(clean, indent=1, allow_nan=False) + "\n")
     if plot and have.any():
         import matplotlib
 
