@@ -119,3 +119,11 @@ def test_summary_replaces_marked_block(store, tmp_path):
     text = doc.read_text()
     assert text.startswith("# Data\nprose\n") and text.endswith("<!-- summary:end -->\ntail\n")
     assert "old" not in text and "Total: 3" in text
+
+
+def test_summary_names_md_snapshots_by_their_starting_phase():
+    from dpqtb.data.export import phase_label
+
+    assert phase_label({"phase": "C2"}) == "C2"
+    assert phase_label({"kind": "model_deviation", "phase_start": "P-1"}) == "P-1 MD"
+    assert phase_label({}) == "?"

@@ -77,14 +77,23 @@ def pressure_bin(p: float, width: float = 50.0) -> str:
     return f"{lo:.0f}–{lo + width:.0f}"
 
 
+def phase_label(meta: dict) -> str:
+    """The phase of a frame for the summary: the sampled phase, or for an MD snapshot chosen by model
+    deviation the phase the MD started from ("Fm-3m MD")."""
+    if "phase" in meta:
+        return str(meta["phase"])
+    if "phase_start" in meta:
+        return f"{meta['phase_start']} MD"
+    return "?"
+
+
 def summary_table(frames: list[dict], bin_GPa: float = 50.0) -> str:
     """Markdown summary: counts by DFT pressure bin × phase × cell size, and force ranges."""
     if not frames:
         return "No labelled frames yet.\n"
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for fr in frames:
-        key = (pressure_bin(fr["pressure_GPa"], bin_GPa), fr.get("meta", {}).get("phase", "?"),
-               len(fr["symbols"]))
+        key = (pressure_bin(fr["pressure_GPa"], bin_GPa), phase_label(fr.get("meta", {})), len(fr["symbols"]))
         groups[key].append(fr)
 
     def fstats(frs):
