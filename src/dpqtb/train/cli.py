@@ -79,11 +79,19 @@ def register(subparsers) -> None:
     m.set_defaults(func=cmd_models)
 
 
+def _display_path(p) -> str:
+    """``p`` relative to the working directory when it lies below it (for the written reports)."""
+    import os
+
+    rel = os.path.relpath(p)
+    return p if rel.startswith("..") else rel
+
+
 def cmd_deviation(args) -> int:
     from dpqtb.potential.builtin import resolve
     from dpqtb.train.deviation import check_against_labels, run_deviation
 
-    args.models = [str(resolve(m)) if str(m).startswith("builtin:") else m for m in args.models]
+    args.models = [_display_path(resolve(m)) if str(m).startswith("builtin:") else m for m in args.models]
     if (args.trajectory is None) == (args.labelled_store is None):
         raise DpqtbError("give exactly one of --trajectory (select candidates) and --labelled-store "
                          "(check ε against DFT)")
