@@ -305,9 +305,17 @@ def ecut_rows(results: list[dict]) -> list[dict]:
              "wall_s": r["provenance"]["wall_s"]} for r in series]
 
 
-def report(out: Path) -> str:
+def load(out: Path) -> tuple[dict, dict, list[dict]]:
+    """The plan, the results by job name, and the QE − GPAW rows of the finished frame jobs."""
     plan = json.loads((out / "plan.json").read_text())
     results = {p.stem: json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))}
+    pairs = [(j["frame"], results[j["name"]]) for j in plan["jobs"]
+             if j["kind"] == "frame" and j["name"] in results]
+    return plan, results, compare(pairs)
+
+
+def report(out: Path) -> str:
+    plan, results, rows = load(out)
     lines = []
     ecut = ecut_rows(list(results.values()))
     if ecut:
@@ -319,9 +327,6 @@ def report(out: Path) -> str:
         lines.append(f"| {r['ecutwfc_Ry']:g} | {'×'.join(map(str, r['kpts']))} | "
                      f"{r['max_dF_eV_per_A']:.4f} | {r['dP_GPa']:+.2f} | {r['dE_meV_per_atom']:+.2f} | "
                      f"{r['wall_s']:.0f} |")
-    pairs = [(j["frame"], results[j["name"]]) for j in plan["jobs"]
-             if j["kind"] == "frame" and j["name"] in results]
-    rows = compare(pairs)
     lines += ["", "### QE − GPAW on labelled frames (production k-mesh rule, 0.1 eV Fermi–Dirac)", "",
               "| frame | k-mesh | V (Å³/atom) | P GPAW (GPa) | ΔP (GPa) | RMS F GPAW (eV/Å) | RMS ΔF (eV/Å) | "
               "max ΔF (eV/Å) | ΔE − mean (meV/atom) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -384,11 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise DpqtbError(f"{out}: no plan.json (run select first)")
             print(report(out), end="")
             if args.json:
-                plan = json.loads((out / "plan.json").read_text())
-                results = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
-                pairs = [(j["frame"], results[j["name"]]) for j in plan["jobs"]
-                         if j["kind"] == "frame" and j["name"] in results]
-                rows = compare(pairs)
+                _, results, rows = load(out)
                 atomic_write_json(out / "crosscheck.json", {"ecut_series": ecut_rows(list(results.values())),
                                                             "frames": rows, "summary": summary(rows)})
     except DpqtbError as exc:
