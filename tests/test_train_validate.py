@@ -181,3 +181,23 @@ def test_validate_bad_input(trained, tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dpqtb: error: model file not found")
+
+
+def test_validate_accepts_shipped_model_name(trained, tmp_path, capsys):
+    """`--model builtin:NAME` validates the shipped model (same numbers as its file path); an
+    unknown name is a one-line error."""
+    from dpqtb.potential.builtin import resolve
+
+    out = trained["out"]
+    assert main(["validate", "--model", "builtin:lah10", "--data", str(out), "--out", str(tmp_path / "a"),
+                 "--frames-only", "--no-plots"]) == 0
+    assert main(["validate", "--model", str(resolve("builtin:lah10")), "--data", str(out),
+                 "--out", str(tmp_path / "b"), "--frames-only", "--no-plots"]) == 0
+    a = json.loads((tmp_path / "a" / "report.json").read_text())
+    b = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert a["model"]["sha256"] == b["model"]["sha256"]
+    assert a["test"]["rmse_f_eV_per_A"] == b["test"]["rmse_f_eV_per_A"] > 0
+    capsys.readouterr()
+    assert main(["validate", "--model", "builtin:nosuch", "--data", str(out), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no shipped Deep Potential 'builtin:nosuch'" in err[0]

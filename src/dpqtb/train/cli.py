@@ -35,9 +35,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from dpqtb.potential.builtin import resolve
     from dpqtb.train.validate import validate
 
-    validate(args.model, args.data, args.out, structure=not args.frames_only, plots=not args.no_plots)
+    model = _display_path(resolve(args.model)) if str(args.model).startswith("builtin:") else args.model
+    validate(model, args.data, args.out, structure=not args.frames_only, plots=not args.no_plots)
     return 0
 
 
@@ -62,7 +64,8 @@ def register(subparsers) -> None:
         description="Energy (meV/atom), force (eV/Å) and virial (meV/atom) RMSE on the held-out test "
         "split with parity plots; P(V) of Fm-3m LaH10 DP vs DFT over 100–350 GPa; the paper's Table I "
         "distances at 300 and 200 GPa. Writes report.md, report.json and PNGs.")
-    v.add_argument("--model", required=True, help="frozen or compressed DeePMD-kit model (*.pth)")
+    v.add_argument("--model", required=True,
+                   help="frozen or compressed DeePMD-kit model (*.pth) or builtin:NAME (a shipped model)")
     v.add_argument("--data", required=True,
                    help="`dpqtb train` output dir, a dataset dir with manifest.json (uses its test/ "
                    "split), or any folder of deepmd/npy systems")
