@@ -34,8 +34,7 @@ def main() -> int:
     names, ss, count = [], {}, None
     for spec in a.model:
         name, _, path = spec.partition("=")
-        path = str(resolve(path)) if path.startswith("builtin:") else path
-        dp = DeepPot(path)
+        dp = DeepPot(str(resolve(path)))  # a path, or builtin:NAME
         per, n = [], []
         for sysd in systems:
             tmap = (sysd / "type_map.raw").read_text().split()

@@ -35,11 +35,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from dpqtb.potential.builtin import resolve
     from dpqtb.train.validate import validate
 
-    model = _display_path(resolve(args.model)) if str(args.model).startswith("builtin:") else args.model
-    validate(model, args.data, args.out, structure=not args.frames_only, plots=not args.no_plots)
+    validate(_model_arg(args.model), args.data, args.out, structure=not args.frames_only, plots=not args.no_plots)
     return 0
 
 
@@ -82,19 +80,24 @@ def register(subparsers) -> None:
     m.set_defaults(func=cmd_models)
 
 
-def _display_path(p) -> str:
-    """``p`` relative to the working directory when it lies below it (for the written reports)."""
+def _model_arg(spec: str) -> str:
+    """A --model(s) argument: 'builtin:NAME' becomes the shipped file's path, relative to the working
+    directory when it lies below it (for the written reports); any other value is kept as given."""
     import os
 
-    rel = os.path.relpath(p)
-    return p if rel.startswith("..") else rel
+    from dpqtb.potential.builtin import PREFIX, resolve
+
+    if not str(spec).startswith(PREFIX):
+        return spec
+    path = str(resolve(spec))
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def cmd_deviation(args) -> int:
-    from dpqtb.potential.builtin import resolve
     from dpqtb.train.deviation import check_against_labels, run_deviation
 
-    args.models = [_display_path(resolve(m)) if str(m).startswith("builtin:") else m for m in args.models]
+    args.models = [_model_arg(m) for m in args.models]
     if (args.trajectory is None) == (args.labelled_store is None):
         raise DpqtbError("give exactly one of --trajectory (select candidates) and --labelled-store "
                          "(check ε against DFT)")
