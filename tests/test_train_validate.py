@@ -201,3 +201,34 @@ def test_validate_accepts_shipped_model_name(trained, tmp_path, capsys):
     assert main(["validate", "--model", "builtin:nosuch", "--data", str(out), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no shipped Deep Potential 'builtin:nosuch'" in err[0]
+
+
+def test_validate_compare(trained, tmp_path, capsys):
+    """`--compare`: the report's per-model RMSEs equal those of separate validate runs, their ratio is
+    the comparison's point estimate, and a model compared with itself gives exactly 1 (interval [1, 1])."""
+    out = trained["out"]
+    model = str(trained["mdir"] / "frozen_model.pth")
+    assert main(["validate", "--model", model, "--data", str(out), "--out", str(tmp_path / "c"),
+                 "--compare", "builtin:lah10", model, "--frames-only", "--no-plots"]) == 0
+    rep = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert main(["validate", "--model", "builtin:lah10", "--data", str(out), "--out", str(tmp_path / "s"),
+                 "--frames-only", "--no-plots"]) == 0
+    shipped = json.loads((tmp_path / "s" / "report.json").read_text())["test"]
+    c = rep["comparison"]
+    names = list(c["rmse_f_eV_per_A"])
+    assert names[0] == model and len(names) == 3 and c["frames"] == rep["test"]["frames"]
+    assert c["rmse_f_eV_per_A"][model] == pytest.approx(rep["test"]["rmse_f_eV_per_A"], rel=1e-10)
+    assert c["rmse_f_eV_per_A"][names[1]] == pytest.approx(shipped["rmse_f_eV_per_A"], rel=1e-10)
+    assert c["rmse_e_meV_per_atom"][names[1]] == pytest.approx(shipped["rmse_e_meV_per_atom"], rel=1e-10)
+    vs = c["pairs"][f"{model} vs {names[1]}"]
+    assert vs["rmse_f_ratio"] == pytest.approx(rep["test"]["rmse_f_eV_per_A"] / shipped["rmse_f_eV_per_A"], rel=1e-10)
+    lo, hi = vs["rmse_f_ratio_ci95"]
+    assert lo <= vs["rmse_f_ratio"] <= hi
+    self_ = c["pairs"][f"{model} vs {names[2]}"]
+    assert self_["rmse_f_ratio_ci95"] == pytest.approx([1.0, 1.0], rel=1e-12)
+    assert "Paired comparison" in (tmp_path / "c" / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["validate", "--model", model, "--data", str(out), "--out", str(tmp_path / "d"),
+                 "--compare", str(tmp_path / "missing.pth"), "--frames-only", "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model file not found" in err[0]

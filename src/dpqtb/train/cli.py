@@ -37,7 +37,8 @@ def cmd_train(args) -> int:
 def cmd_validate(args) -> int:
     from dpqtb.train.validate import validate
 
-    validate(_model_arg(args.model), args.data, args.out, structure=not args.frames_only, plots=not args.no_plots)
+    validate(_model_arg(args.model), args.data, args.out, structure=not args.frames_only, plots=not args.no_plots,
+             compare=[_model_arg(m) for m in args.compare])
     return 0
 
 
@@ -68,6 +69,9 @@ def register(subparsers) -> None:
                    help="`dpqtb train` output dir, a dataset dir with manifest.json (uses its test/ "
                    "split), or any folder of deepmd/npy systems")
     v.add_argument("--out", required=True, help="report directory")
+    v.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
+                   help="other models (*.pth or builtin:NAME) to compare with --model on the same held-out "
+                   "frames: RMSE ratios with paired bootstrap 95 %% intervals")
     v.add_argument("--frames-only", action="store_true", help="skip the EOS and Table I (non-LaH10 data)")
     v.add_argument("--no-plots", action="store_true", help="skip PNG output")
     v.set_defaults(func=cmd_validate)

@@ -179,6 +179,76 @@ def test_errors(evaluator, systems: list[dict]) -> dict:
     return {"metrics": out, "arrays": arrays}
 
 
+def per_frame_errors(evaluator, systems: list[dict]) -> dict:
+    """Per-frame errors of a model: ``sq_f`` the sum of squared force-component errors (eV²/Å²),
+    ``n_f`` the number of force components, ``de`` the energy error per atom (eV), one entry per frame
+    in the order of ``systems``.  The RMSEs of :func:`test_errors` are
+    sqrt(sum(sq_f)/sum(n_f)) and sqrt(mean(de²))."""
+    sq_f, n_f, de = [], [], []
+    for s in systems:
+        e, f, _ = evaluator.evaluate(s["symbols"], s["coords_A"], s["cells_A"])
+        n = len(s["symbols"])
+        d = np.asarray(f, float).reshape(len(e), -1) - s["forces_eV_per_A"].reshape(len(e), -1)
+        sq_f.append((d**2).sum(axis=1))
+        n_f.append(np.full(len(e), 3 * n))
+        de.append((np.asarray(e, float) - s["energy_eV"]) / n)
+    return {"sq_f": np.concatenate(sq_f), "n_f": np.concatenate(n_f), "de": np.concatenate(de)}
+
+
+def compare_models(errors: dict[str, dict], *, n_boot: int = 20000, seed: int = 0) -> dict:
+    """Paired comparison of the first model in ``errors`` (name -> :func:`per_frame_errors`, all on
+    the same frames) with each other one.
+
+    For each pair: the force- and energy-RMSE ratios first/other, with 95 % bootstrap intervals from
+    resampling the *frames* (the same resample for both models, so frame-to-frame difficulty cancels),
+    and the number of frames on which the first model's per-frame force RMSE is lower.  The interval
+    covers frame sampling only: if the first model was picked on these same frames (the best seed of
+    an ensemble, say), compare it with its siblings as well before reading a ratio below 1 as real.
+    """
+    names = list(errors)
+    if len(names) < 2:
+        raise DpqtbError("compare_models needs at least two models")
+    nf = len(errors[names[0]]["sq_f"])
+    if nf == 0 or any(len(errors[k]["sq_f"]) != nf for k in names):
+        raise DpqtbError("compare_models: the models were not evaluated on the same frames")
+    idx = np.random.default_rng(seed).integers(0, nf, size=(n_boot, nf))
+    count = errors[names[0]]["n_f"]
+    cnt_b = count[idx].sum(axis=1)
+
+    def f_rmse(err, sel=None):
+        return (np.sqrt(err["sq_f"].sum() / count.sum()) if sel is None
+                else np.sqrt(err["sq_f"][sel].sum(axis=1) / cnt_b))
+
+    def e_rmse(err, sel=None):
+        return (np.sqrt(np.mean(err["de"] ** 2)) if sel is None
+                else np.sqrt(np.mean(err["de"][sel] ** 2, axis=1)))
+
+    def ci(r):
+        r = r[np.isfinite(r)]
+        return [float(np.quantile(r, 0.025)), float(np.quantile(r, 0.975))]
+
+    first = errors[names[0]]
+    out = {"frames": int(nf), "bootstrap_resamples": int(n_boot), "seed": int(seed),
+           "rmse_f_eV_per_A": {k: float(f_rmse(errors[k])) for k in names},
+           "rmse_e_meV_per_atom": {k: 1000 * float(e_rmse(errors[k])) for k in names},
+           "pairs": {}}
+    for other_name in names[1:]:
+        other = errors[other_name]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rf = f_rmse(first, idx) / f_rmse(other, idx)
+            re = e_rmse(first, idx) / e_rmse(other, idx)
+            ratio_f = float(f_rmse(first) / f_rmse(other))
+            ratio_e = float(e_rmse(first) / e_rmse(other))
+        lo, hi = ci(rf)
+        out["pairs"][f"{names[0]} vs {other_name}"] = {
+            "rmse_f_ratio": ratio_f, "rmse_f_ratio_ci95": [lo, hi],
+            "rmse_e_ratio": ratio_e, "rmse_e_ratio_ci95": ci(re),
+            "frames_first_lower_f": int((first["sq_f"] < other["sq_f"]).sum()),
+            "verdict_f": ("lower" if hi < 1 else "higher" if lo > 1 else "not distinguishable"),
+        }
+    return out
+
+
 def parity_plots(arrays: dict, outdir: Path) -> list[str]:
     import matplotlib
 
@@ -437,6 +507,24 @@ def _markdown(rep: dict) -> str:
         "settings); the numbers above are on our held-out GPAW frames, so the comparison is indicative only.",
         "", "![energy](parity_energy.png) ![force](parity_force.png)"
         + (" ![virial](parity_virial.png)" if "rmse_v_meV_per_atom" in m else ""), ""]
+    if rep.get("comparison"):
+        c = rep["comparison"]
+        L += ["## Paired comparison on the same held-out frames", "",
+              f"Every model evaluated on the same {c['frames']} frames. Ratios are first/other (pair “first vs other”); the 95 % "
+              f"intervals come from {c['bootstrap_resamples']} bootstrap resamples of the frames, the same "
+              "resample for both models (paired). They cover frame sampling only: a model picked on these "
+              "frames (the best seed of an ensemble) should also be compared with its siblings.", "",
+              "| model | force RMSE (eV/Å) | energy RMSE (meV/atom) |", "|---|---|---|"]
+        for k in c["rmse_f_eV_per_A"]:
+            L.append(f"| `{k}` | {_fmt(c['rmse_f_eV_per_A'][k])} | {_fmt(c['rmse_e_meV_per_atom'][k], '.3f')} |")
+        L += ["", "| pair | force RMSE ratio | 95 % | frames first lower | energy RMSE ratio | 95 % | force verdict |",
+              "|---|---|---|---|---|---|---|"]
+        for pair, r in c["pairs"].items():
+            L.append(f"| `{pair}` | {_fmt(r['rmse_f_ratio'], '.3f')} | {_fmt(r['rmse_f_ratio_ci95'][0], '.3f')}–"
+                     f"{_fmt(r['rmse_f_ratio_ci95'][1], '.3f')} | {r['frames_first_lower_f']}/{c['frames']} | "
+                     f"{_fmt(r['rmse_e_ratio'], '.3f')} | {_fmt(r['rmse_e_ratio_ci95'][0], '.3f')}–"
+                     f"{_fmt(r['rmse_e_ratio_ci95'][1], '.3f')} | {r['verdict_f']} |")
+        L.append("")
     if rep.get("eos"):
         eos = rep["eos"]
         L += ["## Equation of state of Fm-3m LaH10 (100–350 GPa)", "",
@@ -500,11 +588,23 @@ def _markdown(rep: dict) -> str:
 
 
 def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
-             evaluator=None, structure: bool = True, plots: bool = True, log=print) -> dict:
-    """Write the validation report of ``model`` on the held-out data ``data`` to ``out``."""
+             evaluator=None, structure: bool = True, plots: bool = True, compare=(),
+             log=print) -> dict:
+    """Write the validation report of ``model`` on the held-out data ``data`` to ``out``.
+
+    ``compare``: other models (paths, or evaluator objects with a ``label``) evaluated on the same
+    frames; the report then has a paired comparison of ``model`` with each (:func:`compare_models`).
+    """
     model = Path(model)
     if evaluator is None:
         evaluator = DeepPotEvaluator(model)
+    others = {}
+    for k, c in enumerate(compare):
+        ev = DeepPotEvaluator(c) if isinstance(c, (str, os.PathLike)) else c
+        label = str(c) if isinstance(c, (str, os.PathLike)) else getattr(c, "label", f"model_{k + 1}")
+        if label == str(model) or label in others:
+            label = f"{label} [{k + 1}]"
+        others[label] = ev
     test_dir, manifest = find_test_data(data)
     systems = read_systems(test_dir, type_map=None)
     outdir = Path(out)
@@ -523,6 +623,15 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                     "split_rule": manifest.get("split_rule") if manifest else None,
                     "test_ids": manifest["test"]["ids"] if manifest else None},
            "test": m, "paper": PAPER, "files": []}
+    if others:
+        errs = {str(model): per_frame_errors(evaluator, systems)}
+        errs.update({k: per_frame_errors(ev, systems) for k, ev in others.items()})
+        rep["comparison"] = compare_models(errs)
+        rep["comparison"]["sha256"] = {k: file_sha256(Path(k)) if Path(k).is_file() else ""
+                                       for k in errs}
+        for pair, r in rep["comparison"]["pairs"].items():
+            log(f"{pair}: force RMSE ratio {r['rmse_f_ratio']:.3f} (95 % {r['rmse_f_ratio_ci95'][0]:.3f}–"
+                f"{r['rmse_f_ratio_ci95'][1]:.3f}, {r['verdict_f']})")
     if plots:
         rep["files"] += parity_plots(res["arrays"], outdir)
     if structure:
