@@ -112,6 +112,7 @@ def run_case(method: str, n_atoms: int, model: str, device: str, repeats: int, c
                 first = time.perf_counter() - t0
         energy = float(out.energy)
         extra = {"chunk_atoms": chunk, "neighbour_list_builds": pot._lists[0].vl.n_builds,
+                 "neighbour_list_backend": pot._lists[0].vl.backend_used,
                  "candidate_pairs": int(pot._lists[0].n_pairs)}
     else:
         from deepmd.infer import DeepPot

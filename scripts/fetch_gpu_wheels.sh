@@ -35,7 +35,7 @@ MAIN=(
     lmdb==3.0.0                            # deepmd.dpmodel.utils (imported eagerly)
     mendeleev==1.3.0                       # deepmd.pt.infer.deep_eval -> deepmd.utils.econf_embd
     SQLAlchemy==2.1.9 Pint==0.24.4 flexcache==0.3 flexparser==0.4 platformdirs==4.14.9  # mendeleev's imports
-    vesin==0.6.2 ase==3.29.0               # dpqtb
+    vesin==0.6.2 vesin-torch==0.6.2 ase==3.29.0   # dpqtb (vesin-torch: neighbour lists built on the GPU)
 )
 MPI=(mpich==5.0.2)
 CU12=(nvidia-cuda-runtime-cu12==12.8.90)   # the wheel's kernels were built with CUDA 12.8

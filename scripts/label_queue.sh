@@ -3,6 +3,7 @@
 # store has priority (e.g. the model-deviation candidates of the latest concurrent-learning round),
 # then the next. Safe to re-run: labelled frames are never recomputed.
 #   scripts/label_queue.sh data/labels/round1 data/labels/round0
+#   DPQTB_LABEL_RANKS=1 scripts/label_queue.sh ...   (one rank, when training shares the cores)
 # If one of the stores is already being labelled, this waits for its frame in flight to be written,
 # stops that runner, and starts the queue (nothing is lost). Logs: STORE/runner.log.
 set -euo pipefail
@@ -29,8 +30,12 @@ for w in $(pgrep -f "label_queue.sh --worker" || true); do
 done
 pkill -CONT -f "dpqtb.dft.runner" 2>/dev/null || true
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
-mpi=(mpiexec -n 2)
-[ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n 2)
+# DPQTB_LABEL_RANKS=1 when a training job shares the 2 cores: two MPI ranks on one free core busy-wait
+# in their collectives and label several times slower than one serial rank (k-point parallelism only:
+# the labels do not depend on the rank count beyond round-off).
+ranks=${DPQTB_LABEL_RANKS:-2}
+mpi=(mpiexec -n "$ranks")
+[ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n "$ranks")
 nframes() { ls "$1/frames" 2>/dev/null | wc -l; }
 running() {  # pid in STORE/runner.lock if alive
     local pid

@@ -51,14 +51,16 @@ def _triclinic(rng, n, scale, unwrap=0.0):
 
 
 @pytest.mark.parametrize("full", [True, False])
-@pytest.mark.parametrize("slabs", [None, 1, 2, 3])
-def test_small_triclinic_cell_many_images(full, slabs):
+@pytest.mark.parametrize("slabs,backend", [(None, "vesin"), (1, "vesin"), (2, "vesin"), (3, "vesin"),
+                                           (None, "vesin-torch")])
+def test_small_triclinic_cell_many_images(full, slabs, backend):
     # cutoff + skin = 5.2 Å against plane spacings of ~3.5-4.5 Å: every atom sees itself and the
     # others through many images (including self-images)
     rng = np.random.default_rng(7)
     pos, cell = _triclinic(rng, 9, 4.6, unwrap=1.5)
-    vl = VerletList(4.5, 0.7, full=full, slabs=slabs)
+    vl = VerletList(4.5, 0.7, full=full, slabs=slabs, backend=backend)
     vl.update(torch.tensor(pos), torch.tensor(cell), (True, True, True))
+    assert vl.backend_used == backend
     ref = _brute_force(pos, cell, (True, True, True), 5.2, full)
     assert len(ref) > 30 * len(pos)
     got = _listed(vl)
@@ -81,11 +83,12 @@ def test_slabs_with_halo_match_brute_force(full, slabs):
 
 
 @pytest.mark.parametrize("full", [True, False])
-def test_mixed_and_open_boundaries(full):
+@pytest.mark.parametrize("backend", ["vesin", "vesin-torch"])
+def test_mixed_and_open_boundaries(full, backend):
     rng = np.random.default_rng(5)
     pos, cell = _triclinic(rng, 30, 6.0)
     for pbc in [(True, False, True), (False, False, False)]:
-        vl = VerletList(3.5, 0.5, full=full)
+        vl = VerletList(3.5, 0.5, full=full, backend=backend)
         vl.update(torch.tensor(pos), torch.tensor(cell), pbc)
         np.testing.assert_array_equal(_listed(vl), _brute_force(pos, cell, pbc, 4.0, full))
 
@@ -119,3 +122,32 @@ def test_ghost_keys_dense_and_merged_agree():
     s, b = vl.shifts[img].to(torch.int64) + m, 2 * m + 1
     ref = torch.unique(vl.j[img].to(torch.int64) * b**3 + (s[:, 0] * b + s[:, 1]) * b + s[:, 2])
     assert torch.equal(keys[0], ref)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_device_backend_equals_host_build(full):
+    """vesin-torch (the build used for CUDA tensors) gives the host build's list exactly — pairs,
+    order and dtypes — here on CPU tensors, on a wide cell with unwrapped atoms; and both agree
+    with the brute-force enumeration."""
+    rng = np.random.default_rng(13)
+    pos, cell = _triclinic(rng, 200, 14.0, unwrap=0.8)
+    out = {}
+    for b in ("vesin", "vesin-torch"):
+        vl = VerletList(3.2, 0.3, full=full, backend=b)
+        vl.update(torch.tensor(pos), torch.tensor(cell), (True, True, True))
+        out[b] = (vl.i, vl.j, vl.shifts)
+    for a, c in zip(out["vesin"], out["vesin-torch"]):
+        assert a.dtype == c.dtype and torch.equal(a, c)
+    got = np.column_stack([t.numpy() for t in (out["vesin-torch"][0], out["vesin-torch"][1], out["vesin-torch"][2])])
+    np.testing.assert_array_equal(got.astype(np.int64), _brute_force(pos, cell, (True, True, True), 3.5, full))
+
+
+def test_backend_choice_and_bad_backend():
+    from dpqtb import DpqtbError
+
+    vl = VerletList(3.0, 0.5)
+    pos, cell = _triclinic(np.random.default_rng(1), 10, 5.0)
+    vl.update(torch.tensor(pos), torch.tensor(cell), (True, True, True))
+    assert vl.backend_used == "vesin"  # auto on CPU tensors: the memory-lean host build
+    with pytest.raises(DpqtbError, match="backend must be one of"):
+        VerletList(3.0, 0.5, backend="cuda")

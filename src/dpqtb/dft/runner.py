@@ -1,7 +1,7 @@
 """Label the pending jobs of a store; meant to run under ``mpiexec`` (every rank runs this).
 
     OMP_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw mpiexec --allow-run-as-root -n 2 \\
-        python -m dpqtb.dft.runner STORE [--max-jobs N] [--retry-failed]
+        python -m dpqtb.dft.runner STORE [--max-jobs N] [--skip-failed]
 
 Rank 0 takes the store lock, decides the pending list and broadcasts it; all ranks compute each
 job together; rank 0 writes each frame atomically as soon as it is done.  Use ``dpqtb label`` for

@@ -1,5 +1,9 @@
 """Verlet neighbour lists built with vesin (half or full lists, periodic shifts), rebuilt on demand.
 
+Built where the positions live: on the host with vesin for CPU tensors (in slabs, lean in memory, as
+below), on the device with vesin-torch for CUDA tensors (one piece; no host round trip). Both give
+the same canonical list (``tests/test_neighbors.py::test_device_backend_equals_host_build``).
+
 The list is built with cutoff + skin and reused until an atom moved more than skin/2 or the cell
 changed; distances are then recomputed in torch from the stored pair indices and cell shifts, so
 unwrapped positions are fine (the shifts are relative to the positions used at build time).
@@ -47,13 +51,22 @@ class VerletList:
     #: at most this many slabs (each slab's halo costs vesin time)
     max_slabs = 16
 
-    def __init__(self, cutoff: float, skin: float = 0.5, full: bool = False, slabs: int | None = None):
+    #: build backends: "vesin" (host, numpy; built in slabs, lean in memory), "vesin-torch" (on the
+    #: positions' device, e.g. CUDA; one piece), "auto" (vesin-torch for non-CPU tensors, else vesin)
+    BACKENDS = ("auto", "vesin", "vesin-torch")
+
+    def __init__(self, cutoff: float, skin: float = 0.5, full: bool = False, slabs: int | None = None,
+                 backend: str = "auto"):
         if cutoff <= 0:
             raise DpqtbError("neighbour-list cutoff must be > 0 Å")
         if skin < 0:
             raise DpqtbError("neighbour-list skin must be >= 0 Å")
         if slabs is not None and slabs < 1:
             raise DpqtbError(f"neighbour-list slabs must be >= 1, got {slabs}")
+        if backend not in self.BACKENDS:
+            raise DpqtbError(f"neighbour-list backend must be one of {', '.join(self.BACKENDS)}, got {backend!r}")
+        self.backend = backend
+        self.backend_used = None
         self.cutoff = float(cutoff)
         self.skin = float(skin)
         self.full = full
@@ -78,6 +91,21 @@ class VerletList:
         was built: restarts stay bitwise exact."""
         if not self._needs_rebuild(positions, cell):
             return
+        backend = self.backend
+        if backend == "auto":
+            backend = "vesin" if positions.device.type == "cpu" else "vesin-torch"
+        if backend == "vesin-torch":
+            # the same canonical list, built on the positions' device (no host round trip)
+            self.i = self.j = self.shifts = None
+            self.i, self.j, self.shifts = _build_torch(positions.detach(), cell.detach(),
+                                                       [bool(p) for p in pbc], self.cutoff + self.skin, self.full)
+            self.n_slabs_used = 1
+            self.backend_used = backend
+            self._ref_pos = positions.detach().clone()
+            self._ref_cell = cell.detach().clone()
+            self.n_builds += 1
+            return
+        self.backend_used = backend
         pos = positions.detach().cpu().numpy().astype(np.float64)
         box = cell.detach().cpu().numpy().astype(np.float64)
         periodic = [bool(p) for p in pbc]
@@ -199,6 +227,58 @@ def _build(pos, box, periodic, rc, full, slabs, slab_min_pairs, max_slabs, owner
     del nl  # vesin's buffers
     key.sort()  # in place; the keys are unique, so this is the canonical (i, j, shift) order
     return _decode(key, n, m, bases)
+
+
+def _build_torch(positions, cell, periodic, rc, full):
+    """The canonical list of :func:`_build` computed with vesin-torch on the positions' device.
+
+    vesin's pairs are put in canonical orientation and sorted by the same int64 key, so the result
+    equals the host build exactly (same pairs, same order, same dtypes).  Temporaries: vesin's
+    output (int64 pairs and int32 shifts, 28 bytes per pair) plus the key and the sort (16 bytes per
+    pair); not split into slabs."""
+    try:
+        from vesin_torch import NeighborList
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise DpqtbError("neighbour-list backend 'vesin-torch' needs the vesin-torch package") from exc
+    dev = positions.device
+    n = positions.shape[0]
+    box = cell.to(torch.float64)
+    if not any(periodic):
+        box = torch.zeros((3, 3), dtype=torch.float64, device=dev)
+    nl = NeighborList(cutoff=rc, full_list=full)
+    P, S = nl.compute(points=positions.to(torch.float64).contiguous(), box=box.contiguous(),
+                      periodic=torch.tensor(periodic, device=dev), quantities="PS", copy=True)
+    del nl
+    i, j, s = P[:, 0].to(torch.int64), P[:, 1].to(torch.int64), S.to(torch.int64)
+    del P, S
+    if not full:
+        first = torch.where(s[:, 0] != 0, s[:, 0], torch.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
+        swap = (i > j) | ((i == j) & (first < 0))
+        i, j, s = torch.where(swap, j, i), torch.where(swap, i, j), torch.where(swap[:, None], -s, s)
+        del first, swap
+    m = s.abs().amax(dim=0).tolist() if len(s) else [0, 0, 0]
+    bases = [2 * int(x) + 1 for x in m]
+    idx_t = torch.int32 if n < 2**31 else torch.int64
+    sh_t = getattr(torch, np.dtype(_shift_dtype(max(m))).name)
+    if n * n * bases[0] * bases[1] * bases[2] >= 2**63:  # no single int64 key: stable sorts, last key first
+        order = torch.arange(len(i), device=dev)
+        for col in (s[:, 2], s[:, 1], s[:, 0], j, i):
+            order = order[torch.sort(col[order], stable=True).indices]
+        return i[order].to(idx_t), j[order].to(idx_t), s[order].to(sh_t)
+    b0, b1, b2 = bases
+    key = ((i * n + j) * b0 + (s[:, 0] + m[0])) * b1 + (s[:, 1] + m[1])
+    key = key * b2 + (s[:, 2] + m[2])
+    del i, j, s
+    key = torch.sort(key).values
+    b12 = b1 * b2
+    q, r = torch.div(key, b0 * b12, rounding_mode="floor"), torch.remainder(key, b0 * b12)
+    del key
+    i, j = torch.div(q, n, rounding_mode="floor").to(idx_t), torch.remainder(q, n).to(idx_t)
+    del q
+    s = torch.stack([torch.div(r, b12, rounding_mode="floor") - m[0],
+                     torch.remainder(torch.div(r, b2, rounding_mode="floor"), b1) - m[1],
+                     torch.remainder(r, b2) - m[2]], dim=1).to(sh_t)
+    return i, j, s
 
 
 def _canonical_half(i, j, s):
