@@ -232,3 +232,34 @@ def test_validate_compare(trained, tmp_path, capsys):
                  "--compare", str(tmp_path / "missing.pth"), "--frames-only", "--no-plots"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model file not found" in err[0]
+
+
+def test_validate_on_job_stores(trained, tmp_path, capsys):
+    """`--data STORE [STORE ...]`: the held-out split of the job stores, exported on the fly — the
+    same frames and numbers as validating an exported dataset folder of the same stores; nothing is
+    left behind but the report."""
+    from dpqtb.train.dataset import is_test_frame, prepare_dataset
+
+    store = trained["store"].root
+    model = str(trained["mdir"] / "frozen_model.pth")
+    assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "s"),
+                 "--frames-only", "--no-plots", "--test-modulus", "3"]) == 0
+    manifest = prepare_dataset([store], tmp_path / "ds", test_modulus=3)
+    assert main(["validate", "--model", model, "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "d"),
+                 "--frames-only", "--no-plots"]) == 0
+    a = json.loads((tmp_path / "s" / "report.json").read_text())
+    b = json.loads((tmp_path / "d" / "report.json").read_text())
+    ids = sorted(p.stem for p in (Path(store) / "frames").glob("*.json") if is_test_frame(p.stem, 3))
+    assert a["data"]["test_ids"] == b["data"]["test_ids"] == manifest["test"]["ids"] == ids and ids
+    assert a["test"] == b["test"]
+    assert sorted(x.name for x in (tmp_path / "s").iterdir()) == ["report.json", "report.md"]
+    capsys.readouterr()
+    # a job store mixed with a plain folder, or stores without held-out frames: one-line errors
+    assert main(["validate", "--model", model, "--data", str(store), str(tmp_path / "ds"),
+                 "--out", str(tmp_path / "x"), "--frames-only"]) == 2
+    assert "only accepted when all are job stores" in capsys.readouterr().err
+    every = [p.stem for p in (Path(store) / "frames").glob("*.json")]
+    none_held_out = next(m for m in range(101, 10**6) if not any(is_test_frame(i, m) for i in every))
+    assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "y"),
+                 "--frames-only", "--test-modulus", str(none_held_out)]) == 2
+    assert "no held-out frames" in capsys.readouterr().err

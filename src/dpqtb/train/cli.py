@@ -38,7 +38,7 @@ def cmd_validate(args) -> int:
     from dpqtb.train.validate import validate
 
     validate(_model_arg(args.model), args.data, args.out, structure=not args.frames_only, plots=not args.no_plots,
-             compare=[_model_arg(m) for m in args.compare])
+             compare=[_model_arg(m) for m in args.compare], test_modulus=args.test_modulus)
     return 0
 
 
@@ -65,9 +65,13 @@ def register(subparsers) -> None:
         "distances at 300 and 200 GPa. Writes report.md, report.json and PNGs.")
     v.add_argument("--model", required=True,
                    help="frozen or compressed DeePMD-kit model (*.pth) or builtin:NAME (a shipped model)")
-    v.add_argument("--data", required=True,
+    v.add_argument("--data", required=True, nargs="+",
                    help="`dpqtb train` output dir, a dataset dir with manifest.json (uses its test/ "
-                   "split), or any folder of deepmd/npy systems")
+                   "split), any folder of deepmd/npy systems, or one or more DFT job stores (their "
+                   "held-out split: int(id,16) %% TEST_MODULUS == 0)")
+    v.add_argument("--test-modulus", type=int, default=10,
+                   help="split rule for job stores: held out if int(frame_id, 16) %% N == 0 (default 10, "
+                   "as dpqtb train)")
     v.add_argument("--out", required=True, help="report directory")
     v.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
                    help="other models (*.pth or builtin:NAME) to compare with --model on the same held-out "

@@ -103,6 +103,16 @@ def _evaluate_atoms(evaluator, images):
 # held-out errors
 
 
+def job_stores(data) -> list[Path] | None:
+    """``data`` (a path or a list of paths) as a list of DFT job stores (folders with ``jobs/``), or
+    None when it is not only job stores."""
+    items = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    paths = [Path(x) for x in items]
+    if paths and all((p / "jobs").is_dir() for p in paths):
+        return paths
+    return None
+
+
 def find_test_data(data: str | os.PathLike) -> tuple[Path, dict | None]:
     """The folder of deepmd/npy test systems and the manifest (if any) for ``--data``.
 
@@ -589,8 +599,12 @@ def _markdown(rep: dict) -> str:
 
 def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
              evaluator=None, structure: bool = True, plots: bool = True, compare=(),
-             log=print) -> dict:
+             test_modulus: int = 10, log=print) -> dict:
     """Write the validation report of ``model`` on the held-out data ``data`` to ``out``.
+
+    ``data``: a ``dpqtb train`` output, a dataset folder with ``manifest.json``, a folder of
+    deepmd/npy systems, or one or more DFT job stores (their held-out split with ``test_modulus``,
+    exported on the fly).
 
     ``compare``: other models (paths, or evaluator objects with a ``label``) evaluated on the same
     frames; the report then has a paired comparison of ``model`` with each (:func:`compare_models`).
@@ -605,8 +619,27 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         if label == str(model) or label in others:
             label = f"{label} [{k + 1}]"
         others[label] = ev
-    test_dir, manifest = find_test_data(data)
-    systems = read_systems(test_dir, type_map=None)
+    stores = job_stores(data)
+    if stores:
+        # the held-out split of job stores, exported for this report only (the split rule is the
+        # training's: a frame held out here was never trained on by any dpqtb model)
+        import tempfile
+
+        from dpqtb.train.dataset import prepare_dataset
+
+        with tempfile.TemporaryDirectory(prefix="dpqtb-validate-") as tmp:
+            manifest = prepare_dataset(stores, tmp, test_modulus)
+            if manifest["test"]["frames"] == 0:
+                raise DpqtbError(f"no held-out frames in {', '.join(map(str, stores))} (label more frames)")
+            systems = read_systems(Path(tmp) / "test", type_map=None)
+        test_dir = "held-out split of the job stores " + ", ".join(map(str, stores))
+    else:
+        if not isinstance(data, (str, os.PathLike)):
+            if len(data) != 1:
+                raise DpqtbError("several --data folders are only accepted when all are job stores")
+            data = data[0]
+        test_dir, manifest = find_test_data(data)
+        systems = read_systems(test_dir, type_map=None)
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
