@@ -92,7 +92,8 @@ def run_case(method: str, n_atoms: int, model: str, device: str, repeats: int, c
     if method == "dpqtb":
         from dpqtb.potential.deepmd import DeepPotential
 
-        pot = DeepPotential(model, device=device, skin_A=1.0, chunk_atoms=chunk)
+        pot = DeepPotential(model, device=device, skin_A=1.0, chunk_atoms=chunk,
+                            neighbour_backend=os.environ.get("DPQTB_BENCH_NL_BACKEND", "auto"))
         type_map = ("La", "H")
         pot.bind(type_map)
         species = torch.tensor([type_map.index(s) for s in atoms.get_chemical_symbols()], device=device)
@@ -164,6 +165,8 @@ def main() -> None:
                     help="wall-clock limit per case (a case over it is recorded as timed out)")
     ap.add_argument("--deadline-s", type=float, default=None,
                     help="wall-clock limit of the whole run: later cases get what is left, or are skipped")
+    ap.add_argument("--nl-backend", default="auto", choices=["auto", "vesin", "vesin-torch"],
+                    help="where dpqtb builds its neighbour list (auto: vesin-torch on CUDA, vesin on CPU)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -177,7 +180,8 @@ def main() -> None:
     t_start = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="bench_dp_")
     model = args.model or str(default_model(Path(tmp) / "standard_se_e2_a.pth"))
-    env = dict(os.environ, DPQTB_BENCH_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, DPQTB_BENCH_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
+               DPQTB_BENCH_NL_BACKEND=args.nl_backend)
     limit = int(args.mem_limit_GB * 1e9)
     path = Path(args.out or HERE / "results" / f"deepmd_{args.device.split(':')[0]}.json")
     results = []

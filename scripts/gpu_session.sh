@@ -70,8 +70,19 @@ step_check() {
     "$PY" scripts/gpu_session_checks.py env --device "$DEV" --out "$OUT/env.json"
 }
 
+nl_backend() {  # the device-built neighbour list unless the check step found it unequal to the host one
+    "$PY" - "$OUT/env.json" <<'PYEOF' 2>/dev/null || echo auto
+import json, sys
+ok = json.load(open(sys.argv[1])).get("neighbour_list_device_equals_host")
+print("auto" if ok is True else "vesin")
+PYEOF
+}
+
 step_bench() {
-    "$PY" benchmarks/bench_deepmd.py --device "$DEV" --sizes "$BENCH_SIZES" --chunk-atoms 512 \
+    local nlb
+    nlb=$(nl_backend)
+    echo "neighbour-list backend for the benchmark: $nlb"
+    "$PY" benchmarks/bench_deepmd.py --device "$DEV" --sizes "$BENCH_SIZES" --chunk-atoms 512 --nl-backend "$nlb" \
         --repeats "$REPEATS" --threads "$THREADS" --case-timeout-s "$CASE_TIMEOUT" \
         --deadline-s $((STEP_LIMIT - 10)) --out "$OUT/deepmd_cuda.json"
 }
@@ -93,7 +104,7 @@ step_thermostat() {
 }
 
 step_large() {
-    "$PY" benchmarks/bench_deepmd.py --device "$DEV" --methods dpqtb --sizes "$LARGE_SIZES" \
+    "$PY" benchmarks/bench_deepmd.py --device "$DEV" --methods dpqtb --sizes "$LARGE_SIZES" --nl-backend "$(nl_backend)" \
         --chunk-atoms "$LARGE_CHUNK" --repeats "$REPEATS_SHORT" --threads "$THREADS" \
         --case-timeout-s $((STEP_LIMIT - 15)) --deadline-s $((STEP_LIMIT - 10)) --out "$OUT/deepmd_cuda_large.json"
 }

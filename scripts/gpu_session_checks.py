@@ -61,13 +61,33 @@ def check_env(args) -> int:
     except Exception as exc:  # noqa: BLE001  (report whatever breaks the import)
         ok = False
         out["error_deepmd"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:]
-    for name in ("vesin", "ase", "dpqtb"):
+    for name in ("vesin", "vesin_torch", "ase", "dpqtb"):
         try:
             mod = __import__(name)
             out[name] = getattr(mod, "__version__", "?") + " @ " + str(Path(mod.__file__).parent)
         except Exception as exc:  # noqa: BLE001
             ok = False
             out[f"error_{name}"] = repr(exc)
+    # the neighbour list built on the device (vesin-torch) must equal the host build exactly
+    try:
+        import numpy as np
+
+        from dpqtb.potential.neighbors import VerletList
+
+        rng = np.random.default_rng(0)
+        cell = 14.0 * np.array([[1.0, 0, 0], [0.31, 0.93, 0], [0.22, -0.27, 0.88]])
+        pos = rng.random((300, 3)) @ cell
+        dev = args.device
+        lists = {}
+        for b in ("vesin", "vesin-torch"):
+            vl = VerletList(3.2, 0.3, full=True, backend=b)
+            vl.update(torch.tensor(pos, device=dev), torch.tensor(cell, device=dev), (True, True, True))
+            lists[b] = [t.cpu() for t in (vl.i, vl.j, vl.shifts)]
+        out["neighbour_list_device_equals_host"] = all(
+            torch.equal(a, c) for a, c in zip(lists["vesin"], lists["vesin-torch"]))
+        out["neighbour_list_pairs"] = int(len(lists["vesin"][0]))
+    except Exception as exc:  # noqa: BLE001
+        out["error_neighbour_list_device"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:]
     out["ok"] = ok
     _write(args.out, out)
     return 0 if ok else 1
@@ -158,6 +178,26 @@ def check_builtin(args) -> int:
             entry["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-1500:]
         out["timing"].append(entry)
         _write(args.out, out)
+    # the neighbour list built on the device (vesin-torch) must equal the host build exactly
+    try:
+        import numpy as np
+
+        from dpqtb.potential.neighbors import VerletList
+
+        rng = np.random.default_rng(0)
+        cell = 14.0 * np.array([[1.0, 0, 0], [0.31, 0.93, 0], [0.22, -0.27, 0.88]])
+        pos = rng.random((300, 3)) @ cell
+        dev = args.device
+        lists = {}
+        for b in ("vesin", "vesin-torch"):
+            vl = VerletList(3.2, 0.3, full=True, backend=b)
+            vl.update(torch.tensor(pos, device=dev), torch.tensor(cell, device=dev), (True, True, True))
+            lists[b] = [t.cpu() for t in (vl.i, vl.j, vl.shifts)]
+        out["neighbour_list_device_equals_host"] = all(
+            torch.equal(a, c) for a, c in zip(lists["vesin"], lists["vesin-torch"]))
+        out["neighbour_list_pairs"] = int(len(lists["vesin"][0]))
+    except Exception as exc:  # noqa: BLE001
+        out["error_neighbour_list_device"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:]
     out["ok"] = ok
     _write(args.out, out)
     return 0 if ok else 1

@@ -71,12 +71,18 @@ class DeepPotential(Potential):
     device : torch device the model and the state live on ("cpu", "cuda", ...)
     skin_A : Verlet skin of the neighbour list (Å)
     chunk_atoms : at most this many local atoms per model call (None: all at once)
+    neighbour_backend : where the neighbour list is built ("auto": vesin-torch on the model's device
+        for CUDA, vesin on the host for CPU; or "vesin" / "vesin-torch"); the list is the same
     """
 
     batched = False
 
     def __init__(self, model: str | os.PathLike, device: str | torch.device = "cpu", skin_A: float = 1.0,
-                 chunk_atoms: int | None = None):
+                 chunk_atoms: int | None = None, neighbour_backend: str = "auto"):
+        if neighbour_backend not in VerletList.BACKENDS:
+            raise DpqtbError(f"neighbour backend must be one of {', '.join(VerletList.BACKENDS)}, "
+                             f"got {neighbour_backend!r}")
+        self.neighbour_backend = neighbour_backend
         self.path = Path(model)
         self.device = torch.device(device)
         self.model = load_frozen_model(self.path, self.device)
@@ -121,7 +127,7 @@ class DeepPotential(Potential):
     # ------------------------------------------------------------------ evaluation
     def _compute(self, positions, cell, species, pbc, replica: int) -> PotentialOutput:
         while len(self._lists) <= replica:
-            self._lists.append(_GhostList(self.rcut, self.skin, self.sel))
+            self._lists.append(_GhostList(self.rcut, self.skin, self.sel, self.neighbour_backend))
         gl = self._lists[replica]
         mtype = self._model_type[species]
         n = positions.shape[0]
@@ -191,11 +197,11 @@ class _GhostList:
     are consumed block by block and chunk by chunk, so the build needs no full-size temporaries.
     """
 
-    def __init__(self, rcut: float, skin: float, sel: list[int]):
+    def __init__(self, rcut: float, skin: float, sel: list[int], backend: str = "auto"):
         self.rcut = rcut
         self.sel = sel
         self.sel_offset = [0] + list(np.cumsum(sel)[:-1])
-        self.vl = VerletList(rcut, skin, full=True)
+        self.vl = VerletList(rcut, skin, full=True, backend=backend)
         self._built = -1
         self.chunks: list[dict] = []
         self._chunk_size = None
