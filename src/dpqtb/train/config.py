@@ -77,6 +77,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "max_ckpt_keep": (int, 3, positive, "must be an integer >= 1"),
         "seed": (int, 1, nonneg, "must be an integer >= 0"),
         "compress": (bool, True, None, ""),
+        "compress_step": (NUMBER, 0.01, positive, "must be > 0"),  # dp compress -s (table stride)
     },
     "ensemble": {
         "members": (int, 4, positive, "must be an integer >= 1"),

@@ -338,7 +338,8 @@ def train_member(mdir: Path, jdata: dict, cfg: dict, stats: dict, manifest: dict
     if compress:
         t = time.time()
         try:
-            _run_dp(["--pt", "compress", "-i", "frozen_model.pth", "-o", "compressed_model.pth"], mdir,
+            _run_dp(["--pt", "compress", "-i", "frozen_model.pth", "-o", "compressed_model.pth",
+                     "-s", repr(float(cfg["training"]["compress_step"]))], mdir,
                     mdir / "compress.log", env, f"model_{member} (compress)")
         except DpqtbError as exc:
             raise DpqtbError(f"{exc} — the frozen model {mdir / 'frozen_model.pth'} is fine; set "
