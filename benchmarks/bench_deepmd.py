@@ -167,6 +167,7 @@ def main() -> None:
                     help="wall-clock limit of the whole run: later cases get what is left, or are skipped")
     ap.add_argument("--nl-backend", default="auto", choices=["auto", "vesin", "vesin-torch"],
                     help="where dpqtb builds its neighbour list (auto: vesin-torch on CUDA, vesin on CPU)")
+    ap.add_argument("--load-note", default="", help="what else ran on the machine during the measurement")
     ap.add_argument("--out", default=None)
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -260,8 +261,8 @@ def _summary(args, results: list[dict], complete: bool) -> dict:
             "(rcut 6 Å, sel [48, 408], embedding 25-50-100, axis 16, fitting 240-240-240), float64",
             "structure": "Fm-3m LaH10, a = 4.95 Å, rattled 0.05 Å", "chunk_atoms": args.chunk_atoms or None,
             "repeats": args.repeats,
-            "load_note": "measured while a 2-rank GPAW labelling job ran at nice 19 on the same 2 cores"
-            if args.device == "cpu" else "", "largest_dpqtb_cell_measured": max(fitted) if fitted else None,
+            "load_note": args.load_note, "neighbour_list_backend": args.nl_backend,
+            "largest_dpqtb_cell_measured": max(fitted) if fitted else None,
             "complete": complete, "results": results, "ratios": ratios}
 
 if __name__ == "__main__":
