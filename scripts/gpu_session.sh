@@ -71,7 +71,7 @@ step_check() {
 }
 
 nl_backend() {  # the device-built neighbour list unless the check step found it unequal to the host one
-    "$PY" - "$OUT/env.json" <<'PYEOF' 2>/dev/null || echo auto
+    "$PY" - "$OUT/env.json" <<'PYEOF' 2>/dev/null || echo vesin
 import json, sys
 ok = json.load(open(sys.argv[1])).get("neighbour_list_device_equals_host")
 print("auto" if ok is True else "vesin")
@@ -88,12 +88,14 @@ step_bench() {
 }
 
 step_tests() {
+    export DPQTB_NL_BACKEND=$(nl_backend)  # DeepPotential's default: the device list only if checked equal
     local k=()
     [ -n "${TEST_K:-}" ] && k=(-k "$TEST_K")
     DPQTB_TEST_DEVICE=$DEV "$PY" -m pytest -q -rfEs -p no:cacheprovider tests/test_potential_deepmd.py "${k[@]}"
 }
 
 step_builtin() {
+    export DPQTB_NL_BACKEND=$(nl_backend)  # DeepPotential's default: the device list only if checked equal
     "$PY" scripts/gpu_session_checks.py builtin --device "$DEV" --compare-sizes "$BUILTIN_COMPARE" \
         --time-sizes "$BUILTIN_TIME" --time-chunk-atoms 4096 --repeats "$REPEATS_SHORT" --out "$OUT/builtin_cuda.json"
 }
@@ -104,6 +106,7 @@ step_thermostat() {
 }
 
 step_large() {
+    export DPQTB_NL_BACKEND=$(nl_backend)  # DeepPotential's default: the device list only if checked equal
     "$PY" benchmarks/bench_deepmd.py --device "$DEV" --methods dpqtb --sizes "$LARGE_SIZES" --nl-backend "$(nl_backend)" \
         --chunk-atoms "$LARGE_CHUNK" --repeats "$REPEATS_SHORT" --threads "$THREADS" \
         --case-timeout-s $((STEP_LIMIT - 15)) --deadline-s $((STEP_LIMIT - 10)) --out "$OUT/deepmd_cuda_large.json"

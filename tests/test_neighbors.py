@@ -128,7 +128,9 @@ def test_ghost_keys_dense_and_merged_agree():
 def test_device_backend_equals_host_build(full):
     """vesin-torch (the build used for CUDA tensors) gives the host build's list exactly — pairs,
     order and dtypes — here on CPU tensors, on a wide cell with unwrapped atoms; and both agree
-    with the brute-force enumeration."""
+    with the brute-force enumeration. On CPU tensors both call vesin's CPU search, so this checks
+    dpqtb's orientation/sort/decode on the device path; vesin's CUDA search itself is compared with
+    the host build on LaH10 cells by scripts/gpu_session_checks.py (env step) on a GPU machine."""
     rng = np.random.default_rng(13)
     pos, cell = _triclinic(rng, 200, 14.0, unwrap=0.8)
     out = {}
@@ -151,3 +153,8 @@ def test_backend_choice_and_bad_backend():
     assert vl.backend_used == "vesin"  # auto on CPU tensors: the memory-lean host build
     with pytest.raises(DpqtbError, match="backend must be one of"):
         VerletList(3.0, 0.5, backend="cuda")
+    for b in ("vesin", "vesin-torch"):  # no atoms: an empty list of the usual dtypes, on both builds
+        vl = VerletList(3.0, 0.5, backend=b)
+        vl.update(torch.zeros((0, 3), dtype=torch.float64), torch.tensor(cell), (True, True, True))
+        assert len(vl.i) == len(vl.j) == len(vl.shifts) == 0
+        assert (vl.i.dtype, vl.j.dtype, vl.shifts.dtype) == (torch.int32, torch.int32, torch.int8)

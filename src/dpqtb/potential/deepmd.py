@@ -72,13 +72,16 @@ class DeepPotential(Potential):
     skin_A : Verlet skin of the neighbour list (Å)
     chunk_atoms : at most this many local atoms per model call (None: all at once)
     neighbour_backend : where the neighbour list is built ("auto": vesin-torch on the model's device
-        for CUDA, vesin on the host for CPU; or "vesin" / "vesin-torch"); the list is the same
+        for CUDA, vesin on the host for CPU; or "vesin" / "vesin-torch"; None: $DPQTB_NL_BACKEND or
+        "auto"); the list is the same
     """
 
     batched = False
 
     def __init__(self, model: str | os.PathLike, device: str | torch.device = "cpu", skin_A: float = 1.0,
-                 chunk_atoms: int | None = None, neighbour_backend: str = "auto"):
+                 chunk_atoms: int | None = None, neighbour_backend: str | None = None):
+        if neighbour_backend is None:  # the list is the same whatever builds it; DPQTB_NL_BACKEND picks
+            neighbour_backend = os.environ.get("DPQTB_NL_BACKEND", "auto")
         if neighbour_backend not in VerletList.BACKENDS:
             raise DpqtbError(f"neighbour backend must be one of {', '.join(VerletList.BACKENDS)}, "
                              f"got {neighbour_backend!r}")

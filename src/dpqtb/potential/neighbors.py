@@ -22,6 +22,7 @@ buffer) where the cell is large against the cutoff, and up to ~20 where the halo
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -242,13 +243,35 @@ def _build_torch(positions, cell, periodic, rc, full):
         raise DpqtbError("neighbour-list backend 'vesin-torch' needs the vesin-torch package") from exc
     dev = positions.device
     n = positions.shape[0]
+    if n == 0:
+        return (torch.empty(0, dtype=torch.int32, device=dev), torch.empty(0, dtype=torch.int32, device=dev),
+                torch.empty((0, 3), dtype=torch.int8, device=dev))
     box = cell.to(torch.float64)
     if not any(periodic):
         box = torch.zeros((3, 3), dtype=torch.float64, device=dev)
-    nl = NeighborList(cutoff=rc, full_list=full)
-    P, S = nl.compute(points=positions.to(torch.float64).contiguous(), box=box.contiguous(),
-                      periodic=torch.tensor(periodic, device=dev), quantities="PS", copy=True)
-    del nl
+    # vesin's CUDA kernel writes into a fixed buffer of pairs per point (VESIN_CUDA_MAX_PAIRS_PER_POINT,
+    # by default ~rc³, too small for dense hydrides: ~520 per atom within 7 Å in LaH10): size it from
+    # the density with a margin, and double it if vesin still reports an overflow
+    vol = abs(float(torch.linalg.det(box))) if all(periodic) else 0.0
+    per_point = n if vol == 0.0 else 4.0 / 3.0 * math.pi * rc**3 * n / vol
+    capacity = max(128, int(1.5 * per_point) + 32)
+    user_cap = os.environ.get("VESIN_CUDA_MAX_PAIRS_PER_POINT")
+    for _ in range(6):
+        if user_cap is None and dev.type == "cuda":
+            os.environ["VESIN_CUDA_MAX_PAIRS_PER_POINT"] = str(capacity)
+        nl = NeighborList(cutoff=rc, full_list=full)
+        try:
+            P, S = nl.compute(points=positions.to(torch.float64).contiguous(), box=box.contiguous(),
+                              periodic=torch.tensor(periodic, device=dev), quantities="PS", copy=True)
+            break
+        except RuntimeError as exc:
+            if "maximum capacity" not in str(exc) or user_cap is not None:
+                raise
+            capacity *= 2
+        finally:
+            del nl
+    else:
+        raise DpqtbError(f"vesin-torch: more than {capacity // 2} pairs per atom; use neighbour backend 'vesin'")
     i, j, s = P[:, 0].to(torch.int64), P[:, 1].to(torch.int64), S.to(torch.int64)
     del P, S
     if not full:

@@ -234,7 +234,9 @@ def compare_models(errors: dict[str, dict], *, n_boot: int = 20000, seed: int = 
                 else np.sqrt(np.mean(err["de"][sel] ** 2, axis=1)))
 
     def ci(r):
-        r = r[np.isfinite(r)]
+        r = r[~np.isnan(r)]  # 0/0 (both models exact on a resample); ±inf are kept, they are ordered
+        if len(r) == 0:
+            return [float("nan"), float("nan")]
         return [float(np.quantile(r, 0.025)), float(np.quantile(r, 0.975))]
 
     first = errors[names[0]]
