@@ -84,3 +84,28 @@ def test_bad_input():
         compare_models({"a": e})
     with pytest.raises(DpqtbError, match="same frames"):
         compare_models({"a": e, "b": {"sq_f": np.ones(2), "n_f": np.full(2, 6), "de": np.zeros(2)}})
+
+
+def test_model_test_modulus_from_card_or_manifest(tmp_path):
+    """The split a model was trained with is read from a shipped model's card or from the manifest of
+    the `dpqtb train` folder it lies in; validating on job stores with another modulus is refused."""
+    import json
+
+    from dpqtb.potential.builtin import resolve
+
+    assert V.model_test_modulus(resolve("builtin:lah10")) == 10
+    mdir = tmp_path / "train" / "model_0"
+    mdir.mkdir(parents=True)
+    (tmp_path / "train" / "data").mkdir()
+    (tmp_path / "train" / "data" / "manifest.json").write_text(json.dumps({"test_modulus": 3}))
+    (mdir / "frozen_model.pth").write_bytes(b"x")
+    assert V.model_test_modulus(mdir / "frozen_model.pth") == 3
+    assert V.model_test_modulus(tmp_path / "elsewhere.pth") is None
+    store = tmp_path / "store"
+    (store / "jobs").mkdir(parents=True)
+
+    class Stub:
+        type_map = ["La", "H"]
+
+    with pytest.raises(DpqtbError, match="trained with test_modulus 3, not 10"):
+        V.validate(mdir / "frozen_model.pth", [store], tmp_path / "out", evaluator=Stub())

@@ -262,4 +262,7 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
     none_held_out = next(m for m in range(101, 10**6) if not any(is_test_frame(i, m) for i in every))
     assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "y"),
                  "--frames-only", "--test-modulus", str(none_held_out)]) == 2
-    assert "no held-out frames" in capsys.readouterr().err
+    assert "trained with test_modulus 3" in capsys.readouterr().err  # its own split is recorded
+    with pytest.raises(DpqtbError, match="no held-out frames"):  # a model of unknown split
+        validate(tmp_path / "unknown.pth", [store], tmp_path / "z", evaluator=DeepPotEvaluator(model),
+                 structure=False, plots=False, test_modulus=none_held_out)

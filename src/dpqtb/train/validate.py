@@ -113,6 +113,29 @@ def job_stores(data) -> list[Path] | None:
     return None
 
 
+def model_test_modulus(model: str | os.PathLike) -> int | None:
+    """The split modulus a model was trained with, where dpqtb recorded it: the model card of a shipped
+    model (its training config), or the ``data/manifest.json`` of the ``dpqtb train`` folder the file
+    lies in (``DIR/model_K/*.pth``); None when unknown."""
+    import tomllib
+
+    path = Path(model).resolve()
+    card = path.with_suffix(".json")
+    if card.is_file():
+        try:
+            cfg = json.loads(card.read_text())["source"]["config"]
+            return int(tomllib.loads(cfg).get("data", {}).get("test_modulus", 10))
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError, tomllib.TOMLDecodeError):
+            return None
+    manifest = path.parent.parent / "data" / "manifest.json"
+    if manifest.is_file():
+        try:
+            return int(json.loads(manifest.read_text())["test_modulus"])
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError):
+            return None
+    return None
+
+
 def find_test_data(data: str | os.PathLike) -> tuple[Path, dict | None]:
     """The folder of deepmd/npy test systems and the manifest (if any) for ``--data``.
 
@@ -623,6 +646,11 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         others[label] = ev
     stores = job_stores(data)
     if stores:
+        for m in [model, *[c for c in compare if isinstance(c, (str, os.PathLike))]]:
+            trained = model_test_modulus(m)
+            if trained is not None and trained != test_modulus:
+                raise DpqtbError(f"{m} was trained with test_modulus {trained}, not {test_modulus}: its "
+                                 f"training frames would count as held out (use --test-modulus {trained})")
         # the held-out split of job stores, exported for this report only (the split rule is the
         # training's: a frame held out here was never trained on by any dpqtb model)
         import tempfile
