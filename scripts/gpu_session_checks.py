@@ -190,38 +190,6 @@ def check_builtin(args) -> int:
             entry["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-1500:]
         out["timing"].append(entry)
         _write(args.out, out)
-    # the neighbour list built on the device (vesin-torch) must equal the host build exactly
-    try:
-        import numpy as np
-
-        from dpqtb.potential.neighbors import VerletList
-
-        import vesin_torch
-
-        from dpqtb.structures.lah10 import fm3m, supercell
-
-        out["vesin_torch"] = getattr(vesin_torch, "__version__", "?")
-        dev = args.device
-        cases = []
-        # LaH10 at ~300 GPa with the DP list's cutoff + skin (7 Å: ~520 pairs per atom), 44 and 352
-        # atoms (many periodic images in the small cell), full and half lists, atoms a cell away
-        for reps in (1, 2):
-            at = supercell(fm3m(4.75, "conventional"), reps)
-            at.rattle(0.1, seed=1)
-            pos = at.positions + np.round(np.random.default_rng(2).normal(0, 0.7, (len(at), 3))) @ at.cell.array
-            for full in (True, False):
-                lists = {}
-                for b in ("vesin", "vesin-torch"):
-                    vl = VerletList(6.0, 1.0, full=full, backend=b)
-                    vl.update(torch.tensor(pos, device=dev), torch.tensor(at.cell.array, device=dev),
-                              (True, True, True))
-                    lists[b] = [t.cpu() for t in (vl.i, vl.j, vl.shifts)]
-                cases.append({"atoms": len(at), "full": full, "pairs": int(len(lists["vesin"][0])),
-                              "equal": all(torch.equal(a, c) for a, c in zip(lists["vesin"], lists["vesin-torch"]))})
-        out["neighbour_list_cases"] = cases
-        out["neighbour_list_device_equals_host"] = all(c["equal"] for c in cases)
-    except Exception as exc:  # noqa: BLE001
-        out["error_neighbour_list_device"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:]
     out["ok"] = ok
     _write(args.out, out)
     return 0 if ok else 1
