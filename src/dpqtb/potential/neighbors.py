@@ -95,34 +95,31 @@ class VerletList:
         backend = self.backend
         if backend == "auto":
             backend = "vesin" if positions.device.type == "cpu" else "vesin-torch"
+        self.i = self.j = self.shifts = None  # release the previous list before building the next one
         if backend == "vesin-torch":
             # the same canonical list, built on the positions' device (no host round trip)
-            self.i = self.j = self.shifts = None
             self.i, self.j, self.shifts = _build_torch(positions.detach(), cell.detach(),
                                                        [bool(p) for p in pbc], self.cutoff + self.skin, self.full)
             self.n_slabs_used = 1
-            self.backend_used = backend
-            self._ref_pos = positions.detach().clone()
-            self._ref_cell = cell.detach().clone()
-            self.n_builds += 1
-            return
+        else:
+            self._build_host(positions, cell, pbc)
         self.backend_used = backend
+        self._ref_pos = positions.detach().clone()
+        self._ref_cell = cell.detach().clone()
+        self.n_builds += 1
+
+    def _build_host(self, positions, cell, pbc) -> None:
         pos = positions.detach().cpu().numpy().astype(np.float64)
         box = cell.detach().cpu().numpy().astype(np.float64)
         periodic = [bool(p) for p in pbc]
         if not any(periodic):
             box = np.zeros((3, 3))
-        # release the previous list before building the next one
-        self.i = self.j = self.shifts = None
         i, j, s = _build(pos, box, periodic, self.cutoff + self.skin, self.full, self.slabs,
                          self.slab_min_pairs, self.max_slabs, self)
         dev = positions.device
         self.i = torch.from_numpy(i).to(dev)
         self.j = torch.from_numpy(j).to(dev)
         self.shifts = torch.from_numpy(s).to(dev)
-        self._ref_pos = positions.detach().clone()
-        self._ref_cell = cell.detach().clone()
-        self.n_builds += 1
 
     def vectors(self, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """r_ij = x_j - x_i + S_ij·cell for every stored pair (Å)."""
