@@ -82,10 +82,7 @@ class DeepPotential(Potential):
                  chunk_atoms: int | None = None, neighbour_backend: str | None = None):
         if neighbour_backend is None:  # the list is the same whatever builds it; DPQTB_NL_BACKEND picks
             neighbour_backend = os.environ.get("DPQTB_NL_BACKEND", "auto")
-        if neighbour_backend not in VerletList.BACKENDS:
-            raise DpqtbError(f"neighbour backend must be one of {', '.join(VerletList.BACKENDS)}, "
-                             f"got {neighbour_backend!r}")
-        self.neighbour_backend = neighbour_backend
+        self.neighbour_backend = VerletList.check_backend(neighbour_backend)  # fail at construction
         self.path = Path(model)
         self.device = torch.device(device)
         self.model = load_frozen_model(self.path, self.device)

@@ -64,9 +64,7 @@ class VerletList:
             raise DpqtbError("neighbour-list skin must be >= 0 Å")
         if slabs is not None and slabs < 1:
             raise DpqtbError(f"neighbour-list slabs must be >= 1, got {slabs}")
-        if backend not in self.BACKENDS:
-            raise DpqtbError(f"neighbour-list backend must be one of {', '.join(self.BACKENDS)}, got {backend!r}")
-        self.backend = backend
+        self.backend = self.check_backend(backend)
         self.backend_used = None
         self.cutoff = float(cutoff)
         self.skin = float(skin)
@@ -77,6 +75,12 @@ class VerletList:
         self.i = self.j = self.shifts = None
         self.n_builds = 0
         self.n_slabs_used = 0
+
+    @classmethod
+    def check_backend(cls, backend: str) -> str:
+        if backend not in cls.BACKENDS:
+            raise DpqtbError(f"neighbour-list backend must be one of {', '.join(cls.BACKENDS)}, got {backend!r}")
+        return backend
 
     def _needs_rebuild(self, positions, cell) -> bool:
         if self._ref_pos is None or self._ref_pos.shape != positions.shape:
