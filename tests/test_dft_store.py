@@ -237,3 +237,49 @@ def test_label_cli_rejects_bad_np(tmp_path):
     args = _parser().parse_args(["label", "--store", str(tmp_path / "s"), "--np", "0"])
     with pytest.raises(DpqtbError, match="--np"):
         args.func(args)
+
+
+def test_retired_jobs_leave_the_plan_but_not_the_store(tmp_path):
+    store = JobStore(tmp_path / "s")
+    ids = [store.add(a, CHEAP, {"order": n, "kind": "thermal" if n % 2 else "pair-rotation"})
+           for n, a in enumerate(_configs(4))]
+    assert run_store(store, max_jobs=1, calc_factory=lj_factory, verbose=False) == 1
+    with pytest.raises(DpqtbError, match="already labelled"):
+        store.retire(ids[0], "x")
+    with pytest.raises(DpqtbError, match="no job"):
+        store.retire("0" * 16, "x")
+    with pytest.raises(DpqtbError, match="reason"):
+        store.retire(ids[2], "  ")
+    store.retire(ids[2], "rigid rotation")
+    assert store.pending() == [ids[1], ids[3]]
+    assert store.progress() == (1, 3, 0)
+    assert (store.jobs_dir / f"{ids[2]}.json").exists()  # the plan stays reproducible
+    assert json.loads((store.retired_dir / f"{ids[2]}.json").read_text())["reason"] == "rigid rotation"
+
+    # a job retired while a run is going is skipped by that run (checked before each job)
+    def retire_next(atoms, settings, txt=None):
+        if not store.is_retired(ids[3]):
+            store.retire(ids[3], "retired mid-run")
+        return lj_factory(atoms, settings)
+
+    assert run_store(store, calc_factory=retire_next, verbose=False) == 1
+    assert store.done_ids() == {ids[0], ids[1]}
+    assert store.progress() == (2, 2, 0) and store.pending() == []
+
+
+def test_label_cli_retire_kind(tmp_path, capsys):
+    store = JobStore(tmp_path / "s")
+    for n, a in enumerate(_configs(3)):
+        store.add(a, CHEAP, {"order": n, "kind": ["thermal", "pair-rotation", "pair-rotation"][n]})
+    base = ["label", "--store", str(store.root), "--no-run"]
+    args = _parser().parse_args(base + ["--retire-kind", "pair-rotation"])
+    with pytest.raises(DpqtbError, match="needs --reason"):
+        args.func(args)
+    args = _parser().parse_args(base + ["--retire-kind", "strained", "--reason", "r"])
+    with pytest.raises(DpqtbError, match="no pending job of kind 'strained'.*pair-rotation, thermal"):
+        args.func(args)
+    assert not store.retired_ids()
+    args = _parser().parse_args(base + ["--retire-kind", "pair-rotation", "--reason", "r"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "2 pending 'pair-rotation' job(s)" in out and "0/1 labelled, 0 failed, 2 retired" in out

@@ -81,19 +81,28 @@ def cmd_label(args) -> int:
         for atoms in read_structures(path):
             store.add(atoms, settings, {"source": os.path.basename(path)})
             added += 1
+    if args.retire_kind:
+        retired = _retire_kind(store, args.retire_kind, args.reason)
+        print(f"{retired} pending '{args.retire_kind}' job(s) of {args.store} retired")
     if args.plan:
         from dpqtb.structures.sampling import build_sample, round0_plan
 
+        calc, relax_meta = None, {}
+        if args.plan == "pair-exchange":
+            calc, relax_meta = _relax_calculator(args.relax_model)
         lo, hi = args.p_range_GPa
         if not 0 < lo < hi:
             raise DpqtbError(f"bad pressure range {lo}–{hi} GPa")
         tlo, thi = args.t_range_K
         if not 0 <= tlo <= thi:
             raise DpqtbError(f"bad temperature range {tlo}–{thi} K")
+        kinds = {"pair-exchange": ("pair-exchange",)}.get(args.plan)
         specs = round0_plan(n_small=args.n_small, n_large=args.n_large, p_range=(lo, hi),
-                            t_range=(tlo, thi), seed=args.plan_seed)
+                            t_range=(tlo, thi), seed=args.plan_seed,
+                            **({"kinds": kinds} if kinds else {}))
         for order, spec in enumerate(specs):
-            atoms, meta = build_sample(spec)
+            atoms, meta = build_sample(spec, calc=calc)
+            meta.update(relax_meta)
             meta["order"] = order
             meta["round"] = 0
             store.add(atoms, settings, meta)
@@ -101,7 +110,9 @@ def cmd_label(args) -> int:
     done, total, failed = store.progress()
     if added:
         print(f"{added} configuration(s) registered in {args.store}")
-    print(f"{args.store}: {done}/{total} labelled, {failed} failed")
+    n_retired = len(store.retired_ids() - store.done_ids())
+    print(f"{args.store}: {done}/{total} labelled, {failed} failed"
+          + (f", {n_retired} retired" if n_retired else ""))
     if args.status:
         print(_eta(store))
         pid = _running_pid(store)
@@ -128,6 +139,42 @@ def cmd_label(args) -> int:
         return 0
     return _run_with_progress(cmd, store, total - done if args.max_jobs is None
                               else min(args.max_jobs, total - done))
+
+
+def _retire_kind(store, kind: str, reason: str | None) -> int:
+    """Retire every pending job of ``store`` whose ``meta['kind']`` is ``kind``."""
+    import json
+
+    if not reason or not reason.strip():
+        raise DpqtbError("--retire-kind needs --reason TEXT (recorded with every retired job)")
+    jobs = store.pending()
+    kinds = {j: json.loads((store.jobs_dir / f"{j}.json").read_text()).get("meta", {}).get("kind")
+             for j in jobs}
+    known = sorted({k for k in kinds.values() if k})
+    sel = [j for j in jobs if kinds[j] == kind]
+    if not sel:
+        raise DpqtbError(f"{store.root}: no pending job of kind {kind!r} "
+                         f"(pending kinds: {', '.join(known) or 'none'})")
+    for j in sel:
+        store.retire(j, reason)
+    return len(sel)
+
+
+def _relax_calculator(spec: str):
+    """ASE calculator of the Deep Potential ``spec`` (builtin:NAME or a path) and its provenance."""
+    import hashlib
+
+    from dpqtb.potential.builtin import resolve
+
+    path = resolve(spec)
+    if not path.is_file():
+        raise DpqtbError(f"--relax-model {spec}: no such model file")
+    try:
+        from deepmd.calculator import DP
+    except ImportError as exc:  # pragma: no cover - deepmd-kit is a dependency
+        raise DpqtbError(f"--relax-model needs DeePMD-kit ({exc})") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return DP(str(path)), {"relax_model": str(spec), "relax_model_sha256": digest}
 
 
 def _check_can_run(np_: int) -> None:
@@ -167,12 +214,10 @@ def _eta(store) -> str:
         walls.setdefault(len(fr["symbols"]), []).append(fr["provenance"]["wall_s"])
     if not walls:
         return "no frames yet: no time estimate"
-    done = store.done_ids()
     left: dict[int, int] = {}
-    for jid in store.job_ids():
-        if jid not in done:
-            n = len(json.loads((store.jobs_dir / f"{jid}.json").read_text())["symbols"])
-            left[n] = left.get(n, 0) + 1
+    for jid in store.pending():
+        n = len(json.loads((store.jobs_dir / f"{jid}.json").read_text())["symbols"])
+        left[n] = left.get(n, 0) + 1
     mean = {n: float(np.mean(w)) for n, w in walls.items()}
     fallback = max(mean.values())
     secs = sum(c * mean.get(n, fallback * (n / max(mean)) ** 2) for n, c in left.items())
@@ -290,7 +335,16 @@ def register(subparsers) -> None:
         "resumes; every configuration is labelled once. Units: eV, Å, GPa.")
     p.add_argument("inputs", nargs="*", help="structure files (any ASE format) to add")
     p.add_argument("--store", required=True, help="job store directory (e.g. data/labels/round0)")
-    p.add_argument("--plan", choices=["round0"], help="add the round-0 sampling plan")
+    p.add_argument("--plan", choices=["round0", "pair-exchange"],
+                   help="add a sampling plan: round0 (thermal, strained, rigid pair rotations) or "
+                        "pair-exchange (pair rotations with the cage relaxed by --relax-model)")
+    p.add_argument("--relax-model", default="builtin:lah10",
+                   help="Deep Potential that relaxes the cage in --plan pair-exchange "
+                        "(default builtin:lah10; the labels are DFT regardless)")
+    p.add_argument("--retire-kind", default=None, metavar="KIND",
+                   help="take every pending job of this kind (meta 'kind') off the plan; "
+                        "labelled frames are kept")
+    p.add_argument("--reason", default=None, help="why jobs are retired (stored with each)")
     p.add_argument("--n-small", type=int, default=260, help="11-atom cells in the plan")
     p.add_argument("--n-large", type=int, default=180, help="44-atom cells in the plan")
     p.add_argument("--p-range-GPa", type=float, nargs=2, default=(100.0, 350.0),

@@ -129,6 +129,11 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
     written = 0
     try:
         for n, jid in enumerate(plan):
+            # a job retired while this run was going (dpqtb label --retire-kind) is skipped;
+            # rank 0 decides so that all ranks skip together
+            retired = _broadcast(store.is_retired(jid) if rank == 0 else None, comm)
+            if retired:
+                continue
             job = store.job(jid)
             txt = None
             if rank == 0:

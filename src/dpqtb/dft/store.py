@@ -141,6 +141,10 @@ class JobStore:
         return self.root / "failed"
 
     @property
+    def retired_dir(self) -> Path:
+        return self.root / "retired"
+
+    @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
@@ -177,9 +181,30 @@ class JobStore:
             return set()
         return {p.stem for p in self.failed_dir.glob("*.json")}
 
+    def retired_ids(self) -> set[str]:
+        if not self.retired_dir.is_dir():
+            return set()
+        return {p.stem for p in self.retired_dir.glob("*.json")}
+
+    def is_retired(self, jid: str) -> bool:
+        return (self.retired_dir / f"{jid}.json").exists()
+
+    def retire(self, jid: str, reason: str) -> None:
+        """Take a not-yet-labelled job off the labelling plan (recorded with ``reason``; the job
+        file stays, so the plan remains reproducible).  Labelled jobs cannot be retired."""
+        if not (self.jobs_dir / f"{jid}.json").exists():
+            raise DpqtbError(f"no job {jid} in store {self.root}")
+        if self.has_frame(jid):
+            raise DpqtbError(f"job {jid} in {self.root} is already labelled; frames are never retired")
+        if not reason.strip():
+            raise DpqtbError("retiring a job needs a reason")
+        atomic_write_json(self.retired_dir / f"{jid}.json",
+                          {"id": jid, "reason": reason.strip(),
+                           "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
     def pending(self) -> list[str]:
-        """Jobs without a frame, in labelling order (``meta['order']``, then id)."""
-        done = self.done_ids()
+        """Jobs without a frame and not retired, in labelling order (``meta['order']``, then id)."""
+        done = self.done_ids() | self.retired_ids()
         todo = [j for j in self.job_ids() if j not in done]
         order = {}
         for j in todo:
@@ -188,10 +213,10 @@ class JobStore:
         return sorted(todo, key=order.__getitem__)
 
     def progress(self) -> tuple[int, int, int]:
-        """(labelled, total, failed-and-not-yet-labelled)."""
+        """(labelled, total, failed-and-not-yet-labelled); retired jobs are not counted."""
         done = self.done_ids()
-        jobs = set(self.job_ids())
-        return len(done & jobs), len(jobs), len(self.failed_ids() - done)
+        jobs = set(self.job_ids()) - (self.retired_ids() - done)
+        return len(done & jobs), len(jobs), len(self.failed_ids() - done - self.retired_ids())
 
     # -- frames
     def has_frame(self, jid: str) -> bool:
