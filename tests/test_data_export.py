@@ -127,3 +127,19 @@ def test_summary_names_md_snapshots_by_their_starting_phase():
     assert phase_label({"phase": "C2"}) == "C2"
     assert phase_label({"kind": "model_deviation", "phase_start": "P-1"}) == "P-1 MD"
     assert phase_label({}) == "?"
+
+
+def test_read_systems_needs_type_names_when_matching_by_name(store, tmp_path):
+    """Without type_map.raw dpdata would call the types Type_0, Type_1: reading by name is refused
+    with a message naming the file; with an explicit type map (training) the data are read."""
+    from dpqtb.train.dataset import read_systems
+
+    out = tmp_path / "npy"
+    export_deepmd_npy(load_frames([store.root]), out)
+    systems = read_systems(out, type_map=None)
+    assert {str(s) for x in systems for s in x["symbols"]} == {"La", "H"}
+    for p in out.rglob("type_map.raw"):
+        p.unlink()
+    with pytest.raises(DpqtbError, match="no type_map.raw.*cannot be matched"):
+        read_systems(out, type_map=None)
+    assert len(read_systems(out, type_map=("La", "H"))) == len(systems)

@@ -157,6 +157,10 @@ def read_systems(root: str | os.PathLike, type_map=("La", "H")) -> list[dict]:
         raise DpqtbError(f"no data directory at {root}")
     out = []
     for name in _systems(root):
+        if type_map is None and not (root / name / "type_map.raw").is_file():
+            raise DpqtbError(f"{root / name}: no type_map.raw, so its types cannot be matched to "
+                             f"the model's elements by name; add one (e.g. 'La H') or export with "
+                             f"'dpqtb dataset export'")
         try:
             s = dpdata.LabeledSystem(str(root / name), fmt="deepmd/npy",
                                      type_map=None if type_map is None else list(type_map))
