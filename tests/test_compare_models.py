@@ -109,3 +109,62 @@ def test_model_test_modulus_from_card_or_manifest(tmp_path):
 
     with pytest.raises(DpqtbError, match="trained with test_modulus 3, not 10"):
         V.validate(mdir / "frozen_model.pth", [store], tmp_path / "out", evaluator=Stub())
+
+
+def _errors(rng, nf, scale=1.0):
+    return {"sq_f": rng.gamma(2.0, scale, nf), "n_f": np.full(nf, 33), "de": rng.normal(0, 0.01, nf)}
+
+
+def test_group_bootstrap_reduces_to_frames_and_counts_groups_not_frames():
+    rng = np.random.default_rng(3)
+    ea, eb = _errors(rng, 15), _errors(rng, 15, 1.3)
+    plain = compare_models({"a": ea, "b": eb}, n_boot=400)
+    # one group per frame, labels sorted like the frames: the very same resamples
+    single = compare_models({"a": ea, "b": eb}, groups=[f"{i:02d}" for i in range(15)], n_boot=400)
+    assert single["pairs"] == plain["pairs"] and single["groups"] == 15
+    # every frame repeated 4 times in one group (4 candidates of one run with identical errors):
+    # each resample's RMSE equals that of the same draw over the distinct frames, so the interval
+    # equals the one-frame-per-run interval exactly, while resampling the 60 frames one by one
+    # would shrink it by about 1/sqrt(4)
+    rep = {k: np.repeat(v, 4) for k, v in ea.items()}, {k: np.repeat(v, 4) for k, v in eb.items()}
+    labels = np.repeat([f"run{i:02d}" for i in range(15)], 4)
+    grouped = compare_models({"a": rep[0], "b": rep[1]}, groups=labels, n_boot=400)
+    assert grouped["frames"] == 60 and grouped["groups"] == 15 and grouped["resampled"] == "groups"
+    for key in ("rmse_f_ratio", "rmse_f_ratio_ci95", "rmse_e_ratio", "rmse_e_ratio_ci95"):
+        assert grouped["pairs"]["a vs b"][key] == pytest.approx(plain["pairs"]["a vs b"][key], rel=1e-12)
+    naive = compare_models({"a": rep[0], "b": rep[1]}, n_boot=400)["pairs"]["a vs b"]["rmse_f_ratio_ci95"]
+    g = grouped["pairs"]["a vs b"]["rmse_f_ratio_ci95"]
+    assert naive[1] - naive[0] < 0.75 * (g[1] - g[0])
+    # a single group: every resample is the whole set
+    one = compare_models({"a": ea, "b": eb}, groups=["x"] * 15, n_boot=50)["pairs"]["a vs b"]
+    assert one["rmse_f_ratio_ci95"] == pytest.approx([one["rmse_f_ratio"]] * 2, rel=1e-12)
+    with pytest.raises(DpqtbError, match="14 group labels for 15 frames"):
+        compare_models({"a": ea, "b": eb}, groups=["x"] * 14)
+
+
+def test_frame_groups_follow_the_export(tmp_path):
+    """frame_groups maps every frame of a dpqtb deepmd/npy export back to its job metadata: frames
+    of one exploration run share a label, the rest are their own."""
+    from dpqtb.data.export import export_deepmd_npy
+    from dpqtb.structures.lah10 import fm3m
+    from dpqtb.train.dataset import read_systems
+
+    rng = np.random.default_rng(0)
+    frames, runs = [], [None, "A", "B", "A", None, "B", "A"]
+    for n, run in enumerate(runs):
+        a = fm3m(4.9, "primitive" if n % 2 else "conventional")
+        a.positions += rng.normal(size=a.positions.shape) * 0.05
+        meta = {"explore_run": run, "explore_dir": "work/x"} if run else {}
+        frames.append({"id": f"{n:016x}", "symbols": a.get_chemical_symbols(),
+                       "cell_A": a.cell.array.tolist(), "positions_A": a.positions.tolist(),
+                       "pbc": [True] * 3, "settings": {}, "meta": meta, "energy_eV": float(n),
+                       "forces_eV_per_A": np.zeros((len(a), 3)).tolist(),
+                       "stress_eV_per_A3": np.zeros((3, 3)).tolist(), "pressure_GPa": 0.0})
+    export_deepmd_npy(frames, tmp_path / "npy")
+    systems = read_systems(tmp_path / "npy", type_map=None)
+    groups = V.frame_groups(tmp_path / "npy", systems)
+    energies = np.concatenate([s["energy_eV"] for s in systems])  # energy n marks frame n
+    want = [f"work/x/{runs[int(e)]}" if runs[int(e)] else f"{int(e):016x}" for e in energies]
+    assert groups == want and len(set(groups)) == 4
+    (tmp_path / "npy" / "provenance.json").unlink()
+    assert V.frame_groups(tmp_path / "npy", systems) is None

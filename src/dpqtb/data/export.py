@@ -27,8 +27,11 @@ def load_frames(stores: list[str | os.PathLike]) -> list[dict]:
     return frames
 
 
-def to_multisystems(frames: list[dict]):
-    """A dpdata.MultiSystems of the frames (grouped by formula by dpdata), type map [La, H]."""
+def to_multisystems(frames: list[dict], ids_by_system: dict | None = None):
+    """A dpdata.MultiSystems of the frames (grouped by formula by dpdata), type map [La, H].
+
+    ``ids_by_system``, if given, is filled with the frame ids of each system in frame order, keyed
+    by the system's directory name in a deepmd/npy export (dpdata's short name)."""
     try:
         import dpdata
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -40,12 +43,19 @@ def to_multisystems(frames: list[dict]):
         atoms = frame_to_atoms(fr)
         ls = dpdata.LabeledSystem(atoms, fmt="ase/structure", type_map=list(TYPE_MAP))
         ms.append(ls)
+        if ids_by_system is not None:
+            ids_by_system.setdefault(ls.short_name, []).append(fr["id"])
+    if ids_by_system is not None:  # the export writes one directory per system, frames in order
+        counts = {ss.short_name: ss.get_nframes() for ss in ms.systems.values()}
+        if counts != {k: len(v) for k, v in ids_by_system.items()}:
+            raise DpqtbError("internal: dpdata grouped the frames differently than expected")
     return ms
 
 
 def export_deepmd_npy(frames: list[dict], outdir: str | os.PathLike, set_size: int = 5000) -> int:
     """Write deepmd/npy systems (one per composition) under ``outdir``; returns the frame count."""
-    ms = to_multisystems(frames)
+    ids: dict[str, list[str]] = {}
+    ms = to_multisystems(frames, ids)
     ms.to("deepmd/npy", str(outdir), set_size=set_size)
     # provenance travels with the data: one record per frame (DeePMD's format has no place for it)
     records = [{"id": fr["id"], "natoms": len(fr["symbols"]), "settings": fr["settings"],
@@ -53,7 +63,8 @@ def export_deepmd_npy(frames: list[dict], outdir: str | os.PathLike, set_size: i
                 "provenance": fr.get("provenance", {})} for fr in frames]
     with open(Path(outdir) / "provenance.json", "w") as fh:
         json.dump({"type_map": list(TYPE_MAP), "units": {"energy": "eV", "force": "eV/Å",
-                   "virial": "eV", "coord": "Å"}, "frames": records}, fh, indent=0)
+                   "virial": "eV", "coord": "Å"}, "frames": records,
+                   "system_frame_ids": ids}, fh, indent=0)
     return ms.get_nframes()
 
 

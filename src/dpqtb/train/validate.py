@@ -228,15 +228,44 @@ def per_frame_errors(evaluator, systems: list[dict]) -> dict:
     return {"sq_f": np.concatenate(sq_f), "n_f": np.concatenate(n_f), "de": np.concatenate(de)}
 
 
-def compare_models(errors: dict[str, dict], *, n_boot: int = 20000, seed: int = 0) -> dict:
+def frame_groups(data_dir: str | os.PathLike, systems: list[dict]) -> list[str] | None:
+    """A group label per frame of ``systems`` (in their order) for the bootstrap of
+    :func:`compare_models`: candidates picked from the same exploration run (``meta.explore_run``)
+    share a group, every other frame is its own.  Read from the ``provenance.json`` of a dpqtb
+    export; None when the data do not say which frame is which (then frames are resampled)."""
+    path = Path(data_dir) / "provenance.json"
+    if not path.is_file():
+        return None
+    prov = json.loads(path.read_text())
+    ids = prov.get("system_frame_ids")
+    if not ids:
+        return None
+    meta = {r["id"]: r.get("meta", {}) for r in prov.get("frames", [])}
+    out = []
+    for s in systems:
+        fids = ids.get(s["name"])
+        if fids is None or len(fids) != len(s["energy_eV"]):
+            return None
+        for fid in fids:
+            m = meta.get(fid, {})
+            run = m.get("explore_run")
+            out.append(f"{m.get('explore_dir', '')}/{run}" if run else fid)
+    return out
+
+
+def compare_models(errors: dict[str, dict], *, groups=None, n_boot: int = 20000,
+                   seed: int = 0) -> dict:
     """Paired comparison of the first model in ``errors`` (name -> :func:`per_frame_errors`, all on
     the same frames) with each other one.
 
     For each pair: the force- and energy-RMSE ratios first/other, with 95 % bootstrap intervals from
-    resampling the *frames* (the same resample for both models, so frame-to-frame difficulty cancels),
-    and the number of frames on which the first model's per-frame force RMSE is lower.  The interval
-    covers frame sampling only: if the first model was picked on these same frames (the best seed of
-    an ensemble, say), compare it with its siblings as well before reading a ratio below 1 as real.
+    resampling the frames (the same resample for both models, so frame-to-frame difficulty cancels),
+    and the number of frames on which the first model's per-frame force RMSE is lower.  With
+    ``groups`` (a label per frame, e.g. :func:`frame_groups`) whole groups are resampled instead
+    (a cluster bootstrap): frames picked from one exploration run are correlated, and resampling
+    them one by one would make the interval too narrow.  The interval covers data sampling only: if
+    the first model was picked on these same frames (the best seed of an ensemble, say), compare it
+    with its siblings as well before reading a ratio below 1 as real.
     """
     names = list(errors)
     if len(names) < 2:
@@ -244,17 +273,31 @@ def compare_models(errors: dict[str, dict], *, n_boot: int = 20000, seed: int = 
     nf = len(errors[names[0]]["sq_f"])
     if nf == 0 or any(len(errors[k]["sq_f"]) != nf for k in names):
         raise DpqtbError("compare_models: the models were not evaluated on the same frames")
-    idx = np.random.default_rng(seed).integers(0, nf, size=(n_boot, nf))
-    count = errors[names[0]]["n_f"]
-    cnt_b = count[idx].sum(axis=1)
+    if groups is None:
+        gid, ng = np.arange(nf), nf
+    else:
+        if len(groups) != nf:
+            raise DpqtbError(f"compare_models: {len(groups)} group labels for {nf} frames")
+        _, gid = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        ng = int(gid.max()) + 1
+    idx = np.random.default_rng(seed).integers(0, ng, size=(n_boot, ng))
+
+    def per_group(x):
+        return np.bincount(gid, weights=x, minlength=ng)
+
+    count_g = per_group(errors[names[0]]["n_f"].astype(float))
+    frames_g = per_group(np.ones(nf))
+    cnt_b, frames_b = count_g[idx].sum(axis=1), frames_g[idx].sum(axis=1)
 
     def f_rmse(err, sel=None):
-        return (np.sqrt(err["sq_f"].sum() / count.sum()) if sel is None
-                else np.sqrt(err["sq_f"][sel].sum(axis=1) / cnt_b))
+        if sel is None:
+            return np.sqrt(err["sq_f"].sum() / count_g.sum())
+        return np.sqrt(per_group(err["sq_f"])[sel].sum(axis=1) / cnt_b)
 
     def e_rmse(err, sel=None):
-        return (np.sqrt(np.mean(err["de"] ** 2)) if sel is None
-                else np.sqrt(np.mean(err["de"][sel] ** 2, axis=1)))
+        if sel is None:
+            return np.sqrt(np.mean(err["de"] ** 2))
+        return np.sqrt(per_group(err["de"] ** 2)[sel].sum(axis=1) / frames_b)
 
     def ci(r):
         r = r[~np.isnan(r)]  # 0/0 (both models exact on a resample); ±inf are kept, they are ordered
@@ -264,6 +307,8 @@ def compare_models(errors: dict[str, dict], *, n_boot: int = 20000, seed: int = 
 
     first = errors[names[0]]
     out = {"frames": int(nf), "bootstrap_resamples": int(n_boot), "seed": int(seed),
+           "resampled": "frames" if groups is None else "groups",
+           "groups": int(ng),
            "rmse_f_eV_per_A": {k: float(f_rmse(errors[k])) for k in names},
            "rmse_e_meV_per_atom": {k: 1000 * float(e_rmse(errors[k])) for k in names},
            "pairs": {}}
@@ -546,9 +591,13 @@ def _markdown(rep: dict) -> str:
         c = rep["comparison"]
         L += ["## Paired comparison on the same held-out frames", "",
               f"Every model evaluated on the same {c['frames']} frames. Ratios are first/other (pair “first vs other”); the 95 % "
-              f"intervals come from {c['bootstrap_resamples']} bootstrap resamples of the frames, the same "
-              "resample for both models (paired). They cover frame sampling only: a model picked on these "
-              "frames (the best seed of an ensemble) should also be compared with its siblings.", "",
+              f"intervals come from {c['bootstrap_resamples']} bootstrap resamples "
+              + (f"of {c['groups']} groups (candidates from one exploration run form a group, every other "
+                 "frame its own; whole groups are resampled, since frames of one run are correlated)"
+                 if c.get("resampled") == "groups" else "of the frames")
+              + ", the same resample for both models (paired). They cover data sampling only: a model "
+              "picked on these frames (the best seed of an ensemble) should also be compared with its "
+              "siblings.", "",
               "| model | force RMSE (eV/Å) | energy RMSE (meV/atom) |", "|---|---|---|"]
         for k in c["rmse_f_eV_per_A"]:
             L.append(f"| `{k}` | {_fmt(c['rmse_f_eV_per_A'][k])} | {_fmt(c['rmse_e_meV_per_atom'][k], '.3f')} |")
@@ -662,6 +711,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             if manifest["test"]["frames"] == 0:
                 raise DpqtbError(f"no held-out frames in {', '.join(map(str, stores))} (label more frames)")
             systems = read_systems(Path(tmp) / "test", type_map=None)
+            groups = frame_groups(Path(tmp) / "test", systems)
         test_dir = "held-out split of the job stores " + ", ".join(map(str, stores))
     else:
         if not isinstance(data, (str, os.PathLike)):
@@ -670,6 +720,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             data = data[0]
         test_dir, manifest = find_test_data(data)
         systems = read_systems(test_dir, type_map=None)
+        groups = frame_groups(test_dir, systems)
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -689,7 +740,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     if others:
         errs = {str(model): per_frame_errors(evaluator, systems)}
         errs.update({k: per_frame_errors(ev, systems) for k, ev in others.items()})
-        rep["comparison"] = compare_models(errs)
+        rep["comparison"] = compare_models(errs, groups=groups)
         rep["comparison"]["sha256"] = {k: file_sha256(Path(k)) if Path(k).is_file() else ""
                                        for k in errs}
         for pair, r in rep["comparison"]["pairs"].items():
