@@ -20,3 +20,55 @@ def test_relax_keeps_space_group(phase):
     ds = spglib.get_symmetry_dataset((out.cell.array, out.get_scaled_positions(), out.numbers),
                                      symprec=1e-3)
     assert ds.number == SPACE_GROUP_NUMBER[phase]
+
+
+def test_relax_phase_prerelax_keeps_the_start_group_and_reaches_the_pressure():
+    """Pre-relax with one stand-in model, relax with another: the symmetry imposed in both stages is
+    the lowered start's (its operations map the result onto itself), the final cell sits at the
+    target pressure, and the record's enthalpy is (E + pV)/N of the result."""
+    from ase.units import GPa
+
+    from dpqtb.dft.relax import relax_phase, space_groups
+
+    p = 20.0
+    pre = LennardJones(sigma=1.0, epsilon=0.02, rc=3.0)
+    calc = LennardJones(sigma=1.05, epsilon=0.02, rc=3.0)
+    out, rec = relax_phase("C2", p, amplitude_A=0.1, seed=2, calc=calc, prerelax_calc=pre,
+                           fmax=1e-3, steps=400, txt=None)
+    assert rec["space_group_start"]["0.001"] == "C2 (5)"
+    assert rec["prerelax"]["steps"] > 0 and rec["final"]["steps"] > 0
+    # fmax applies to the filter's generalised forces (atom forces times the deformation gradient)
+    assert rec["prerelax"]["max_force_eV_per_A"] < 0.01
+    f = rec["final"]
+    assert f["max_force_eV_per_A"] < 2e-3 and abs(f["pressure_GPa"] - p) < 0.05
+    out.set_constraint()
+    assert f["enthalpy_eV_per_atom"] == pytest.approx(
+        (out.get_potential_energy() + p * GPa * out.get_volume()) / len(out), rel=1e-12)
+    # every operation of the start maps the relaxed cell onto itself
+    start = lowered(fm3m(4.9), "C2", amplitude=0.1, rng=2)
+    ds = spglib.get_symmetry_dataset((start.cell.array, start.get_scaled_positions(), start.numbers),
+                                     symprec=1e-3)
+    frac = out.get_scaled_positions()
+    for R, t in zip(ds.rotations, ds.translations):
+        img = (frac @ R.T + t) % 1.0
+        d = (img[:, None, :] - frac[None, :, :] + 0.5) % 1.0 - 0.5
+        assert np.abs(d).max(axis=2).min(axis=1).max() < 1e-4
+    assert set(space_groups(out)) == {"0.001", "0.01", "0.1"}
+
+
+def test_report_gives_enthalpies_relative_to_fm3m():
+    from dpqtb.dft.relax import report
+
+    def rec(phase, h, pre_h=None, seed=0):
+        sg = {"0.001": "X", "0.01": "Y", "0.1": "Z"}
+        r = {"phase_start": phase, "pressure_target_GPa": 100.0, "seed": seed,
+             "final": {"enthalpy_eV_per_atom": h, "space_group": sg, "volume_A3_per_atom": 3.3,
+                       "pressure_GPa": 100.0, "max_force_eV_per_A": 0.01, "steps": 3}}
+        if pre_h is not None:
+            r["prerelax"] = {"enthalpy_eV_per_atom": pre_h, "space_group": sg}
+        return r
+
+    md = report([rec("C2", -1.0075, -2.0020, 1), rec("Fm-3m", -1.0, -2.0)])
+    lines = md.strip().splitlines()
+    assert lines[2].startswith("| Fm-3m | 100 | 0 |") and "+0.00" in lines[2]
+    assert lines[3].startswith("| C2 | 100 | 1 | Y | -2.00 | X / Y / Z | -7.50 |")

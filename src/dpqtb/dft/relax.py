@@ -1,65 +1,216 @@
-"""Symmetry-constrained relaxation of a LaH10 phase at a target pressure (GPAW, under mpiexec).
+"""Symmetry-lowering relaxation of a LaH10 phase at a target pressure (GPAW, under mpiexec).
 
     OMP_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw mpiexec --allow-run-as-root -n 2 \\
-        python -m dpqtb.dft.relax --phase C2 --pressure-GPa 150 --out c2_150GPa.extxyz
+        python -m dpqtb.dft.relax --phase C2 --pressure-GPa 100 --seed 1 \\
+        --prerelax-model builtin:lah10 --out data/phases/C2_100GPa_s1.extxyz
 
-The starting cell is the Fm-3m structure at the target pressure (stored EOS) lowered to the
-requested symmetry (:func:`dpqtb.structures.lah10.lowered`).  Positions and cell relax under
-ASE's FixSymmetry (the space group found by spglib at the start is kept) and a
-FrechetCellFilter at the scalar pressure, so the result is the nearest enthalpy minimum of that
-symmetry.  Whether it falls back to Fm-3m (as expected at high pressure) is a result.
+The starting cell is the Fm-3m structure at the target pressure (stored DFT EOS) lowered to the
+requested symmetry (:func:`dpqtb.structures.lah10.lowered`: a random displacement and strain
+projected onto the subgroup's invariant subspace).  Positions and cell then relax under ASE's
+FixSymmetry (the operations of the lowered starting cell are kept; the structure may gain
+symmetry, never lose it) and a FrechetCellFilter at the scalar pressure, so the result is the
+nearest enthalpy minimum compatible with that subgroup.  Whether it falls back to Fm-3m is a
+result, read from the space group of the relaxed cell at several tolerances.
+
+``--prerelax-model`` first relaxes the same way with a Deep Potential (seconds, on rank 0), so
+the DFT relaxation starts near its minimum and needs a few steps only; the DFT result does not
+depend on the model beyond the basin it starts in.  The output extxyz carries the record
+(enthalpy per atom, volume, pressure, space groups, steps) in its info, and OUT.json repeats it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+import numpy as np
 from ase.units import GPa
 
 from dpqtb.dft.settings import PRODUCTION, make_calculator
 
+#: spglib tolerances (Å) at which the space group of a relaxed cell is reported.
+SYMPREC_A = (1e-3, 1e-2, 1e-1)
+
 
 def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0.02,
-          steps: int = 200, txt: str | None = "-", trajectory: str | None = None, calc=None):
-    """Relax positions and cell of ``atoms`` at ``pressure_GPa`` keeping its space group.
+          steps: int = 200, txt: str | None = "-", trajectory: str | None = None, calc=None,
+          symmetry_from=None, logfile: str | None = "-"):
+    """Relax positions and cell of ``atoms`` at ``pressure_GPa`` keeping its space group (that of
+    ``symmetry_from`` if given: same atom order and lattice basis, e.g. the unrelaxed start).
 
-    ``calc`` replaces the GPAW calculator (tests)."""
+    ``calc`` replaces the GPAW calculator (a Deep Potential, or a stand-in in tests)."""
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
     atoms = atoms.copy()
-    atoms.set_constraint(FixSymmetry(atoms, symprec=1e-3))
+    atoms.set_constraint()
+    ref = atoms if symmetry_from is None else symmetry_from.copy()
+    if len(ref) != len(atoms) or list(ref.numbers) != list(atoms.numbers):
+        raise ValueError("symmetry_from must have the atoms of the structure, in the same order")
+    atoms.set_constraint(FixSymmetry(ref, symprec=1e-3))
     atoms.calc = calc if calc is not None else make_calculator(atoms, settings, txt=txt)
     flt = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * GPa)
-    BFGS(flt, trajectory=trajectory, logfile=None if calc is not None else "-").run(
-        fmax=fmax, steps=steps)
+    opt = BFGS(flt, trajectory=trajectory, logfile=logfile)
+    opt.run(fmax=fmax, steps=steps)
+    atoms.info["relax_steps"] = int(opt.nsteps)
     return atoms
+
+
+def space_groups(atoms) -> dict[str, str]:
+    """Space group (international symbol and number) at each of ``SYMPREC_A``."""
+    import spglib
+
+    cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
+    return {f"{p:g}": str(spglib.get_spacegroup(cell, symprec=p)) for p in SYMPREC_A}
+
+
+def record(atoms, pressure_GPa: float) -> dict:
+    """Enthalpy per atom H = (E + p V)/N at the target pressure (E: the calculator's energy, for
+    GPAW the Fermi–Dirac free energy), volume, pressure from the stress, max force, space groups."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    # GPAW: the Fermi–Dirac free energy, consistent with forces and stress (as in the labels);
+    # a model has one energy (which ASE may also file as its free energy)
+    kind = "free energy" if type(atoms.calc).__name__ == "GPAW" else "energy"
+    try:
+        e = float(atoms.get_potential_energy(force_consistent=True))
+    except PropertyNotImplementedError:
+        e = float(atoms.get_potential_energy())
+    v = float(atoms.get_volume())
+    n = len(atoms)
+    stress = atoms.get_stress(voigt=False)
+    return {"natoms": n, "calculator": type(atoms.calc).__name__, "energy_eV": e, "energy_kind": kind, "volume_A3_per_atom": v / n,
+            "enthalpy_eV_per_atom": (e + pressure_GPa * GPa * v) / n,
+            "pressure_GPa": float(-np.trace(stress) / 3 / GPa),
+            "max_force_eV_per_A": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
+            "cell_A": np.round(atoms.cell.array, 6).tolist(),
+            "space_group": space_groups(atoms)}
+
+
+def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplitude_A: float = 0.1,
+                seed: int = 0, calc=None, prerelax_calc=None, settings=PRODUCTION,
+                fmax: float = 0.02, steps: int = 200, txt: str | None = "-",
+                trajectory: str | None = None, share=None) -> tuple:
+    """Lower Fm-3m at ``pressure_GPa`` to ``phase``, optionally pre-relax with ``prerelax_calc``,
+    relax with ``calc`` (GPAW if None).  Returns the relaxed Atoms and the record (start, pre-relax
+    and final space groups, enthalpies, steps).  ``share(obj)`` hands rank 0's pre-relaxed
+    structure to every MPI rank (the identity when serial)."""
+    from dpqtb.structures.eos import fm3m_at_pressure
+    from dpqtb.structures.lah10 import lowered
+
+    start = fm3m_at_pressure(pressure_GPa, cell)
+    if phase != "Fm-3m":
+        start = lowered(start, phase, amplitude=amplitude_A, rng=seed)
+    rec = {"phase_start": phase, "pressure_target_GPa": pressure_GPa, "cell": cell,
+           "amplitude_A": amplitude_A, "seed": seed, "space_group_start": space_groups(start)}
+    geo = start
+    if prerelax_calc is not None:
+        pre = None
+        if share is None or getattr(share, "rank", 0) == 0:
+            pre = relax(start, pressure_GPa=pressure_GPa, fmax=0.005, steps=2000,
+                        calc=prerelax_calc, symmetry_from=start, logfile=None)
+            pre_rec = record(pre, pressure_GPa)
+            pre.calc = None
+            pre.set_constraint()
+            pre = (pre, pre_rec)
+        pre, pre_rec = share(pre) if share is not None else pre
+        rec["prerelax"] = {**pre_rec, "steps": int(pre.info["relax_steps"])}
+        geo = pre
+    out = relax(geo, settings=settings, pressure_GPa=pressure_GPa, fmax=fmax, steps=steps,
+                txt=txt, trajectory=trajectory, calc=calc, symmetry_from=start)
+    rec["final"] = {**record(out, pressure_GPa), "steps": int(out.info["relax_steps"]),
+                    "converged_fmax_eV_per_A": fmax}
+    return out, rec
+
+
+class _Share:
+    """Broadcast from rank 0 over GPAW's MPI world."""
+
+    def __init__(self):
+        from gpaw.mpi import world
+
+        self.world, self.rank = world, world.rank
+
+    def __call__(self, obj):
+        from gpaw.mpi import broadcast
+
+        return broadcast(obj, 0, comm=self.world)
+
+
+def report(records: list[dict]) -> str:
+    """Markdown table of relaxation records (``OUT.json``): enthalpies relative to the Fm-3m record
+    at the same target pressure (DFT and, where pre-relaxed, the model's)."""
+    ref = {r["pressure_target_GPa"]: r for r in records if r["phase_start"] == "Fm-3m"}
+    rows = ["| start | P (GPa) | seed | pre-relax: model's group (0.01 Å) | model ΔH (meV/atom) | "
+            "DFT group (1e-3 / 0.01 / 0.1 Å) | DFT ΔH (meV/atom) | V (Å³/atom) | DFT P (GPa) | "
+            "max F (eV/Å) | DFT steps |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["pressure_target_GPa"], r["phase_start"] != "Fm-3m",
+                                             r["phase_start"], r["seed"])):
+        f, p0 = r["final"], ref.get(r["pressure_target_GPa"])
+        dh = (f"{1000 * (f['enthalpy_eV_per_atom'] - p0['final']['enthalpy_eV_per_atom']):+.2f}"
+              if p0 else "–")
+        pre = r.get("prerelax")
+        pre_sg = pre["space_group"]["0.01"] if pre else "(none)"
+        pre_dh = (f"{1000 * (pre['enthalpy_eV_per_atom'] - p0['prerelax']['enthalpy_eV_per_atom']):+.2f}"
+                  if pre and p0 and p0.get("prerelax") else "–")
+        sg = " / ".join(f["space_group"][k] for k in ("0.001", "0.01", "0.1"))
+        rows.append(f"| {r['phase_start']} | {r['pressure_target_GPa']:g} | {r['seed']} | {pre_sg} | "
+                    f"{pre_dh} | {sg} | {dh} | {f['volume_A3_per_atom']:.4f} | {f['pressure_GPa']:.1f} | "
+                    f"{f['max_force_eV_per_A']:.3f} | {f['steps']} |")
+    return "\n".join(rows) + "\n"
 
 
 def main(argv=None) -> int:
     from ase.io import write
 
-    from dpqtb.structures.eos import fm3m_at_pressure
-    from dpqtb.structures.lah10 import lowered
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "report":  # python -m dpqtb.dft.relax report OUT.json ...
+        print(report([json.load(open(p)) for p in argv[1:]]), end="")
+        return 0
 
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(prog="python -m dpqtb.dft.relax", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phase", required=True, choices=["Fm-3m", "C2", "P-1", "R-3m"])
     ap.add_argument("--pressure-GPa", type=float, required=True)
     ap.add_argument("--cell", default="primitive", choices=["primitive", "conventional"])
     ap.add_argument("--amplitude-A", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fmax-eV-per-A", type=float, default=0.02)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=200, help="max DFT optimiser steps")
+    ap.add_argument("--prerelax-model", default=None,
+                    help="Deep Potential (builtin:NAME or a path) to pre-relax with on rank 0")
+    ap.add_argument("--out", required=True, help="relaxed structure (.extxyz); OUT.json the record")
     a = ap.parse_args(argv)
-    atoms = fm3m_at_pressure(a.pressure_GPa, a.cell)
-    if a.phase != "Fm-3m":
-        atoms = lowered(atoms, a.phase, amplitude=a.amplitude_A, rng=a.seed)
-    out = relax(atoms, pressure_GPa=a.pressure_GPa, fmax=a.fmax_eV_per_A,
-                txt=a.out + ".gpaw.txt", trajectory=a.out + ".traj")
-    out.set_constraint()
-    write(a.out, out, format="extxyz")
+    pre_calc = None
+    share = _Share()
+    if a.prerelax_model and share.rank == 0:
+        from deepmd.calculator import DP
+
+        from dpqtb.potential.builtin import resolve
+
+        pre_calc = DP(str(resolve(a.prerelax_model)))
+    elif a.prerelax_model:
+        pre_calc = object()  # only rank 0 evaluates it; the others receive its result
+    out, rec = relax_phase(a.phase, a.pressure_GPa, a.cell, a.amplitude_A, a.seed,
+                           prerelax_calc=pre_calc, fmax=a.fmax_eV_per_A, steps=a.steps,
+                           txt=a.out + ".gpaw.txt", trajectory=a.out + ".traj", share=share)
+    if a.prerelax_model:
+        rec["prerelax"]["model"] = a.prerelax_model
+    if share.rank == 0:
+        from dpqtb.dft.settings import code_versions
+
+        rec["provenance"] = {"codes": code_versions(), "settings": PRODUCTION.as_dict(),
+                             "mpi_ranks": share.world.size}
+        out.set_constraint()
+        out.info.update({"dpqtb_relax": json.dumps(rec)})
+        write(a.out, out, format="extxyz")
+        with open(a.out + ".json", "w") as fh:
+            json.dump(rec, fh, indent=1)
+        f = rec["final"]
+        print(f"{a.phase} at {a.pressure_GPa} GPa: H = {f['enthalpy_eV_per_atom']:.5f} eV/atom, "
+              f"space group {f['space_group']}, {f['steps']} steps", flush=True)
     return 0
 
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Symmetry-lowering DFT relaxations of the LaH10 phases (docs/phases.md), one after the other in
+# the background; a finished one (OUT.json present) is skipped, so re-running resumes.
+#   scripts/relax_phases.sh            (1 MPI rank by default: the labeller keeps the other core)
+#   DPQTB_RELAX_RANKS=2 scripts/relax_phases.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" != "--worker" ]; then
+    setsid nohup bash "$0" --worker </dev/null >/dev/null 2>&1 &
+    echo "relaxing in the background (pid $!); log: data/phases/relax.log"
+    exit 0
+fi
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
+ranks=${DPQTB_RELAX_RANKS:-1}
+mpi=(mpiexec -n "$ranks")
+[ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n "$ranks")
+mkdir -p data/phases
+# a relaxation already running (an earlier worker's) finishes first: re-running never duplicates it
+while pgrep -f "python -m dpqtb.dft.relax" >/dev/null; do sleep 15; done
+# phase  pressure_GPa  seed  prerelax(yes/no)
+while read -r phase p seed pre; do
+    suffix=""
+    if [ "$pre" = no ]; then suffix=_direct; fi
+    out="data/phases/${phase}_${p}GPa_s${seed}${suffix}.extxyz"
+    [ -f "$out.json" ] && continue
+    extra=()
+    [ "$pre" = yes ] && extra=(--prerelax-model builtin:lah10)
+    echo "== $(date -u +%FT%TZ) $out" >> data/phases/relax.log
+    nice -n 10 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.relax --phase "$phase" --pressure-GPa "$p" \
+        --seed "$seed" --amplitude-A 0.15 "${extra[@]}" --out "$out" </dev/null >> data/phases/relax.log 2>&1 || true
+done <<'LIST'
+Fm-3m 100 0 yes
+C2 100 1 yes
+Fm-3m 150 0 yes
+C2 150 0 no
+R-3m 100 0 yes
+P-1 100 0 yes
+LIST
