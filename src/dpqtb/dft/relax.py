@@ -92,7 +92,7 @@ def record(atoms, pressure_GPa: float) -> dict:
 def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplitude_A: float = 0.1,
                 seed: int = 0, calc=None, prerelax_calc=None, settings=PRODUCTION,
                 fmax: float = 0.02, steps: int = 200, txt: str | None = "-",
-                trajectory: str | None = None, share=None) -> tuple:
+                trajectory: str | None = None, share=None, logfile: str | None = "-") -> tuple:
     """Lower Fm-3m at ``pressure_GPa`` to ``phase``, optionally pre-relax with ``prerelax_calc``,
     relax with ``calc`` (GPAW if None).  Returns the relaxed Atoms and the record (start, pre-relax
     and final space groups, enthalpies, steps).  ``share(obj)`` hands rank 0's pre-relaxed
@@ -119,7 +119,7 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
         rec["prerelax"] = {**pre_rec, "steps": int(pre.info["relax_steps"])}
         geo = pre
     out = relax(geo, settings=settings, pressure_GPa=pressure_GPa, fmax=fmax, steps=steps,
-                txt=txt, trajectory=trajectory, calc=calc, symmetry_from=start)
+                txt=txt, trajectory=trajectory, calc=calc, symmetry_from=start, logfile=logfile)
     rec["final"] = {**record(out, pressure_GPa), "steps": int(out.info["relax_steps"]),
                     "converged_fmax_eV_per_A": fmax}
     return out, rec
