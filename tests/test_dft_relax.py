@@ -72,3 +72,25 @@ def test_report_gives_enthalpies_relative_to_fm3m():
     lines = md.strip().splitlines()
     assert lines[2].startswith("| Fm-3m | 100 | 0 |") and "+0.00" in lines[2]
     assert lines[3].startswith("| C2 | 100 | 1 | Y | -2.00 | X / Y / Z | -7.50 |")
+
+
+def test_relax_phase_resumes_from_its_trajectory(tmp_path):
+    """A run stopped after a few steps and started again continues from the last stored structure
+    (appending) and reaches the same minimum as an uninterrupted run."""
+    from dpqtb.dft.relax import relax_phase
+
+    calc = lambda: LennardJones(sigma=1.05, epsilon=0.02, rc=3.0)  # noqa: E731
+    kw = dict(amplitude_A=0.1, seed=2, fmax=1e-3, txt=None, logfile=None)
+    full, rfull = relax_phase("C2", 20.0, calc=calc(), prerelax_calc=calc(), steps=400,
+                              trajectory=str(tmp_path / "full.traj"), **kw)
+    traj = str(tmp_path / "cut.traj")
+    _, r1 = relax_phase("C2", 20.0, calc=calc(), prerelax_calc=calc(), steps=3, trajectory=traj, **kw)
+    assert r1["final"]["steps"] == 3 and "resumed_after_steps" not in r1
+    from ase.io import read
+
+    n1 = len(read(traj, ":"))
+    out, r2 = relax_phase("C2", 20.0, calc=calc(), prerelax_calc=None, steps=400, trajectory=traj, **kw)
+    assert r2["resumed_after_steps"] == n1 and len(read(traj, ":")) > n1
+    assert r2["prerelax"] == r1["prerelax"]  # read back, not recomputed
+    assert r2["final"]["enthalpy_eV_per_atom"] == pytest.approx(rfull["final"]["enthalpy_eV_per_atom"],
+                                                                abs=1e-6)

@@ -35,13 +35,15 @@ SYMPREC_A = (1e-3, 1e-2, 1e-1)
 
 def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0.02,
           steps: int = 200, txt: str | None = "-", trajectory: str | None = None, calc=None,
-          symmetry_from=None, logfile: str | None = "-"):
+          symmetry_from=None, logfile: str | None = "-", append: bool = False):
     """Relax positions and cell of ``atoms`` at ``pressure_GPa`` keeping its space group (that of
     ``symmetry_from`` if given: same atom order and lattice basis, e.g. the unrelaxed start).
 
-    ``calc`` replaces the GPAW calculator (a Deep Potential, or a stand-in in tests)."""
+    ``calc`` replaces the GPAW calculator (a Deep Potential, or a stand-in in tests).  Each step's
+    structure (with energy, forces, stress) goes to ``trajectory``, appended to when ``append``."""
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
+    from ase.io.trajectory import Trajectory
     from ase.optimize import BFGS
 
     atoms = atoms.copy()
@@ -52,10 +54,26 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     atoms.set_constraint(FixSymmetry(ref, symprec=1e-3))
     atoms.calc = calc if calc is not None else make_calculator(atoms, settings, txt=txt)
     flt = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * GPa)
-    opt = BFGS(flt, trajectory=trajectory, logfile=logfile)
-    opt.run(fmax=fmax, steps=steps)
+    opt = BFGS(flt, logfile=logfile)
+    traj = None
+    if trajectory:
+        traj = Trajectory(trajectory, "a" if append else "w", atoms, master=_is_master())
+        opt.attach(traj.write, interval=1)
+    try:
+        opt.run(fmax=fmax, steps=steps)
+    finally:
+        if traj is not None:
+            traj.close()
     atoms.info["relax_steps"] = int(opt.nsteps)
     return atoms
+
+
+def _is_master() -> bool:
+    try:
+        from gpaw.mpi import world
+    except ImportError:  # pragma: no cover
+        return True
+    return world.rank == 0
 
 
 def space_groups(atoms) -> dict[str, str]:
@@ -96,7 +114,15 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
     """Lower Fm-3m at ``pressure_GPa`` to ``phase``, optionally pre-relax with ``prerelax_calc``,
     relax with ``calc`` (GPAW if None).  Returns the relaxed Atoms and the record (start, pre-relax
     and final space groups, enthalpies, steps).  ``share(obj)`` hands rank 0's pre-relaxed
-    structure to every MPI rank (the identity when serial)."""
+    structure to every MPI rank (the identity when serial).
+
+    With ``trajectory``, a killed run resumes: if the trajectory holds steps, the relaxation goes on
+    from its last structure (appending; the optimiser's Hessian estimate starts afresh) and the
+    pre-relaxation record is read back from ``TRAJECTORY.prerelax.json``."""
+    import os
+
+    from ase.io import read
+
     from dpqtb.structures.eos import fm3m_at_pressure
     from dpqtb.structures.lah10 import lowered
 
@@ -106,7 +132,18 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
     rec = {"phase_start": phase, "pressure_target_GPa": pressure_GPa, "cell": cell,
            "amplitude_A": amplitude_A, "seed": seed, "space_group_start": space_groups(start)}
     geo = start
-    if prerelax_calc is not None:
+    done_steps = 0
+    pre_path = f"{trajectory}.prerelax.json" if trajectory else None
+    if trajectory and os.path.isfile(trajectory) and os.path.getsize(trajectory) > 0:
+        images = read(trajectory, index=":")
+        if images:
+            geo, done_steps = images[-1], len(images)
+            geo.calc = None
+            rec["resumed_after_steps"] = done_steps
+            if pre_path and os.path.isfile(pre_path):
+                with open(pre_path) as fh:
+                    rec["prerelax"] = json.load(fh)
+    if prerelax_calc is not None and not done_steps:
         pre = None
         if share is None or getattr(share, "rank", 0) == 0:
             pre = relax(start, pressure_GPa=pressure_GPa, fmax=0.005, steps=2000,
@@ -117,10 +154,14 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
             pre = (pre, pre_rec)
         pre, pre_rec = share(pre) if share is not None else pre
         rec["prerelax"] = {**pre_rec, "steps": int(pre.info["relax_steps"])}
+        if pre_path and _is_master():
+            with open(pre_path, "w") as fh:
+                json.dump(rec["prerelax"], fh, indent=1)
         geo = pre
-    out = relax(geo, settings=settings, pressure_GPa=pressure_GPa, fmax=fmax, steps=steps,
-                txt=txt, trajectory=trajectory, calc=calc, symmetry_from=start, logfile=logfile)
-    rec["final"] = {**record(out, pressure_GPa), "steps": int(out.info["relax_steps"]),
+    out = relax(geo, settings=settings, pressure_GPa=pressure_GPa, fmax=fmax,
+                steps=max(steps - done_steps, 0), txt=txt, trajectory=trajectory, calc=calc,
+                symmetry_from=start, logfile=logfile, append=bool(done_steps))
+    rec["final"] = {**record(out, pressure_GPa), "steps": done_steps + int(out.info["relax_steps"]),
                     "converged_fmax_eV_per_A": fmax}
     return out, rec
 

@@ -1,0 +1,70 @@
+"""Queue DFT jobs from a symmetry-lowering relaxation (docs/phases.md) into a job store:
+
+* every K-th structure of the relaxation path (OUT.traj; 11-atom cells), kind ``relax-path``;
+* thermal samples around the relaxed structure in the 44-atom cell (the primitive cell expanded
+  to the cubic conventional one), quantum harmonic widths at T uniform in the range (as
+  ``dpqtb.structures.sampling``), kind ``phase-thermal``.
+
+The labels are computed by the job-store runner with the production settings, like every other
+frame (the relaxation's own energies are not imported: its k-mesh was fixed at the start cell).
+
+    .venv/bin/python scripts/queue_phase_frames.py data/phases/C2_100GPa_s1.extxyz \\
+        --store data/labels/round0_phases --every 4 --n-thermal 10 --seed 1
+"""
+import argparse
+import json
+
+import numpy as np
+from ase.build import make_supercell
+from ase.io import read
+
+from dpqtb.dft.settings import PRODUCTION
+from dpqtb.dft.store import JobStore
+from dpqtb.structures.sampling import thermal_displace
+
+#: primitive fcc -> conventional cubic (4 primitive cells: 11 -> 44 atoms)
+TO_CONVENTIONAL = np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("relaxed", help="OUT.extxyz of python -m dpqtb.dft.relax (OUT.json, OUT.traj beside it)")
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--every", type=int, default=4, help="take every K-th path structure (and the last)")
+    ap.add_argument("--n-thermal", type=int, default=10)
+    ap.add_argument("--t-range-K", type=float, nargs=2, default=(0.0, 600.0))
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    rec = json.load(open(a.relaxed + ".json"))
+    base = {"phase": f"{rec['phase_start']} (DFT-relaxed)", "target_pressure_GPa": rec["pressure_target_GPa"],
+            "relaxation": a.relaxed, "space_group": rec["final"]["space_group"]["0.01"]}
+    store = JobStore(a.store)
+    order = len(store.job_ids())
+    path = read(a.relaxed + ".traj", ":")
+    picks = sorted(set(range(0, len(path), a.every)) | {len(path) - 1})
+    n = 0
+    for k in picks:
+        at = path[k].copy()
+        at.calc = None
+        at.wrap()
+        store.add(at, PRODUCTION, {**base, "kind": "relax-path", "relax_step": k, "temperature_K": 0.0,
+                                   "cell": "primitive", "order": order + n, "round": 0})
+        n += 1
+    final = read(a.relaxed)
+    final.calc = None
+    big = make_supercell(final, TO_CONVENTIONAL)
+    rng = np.random.default_rng(a.seed)
+    for t in range(a.n_thermal):
+        T = float(round(rng.uniform(*a.t_range_K), 0))
+        scale = float(rng.uniform(0.5, 1.0))
+        at = thermal_displace(big, T, rng, scale=scale)
+        at.wrap()
+        store.add(at, PRODUCTION, {**base, "kind": "phase-thermal", "temperature_K": T,
+                                   "width_scale": round(scale, 4), "cell": "conventional",
+                                   "order": order + n, "round": 0, "seed": a.seed, "draw": t})
+        n += 1
+    print(f"{n} jobs queued in {a.store} ({len(picks)} path structures, {a.n_thermal} thermal 44-atom cells)")
+
+
+if __name__ == "__main__":
+    main()
