@@ -36,6 +36,9 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
 ranks=${DPQTB_LABEL_RANKS:-2}
 mpi=(mpiexec -n "$ranks")
 [ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n "$ranks")
+# Open MPI pins rank k to core k: two runs at once (labeller + relaxation, or two 1-rank runs) would
+# share core 0 while core 1 idles; no binding lets the kernel spread them
+if mpiexec --version 2>&1 | grep -qiE "open mpi|openrte|prrte"; then mpi+=(--bind-to none); fi
 nframes() { ls "$1/frames" 2>/dev/null | wc -l; }
 running() {  # pid in STORE/runner.lock if alive
     local pid

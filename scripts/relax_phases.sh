@@ -14,6 +14,9 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
 ranks=${DPQTB_RELAX_RANKS:-1}
 mpi=(mpiexec -n "$ranks")
 [ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n "$ranks")
+# Open MPI pins rank k to core k: two runs at once (labeller + relaxation, or two 1-rank runs) would
+# share core 0 while core 1 idles; no binding lets the kernel spread them
+if mpiexec --version 2>&1 | grep -qiE "open mpi|openrte|prrte"; then mpi+=(--bind-to none); fi
 mkdir -p data/phases
 # a relaxation already running (an earlier worker's) finishes first: re-running never duplicates it
 while pgrep -f "python -m dpqtb.dft.relax" >/dev/null; do sleep 15; done

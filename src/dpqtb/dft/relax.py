@@ -208,7 +208,15 @@ def main(argv=None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "report":  # python -m dpqtb.dft.relax report OUT.json ...
-        print(report([json.load(open(p)) for p in argv[1:]]), end="")
+        recs = []
+        for p in argv[1:]:
+            with open(p) as fh:
+                r = json.load(fh)
+            if not isinstance(r, dict) or "phase_start" not in r or "final" not in r:
+                print(f"dpqtb.dft.relax report: {p} is not a relaxation record (OUT.json)", file=sys.stderr)
+                return 2
+            recs.append(r)
+        print(report(recs), end="")
         return 0
 
     ap = argparse.ArgumentParser(prog="python -m dpqtb.dft.relax", description=__doc__,
