@@ -195,4 +195,6 @@ def cmd_models(args) -> int:
         print(f"  file {MODELS_DIR / c['file']} (sha256 {c['sha256'][:16]}…), shipped {c['shipped']}")
         print(f"  trained on dataset {src['dataset_version']}: {src['train_frames']} frames "
               f"({src['test_frames']} held out), member {src['member']} of {src['train_dir']}")
+        for note in c.get("known_limitations", []):
+            print(f"  known limitation: {note}")
     return 0
