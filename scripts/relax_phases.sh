@@ -30,7 +30,7 @@ while read -r phase p seed pre; do
     [ "$pre" = yes ] && extra=(--prerelax-model builtin:lah10)
     echo "== $(date -u +%FT%TZ) $out" >> data/phases/relax.log
     nice -n 10 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.relax --phase "$phase" --pressure-GPa "$p" \
-        --seed "$seed" --amplitude-A 0.15 "${extra[@]}" --out "$out" </dev/null >> data/phases/relax.log 2>&1 || true
+        --seed "$seed" --amplitude-A 0.15 ${extra[@]+"${extra[@]}"} --out "$out" </dev/null >> data/phases/relax.log 2>&1 || true
 done <<'LIST'
 Fm-3m 100 0 yes
 C2 100 1 yes

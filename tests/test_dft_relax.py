@@ -22,26 +22,45 @@ def test_relax_keeps_space_group(phase):
     assert ds.number == SPACE_GROUP_NUMBER[phase]
 
 
-def test_relax_phase_prerelax_keeps_the_start_group_and_reaches_the_pressure():
+P_GPA = 20.0
+#: stand-in models and settings shared by the relax_phase tests (pre-relax, then relax)
+RELAX_KW = dict(amplitude_A=0.1, seed=2, fmax=1e-3, txt=None, logfile=None, prerelax_fmax=0.02,
+                cell_filter="unit")  # the Frechet filter's matrix exponentials cost minutes here
+
+
+def _pre():
+    return LennardJones(sigma=1.0, epsilon=0.02, rc=3.0)
+
+
+def _calc():
+    return LennardJones(sigma=1.05, epsilon=0.02, rc=3.0)
+
+
+@pytest.fixture(scope="module")
+def relaxed_c2():
+    from dpqtb.dft.relax import relax_phase
+
+    return relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=400, **RELAX_KW)
+
+
+def test_relax_phase_prerelax_keeps_the_start_group_and_reaches_the_pressure(relaxed_c2):
     """Pre-relax with one stand-in model, relax with another: the symmetry imposed in both stages is
     the lowered start's (its operations map the result onto itself), the final cell sits at the
     target pressure, and the record's enthalpy is (E + pV)/N of the result."""
     from ase.units import GPa
 
-    from dpqtb.dft.relax import relax_phase, space_groups
+    from dpqtb.dft.relax import space_groups
 
-    p = 20.0
-    pre = LennardJones(sigma=1.0, epsilon=0.02, rc=3.0)
-    calc = LennardJones(sigma=1.05, epsilon=0.02, rc=3.0)
-    out, rec = relax_phase("C2", p, amplitude_A=0.1, seed=2, calc=calc, prerelax_calc=pre,
-                           fmax=1e-3, steps=400, txt=None)
+    p = P_GPA
+    out, rec = relaxed_c2
+    out = out.copy()
+    out.calc = _calc()
     assert rec["space_group_start"]["0.001"] == "C2 (5)"
     assert rec["prerelax"]["steps"] > 0 and rec["final"]["steps"] > 0
     # fmax applies to the filter's generalised forces (atom forces times the deformation gradient)
-    assert rec["prerelax"]["max_force_eV_per_A"] < 0.01
+    assert rec["prerelax"]["max_force_eV_per_A"] < 0.04
     f = rec["final"]
     assert f["max_force_eV_per_A"] < 2e-3 and abs(f["pressure_GPa"] - p) < 0.05
-    out.set_constraint()
     assert f["enthalpy_eV_per_atom"] == pytest.approx(
         (out.get_potential_energy() + p * GPa * out.get_volume()) / len(out), rel=1e-12)
     # every operation of the start maps the relaxed cell onto itself
@@ -74,23 +93,29 @@ def test_report_gives_enthalpies_relative_to_fm3m():
     assert lines[3].startswith("| C2 | 100 | 1 | Y | -2.00 | X / Y / Z | -7.50 |")
 
 
-def test_relax_phase_resumes_from_its_trajectory(tmp_path):
+def test_relax_phase_resumes_from_its_trajectory(tmp_path, relaxed_c2):
     """A run stopped after a few steps and started again continues from the last stored structure
     (appending) and reaches the same minimum as an uninterrupted run."""
     from dpqtb.dft.relax import relax_phase
 
-    calc = lambda: LennardJones(sigma=1.05, epsilon=0.02, rc=3.0)  # noqa: E731
-    kw = dict(amplitude_A=0.1, seed=2, fmax=1e-3, txt=None, logfile=None)
-    full, rfull = relax_phase("C2", 20.0, calc=calc(), prerelax_calc=calc(), steps=400,
-                              trajectory=str(tmp_path / "full.traj"), **kw)
+    calc, kw = _calc, RELAX_KW
+    rfull = relaxed_c2[1]
     traj = str(tmp_path / "cut.traj")
-    _, r1 = relax_phase("C2", 20.0, calc=calc(), prerelax_calc=calc(), steps=3, trajectory=traj, **kw)
+    _, r1 = relax_phase("C2", P_GPA, calc=calc(), prerelax_calc=_pre(), steps=3, trajectory=traj, **kw)
     assert r1["final"]["steps"] == 3 and "resumed_after_steps" not in r1
     from ase.io import read
 
-    n1 = len(read(traj, ":"))
-    out, r2 = relax_phase("C2", 20.0, calc=calc(), prerelax_calc=None, steps=400, trajectory=traj, **kw)
-    assert r2["resumed_after_steps"] == n1 and len(read(traj, ":")) > n1
+    assert len(read(traj, ":")) == 4  # the start and 3 steps
+
+    class NoCalls:  # resuming must not pre-relax again
+        def __getattr__(self, name):
+            raise AssertionError("the pre-relaxation model was used on resume")
+
+    out, r2 = relax_phase("C2", P_GPA, calc=calc(), prerelax_calc=NoCalls(), steps=400,
+                          trajectory=traj, **kw)
+    n = len(read(traj, ":"))
+    assert r2["resumed_after_steps"] == 3 and r2["final"]["steps"] == n - 1 > 3  # no duplicate start
     assert r2["prerelax"] == r1["prerelax"]  # read back, not recomputed
+    # the same minimum (to the optimiser's tolerance: the resumed BFGS starts a fresh Hessian)
     assert r2["final"]["enthalpy_eV_per_atom"] == pytest.approx(rfull["final"]["enthalpy_eV_per_atom"],
                                                                 abs=1e-6)

@@ -118,3 +118,21 @@ def test_pair_exchange_sample_needs_a_model_and_is_deterministic():
     assert [s.kind for s in plan] == ["pair-exchange"] * 4
     with pytest.raises(DpqtbError, match="unknown sample kind"):
         S.round0_plan(n_small=1, n_large=0, kinds=("rattle",))
+
+
+def test_relax_radius_uses_the_true_minimum_image_in_the_primitive_cell():
+    """In the 60° primitive cell, rounding fractional coordinates picks wrong images; the free atoms
+    must be exactly those within the radius by a brute-force search over neighbouring images."""
+    import itertools
+
+    from dpqtb.structures.eos import fm3m_at_pressure
+
+    atoms = fm3m_at_pressure(200.0, "primitive")
+    rot, (a, b) = S.rotate_pair_indexed(atoms, 60.0, np.random.default_rng(2))
+    mid = rot.positions[a] + (rot.positions[b] - rot.positions[a]) / 2
+    shifts = np.array(list(itertools.product(range(-2, 3), repeat=3))) @ rot.cell.array
+    d = np.linalg.norm(rot.positions[:, None, :] + shifts[None] - mid, axis=2).min(axis=1)
+    for radius in (1.6, 2.0, 2.4, 3.0):
+        want = int((d <= radius).sum() + sum(d[[a, b]] > radius))
+        _, rec = S.relax_around_pair(rot, (a, b), _morse(), radius_A=radius, steps=1)
+        assert rec["relax_free_atoms"] == want, radius

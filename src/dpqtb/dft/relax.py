@@ -35,15 +35,17 @@ SYMPREC_A = (1e-3, 1e-2, 1e-1)
 
 def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0.02,
           steps: int = 200, txt: str | None = "-", trajectory: str | None = None, calc=None,
-          symmetry_from=None, logfile: str | None = "-", append: bool = False):
+          symmetry_from=None, logfile: str | None = "-", append: bool = False,
+          cell_filter: str = "frechet"):
     """Relax positions and cell of ``atoms`` at ``pressure_GPa`` keeping its space group (that of
     ``symmetry_from`` if given: same atom order and lattice basis, e.g. the unrelaxed start).
 
     ``calc`` replaces the GPAW calculator (a Deep Potential, or a stand-in in tests).  Each step's
-    structure (with energy, forces, stress) goes to ``trajectory``, appended to when ``append``."""
+    structure (with energy, forces, stress) goes to ``trajectory``, appended to when ``append``.
+    ``cell_filter``: ASE's FrechetCellFilter (default) or "unit" (UnitCellFilter: the same minimum,
+    without the matrix exponentials that dominate the cost with a cheap stand-in model)."""
     from ase.constraints import FixSymmetry
-    from ase.filters import FrechetCellFilter
-    from ase.io.trajectory import Trajectory
+    from ase.filters import FrechetCellFilter, UnitCellFilter
     from ase.optimize import BFGS
 
     atoms = atoms.copy()
@@ -53,17 +55,15 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
         raise ValueError("symmetry_from must have the atoms of the structure, in the same order")
     atoms.set_constraint(FixSymmetry(ref, symprec=1e-3))
     atoms.calc = calc if calc is not None else make_calculator(atoms, settings, txt=txt)
-    flt = FrechetCellFilter(atoms, scalar_pressure=pressure_GPa * GPa)
-    opt = BFGS(flt, logfile=logfile)
-    traj = None
-    if trajectory:
-        traj = Trajectory(trajectory, "a" if append else "w", atoms, master=_is_master())
-        opt.attach(traj.write, interval=1)
-    try:
-        opt.run(fmax=fmax, steps=steps)
-    finally:
-        if traj is not None:
-            traj.close()
+    if cell_filter not in ("frechet", "unit"):
+        raise ValueError(f"cell_filter must be 'frechet' or 'unit', not {cell_filter!r}")
+    Filter = FrechetCellFilter if cell_filter == "frechet" else UnitCellFilter
+    flt = Filter(atoms, scalar_pressure=pressure_GPa * GPa)
+    # ASE writes the start and every step (n steps: n + 1 structures); appending to a non-empty
+    # trajectory it does not write the start again (it is the last structure already there)
+    opt = BFGS(flt, logfile=logfile, trajectory=trajectory, append_trajectory=append,
+               master=_is_master())
+    opt.run(fmax=fmax, steps=steps)
     atoms.info["relax_steps"] = int(opt.nsteps)
     return atoms
 
@@ -110,7 +110,9 @@ def record(atoms, pressure_GPa: float) -> dict:
 def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplitude_A: float = 0.1,
                 seed: int = 0, calc=None, prerelax_calc=None, settings=PRODUCTION,
                 fmax: float = 0.02, steps: int = 200, txt: str | None = "-",
-                trajectory: str | None = None, share=None, logfile: str | None = "-") -> tuple:
+                trajectory: str | None = None, share=None, logfile: str | None = "-",
+                prerelax_fmax: float = 0.005, prerelax_steps: int = 2000,
+                cell_filter: str = "frechet") -> tuple:
     """Lower Fm-3m at ``pressure_GPa`` to ``phase``, optionally pre-relax with ``prerelax_calc``,
     relax with ``calc`` (GPAW if None).  Returns the relaxed Atoms and the record (start, pre-relax
     and final space groups, enthalpies, steps).  ``share(obj)`` hands rank 0's pre-relaxed
@@ -134,20 +136,31 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
     geo = start
     done_steps = 0
     pre_path = f"{trajectory}.prerelax.json" if trajectory else None
-    if trajectory and os.path.isfile(trajectory) and os.path.getsize(trajectory) > 0:
-        images = read(trajectory, index=":")
-        if images:
-            geo, done_steps = images[-1], len(images)
-            geo.calc = None
-            rec["resumed_after_steps"] = done_steps
-            if pre_path and os.path.isfile(pre_path):
-                with open(pre_path) as fh:
-                    rec["prerelax"] = json.load(fh)
-    if prerelax_calc is not None and not done_steps:
+    resume = None  # rank 0 decides whether to resume and hands the state to every rank
+    if share is None or getattr(share, "rank", 0) == 0:
+        if trajectory and os.path.isfile(trajectory) and os.path.getsize(trajectory) > 0:
+            images = read(trajectory, index=":")
+            if images:
+                last = images[-1].copy()
+                last.calc = None
+                pre_rec = None
+                if pre_path and os.path.isfile(pre_path):
+                    with open(pre_path) as fh:
+                        pre_rec = json.load(fh)
+                resume = (last, len(images) - 1, pre_rec)  # the start is stored too
+    if share is not None:
+        resume = share(resume)
+    if resume is not None:
+        geo, done_steps, pre_rec = resume
+        rec["resumed_after_steps"] = done_steps
+        if pre_rec is not None:
+            rec["prerelax"] = pre_rec
+    if prerelax_calc is not None and resume is None:
         pre = None
         if share is None or getattr(share, "rank", 0) == 0:
-            pre = relax(start, pressure_GPa=pressure_GPa, fmax=0.005, steps=2000,
-                        calc=prerelax_calc, symmetry_from=start, logfile=None)
+            pre = relax(start, pressure_GPa=pressure_GPa, fmax=prerelax_fmax, steps=prerelax_steps,
+                        calc=prerelax_calc, symmetry_from=start, logfile=None,
+                        cell_filter=cell_filter)
             pre_rec = record(pre, pressure_GPa)
             pre.calc = None
             pre.set_constraint()
@@ -160,7 +173,8 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
         geo = pre
     out = relax(geo, settings=settings, pressure_GPa=pressure_GPa, fmax=fmax,
                 steps=max(steps - done_steps, 0), txt=txt, trajectory=trajectory, calc=calc,
-                symmetry_from=start, logfile=logfile, append=bool(done_steps))
+                symmetry_from=start, logfile=logfile, append=bool(done_steps),
+                cell_filter=cell_filter)
     rec["final"] = {**record(out, pressure_GPa), "steps": done_steps + int(out.info["relax_steps"]),
                     "converged_fmax_eV_per_A": fmax}
     return out, rec
@@ -245,7 +259,7 @@ def main(argv=None) -> int:
     out, rec = relax_phase(a.phase, a.pressure_GPa, a.cell, a.amplitude_A, a.seed,
                            prerelax_calc=pre_calc, fmax=a.fmax_eV_per_A, steps=a.steps,
                            txt=a.out + ".gpaw.txt", trajectory=a.out + ".traj", share=share)
-    if a.prerelax_model:
+    if a.prerelax_model and "prerelax" in rec:
         rec["prerelax"]["model"] = a.prerelax_model
     if share.rank == 0:
         from dpqtb.dft.settings import code_versions

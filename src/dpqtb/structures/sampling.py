@@ -169,16 +169,16 @@ def relax_around_pair(atoms: Atoms, pair: tuple[int, int], calc, radius_A: float
     free atoms and max model force on the pair (the exchange-path torque), both eV/Å, the
     relaxation energy (eV) and the number of free atoms."""
     from ase.constraints import FixAtoms
+    from ase.geometry import find_mic
     from ase.optimize import FIRE
 
     a, b = pair
     out = atoms.copy()
     d = out.positions[b] - out.positions[a]
     mid = out.positions[a] + d / 2
-    # minimum-image distance of every atom to the midpoint
-    frac = np.linalg.solve(out.cell.array.T, (out.positions - mid).T).T
-    frac -= np.round(frac) * out.pbc
-    dist = np.linalg.norm(frac @ out.cell.array, axis=1)
+    # minimum-image distance of every atom to the midpoint (ASE's find_mic: also right in the
+    # 60° primitive cell, where rounding fractional coordinates picks the wrong image)
+    _, dist = find_mic(out.positions - mid, out.cell, out.pbc)
     free = dist <= radius_A
     free[[a, b]] = True
     out.set_constraint([FixAtoms(mask=~free), FixPairDirection(a, b, d)])
