@@ -191,7 +191,8 @@ class _Share:
     def __call__(self, obj):
         from gpaw.mpi import broadcast
 
-        return broadcast(obj, 0, comm=self.world)
+        # wrapped: GPAW's broadcast refuses None on the root, and "nothing" is a valid value here
+        return broadcast((obj,) if self.rank == 0 else None, 0, comm=self.world)[0]
 
 
 def report(records: list[dict]) -> str:
