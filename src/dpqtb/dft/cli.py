@@ -99,7 +99,7 @@ def cmd_label(args) -> int:
         retired = _retire_kind(store, args.retire_kind, args.reason)
         print(f"{retired} pending '{args.retire_kind}' job(s) of {args.store} retired")
     if args.plan:
-        from dpqtb.structures.sampling import build_sample, round0_plan
+        from dpqtb.structures.sampling import ROUND0_KINDS, build_sample, round0_plan
 
         calc, relax_meta = None, {}
         if args.plan == "pair-exchange":
@@ -110,10 +110,9 @@ def cmd_label(args) -> int:
         tlo, thi = args.t_range_K
         if not 0 <= tlo <= thi:
             raise DpqtbError(f"bad temperature range {tlo}–{thi} K")
-        kinds = {"pair-exchange": ("pair-exchange",)}.get(args.plan)
+        kinds = {"round0": ROUND0_KINDS, "pair-exchange": ("pair-exchange",)}[args.plan]
         specs = round0_plan(n_small=args.n_small, n_large=args.n_large, p_range=(lo, hi),
-                            t_range=(tlo, thi), seed=args.plan_seed,
-                            **({"kinds": kinds} if kinds else {}))
+                            t_range=(tlo, thi), seed=args.plan_seed, kinds=kinds)
         for order, spec in enumerate(specs):
             atoms, meta = build_sample(spec, calc=calc)
             meta.update(relax_meta)

@@ -99,7 +99,8 @@ def record(atoms, pressure_GPa: float) -> dict:
     v = float(atoms.get_volume())
     n = len(atoms)
     stress = atoms.get_stress(voigt=False)
-    return {"natoms": n, "calculator": type(atoms.calc).__name__, "energy_eV": e, "energy_kind": kind, "volume_A3_per_atom": v / n,
+    return {"natoms": n, "calculator": type(atoms.calc).__name__, "energy_eV": e, "energy_kind": kind,
+            "volume_A3_per_atom": v / n,
             "enthalpy_eV_per_atom": (e + pressure_GPa * GPa * v) / n,
             "pressure_GPa": float(-np.trace(stress) / 3 / GPa),
             "max_force_eV_per_A": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
@@ -115,8 +116,8 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
                 cell_filter: str = "frechet") -> tuple:
     """Lower Fm-3m at ``pressure_GPa`` to ``phase``, optionally pre-relax with ``prerelax_calc``,
     relax with ``calc`` (GPAW if None).  Returns the relaxed Atoms and the record (start, pre-relax
-    and final space groups, enthalpies, steps).  ``share(obj)`` hands rank 0's pre-relaxed
-    structure to every MPI rank (the identity when serial).
+    and final space groups, enthalpies, steps).  ``share(obj)`` (with ``share.rank``) hands rank 0's
+    pre-relaxed structure to every MPI rank; None when serial.
 
     With ``trajectory``, a killed run resumes: if the trajectory holds steps, the relaxation goes on
     from its last structure (appending; the optimiser's Hessian estimate starts afresh) and the
@@ -136,8 +137,10 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
     geo = start
     done_steps = 0
     pre_path = f"{trajectory}.prerelax.json" if trajectory else None
+    share = share if share is not None else _SERIAL
+    root = share.rank == 0
     resume = None  # rank 0 decides whether to resume and hands the state to every rank
-    if share is None or getattr(share, "rank", 0) == 0:
+    if root:
         if trajectory and os.path.isfile(trajectory) and os.path.getsize(trajectory) > 0:
             images = read(trajectory, index=":")
             if images:
@@ -148,8 +151,7 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
                     with open(pre_path) as fh:
                         pre_rec = json.load(fh)
                 resume = (last, len(images) - 1, pre_rec)  # the start is stored too
-    if share is not None:
-        resume = share(resume)
+    resume = share(resume)
     if resume is not None:
         geo, done_steps, pre_rec = resume
         rec["resumed_after_steps"] = done_steps
@@ -157,7 +159,7 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
             rec["prerelax"] = pre_rec
     if prerelax_calc is not None and resume is None:
         pre = None
-        if share is None or getattr(share, "rank", 0) == 0:
+        if root:
             pre = relax(start, pressure_GPa=pressure_GPa, fmax=prerelax_fmax, steps=prerelax_steps,
                         calc=prerelax_calc, symmetry_from=start, logfile=None,
                         cell_filter=cell_filter)
@@ -165,9 +167,9 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
             pre.calc = None
             pre.set_constraint()
             pre = (pre, pre_rec)
-        pre, pre_rec = share(pre) if share is not None else pre
+        pre, pre_rec = share(pre)
         rec["prerelax"] = {**pre_rec, "steps": int(pre.info["relax_steps"])}
-        if pre_path and _is_master():
+        if pre_path and root:
             with open(pre_path, "w") as fh:
                 json.dump(rec["prerelax"], fh, indent=1)
         geo = pre
@@ -178,6 +180,18 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
     rec["final"] = {**record(out, pressure_GPa), "steps": done_steps + int(out.info["relax_steps"]),
                     "converged_fmax_eV_per_A": fmax}
     return out, rec
+
+
+class _Serial:
+    """One process: rank 0, nothing to hand over."""
+
+    rank = 0
+
+    def __call__(self, obj):
+        return obj
+
+
+_SERIAL = _Serial()
 
 
 class _Share:
@@ -211,7 +225,7 @@ def report(records: list[dict]) -> str:
         pre_sg = pre["space_group"]["0.01"] if pre else "(none)"
         pre_dh = (f"{1000 * (pre['enthalpy_eV_per_atom'] - p0['prerelax']['enthalpy_eV_per_atom']):+.2f}"
                   if pre and p0 and p0.get("prerelax") else "–")
-        sg = " / ".join(f["space_group"][k] for k in ("0.001", "0.01", "0.1"))
+        sg = " / ".join(f["space_group"][f"{p:g}"] for p in SYMPREC_A)
         rows.append(f"| {r['phase_start']} | {r['pressure_target_GPa']:g} | {r['seed']} | {pre_sg} | "
                     f"{pre_dh} | {sg} | {dh} | {f['volume_A3_per_atom']:.4f} | {f['pressure_GPa']:.1f} | "
                     f"{f['max_force_eV_per_A']:.3f} | {f['steps']} |")

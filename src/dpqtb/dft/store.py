@@ -215,8 +215,9 @@ class JobStore:
     def progress(self) -> tuple[int, int, int]:
         """(labelled, total, failed-and-not-yet-labelled); retired jobs are not counted."""
         done = self.done_ids()
-        jobs = set(self.job_ids()) - (self.retired_ids() - done)
-        return len(done & jobs), len(jobs), len(self.failed_ids() - done - self.retired_ids())
+        retired = self.retired_ids() - done
+        jobs = set(self.job_ids()) - retired
+        return len(done & jobs), len(jobs), len(self.failed_ids() - done - retired)
 
     # -- frames
     def has_frame(self, jid: str) -> bool:

@@ -213,6 +213,13 @@ MIN_SAMPLE_DISTANCE_A = 0.6
 
 #: Sample kinds; ``pair-exchange`` needs a calculator to relax the cage (see the module docstring).
 KINDS = ("thermal", "strained", "pair-rotation", "pair-exchange")
+#: The round-0 mix of kinds (drawn uniformly: thermal twice as often).
+ROUND0_KINDS = ("thermal", "thermal", "strained", "pair-rotation")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise DpqtbError(f"unknown sample kind {kind!r}: choose from {', '.join(KINDS)}")
 
 
 def build_sample(spec: SampleSpec, calc=None) -> tuple[Atoms, dict]:
@@ -224,8 +231,7 @@ def build_sample(spec: SampleSpec, calc=None) -> tuple[Atoms, dict]:
     """
     from ase.neighborlist import neighbor_list
 
-    if spec.kind not in KINDS:
-        raise DpqtbError(f"unknown sample kind {spec.kind!r}: choose from {', '.join(KINDS)}")
+    _check_kind(spec.kind)
     if spec.kind == "pair-exchange" and calc is None:
         raise DpqtbError("pair-exchange samples need a model to relax the cage around the pair "
                          "(e.g. --relax-model builtin:lah10)")
@@ -273,8 +279,7 @@ def _build_sample(spec: SampleSpec, rng: np.random.Generator, calc=None) -> tupl
 
 def round0_plan(n_small: int = 260, n_large: int = 180, p_range=(100.0, 350.0),
                 t_range=(0.0, 600.0), seed: int = 2026,
-                kinds: tuple[str, ...] = ("thermal", "thermal", "strained", "pair-rotation"),
-                ) -> list[SampleSpec]:
+                kinds: tuple[str, ...] = ROUND0_KINDS) -> list[SampleSpec]:
     """The first training round: 11-atom and 44-atom cells over ``p_range`` and ``t_range``.
 
     The list is in labelling order: small and large cells interleaved and all strata mixed, so
@@ -282,8 +287,7 @@ def round0_plan(n_small: int = 260, n_large: int = 180, p_range=(100.0, 350.0),
     to weight it); the default is the round-0 mix.
     """
     for k in kinds:
-        if k not in KINDS:
-            raise DpqtbError(f"unknown sample kind {k!r}: choose from {', '.join(KINDS)}")
+        _check_kind(k)
     rng = np.random.default_rng(seed)
     phases = ["Fm-3m", "Fm-3m", "C2", "P-1", "R-3m"]
     kinds = list(kinds)
