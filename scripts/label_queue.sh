@@ -4,6 +4,9 @@
 # then the next. Safe to re-run: labelled frames are never recomputed.
 #   scripts/label_queue.sh data/labels/round1 data/labels/round0
 #   DPQTB_LABEL_RANKS=1 scripts/label_queue.sh ...   (one rank, when training shares the cores)
+#   DPQTB_LABEL_LANES=2 DPQTB_LABEL_RANKS=1 scripts/label_queue.sh ...   (two 1-rank runners at once,
+#       each on its own store: a lane skips a store the other lane is labelling and comes back to it
+#       only if it is still unfinished when the lane has run out of stores)
 # If one of the stores is already being labelled, this waits for its frame in flight to be written,
 # stops that runner, and starts the queue (nothing is lost). Logs: STORE/runner.log.
 set -euo pipefail
@@ -53,7 +56,27 @@ for s in "$@"; do
         sleep 10
     fi
 done
-for s in "$@"; do
-    echo "== $(date -u +%FT%TZ) label_queue: $s" >> "$s/runner.log"
-    nice -n 19 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.runner "$s" >> "$s/runner.log" 2>&1 || true
+unfinished() {  # jobs that are neither labelled, failed nor retired
+    .venv/bin/python - "$1" <<'PY' 2>/dev/null
+import sys
+from dpqtb.dft.store import JobStore
+print(len(JobStore(sys.argv[1]).pending()))
+PY
+}
+lane() {  # label the stores in order, skipping one another lane holds; then a second pass
+    local pass s
+    for pass in 1 2; do
+        for s in "$@"; do
+            running "$s" >/dev/null && continue
+            [ "$pass" = 2 ] && [ "$(unfinished "$s")" = 0 ] && continue
+            echo "== $(date -u +%FT%TZ) label_queue: $s" >> "$s/runner.log"
+            nice -n 19 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.runner "$s" >> "$s/runner.log" 2>&1 || true
+        done
+    done
+}
+lanes=${DPQTB_LABEL_LANES:-1}
+for ((i = 1; i <= lanes; i++)); do
+    lane "$@" &
+    sleep 30  # the first lane takes its store's lock before the next lane looks
 done
+wait

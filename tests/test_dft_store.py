@@ -267,7 +267,7 @@ def test_retired_jobs_leave_the_plan_but_not_the_store(tmp_path):
     assert store.progress() == (2, 2, 0) and store.pending() == []
 
 
-def test_label_cli_retire_kind(tmp_path, capsys):
+def test_label_cli_retire_kind(tmp_path, capsys, monkeypatch):
     store = JobStore(tmp_path / "s")
     for n, a in enumerate(_configs(3)):
         store.add(a, CHEAP, {"order": n, "kind": ["thermal", "pair-rotation", "pair-rotation"][n]})
@@ -279,7 +279,14 @@ def test_label_cli_retire_kind(tmp_path, capsys):
     with pytest.raises(DpqtbError, match="no pending job of kind 'strained'.*pair-rotation, thermal"):
         args.func(args)
     assert not store.retired_ids()
-    args = _parser().parse_args(base + ["--retire-kind", "pair-rotation", "--reason", "r"])
+    # retiring edits the plan and returns: it never launches a labelling run (even without --no-run)
+    def no_run(*a, **k):
+        raise AssertionError("--retire-kind started a labelling run")
+
+    monkeypatch.setattr(dft_cli, "runner_command", no_run)
+    monkeypatch.setattr(dft_cli, "_check_can_run", no_run)
+    args = _parser().parse_args(["label", "--store", str(store.root), "--retire-kind", "pair-rotation",
+                                 "--reason", "r"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "2 pending 'pair-rotation' job(s)" in out and "0/1 labelled, 0 failed, 2 retired" in out

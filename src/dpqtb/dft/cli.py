@@ -130,7 +130,7 @@ def cmd_label(args) -> int:
         print(_eta(store))
         pid = _running_pid(store)
         print(f"labelling process: {pid}" if pid else "no labelling process running")
-    if args.status or args.no_run:
+    if args.status or args.no_run or args.retire_kind:  # retiring edits the plan, never labels
         return 0
     if total == 0:
         raise DpqtbError(f"{args.store}: nothing to label (give input files or --plan round0)")
@@ -356,7 +356,7 @@ def register(subparsers) -> None:
                         "(default builtin:lah10; the labels are DFT regardless)")
     p.add_argument("--retire-kind", default=None, metavar="KIND",
                    help="take every pending job of this kind (meta 'kind') off the plan; "
-                        "labelled frames are kept")
+                        "labelled frames are kept; does not start labelling")
     p.add_argument("--reason", default=None, help="why jobs are retired (stored with each)")
     p.add_argument("--n-small", type=int, default=260, help="11-atom cells in the plan")
     p.add_argument("--n-large", type=int, default=180, help="44-atom cells in the plan")
