@@ -156,13 +156,10 @@ def cmd_label(args) -> int:
 
 def _retire_kind(store, kind: str, reason: str | None) -> int:
     """Retire every pending job of ``store`` whose ``meta['kind']`` is ``kind``."""
-    import json
-
     if not reason or not reason.strip():
         raise DpqtbError("--retire-kind needs --reason TEXT (recorded with every retired job)")
     jobs = store.pending()
-    kinds = {j: json.loads((store.jobs_dir / f"{j}.json").read_text()).get("meta", {}).get("kind")
-             for j in jobs}
+    kinds = {j: store.job_record(j).get("meta", {}).get("kind") for j in jobs}
     known = sorted({k for k in kinds.values() if k})
     sel = [j for j in jobs if kinds[j] == kind]
     if not sel:
@@ -218,8 +215,6 @@ def _running_pid(store) -> int | None:
 
 def _eta(store) -> str:
     """Mean wall time per cell size of the labelled frames and the time left at that pace."""
-    import json
-
     import numpy as np
 
     walls: dict[int, list[float]] = {}
@@ -229,7 +224,7 @@ def _eta(store) -> str:
         return "no frames yet: no time estimate"
     left: dict[int, int] = {}
     for jid in store.pending():
-        n = len(json.loads((store.jobs_dir / f"{jid}.json").read_text())["symbols"])
+        n = len(store.job_record(jid)["symbols"])
         left[n] = left.get(n, 0) + 1
     mean = {n: float(np.mean(w)) for n, w in walls.items()}
     fallback = max(mean.values())

@@ -160,11 +160,15 @@ class JobStore:
             atomic_write_json(path, Job(jid, atoms, settings, dict(meta or {})).to_dict())
         return jid
 
-    def job(self, jid: str) -> Job:
+    def job_record(self, jid: str) -> dict:
+        """The stored job file as a dict (``symbols``, ``meta``, ...), without building Atoms."""
         path = self.jobs_dir / f"{jid}.json"
         if not path.exists():
             raise DpqtbError(f"no job {jid} in store {self.root}")
-        return Job.from_dict(json.loads(path.read_text()))
+        return json.loads(path.read_text())
+
+    def job(self, jid: str) -> Job:
+        return Job.from_dict(self.job_record(jid))
 
     def job_ids(self) -> list[str]:
         if not self.jobs_dir.is_dir():
@@ -206,10 +210,7 @@ class JobStore:
         """Jobs without a frame and not retired, in labelling order (``meta['order']``, then id)."""
         done = self.done_ids() | self.retired_ids()
         todo = [j for j in self.job_ids() if j not in done]
-        order = {}
-        for j in todo:
-            meta = json.loads((self.jobs_dir / f"{j}.json").read_text()).get("meta", {})
-            order[j] = (meta.get("order", 1e18), j)
+        order = {j: (self.job_record(j).get("meta", {}).get("order", 1e18), j) for j in todo}
         return sorted(todo, key=order.__getitem__)
 
     def progress(self) -> tuple[int, int, int]:
