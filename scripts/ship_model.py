@@ -63,6 +63,7 @@ def main() -> int:
         "source": {"train_dir": str(a.train_dir), "member": a.member, "model": mem["model"],
                    "seed": mem["seed"], "dataset_version": ens["dataset_version"],
                    "train_frames": manifest["train"]["frames"], "test_frames": manifest["test"]["frames"],
+                   "train_ids": sorted(manifest["train"]["ids"]),  # validate refuses to hold these out
                    "stores": [_rel(x) for x in manifest.get("stores", [])], "config": (a.train_dir / "config.toml").read_text(),
                    "deepmd_input": json.loads((a.train_dir / f"model_{a.member}" / "input.json").read_text()),
                    "code_versions": metrics.get("codes"), "lcurve_final": mem["lcurve_final"]},

@@ -111,6 +111,30 @@ def test_model_test_modulus_from_card_or_manifest(tmp_path):
         V.validate(mdir / "frozen_model.pth", [store], tmp_path / "out", evaluator=Stub())
 
 
+def test_model_train_ids_from_card_checked_against_dataset_version(tmp_path):
+    """The shipped card lists the frames its model was trained on; they must hash to its dataset
+    version (a hand-edited list is refused), and a card without them leaves the ids unknown."""
+    import json
+
+    from dpqtb.potential.builtin import resolve
+    from dpqtb.train.dataset import dataset_version
+
+    path = resolve("builtin:lah10")
+    card = json.loads(path.with_suffix(".json").read_text())
+    ids = V.model_train_ids(path)
+    assert len(ids) == card["source"]["train_frames"]
+    assert dataset_version(ids) == card["source"]["dataset_version"]
+    fake = tmp_path / "m.pth"
+    fake.write_bytes(b"x")
+    card["source"]["train_ids"] = sorted(ids)[1:]
+    fake.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(DpqtbError, match="do not hash to its dataset version"):
+        V.model_train_ids(fake)
+    del card["source"]["train_ids"]
+    fake.with_suffix(".json").write_text(json.dumps(card))
+    assert V.model_train_ids(fake) is None and V.model_test_modulus(fake) == 10
+
+
 def _errors(rng, nf, scale=1.0):
     return {"sq_f": rng.gamma(2.0, scale, nf), "n_f": np.full(nf, 33), "de": rng.normal(0, 0.01, nf)}
 

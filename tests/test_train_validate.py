@@ -10,8 +10,10 @@ import pytest
 
 from dpqtb import DpqtbError
 from dpqtb.cli import main
+from dpqtb.dft.store import JobStore, atomic_write_json
 from dpqtb.train import runner
 from dpqtb.train.runner import read_lcurve, train
+from dpqtb.train import validate as V
 from dpqtb.train.validate import DeepPotEvaluator, validate
 
 from _train_helpers import lj_store, tiny_config
@@ -260,9 +262,25 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
     assert "only accepted when all are job stores" in capsys.readouterr().err
     every = [p.stem for p in (Path(store) / "frames").glob("*.json")]
     none_held_out = next(m for m in range(101, 10**6) if not any(is_test_frame(i, m) for i in every))
+    # the model's training ids are recorded: a split that would hold out a training frame is
+    # refused; all frames of a store it never saw are fine (--all-frames)
     assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "y"),
-                 "--frames-only", "--test-modulus", str(none_held_out)]) == 2
-    assert "trained with test_modulus 3" in capsys.readouterr().err  # its own split is recorded
+                 "--frames-only", "--all-frames"]) == 2
+    err = capsys.readouterr().err
+    assert f"{len(every) - len(ids)} of the {len(every)} frames held out with --all-frames were " \
+           "trained on" in err and "--test-modulus 3" in err
+    assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "y"),
+                 "--frames-only", "--test-modulus", "2"]) == 2
+    assert "frames held out with test_modulus 2 were trained on" in capsys.readouterr().err
+    unseen = JobStore(tmp_path / "unseen")
+    for i in ids:  # a store holding only the frames the model never trained on
+        unseen.write_frame(JobStore(store).frame(i))
+        atomic_write_json(unseen.jobs_dir / f"{i}.json", JobStore(store).job_record(i))
+    assert main(["validate", "--model", model, "--data", str(unseen.root), "--out", str(tmp_path / "u"),
+                 "--frames-only", "--no-plots", "--all-frames"]) == 0
+    u = json.loads((tmp_path / "u" / "report.json").read_text())
+    assert u["data"]["test_ids"] == ids and u["test"] == a["test"]
+    assert V.model_train_ids(model) == set(every) - set(ids)
     with pytest.raises(DpqtbError, match="no held-out frames"):  # a model of unknown split
         validate(tmp_path / "unknown.pth", [store], tmp_path / "z", evaluator=DeepPotEvaluator(model),
                  structure=False, plots=False, test_modulus=none_held_out)

@@ -38,7 +38,8 @@ def cmd_validate(args) -> int:
     from dpqtb.train.validate import validate
 
     validate(_model_arg(args.model), args.data, args.out, structure=not args.frames_only, plots=not args.no_plots,
-             compare=[_model_arg(m) for m in args.compare], test_modulus=args.test_modulus)
+             compare=[_model_arg(m) for m in args.compare],
+             test_modulus=None if args.all_frames else args.test_modulus)
     return 0
 
 
@@ -69,9 +70,13 @@ def register(subparsers) -> None:
                    help="`dpqtb train` output dir, a dataset dir with manifest.json (uses its test/ "
                    "split), any folder of deepmd/npy systems, or one or more DFT job stores (their "
                    "held-out split: int(id,16) %% TEST_MODULUS == 0)")
-    v.add_argument("--test-modulus", type=int, default=10,
-                   help="split rule for job stores: held out if int(frame_id, 16) %% N == 0 (default 10, "
-                   "as dpqtb train)")
+    split = v.add_mutually_exclusive_group()
+    split.add_argument("--test-modulus", type=int, default=10,
+                       help="split rule for job stores: held out if int(frame_id, 16) %% N == 0 (default 10, "
+                       "as dpqtb train)")
+    split.add_argument("--all-frames", action="store_true",
+                       help="job stores: every labelled frame is a test frame (stores the model never "
+                       "trained on; refused when its recorded training frames are among them)")
     v.add_argument("--out", required=True, help="report directory")
     v.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
                    help="other models (*.pth or builtin:NAME) to compare with --model on the same held-out "

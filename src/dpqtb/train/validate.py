@@ -136,6 +136,31 @@ def model_test_modulus(model: str | os.PathLike) -> int | None:
     return None
 
 
+def model_train_ids(model: str | os.PathLike) -> set[str] | None:
+    """The frame ids a model was trained on, where dpqtb recorded them: ``source.train_ids`` of a
+    shipped model's card, or the ``data/manifest.json`` of the ``dpqtb train`` folder the file lies
+    in; None when unknown.  The ids must hash to the recorded dataset version."""
+    from dpqtb.train.dataset import dataset_version
+
+    path = Path(model).resolve()
+    card = path.with_suffix(".json")
+    try:
+        if card.is_file():
+            src = json.loads(card.read_text())["source"]
+            ids, version, where = src["train_ids"], src.get("dataset_version"), card
+        elif (path.parent.parent / "data" / "manifest.json").is_file():
+            where = path.parent.parent / "data" / "manifest.json"
+            man = json.loads(where.read_text())
+            ids, version = man["train"]["ids"], man.get("dataset_version")
+        else:
+            return None
+    except (KeyError, TypeError, json.JSONDecodeError):
+        return None
+    if version is not None and dataset_version(ids) != version:
+        raise DpqtbError(f"{where}: its training frame ids do not hash to its dataset version {version}")
+    return set(ids)
+
+
 def find_test_data(data: str | os.PathLike) -> tuple[Path, dict | None]:
     """The folder of deepmd/npy test systems and the manifest (if any) for ``--data``.
 
@@ -671,14 +696,28 @@ def _markdown(rep: dict) -> str:
     return "\n".join(L)
 
 
+def _all_frames_as_test(stores, outdir) -> dict:
+    """Every labelled frame of ``stores`` exported to OUTDIR/test; the manifest fields validate reads."""
+    from dpqtb.data.export import export_deepmd_npy, load_frames
+
+    frames = sorted({fr["id"]: fr for fr in load_frames([str(s) for s in stores])}.values(),
+                    key=lambda fr: fr["id"])
+    if frames:
+        export_deepmd_npy(frames, Path(outdir) / "test")
+    return {"dataset_version": None, "split_rule": "all frames", "test_modulus": None,
+            "test": {"frames": len(frames), "ids": [fr["id"] for fr in frames]}}
+
+
 def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
              evaluator=None, structure: bool = True, plots: bool = True, compare=(),
-             test_modulus: int = 10, log=print) -> dict:
+             test_modulus: int | None = 10, log=print) -> dict:
     """Write the validation report of ``model`` on the held-out data ``data`` to ``out``.
 
     ``data``: a ``dpqtb train`` output, a dataset folder with ``manifest.json``, a folder of
     deepmd/npy systems, or one or more DFT job stores (their held-out split with ``test_modulus``,
-    exported on the fly).
+    exported on the fly; ``test_modulus=None``: all their frames).  No frame a model was trained on
+    may count as held out: checked frame by frame where its training ids are recorded, else by
+    requiring the modulus it was trained with.
 
     ``compare``: other models (paths, or evaluator objects with a ``label``) evaluated on the same
     frames; the report then has a paired comparison of ``model`` with each (:func:`compare_models`).
@@ -695,11 +734,14 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         others[label] = ev
     stores = job_stores(data)
     if stores:
+        train_ids = {}
         for m in [model, *[c for c in compare if isinstance(c, (str, os.PathLike))]]:
             trained = model_test_modulus(m)
-            if trained is not None and trained != test_modulus:
-                raise DpqtbError(f"{m} was trained with test_modulus {trained}, not {test_modulus}: its "
-                                 f"training frames would count as held out (use --test-modulus {trained})")
+            train_ids[m] = model_train_ids(m)
+            if train_ids[m] is None and trained is not None and trained != test_modulus:
+                raise DpqtbError(f"{m} was trained with test_modulus {trained}, not "
+                                 f"{test_modulus or 'all frames'}: its training frames would count as "
+                                 f"held out (use --test-modulus {trained})")
         # the held-out split of job stores, exported for this report only (the split rule is the
         # training's: a frame held out here was never trained on by any dpqtb model)
         import tempfile
@@ -707,9 +749,19 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         from dpqtb.train.dataset import prepare_dataset
 
         with tempfile.TemporaryDirectory(prefix="dpqtb-validate-") as tmp:
-            manifest = prepare_dataset(stores, tmp, test_modulus)
+            if test_modulus is None:
+                manifest = _all_frames_as_test(stores, tmp)
+            else:
+                manifest = prepare_dataset(stores, tmp, test_modulus)
             if manifest["test"]["frames"] == 0:
                 raise DpqtbError(f"no held-out frames in {', '.join(map(str, stores))} (label more frames)")
+            for m, ids in train_ids.items():
+                seen = set(manifest["test"]["ids"]) & (ids or set())
+                if seen:
+                    rule = f"test_modulus {test_modulus}" if test_modulus else "--all-frames"
+                    raise DpqtbError(f"{len(seen)} of the {manifest['test']['frames']} frames held out with "
+                                     f"{rule} were trained on by {m} (use --test-modulus "
+                                     f"{model_test_modulus(m)}, or stores it never saw)")
             systems = read_systems(Path(tmp) / "test", type_map=None)
             groups = frame_groups(Path(tmp) / "test", systems)
         test_dir = "held-out split of the job stores " + ", ".join(map(str, stores))
