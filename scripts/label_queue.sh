@@ -37,11 +37,9 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
 # in their collectives and label several times slower than one serial rank (k-point parallelism only:
 # the labels do not depend on the rank count beyond round-off).
 ranks=${DPQTB_LABEL_RANKS:-2}
-mpi=(mpiexec -n "$ranks")
-[ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n "$ranks")
-# Open MPI pins rank k to core k: two runs at once (labeller + relaxation, or two 1-rank runs) would
-# share core 0 while core 1 idles; no binding lets the kernel spread them
-if mpiexec --version 2>&1 | grep -qiE "open mpi|openrte|prrte"; then mpi+=(--bind-to none); fi
+# the mpiexec prefix (Open MPI: --allow-run-as-root as root, --bind-to none) from dpqtb.dft.mpi
+mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
+[ "${mpi[0]:-}" = mpiexec ] || { echo "$0: cannot build the mpiexec command" >&2; exit 1; }
 nframes() { ls "$1/frames" 2>/dev/null | wc -l; }
 running() {  # pid in STORE/runner.lock if alive
     local pid

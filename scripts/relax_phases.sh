@@ -12,11 +12,9 @@ if [ "${1:-}" != "--worker" ]; then
 fi
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
 ranks=${DPQTB_RELAX_RANKS:-1}
-mpi=(mpiexec -n "$ranks")
-[ "$(id -u)" = 0 ] && mpi=(mpiexec --allow-run-as-root -n "$ranks")
-# Open MPI pins rank k to core k: two runs at once (labeller + relaxation, or two 1-rank runs) would
-# share core 0 while core 1 idles; no binding lets the kernel spread them
-if mpiexec --version 2>&1 | grep -qiE "open mpi|openrte|prrte"; then mpi+=(--bind-to none); fi
+# the mpiexec prefix (Open MPI: --allow-run-as-root as root, --bind-to none) from dpqtb.dft.mpi
+mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
+[ "${mpi[0]:-}" = mpiexec ] || { echo "$0: cannot build the mpiexec command" >&2; exit 1; }
 mkdir -p data/phases
 # a relaxation already running (an earlier worker's) finishes first: re-running never duplicates it
 while pgrep -f "python -m dpqtb.dft.relax" >/dev/null; do sleep 15; done

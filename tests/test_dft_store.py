@@ -295,10 +295,12 @@ def test_label_cli_retire_kind(tmp_path, capsys, monkeypatch):
 def test_runner_command_unpins_open_mpi(monkeypatch):
     """Open MPI binds rank k to core k; two labelling/relaxation runs at once would then share core
     0.  The runner command asks for no binding when mpiexec is Open MPI's, and only then."""
-    monkeypatch.setattr(dft_cli, "mpiexec_is_openmpi", lambda: True)
+    import dpqtb.dft.mpi as dft_mpi
+
+    monkeypatch.setattr(dft_mpi, "mpiexec_is_openmpi", lambda: True)
     cmd = dft_cli.runner_command("s", 2, 0, None)
     i = cmd.index("mpiexec")
     assert cmd[cmd.index("--bind-to", i) + 1] == "none" and cmd.index("--bind-to") < cmd.index("-n")
-    monkeypatch.setattr(dft_cli, "mpiexec_is_openmpi", lambda: False)
+    monkeypatch.setattr(dft_mpi, "mpiexec_is_openmpi", lambda: False)
     assert "--bind-to" not in dft_cli.runner_command("s", 2, 0, None)
     assert "mpiexec" not in dft_cli.runner_command("s", 1, 0, None)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from dpqtb import DpqtbError
+from dpqtb.dft.mpi import mpi_prefix
 
 
 def _settings(args):
@@ -49,29 +50,12 @@ def read_structures(path: str):
     return images
 
 
-def mpiexec_is_openmpi() -> bool:
-    """True when ``mpiexec`` is Open MPI's (its ``--version`` names Open MPI / OpenRTE / PRRTE)."""
-    try:
-        out = subprocess.run(["mpiexec", "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    text = (out.stdout + out.stderr).lower()
-    return any(k in text for k in ("open mpi", "openrte", "prrte"))
-
-
 def runner_command(store: str, np_: int, nice: int, max_jobs: int | None) -> list[str]:
     cmd = [sys.executable, "-m", "dpqtb.dft.runner", store]
     if max_jobs is not None:
         cmd += ["--max-jobs", str(max_jobs)]
     if np_ > 1:
-        mpi = ["mpiexec"]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            mpi.append("--allow-run-as-root")
-        if mpiexec_is_openmpi():
-            # Open MPI pins rank k to core k: two runs at once (a labeller and a relaxation, or one
-            # rank each) would share core 0 while core 1 idles
-            mpi += ["--bind-to", "none"]
-        cmd = mpi + ["-n", str(np_)] + cmd
+        cmd = mpi_prefix(np_) + cmd
     if nice > 0:
         cmd = ["nice", "-n", str(nice)] + cmd
     return cmd

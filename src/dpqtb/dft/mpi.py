@@ -1,0 +1,38 @@
+"""The one place that says how dpqtb starts GPAW under MPI (the labeller's runner command, and the
+shell drivers ``scripts/label_queue.sh`` and ``scripts/relax_phases.sh`` through
+``python -m dpqtb.dft.mpi RANKS``, which prints the prefix one argument per line)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def mpiexec_is_openmpi() -> bool:
+    """True when ``mpiexec`` is Open MPI's (its ``--version`` names Open MPI / OpenRTE / PRRTE)."""
+    try:
+        out = subprocess.run(["mpiexec", "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    text = (out.stdout + out.stderr).lower()
+    return any(k in text for k in ("open mpi", "openrte", "prrte"))
+
+
+def mpi_prefix(ranks: int) -> list[str]:
+    """``mpiexec [--allow-run-as-root] [--bind-to none] -n RANKS``.
+
+    Open MPI pins rank k to core k: two runs at once (a labeller and a relaxation, or two one-rank
+    runners) would share core 0 while core 1 idles, so binding is switched off for Open MPI."""
+    if ranks < 1:
+        raise ValueError(f"MPI ranks must be >= 1, got {ranks}")
+    cmd = ["mpiexec"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-run-as-root")
+    if mpiexec_is_openmpi():
+        cmd += ["--bind-to", "none"]
+    return cmd + ["-n", str(ranks)]
+
+
+if __name__ == "__main__":
+    print("\n".join(mpi_prefix(int(sys.argv[1]))))
