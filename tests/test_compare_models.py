@@ -192,3 +192,25 @@ def test_frame_groups_follow_the_export(tmp_path):
     assert groups == want and len(set(groups)) == 4
     (tmp_path / "npy" / "provenance.json").unlink()
     assert V.frame_groups(tmp_path / "npy", systems) is None
+
+
+def test_subset_errors_exact():
+    """Per-subset energy RMSE, signed mean (DP − DFT) and force RMSE from the per-frame arrays of
+    test_errors, against hand-computed values; frames without meta fall in 'unknown'."""
+    arrays = {"e_dft": np.array([1.0, 1.0, 2.0, 3.0]), "e_dp": np.array([1.002, 0.998, 2.004, 3.0]),
+              "frame_natoms": np.array([11, 11, 44, 44]), "frame_sq_f": np.array([3.0, 1.0, 8.0, 0.0]),
+              "frame_n_f": np.array([33, 33, 132, 132])}
+    metas = [{"kind": "thermal", "phase": "C2"}, {"kind": "thermal"}, {"kind": "thermal", "phase": "C2"}, {}]
+    parts = V.subset_labels(arrays, metas)
+    assert parts == {"cell size, kind": ["11 atoms, thermal", "11 atoms, thermal", "44 atoms, thermal",
+                                         "44 atoms, unknown"],
+                     "phase": ["C2", "unknown", "C2", "unknown"]}
+    by = V.subset_errors(arrays, parts["cell size, kind"])
+    r = by["11 atoms, thermal"]
+    assert r["frames"] == 2 and r["mean_e_meV_per_atom"] == pytest.approx(0.0, abs=1e-9)
+    assert r["rmse_e_meV_per_atom"] == pytest.approx(2.0) and r["rmse_f_eV_per_A"] == pytest.approx(np.sqrt(4 / 66))
+    ph = V.subset_errors(arrays, parts["phase"])
+    assert ph["C2"]["mean_e_meV_per_atom"] == pytest.approx(3.0) and ph["C2"]["rmse_e_meV_per_atom"] == pytest.approx(np.sqrt(10))
+    assert ph["C2"]["rmse_f_eV_per_A"] == pytest.approx(np.sqrt(11 / 165))
+    assert ph["unknown"]["mean_e_meV_per_atom"] == pytest.approx(-1.0)
+    assert V.subset_labels(arrays, None)["phase"] == ["unknown"] * 4

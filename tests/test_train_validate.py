@@ -253,7 +253,9 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
     b = json.loads((tmp_path / "d" / "report.json").read_text())
     ids = sorted(p.stem for p in (Path(store) / "frames").glob("*.json") if is_test_frame(p.stem, 3))
     assert a["data"]["test_ids"] == b["data"]["test_ids"] == manifest["test"]["ids"] == ids and ids
-    assert a["test"] == b["test"]
+    assert a["test"] == b["test"] and a["by_subset"] == b["by_subset"]
+    for part in a["by_subset"].values():  # each partition covers every held-out frame once
+        assert sum(r["frames"] for r in part.values()) == a["test"]["frames"]
     assert sorted(x.name for x in (tmp_path / "s").iterdir()) == ["report.json", "report.md"]
     capsys.readouterr()
     # a job store mixed with a plain folder, or stores without held-out frames: one-line errors

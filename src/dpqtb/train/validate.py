@@ -186,7 +186,7 @@ def test_errors(evaluator, systems: list[dict]) -> dict:
     if not systems:
         raise DpqtbError("no test frames")
     e_dft, e_dp, nat = [], [], []
-    f_dft, f_dp, f_species = [], [], []
+    f_dft, f_dp, f_species, frame_sq_f, frame_n_f = [], [], [], [], []
     v_dft, v_dp, v_nat = [], [], []
     p_dft, p_dp = [], []
     for s in systems:
@@ -198,6 +198,9 @@ def test_errors(evaluator, systems: list[dict]) -> dict:
         f_dft.append(s["forces_eV_per_A"].reshape(-1, 3))
         f_dp.append(f.reshape(-1, 3))
         f_species.append(np.tile(s["symbols"], len(e)))
+        d = np.asarray(f, float).reshape(len(e), -1) - s["forces_eV_per_A"].reshape(len(e), -1)
+        frame_sq_f.append((d**2).sum(axis=1))
+        frame_n_f.append(np.full(len(e), 3 * n))
         if s["virial_eV"] is not None:
             vol = np.abs(np.linalg.det(s["cells_A"]))
             v_dft.append(s["virial_eV"].reshape(-1, 9) / n)
@@ -225,7 +228,9 @@ def test_errors(evaluator, systems: list[dict]) -> dict:
                                         for sp in sorted(set(f_species.tolist()))},
         "force_rms_dft_eV_per_A": float(np.sqrt(np.mean(f_dft**2))),
     }
-    arrays = {"e_dft": e_dft, "e_dp": e_dp, "f_dft": f_dft, "f_dp": f_dp, "f_species": f_species}
+    arrays = {"e_dft": e_dft, "e_dp": e_dp, "f_dft": f_dft, "f_dp": f_dp, "f_species": f_species,
+              "frame_natoms": np.concatenate(nat), "frame_sq_f": np.concatenate(frame_sq_f),
+              "frame_n_f": np.concatenate(frame_n_f)}
     if v_dft:
         v_dft, v_dp = np.concatenate(v_dft), np.concatenate(v_dp)
         p_dft, p_dp = np.concatenate(p_dft), np.concatenate(p_dp)
@@ -253,11 +258,10 @@ def per_frame_errors(evaluator, systems: list[dict]) -> dict:
     return {"sq_f": np.concatenate(sq_f), "n_f": np.concatenate(n_f), "de": np.concatenate(de)}
 
 
-def frame_groups(data_dir: str | os.PathLike, systems: list[dict]) -> list[str] | None:
-    """A group label per frame of ``systems`` (in their order) for the bootstrap of
-    :func:`compare_models`: candidates picked from the same exploration run (``meta.explore_run``)
-    share a group, every other frame is its own.  Read from the ``provenance.json`` of a dpqtb
-    export; None when the data do not say which frame is which (then frames are resampled)."""
+def frame_meta(data_dir: str | os.PathLike, systems: list[dict]) -> list[dict] | None:
+    """The job-store ``meta`` of every frame of ``systems`` (in their order), with its ``id``, read
+    from the ``provenance.json`` of a dpqtb export; None when the data do not say which frame is
+    which."""
     path = Path(data_dir) / "provenance.json"
     if not path.is_file():
         return None
@@ -271,11 +275,45 @@ def frame_groups(data_dir: str | os.PathLike, systems: list[dict]) -> list[str] 
         fids = ids.get(s["name"])
         if fids is None or len(fids) != len(s["energy_eV"]):
             return None
-        for fid in fids:
-            m = meta.get(fid, {})
-            run = m.get("explore_run")
-            out.append(f"{m.get('explore_dir', '')}/{run}" if run else fid)
+        out += [{**meta.get(fid, {}), "id": fid} for fid in fids]
     return out
+
+
+def frame_groups(data_dir: str | os.PathLike, systems: list[dict]) -> list[str] | None:
+    """A group label per frame of ``systems`` (in their order) for the bootstrap of
+    :func:`compare_models`: candidates picked from the same exploration run (``meta.explore_run``)
+    share a group, every other frame is its own.  None when the data do not say which frame is
+    which (then frames are resampled)."""
+    metas = frame_meta(data_dir, systems)
+    if metas is None:
+        return None
+    return [f"{m.get('explore_dir', '')}/{m['explore_run']}" if m.get("explore_run") else m["id"]
+            for m in metas]
+
+
+def subset_errors(arrays: dict, labels: list[str]) -> dict:
+    """Errors of the frames sharing each label (``arrays`` from :func:`test_errors`): frames, energy
+    RMSE and mean signed error DP − DFT (meV/atom; a mean far from 0 is a bias of the model on that
+    subset), force RMSE (eV/Å)."""
+    lab = np.asarray(labels)
+    de = arrays["e_dp"] - arrays["e_dft"]
+    out = {}
+    for k in sorted(set(labels)):
+        sel = lab == k
+        out[k] = {"frames": int(sel.sum()),
+                  "rmse_e_meV_per_atom": 1000 * float(np.sqrt(np.mean(de[sel] ** 2))),
+                  "mean_e_meV_per_atom": 1000 * float(np.mean(de[sel])),
+                  "rmse_f_eV_per_A": float(np.sqrt(arrays["frame_sq_f"][sel].sum() / arrays["frame_n_f"][sel].sum()))}
+    return out
+
+
+def subset_labels(arrays: dict, metas: list[dict] | None) -> dict[str, list[str]]:
+    """Two partitions of the frames for :func:`subset_errors`: by cell size and sample kind, and by
+    phase (``meta.phase``; frames without one, e.g. model-deviation candidates, are 'unknown')."""
+    nat = arrays["frame_natoms"]
+    metas = metas or [{}] * len(nat)
+    return {"cell size, kind": [f"{n} atoms, {m.get('kind', 'unknown')}" for n, m in zip(nat, metas)],
+            "phase": [str(m.get("phase", "unknown")) for m in metas]}
 
 
 def compare_models(errors: dict[str, dict], *, groups=None, n_boot: int = 20000,
@@ -612,6 +650,14 @@ def _markdown(rep: dict) -> str:
         "settings); the numbers above are on our held-out GPAW frames, so the comparison is indicative only.",
         "", "![energy](parity_energy.png) ![force](parity_force.png)"
         + (" ![virial](parity_virial.png)" if "rmse_v_meV_per_atom" in m else ""), ""]
+    for name, sub in (rep.get("by_subset") or {}).items():
+        if len(sub) < 2:
+            continue
+        L += [f"### Errors by {name}", "", f"| {name} | frames | energy RMSE (meV/atom) | energy mean DP − DFT "
+              "(meV/atom) | force RMSE (eV/Å) |", "|---|---|---|---|---|"]
+        L += [f"| {k} | {r['frames']} | {_fmt(r['rmse_e_meV_per_atom'], '.2f')} | "
+              f"{r['mean_e_meV_per_atom']:+.2f} | {_fmt(r['rmse_f_eV_per_A'])} |" for k, r in sub.items()]
+        L.append("")
     if rep.get("comparison"):
         c = rep["comparison"]
         L += ["## Paired comparison on the same held-out frames", "",
@@ -763,6 +809,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                                      f"{rule} were trained on by {m} (use --test-modulus "
                                      f"{model_test_modulus(m)}, or stores it never saw)")
             systems = read_systems(Path(tmp) / "test", type_map=None)
+            metas = frame_meta(Path(tmp) / "test", systems)
             groups = frame_groups(Path(tmp) / "test", systems)
         test_dir = "held-out split of the job stores " + ", ".join(map(str, stores))
     else:
@@ -772,6 +819,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             data = data[0]
         test_dir, manifest = find_test_data(data)
         systems = read_systems(test_dir, type_map=None)
+        metas = frame_meta(test_dir, systems)
         groups = frame_groups(test_dir, systems)
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -789,6 +837,8 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                     "split_rule": manifest.get("split_rule") if manifest else None,
                     "test_ids": manifest["test"]["ids"] if manifest else None},
            "test": m, "paper": PAPER, "files": []}
+    rep["by_subset"] = {name: subset_errors(res["arrays"], labels)
+                        for name, labels in subset_labels(res["arrays"], metas).items()}
     if others:
         errs = {str(model): per_frame_errors(evaluator, systems)}
         errs.update({k: per_frame_errors(ev, systems) for k, ev in others.items()})
