@@ -23,10 +23,12 @@ TO_CONVENTIONAL = np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]])
 
 
 def run(store: str, fid: str) -> None:
-    from dpqtb.dft.settings import PRODUCTION, code_versions, kpoint_mesh, make_calculator
+    from dpqtb.dft.settings import PRODUCTION, DFTSettings, code_versions, kpoint_mesh, make_calculator
     from dpqtb.dft.store import JobStore, frame_to_atoms
 
     fr = JobStore(store).frame(fid)
+    if DFTSettings.from_dict(fr["settings"]) != PRODUCTION:
+        raise SystemExit(f"{fid} was not labelled with the production settings: no comparison")
     small = frame_to_atoms(fr)
     big = make_supercell(small, TO_CONVENTIONAL)  # copies of the 11 atoms, cell by cell
     big.calc = make_calculator(big, PRODUCTION, txt=None)

@@ -4,9 +4,9 @@
 # then the next. Safe to re-run: labelled frames are never recomputed.
 #   scripts/label_queue.sh data/labels/round1 data/labels/round0
 #   DPQTB_LABEL_RANKS=1 scripts/label_queue.sh ...   (one rank, when training shares the cores)
-#   DPQTB_LABEL_LANES=2 DPQTB_LABEL_RANKS=1 scripts/label_queue.sh ...   (two 1-rank runners at once,
-#       each on its own store: a lane skips a store the other lane is labelling and comes back to it
-#       only if it is still unfinished when the lane has run out of stores)
+#   DPQTB_LABEL_LANES=2 scripts/label_queue.sh ...   (two 1-rank runners at once, each on its own
+#       store: a lane skips a store the other lane is labelling and comes back to it only if it still
+#       has unlabelled jobs that never failed when the lane has run out of stores; ranks default to 1)
 # If one of the stores is already being labelled, this waits for its frame in flight to be written,
 # stops that runner, and starts the queue (nothing is lost). Logs: STORE/runner.log.
 set -euo pipefail
@@ -16,9 +16,15 @@ if [ "${1:-}" != "--worker" ]; then
     for s in "$@"; do
         [ -d "$s/jobs" ] || { echo "label_queue: no job store at $s" >&2; exit 2; }
     done
+    lanes=${DPQTB_LABEL_LANES:-1}
+    [[ "$lanes" =~ ^[1-9][0-9]*$ ]] || { echo "label_queue: DPQTB_LABEL_LANES must be a positive integer, got '$lanes'" >&2; exit 2; }
+    ranks=${DPQTB_LABEL_RANKS:-$([ "$lanes" -gt 1 ] && echo 1 || echo 2)}
+    [[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "label_queue: DPQTB_LABEL_RANKS must be a positive integer, got '$ranks'" >&2; exit 2; }
+    # fail here, in the foreground, if the MPI command cannot be built (before older queues are ended)
+    .venv/bin/python -m dpqtb.dft.mpi "$ranks" >/dev/null || { echo "label_queue: cannot build the mpiexec command" >&2; exit 1; }
     # own session = own scheduler autogroup, so nice 19 really yields to interactive work
-    setsid nohup bash "$0" --worker "$@" </dev/null >/dev/null 2>&1 &
-    echo "labelling in order: $* (background pid $!); progress: .venv/bin/dpqtb label --store STORE --status"
+    DPQTB_LABEL_LANES=$lanes DPQTB_LABEL_RANKS=$ranks setsid nohup bash "$0" --worker "$@" </dev/null >/dev/null 2>&1 &
+    echo "labelling in order: $* ($lanes lane(s) of $ranks MPI rank(s); background pid $!); progress: .venv/bin/dpqtb label --store STORE --status"
     exit 0
 fi
 shift
@@ -36,7 +42,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
 # DPQTB_LABEL_RANKS=1 when a training job shares the 2 cores: two MPI ranks on one free core busy-wait
 # in their collectives and label several times slower than one serial rank (k-point parallelism only:
 # the labels do not depend on the rank count beyond round-off).
-ranks=${DPQTB_LABEL_RANKS:-2}
+ranks=$DPQTB_LABEL_RANKS  # checked by the foreground part
 # the mpiexec prefix (Open MPI: --allow-run-as-root as root, --bind-to none) from dpqtb.dft.mpi
 mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
 [ "${mpi[0]:-}" = mpiexec ] || { echo "$0: cannot build the mpiexec command" >&2; exit 1; }
@@ -50,29 +56,37 @@ for s in "$@"; do
     if pid=$(running "$s"); then
         n=$(nframes "$s")
         while [ "$(nframes "$s")" -eq "$n" ] && kill -0 "$pid" 2>/dev/null; do sleep 5; done
-        pkill -TERM -f "dpqtb.dft.runner $s" || true
+        # this store's runner only (mpiexec and its ranks): the pattern must not match round0_ext
+        # when stopping round0
+        pkill -TERM -f "dpqtb\.dft\.runner ${s%/}( |\$)" || true
         sleep 10
     fi
 done
 unfinished() {  # jobs that are neither labelled, failed nor retired
-    .venv/bin/python - "$1" <<'PY' 2>/dev/null
+    .venv/bin/python - "$1" <<'PY' 2>/dev/null || echo 0
 import sys
 from dpqtb.dft.store import JobStore
-print(len(JobStore(sys.argv[1]).pending()))
+s = JobStore(sys.argv[1])
+print(len(set(s.pending()) - s.failed_ids()))
 PY
 }
-lane() {  # label the stores in order, skipping one another lane holds; then a second pass
-    local pass s
+lane() {  # label the stores in order, skipping one another lane holds; then a second pass over the
+    # stores that still have never-failed jobs (failed ones are retried by the first pass of the
+    # next queue run, not once more per lane)
+    local pass s extra
     for pass in 1 2; do
+        extra=()
+        [ "$pass" = 2 ] && extra=(--skip-failed)
         for s in "$@"; do
             running "$s" >/dev/null && continue
             [ "$pass" = 2 ] && [ "$(unfinished "$s")" = 0 ] && continue
             echo "== $(date -u +%FT%TZ) label_queue: $s" >> "$s/runner.log"
-            nice -n 19 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.runner "$s" >> "$s/runner.log" 2>&1 || true
+            nice -n 19 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.runner "$s" ${extra[@]+"${extra[@]}"} \
+                >> "$s/runner.log" 2>&1 || true
         done
     done
 }
-lanes=${DPQTB_LABEL_LANES:-1}
+lanes=$DPQTB_LABEL_LANES
 for ((i = 1; i <= lanes; i++)); do
     lane "$@" &
     sleep 30  # the first lane takes its store's lock before the next lane looks

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" != "--worker" ]; then
+    # fail here, in the foreground, if the MPI command cannot be built
+    .venv/bin/python -m dpqtb.dft.mpi "${DPQTB_RELAX_RANKS:-1}" >/dev/null \
+        || { echo "relax_phases: cannot build the mpiexec command for DPQTB_RELAX_RANKS=${DPQTB_RELAX_RANKS:-1}" >&2; exit 2; }
     setsid nohup bash "$0" --worker </dev/null >/dev/null 2>&1 &
     echo "relaxing in the background (pid $!); log: data/phases/relax.log"
     exit 0

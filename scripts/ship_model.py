@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from dpqtb.potential.builtin import MODELS_DIR  # noqa: E402
-from dpqtb.train.dataset import file_sha256  # noqa: E402
+from dpqtb.train.dataset import dataset_version, file_sha256  # noqa: E402
 
 
 def _rel(p: str) -> str:
@@ -50,6 +50,9 @@ def main() -> int:
         sys.exit(f"{a.validation}/report.json validates another model file than {src}")
     metrics = json.loads((a.train_dir / f"model_{a.member}" / "metrics.json").read_text())
     manifest = json.loads((a.train_dir / "data" / "manifest.json").read_text())
+    if dataset_version(manifest["train"]["ids"]) != ens["dataset_version"]:
+        sys.exit(f"{a.train_dir}/data/manifest.json lists other training frames than ensemble.json's dataset "
+                 f"{ens['dataset_version']}")
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
     dst = MODELS_DIR / f"{a.name}.pth"
     tmp = dst.with_suffix(".pth.tmp")

@@ -304,3 +304,6 @@ def test_runner_command_unpins_open_mpi(monkeypatch):
     monkeypatch.setattr(dft_mpi, "mpiexec_is_openmpi", lambda: False)
     assert "--bind-to" not in dft_cli.runner_command("s", 2, 0, None)
     assert "mpiexec" not in dft_cli.runner_command("s", 1, 0, None)
+    assert dft_mpi.mpi_prefix(3)[-2:] == ["-n", "3"]
+    with pytest.raises(ValueError, match=">= 1"):
+        dft_mpi.mpi_prefix(0)

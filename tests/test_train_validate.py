@@ -271,6 +271,7 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{len(every) - len(ids)} of the {len(every)} frames held out with --all-frames were " \
            "trained on" in err and "--test-modulus 3" in err
+    assert any(is_test_frame(i, 2) and not is_test_frame(i, 3) for i in every)  # the next check bites
     assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "y"),
                  "--frames-only", "--test-modulus", "2"]) == 2
     assert "frames held out with test_modulus 2 were trained on" in capsys.readouterr().err
@@ -283,6 +284,14 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
     u = json.loads((tmp_path / "u" / "report.json").read_text())
     assert u["data"]["test_ids"] == ids and u["test"] == a["test"]
     assert V.model_train_ids(model) == set(every) - set(ids)
+    # a dataset folder split another way is checked against the training ids too
+    prepare_dataset([store], tmp_path / "ds2", test_modulus=2)
+    assert main(["validate", "--model", model, "--data", str(tmp_path / "ds2"), "--out", str(tmp_path / "w"),
+                 "--frames-only", "--no-plots"]) == 2
+    assert "frames held out with test_modulus 2 were trained on" in capsys.readouterr().err
+    assert main(["validate", "--model", model, "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "w"),
+                 "--frames-only", "--no-plots", "--all-frames"]) == 2
+    assert "--all-frames applies to DFT job stores only" in capsys.readouterr().err
     with pytest.raises(DpqtbError, match="no held-out frames"):  # a model of unknown split
         validate(tmp_path / "unknown.pth", [store], tmp_path / "z", evaluator=DeepPotEvaluator(model),
                  structure=False, plots=False, test_modulus=none_held_out)

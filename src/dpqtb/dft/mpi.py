@@ -35,4 +35,8 @@ def mpi_prefix(ranks: int) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(mpi_prefix(int(sys.argv[1]))))
+    try:
+        ranks = int(sys.argv[1])
+        print("\n".join(mpi_prefix(ranks)))
+    except (IndexError, ValueError) as exc:
+        sys.exit(f"usage: python -m dpqtb.dft.mpi RANKS (a positive integer): {exc}")

@@ -801,26 +801,33 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                 manifest = prepare_dataset(stores, tmp, test_modulus)
             if manifest["test"]["frames"] == 0:
                 raise DpqtbError(f"no held-out frames in {', '.join(map(str, stores))} (label more frames)")
-            for m, ids in train_ids.items():
-                seen = set(manifest["test"]["ids"]) & (ids or set())
-                if seen:
-                    rule = f"test_modulus {test_modulus}" if test_modulus else "--all-frames"
-                    raise DpqtbError(f"{len(seen)} of the {manifest['test']['frames']} frames held out with "
-                                     f"{rule} were trained on by {m} (use --test-modulus "
-                                     f"{model_test_modulus(m)}, or stores it never saw)")
             systems = read_systems(Path(tmp) / "test", type_map=None)
             metas = frame_meta(Path(tmp) / "test", systems)
             groups = frame_groups(Path(tmp) / "test", systems)
         test_dir = "held-out split of the job stores " + ", ".join(map(str, stores))
     else:
+        if test_modulus is None:
+            raise DpqtbError("--all-frames applies to DFT job stores only (a dataset folder has its own split)")
         if not isinstance(data, (str, os.PathLike)):
             if len(data) != 1:
                 raise DpqtbError("several --data folders are only accepted when all are job stores")
             data = data[0]
+        train_ids = {m: model_train_ids(m) for m in [model, *[c for c in compare if isinstance(c, (str, os.PathLike))]]}
         test_dir, manifest = find_test_data(data)
         systems = read_systems(test_dir, type_map=None)
         metas = frame_meta(test_dir, systems)
         groups = frame_groups(test_dir, systems)
+    # no frame a model was trained on may count as held out (checked wherever both id lists are known)
+    held = set((manifest or {}).get("test", {}).get("ids") or [])
+    for m, ids in train_ids.items():
+        seen = held & (ids or set())
+        if seen:
+            rule = ("--all-frames" if test_modulus is None and stores else
+                    f"test_modulus {manifest.get('test_modulus', test_modulus)}")
+            trained = model_test_modulus(m)
+            hint = f"use --test-modulus {trained}, or " if trained and stores else "use "
+            raise DpqtbError(f"{len(seen)} of the {len(held)} frames held out with {rule} were trained on "
+                             f"by {m} ({hint}data it never saw)")
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
