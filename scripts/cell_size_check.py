@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase.build import make_supercell
 from ase.units import GPa
 
+from dpqtb.structures.lah10 import to_conventional
+
 OUT = Path(__file__).resolve().parent.parent / "data" / "convergence" / "cell_size"
-TO_CONVENTIONAL = np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]])
 
 
 def run(store: str, fid: str) -> None:
@@ -30,7 +30,7 @@ def run(store: str, fid: str) -> None:
     if DFTSettings.from_dict(fr["settings"]) != PRODUCTION:
         raise SystemExit(f"{fid} was not labelled with the production settings: no comparison")
     small = frame_to_atoms(fr)
-    big = make_supercell(small, TO_CONVENTIONAL)  # copies of the 11 atoms, cell by cell
+    big = to_conventional(small)  # copies of the 11 atoms, cell by cell
     big.calc = make_calculator(big, PRODUCTION, txt=None)
     t = time.time()
     e = big.get_potential_energy(force_consistent=True)

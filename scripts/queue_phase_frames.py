@@ -15,15 +15,13 @@ import argparse
 import json
 
 import numpy as np
-from ase.build import make_supercell
 from ase.io import read
 
 from dpqtb.dft.settings import PRODUCTION
 from dpqtb.dft.store import JobStore
+from dpqtb.structures.lah10 import to_conventional
 from dpqtb.structures.sampling import thermal_displace
 
-#: primitive fcc -> conventional cubic (4 primitive cells: 11 -> 44 atoms)
-TO_CONVENTIONAL = np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]])
 
 
 def main():
@@ -52,7 +50,7 @@ def main():
         n += 1
     final = read(a.relaxed)
     final.calc = None
-    big = make_supercell(final, TO_CONVENTIONAL)
+    big = to_conventional(final)
     rng = np.random.default_rng(a.seed)
     for t in range(a.n_thermal):
         T = float(round(rng.uniform(*a.t_range_K), 0))

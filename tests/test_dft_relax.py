@@ -1,5 +1,7 @@
 """Symmetry-constrained relaxation keeps the space group (stand-in calculator, no DFT)."""
 
+import json
+
 import numpy as np
 import pytest
 from ase.calculators.lj import LennardJones
@@ -119,3 +121,41 @@ def test_relax_phase_resumes_from_its_trajectory(tmp_path, relaxed_c2):
     # the same minimum (to the optimiser's tolerance: the resumed BFGS starts a fresh Hessian)
     assert r2["final"]["enthalpy_eV_per_atom"] == pytest.approx(rfull["final"]["enthalpy_eV_per_atom"],
                                                                 abs=1e-6)
+
+
+def test_cage_face_angles_of_relaxed_cells_match_the_closed_form(tmp_path):
+    """θ of a relaxed cell (report column): 90°/90° for Fm-3m; for a homogeneously deformed Fm-3m cell
+    every H4 face is the parallelogram of cubic_face_angles(F) — the mean largest/smallest angle over
+    the three face orientations; an 11-atom cell and its 44-atom conventional cell agree."""
+    from ase.io import write
+
+    from dpqtb.analysis.cage import strained_face_angles
+    from dpqtb.dft.relax import cage_face_angles, main
+    from dpqtb.structures.lah10 import fm3m, to_conventional
+
+    c = cage_face_angles(fm3m(5.0))
+    # tolerance: fm3m rounds fractional coordinates to 1e-10, i.e. ~1e-8 degrees
+    assert c["face_max_mean_deg"] == pytest.approx(90.0, abs=1e-6) and c["deviation_mean_deg"] < 1e-6
+    F = np.array([[1.0, 0.04, 0.0], [0.0, 1.0, -0.03], [0.02, 0.0, 0.98]])
+    prim = fm3m(5.0)
+    prim.set_cell(prim.cell.array @ F.T, scale_atoms=True)
+    ref = strained_face_angles(F)
+    want = {"face_max_mean_deg": ref.max(axis=1).mean(), "face_min_mean_deg": ref.min(axis=1).mean(),
+            "deviation_mean_deg": np.abs(ref - 90.0).mean()}
+    for cell in (prim, to_conventional(prim)):
+        got = cage_face_angles(cell)
+        for k, v in want.items():
+            assert got[k] == pytest.approx(v, abs=1e-6), k
+    # the report reads OUT.extxyz beside OUT.json
+    write(tmp_path / "x.extxyz", prim)
+    rec = {"phase_start": "C2", "pressure_target_GPa": 100.0, "seed": 0,
+           "final": {"enthalpy_eV_per_atom": -1.0, "space_group": {"0.001": "X", "0.01": "Y", "0.1": "Z"},
+                     "volume_A3_per_atom": 3.3, "pressure_GPa": 100.0, "max_force_eV_per_A": 0.01, "steps": 3}}
+    (tmp_path / "x.extxyz.json").write_text(json.dumps(rec))
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["report", str(tmp_path / "x.extxyz.json")]) == 0
+    assert f"| {want['face_max_mean_deg']:.1f} / {want['face_min_mean_deg']:.1f} |" in buf.getvalue()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -209,13 +210,28 @@ class _Share:
         return broadcast((obj,) if self.rank == 0 else None, 0, comm=self.world)[0]
 
 
+def cage_face_angles(atoms) -> dict:
+    """Cage distortion of a relaxed cell (θ of ``dpqtb.analysis.cage``, paper Fig. 2b): the mean over
+    the H4 faces of their largest and smallest interior angle, and the mean |θ − 90°| (degrees).
+    An 11-atom cell is taken to its 44-atom conventional cell; doubled so that the ±a neighbours of
+    every La are distinct images."""
+    from dpqtb.analysis.cage import angle_stats, quadrilateral_angles
+    from dpqtb.structures.lah10 import to_conventional
+
+    big = (to_conventional(atoms) if len(atoms) == 11 else atoms).repeat(2)
+    st = angle_stats(quadrilateral_angles(big.positions, big.cell.array, big.get_chemical_symbols()))
+    return {"face_max_mean_deg": st.face_max_mean_deg, "face_min_mean_deg": st.face_min_mean_deg,
+            "deviation_mean_deg": st.deviation_mean_deg}
+
+
 def report(records: list[dict]) -> str:
     """Markdown table of relaxation records (``OUT.json``): enthalpies relative to the Fm-3m record
-    at the same target pressure (DFT and, where pre-relaxed, the model's)."""
+    at the same target pressure (DFT and, where pre-relaxed, the model's), and the cage angles of
+    the DFT structure where the record carries them (``cage``: :func:`cage_face_angles`)."""
     ref = {r["pressure_target_GPa"]: r for r in records if r["phase_start"] == "Fm-3m"}
     rows = ["| start | P (GPa) | seed | pre-relax: model's group (0.01 Å) | model ΔH (meV/atom) | "
             "DFT group (1e-3 / 0.01 / 0.1 Å) | DFT ΔH (meV/atom) | V (Å³/atom) | DFT P (GPa) | "
-            "max F (eV/Å) | DFT steps |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "max F (eV/Å) | DFT steps | θ face max / min (°) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["pressure_target_GPa"], r["phase_start"] != "Fm-3m",
                                              r["phase_start"], r["seed"])):
         f, p0 = r["final"], ref.get(r["pressure_target_GPa"])
@@ -228,8 +244,12 @@ def report(records: list[dict]) -> str:
         sg = " / ".join(f["space_group"][f"{p:g}"] for p in SYMPREC_A)
         rows.append(f"| {r['phase_start']} | {r['pressure_target_GPa']:g} | {r['seed']} | {pre_sg} | "
                     f"{pre_dh} | {sg} | {dh} | {f['volume_A3_per_atom']:.4f} | {f['pressure_GPa']:.1f} | "
-                    f"{f['max_force_eV_per_A']:.3f} | {f['steps']} |")
+                    f"{f['max_force_eV_per_A']:.3f} | {f['steps']} | {_cage_cell(r.get('cage'))} |")
     return "\n".join(rows) + "\n"
+
+
+def _cage_cell(c: dict | None) -> str:
+    return f"{c['face_max_mean_deg']:.1f} / {c['face_min_mean_deg']:.1f}" if c else "–"
 
 
 def main(argv=None) -> int:
@@ -244,6 +264,11 @@ def main(argv=None) -> int:
             if not isinstance(r, dict) or "phase_start" not in r or "final" not in r:
                 print(f"dpqtb.dft.relax report: {p} is not a relaxation record (OUT.json)", file=sys.stderr)
                 return 2
+            structure = p[:-len(".json")] if p.endswith(".json") else ""
+            if structure and os.path.isfile(structure):  # OUT.extxyz beside OUT.json
+                from ase.io import read
+
+                r = {**r, "cage": cage_face_angles(read(structure))}
             recs.append(r)
         print(report(recs), end="")
         return 0

@@ -218,6 +218,21 @@ def cage_neighbours(atoms: Atoms, la_index: int, cutoff: float) -> np.ndarray:
     return np.sort(d[sel])
 
 
+#: The primitive fcc cell of :func:`fm3m` (rows a/2·(0,1,1), a/2·(1,0,1), a/2·(1,1,0)) to the conventional
+#: cube: ``make_supercell(primitive, PRIMITIVE_TO_CONVENTIONAL)`` has rows a·x, a·y, a·z (11 -> 44 atoms).
+PRIMITIVE_TO_CONVENTIONAL = np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]])
+
+
+def to_conventional(atoms: Atoms) -> Atoms:
+    """The same crystal in the 44-atom conventional cell, from an 11-atom cell built on the primitive
+    fcc cell of :func:`fm3m` (distortions and strain kept; the atoms come as 4 copies of the 11)."""
+    from ase.build import make_supercell
+
+    if len(atoms) != 11:
+        raise DpqtbError(f"to_conventional expects an 11-atom primitive cell, got {len(atoms)} atoms")
+    return make_supercell(atoms, PRIMITIVE_TO_CONVENTIONAL)
+
+
 def supercell(atoms: Atoms, n: int | tuple[int, int, int]) -> Atoms:
     """An n×n×n (or n1×n2×n3) repetition of ``atoms`` (e.g. 10×10×10 conventional = 44,000)."""
     reps = (n, n, n) if np.isscalar(n) else tuple(n)
