@@ -39,4 +39,6 @@ Fm-3m 150 0 yes
 C2 150 0 no
 R-3m 100 0 yes
 P-1 100 0 yes
+C2 200 0 no
+Fm-3m 200 0 yes
 LIST
