@@ -41,4 +41,6 @@ R-3m 100 0 yes
 P-1 100 0 yes
 C2 200 0 no
 Fm-3m 200 0 yes
+C2 175 0 no
+Fm-3m 175 0 yes
 LIST
