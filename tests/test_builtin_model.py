@@ -68,6 +68,6 @@ def test_models_cli(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "builtin:lah10" in out and "held-out RMSE" in out
-    assert "known limitation: PBE has distorted C2 minima below Fm-3m" in out  # the card's caveats are printed
+    assert "known limitation: PBE has distorted minima below Fm-3m" in out  # the card's caveats are printed
     assert main(["models", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "lah10"

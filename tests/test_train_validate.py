@@ -269,9 +269,11 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
     assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "y"),
                  "--frames-only", "--all-frames"]) == 2
     err = capsys.readouterr().err
-    assert f"{len(every) - len(ids)} of the {len(every)} frames held out with --all-frames were " \
+    train_ids = V.model_train_ids(model)  # the store may have grown since (earlier tests add frames)
+    assert train_ids and train_ids <= set(every) - set(ids)
+    assert f"{len(train_ids)} of the {len(every)} frames held out with --all-frames were " \
            "trained on" in err and "--test-modulus 3" in err
-    assert any(is_test_frame(i, 2) and not is_test_frame(i, 3) for i in every)  # the next check bites
+    assert any(is_test_frame(i, 2) for i in train_ids)  # the next check bites
     assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "y"),
                  "--frames-only", "--test-modulus", "2"]) == 2
     assert "frames held out with test_modulus 2 were trained on" in capsys.readouterr().err
@@ -283,7 +285,8 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
                  "--frames-only", "--no-plots", "--all-frames"]) == 0
     u = json.loads((tmp_path / "u" / "report.json").read_text())
     assert u["data"]["test_ids"] == ids and u["test"] == a["test"]
-    assert V.model_train_ids(model) == set(every) - set(ids)
+    man = json.loads((Path(model).parent.parent / "data" / "manifest.json").read_text())
+    assert train_ids == set(man["train"]["ids"])
     # a dataset folder split another way is checked against the training ids too
     prepare_dataset([store], tmp_path / "ds2", test_modulus=2)
     assert main(["validate", "--model", model, "--data", str(tmp_path / "ds2"), "--out", str(tmp_path / "w"),
