@@ -186,7 +186,7 @@ def test_errors(evaluator, systems: list[dict]) -> dict:
     if not systems:
         raise DpqtbError("no test frames")
     e_dft, e_dp, nat = [], [], []
-    f_dft, f_dp, f_species, frame_sq_f, frame_n_f = [], [], [], [], []
+    f_dft, f_dp, f_species, frame_sq_f, frame_n_f, frame_de = [], [], [], [], [], []
     v_dft, v_dp, v_nat = [], [], []
     p_dft, p_dp = [], []
     for s in systems:
@@ -198,9 +198,10 @@ def test_errors(evaluator, systems: list[dict]) -> dict:
         f_dft.append(s["forces_eV_per_A"].reshape(-1, 3))
         f_dp.append(f.reshape(-1, 3))
         f_species.append(np.tile(s["symbols"], len(e)))
-        d = np.asarray(f, float).reshape(len(e), -1) - s["forces_eV_per_A"].reshape(len(e), -1)
-        frame_sq_f.append((d**2).sum(axis=1))
-        frame_n_f.append(np.full(len(e), 3 * n))
+        sq, nf, de = _frame_errors(s, e, f)
+        frame_sq_f.append(sq)
+        frame_n_f.append(nf)
+        frame_de.append(de)
         if s["virial_eV"] is not None:
             vol = np.abs(np.linalg.det(s["cells_A"]))
             v_dft.append(s["virial_eV"].reshape(-1, 9) / n)
@@ -230,7 +231,7 @@ def test_errors(evaluator, systems: list[dict]) -> dict:
     }
     arrays = {"e_dft": e_dft, "e_dp": e_dp, "f_dft": f_dft, "f_dp": f_dp, "f_species": f_species,
               "frame_natoms": np.concatenate(nat), "frame_sq_f": np.concatenate(frame_sq_f),
-              "frame_n_f": np.concatenate(frame_n_f)}
+              "frame_n_f": np.concatenate(frame_n_f), "frame_de": np.concatenate(frame_de)}
     if v_dft:
         v_dft, v_dp = np.concatenate(v_dft), np.concatenate(v_dp)
         p_dft, p_dp = np.concatenate(p_dft), np.concatenate(p_dp)
@@ -247,15 +248,17 @@ def per_frame_errors(evaluator, systems: list[dict]) -> dict:
     ``n_f`` the number of force components, ``de`` the energy error per atom (eV), one entry per frame
     in the order of ``systems``.  The RMSEs of :func:`test_errors` are
     sqrt(sum(sq_f)/sum(n_f)) and sqrt(mean(de²))."""
-    sq_f, n_f, de = [], [], []
-    for s in systems:
-        e, f, _ = evaluator.evaluate(s["symbols"], s["coords_A"], s["cells_A"])
-        n = len(s["symbols"])
-        d = np.asarray(f, float).reshape(len(e), -1) - s["forces_eV_per_A"].reshape(len(e), -1)
-        sq_f.append((d**2).sum(axis=1))
-        n_f.append(np.full(len(e), 3 * n))
-        de.append((np.asarray(e, float) - s["energy_eV"]) / n)
-    return {"sq_f": np.concatenate(sq_f), "n_f": np.concatenate(n_f), "de": np.concatenate(de)}
+    parts = [_frame_errors(s, *evaluator.evaluate(s["symbols"], s["coords_A"], s["cells_A"])[:2])
+             for s in systems]
+    return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(("sq_f", "n_f", "de"))}
+
+
+def _frame_errors(s: dict, e, f) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame of system ``s`` with model energies ``e`` and forces ``f``: the sum of squared
+    force-component errors, the number of components, the energy error per atom (eV)."""
+    n = len(s["symbols"])
+    d = np.asarray(f, float).reshape(len(e), -1) - s["forces_eV_per_A"].reshape(len(e), -1)
+    return (d**2).sum(axis=1), np.full(len(e), 3 * n), (np.asarray(e, float) - s["energy_eV"]) / n
 
 
 def frame_meta(data_dir: str | os.PathLike, systems: list[dict]) -> list[dict] | None:
@@ -284,7 +287,11 @@ def frame_groups(data_dir: str | os.PathLike, systems: list[dict]) -> list[str] 
     :func:`compare_models`: candidates picked from the same exploration run (``meta.explore_run``)
     share a group, every other frame is its own.  None when the data do not say which frame is
     which (then frames are resampled)."""
-    metas = frame_meta(data_dir, systems)
+    return groups_of(frame_meta(data_dir, systems))
+
+
+def groups_of(metas: list[dict] | None) -> list[str] | None:
+    """:func:`frame_groups` from the metas of :func:`frame_meta`."""
     if metas is None:
         return None
     return [f"{m.get('explore_dir', '')}/{m['explore_run']}" if m.get("explore_run") else m["id"]
@@ -779,11 +786,10 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             label = f"{label} [{k + 1}]"
         others[label] = ev
     stores = job_stores(data)
+    train_ids = {m: model_train_ids(m) for m in [model, *[c for c in compare if isinstance(c, (str, os.PathLike))]]}
     if stores:
-        train_ids = {}
-        for m in [model, *[c for c in compare if isinstance(c, (str, os.PathLike))]]:
+        for m in train_ids:
             trained = model_test_modulus(m)
-            train_ids[m] = model_train_ids(m)
             if train_ids[m] is None and trained is not None and trained != test_modulus:
                 raise DpqtbError(f"{m} was trained with test_modulus {trained}, not "
                                  f"{test_modulus or 'all frames'}: its training frames would count as "
@@ -803,7 +809,6 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                 raise DpqtbError(f"no held-out frames in {', '.join(map(str, stores))} (label more frames)")
             systems = read_systems(Path(tmp) / "test", type_map=None)
             metas = frame_meta(Path(tmp) / "test", systems)
-            groups = frame_groups(Path(tmp) / "test", systems)
         test_dir = "held-out split of the job stores " + ", ".join(map(str, stores))
     else:
         if test_modulus is None:
@@ -812,11 +817,9 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             if len(data) != 1:
                 raise DpqtbError("several --data folders are only accepted when all are job stores")
             data = data[0]
-        train_ids = {m: model_train_ids(m) for m in [model, *[c for c in compare if isinstance(c, (str, os.PathLike))]]}
         test_dir, manifest = find_test_data(data)
         systems = read_systems(test_dir, type_map=None)
         metas = frame_meta(test_dir, systems)
-        groups = frame_groups(test_dir, systems)
     # no frame a model was trained on may count as held out (checked wherever both id lists are known)
     held = set((manifest or {}).get("test", {}).get("ids") or [])
     for m, ids in train_ids.items():
@@ -847,9 +850,10 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     rep["by_subset"] = {name: subset_errors(res["arrays"], labels)
                         for name, labels in subset_labels(res["arrays"], metas).items()}
     if others:
-        errs = {str(model): per_frame_errors(evaluator, systems)}
+        a = res["arrays"]
+        errs = {str(model): {"sq_f": a["frame_sq_f"], "n_f": a["frame_n_f"], "de": a["frame_de"]}}
         errs.update({k: per_frame_errors(ev, systems) for k, ev in others.items()})
-        rep["comparison"] = compare_models(errs, groups=groups)
+        rep["comparison"] = compare_models(errs, groups=groups_of(metas))
         rep["comparison"]["sha256"] = {k: file_sha256(Path(k)) if Path(k).is_file() else ""
                                        for k in errs}
         for pair, r in rep["comparison"]["pairs"].items():
