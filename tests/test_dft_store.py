@@ -2,7 +2,9 @@
 
 import argparse
 import json
+import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from ase.calculators.lj import LennardJones
 
 from dpqtb import DpqtbError
 from dpqtb.dft import cli as dft_cli
-from dpqtb.dft.runner import acquire_lock, run_store
+from dpqtb.dft.runner import acquire_lock, lock_holder, run_store
 from dpqtb.dft.settings import CHEAP, PRODUCTION, kpoint_mesh
 from dpqtb.dft.store import JobStore, job_id, validate_atoms
 from dpqtb.structures.lah10 import fm3m
@@ -109,15 +111,68 @@ def test_crash_loses_only_the_job_in_flight(tmp_path):
     assert not [p for p in store.frames_dir.iterdir() if p.name.startswith(".")]
 
 
+def _hold_lock(root, barrier, out):
+    """Child process: race for the store lock; a winner holds it for 0.3 s and reports when."""
+    store = JobStore(root)
+    barrier.wait()
+    try:
+        lock = acquire_lock(store)
+    except DpqtbError:
+        out.put(None)
+        return
+    t0 = time.monotonic()
+    time.sleep(0.3)
+    t1 = time.monotonic()
+    lock.release()
+    out.put((t0, t1))
+
+
 def test_lock_blocks_a_second_runner(tmp_path):
     store = JobStore(tmp_path)
     lock = acquire_lock(store)
+    assert lock_holder(store) == os.getpid()
+    with pytest.raises(DpqtbError, match="being labelled by process"):
+        acquire_lock(store)
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_hold_lock, args=(tmp_path, ctx.Barrier(1), q))
+    child.start()
+    child.join()
+    assert q.get(timeout=5) is None  # another process cannot take it either
+    lock.release()
+    assert not (tmp_path / "runner.lock").exists() and lock_holder(store) is None
+    # a flock-style file nobody holds is free, whatever pid it names (pids are reused)
+    (tmp_path / "runner.lock").write_text(json.dumps({"pid": os.getpid(), "flock": True}))
+    assert lock_holder(store) is None
+    acquire_lock(store).release()
+    # a lock written before flock (no "flock" key) counts as held while its process lives
+    (tmp_path / "runner.lock").write_text(json.dumps({"pid": os.getpid()}))
+    assert lock_holder(store) == os.getpid()
     with pytest.raises(DpqtbError, match="being labelled"):
         acquire_lock(store)
-    lock.unlink()
-    # a stale lock (dead process) is taken over
     (tmp_path / "runner.lock").write_text(json.dumps({"pid": 2**22 + 12345}))
-    acquire_lock(store).unlink()
+    assert lock_holder(store) is None
+    acquire_lock(store).release()
+
+
+def test_stale_lock_is_taken_by_one_process_only(tmp_path):
+    """Processes that find the same stale lock at once: the holding times of the winners never
+    overlap (create-if-absent plus remove-if-dead let two of them hold it together)."""
+    ctx = multiprocessing.get_context("fork")
+    n = 8
+    barrier, q = ctx.Barrier(n), ctx.Queue()
+    for _ in range(5):  # the old lock failed ~1 in 3 rounds here
+        (tmp_path / "runner.lock").write_text(json.dumps({"pid": 2**22 + 12345}))
+        procs = [ctx.Process(target=_hold_lock, args=(tmp_path, barrier, q)) for _ in range(n)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=30)
+        held = sorted(iv for iv in (q.get(timeout=5) for _ in range(n)) if iv is not None)
+        assert held, "nobody took the stale lock"
+        for (_, end), (start, _) in zip(held, held[1:]):
+            assert start >= end, f"two processes held the lock at once: {held}"
+        assert not (tmp_path / "runner.lock").exists()
 
 
 @pytest.mark.parametrize("atoms,msg", [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dpqtb import DpqtbError
 from dpqtb.dft.mpi import mpi_prefix
+from dpqtb.dft.runner import lock_holder
 
 
 def _settings(args):
@@ -112,7 +113,7 @@ def cmd_label(args) -> int:
           + (f", {n_retired} retired" if n_retired else ""))
     if args.status:
         print(_eta(store))
-        pid = _running_pid(store)
+        pid = lock_holder(store)
         print(f"labelling process: {pid}" if pid else "no labelling process running")
     if args.status or args.no_run or args.retire_kind:  # retiring edits the plan, never labels
         return 0
@@ -120,7 +121,7 @@ def cmd_label(args) -> int:
         raise DpqtbError(f"{args.store}: nothing to label (give input files or --plan round0)")
     if done == total:
         return 0
-    running = _running_pid(store)
+    running = lock_holder(store)
     if running:
         raise DpqtbError(f"{args.store} is already being labelled by process {running} "
                          f"(see {Path(args.store) / 'runner.log'})")
@@ -181,20 +182,6 @@ def _check_can_run(np_: int) -> None:
         raise DpqtbError("GPAW is not installed: run scripts/install_gpaw.sh")
     if np_ > 1 and shutil.which("mpiexec") is None:
         raise DpqtbError("mpiexec not found: run scripts/install_gpaw.sh or use --np 1")
-
-
-def _running_pid(store) -> int | None:
-    """Pid of a live labelling process holding the store's lock, else None."""
-    import json
-
-    from dpqtb.dft.runner import _pid_alive
-
-    lock = store.root / "runner.lock"
-    try:
-        pid = int(json.loads(lock.read_text())["pid"])
-    except (OSError, ValueError, KeyError):
-        return None
-    return pid if pid > 0 and _pid_alive(pid) else None
 
 
 def _eta(store) -> str:
