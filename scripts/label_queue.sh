@@ -29,28 +29,40 @@ if [ "${1:-}" != "--worker" ]; then
 fi
 shift
 echo 19 > "/proc/$$/autogroup" 2>/dev/null || true
+# Processes are told apart by their working directory: only this checkout's queue workers and
+# runners are continued, ended or stopped here (a test run, or a second checkout, never touches
+# another's labelling).
+here=$(pwd -P)
+ours() {  # PIDs (from pgrep -f PATTERN) that run in this checkout, other than this shell
+    local p
+    for p in $(pgrep -f "$1" || true); do
+        [ "$p" != "$$" ] && [ "$(readlink "/proc/$p/cwd" 2>/dev/null)" = "$here" ] && echo "$p"
+    done
+    return 0
+}
 # An older queue worker would start its next store as soon as its runner is stopped below: end it
 # first (its runner, if any, goes on with its frame in flight). Anything paused (SIGSTOP, see
 # scripts/cl_iteration.sh) is continued first so that it can finish or be stopped cleanly.
-for w in $(pgrep -f "label_queue.sh --worker" || true); do
-    [ "$w" = "$$" ] && continue
+for w in $(ours "label_queue.sh --worker"); do
     kill -CONT "$w" 2>/dev/null || true
     kill -TERM "$w" 2>/dev/null || true
 done
-pkill -CONT -f "dpqtb.dft.runner" 2>/dev/null || true
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
+for p in $(ours "dpqtb\.dft\.runner"); do kill -CONT "$p" 2>/dev/null || true; done
 # DPQTB_LABEL_RANKS=1 when a training job shares the 2 cores: two MPI ranks on one free core busy-wait
 # in their collectives and label several times slower than one serial rank (k-point parallelism only:
 # the labels do not depend on the rank count beyond round-off).
 ranks=$DPQTB_LABEL_RANKS  # checked by the foreground part
-# the mpiexec prefix (Open MPI: --allow-run-as-root as root, --bind-to none) from dpqtb.dft.mpi
+# "env OMP_NUM_THREADS=1 ... mpiexec [--allow-run-as-root] [--bind-to none] -n RANKS": GPAW's
+# environment and the mpiexec prefix, from dpqtb.dft.mpi
 mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
-[ "${mpi[0]:-}" = mpiexec ] || { echo "$0: cannot build the mpiexec command" >&2; exit 1; }
-nframes() { ls "$1/frames" 2>/dev/null | wc -l; }
-running() {  # pid in STORE/runner.lock if alive
-    local pid
-    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$1/runner.lock" 2>/dev/null) || return 1
-    kill -0 "$pid" 2>/dev/null && echo "$pid"
+[ "${mpi[0]:-}" = env ] || { echo "$0: cannot build the mpiexec command" >&2; exit 1; }
+nframes() { { ls "$1/frames" 2>/dev/null || true; } | wc -l; }  # 0 before the first frame (no frames/)
+held() {  # "STORE PID" for each given store that a live runner is labelling (its runner.lock)
+    .venv/bin/python -m dpqtb.dft.lock "$@"
+}
+running() {  # the pid labelling STORE, if any
+    local out
+    out=$(held "$1") && [ -n "$out" ] && echo "${out##* }"
 }
 for s in "$@"; do
     if pid=$(running "$s"); then
@@ -58,7 +70,7 @@ for s in "$@"; do
         while [ "$(nframes "$s")" -eq "$n" ] && kill -0 "$pid" 2>/dev/null; do sleep 5; done
         # this store's runner only (mpiexec and its ranks): the pattern must not match round0_ext
         # when stopping round0
-        pkill -TERM -f "dpqtb\.dft\.runner ${s%/}( |\$)" || true
+        for p in $(ours "dpqtb\.dft\.runner ${s%/}( |\$)"); do kill -TERM "$p" 2>/dev/null || true; done
         sleep 10
     fi
 done
@@ -88,7 +100,14 @@ lane() {  # label the stores in order, skipping one another lane holds; then a s
 }
 lanes=$DPQTB_LABEL_LANES
 for ((i = 1; i <= lanes; i++)); do
+    before=$(held "$@" | wc -l)
     lane "$@" &
-    sleep 30  # the first lane takes its store's lock before the next lane looks
+    # let this lane take its store's lock before the next lane looks (up to 60 s; a lane that
+    # finds nothing to label ends at once)
+    for ((t = 0; t < 60 && i < lanes; t++)); do
+        [ "$(held "$@" | wc -l)" -gt "$before" ] && break
+        kill -0 $! 2>/dev/null || break
+        sleep 1
+    done
 done
 wait

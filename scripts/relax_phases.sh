@@ -13,11 +13,11 @@ if [ "${1:-}" != "--worker" ]; then
     echo "relaxing in the background (pid $!); log: data/phases/relax.log"
     exit 0
 fi
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GPAW_MPI_BACKEND=cgpaw
 ranks=${DPQTB_RELAX_RANKS:-1}
-# the mpiexec prefix (Open MPI: --allow-run-as-root as root, --bind-to none) from dpqtb.dft.mpi
+# GPAW's environment and the mpiexec prefix ("env OMP_NUM_THREADS=1 ... mpiexec ... -n RANKS")
+# from dpqtb.dft.mpi
 mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
-[ "${mpi[0]:-}" = mpiexec ] || { echo "$0: cannot build the mpiexec command" >&2; exit 1; }
+[ "${mpi[0]:-}" = env ] || { echo "$0: cannot build the mpiexec command" >&2; exit 1; }
 mkdir -p data/phases
 # a relaxation already running (an earlier worker's) finishes first: re-running never duplicates it
 while pgrep -f "python -m dpqtb.dft.relax" >/dev/null; do sleep 15; done

@@ -14,7 +14,8 @@ from ase.calculators.lj import LennardJones
 
 from dpqtb import DpqtbError
 from dpqtb.dft import cli as dft_cli
-from dpqtb.dft.runner import acquire_lock, lock_holder, run_store
+from dpqtb.dft.lock import acquire_lock, lock_holder
+from dpqtb.dft.runner import run_store
 from dpqtb.dft.settings import CHEAP, PRODUCTION, kpoint_mesh
 from dpqtb.dft.store import JobStore, job_id, validate_atoms
 from dpqtb.structures.lah10 import fm3m
@@ -113,10 +114,9 @@ def test_crash_loses_only_the_job_in_flight(tmp_path):
 
 def _hold_lock(root, barrier, out):
     """Child process: race for the store lock; a winner holds it for 0.3 s and reports when."""
-    store = JobStore(root)
     barrier.wait()
     try:
-        lock = acquire_lock(store)
+        lock = acquire_lock(root)
     except DpqtbError:
         out.put(None)
         return
@@ -128,11 +128,10 @@ def _hold_lock(root, barrier, out):
 
 
 def test_lock_blocks_a_second_runner(tmp_path):
-    store = JobStore(tmp_path)
-    lock = acquire_lock(store)
-    assert lock_holder(store) == os.getpid()
+    lock = acquire_lock(tmp_path)
+    assert lock_holder(tmp_path) == os.getpid()
     with pytest.raises(DpqtbError, match="being labelled by process"):
-        acquire_lock(store)
+        acquire_lock(tmp_path)
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     child = ctx.Process(target=_hold_lock, args=(tmp_path, ctx.Barrier(1), q))
@@ -140,19 +139,19 @@ def test_lock_blocks_a_second_runner(tmp_path):
     child.join()
     assert q.get(timeout=5) is None  # another process cannot take it either
     lock.release()
-    assert not (tmp_path / "runner.lock").exists() and lock_holder(store) is None
+    assert not (tmp_path / "runner.lock").exists() and lock_holder(tmp_path) is None
     # a flock-style file nobody holds is free, whatever pid it names (pids are reused)
     (tmp_path / "runner.lock").write_text(json.dumps({"pid": os.getpid(), "flock": True}))
-    assert lock_holder(store) is None
-    acquire_lock(store).release()
+    assert lock_holder(tmp_path) is None
+    acquire_lock(tmp_path).release()
     # a lock written before flock (no "flock" key) counts as held while its process lives
     (tmp_path / "runner.lock").write_text(json.dumps({"pid": os.getpid()}))
-    assert lock_holder(store) == os.getpid()
+    assert lock_holder(tmp_path) == os.getpid()
     with pytest.raises(DpqtbError, match="being labelled"):
-        acquire_lock(store)
+        acquire_lock(tmp_path)
     (tmp_path / "runner.lock").write_text(json.dumps({"pid": 2**22 + 12345}))
-    assert lock_holder(store) is None
-    acquire_lock(store).release()
+    assert lock_holder(tmp_path) is None
+    acquire_lock(tmp_path).release()
 
 
 def test_stale_lock_is_taken_by_one_process_only(tmp_path):
@@ -362,3 +361,22 @@ def test_runner_command_unpins_open_mpi(monkeypatch):
     assert dft_mpi.mpi_prefix(3)[-2:] == ["-n", "3"]
     with pytest.raises(ValueError, match=">= 1"):
         dft_mpi.mpi_prefix(0)
+
+
+def test_gpaw_environment_for_the_shell_drivers():
+    """``python -m dpqtb.dft.mpi RANKS`` gives the shell drivers GPAW's environment and the
+    mpiexec prefix, one argument per line; the runner command gets the same environment."""
+    import subprocess
+    import sys
+
+    import dpqtb.dft.mpi as dft_mpi
+
+    out = subprocess.run([sys.executable, "-m", "dpqtb.dft.mpi", "2"], capture_output=True,
+                         text=True, check=True).stdout.split("\n")[:-1]
+    env = [f"{k}={v}" for k, v in dft_mpi.GPAW_ENV.items()]
+    assert out[:len(env) + 1] == ["env", *env] and "OMP_NUM_THREADS=1" in env
+    assert out[len(env) + 1:] == dft_mpi.mpi_prefix(2)
+    assert dft_mpi.gpaw_env({"OMP_NUM_THREADS": "8", "X": "y"}) == {**dft_mpi.GPAW_ENV, "X": "y"}
+    bad = subprocess.run([sys.executable, "-m", "dpqtb.dft.mpi", "0"], capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "positive integer" in bad.stderr

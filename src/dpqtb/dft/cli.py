@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from dpqtb import DpqtbError
-from dpqtb.dft.mpi import mpi_prefix
-from dpqtb.dft.runner import lock_holder
+from dpqtb.dft.mpi import gpaw_env, mpi_prefix
+from dpqtb.dft.lock import lock_holder
 
 
 def _settings(args):
@@ -62,14 +62,6 @@ def runner_command(store: str, np_: int, nice: int, max_jobs: int | None) -> lis
     return cmd
 
 
-def runner_env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    env.setdefault("GPAW_MPI_BACKEND", "cgpaw")
-    return env
-
-
 def cmd_label(args) -> int:
     from dpqtb.dft.store import JobStore
 
@@ -113,7 +105,7 @@ def cmd_label(args) -> int:
           + (f", {n_retired} retired" if n_retired else ""))
     if args.status:
         print(_eta(store))
-        pid = lock_holder(store)
+        pid = lock_holder(store.root)
         print(f"labelling process: {pid}" if pid else "no labelling process running")
     if args.status or args.no_run or args.retire_kind:  # retiring edits the plan, never labels
         return 0
@@ -121,7 +113,7 @@ def cmd_label(args) -> int:
         raise DpqtbError(f"{args.store}: nothing to label (give input files or --plan round0)")
     if done == total:
         return 0
-    running = lock_holder(store)
+    running = lock_holder(store.root)
     if running:
         raise DpqtbError(f"{args.store} is already being labelled by process {running} "
                          f"(see {Path(args.store) / 'runner.log'})")
@@ -130,7 +122,7 @@ def cmd_label(args) -> int:
     if args.background:
         log = Path(args.store) / "runner.log"
         with open(log, "a") as fh:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=runner_env(),
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=gpaw_env(),
                                     start_new_session=True)
         print(f"labelling in the background (pid {proc.pid}); log: {log}; "
               f"progress: dpqtb label --store {shlex.quote(args.store)} --status")
@@ -210,7 +202,7 @@ def _run_with_progress(cmd, store, n_todo: int) -> int:
     start = len(store.done_ids())
     log = store.root / "runner.log"
     with open(log, "a") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=runner_env())
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=gpaw_env())
         bar = tqdm(total=n_todo, unit="config", desc="labelling", file=sys.stderr)
         try:
             while True:

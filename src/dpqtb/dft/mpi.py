@@ -1,12 +1,23 @@
-"""The one place that says how dpqtb starts GPAW under MPI (the labeller's runner command, and the
-shell drivers ``scripts/label_queue.sh`` and ``scripts/relax_phases.sh`` through
-``python -m dpqtb.dft.mpi RANKS``, which prints the prefix one argument per line)."""
+"""The one place that says how dpqtb starts GPAW under MPI: its environment and the mpiexec prefix
+(the labeller's runner command, and the shell drivers ``scripts/label_queue.sh`` and
+``scripts/relax_phases.sh`` through ``python -m dpqtb.dft.mpi RANKS``, which prints
+``env VAR=VALUE ... mpiexec ...`` one argument per line)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+
+
+# one thread per rank (GPAW parallelises over MPI ranks; threaded BLAS in every rank oversubscribes
+# the cores) and GPAW's own MPI build
+GPAW_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "GPAW_MPI_BACKEND": "cgpaw"}
+
+
+def gpaw_env(base: dict | None = None) -> dict:
+    """The environment a GPAW process runs in: ``base`` (default os.environ) with GPAW_ENV set."""
+    return {**(os.environ if base is None else base), **GPAW_ENV}
 
 
 def mpiexec_is_openmpi() -> bool:
@@ -37,6 +48,7 @@ def mpi_prefix(ranks: int) -> list[str]:
 if __name__ == "__main__":
     try:
         ranks = int(sys.argv[1])
-        print("\n".join(mpi_prefix(ranks)))
+        env = [f"{k}={v}" for k, v in GPAW_ENV.items()]
+        print("\n".join(["env", *env, *mpi_prefix(ranks)]))
     except (IndexError, ValueError) as exc:
         sys.exit(f"usage: python -m dpqtb.dft.mpi RANKS (a positive integer): {exc}")

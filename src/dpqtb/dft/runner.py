@@ -11,7 +11,6 @@ a progress display and to launch this under MPI.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from dpqtb import DpqtbError
+from dpqtb.dft.lock import acquire_lock
 from dpqtb.dft.store import JobStore, atomic_write_json, compute_frame
 
 
@@ -38,104 +38,6 @@ def _broadcast(obj, comm):
     from gpaw.mpi import broadcast
 
     return broadcast(obj, 0, comm=comm)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover
-        return True
-    return True
-
-
-def _lock_info(fd: int) -> dict:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-        return info if isinstance(info, dict) else {}
-    except (ValueError, OSError):
-        return {}
-
-
-def _legacy_holder(info: dict) -> int | None:
-    """A lock written before runners held it with ``flock`` (no ``"flock"`` key) is held while the
-    process it names is alive; a flock-held lock is never judged by its pid (pids are reused)."""
-    try:
-        pid = int(info.get("pid", -1))
-    except (TypeError, ValueError):
-        return None
-    return pid if not info.get("flock") and pid > 0 and _pid_alive(pid) else None
-
-
-class RunnerLock:
-    """STORE/runner.lock, held with ``flock`` by the one labelling process: the kernel drops the
-    lock when that process dies, however it dies, so a stale file is taken over safely, and two
-    processes that find the same stale file cannot both take it (the race of create-if-absent plus
-    remove-if-dead). The file names the holder's pid for ``--status`` and scripts/label_queue.sh."""
-
-    def __init__(self, path: Path, fd: int):
-        self.path, self._fd = path, fd
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        # remove while still holding: a process that opened the old file meanwhile finds, after its
-        # flock, that the path no longer names its file and starts again (acquire_lock)
-        self.path.unlink(missing_ok=True)
-        os.close(self._fd)
-        self._fd = None
-
-
-def lock_holder(store: JobStore) -> int | None:
-    """Pid of the live process holding STORE/runner.lock (-1 if it holds it but wrote no pid yet),
-    else None."""
-    try:
-        fd = os.open(store.root / "runner.lock", os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        info = _lock_info(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return int(info.get("pid", -1)) if str(info.get("pid", "")).isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return _legacy_holder(info)
-    finally:
-        os.close(fd)
-
-
-def acquire_lock(store: JobStore) -> RunnerLock:
-    """Take STORE/runner.lock (``flock``, non-blocking); DpqtbError if another live process holds it."""
-    store.root.mkdir(parents=True, exist_ok=True)
-    lock = store.root / "runner.lock"
-    for _ in range(5):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _lock_info(fd).get("pid", "?")
-            os.close(fd)
-            raise DpqtbError(f"store {store.root} is being labelled by process {pid}") from None
-        try:  # the previous holder may have removed the file between our open and our flock
-            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if not same:
-            os.close(fd)
-            continue
-        legacy = _legacy_holder(_lock_info(fd))
-        if legacy is not None:
-            os.close(fd)
-            raise DpqtbError(f"store {store.root} is being labelled by process {legacy} "
-                             f"(remove {lock} if that is wrong)")
-        text = json.dumps({"pid": os.getpid(), "start": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                           "flock": True}).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, text, 0)
-        return RunnerLock(lock, fd)
-    raise DpqtbError(f"cannot take the lock {lock}")
 
 
 def _attempts(store: JobStore, jid: str) -> int:
@@ -176,7 +78,7 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
     lock = None
     if rank == 0:
         try:
-            lock = acquire_lock(store)
+            lock = acquire_lock(store.root)
             _record_interrupted(store)
             skip = set() if retry_failed else store.failed_ids()
             plan = [j for j in store.pending() if j not in skip]
