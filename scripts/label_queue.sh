@@ -7,6 +7,8 @@
 #   DPQTB_LABEL_LANES=2 scripts/label_queue.sh ...   (two 1-rank runners at once, each on its own
 #       store: a lane skips a store the other lane is labelling and comes back to it only if it still
 #       has unlabelled jobs that never failed when the lane has run out of stores; ranks default to 1)
+#   DPQTB_LABEL_SMALLEST_FIRST=1 scripts/label_queue.sh ...   (in each store, the cells with the fewest
+#       atoms first: most frames per hour)
 # If one of the stores is already being labelled, this waits for its frame in flight to be written,
 # stops that runner, and starts the queue (nothing is lost). Logs: STORE/runner.log.
 set -euo pipefail
@@ -20,10 +22,12 @@ if [ "${1:-}" != "--worker" ]; then
     [[ "$lanes" =~ ^[1-9][0-9]*$ ]] || { echo "label_queue: DPQTB_LABEL_LANES must be a positive integer, got '$lanes'" >&2; exit 2; }
     ranks=${DPQTB_LABEL_RANKS:-$([ "$lanes" -gt 1 ] && echo 1 || echo 2)}
     [[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "label_queue: DPQTB_LABEL_RANKS must be a positive integer, got '$ranks'" >&2; exit 2; }
+    small=${DPQTB_LABEL_SMALLEST_FIRST:-0}
+    [[ "$small" =~ ^[01]$ ]] || { echo "label_queue: DPQTB_LABEL_SMALLEST_FIRST must be 0 or 1, got '$small'" >&2; exit 2; }
     # fail here, in the foreground, if the MPI command cannot be built (before older queues are ended)
     .venv/bin/python -m dpqtb.dft.mpi "$ranks" >/dev/null || { echo "label_queue: cannot build the mpiexec command" >&2; exit 1; }
     # own session = own scheduler autogroup, so nice 19 really yields to interactive work
-    DPQTB_LABEL_LANES=$lanes DPQTB_LABEL_RANKS=$ranks setsid nohup bash "$0" --worker "$@" </dev/null >/dev/null 2>&1 &
+    DPQTB_LABEL_LANES=$lanes DPQTB_LABEL_RANKS=$ranks DPQTB_LABEL_SMALLEST_FIRST=$small setsid nohup bash "$0" --worker "$@" </dev/null >/dev/null 2>&1 &
     echo "labelling in order: $* ($lanes lane(s) of $ranks MPI rank(s); background pid $!); progress: .venv/bin/dpqtb label --store STORE --status"
     exit 0
 fi
@@ -89,10 +93,11 @@ lane() {  # label the stores in order, skipping one another lane holds; then a s
     for pass in 1 2; do
         extra=()
         [ "$pass" = 2 ] && extra=(--skip-failed)
+        [ "$DPQTB_LABEL_SMALLEST_FIRST" = 1 ] && extra+=(--smallest-first)
         for s in "$@"; do
             running "$s" >/dev/null && continue
             [ "$pass" = 2 ] && [ "$(unfinished "$s")" = 0 ] && continue
-            echo "== $(date -u +%FT%TZ) label_queue: $s" >> "$s/runner.log"
+            echo "== $(date -u +%FT%TZ) label_queue: $s ${extra[*]}" >> "$s/runner.log"
             nice -n 19 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.runner "$s" ${extra[@]+"${extra[@]}"} \
                 >> "$s/runner.log" 2>&1 || true
         done

@@ -249,6 +249,25 @@ def test_label_cli_registers_and_reports_status(tmp_path, capsys):
     assert os.path.isdir(os.path.join(store, "jobs"))
 
 
+def test_smallest_cells_first(tmp_path):
+    store = JobStore(tmp_path / "s")
+    small, large = _configs(2)[0], _configs(1)[0].repeat((1, 1, 2))
+    ids = {n: store.add(a, CHEAP, {"order": k}) for k, (n, a) in enumerate([(44, large), (11, small)])}
+    order = store.pending()
+    assert order == [ids[44], ids[11]]  # the store's order: large first
+    assert run_store(store, max_jobs=1, calc_factory=lj_factory, verbose=False,
+                     smallest_first=True) == 1
+    assert store.has_frame(ids[11]) and not store.has_frame(ids[44])
+    # the store's order otherwise
+    store2 = JobStore(tmp_path / "s2")
+    for k, a in enumerate((large, small)):
+        store2.add(a, CHEAP, {"order": k})
+    assert store2.pending() == order
+    run_store(store2, max_jobs=1, calc_factory=lj_factory, verbose=False)
+    assert store2.has_frame(order[0])
+    assert "--smallest-first" in dft_cli.runner_command("s", 1, 0, None, smallest_first=True)
+
+
 def test_killed_run_is_recorded_and_resumed(tmp_path):
     store = JobStore(tmp_path / "s")
     for n, a in enumerate(_configs(3)):

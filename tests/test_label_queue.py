@@ -71,6 +71,8 @@ def test_label_queue_rejects_bad_input(tmp_path):
                      ("DPQTB_LABEL_RANKS", "-1")]:
         r = _queue(tree, "a", env={var: val})
         assert r.returncode == 2 and f"{var} must be a positive integer" in r.stderr, r.stderr
+    r = _queue(tree, "a", env={"DPQTB_LABEL_SMALLEST_FIRST": "yes"})
+    assert r.returncode == 2 and "must be 0 or 1" in r.stderr
     assert not list((tree / "a").glob("runner.*"))  # nothing was started
 
 
@@ -100,7 +102,7 @@ def test_two_lanes_label_two_stores_and_take_over_a_running_store(tmp_path):
                 break
             time.sleep(0.1)
         assert lock_holder(a.root) == first.pid
-        r = _queue(tree, "a", "b", env={"DPQTB_LABEL_LANES": "2"})
+        r = _queue(tree, "a", "b", env={"DPQTB_LABEL_LANES": "2", "DPQTB_LABEL_SMALLEST_FIRST": "1"})
         assert r.returncode == 0, r.stderr
         worker = int(re.search(r"background pid (\d+)", r.stdout).group(1))
         for _ in range(3000):  # the queue runs in the background: wait for it to end
@@ -113,6 +115,7 @@ def test_two_lanes_label_two_stores_and_take_over_a_running_store(tmp_path):
         assert not a.failed_ids() and not b.failed_ids()
         for s in (a, b):
             assert "label_queue: " in (s.root / "runner.log").read_text()
+            assert "--smallest-first" in (s.root / "runner.log").read_text()
             assert lock_holder(s.root) is None
         assert all(p.poll() is None for p in bystanders)
     finally:

@@ -51,10 +51,13 @@ def read_structures(path: str):
     return images
 
 
-def runner_command(store: str, np_: int, nice: int, max_jobs: int | None) -> list[str]:
+def runner_command(store: str, np_: int, nice: int, max_jobs: int | None,
+                   smallest_first: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "dpqtb.dft.runner", store]
     if max_jobs is not None:
         cmd += ["--max-jobs", str(max_jobs)]
+    if smallest_first:
+        cmd.append("--smallest-first")
     if np_ > 1:
         cmd = mpi_prefix(np_) + cmd
     if nice > 0:
@@ -118,7 +121,7 @@ def cmd_label(args) -> int:
         raise DpqtbError(f"{args.store} is already being labelled by process {running} "
                          f"(see {Path(args.store) / 'runner.log'})")
     _check_can_run(args.np)
-    cmd = runner_command(args.store, args.np, args.nice, args.max_jobs)
+    cmd = runner_command(args.store, args.np, args.nice, args.max_jobs, args.smallest_first)
     if args.background:
         log = Path(args.store) / "runner.log"
         with open(log, "a") as fh:
@@ -330,6 +333,8 @@ def register(subparsers) -> None:
     p.add_argument("--np", type=int, default=2, help="MPI ranks (default 2)")
     p.add_argument("--nice", type=int, default=19, help="nice level of the DFT run (default 19)")
     p.add_argument("--max-jobs", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--smallest-first", action="store_true",
+                   help="label the cells with the fewest atoms first (most frames per hour)")
     p.add_argument("--no-run", action="store_true", help="only register configurations")
     p.add_argument("--status", action="store_true", help="print progress and exit")
     p.add_argument("--background", action="store_true",

@@ -70,8 +70,12 @@ def _record_interrupted(store: JobStore) -> None:
 
 
 def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool = True,
-              calc_factory=None, verbose: bool = True) -> int:
-    """Label pending jobs; returns the number of frames written in this run."""
+              calc_factory=None, verbose: bool = True, smallest_first: bool = False) -> int:
+    """Label pending jobs; returns the number of frames written in this run.
+
+    ``smallest_first``: cells with fewer atoms first (the cost of a frame grows steeply with its
+    size: most frames per hour), else the store's order; jobs that killed the runner twice go last
+    either way."""
     comm = _world()
     rank = 0 if comm is None else comm.rank
     plan: list[str] | str | None
@@ -83,7 +87,8 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
             skip = set() if retry_failed else store.failed_ids()
             plan = [j for j in store.pending() if j not in skip]
             # jobs that killed the runner twice (crash, not a Python error) go last
-            plan.sort(key=lambda j: _attempts(store, j) >= 2)
+            plan.sort(key=lambda j: (_attempts(store, j) >= 2,
+                                     len(store.job(j).atoms) if smallest_first else 0))
             if max_jobs is not None:
                 plan = plan[:max_jobs]
         except DpqtbError as exc:
@@ -140,10 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("store")
     ap.add_argument("--max-jobs", type=int, default=None)
     ap.add_argument("--skip-failed", action="store_true", help="do not retry failed jobs")
+    ap.add_argument("--smallest-first", action="store_true",
+                    help="label the cells with the fewest atoms first")
     args = ap.parse_args(argv)
     try:
         run_store(JobStore(args.store), max_jobs=args.max_jobs,
-                  retry_failed=not args.skip_failed)
+                  retry_failed=not args.skip_failed, smallest_first=args.smallest_first)
     except DpqtbError as exc:
         print(f"dpqtb: error: {exc}", file=sys.stderr)
         return 2
