@@ -90,6 +90,26 @@ def test_summary_table_counts(store):
     assert "Total: 3 configurations (2 × 11 atoms, 1 × 44 atoms)" in text
     rows = [r for r in text.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert sum(int(r.split("|")[4]) for r in rows) == 3
+    assert "Repeats: none" in text
+
+
+def test_repeated_frames_are_flagged(store, tmp_path):
+    """A supercell of a labelled frame, and one structure labelled in two stores, count twice."""
+    from dpqtb.data.export import repeated_frames
+
+    frames = load_frames([store.root])
+    assert repeated_frames(frames) == []
+    assert repeated_frames([frames[1], frames[1]]) == [[frames[1]["id"]] * 2]  # one id, two stores
+    first = JobStore(store.root).job(frames[0]["id"]).atoms
+    other = JobStore(tmp_path / "other")
+    sc_id = other.add(first.repeat((2, 1, 1)), CHEAP)
+    same_id = other.add(first, CHEAP)
+    run_store(other, calc_factory=_lj, verbose=False)
+    both = load_frames([store.root, other.root])
+    # (the stored copy can hash to a new id: its positions differ by ~1e-11 Å, which can cross the
+    # 1e-6 Å rounding of the id; here it does)
+    assert repeated_frames(both) == [sorted([frames[0]["id"], same_id, sc_id])]
+    assert "1 configuration(s) probably counted more than once (2 extra frame(s))" in summary_table(both)
 
 
 def test_dataset_cli(store, tmp_path, capsys):

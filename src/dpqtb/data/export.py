@@ -98,6 +98,38 @@ def phase_label(meta: dict) -> str:
     return "?"
 
 
+def repeated_frames(frames: list[dict], de_eV: float = 5e-5, dv_A3: float = 1e-4) -> list[list[str]]:
+    """Groups of frames (ids, one per frame) that are probably one configuration counted more than
+    once: the same id (one structure in two stores), or the same composition with the energy per
+    atom within ``de_eV`` and the volume per atom within ``dv_A3`` — what a supercell, translated or
+    relabelled copy of a frame has (distinct thermal or strained samples differ by far more)."""
+    def key(fr):
+        n = len(fr["symbols"])
+        frac = tuple((el, c / n) for el, c in sorted(Counter(fr["symbols"]).items()))
+        return frac, fr["energy_eV"] / n, abs(np.linalg.det(np.asarray(fr["cell_A"]))) / n
+
+    rows = sorted(((key(fr), fr["id"]) for fr in frames), key=lambda r: (r[0][0], r[0][1]))
+    parent = list(range(len(rows)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, ((comp, e, v), fid) in enumerate(rows):
+        for k in range(i + 1, len(rows)):
+            (comp2, e2, v2), fid2 = rows[k]
+            if comp2 != comp or e2 - e > de_eV:
+                break
+            if fid2 == fid or abs(v2 - v) <= dv_A3:
+                parent[root(k)] = root(i)
+    groups = defaultdict(list)
+    for i, (_, fid) in enumerate(rows):
+        groups[root(i)].append(fid)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
 def summary_table(frames: list[dict], bin_GPa: float = 50.0) -> str:
     """Markdown summary: counts by DFT pressure bin × phase × cell size, and force ranges."""
     if not frames:
@@ -131,4 +163,12 @@ def summary_table(frames: list[dict], bin_GPa: float = 50.0) -> str:
                  f"kinds: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
                  f"DFT pressure {p.min():.0f}–{p.max():.0f} GPa; "
                  f"|F| max {fmax:.2f} eV/Å, RMS {frms:.2f} eV/Å.")
+    rep = repeated_frames(frames)
+    lines.append("")
+    lines.append("Repeats: " + ("none (no id in two stores, and no two frames of one composition with "
+                                "the energy per atom within 0.05 meV and the volume per atom within "
+                                "1e-4 Å³, as a supercell or relabelled copy would be)." if not rep else
+                                f"{len(rep)} configuration(s) probably counted more than once "
+                                f"({sum(len(g) - 1 for g in rep)} extra frame(s)): "
+                                + "; ".join(" = ".join(g) for g in rep) + "."))
     return "\n".join(lines) + "\n"
