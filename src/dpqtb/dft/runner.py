@@ -88,7 +88,7 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
             plan = [j for j in store.pending() if j not in skip]
             # jobs that killed the runner twice (crash, not a Python error) go last
             plan.sort(key=lambda j: (_attempts(store, j) >= 2,
-                                     len(store.job(j).atoms) if smallest_first else 0))
+                                     len(store.job_record(j)["symbols"]) if smallest_first else 0))
             if max_jobs is not None:
                 plan = plan[:max_jobs]
         except DpqtbError as exc:
