@@ -65,6 +65,32 @@ def test_job_ids_are_content_hashes(tmp_path):
     assert job_id(b, PRODUCTION) != j1
 
 
+def test_round_off_copies_are_one_job(tmp_path):
+    """Two copies of a structure 4e-11 Å apart that straddle the 1e-6 Å rounding of the hash
+    (and a job read back from its JSON, which keeps 1e-10 Å) are found as the stored job; a
+    structure 1e-5 Å away, or the same one with other settings, is a new job."""
+    a = _configs(1)[0]
+    a.positions[3, 1] = 1.2345675 + 2e-11
+    b = a.copy()
+    b.positions[3, 1] = 1.2345675 - 2e-11
+    assert job_id(a, PRODUCTION) != job_id(b, PRODUCTION)  # the hash alone splits them
+    store = JobStore(tmp_path / "s")
+    ja = store.add(a, PRODUCTION)
+    assert store.add(b, PRODUCTION) == ja
+    assert JobStore(tmp_path / "s").find(b, PRODUCTION) == ja  # a fresh index sees it too
+    back = store.job(ja).atoms
+    assert store.add(back, PRODUCTION) == ja
+    assert len(store.job_ids()) == 1
+    c = a.copy()
+    c.positions[3, 1] += 1e-5
+    assert store.find(c, PRODUCTION) is None and store.add(c, PRODUCTION) != ja
+    assert store.find(b, CHEAP) is None
+    d = a.copy()
+    d.cell[0, 0] += 1e-5  # same positions, other cell
+    assert store.find(d, PRODUCTION) is None
+    assert len(store.job_ids()) == 2
+
+
 def test_runner_labels_each_job_once_and_resumes(tmp_path):
     store = JobStore(tmp_path / "s")
     for n, a in enumerate(_configs(4)):

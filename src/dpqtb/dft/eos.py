@@ -38,7 +38,7 @@ def _rank():
 
 def label(store: JobStore, atoms, settings: DFTSettings, meta: dict) -> dict:
     """Frame for ``atoms`` from the store, computing (and storing) it if needed. All ranks."""
-    jid = job_id(atoms, settings)
+    jid = store.find(atoms, settings) or job_id(atoms, settings)
     if store.has_frame(jid):
         return store.frame(jid)
     job = Job(jid, atoms, settings, meta)

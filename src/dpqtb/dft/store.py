@@ -9,7 +9,8 @@ Layout of a store directory::
     STORE/runner.lock        held by the one running labeller
 
 The job id is a hash of the structure and the DFT settings, so a configuration is labelled once
-whatever the order or number of runs.  Every file is written atomically (temporary file +
+whatever the order or number of runs (a copy that differs from a stored job by round-off only is
+recognised as that job, :meth:`JobStore.find`).  Every file is written atomically (temporary file +
 ``os.replace``) as soon as it is complete: a killed run loses at most the job in flight, and the
 next run resumes with the remaining jobs.  Units: eV, Å, GPa.
 """
@@ -106,6 +107,15 @@ def job_id(atoms: Atoms, settings: DFTSettings) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+#: Two structures whose cells and positions all agree within this (Å) are one job (see
+#: :meth:`JobStore.find`); the same resolution as the rounding in :func:`job_id`.
+SAME_STRUCTURE_TOL_A = 1e-6
+
+
+def _signature(symbols, pbc, settings: dict) -> str:
+    return json.dumps([list(symbols), [bool(p) for p in pbc], settings], sort_keys=True)
+
+
 @dataclass
 class Job:
     id: str
@@ -149,16 +159,71 @@ class JobStore:
         return self.root / "logs"
 
     # -- jobs
+    def find(self, atoms: Atoms, settings: DFTSettings) -> str | None:
+        """Id of the stored job holding this configuration, or None.
+
+        The content hash (:func:`job_id`) rounds coordinates to 1e-6 Å, so two copies of one
+        structure that differ by round-off (a job read back from its JSON, which keeps 1e-10 Å)
+        can fall on either side of a rounding boundary and hash differently.  When the hash is not
+        in the store, the stored jobs with the same species order, pbc and settings are compared
+        coordinate by coordinate: cell and positions all within ``SAME_STRUCTURE_TOL_A`` is the
+        same job.  Atom order matters, as for the hash.
+        """
+        jid = job_id(atoms, settings)
+        if (self.jobs_dir / f"{jid}.json").exists():
+            return jid
+        return self._near_match(atoms, settings)
+
     def add(self, atoms: Atoms, settings: DFTSettings, meta: dict | None = None,
             validate: bool = True) -> str:
-        """Register a configuration to label; returns its id (a no-op if already present)."""
+        """Register a configuration to label; returns its id (a no-op if already present,
+        including a copy that differs from a stored job by round-off only, see :meth:`find`)."""
         if validate:
             validate_atoms(atoms)
+        found = self.find(atoms, settings)
+        if found is not None:
+            return found
         jid = job_id(atoms, settings)
-        path = self.jobs_dir / f"{jid}.json"
-        if not path.exists():
-            atomic_write_json(path, Job(jid, atoms, settings, dict(meta or {})).to_dict())
+        job = Job(jid, atoms, settings, dict(meta or {}))
+        atomic_write_json(self.jobs_dir / f"{jid}.json", job.to_dict())
+        self._index_record(jid, job.to_dict())
         return jid
+
+    # The near-match index: signature (species, pbc, settings) -> list of (key, id, cell, pos),
+    # key = sum of all cell and position components, so candidates are the entries whose key lies
+    # within (3N + 9) * tolerance.  Built lazily, refreshed with job files added since (by any
+    # process) on every miss.
+    def _index_record(self, jid: str, rec: dict) -> None:
+        index = self.__dict__.setdefault("_index", {})
+        seen = self.__dict__.setdefault("_indexed", set())
+        if jid in seen:
+            return
+        seen.add(jid)
+        cell = np.asarray(rec["cell_A"], float)
+        pos = np.asarray(rec["positions_A"], float)
+        sig = _signature(rec["symbols"], rec["pbc"], rec["settings"])
+        index.setdefault(sig, []).append((float(cell.sum() + pos.sum()), jid, cell, pos))
+
+    def _near_match(self, atoms: Atoms, settings: DFTSettings) -> str | None:
+        seen = self.__dict__.setdefault("_indexed", set())
+        for jid in self.job_ids():
+            if jid not in seen:
+                try:
+                    self._index_record(jid, self.job_record(jid))
+                except (OSError, ValueError, KeyError):  # a file being written by another process
+                    continue
+        sig = _signature(atoms.get_chemical_symbols(), [bool(p) for p in atoms.pbc],
+                         settings.as_dict())
+        cell = np.asarray(atoms.cell.array, float)
+        pos = np.asarray(atoms.positions, float)
+        key = float(cell.sum() + pos.sum())
+        window = (pos.size + 9) * SAME_STRUCTURE_TOL_A
+        for k, jid, c, p in self.__dict__.get("_index", {}).get(sig, []):
+            if (abs(k - key) <= window and p.shape == pos.shape
+                    and np.max(np.abs(c - cell)) <= SAME_STRUCTURE_TOL_A
+                    and np.max(np.abs(p - pos)) <= SAME_STRUCTURE_TOL_A):
+                return jid
+        return None
 
     def job_record(self, jid: str) -> dict:
         """The stored job file as a dict (``symbols``, ``meta``, ...), without building Atoms."""
