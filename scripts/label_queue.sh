@@ -7,8 +7,9 @@
 #   DPQTB_LABEL_LANES=2 scripts/label_queue.sh ...   (two 1-rank runners at once, each on its own
 #       store: a lane skips a store the other lane is labelling and comes back to it only if it still
 #       has unlabelled jobs that never failed when the lane has run out of stores; ranks default to 1)
-#   DPQTB_LABEL_SMALLEST_FIRST=1 scripts/label_queue.sh ...   (in each store, the cells with the fewest
-#       atoms first: most frames per hour)
+#   DPQTB_LABEL_SMALLEST_FIRST=1 scripts/label_queue.sh ...   (the cells with the fewest atoms first,
+#       across the stores: a lane labels the smallest cells of the first store no other lane holds,
+#       then the next size; most frames per hour. Store order still breaks ties)
 # If one of the stores is already being labelled, this waits for its frame in flight to be written,
 # stops that runner, and starts the queue (nothing is lost). Logs: STORE/runner.log.
 set -euo pipefail
@@ -78,18 +79,42 @@ for s in "$@"; do
         sleep 10
     fi
 done
-unfinished() {  # jobs that are neither labelled, failed nor retired
-    .venv/bin/python - "$1" <<'PY' 2>/dev/null || echo 0
+unfinished() {  # jobs that are neither labelled, failed nor retired [with at most $2 atoms]
+    .venv/bin/python - "$1" "${2:-0}" <<'PY' 2>/dev/null || echo 0
 import sys
 from dpqtb.dft.store import JobStore
-s = JobStore(sys.argv[1])
-print(len(set(s.pending()) - s.failed_ids()))
+s, most = JobStore(sys.argv[1]), int(sys.argv[2])
+todo = set(s.pending()) - s.failed_ids()
+print(sum(1 for j in todo if most == 0 or len(s.job_record(j)["symbols"]) <= most))
+PY
+}
+sizes() {  # the atom counts of the jobs not yet labelled in the given stores, ascending
+    .venv/bin/python - "$@" <<'PY' 2>/dev/null || true
+import sys
+from dpqtb.dft.store import JobStore
+n = set()
+for root in sys.argv[1:]:
+    s = JobStore(root)
+    n.update(len(s.job_record(j)["symbols"]) for j in s.pending())
+print(*sorted(n))
 PY
 }
 lane() {  # label the stores in order, skipping one another lane holds; then a second pass over the
     # stores that still have never-failed jobs (failed ones are retried by the first pass of the
     # next queue run, not once more per lane)
-    local pass s extra
+    local pass s extra n
+    if [ "$DPQTB_LABEL_SMALLEST_FIRST" = 1 ]; then
+        # size by size across the stores (failed jobs are retried by pass 1 below)
+        for n in $(sizes "$@"); do
+            for s in "$@"; do
+                running "$s" >/dev/null && continue
+                [ "$(unfinished "$s" "$n")" = 0 ] && continue
+                echo "== $(date -u +%FT%TZ) label_queue: $s --smallest-first --max-atoms $n" >> "$s/runner.log"
+                nice -n 19 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.runner "$s" --smallest-first \
+                    --skip-failed --max-atoms "$n" >> "$s/runner.log" 2>&1 || true
+            done
+        done
+    fi
     for pass in 1 2; do
         extra=()
         [ "$pass" = 2 ] && extra=(--skip-failed)

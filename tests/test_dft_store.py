@@ -292,6 +292,26 @@ def test_smallest_cells_first(tmp_path):
     run_store(store2, max_jobs=1, calc_factory=lj_factory, verbose=False)
     assert store2.has_frame(order[0])
     assert "--smallest-first" in dft_cli.runner_command("s", 1, 0, None, smallest_first=True)
+    cmd = dft_cli.runner_command("s", 1, 0, None, max_atoms=11)
+    assert cmd[cmd.index("--max-atoms") + 1] == "11"
+    args = _parser().parse_args(["label", "--store", str(tmp_path / "s3"), "--max-atoms", "0"])
+    with pytest.raises(DpqtbError, match="--max-atoms must be >= 1"):
+        args.func(args)
+    assert not (tmp_path / "s3").exists()
+
+
+def test_max_atoms_labels_only_the_small_cells(tmp_path):
+    store = JobStore(tmp_path / "s")
+    small, large = _configs(2)[0], _configs(1)[0].repeat((1, 1, 2))
+    n = len(small)
+    assert len(large) == 2 * n
+    ids = {k: store.add(a, CHEAP, {"order": i}) for i, (k, a) in enumerate([("large", large), ("small", small)])}
+    assert run_store(store, calc_factory=lj_factory, verbose=False, max_atoms=2 * n - 1) == 1
+    assert store.has_frame(ids["small"]) and store.pending() == [ids["large"]]
+    assert run_store(store, calc_factory=lj_factory, verbose=False, max_atoms=n) == 0
+    assert run_store(store, calc_factory=lj_factory, verbose=False, max_atoms=2 * n) == 1
+    with pytest.raises(DpqtbError, match="max_atoms must be >= 1"):
+        run_store(store, max_atoms=0)
 
 
 def test_killed_run_is_recorded_and_resumed(tmp_path):

@@ -122,3 +122,31 @@ def test_two_lanes_label_two_stores_and_take_over_a_running_store(tmp_path):
         for p in [first, *bystanders]:
             p.kill()
             p.wait()
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="no mpiexec")
+def test_smallest_first_goes_across_stores(tmp_path):
+    """One lane, DPQTB_LABEL_SMALLEST_FIRST=1: the 2-atom cells of both stores are labelled before
+    the 4-atom cell that comes first in store a's own order."""
+    pytest.importorskip("gpaw")
+    tree = _checkout(tmp_path / "tree")
+    a, b = JobStore(tree / "a"), JobStore(tree / "b")
+    h4 = _h2(0.9)
+    h4.extend(Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.0, 0.0, 0.9]]))
+    big = a.add(h4, CHEAP, {"order": 0})
+    small_a = a.add(_h2(0.95), CHEAP, {"order": 1})
+    small_b = b.add(_h2(1.0), CHEAP)
+    r = _queue(tree, "a", "b", env={"DPQTB_LABEL_LANES": "1", "DPQTB_LABEL_SMALLEST_FIRST": "1"})
+    assert r.returncode == 0, r.stderr
+    worker = int(re.search(r"background pid (\d+)", r.stdout).group(1))
+    for _ in range(3000):
+        if not Path(f"/proc/{worker}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists(), "the queue did not end within 300 s"
+    assert a.progress() == (2, 2, 0) and b.progress() == (1, 1, 0)
+    written = {j: (s.frames_dir / f"{j}.json").stat().st_mtime_ns
+               for s, j in ((a, big), (a, small_a), (b, small_b))}
+    assert max(written[small_a], written[small_b]) < written[big]
+    assert "--max-atoms 2" in (a.root / "runner.log").read_text()
+    assert "--max-atoms 4" in (a.root / "runner.log").read_text()

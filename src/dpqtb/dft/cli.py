@@ -52,8 +52,10 @@ def read_structures(path: str):
 
 
 def runner_command(store: str, np_: int, nice: int, max_jobs: int | None,
-                   smallest_first: bool = False) -> list[str]:
+                   smallest_first: bool = False, max_atoms: int | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "dpqtb.dft.runner", store]
+    if max_atoms is not None:
+        cmd += ["--max-atoms", str(max_atoms)]
     if max_jobs is not None:
         cmd += ["--max-jobs", str(max_jobs)]
     if smallest_first:
@@ -68,6 +70,8 @@ def runner_command(store: str, np_: int, nice: int, max_jobs: int | None,
 def cmd_label(args) -> int:
     from dpqtb.dft.store import JobStore
 
+    if args.max_atoms is not None and args.max_atoms < 1:
+        raise DpqtbError(f"--max-atoms must be >= 1, got {args.max_atoms}")
     store = JobStore(args.store)
     settings = _settings(args)
     added = 0
@@ -121,7 +125,8 @@ def cmd_label(args) -> int:
         raise DpqtbError(f"{args.store} is already being labelled by process {running} "
                          f"(see {Path(args.store) / 'runner.log'})")
     _check_can_run(args.np)
-    cmd = runner_command(args.store, args.np, args.nice, args.max_jobs, args.smallest_first)
+    cmd = runner_command(args.store, args.np, args.nice, args.max_jobs, args.smallest_first,
+                         args.max_atoms)
     if args.background:
         log = Path(args.store) / "runner.log"
         with open(log, "a") as fh:
@@ -335,6 +340,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-jobs", type=int, default=None, help="stop after this many frames")
     p.add_argument("--smallest-first", action="store_true",
                    help="label the cells with the fewest atoms first (most frames per hour)")
+    p.add_argument("--max-atoms", type=int, default=None,
+                   help="label only the cells with at most this many atoms (the rest stay pending)")
     p.add_argument("--no-run", action="store_true", help="only register configurations")
     p.add_argument("--status", action="store_true", help="print progress and exit")
     p.add_argument("--background", action="store_true",

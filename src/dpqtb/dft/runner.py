@@ -70,12 +70,15 @@ def _record_interrupted(store: JobStore) -> None:
 
 
 def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool = True,
-              calc_factory=None, verbose: bool = True, smallest_first: bool = False) -> int:
+              calc_factory=None, verbose: bool = True, smallest_first: bool = False,
+              max_atoms: int | None = None) -> int:
     """Label pending jobs; returns the number of frames written in this run.
 
     ``smallest_first``: cells with fewer atoms first (the cost of a frame grows steeply with its
     size: most frames per hour), else the store's order; jobs that killed the runner twice go last
-    either way."""
+    either way.  ``max_atoms``: only the jobs with at most this many atoms (the others stay pending)."""
+    if max_atoms is not None and max_atoms < 1:
+        raise DpqtbError(f"max_atoms must be >= 1, got {max_atoms}")
     comm = _world()
     rank = 0 if comm is None else comm.rank
     plan: list[str] | str | None
@@ -86,6 +89,8 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
             _record_interrupted(store)
             skip = set() if retry_failed else store.failed_ids()
             plan = [j for j in store.pending() if j not in skip]
+            if max_atoms is not None:
+                plan = [j for j in plan if len(store.job_record(j)["symbols"]) <= max_atoms]
             # jobs that killed the runner twice (crash, not a Python error) go last
             plan.sort(key=lambda j: (_attempts(store, j) >= 2,
                                      len(store.job_record(j)["symbols"]) if smallest_first else 0))
@@ -147,10 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-failed", action="store_true", help="do not retry failed jobs")
     ap.add_argument("--smallest-first", action="store_true",
                     help="label the cells with the fewest atoms first")
+    ap.add_argument("--max-atoms", type=int, default=None,
+                    help="label only the cells with at most this many atoms")
     args = ap.parse_args(argv)
     try:
         run_store(JobStore(args.store), max_jobs=args.max_jobs,
-                  retry_failed=not args.skip_failed, smallest_first=args.smallest_first)
+                  retry_failed=not args.skip_failed, smallest_first=args.smallest_first,
+                  max_atoms=args.max_atoms)
     except DpqtbError as exc:
         print(f"dpqtb: error: {exc}", file=sys.stderr)
         return 2
