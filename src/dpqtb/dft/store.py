@@ -136,6 +136,8 @@ class Job:
 class JobStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._index: dict[str, list] = {}  # near-match index, see _index_record
+        self._indexed: set[str] = set()
 
     # -- paths
     @property
@@ -194,20 +196,17 @@ class JobStore:
     # within (3N + 9) * tolerance.  Built lazily, refreshed with job files added since (by any
     # process) on every miss.
     def _index_record(self, jid: str, rec: dict) -> None:
-        index = self.__dict__.setdefault("_index", {})
-        seen = self.__dict__.setdefault("_indexed", set())
-        if jid in seen:
+        if jid in self._indexed:
             return
-        seen.add(jid)
+        self._indexed.add(jid)
         cell = np.asarray(rec["cell_A"], float)
         pos = np.asarray(rec["positions_A"], float)
         sig = _signature(rec["symbols"], rec["pbc"], rec["settings"])
-        index.setdefault(sig, []).append((float(cell.sum() + pos.sum()), jid, cell, pos))
+        self._index.setdefault(sig, []).append((float(cell.sum() + pos.sum()), jid, cell, pos))
 
     def _near_match(self, atoms: Atoms, settings: DFTSettings) -> str | None:
-        seen = self.__dict__.setdefault("_indexed", set())
         for jid in self.job_ids():
-            if jid not in seen:
+            if jid not in self._indexed:
                 try:
                     self._index_record(jid, self.job_record(jid))
                 except (OSError, ValueError, KeyError):  # a file being written by another process
@@ -218,7 +217,7 @@ class JobStore:
         pos = np.asarray(atoms.positions, float)
         key = float(cell.sum() + pos.sum())
         window = (pos.size + 9) * SAME_STRUCTURE_TOL_A
-        for k, jid, c, p in self.__dict__.get("_index", {}).get(sig, []):
+        for k, jid, c, p in self._index.get(sig, []):
             if (abs(k - key) <= window and p.shape == pos.shape
                     and np.max(np.abs(c - cell)) <= SAME_STRUCTURE_TOL_A
                     and np.max(np.abs(p - pos)) <= SAME_STRUCTURE_TOL_A):
