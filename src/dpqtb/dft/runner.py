@@ -89,11 +89,12 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
             _record_interrupted(store)
             skip = set() if retry_failed else store.failed_ids()
             plan = [j for j in store.pending() if j not in skip]
+            size = ({j: len(store.job_record(j)["symbols"]) for j in plan}
+                    if smallest_first or max_atoms is not None else {})
             if max_atoms is not None:
-                plan = [j for j in plan if len(store.job_record(j)["symbols"]) <= max_atoms]
+                plan = [j for j in plan if size[j] <= max_atoms]
             # jobs that killed the runner twice (crash, not a Python error) go last
-            plan.sort(key=lambda j: (_attempts(store, j) >= 2,
-                                     len(store.job_record(j)["symbols"]) if smallest_first else 0))
+            plan.sort(key=lambda j: (_attempts(store, j) >= 2, size.get(j, 0)))
             if max_jobs is not None:
                 plan = plan[:max_jobs]
         except DpqtbError as exc:

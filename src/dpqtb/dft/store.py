@@ -186,9 +186,9 @@ class JobStore:
         if found is not None:
             return found
         jid = job_id(atoms, settings)
-        job = Job(jid, atoms, settings, dict(meta or {}))
-        atomic_write_json(self.jobs_dir / f"{jid}.json", job.to_dict())
-        self._index_record(jid, job.to_dict())
+        rec = Job(jid, atoms, settings, dict(meta or {})).to_dict()
+        atomic_write_json(self.jobs_dir / f"{jid}.json", rec)
+        self._index_record(jid, rec)
         return jid
 
     # The near-match index: signature (species, pbc, settings) -> list of (key, id, cell, pos),
