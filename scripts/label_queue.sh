@@ -10,8 +10,9 @@
 #   DPQTB_LABEL_SMALLEST_FIRST=1 scripts/label_queue.sh ...   (the cells with the fewest atoms first,
 #       across the stores: a lane labels the smallest cells of the first store no other lane holds,
 #       then the next size; most frames per hour. Store order still breaks ties)
-# If one of the stores is already being labelled, this waits for its frame in flight to be written,
-# stops that runner, and starts the queue (nothing is lost). Logs: STORE/runner.log.
+# If one of the stores is already being labelled, this asks that runner to stop after its frame in
+# flight (SIGUSR1, as dpqtb label --stop), waits for it, and starts the queue (nothing is lost).
+# Logs: STORE/runner.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" != "--worker" ]; then
@@ -61,7 +62,6 @@ ranks=$DPQTB_LABEL_RANKS  # checked by the foreground part
 # environment and the mpiexec prefix, from dpqtb.dft.mpi
 mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
 [ "${mpi[0]:-}" = env ] || { echo "$0: cannot build the mpiexec command" >&2; exit 1; }
-nframes() { { ls "$1/frames" 2>/dev/null || true; } | wc -l; }  # 0 before the first frame (no frames/)
 held() {  # "STORE PID" for each given store that a live runner is labelling (its runner.lock)
     .venv/bin/python -m dpqtb.dft.lock "$@"
 }
@@ -70,21 +70,26 @@ running() {  # the pid labelling STORE, if any
     out=$(held "$1") && [ -n "$out" ] && echo "${out##* }"
 }
 for s in "$@"; do
-    if pid=$(running "$s"); then
-        n=$(nframes "$s")
-        while [ "$(nframes "$s")" -eq "$n" ] && kill -0 "$pid" 2>/dev/null; do sleep 5; done
-        # this store's runner only (mpiexec and its ranks): the pattern must not match round0_ext
-        # when stopping round0
-        for p in $(ours "dpqtb\.dft\.runner ${s%/}( |\$)"); do kill -TERM "$p" 2>/dev/null || true; done
-        sleep 10
-    fi
+    asked=
+    # SIGUSR1 to the runner's rank 0 (the lock holder; dpqtb label --stop): it ends once its frame
+    # in flight is written, so nothing is lost and no job is marked interrupted. Wait on the lock,
+    # not the pid (an exited process can linger as a zombie); a runner that was starting (no pid
+    # in its lock yet, -1) or a new holder is asked in turn
+    while pid=$(running "$s"); do
+        if [ "$pid" -gt 0 ] && [ "$pid" != "$asked" ]; then
+            kill -USR1 "$pid" 2>/dev/null || true
+            asked=$pid
+        fi
+        sleep 2
+    done
 done
-unfinished() {  # jobs that are neither labelled, failed nor retired [with at most $2 atoms]
+unfinished() {  # jobs neither labelled, retired nor skipped as failed [with at most $2 atoms]
     .venv/bin/python - "$1" "${2:-0}" <<'PY' 2>/dev/null || echo 0
 import sys
 from dpqtb.dft.store import JobStore
+from dpqtb.dft.runner import skipped_failures
 s, most = JobStore(sys.argv[1]), int(sys.argv[2])
-todo = set(s.pending()) - s.failed_ids()
+todo = set(s.pending()) - skipped_failures(s)
 print(sum(1 for j in todo if most == 0 or len(s.job_record(j)["symbols"]) <= most))
 PY
 }

@@ -4,6 +4,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import time
 
 import numpy as np
@@ -15,7 +16,7 @@ from ase.calculators.lj import LennardJones
 from dpqtb import DpqtbError
 from dpqtb.dft import cli as dft_cli
 from dpqtb.dft.lock import acquire_lock, lock_holder
-from dpqtb.dft.runner import run_store
+from dpqtb.dft.runner import run_store, skipped_failures
 from dpqtb.dft.settings import CHEAP, PRODUCTION, kpoint_mesh
 from dpqtb.dft.store import JobStore, job_id, validate_atoms
 from dpqtb.structures.lah10 import fm3m
@@ -335,6 +336,84 @@ def test_killed_run_is_recorded_and_resumed(tmp_path):
     assert not store.has_frame(second)
     assert run_store(store, calc_factory=lj_factory, verbose=False) == 1
     assert store.progress() == (3, 3, 0)
+
+
+def test_stop_signal_ends_the_run_after_the_frame_in_flight(tmp_path):
+    store = JobStore(tmp_path / "s")
+    for n, a in enumerate(_configs(3)):
+        store.add(a, CHEAP, {"order": n})
+
+    def stop_during_first(atoms, settings, txt=None):
+        if not store.done_ids():  # SIGUSR1 arrives while the first frame is being computed
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return lj_factory(atoms, settings)
+
+    assert run_store(store, calc_factory=stop_during_first, verbose=False) == 1
+    assert store.progress() == (1, 3, 0)  # the frame in flight was written, nothing failed
+    assert not (store.root / "inflight.json").exists() and lock_holder(store.root) is None
+    # the handler is the run's only: outside a run SIGUSR1 is back to what it was
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    assert run_store(store, calc_factory=lj_factory, verbose=False) == 2
+    assert store.progress() == (3, 3, 0)
+
+
+def test_skip_failed_retries_a_job_interrupted_once(tmp_path):
+    store = JobStore(tmp_path / "s")
+    for n, a in enumerate(_configs(4)):
+        store.add(a, CHEAP, {"order": n})
+    once, twice, error, fine = store.pending()
+    for jid, times in ((once, 1), (twice, 2)):
+        for _ in range(times):  # runs killed with this job in flight
+            (store.root / "inflight.json").write_text(json.dumps({"id": jid}))
+            run_store(store, max_jobs=0, calc_factory=lj_factory, verbose=False)
+    store.write_failure(error, "RuntimeError: SCF did not converge")
+    assert store.failed_ids() == {once, twice, error}
+    assert skipped_failures(store) == {twice, error}
+    assert run_store(store, retry_failed=False, calc_factory=lj_factory, verbose=False) == 2
+    assert store.has_frame(once) and store.has_frame(fine)
+    assert not store.has_frame(twice) and not store.has_frame(error)
+    assert run_store(store, calc_factory=lj_factory, verbose=False) == 2  # without --skip-failed
+
+
+_LOCK_HOLDER = """
+import signal, sys, time
+from dpqtb.dft.lock import acquire_lock
+got = []
+signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+lock = acquire_lock(sys.argv[1])
+print("locked", flush=True)
+t0 = time.time()
+while not got and time.time() - t0 < 60:
+    time.sleep(0.05)
+sys.exit(0 if got else 3)
+"""
+
+
+def test_label_cli_stop_signals_the_store_runner(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    store_dir = tmp_path / "s"
+    JobStore(store_dir).add(_configs(1)[0], CHEAP)
+    args = _parser().parse_args(["label", "--store", str(store_dir), "--stop"])
+    assert args.func(args) == 0
+    assert "no labelling process running" in capsys.readouterr().out
+    holder = subprocess.Popen([sys.executable, "-c", _LOCK_HOLDER, str(store_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert args.func(args) == 0
+        assert f"process {holder.pid} stops after its frame in flight" in capsys.readouterr().out
+        assert holder.wait(timeout=30) == 0  # it received SIGUSR1 (not killed)
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(DpqtbError, match="no job store at"):
+        args = _parser().parse_args(["label", "--store", str(tmp_path / "none"), "--stop"])
+        args.func(args)
+    with pytest.raises(DpqtbError, match="--stop takes no"):
+        args = _parser().parse_args(["label", "--store", str(store_dir), "--stop", "--status"])
+        args.func(args)
 
 
 def test_label_cli_refuses_a_second_runner(tmp_path, capsys):

@@ -8,7 +8,6 @@ the real checkout."""
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -42,21 +41,24 @@ def _queue(tree: Path, *args: str, env: dict | None = None):
                           env={**os.environ, **(env or {})})
 
 
-# holds store a's lock; when continued (SIGCONT) it labels one job after 3 s, the time the queue
-# needs to count a's frames, and then waits to be stopped
+# holds store a's lock like a runner's rank 0; when continued (SIGCONT) it labels one job (its
+# "frame in flight", 3 s) and then, as the real runner does on SIGUSR1, ends: exit status 0 only if
+# it was asked to stop (SIGUSR1) and was not killed
 _RUNNER_IN_FLIGHT = """
 import signal, sys, threading, time
 from dpqtb.dft.lock import acquire_lock
 from dpqtb.dft.store import JobStore, compute_frame
-cont = threading.Event()
+cont, stop = threading.Event(), threading.Event()
 signal.signal(signal.SIGCONT, lambda *_: cont.set())
+signal.signal(signal.SIGUSR1, lambda *_: stop.set())
 store = JobStore(sys.argv[2])
 lock = acquire_lock(store.root)
 if cont.wait(timeout=120):
     time.sleep(3)
     jid = store.pending()[0]
     store.write_frame(compute_frame(store.job(jid)))
-    time.sleep(120)
+    sys.exit(0 if stop.wait(timeout=120) else 3)
+sys.exit(4)
 """
 
 
@@ -93,7 +95,8 @@ def test_two_lanes_label_two_stores_and_take_over_a_running_store(tmp_path):
         subprocess.Popen(sleeper + ["dpqtb.dft.runner", "a_ext"], cwd=tree),
     ]
     # a runner already labelling store a (its command line names the store as the real one's does):
-    # the queue continues it (SIGCONT), waits for its frame in flight, stops it and labels the rest
+    # the queue continues it (SIGCONT), asks it to stop after its frame in flight (SIGUSR1), waits
+    # for it and labels the rest
     first = subprocess.Popen([sys.executable, "-c", _RUNNER_IN_FLIGHT, "dpqtb.dft.runner", "a"],
                              cwd=tree)
     try:
@@ -110,7 +113,7 @@ def test_two_lanes_label_two_stores_and_take_over_a_running_store(tmp_path):
                 break
             time.sleep(0.1)
         assert not Path(f"/proc/{worker}").exists(), "the queue did not end within 300 s"
-        assert first.wait(timeout=60) == -signal.SIGTERM  # stopped by the queue ...
+        assert first.wait(timeout=60) == 0  # asked to stop by the queue, after its frame ...
         assert a.progress() == (3, 3, 0) and b.progress() == (1, 1, 0)  # ... and nothing lost
         assert not a.failed_ids() and not b.failed_ids()
         for s in (a, b):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -72,6 +73,8 @@ def cmd_label(args) -> int:
 
     if args.max_atoms is not None and args.max_atoms < 1:
         raise DpqtbError(f"--max-atoms must be >= 1, got {args.max_atoms}")
+    if args.stop:
+        return _stop_runner(args)
     store = JobStore(args.store)
     settings = _settings(args)
     added = 0
@@ -137,6 +140,28 @@ def cmd_label(args) -> int:
         return 0
     return _run_with_progress(cmd, store, total - done if args.max_jobs is None
                               else min(args.max_jobs, total - done))
+
+
+def _stop_runner(args) -> int:
+    """``--stop``: ask the store's labelling process to end after the frame in flight (SIGUSR1)."""
+    if args.inputs or args.plan or args.retire_kind or args.status:
+        raise DpqtbError("--stop takes no input files, --plan, --retire-kind or --status")
+    if not (Path(args.store) / "jobs").is_dir():
+        raise DpqtbError(f"no job store at {args.store}")
+    pid = lock_holder(args.store)
+    if pid is None:
+        print(f"{args.store}: no labelling process running")
+        return 0
+    if pid < 0:
+        raise DpqtbError(f"{args.store}: its labelling process is starting; try again in a second")
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        print(f"{args.store}: no labelling process running")
+        return 0
+    print(f"{args.store}: process {pid} stops after its frame in flight is written "
+          f"(dpqtb label --store {shlex.quote(args.store)} --status)")
+    return 0
 
 
 def _retire_kind(store, kind: str, reason: str | None) -> int:
@@ -344,6 +369,9 @@ def register(subparsers) -> None:
                    help="label only the cells with at most this many atoms (the rest stay pending)")
     p.add_argument("--no-run", action="store_true", help="only register configurations")
     p.add_argument("--status", action="store_true", help="print progress and exit")
+    p.add_argument("--stop", action="store_true",
+                   help="ask the store's labelling process to end once its frame in flight is "
+                        "written (nothing is lost) and exit")
     p.add_argument("--background", action="store_true",
                    help="run detached (log STORE/runner.log) and return")
     p.set_defaults(func=cmd_label)

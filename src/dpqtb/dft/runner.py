@@ -6,6 +6,9 @@
 Rank 0 takes the store lock, decides the pending list and broadcasts it; all ranks compute each
 job together; rank 0 writes each frame atomically as soon as it is done.  Use ``dpqtb label`` for
 a progress display and to launch this under MPI.
+
+SIGUSR1 to rank 0 (its pid is in STORE/runner.lock; ``dpqtb label --store S --stop``) ends the run
+after the frame in flight is written: nothing is lost and no job is marked interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -50,6 +54,20 @@ def _attempts(store: JobStore, jid: str) -> int:
         return 0
 
 
+def skipped_failures(store: JobStore) -> set[str]:
+    """The failed jobs that ``--skip-failed`` leaves out: those that raised an error and those that
+    were in flight when a run died twice (they may be what kills it).  A job interrupted once (a run
+    stopped or killed by hand, a session that ended) is not a failure and is labelled as usual."""
+    return {j for j in store.failed_ids() if _attempts(store, j) != 1}
+
+
+_STOP = {"requested": False}
+
+
+def _request_stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    _STOP["requested"] = True
+
+
 def _record_interrupted(store: JobStore) -> None:
     """A job left in flight by a killed or crashed run is recorded as interrupted."""
     path = store.root / "inflight.json"
@@ -76,7 +94,9 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
 
     ``smallest_first``: cells with fewer atoms first (the cost of a frame grows steeply with its
     size: most frames per hour), else the store's order; jobs that killed the runner twice go last
-    either way.  ``max_atoms``: only the jobs with at most this many atoms (the others stay pending)."""
+    either way.  ``max_atoms``: only the jobs with at most this many atoms (the others stay pending).
+    ``retry_failed=False`` leaves out :func:`skipped_failures`.  SIGUSR1 (on rank 0) ends the run
+    once the frame in flight is written."""
     if max_atoms is not None and max_atoms < 1:
         raise DpqtbError(f"max_atoms must be >= 1, got {max_atoms}")
     comm = _world()
@@ -87,7 +107,7 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
         try:
             lock = acquire_lock(store.root)
             _record_interrupted(store)
-            skip = set() if retry_failed else store.failed_ids()
+            skip = set() if retry_failed else skipped_failures(store)
             plan = [j for j in store.pending() if j not in skip]
             size = ({j: len(store.job_record(j)["symbols"]) for j in plan}
                     if smallest_first or max_atoms is not None else {})
@@ -105,10 +125,23 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
     if isinstance(plan, str):
         raise DpqtbError(plan[len("error: "):])
     written = 0
+    _STOP["requested"] = False
+    previous = None
+    if rank == 0:
+        try:
+            previous = signal.signal(signal.SIGUSR1, _request_stop)
+        except ValueError:  # not the main thread (e.g. a test's worker thread): no stop signal
+            previous = None
     try:
         for n, jid in enumerate(plan):
-            # a job retired while this run was going (dpqtb label --retire-kind) is skipped;
-            # rank 0 decides so that all ranks skip together
+            # a stop request (SIGUSR1) or a job retired while this run was going (dpqtb label
+            # --retire-kind): rank 0 decides so that all ranks act together
+            stop = _broadcast(_STOP["requested"] if rank == 0 else None, comm)
+            if stop:
+                if rank == 0 and verbose:
+                    print(f"stop requested: ended after {written} frame(s), "
+                          f"{len(plan) - n} job(s) left pending", flush=True)
+                break
             retired = _broadcast(store.is_retired(jid) if rank == 0 else None, comm)
             if retired:
                 continue
@@ -141,6 +174,8 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
             if comm is not None:
                 comm.barrier()
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGUSR1, previous)
         if rank == 0 and lock is not None:
             lock.release()
     return written
@@ -150,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dpqtb.dft.runner", description=__doc__)
     ap.add_argument("store")
     ap.add_argument("--max-jobs", type=int, default=None)
-    ap.add_argument("--skip-failed", action="store_true", help="do not retry failed jobs")
+    ap.add_argument("--skip-failed", action="store_true",
+                    help="do not retry failed jobs (a job interrupted only once is retried)")
     ap.add_argument("--smallest-first", action="store_true",
                     help="label the cells with the fewest atoms first")
     ap.add_argument("--max-atoms", type=int, default=None,
