@@ -91,6 +91,12 @@ def test_summary_table_counts(store):
     rows = [r for r in text.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert sum(int(r.split("|")[4]) for r in rows) == 3
     assert "Repeats: none" in text
+    # the core-range count: set each frame's pressure so that exactly the 44-atom one is outside
+    frames = load_frames([store.root])
+    for fr in frames:
+        fr["pressure_GPa"] = 400.0 if len(fr["symbols"]) == 44 else 100.0
+    assert "within 100–350 GPa: 2 configurations (2 × 11 atoms)." in summary_table(frames)
+    assert "within 150–350 GPa: 0 configurations." in summary_table(frames, core_GPa=(150.0, 350.0))
 
 
 def test_repeated_frames_are_flagged(store, tmp_path):

@@ -130,8 +130,11 @@ def repeated_frames(frames: list[dict], de_eV: float = 5e-5, dv_A3: float = 1e-4
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
-def summary_table(frames: list[dict], bin_GPa: float = 50.0) -> str:
-    """Markdown summary: counts by DFT pressure bin × phase × cell size, and force ranges."""
+def summary_table(frames: list[dict], bin_GPa: float = 50.0,
+                  core_GPa: tuple[float, float] = (100.0, 350.0)) -> str:
+    """Markdown summary: counts by DFT pressure bin × phase × cell size, and force ranges; the
+    totals also count the frames whose DFT pressure lies in ``core_GPa`` (the study's 100–350 GPa:
+    displaced cells of a plan aimed at that range can land outside it)."""
     if not frames:
         return "No labelled frames yet.\n"
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -163,6 +166,12 @@ def summary_table(frames: list[dict], bin_GPa: float = 50.0) -> str:
                  f"kinds: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; "
                  f"DFT pressure {p.min():.0f}–{p.max():.0f} GPa; "
                  f"|F| max {fmax:.2f} eV/Å, RMS {frms:.2f} eV/Å.")
+    lo, hi = core_GPa
+    core = [fr for fr in frames if lo <= fr["pressure_GPa"] <= hi]
+    n_core = Counter(len(fr["symbols"]) for fr in core)
+    lines.append(f"DFT pressure within {lo:.0f}–{hi:.0f} GPa: {len(core)} configurations"
+                 + (f" ({', '.join(f'{v} × {k} atoms' for k, v in sorted(n_core.items()))})"
+                    if core else "") + ".")
     rep = repeated_frames(frames)
     lines.append("")
     lines.append("Repeats: " + ("none (no id in two stores, and no two frames of one composition with "
