@@ -357,7 +357,7 @@ def test_stop_signal_ends_the_run_after_the_frame_in_flight(tmp_path):
     assert store.progress() == (3, 3, 0)
 
 
-def test_skip_failed_retries_a_job_interrupted_once(tmp_path):
+def test_skip_failed_retries_a_job_interrupted_once(tmp_path, capsys):
     store = JobStore(tmp_path / "s")
     for n, a in enumerate(_configs(4)):
         store.add(a, CHEAP, {"order": n})
@@ -369,6 +369,9 @@ def test_skip_failed_retries_a_job_interrupted_once(tmp_path):
     store.write_failure(error, "RuntimeError: SCF did not converge")
     assert store.failed_ids() == {once, twice, error}
     assert skipped_failures(store) == {twice, error}
+    args = _parser().parse_args(["label", "--store", str(store.root), "--status"])
+    assert args.func(args) == 0
+    assert "3 failed (1 only interrupted once: retried as usual)" in capsys.readouterr().out
     assert run_store(store, retry_failed=False, calc_factory=lj_factory, verbose=False) == 2
     assert store.has_frame(once) and store.has_frame(fine)
     assert not store.has_frame(twice) and not store.has_frame(error)

@@ -111,7 +111,11 @@ def cmd_label(args) -> int:
     if added:
         print(f"{added} configuration(s) registered in {args.store}")
     n_retired = len(store.retired_ids() - store.done_ids())
+    from dpqtb.dft.runner import skipped_failures
+
+    n_once = len(store.failed_ids() - skipped_failures(store) - store.done_ids() - store.retired_ids())
     print(f"{args.store}: {done}/{total} labelled, {failed} failed"
+          + (f" ({n_once} only interrupted once: retried as usual)" if n_once else "")
           + (f", {n_retired} retired" if n_retired else ""))
     if args.status:
         print(_eta(store))
