@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -127,9 +128,31 @@ def _run_dp(args: list[str], cwd: Path, logfile: Path, env: dict, what: str,
     """Run ``dp`` with output appended to ``logfile``; returns the wall time (s).
 
     ``on_poll()`` is called every :data:`POLL_S` seconds while it runs (progress display); a
-    KeyboardInterrupt (Ctrl-C, or raised by ``on_poll``) stops the child and is re-raised.
+    KeyboardInterrupt (Ctrl-C, SIGTERM — ``kill PID``, a batch system's time limit — or raised by
+    ``on_poll``) stops the child and is re-raised, so that no orphaned ``dp`` trains on and the
+    session is recorded.
     """
     t0 = time.time()
+    previous = _NO_HANDLER
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt_on_term)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        pass
+    try:
+        return _run_dp_child(args, cwd, logfile, env, what, on_poll, t0)
+    finally:
+        if previous is not _NO_HANDLER:
+            signal.signal(signal.SIGTERM, previous)
+
+
+_NO_HANDLER = object()
+
+
+def _interrupt_on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _run_dp_child(args, cwd, logfile, env, what, on_poll, t0) -> float:
     with open(logfile, "a") as log:
         log.write(f"\n# dpqtb {time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(args)}\n")
         log.flush()
