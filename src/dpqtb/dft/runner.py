@@ -101,6 +101,25 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
         raise DpqtbError(f"max_atoms must be >= 1, got {max_atoms}")
     comm = _world()
     rank = 0 if comm is None else comm.rank
+    # the stop handler goes in before the lock names this process (a stop request can come as soon
+    # as the lock file holds its pid) and stays only for this run
+    _STOP["requested"] = False
+    previous = None
+    if rank == 0:
+        try:
+            previous = signal.signal(signal.SIGUSR1, _request_stop)
+        except ValueError:  # not the main thread (e.g. a test's worker thread): no stop signal
+            previous = None
+    try:
+        return _run_store(store, comm, rank, max_jobs, retry_failed, calc_factory, verbose,
+                          smallest_first, max_atoms)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGUSR1, previous)
+
+
+def _run_store(store, comm, rank, max_jobs, retry_failed, calc_factory, verbose, smallest_first,
+               max_atoms) -> int:
     plan: list[str] | str | None
     lock = None
     if rank == 0:
@@ -125,13 +144,6 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
     if isinstance(plan, str):
         raise DpqtbError(plan[len("error: "):])
     written = 0
-    _STOP["requested"] = False
-    previous = None
-    if rank == 0:
-        try:
-            previous = signal.signal(signal.SIGUSR1, _request_stop)
-        except ValueError:  # not the main thread (e.g. a test's worker thread): no stop signal
-            previous = None
     try:
         for n, jid in enumerate(plan):
             # a stop request (SIGUSR1) or a job retired while this run was going (dpqtb label
@@ -174,8 +186,6 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
             if comm is not None:
                 comm.barrier()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGUSR1, previous)
         if rank == 0 and lock is not None:
             lock.release()
     return written
