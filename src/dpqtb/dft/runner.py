@@ -20,11 +20,13 @@ import signal
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 from dpqtb import DpqtbError
 from dpqtb.dft.lock import acquire_lock
 from dpqtb.dft.store import JobStore, atomic_write_json, compute_frame
+from dpqtb.signals import handling
 
 
 def _world():
@@ -104,18 +106,9 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
     # the stop handler goes in before the lock names this process (a stop request can come as soon
     # as the lock file holds its pid) and stays only for this run
     _STOP["requested"] = False
-    previous = None
-    if rank == 0:
-        try:
-            previous = signal.signal(signal.SIGUSR1, _request_stop)
-        except ValueError:  # not the main thread (e.g. a test's worker thread): no stop signal
-            previous = None
-    try:
+    with handling(signal.SIGUSR1, _request_stop) if rank == 0 else nullcontext():
         return _run_store(store, comm, rank, max_jobs, retry_failed, calc_factory, verbose,
                           smallest_first, max_atoms)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGUSR1, previous)
 
 
 def _run_store(store, comm, rank, max_jobs, retry_failed, calc_factory, verbose, smallest_first,

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from dpqtb import DpqtbError, __version__
+from dpqtb.signals import handling
 from dpqtb.train import config as tconfig
 from dpqtb.train.dataset import current_version, file_sha256, prepare_dataset, read_manifest, read_systems
 from dpqtb.train.sel import sel_statistics, structures_from_systems
@@ -133,19 +134,8 @@ def _run_dp(args: list[str], cwd: Path, logfile: Path, env: dict, what: str,
     session is recorded.
     """
     t0 = time.time()
-    previous = _NO_HANDLER
-    try:
-        previous = signal.signal(signal.SIGTERM, _interrupt_on_term)
-    except ValueError:  # not the main thread: SIGTERM keeps its handler
-        pass
-    try:
+    with handling(signal.SIGTERM, _interrupt_on_term):
         return _run_dp_child(args, cwd, logfile, env, what, on_poll, t0)
-    finally:
-        if previous is not _NO_HANDLER:
-            signal.signal(signal.SIGTERM, previous)
-
-
-_NO_HANDLER = object()
 
 
 def _interrupt_on_term(signum, frame):  # noqa: ARG001 - signal handler signature
