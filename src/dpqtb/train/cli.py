@@ -39,7 +39,7 @@ def cmd_validate(args) -> int:
 
     validate(_model_arg(args.model), args.data, args.out, structure=not args.frames_only, plots=not args.no_plots,
              compare=[_model_arg(m) for m in args.compare],
-             test_modulus=None if args.all_frames else args.test_modulus)
+             test_modulus=None if args.all_frames else args.test_modulus, phases=args.phases)
     return 0
 
 
@@ -82,6 +82,9 @@ def register(subparsers) -> None:
                    help="other models (*.pth or builtin:NAME) to compare with --model on the same held-out "
                    "frames: RMSE ratios with paired bootstrap 95 %% intervals")
     v.add_argument("--frames-only", action="store_true", help="skip the EOS and Table I (non-LaH10 data)")
+    v.add_argument("--phases", default=None, metavar="DIR",
+                   help="folder of DFT phase relaxations (python -m dpqtb.dft.relax records, e.g. "
+                   "data/phases): add ΔH of the distorted phases vs Fm-3m, DP vs DFT at the DFT minima (meV/atom)")
     v.add_argument("--no-plots", action="store_true", help="skip PNG output")
     v.set_defaults(func=cmd_validate)
     register_deviation(subparsers)
