@@ -6,7 +6,7 @@
 
 Copies the member's compressed (else frozen) model to src/dpqtb/data/models/NAME.pth and writes the
 model card NAME.json: dataset version and size, the training config and DeePMD-kit input, the
-held-out errors and EOS summary of `dpqtb validate`, sha256 of the file.
+held-out errors, EOS summary and (with --phases) distorted-phase enthalpies of `dpqtb validate`, sha256 of the file.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def main() -> int:
     ap.add_argument("--validation", required=True, type=Path, help="dpqtb validate output dir (report.json)")
     ap.add_argument("--name", default="lah10")
     ap.add_argument("--status", required=True, help="one line: what this model is good for")
+    ap.add_argument("--limitation", action="append", default=[], metavar="TEXT",
+                    help="a known limitation for the card (repeatable; `dpqtb models` prints each)")
     ap.add_argument("--report-dir", type=Path, default=ROOT / "docs" / "validation_builtin",
                     help="copy the validation report (report.md/json, PNGs) here (committed with the model)")
     a = ap.parse_args()
@@ -75,9 +77,16 @@ def main() -> int:
                      "force_eV_per_A": t["rmse_f_eV_per_A"], "virial_meV_per_atom": t.get("rmse_v_meV_per_atom"),
                      "pressure_GPa": t.get("rmse_p_GPa"), "force_rms_dft_eV_per_A": t["force_rms_dft_eV_per_A"]},
             "eos_max_abs_dP_GPa": eos.get("max_abs_dP_same_geometry_GPa"),
-            "eos_rms_dP_GPa": eos.get("rms_dP_same_geometry_GPa"), "report": rep.get("files"),
+            "eos_rms_dP_GPa": eos.get("rms_dP_same_geometry_GPa"),
+            "phases_dH_meV_per_atom": None if not rep.get("phases") else [
+                {"start": r["phase_start"], "pressure_GPa": r["pressure_GPa"], "seed": r["seed"],
+                 "dft": round(r["dH_dft_meV_per_atom"], 2), "dp": round(r["dH_dp_meV_per_atom"], 2)}
+                for r in rep["phases"]["rows"]],
+            "report": rep.get("files"),
             "generated": rep["date"]},
     }
+    if a.limitation:
+        card["known_limitations"] = a.limitation
     a.report_dir.mkdir(parents=True, exist_ok=True)
     for f in ["report.md", "report.json", *rep.get("files", [])]:
         shutil.copyfile(a.validation / f, a.report_dir / f)

@@ -203,6 +203,10 @@ def cmd_models(args) -> int:
         print(f"  file {MODELS_DIR / c['file']} (sha256 {c['sha256'][:16]}…), shipped {c['shipped']}")
         print(f"  trained on dataset {src['dataset_version']}: {src['train_frames']} frames "
               f"({src['test_frames']} held out), member {src['member']} of {src['train_dir']}")
+        ph = c.get("validation", {}).get("phases_dH_meV_per_atom")
+        if ph:
+            print("  distorted phases vs Fm-3m at the DFT minima, ΔH DFT / DP (meV/atom): " + ", ".join(
+                f"{r['start']} {r['pressure_GPa']:g} GPa {r['dft']:+.1f} / {r['dp']:+.1f}" for r in ph))
         for note in c.get("known_limitations", []):
             print(f"  known limitation: {note}")
     return 0
