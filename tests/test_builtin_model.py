@@ -69,5 +69,6 @@ def test_models_cli(capsys):
     out = capsys.readouterr().out
     assert "builtin:lah10" in out and "held-out RMSE" in out
     assert "known limitation: PBE has distorted minima below Fm-3m" in out  # the card's caveats are printed
+    assert "distorted phases vs Fm-3m at the DFT minima" in out  # the card's phase check (ship_model.py)
     assert main(["models", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "lah10"
