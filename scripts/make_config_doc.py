@@ -32,6 +32,15 @@ print("""Notes:
 - `thermostat`: see docs/qtb.md. `temperature_K = [T0, T1]` is a linear ramp over `md.steps` (Langevin, QTB, adQTB).
   `pimd`/`trpmd`: `beads` ≥ 2, `damp_fs` is the centroid thermostat time (ignored by trpmd), `pile_lambda`
   (default 1 for pimd, 0.5 for trpmd) scales the internal-mode friction γ_k = 2λω_k.
+- `thermostat.zero_net_force` (default true; Langevin, QTB, adQTB and the PIMD centroid): the net random impulse
+  is removed mass-weighted, Δp_i −= (m_i/M) Σ_j Δp_j, which keeps equipartition per species (the plain mean
+  that LAMMPS `fix qtb` subtracts heats light atoms). `thermo.csv` has `temperature_<X>_K` per species.
+- QTB/adQTB: `kinetic_correction` (default true) removes the finite-γ broadening bias from the reported kinetic
+  energy, temperatures and pressure (raw values in `kinetic_raw_eV`, `temperature_raw_K`, `pressure_raw_GPa`);
+  `adapt_groups` = `"species"`, `"sites"` (symmetry-equivalent sites, spglib) or a list of atom-index lists
+  (0-based) sets which atoms share a filter and an adapted γ_r(ω); `fd_skip_segments` start-up Δ_FD segments
+  left out of the spectra, the adaptation and the correction; `gamma_r_min_ratio` the floor of γ_r/γ.
+  `damp_fs` defaults to 1000 fs, and to 100 fs for adQTB (docs/qtb.md says why).
 - `output.checkpoint_every`: steps between atomic checkpoints (and always at the end); `dpqtb md CONFIG --resume`
   continues exactly, truncating thermo.csv/trajectory.extxyz back to the checkpoint first.
 """)

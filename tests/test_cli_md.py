@@ -85,14 +85,16 @@ def test_cli_runs_resumes_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["md", str(cfg), "--output", str(out), "--steps", "20"]) == 0
     thermo = (out / "thermo.csv").read_text().splitlines()
     assert thermo[0].split(",") == ["step", "time_fs", "temperature_K", "target_temperature_K", "kinetic_eV",
-                                    "potential_eV", "total_eV", "conserved_eV", "pressure_GPa", "volume_A3"]
+                                    "potential_eV", "total_eV", "conserved_eV", "pressure_GPa", "volume_A3",
+                                    "temperature_Cu_K", "kinetic_raw_eV", "temperature_raw_K", "pressure_raw_GPa"]
     assert len(thermo) == 1 + 3
     before = (out / "thermo.csv").read_bytes()
     assert main(["md", str(cfg), "--output", str(out)]) == 2  # exists: refuse
     assert (out / "thermo.csv").read_bytes() == before
-    # 400 steps > one Δ_FD segment (2 n_f = 32 noise periods of α = 10 steps)
-    assert main(["md", str(cfg), "--output", str(out), "--resume", "--steps", "400"]) == 0
-    assert len((out / "thermo.csv").read_text().splitlines()) == 1 + 41
+    # 700 steps > two Δ_FD segments (2 n_f = 32 noise periods of α = 10 steps; the first is the
+    # bath's start-up transient and is skipped, fd_skip_segments = 1)
+    assert main(["md", str(cfg), "--output", str(out), "--resume", "--steps", "700"]) == 0
+    assert len((out / "thermo.csv").read_text().splitlines()) == 1 + 71
     assert (out / "qtb_fd_Cu.csv").exists()
     header = (out / "qtb_fd_Cu.csv").read_text().splitlines()[0]
     assert "frequency_THz" in header and "delta_fd_eV" in header

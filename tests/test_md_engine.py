@@ -109,7 +109,7 @@ def _make(kind, potential, n_f=8):
     if kind == "langevin":
         return Langevin(potential, 1.0, sched, 200.0, seed=7)
     return QTB(potential, 1.0, sched, 200.0, seed=7, f_max_thz=100.0, n_f=n_f, adaptive=(kind == "adqtb"),
-               tau_ad_fs=50.0)
+               tau_ad_fs=50.0, fd_skip_segments=0)
 
 
 @pytest.mark.parametrize("kind", ["langevin", "qtb", "adqtb", "pimd", "trpmd"])

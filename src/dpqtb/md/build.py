@@ -119,11 +119,14 @@ def build_integrator(cfg: dict, potential):
         from dpqtb.md.pimd import PIMD
 
         lam = th["pile_lambda"] if th["pile_lambda"] is not None else (0.5 if kind == "trpmd" else 1.0)
-        return PIMD(potential, dt, schedule, th["beads"], th["damp_fs"], seed, pile_lambda=lam, trpmd=(kind == "trpmd"))
+        return PIMD(potential, dt, schedule, th["beads"], th["damp_fs"], seed, pile_lambda=lam, trpmd=(kind == "trpmd"),
+                    zero_net_force=th["zero_net_force"])
     return QTB(potential, dt, schedule, th["damp_fs"], seed, f_max_thz=th["f_max_THz"], n_f=th["n_f"],
                classical_kernel=th["classical_kernel"], zero_net_force=th["zero_net_force"],
                adaptive=(kind == "adqtb"), fd_diagnostic=th["fd_diagnostic"], tau_ad_fs=th["tau_ad_fs"],
-               tau_avg_fs=th["tau_avg_fs"], fd_max_dof=th["fd_max_dof"])
+               tau_avg_fs=th["tau_avg_fs"], fd_max_dof=th["fd_max_dof"], adapt_groups=th["adapt_groups"],
+               kinetic_correction=th["kinetic_correction"], fd_skip_segments=th["fd_skip_segments"],
+               gamma_r_min_ratio=th["gamma_r_min_ratio"])
 
 
 def build_simulation(cfg: dict, output_dir: str | Path | None = None, progress: bool | None = None) -> Simulation:

@@ -25,6 +25,13 @@ def _int3(v):
     return int_list(v) and len(v) == 3
 
 
+def _adapt_groups(v):
+    if isinstance(v, str):
+        return v in ("species", "sites")
+    return len(v) >= 1 and all(isinstance(g, list) and len(g) >= 1 and all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in g) for g in v)
+
+
 def _species_floats(v):
     return isinstance(v, dict) and len(v) > 0 and all(isinstance(x, (int, float)) and x > 0 for x in v.values())
 
@@ -70,7 +77,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
                  "must be one of nve, langevin, qtb, adqtb, pimd, trpmd"),
         "temperature_K": ((int, float, list), None, _temperature,
                           "must be >= 0 (a number, or [start, stop] for a linear ramp)"),
-        "damp_fs": (NUMBER, 1000.0, positive, "must be > 0"),
+        "damp_fs": (NUMBER, None, positive, "must be > 0 (default 1000; adqtb: 100, see docs/qtb.md)"),
         "f_max_THz": (NUMBER, 200.0, positive, "must be > 0"),
         "n_f": (int, 100, lambda v: v >= 2, "must be an integer >= 2"),
         "classical_kernel": (bool, False, None, ""),
@@ -79,6 +86,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "tau_ad_fs": (NUMBER, 5000.0, positive, "must be > 0"),
         "tau_avg_fs": (NUMBER, None, positive, "must be > 0"),
         "fd_max_dof": (int, 6000, positive, "must be > 0"),
+        "adapt_groups": ((str, list), "species", _adapt_groups,
+                         "must be 'species', 'sites' or a list of lists of atom indices (0-based)"),
+        "kinetic_correction": (bool, True, None, ""),
+        "fd_skip_segments": (int, 1, nonneg, "must be an integer >= 0"),
+        "gamma_r_min_ratio": (NUMBER, 0.05, lambda v: 0 < v < 1, "must lie in (0, 1)"),
         "beads": (int, 1, positive, "must be an integer >= 1"),
         "pile_lambda": (NUMBER, None, positive, "must be > 0"),
     },
@@ -100,8 +112,19 @@ def validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return cfg
 
 
+#: Default friction time (fs) per thermostat: adQTB can only drain leaked zero-point energy through the
+#: friction, so it needs γ = 1/damp well above plain QTB's (docs/qtb.md, "Choosing γ for adQTB").
+DEFAULT_DAMP_FS = {"adqtb": 100.0}
+
+
 def _cross_checks(cfg) -> None:
     th, pot = cfg["thermostat"], cfg["potential"]
+    if th["damp_fs"] is None:
+        th["damp_fs"] = DEFAULT_DAMP_FS.get(th["kind"], 1000.0)
+    if th["kind"] not in ("qtb", "adqtb"):
+        for key, default in (("adapt_groups", "species"), ("fd_skip_segments", 1), ("gamma_r_min_ratio", 0.05)):
+            if th[key] != default:
+                raise DpqtbError(f"config key 'thermostat.{key}' needs thermostat 'qtb' or 'adqtb', not '{th['kind']}'")
     if th["kind"] != "nve" and th["temperature_K"] is None:
         raise DpqtbError(f"missing required config key 'thermostat.temperature_K' for thermostat '{th['kind']}'")
     if th["kind"] in ("pimd", "trpmd") and th["beads"] < 2:

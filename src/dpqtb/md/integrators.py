@@ -51,6 +51,25 @@ class TemperatureSchedule:
         return self.start + (self.stop - self.start) * frac
 
 
+def remove_net_impulse(impulse: torch.Tensor, masses: torch.Tensor) -> torch.Tensor:
+    """Δp_i − (m_i/M) Σ_j Δp_j: the orthogonal projection (in mass-weighted coordinates) that removes the
+    centre-of-mass part of a random impulse or force and leaves every other degree of freedom's noise
+    intact, so equipartition holds per species (T_i over 3 − 3 m_i/M degrees of freedom per atom).
+
+    Subtracting the plain mean (as LAMMPS ``fix qtb`` does) is not a projection for unequal masses: it
+    gives light atoms extra noise ≈ M/(N² m_i) of their own (+26 % on H in 44-atom LaH10).
+    """
+    total = impulse.sum(0)
+    return impulse - masses[:, None] * (total / masses.sum())
+
+
+def species_kinetic_energy(momenta: torch.Tensor, masses: torch.Tensor, species: torch.Tensor,
+                           n_species: int) -> torch.Tensor:
+    """Kinetic energy of each species (eV), shape (n_species,)."""
+    per_atom = 0.5 * MVV2E * momenta.pow(2).sum(-1) / masses
+    return torch.zeros(n_species, dtype=per_atom.dtype, device=per_atom.device).index_add_(0, species, per_atom)
+
+
 def _eval_forces(potential: Potential, state: MDState) -> None:
     out = potential(state.positions, state.cell, state.species, state.pbc)
     state.energy, state.forces, state.virial = out.energy, out.forces, out.virial
@@ -104,6 +123,34 @@ class NVE:
     def n_dof(self, state: MDState) -> int:
         return 3 * state.n_atoms - (3 if self.zero_momentum and state.n_atoms > 1 else 0)
 
+    def species_n_dof(self, state: MDState) -> np.ndarray:
+        """Degrees of freedom of each species: 3 N_X, less 3 Σ_{i∈X} m_i/M when the net random impulse
+        is removed (the centre-of-mass motion is shared among atoms in proportion to their masses)."""
+        n_sp = len(state.type_map)
+        counts = torch.bincount(state.species, minlength=n_sp).double().cpu().numpy()
+        dof = 3.0 * counts
+        if self.zero_momentum and state.n_atoms > 1:
+            m = state.masses.double()
+            share = torch.zeros(n_sp, dtype=m.dtype, device=m.device).index_add_(0, state.species, m) / m.sum()
+            dof = dof - 3.0 * share.cpu().numpy()
+        return dof
+
+    def kinetic_energy_by_species(self, state: MDState) -> np.ndarray:
+        """Kinetic energy estimator of each species (eV); sums to :meth:`kinetic_energy`."""
+        return species_kinetic_energy(state.momenta, state.masses, state.species,
+                                      len(state.type_map)).cpu().numpy().astype(np.float64)
+
+    def extra_thermo_columns(self, type_map) -> list[str]:
+        return [f"temperature_{name}_K" for name in type_map]
+
+    def extra_thermo(self, state: MDState) -> dict:
+        """Columns of thermo.csv beyond the fixed ones: ``temperature_<X>_K`` of every species (from the
+        same kinetic-energy estimator as ``temperature_K``, over that species' degrees of freedom)."""
+        ke = self.kinetic_energy_by_species(state)
+        dof = self.species_n_dof(state)
+        return {f"temperature_{name}_K": (2.0 * ke[i] / (dof[i] * KB) if dof[i] > 0 else float("nan"))
+                for i, name in enumerate(state.type_map)}
+
     def target_temperature(self, step: int) -> float:
         return float("nan")
 
@@ -141,17 +188,17 @@ class Langevin(NVE):
         return self.schedule(step)
 
     def random_impulse(self, state: MDState) -> torch.Tensor:
-        """(1 - c)/γ·R (or the white-noise kick) to add to c·p in the O step, amu·Å/fs."""
+        """sqrt((1 - c²) m kT) ξ to add to c·p in the O step (amu·Å/fs), its net part removed by
+        :func:`remove_net_impulse` when ``zero_net_force``."""
         kt = KB * self.schedule(state.step)
         std = torch.sqrt((1.0 - self.c**2) * state.masses * kt / MVV2E)
         xi = torch.randn(state.momenta.shape, generator=self.generator, dtype=state.dtype, device=state.device)
-        return xi * std[:, None]
+        kick = xi * std[:, None]
+        return remove_net_impulse(kick, state.masses) if self.zero_momentum else kick
 
     def ou(self, state: MDState) -> None:
         ke_before = state.kinetic_energy()
         kick = self.random_impulse(state)
-        if self.zero_momentum:
-            kick -= kick.mean(0)
         p_old = state.momenta.clone() if self.wants_midpoint_velocity else None
         state.momenta.mul_(self.c).add_(kick)
         if p_old is not None:
@@ -185,7 +232,14 @@ class Langevin(NVE):
 
 
 class QTB(Langevin):
-    """Quantum thermal bath (plain, or adaptive with ``adaptive=True``). See :mod:`dpqtb.md.qtb`."""
+    """Quantum thermal bath (plain, or adaptive with ``adaptive=True``). See :mod:`dpqtb.md.qtb`.
+
+    ``adapt_groups``: how atoms share a filter and (adQTB) an adapted γ_r(ω): ``"species"`` (default),
+    ``"sites"`` (symmetry-equivalent sites of the starting structure, via spglib) or a list of atom-index
+    lists (0-based; atoms not listed keep one group per species).
+    ``kinetic_correction``: report kinetic energy, temperature and pressure with the finite-γ broadening
+    bias removed (:func:`dpqtb.md.qtb.kinetic_correction_factor`); the raw values are kept alongside.
+    """
 
     name = "qtb"
 
@@ -193,31 +247,56 @@ class QTB(Langevin):
                  seed: int, f_max_thz: float = 200.0, n_f: int = 100, classical_kernel: bool = False,
                  zero_net_force: bool = True, adaptive: bool = False, fd_diagnostic: bool = True,
                  tau_ad_fs: float = 5000.0, tau_avg_fs: float | None = None, fd_max_dof: int = 6000,
-                 adapt_eps: float = 0.05):
+                 adapt_eps: float = 0.05, adapt_groups="species", kinetic_correction: bool = True,
+                 fd_skip_segments: int = 1, gamma_r_min_ratio: float = 0.05):
         super().__init__(potential, dt_fs, temperature, damp_fs, seed, zero_net_force)
         self.params = QTBParameters(temperature(0), damp_fs, f_max_thz, int(n_f), classical_kernel)
         self.params.validate()
         self.adaptive = bool(adaptive)
         if self.adaptive:
             self.name = "adqtb"
-        self.fd_enabled = bool(fd_diagnostic or adaptive)
+        self.kinetic_correction = bool(kinetic_correction)
+        self.fd_enabled = bool(fd_diagnostic or adaptive or kinetic_correction)
         self.tau_ad_fs, self.tau_avg_fs, self.fd_max_dof, self.adapt_eps = tau_ad_fs, tau_avg_fs, fd_max_dof, adapt_eps
+        self.adapt_groups = adapt_groups
+        if int(fd_skip_segments) != fd_skip_segments or fd_skip_segments < 0:
+            raise DpqtbError(f"thermostat.fd_skip_segments must be an integer >= 0, got {fd_skip_segments}")
+        self.fd_skip_segments = int(fd_skip_segments)
+        self.gamma_r_min_ratio = float(gamma_r_min_ratio)
         self.noise = self.fd = self.adapt = None
         self.counter = 0  # MD steps done in the current noise period
         self.wants_midpoint_velocity = self.fd_enabled
+        self.group_names: list[str] = []
+        self.kin_corr = None  # per group: raw / deconvolved kinetic energy (1 until the first segment)
+        self._kernel_matrix = None
+        self.reported: set = set()  # diagnoses already printed (not part of the physics state)
 
     def setup(self, state: MDState) -> None:
         super().setup(state)
-        self.noise = ColoredNoise(self.params, self.dt, state.masses, state.species, len(state.type_map),
-                                  self.generator)
+        self._state = state
+        groups, self.group_names = adaptation_groups(state, self.adapt_groups)
+        self.groups = groups
+        n_groups = len(self.group_names)
+        self.group_species = torch.zeros(n_groups, dtype=torch.long).index_copy_(
+            0, groups.cpu(), state.species.cpu()).numpy()
+        self.noise = ColoredNoise(self.params, self.dt, state.masses, groups, n_groups, self.generator)
         if self.schedule.is_ramp:
             self.noise.rebuild_kernels(self.schedule(state.step))
             self.noise._compute_force()
         if self.fd_enabled:
-            self.fd = FDSpectra(self.noise, state.masses, self.fd_max_dof)
+            self.fd = FDSpectra(self.noise, state.masses, self.fd_max_dof, self.fd_skip_segments)
         if self.adaptive:
-            self.adapt = GammaAdaptation(self.noise, self.tau_ad_fs, self.tau_avg_fs, self.adapt_eps)
+            self.adapt = GammaAdaptation(self.noise, self.tau_ad_fs, self.tau_avg_fs, self.adapt_eps,
+                                         gamma_ratio_min=self.gamma_r_min_ratio)
+        self.kin_corr = np.ones(n_groups)
         self.counter = 0
+        self._update_applied_force(state)
+
+    def _update_applied_force(self, state: MDState) -> None:
+        """The random force actually applied over the current noise period (eV/Å): R, or R with its net
+        part removed (:func:`remove_net_impulse`); the Δ_FD diagnostic correlates v with this force."""
+        r = self.noise.force
+        self.applied_force = remove_net_impulse(r, state.masses) if self.zero_momentum else r
 
     @property
     def alpha(self) -> int:
@@ -228,18 +307,21 @@ class QTB(Langevin):
             return
         # a noise period just ended
         if self.fd is not None:
-            segment_done = self.fd.end_period(self.noise.force.view(-1))
-            if segment_done and self.adapt is not None:
-                mcvv, _, dfd = self.fd.last
-                self.adapt.update(mcvv, dfd)
+            segment_done = self.fd.end_period(self.applied_force.reshape(-1))
+            if segment_done:
+                if self.adapt is not None:
+                    mcvv, _, dfd = self.fd.last
+                    self.adapt.update(mcvv, dfd)
+                if self.kinetic_correction:
+                    self._update_kinetic_correction()
         if self.schedule.is_ramp:
             self.noise.rebuild_kernels(self.schedule(state.step))
         self.noise.advance()
+        self._update_applied_force(state)
         self.counter = 0
 
     def random_impulse(self, state: MDState) -> torch.Tensor:
-        r = self.noise.force
-        return ((1.0 - self.c) / (self.gamma * MVV2E)) * r
+        return ((1.0 - self.c) / (self.gamma * MVV2E)) * self.applied_force
 
     def observe_midpoint_velocity(self, v: torch.Tensor) -> None:
         self.fd.accumulate_velocity(v.reshape(-1))
@@ -248,8 +330,87 @@ class QTB(Langevin):
         super().step(state)
         self.counter += 1
 
+    # -- kinetic-energy correction
+    def _update_kinetic_correction(self) -> None:
+        from dpqtb.md.qtb import frequency_grid, kinetic_correction_factor, kinetic_kernel_matrix, theta_qtb
+
+        if self._kernel_matrix is None:
+            self._kernel_matrix = kinetic_kernel_matrix(self.noise.n_f, self.noise.h, self.gamma)
+        avg = self.fd.averages()
+        f = frequency_grid(self.noise.n_f, self.noise.h)
+        theta = theta_qtb(2 * np.pi * f, self.noise.temperature_k, self.params.classical_kernel)
+        for g in range(self.noise.n_groups):
+            c, _ = kinetic_correction_factor(avg["mCvv_eV_fs"][g], theta, self.noise.gamma_ratio[g],
+                                             self._kernel_matrix)
+            self.kin_corr[g] = c
+
+    def _atom_kinetic(self, state: MDState, corrected: bool) -> torch.Tensor:
+        per_atom = 0.5 * MVV2E * state.momenta.pow(2).sum(-1) / state.masses
+        if corrected and self.kinetic_correction:
+            inv = torch.as_tensor(1.0 / self.kin_corr, dtype=per_atom.dtype, device=per_atom.device)
+            per_atom = per_atom * inv[self.groups]
+        return per_atom
+
+    def kinetic_energy(self, state: MDState) -> float:
+        """Kinetic energy estimator (eV): the raw one with the broadening bias removed per group."""
+        return float(self._atom_kinetic(state, True).sum())
+
+    def raw_kinetic_energy(self, state: MDState) -> float:
+        return float(state.kinetic_energy())
+
+    def kinetic_energy_by_species(self, state: MDState) -> np.ndarray:
+        per_atom = self._atom_kinetic(state, True)
+        n_sp = len(state.type_map)
+        return torch.zeros(n_sp, dtype=per_atom.dtype, device=per_atom.device).index_add_(
+            0, state.species, per_atom).cpu().numpy().astype(np.float64)
+
+    def pressure_gpa(self, state: MDState) -> float:
+        """Pressure (GPa) with the corrected kinetic energy: (2 K + tr W)/3V."""
+        if state.virial is None or not all(state.pbc):
+            return float("nan")
+        from dpqtb.units import EV_PER_A3_TO_GPA
+
+        return (2.0 * self.kinetic_energy(state) + float(torch.trace(state.virial))) / (3.0 * state.volume) \
+            * EV_PER_A3_TO_GPA
+
+    def extra_thermo_columns(self, type_map) -> list[str]:
+        raw = ["kinetic_raw_eV", "temperature_raw_K", "pressure_raw_GPa"] if self.kinetic_correction else []
+        return super().extra_thermo_columns(type_map) + raw
+
+    def extra_thermo(self, state: MDState) -> dict:
+        out = super().extra_thermo(state)
+        if self.kinetic_correction:
+            ke_raw = self.raw_kinetic_energy(state)
+            out["kinetic_raw_eV"] = ke_raw
+            out["temperature_raw_K"] = 2.0 * ke_raw / (self.n_dof(state) * KB)
+            out["pressure_raw_GPa"] = state.pressure_gpa()
+        return out
+
+    # -- diagnosis
+    def diagnose(self) -> list[str]:
+        """One-line messages for adaptation groups where adQTB cannot cure zero-point-energy leakage with
+        the present friction (γ_r pinned at its floor, Δ_FD negative): the numbers and the γ to use."""
+        from dpqtb.md.qtb import frequency_grid, leakage_diagnosis
+
+        if self.adapt is None or self.fd is None or self.fd.n_segments < 2:
+            return []
+        avg = self.fd.averages()
+        f = frequency_grid(self.noise.n_f, self.noise.h) * 1e3
+        out = []
+        for d in leakage_diagnosis(avg["mCvv_eV_fs"], avg["ReCvR_eV"], self.noise.gamma_ratio, self.gamma,
+                                   self.adapt.ratio_min, f):
+            name = self.group_names[d["group"]]
+            out.append(
+                f"adQTB cannot drain the zero-point energy leaking into {name} at {d['band_THz'][0]:.1f}-"
+                f"{d['band_THz'][1]:.1f} THz: gamma_r is pinned at its floor over {100 * d['weight']:.0f} % of its "
+                f"spectral weight and Re C_vR/(m gamma_r C_vv) = {d['rho']:.2f} < 1; the friction "
+                f"{d['gamma_per_ps']:.3g} ps^-1 is below the leakage rate: use damp_fs <= "
+                f"{d['recommended_damp_fs']:.0f} (gamma >= {d['recommended_gamma_per_ps']:.3g} ps^-1)")
+        return out
+
     def state_dict(self) -> dict:
-        d = {**super().state_dict(), "noise": self.noise.state_dict(), "counter": self.counter}
+        d = {**super().state_dict(), "noise": self.noise.state_dict(), "counter": self.counter,
+             "kin_corr": self.kin_corr.copy()}
         if self.fd is not None:
             d["fd"] = self.fd.state_dict()
         if self.adapt is not None:
@@ -260,21 +421,27 @@ class QTB(Langevin):
         super().load_state_dict(d)
         self.noise.load_state_dict(d["noise"])
         self.counter = int(d["counter"])
+        if "kin_corr" in d:
+            kc = np.array(d["kin_corr"], dtype=np.float64)
+            if kc.shape != self.kin_corr.shape:
+                raise DpqtbError("checkpoint QTB state does not match this run's adaptation groups")
+            self.kin_corr = kc
+        self._update_applied_force(self._state)
         if self.fd is not None:
             self.fd.load_state_dict(d["fd"])
         if self.adapt is not None:
             self.adapt.load_state_dict(d["adapt"])
 
     # -- diagnostics
-    def fd_table(self, type_map) -> dict[str, dict[str, np.ndarray]]:
-        """Per species: frequency grid and run-averaged spectra (see :class:`FDSpectra`)."""
+    def fd_table(self, type_map=None) -> dict[str, dict[str, np.ndarray]]:
+        """Per adaptation group: frequency grid and run-averaged spectra (see :class:`FDSpectra`)."""
         from dpqtb.md.qtb import frequency_grid, theta_qtb
 
         avg = self.fd.averages()
         f = frequency_grid(self.noise.n_f, self.noise.h)  # 1/fs
         theta = theta_qtb(2 * np.pi * f, self.noise.temperature_k, self.params.classical_kernel)
         out = {}
-        for s, name in enumerate(type_map):
+        for s, name in enumerate(self.group_names):
             gamma_r = self.gamma * self.noise.gamma_ratio[s]
             mcvv = avg["mCvv_eV_fs"][s]
             out[name] = {
@@ -285,11 +452,59 @@ class QTB(Langevin):
                 "ReCvR_eV": avg["ReCvR_eV"][s],
                 "delta_fd_eV": avg["delta_fd_eV"][s],
                 "n_segments": np.full_like(f, avg["n_segments"]),
+                "kinetic_correction": np.full_like(f, self.kin_corr[s]),
             }
         return out
 
     def fd_summary(self) -> np.ndarray:
-        """Per species: Σ|Δ_FD| / Σ m γ_r C_vv over the grid (0 when the FDT holds at every frequency)."""
+        """Per group: Σ|Δ_FD| / Σ m γ_r C_vv over the grid (0 when the FDT holds at every frequency)."""
         avg = self.fd.averages()
         gamma_r = self.gamma * self.noise.gamma_ratio
         return np.abs(avg["delta_fd_eV"]).sum(1) / np.maximum((gamma_r * avg["mCvv_eV_fs"]).sum(1), 1e-300)
+
+
+def adaptation_groups(state: MDState, spec) -> tuple[torch.Tensor, list[str]]:
+    """(group index of each atom, group names) for ``adapt_groups`` = "species", "sites" or a list of
+    atom-index lists (see :class:`QTB`)."""
+    n = state.n_atoms
+    species = state.species.cpu().numpy()
+    names = list(state.type_map)
+    if spec is None or spec == "species":
+        present = sorted(set(species.tolist()))
+        remap = {s: i for i, s in enumerate(present)}
+        groups = np.array([remap[s] for s in species])
+        return torch.as_tensor(groups, device=state.device), [names[s] for s in present]
+    if spec == "sites":
+        try:
+            import spglib
+        except ImportError:  # pragma: no cover - spglib comes with the DFT extras
+            raise DpqtbError("thermostat.adapt_groups = 'sites' needs spglib (pip install spglib)") from None
+        if not all(state.pbc):
+            raise DpqtbError("thermostat.adapt_groups = 'sites' needs a periodic structure")
+        cell = state.cell.detach().cpu().numpy()
+        frac = np.linalg.solve(cell.T, state.positions.detach().cpu().numpy().T).T % 1.0
+        ds = spglib.get_symmetry_dataset((cell, frac, species), symprec=1e-3)
+        if ds is None:
+            raise DpqtbError("thermostat.adapt_groups = 'sites': spglib found no symmetry for the structure")
+        equiv = np.asarray(ds.equivalent_atoms if hasattr(ds, "equivalent_atoms") else ds["equivalent_atoms"])
+        wyck = list(ds.wyckoffs if hasattr(ds, "wyckoffs") else ds["wyckoffs"])
+        reps = sorted(set(equiv.tolist()))
+        remap = {r: i for i, r in enumerate(reps)}
+        groups = np.array([remap[e] for e in equiv])
+        return torch.as_tensor(groups, device=state.device), [f"{names[species[r]]}_{wyck[r]}{r}" for r in reps]
+    if isinstance(spec, (list, tuple)):
+        groups = np.full(n, -1)
+        for gi, atoms in enumerate(spec):
+            idx = np.asarray(atoms, dtype=np.int64)
+            if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
+                raise DpqtbError(f"thermostat.adapt_groups[{gi}] must list atom indices 0..{n - 1}")
+            if np.any(groups[idx] >= 0) or len(set(idx.tolist())) != idx.size:
+                raise DpqtbError(f"thermostat.adapt_groups: atom(s) listed twice (group {gi})")
+            groups[idx] = gi
+        out_names = [f"group{gi}" for gi in range(len(spec))]
+        rest = groups < 0
+        for s in sorted(set(species[rest].tolist())):
+            groups[rest & (species == s)] = len(out_names)
+            out_names.append(names[s])
+        return torch.as_tensor(groups, device=state.device), out_names
+    raise DpqtbError(f"thermostat.adapt_groups must be 'species', 'sites' or a list of atom-index lists, got {spec!r}")

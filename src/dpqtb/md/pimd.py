@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dpqtb import DpqtbError
-from dpqtb.md.integrators import NVE, TemperatureSchedule
+from dpqtb.md.integrators import NVE, TemperatureSchedule, remove_net_impulse
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
 from dpqtb.units import EV_PER_A3_TO_GPA, HBAR, KB, MVV2E
@@ -70,7 +70,8 @@ class PIMD(NVE):
     has_temperature = True
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, beads: int,
-                 centroid_damp_fs: float | None, seed: int, pile_lambda: float = 1.0, trpmd: bool = False):
+                 centroid_damp_fs: float | None, seed: int, pile_lambda: float = 1.0, trpmd: bool = False,
+                 zero_net_force: bool = True):
         super().__init__(potential, dt_fs)
         if int(beads) != beads or beads < 1:
             raise DpqtbError(f"thermostat.beads must be an integer >= 1, got {beads}")
@@ -91,6 +92,9 @@ class PIMD(NVE):
             centroid_damp_fs = None
         self.centroid_damp = centroid_damp_fs
         self.lam = float(pile_lambda)
+        # the centroid's random impulse loses its net part exactly as in Langevin/QTB (remove_net_impulse);
+        # the internal modes carry no centre-of-mass motion
+        self.zero_centroid_momentum = bool(zero_net_force)
         self.seed = int(seed)
         self.generator = None
         self.q = self.p = self.f = self.e = self.w = None  # bead arrays (P, N, 3), energies (P,), virials (P,3,3)
@@ -160,7 +164,10 @@ class PIMD(NVE):
         pn = self._to_nm(self.p)
         std = torch.sqrt(state.masses * self.P * KB * self.T / MVV2E)[None, :, None]
         xi = torch.randn(pn.shape, generator=self.generator, dtype=pn.dtype, device=pn.device)
-        pn = self.c1.view(-1, 1, 1) * pn + self.c2.view(-1, 1, 1) * std * xi
+        noise = self.c2.view(-1, 1, 1) * std * xi
+        if self.zero_centroid_momentum and state.n_atoms > 1 and float(self.c2[0]) > 0.0:
+            noise[0] = remove_net_impulse(noise[0], state.masses)
+        pn = self.c1.view(-1, 1, 1) * pn + noise
         self.p = self._from_nm(pn)
         self.thermostat_energy += float(ke_before - self._bead_kinetic(state))
 
@@ -187,6 +194,15 @@ class PIMD(NVE):
         """Centroid-virial kinetic energy estimator (eV)."""
         dq = self.q - self.q.mean(0, keepdim=True)
         return float(1.5 * state.n_atoms * KB * self.T - 0.5 / self.P * (dq * self.f).sum())
+
+    def kinetic_energy_by_species(self, state: MDState) -> np.ndarray:
+        """Centroid-virial kinetic energy of each species (eV); sums to :meth:`kinetic_energy`."""
+        dq = self.q - self.q.mean(0, keepdim=True)
+        per_atom = -0.5 / self.P * (dq * self.f).sum((0, 2))
+        n_sp = len(state.type_map)
+        vir = torch.zeros(n_sp, dtype=per_atom.dtype, device=per_atom.device).index_add_(0, state.species, per_atom)
+        counts = torch.bincount(state.species, minlength=n_sp).to(per_atom.dtype)
+        return (1.5 * KB * self.T * counts + vir).cpu().numpy().astype(np.float64)
 
     def primitive_kinetic_energy(self, state: MDState) -> float:
         """Primitive (thermodynamic) kinetic energy estimator (eV): (3NP/2)kT − (1/P) Σ ½ m ω_P² |Δq|²."""

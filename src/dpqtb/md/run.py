@@ -83,7 +83,7 @@ class Simulation:
                 p.unlink()
         for p in self.dir.glob("qtb_fd_*.csv"):
             p.unlink()
-        thermo.write_text(",".join(THERMO_COLUMNS) + "\n")
+        thermo.write_text(",".join(self.thermo_columns()) + "\n")
         meta = {"dpqtb_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
                 "integrator": self.integrator.name, "n_atoms": self.state.n_atoms,
                 "type_map": list(self.state.type_map), **self.metadata}
@@ -95,14 +95,20 @@ class Simulation:
                 "trajectory": traj.stat().st_size if traj.exists() else 0}
 
     # ------------------------------------------------------------------ observables
+    def thermo_columns(self) -> tuple:
+        """THERMO_COLUMNS, then the integrator's own (per-species temperatures; raw QTB values)."""
+        return THERMO_COLUMNS + tuple(self.integrator.extra_thermo_columns(self.state.type_map))
+
     def thermo_row(self) -> tuple:
         s, integ = self.state, self.integrator
         ke = integ.kinetic_energy(s)  # for PIMD the centroid-virial estimator
         pe = float(s.energy)
         vol = s.volume if all(s.pbc) else float("nan")
         temp = 2.0 * ke / (integ.n_dof(s) * KB)
+        extra = integ.extra_thermo(s)
         return (s.step, s.time_fs, temp, integ.target_temperature(s.step), ke, pe, ke + pe,
-                integ.conserved_energy(s), integ.pressure_gpa(s), vol)
+                integ.conserved_energy(s), integ.pressure_gpa(s), vol,
+                *(extra[c] for c in integ.extra_thermo_columns(s.type_map)))
 
     def _write_thermo(self) -> None:
         row = self.thermo_row()
