@@ -1,7 +1,7 @@
 """Potentials of the engine: one interface (energy eV, forces eV/Å, virial eV)."""
 
 from dpqtb.potential.base import Potential, PotentialOutput, autograd_energy_forces_virial
-from dpqtb.potential.harmonic import EinsteinCrystal, spring_constant_from_frequency
+from dpqtb.potential.harmonic import EinsteinCrystal, HarmonicNetwork, spring_constant_from_frequency
 from dpqtb.potential.morse import Morse
 from dpqtb.potential.torchfn import TorchFunctionPotential
 

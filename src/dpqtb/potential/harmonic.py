@@ -84,3 +84,75 @@ class EinsteinCrystal(Potential):
         forces = -k[:, None] * d
         virial = -(d * k[:, None]).transpose(-1, -2) @ d
         return PotentialOutput(energy, forces, virial)
+
+
+class HarmonicNetwork(Potential):
+    """Atoms joined by linear springs on the displacement of each bond vector from its reference:
+
+        E = ½ Σ_b k_b |Δ_b − Δ⁰_b|²,     Δ_b = x_j − x_i + n_b·h,   Δ⁰_b = reference bond vector (scales with h),
+
+    for every pair closer than ``cutoff_A`` (a number, or per species pair like ``k_by_pair``) in the reference
+    structure (periodic images included), with k per species pair. Translation-invariant (total momentum is conserved, unlike the Einstein crystal)
+    and exactly harmonic: its normal modes are those of the dynamical matrix D = M^{-1/2} (L ⊗ 1₃) M^{-1/2}
+    with L the weighted graph Laplacian (:meth:`laplacian`), so classical and quantum averages are known exactly.
+    """
+
+    batched = False
+
+    def __init__(self, reference_positions: torch.Tensor, cell: torch.Tensor, species: torch.Tensor,
+                 type_map, k_by_pair: dict[tuple[str, str], float], cutoff_A):
+        import numpy as np
+
+        pos = reference_positions.detach().cpu().numpy()
+        h = cell.detach().cpu().numpy()
+        sp = species.cpu().numpy()
+        n = pos.shape[0]
+        inv = np.linalg.inv(h)
+        cut = dict(cutoff_A) if isinstance(cutoff_A, dict) else None
+        rmax = max(cut.values()) if cut else float(cutoff_A)
+        reach = [int(np.ceil(rmax * np.linalg.norm(inv[:, a]))) for a in range(3)]
+        ii, jj, shifts, ks = [], [], [], []
+        for i in range(n):
+            for j in range(i + 1, n):  # a bond of an atom with its own image has a constant vector: no force
+                for s in np.array(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")).reshape(3, -1).T:
+                    d = pos[j] + s @ h - pos[i]
+                    pair = (type_map[sp[i]], type_map[sp[j]])
+                    rc = (cut.get(pair, cut.get(pair[::-1], 0.0)) if cut else rmax)
+                    if np.linalg.norm(d) < rc:
+                        k = k_by_pair.get(pair, k_by_pair.get(pair[::-1]))
+                        if k:
+                            ii.append(i), jj.append(j), shifts.append(s), ks.append(k)
+        if not ii:
+            raise DpqtbError("HarmonicNetwork: no bond within the cutoff")
+        dt, dev = reference_positions.dtype, reference_positions.device
+        self.i = torch.tensor(ii, device=dev)
+        self.j = torch.tensor(jj, device=dev)
+        self.shift = torch.tensor(np.array(shifts), dtype=dt, device=dev)
+        self.k = torch.tensor(ks, dtype=dt, device=dev)
+        d0 = reference_positions[self.j] + self.shift @ cell - reference_positions[self.i]
+        self.d0_frac = d0 @ torch.linalg.inv(cell)
+        self.n_atoms = n
+
+    def laplacian(self):
+        """(N, N) numpy weighted graph Laplacian L (eV/Å²): the force constants are L ⊗ 1₃."""
+        import numpy as np
+
+        lap = np.zeros((self.n_atoms, self.n_atoms))
+        for i, j, k in zip(self.i.tolist(), self.j.tolist(), self.k.tolist()):
+            if i == j:
+                continue
+            lap[i, i] += k
+            lap[j, j] += k
+            lap[i, j] -= k
+            lap[j, i] -= k
+        return lap
+
+    def _compute(self, positions, cell, species, pbc) -> PotentialOutput:
+        d = positions[self.j] + self.shift @ cell - positions[self.i] - self.d0_frac @ cell
+        kd = self.k[:, None] * d
+        energy = 0.5 * (kd * d).sum()
+        forces = torch.zeros_like(positions)
+        forces.index_add_(0, self.i, kd)
+        forces.index_add_(0, self.j, -kd)
+        virial = -(kd.T @ d)
+        return PotentialOutput(energy, forces, virial)
