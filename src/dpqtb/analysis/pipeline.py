@@ -15,7 +15,8 @@ from dpqtb.analysis.exchange import SiteTracker, pick_examples, plot_examples
 from dpqtb.analysis.msd import MSDAccumulator, ReorderedMSD, diffusion_coefficient
 from dpqtb.analysis.rdf import RDFAccumulator, plot_rdf
 from dpqtb.analysis.trajectory import Trajectory, _extxyz_blocks, read_run_json, read_thermo
-from dpqtb.analysis.vdos import VDOSAccumulator, energy_vs_temperature
+from dpqtb.analysis.vdos import ALIAS_LIMIT, VDOSAccumulator, energy_vs_temperature, zero_point_temperature
+from dpqtb.md.run import QTB_DOS
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:
@@ -165,18 +166,38 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
                 acc.update(fr.positions, fr.cell)
         rdf_list.append(acc.result(label=Path(compare).name))
     # VDOS
+    vres, vdos_error = None, "trajectory too short for the VDOS lag window"
     if vdos is not None:
         vres = vdos.result()
+        if vres.alias_fraction() > ALIAS_LIMIT:
+            nyq = 0.5 / dt * 1e3
+            vdos_error = (f"frames {dt:g} fs apart (Nyquist {nyq:.0f} THz) cannot resolve the velocity spectrum: "
+                          f"{100 * vres.alias_fraction():.1f} % of it lies in the top 10 % of the band (aliased); "
+                          "write frames more often (output.trajectory_every) or use the engine's qtb_dos.csv "
+                          "(QTB runs)")
+            if vdos_max_lag_fs:
+                raise DpqtbError(f"VDOS: {vdos_error}")
+            import sys
+
+            print(f"dpqtb: warning: VDOS skipped: {vdos_error}", file=sys.stderr)
+            vres = None
+    if run_dir.is_dir() and (run_dir / QTB_DOS).exists():
+        tab = np.genfromtxt(run_dir / QTB_DOS, delimiter=",", names=True)
+        cols = [c for c in tab.dtype.names if c.startswith("g_")]
+        summary["vdos_qtb"] = {
+            "source": f"{QTB_DOS}: phonon DOS deconvolved from the engine's QTB spectra (every step, up to f_max)",
+            "T_zero_K": {c[2:-len("_per_THz")]: zero_point_temperature(tab["freq_THz"], tab[c]) for c in cols},
+            "peak_THz": {c[2:-len("_per_THz")]: float(tab["freq_THz"][np.argmax(tab[c])]) for c in cols}}
+    if vres is not None:
         keys = list(vres.g_per_THz)
         _write_csv(out / "vdos.csv", ["freq_THz", *[f"g_{k}_per_THz" for k in keys]],
                    [(f, *[vres.g_per_THz[k][b] for k in keys]) for b, f in enumerate(vres.freq_THz)])
         summary["vdos"] = {"velocities": not vdos.use_positions, "max_lag_fs": vmax * dt,
-                           "segments": vres.n_segments,
+                           "segments": vres.n_segments, "alias_fraction": vres.alias_fraction(),
                            "T_zero_K": {k: vres.zero_point_temperature_K(k) for k in keys},
                            "peak_THz": {k: vres.peak_THz(k) for k in keys}}
     else:
-        vres = None
-        summary["vdos"] = {"error": "trajectory too short for the VDOS lag window"}
+        summary["vdos"] = {"error": vdos_error}
     # cage angle
     if angles is not None:
         if angle_error:

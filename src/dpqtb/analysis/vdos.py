@@ -40,6 +40,19 @@ class VDOSResult:
     def peak_THz(self, key: str) -> float:
         return float(self.freq_THz[np.argmax(self.g_per_THz[key])])
 
+    def alias_fraction(self, key: str = "total") -> float:
+        """Share of the spectrum in the top 10 % of the band below the Nyquist frequency 1/(2Δt). A
+        resolved spectrum has decayed there; frames too far apart fold the high frequencies back and
+        leave weight up to Nyquist (the spectrum and T_zero are then wrong)."""
+        f, g = self.freq_THz, self.g_per_THz[key]
+        top = f >= 0.9 * f[-1]
+        return float(np.trapezoid(g[top], f[top]) / np.trapezoid(g, f))
+
+
+#: above this alias_fraction the VDOS of a trajectory is refused (a resolved Lorentzian-broadened
+#: spectrum keeps well below 1 % there; the main job's 5 fs frames give about 5 % for H)
+ALIAS_LIMIT = 0.01
+
 
 def zero_point_temperature(freq_THz: np.ndarray, g_per_THz: np.ndarray) -> float:
     """T_zero = (1/k_B) ∫ g(ν) hν/2 dν  (K), g normalised to unit area here for safety."""

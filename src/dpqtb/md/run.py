@@ -32,6 +32,8 @@ THERMO_COLUMNS = ("step", "time_fs", "temperature_K", "target_temperature_K", "k
 CHECKPOINT = "checkpoint.pt"
 THERMO = "thermo.csv"
 TRAJECTORY = "trajectory.extxyz"
+#: phonon density of states deconvolved from the QTB spectra (QTB/adQTB runs; see QTB.phonon_dos)
+QTB_DOS = "qtb_dos.csv"
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -81,8 +83,9 @@ class Simulation:
         for p in (thermo, traj, ckpt):
             if p.exists():
                 p.unlink()
-        for p in self.dir.glob("qtb_fd_*.csv"):
-            p.unlink()
+        for p in [*self.dir.glob("qtb_fd_*.csv"), self.dir / QTB_DOS]:
+            if p.exists():
+                p.unlink()
         thermo.write_text(",".join(self.thermo_columns()) + "\n")
         meta = {"dpqtb_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
                 "integrator": self.integrator.name, "n_atoms": self.state.n_atoms,
@@ -137,6 +140,19 @@ class Simulation:
             tmp = self.dir / f"qtb_fd_{name}.csv.tmp"
             np.savetxt(tmp, data, delimiter=",", header=",".join(cols), comments="", fmt="%.8g")
             os.replace(tmp, self.dir / f"qtb_fd_{name}.csv")
+        dos = integ.phonon_dos()
+        cols = ["freq_THz"] + [f"g_{k}_per_THz" for k in dos if k != "freq_THz"]
+        tmp = self.dir / f"{QTB_DOS}.tmp"
+        np.savetxt(tmp, np.column_stack(list(dos.values())), delimiter=",", header=",".join(cols), comments="",
+                   fmt="%.8g")
+        os.replace(tmp, self.dir / QTB_DOS)
+        for msg in integ.diagnose():
+            key = msg.split(":")[0]
+            if key not in integ.reported:
+                integ.reported.add(key)
+                import sys
+
+                print(f"dpqtb: warning: {msg}", file=sys.stderr)
 
     def _observe(self) -> None:
         step = self.state.step
