@@ -60,8 +60,12 @@ def main() -> None:
     for name, make in {
         "nve": lambda: NVE(pot(), dt),
         "langevin": lambda: Langevin(pot(), dt, sched, 100.0, 1),
-        "qtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, fd_diagnostic=False),
-        "qtb_with_fd_diagnostic": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, fd_diagnostic=True),
+        "qtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, fd_diagnostic=False,
+                           kinetic_correction=False),
+        # what `dpqtb md` runs by default: mass-weighted net-impulse removal, spectra, kinetic correction
+        "qtb_default": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100),
+        "qtb_with_fd_diagnostic": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, fd_diagnostic=True,
+                                              kinetic_correction=False),
         "adqtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, adaptive=True),
     }.items():
         state = base.clone()
@@ -96,8 +100,23 @@ def main() -> None:
     for name, entry in results.items():
         if "thermostat_ms_per_step" in entry:
             entry["thermostat_over_morse_force_call"] = entry["thermostat_ms_per_step"] / morse_ms
+    # share of a production step (Deep Potential force call on the same 44,000-atom cell, measured by
+    # benchmarks/bench_deepmd.py on this machine) taken by each bath
+    dp_s = None
+    dp_path = Path(__file__).parent / "results" / f"deepmd_{dev.split(':')[0]}.json"
+    if dp_path.exists():
+        rows = [r for r in json.loads(dp_path.read_text()).get("results", [])
+                if r.get("method") == "dpqtb" and r.get("n_atoms") == n]
+        dp_s = rows[0]["s_per_call"] if rows else None
+    if dp_s:
+        for name, entry in results.items():
+            if "thermostat_ms_per_step" in entry:
+                entry["share_of_dp_step"] = entry["thermostat_ms_per_step"] / (entry["thermostat_ms_per_step"]
+                                                                              + dp_s * 1e3)
     out = {
         "benchmark": "thermostat_cost", "n_atoms": n, "device": dev,
+        "dp_force_call_s_same_cell": dp_s, "dp_force_call_source": str(dp_path.name) if dp_s else None,
+        "target_share_of_step": 0.05,
         "device_name": torch.cuda.get_device_name() if dev.startswith("cuda") else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "timestep_fs": dt, "n_f": 100,
         "f_max_THz": 200.0, "steps_timed": args.steps, "results": results,

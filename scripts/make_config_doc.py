@@ -32,9 +32,11 @@ print("""Notes:
 - `thermostat`: see docs/qtb.md. `temperature_K = [T0, T1]` is a linear ramp over `md.steps` (Langevin, QTB, adQTB).
   `pimd`/`trpmd`: `beads` ≥ 2, `damp_fs` is the centroid thermostat time (ignored by trpmd), `pile_lambda`
   (default 1 for pimd, 0.5 for trpmd) scales the internal-mode friction γ_k = 2λω_k.
-- `thermostat.zero_net_force` (default true; Langevin, QTB, adQTB and the PIMD centroid): the net random impulse
-  is removed mass-weighted, Δp_i −= (m_i/M) Σ_j Δp_j, which keeps equipartition per species (the plain mean
-  that LAMMPS `fix qtb` subtracts heats light atoms). `thermo.csv` has `temperature_<X>_K` per species.
+- `thermostat.zero_net_force` (Langevin, QTB, adQTB and the PIMD centroid; default: true for translation-invariant
+  potentials, false for `einstein`, whose springs to fixed sites make the centre of mass a real mode): the net
+  random impulse is removed mass-weighted, Δp_i −= (m_i/M) Σ_j Δp_j, which keeps equipartition per species (the
+  plain mean that LAMMPS `fix qtb` subtracts heats light atoms: +26 % on H in 44-atom LaH10). `thermo.csv` has
+  `temperature_<X>_K` per species (over 3N_X − 3 Σ_{i∈X} m_i/M degrees of freedom when the net impulse is removed).
 - QTB/adQTB: `kinetic_correction` (default true) removes the finite-γ broadening bias from the reported kinetic
   energy, temperatures and pressure (raw values in `kinetic_raw_eV`, `temperature_raw_K`, `pressure_raw_GPa`);
   `adapt_groups` = `"species"`, `"sites"` (symmetry-equivalent sites, spglib) or a list of atom-index lists

@@ -194,8 +194,17 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
                    [(f, *[vres.g_per_THz[k][b] for k in keys]) for b, f in enumerate(vres.freq_THz)])
         summary["vdos"] = {"velocities": not vdos.use_positions, "max_lag_fs": vmax * dt,
                            "segments": vres.n_segments, "alias_fraction": vres.alias_fraction(),
-                           "T_zero_K": {k: vres.zero_point_temperature_K(k) for k in keys},
                            "peak_THz": {k: vres.peak_THz(k) for k in keys}}
+        t_zero = {k: vres.zero_point_temperature_K(k) for k in keys}
+        run_meta = read_run_json(run_dir) if run_dir.is_dir() else {}
+        if run_meta.get("integrator") in ("qtb", "adqtb", "pimd", "trpmd"):
+            # a quantum bath's velocity spectrum is θ-weighted (QTB) or a centroid's (PIMD), not the phonon
+            # DOS of the paper's T_zero: report the integral under another name
+            summary["vdos"]["velocity_spectrum_hnu_half_K"] = t_zero
+            summary["vdos"]["note"] = ("velocity spectrum of a quantum-bath run, not the phonon DOS: T_zero (paper's "
+                                       "definition) is in vdos_qtb (QTB runs, from the engine's spectra)")
+        else:
+            summary["vdos"]["T_zero_K"] = t_zero
     else:
         summary["vdos"] = {"error": vdos_error}
     # cage angle

@@ -106,7 +106,9 @@ def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
 
 
 def build_integrator(cfg: dict, potential):
-    th, md = cfg["thermostat"], cfg["md"]
+    th, md = dict(cfg["thermostat"]), cfg["md"]
+    if th["zero_net_force"] is None:  # remove the net random impulse only where Σ F = 0 (momentum conserved)
+        th["zero_net_force"] = bool(getattr(potential, "translation_invariant", True))
     dt, seed = md["timestep_fs"], md["seed"]
     kind = th["kind"]
     if kind == "nve":

@@ -81,7 +81,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "f_max_THz": (NUMBER, 200.0, positive, "must be > 0"),
         "n_f": (int, 100, lambda v: v >= 2, "must be an integer >= 2"),
         "classical_kernel": (bool, False, None, ""),
-        "zero_net_force": (bool, True, None, ""),
+        "zero_net_force": (bool, None, None, "true or false (default: true when the potential is translation-invariant)"),
         "fd_diagnostic": (bool, True, None, ""),
         "tau_ad_fs": (NUMBER, 5000.0, positive, "must be > 0"),
         "tau_avg_fs": (NUMBER, None, positive, "must be > 0"),

@@ -422,20 +422,19 @@ class QTB(Langevin):
         the present friction (γ_r pinned at its floor, Δ_FD negative): the numbers and the γ to use."""
         from dpqtb.md.qtb import frequency_grid, leakage_diagnosis
 
-        if self.adapt is None or self.fd is None or self.fd.n_segments < 2:
+        if self.adapt is None:
             return []
-        avg = self.fd.averages()
         f = frequency_grid(self.noise.n_f, self.noise.h) * 1e3
         out = []
-        for d in leakage_diagnosis(avg["mCvv_eV_fs"], avg["ReCvR_eV"], self.noise.gamma_ratio, self.gamma,
-                                   self.adapt.ratio_min, f):
+        for d in leakage_diagnosis(self.adapt, f):
             name = self.group_names[d["group"]]
             out.append(
                 f"adQTB cannot drain the zero-point energy leaking into {name} at {d['band_THz'][0]:.1f}-"
-                f"{d['band_THz'][1]:.1f} THz: gamma_r is pinned at its floor over {100 * d['weight']:.0f} % of its "
-                f"spectral weight and Re C_vR/(m gamma_r C_vv) = {d['rho']:.2f} < 1; the friction "
-                f"{d['gamma_per_ps']:.3g} ps^-1 is below the leakage rate: use damp_fs <= "
-                f"{d['recommended_damp_fs']:.0f} (gamma >= {d['recommended_gamma_per_ps']:.3g} ps^-1)")
+                f"{d['band_THz'][1]:.1f} THz: gamma_r stays pinned at its floor with Delta_FD < 0 over "
+                f"{100 * d['weight']:.0f} % of its spectral weight (Re C_vR/(m gamma_r C_vv) = {d['rho']:.2f}); "
+                f"the friction {d['gamma_per_ps']:.3g} ps^-1 is below the leakage rate: use damp_fs <= "
+                f"{d['recommended_damp_fs']:.0f} (gamma >= {d['recommended_gamma_per_ps']:.3g} ps^-1) and check "
+                "the cure in qtb_fd_*.csv")
         return out
 
     def state_dict(self) -> dict:

@@ -380,6 +380,9 @@ def hold_response(n_f: int, alpha: int) -> np.ndarray:
 class GammaAdaptation:
     """adQTB update of γ_r(ω)/γ per adaptation group (see module docstring)."""
 
+    #: weight of the newest segment in the running record of where the update is clipped at the floor
+    PIN_MEMORY = 0.3
+
     def __init__(self, noise: ColoredNoise, tau_ad_fs: float, tau_avg_fs: float | None = None,
                  eps: float = 0.05, gamma_ratio_min: float = 0.05, weight_min: float = 1e-3):
         if not tau_ad_fs > 0:
@@ -394,6 +397,13 @@ class GammaAdaptation:
         self.ratio_min = gamma_ratio_min
         self.weight_min = weight_min
         self.smooth_mcvv = None
+        shape = noise.gamma_ratio.shape
+        # where the update wanted γ_r below the floor in consecutive segments (a leak the friction cannot
+        # drain), and Re C_vR, m γ γ_r C_vv summed over those segments (see leakage_diagnosis)
+        self.n_updates = 0
+        self.pinned_fraction = np.zeros(shape)  # running share of recent segments clipped at the floor
+        self.pinned_cvr = np.zeros(shape)
+        self.pinned_gmcvv = np.zeros(shape)
 
     def update(self, mcvv: np.ndarray, dfd: np.ndarray) -> None:
         if self.smooth_mcvv is None:
@@ -407,45 +417,65 @@ class GammaAdaptation:
         step = self.eta * dfd / denom / self.noise.gamma
         empty = self.smooth_mcvv < self.weight_min * peak
         step = np.where(empty, self.eta * (1.0 - self.noise.gamma_ratio), step)
-        self.noise.gamma_ratio = np.maximum(self.ratio_min, self.noise.gamma_ratio + step)
+        gmcvv = self.noise.gamma * self.noise.gamma_ratio * mcvv
+        cvr = dfd + gmcvv
+        want = self.noise.gamma_ratio + step
+        clipped = (want < self.ratio_min) & ~empty
+        lam = self.PIN_MEMORY
+        self.n_updates += 1
+        self.pinned_fraction = (1.0 - lam) * self.pinned_fraction + lam * clipped
+        self.pinned_cvr = (1.0 - lam) * self.pinned_cvr + lam * np.where(clipped, cvr, 0.0)
+        self.pinned_gmcvv = (1.0 - lam) * self.pinned_gmcvv + lam * np.where(clipped, gmcvv, 0.0)
+        self.noise.gamma_ratio = np.maximum(self.ratio_min, want)
         self.noise.rebuild_kernels()
 
     def state_dict(self) -> dict:
-        return {"smooth_mcvv": None if self.smooth_mcvv is None else self.smooth_mcvv.copy()}
+        return {"smooth_mcvv": None if self.smooth_mcvv is None else self.smooth_mcvv.copy(),
+                "n_updates": self.n_updates, "pinned_fraction": self.pinned_fraction.copy(),
+                "pinned_cvr": self.pinned_cvr.copy(),
+                "pinned_gmcvv": self.pinned_gmcvv.copy()}
 
     def load_state_dict(self, d: dict) -> None:
         self.smooth_mcvv = None if d["smooth_mcvv"] is None else np.array(d["smooth_mcvv"])
+        if "pinned_fraction" in d:
+            self.n_updates = int(d["n_updates"])
+            self.pinned_fraction = np.array(d["pinned_fraction"], dtype=np.float64)
+            self.pinned_cvr = np.array(d["pinned_cvr"], dtype=np.float64)
+            self.pinned_gmcvv = np.array(d["pinned_gmcvv"], dtype=np.float64)
 
 
-def leakage_diagnosis(mcvv: np.ndarray, cvr: np.ndarray, gamma_ratio: np.ndarray, gamma: float,
-                      ratio_min: float, freq_thz: np.ndarray, weight_threshold: float = 0.02,
-                      rho_threshold: float = 0.8) -> list[dict]:
+def leakage_diagnosis(adapt: "GammaAdaptation", freq_thz: np.ndarray, min_segments: int = 4,
+                      weight_threshold: float = 0.05) -> list[dict]:
     """Where adQTB cannot restore the fluctuation–dissipation theorem, and the friction that could.
 
-    Model (linear response): in a band where the anharmonic forces feed the modes a spectral weight C_leak
-    on top of the noise-driven γ_r·a, the adaptation's fixed point is γ_r = γ − C_leak/a. When that is
-    below the floor, γ_r stays pinned there and ρ = Re C_vR/(m γ_r C_vv) = γa/(γ_r a + C_leak) < 1 (Δ_FD
-    stays negative): the bath cannot drain the leaked energy through a friction γ. The leak is drained
-    (γ_r ≈ γ/2 at the fixed point) for γ ≳ 2γ/ρ. One entry per group whose pinned band (γ_r ≤ 2 × floor)
-    holds more than ``weight_threshold`` of its spectral weight with ρ < ``rho_threshold``.
+    A leak the friction cannot drain shows as γ_r pinned at its floor with the update still pointing
+    down (Δ_FD < 0 at the floor) in most recent segments (running share > ½, after ``min_segments``
+    updates), over a band holding more than ``weight_threshold`` of the group's spectral weight.
+    Linear-response estimate of the cure: with a noise-driven spectral weight γ_r·a (γ_r absolute) and a
+    leaked one C_leak, Re C_vR = m γ γ_r a (the response of a mode with friction γ) while
+    m C_vv = m (γ_r a + C_leak), so ρ = Re C_vR/(m γ_r C_vv) = γ a/(γ_r a + C_leak) ≈ γ a/C_leak at the
+    floor. The adaptation's fixed point γ_r = γ − C_leak/a exists for γ > C_leak/a ≈ γ/ρ; with margin
+    (γ_r ≈ γ/2 at the fixed point) γ ≳ 2γ/ρ. An estimate, not a guarantee: the leak rate itself can grow
+    with the energy left in the stiff modes.
     """
     out = []
-    for g in range(mcvv.shape[0]):
-        total = mcvv[g].sum()
-        if not total > 0:
+    if adapt.smooth_mcvv is None:
+        return out
+    noise = adapt.noise
+    for g in range(adapt.smooth_mcvv.shape[0]):
+        weight_all = adapt.smooth_mcvv[g]
+        total = weight_all.sum()
+        pinned = adapt.pinned_fraction[g] > 0.5
+        if adapt.n_updates < min_segments or not total > 0 or not pinned.any():
             continue
-        pinned = gamma_ratio[g] <= 2.0 * ratio_min
-        weight = float(mcvv[g][pinned].sum() / total)
+        weight = float(weight_all[pinned].sum() / total)
         if weight < weight_threshold:
             continue
-        denom = float((gamma * gamma_ratio[g][pinned] * mcvv[g][pinned]).sum())
-        rho = float(cvr[g][pinned].sum() / denom) if denom > 0 else float("nan")
-        if not rho < rho_threshold:
-            continue
+        rho = float(adapt.pinned_cvr[g][pinned].sum() / max(adapt.pinned_gmcvv[g][pinned].sum(), 1e-300))
+        gamma_needed = max(2.0, 2.0 / max(rho, 1e-3)) * noise.gamma
         f = freq_thz[pinned]
-        gamma_needed = 2.0 * gamma / max(rho, 1e-2)
         out.append({"group": g, "weight": weight, "band_THz": (float(f.min()), float(f.max())), "rho": rho,
-                    "gamma_per_ps": gamma * 1e3, "recommended_gamma_per_ps": gamma_needed * 1e3,
+                    "gamma_per_ps": noise.gamma * 1e3, "recommended_gamma_per_ps": gamma_needed * 1e3,
                     "recommended_damp_fs": 1.0 / gamma_needed})
     return out
 

@@ -32,6 +32,10 @@ class Potential:
     #: species names this potential knows (None: any species).
     type_map: tuple[str, ...] | None = None
     batched: bool = False
+    #: E(x + a) = E(x) for a rigid translation, so Σ F = 0 and the total momentum is conserved. Baths then
+    #: remove the net random impulse by default (``zero_net_force``); a potential that pins atoms to fixed
+    #: sites (Einstein crystal) is not invariant and its centre of mass must stay thermostatted.
+    translation_invariant: bool = True
 
     def bind(self, type_map: tuple[str, ...]) -> None:
         """Called once with the system's type map; raise DpqtbError if a species is unknown."""

@@ -34,6 +34,7 @@ class EinsteinCrystal(Potential):
     """
 
     batched = True
+    translation_invariant = False  # springs to fixed sites: the centre of mass is a thermalised mode
 
     def __init__(self, reference_positions: torch.Tensor, cell: torch.Tensor, k_per_atom: torch.Tensor | None = None,
                  k_by_species: dict[str, float] | None = None, pbc=(True, True, True)):

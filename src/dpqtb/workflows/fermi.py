@@ -46,21 +46,29 @@ class FermiModel:
                 + self.q * y ** 4)
 
     # --------------------------------------------------------------- MD system
-    def build(self, n_pairs: int, spacing_A: float = 3.0, device="cpu", dtype=torch.float64):
-        """State with atoms A (species 'H') at even, B (species 'He') at odd indices, and the potential."""
-        n = 2 * n_pairs
+    def build(self, n_pairs: int, spacing_A: float = 3.0, device="cpu", dtype=torch.float64, n_spectators: int = 0):
+        """State with atoms A (species 'H') at even, B (species 'He') at odd indices of the first 2 n_pairs,
+        then ``n_spectators`` uncoupled harmonic atoms of species 'He' at the soft frequency (mass m2): a
+        spectator that shares the leaking mode's element and frequency. Returns (state, potential, sites)."""
+        n_pair_atoms = 2 * n_pairs
+        n = n_pair_atoms + n_spectators
         side = math.ceil(n ** (1 / 3))
         grid = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n] * spacing_A
         t = lambda a: torch.tensor(a, dtype=dtype, device=device)  # noqa: E731
-        species = torch.tensor(np.arange(n) % 2, dtype=torch.long, device=device)
-        masses = t(np.where(np.arange(n) % 2 == 0, self.m1, self.m2))
+        sp = np.concatenate([np.arange(n_pair_atoms) % 2, np.ones(n_spectators, dtype=int)])
+        species = torch.tensor(sp, dtype=torch.long, device=device)
+        masses = t(np.where(sp == 0, self.m1, self.m2))
         state = MDState(positions=t(grid), momenta=t(np.zeros((n, 3))), masses=masses, cell=t(np.eye(3) * side * spacing_A),
                         species=species, type_map=("H", "He"))
         sites = state.positions.clone()
 
         def energy(pos, cell, species):
             d = pos - sites
-            return self.energy(d[..., 0::2, :], d[..., 1::2, :]).sum((-1, -2))
+            pairs = d[..., :n_pair_atoms, :]
+            e = self.energy(pairs[..., 0::2, :], pairs[..., 1::2, :]).sum((-1, -2))
+            if n_spectators:
+                e = e + 0.5 * self.k2 * d[..., n_pair_atoms:, :].pow(2).sum((-1, -2))
+            return e
 
         return state, TorchFunctionPotential(energy, batched=True), sites
 
