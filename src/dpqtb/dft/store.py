@@ -33,11 +33,10 @@ from ase.units import GPa
 
 from dpqtb import DpqtbError
 from dpqtb.dft.settings import DFTSettings, code_versions, kpoint_mesh
+from dpqtb.structures.checks import MIN_DISTANCE_A, check_min_distance  # noqa: F401 (re-exported)
 
 #: Elements the La–H data set may contain, in DeePMD type-map order.
 TYPE_MAP = ("La", "H")
-#: Two atoms closer than this (Å) are rejected as overlapping.
-MIN_DISTANCE_A = 0.5
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -70,15 +69,7 @@ def validate_atoms(atoms: Atoms, where: str = "structure") -> None:
     vol = abs(atoms.cell.volume)
     if not vol > 1e-6:
         raise DpqtbError(f"{where}: the cell has zero volume")
-    if not np.all(np.isfinite(atoms.positions)):
-        raise DpqtbError(f"{where}: non-finite atomic positions")
-    from ase.neighborlist import neighbor_list
-
-    i, j, d = neighbor_list("ijd", atoms, MIN_DISTANCE_A)
-    if len(d):
-        k = int(np.argmin(d))
-        raise DpqtbError(f"{where}: atoms {i[k]} and {j[k]} overlap (distance {d[k]:.3f} Å "
-                         f"< {MIN_DISTANCE_A} Å)")
+    check_min_distance(atoms, where)  # the one overlap rule of dpqtb (md applies it too)
 
 
 def atoms_to_dict(atoms: Atoms) -> dict:

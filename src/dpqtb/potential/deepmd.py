@@ -33,6 +33,19 @@ from dpqtb.potential.base import Potential, PotentialOutput
 from dpqtb.potential.neighbors import VerletList
 
 
+#: TorchScript's graph executor optimisation for the model calls; off, so that every call returns the
+#: same numbers. With it on (torch's default), the profiling executor runs the first call of a loaded
+#: model on the unoptimised graph (autograd's own derivative formulas) and from the second call on an
+#: optimised plan whose prim::DifferentiableGraph nodes take their derivatives from TorchScript's
+#: symbolic autodiff (linear, tanh, matmul): the forces, computed by torch.autograd.grad inside
+#: forward_lower, then round differently in float32 (~5e-7 eV/Å on the shipped model), so a run
+#: resumed in a fresh process left the uninterrupted one at its first step, and the numbers depended
+#: on the call history (guard failures on new ghost counts switch plans). Cost: none measured — QTB
+#: MD of the 44-atom cell with builtin:lah10, 1 CPU thread: 29.5 ms/step unoptimised vs 32.6 optimised
+#: (medians of 3 × 300 steps, 2026-12-06).
+_JIT_OPTIMIZE = False
+
+
 def _load_deepmd_ops() -> None:
     """Import DeePMD-kit's PyTorch backend so that the custom ops of frozen models are registered."""
     try:
@@ -149,7 +162,8 @@ class DeepPotential(Potential):
                 self.n_sel_overflow += int(overflow)
             ext_atom = gl.chunk_mapping(c)
             mapping = ext_atom.unsqueeze(0) if self.message_passing else None
-            out = self.model.forward_lower(coord.unsqueeze(0), atype.unsqueeze(0), nlist.unsqueeze(0), mapping)
+            with torch.jit.optimized_execution(_JIT_OPTIMIZE):  # see _JIT_OPTIMIZE: the same numbers every call
+                out = self.model.forward_lower(coord.unsqueeze(0), atype.unsqueeze(0), nlist.unsqueeze(0), mapping)
             # detach: the energy carries the chunk's autograd graph (forces come from it); keeping it
             # alive across chunks would hold every chunk's activations at once
             energy = energy + out["energy"].detach().reshape(()).to(positions.dtype)
