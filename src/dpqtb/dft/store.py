@@ -127,6 +127,8 @@ class Job:
 class JobStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise DpqtbError(f"job store {self.root} is a file, not a directory")
         self._index: dict[str, list] = {}  # near-match index, see _index_record
         self._indexed: set[str] = set()
 
@@ -280,12 +282,12 @@ class JobStore:
         return (self.frames_dir / f"{jid}.json").exists()
 
     def frame(self, jid: str) -> dict:
-        return json.loads((self.frames_dir / f"{jid}.json").read_text())
+        return read_frame(self.frames_dir / f"{jid}.json")
 
     def frames(self) -> list[dict]:
         if not self.frames_dir.is_dir():
             return []
-        return [json.loads(p.read_text()) for p in sorted(self.frames_dir.glob("*.json"))]
+        return [read_frame(p) for p in sorted(self.frames_dir.glob("*.json"))]
 
     def write_frame(self, frame: dict) -> None:
         atomic_write_json(self.frames_dir / f"{frame['id']}.json", frame)
@@ -336,6 +338,28 @@ def compute_frame(job: Job, txt: str | None = None, calc_factory=None) -> dict:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
     })
+    return frame
+
+
+#: Keys every labelled frame holds (checked when a frame file is read).
+FRAME_KEYS = ("id", "symbols", "cell_A", "positions_A", "pbc", "settings", "energy_eV", "forces_eV_per_A",
+              "stress_eV_per_A3", "pressure_GPa")
+
+
+def read_frame(path: Path) -> dict:
+    """A labelled frame file, or a one-line DpqtbError naming the file (bad JSON, a missing label)."""
+    try:
+        frame = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DpqtbError(f"frame file {path} is not valid JSON ({exc}); delete it to relabel the job") from None
+    if not isinstance(frame, dict):
+        raise DpqtbError(f"frame file {path} does not hold a frame (a JSON object)")
+    missing = [k for k in FRAME_KEYS if k not in frame]
+    if missing:
+        raise DpqtbError(f"frame file {path} lacks {', '.join(missing)}; delete it to relabel the job")
+    n = len(frame["symbols"])
+    if np.shape(frame["forces_eV_per_A"]) != (n, 3) or np.shape(frame["positions_A"]) != (n, 3):
+        raise DpqtbError(f"frame file {path}: forces_eV_per_A/positions_A are not {n}×3 arrays")
     return frame
 
 

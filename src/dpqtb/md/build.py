@@ -39,9 +39,11 @@ def load_structure(sys_cfg: dict, base_dir: Path):
             atoms = read(path, format=sys_cfg["format"])
         except Exception as exc:  # noqa: BLE001 - ASE raises many kinds, some with an empty message
             text = str(exc).strip().splitlines()
-            reason = text[0] if text else type(exc).__name__
-            raise DpqtbError(f"cannot read structure {path}: {reason} "
-                             f"({type(exc).__name__}; set system.format if the extension is ambiguous)") from None
+            fmt = sys_cfg["format"] or path.suffix.lstrip(".") or "?"
+            reason = (f"{type(exc).__name__}: {text[0]}" if text else
+                      f"ASE's {fmt} reader found no structure in it ({type(exc).__name__})")
+            raise DpqtbError(f"cannot read structure {path}: {reason}; is it a valid {fmt} file "
+                             "(system.format names the format if the extension does not)?") from None
         if isinstance(atoms, list):
             atoms = atoms[-1]
         if len(atoms) == 0:

@@ -98,7 +98,8 @@ class Simulation:
     ``physics_config``: the part of the run's config that defines the trajectory (everything but
     the step target and output bookkeeping); stored in the checkpoint, and a resume with another
     one is refused. ``thermo_callback``: called with every thermo row (the rows themselves are not
-    kept: :attr:`last_thermo` holds the latest, :func:`read_thermo` reads thermo.csv back).
+    kept: :attr:`last_thermo` holds the latest, :func:`dpqtb.analysis.trajectory.read_thermo` reads
+    thermo.csv back).
     """
 
     def __init__(self, state: MDState, integrator, output_dir: str | Path | None, thermo_every: int = 10,
@@ -400,8 +401,3 @@ class Simulation:
             raise RunInterrupted(self._signal, self.state.step, self.dir)
         self.checkpoint(target)
 
-
-def read_thermo(run_dir: str | Path) -> np.ndarray:
-    """The rows of RUN_DIR/thermo.csv as an array (columns: :data:`THERMO_COLUMNS`)."""
-    path = Path(run_dir) / THERMO
-    return np.atleast_2d(np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2))
