@@ -121,6 +121,7 @@ class Simulation:
         self._setup_done = False
         self._signal: int | None = None
         self._guard: dict = {}
+        self._checkpoint_step: int | None = None
 
     # ------------------------------------------------------------------ files
     def _paths(self):
@@ -255,7 +256,9 @@ class Simulation:
                                f"per atom = {bound:.4g} eV)")
 
     def _unstable(self, what: str) -> None:
-        where = f"; the last good checkpoint in {self.dir} is kept" if self.dir is not None else ""
+        where = ""
+        if self.dir is not None and self._checkpoint_step is not None:
+            where = f"; the last good checkpoint (step {self._checkpoint_step}) in {self.dir} is kept"
         raise SimulationUnstable(f"simulation unstable at step {self.state.step}: {what}; the time step is "
                                  f"probably too large or the structure/potential unphysical{where}")
 
@@ -281,6 +284,7 @@ class Simulation:
             checkpoint_io.save(ckpt, self.dir / CHECKPOINT)
         except OSError as exc:
             raise DpqtbError(f"cannot write checkpoint in {self.dir}: {exc.strerror or exc}") from None
+        self._checkpoint_step = self.state.step
 
     def _load_checkpoint(self) -> dict:
         ckpt_path = self.dir / CHECKPOINT
@@ -331,6 +335,7 @@ class Simulation:
         self.integrator.setup(self.state)  # forces at the checkpointed positions, fresh objects
         self.integrator.load_state_dict(ckpt["integrator"])
         self._guard = dict(ckpt.get("guard") or {})
+        self._checkpoint_step = self.state.step
         for name, key in ((THERMO, "thermo"), (TRAJECTORY, "trajectory")):
             path = self.dir / name
             if path.exists():
