@@ -157,3 +157,21 @@ def test_simulation_keeps_only_the_last_thermo_row(tmp_path):
     cols = read_thermo(tmp_path / "run")
     assert list(cols["step"]) == [0, 2, 4, 6, 8, 10]
     assert cols["temperature_K"][-1] == pytest.approx(sim.last_thermo[2], rel=1e-14)
+
+
+def test_resume_compares_structure_files_by_content(tmp_path, capsys):
+    from ase.build import bulk
+    from ase.io import write
+
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.61, cubic=True))
+    text = MORSE.format(a=3.61, dt=1.0, steps=10, thermostat='kind = "nve"').replace(
+        'structure = "builtin:fcc"', 'structure = "cu.extxyz"')
+    (tmp_path / "run.toml").write_text(text)
+    assert main(["md", str(tmp_path / "run.toml")]) == 0
+    # the same file through another path: the same run
+    (tmp_path / "run.toml").write_text(text.replace('"cu.extxyz"', f'"{tmp_path / "cu.extxyz"}"'))
+    assert main(["md", str(tmp_path / "run.toml"), "--resume", "--steps", "15"]) == 0
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.62, cubic=True))  # an edited file: another run
+    capsys.readouterr()
+    assert main(["md", str(tmp_path / "run.toml"), "--resume", "--steps", "20"]) == 2
+    assert "system.structure (" in capsys.readouterr().err

@@ -32,7 +32,8 @@ class RunInterrupted(KeyboardInterrupt):
         import signal
 
         name = signal.Signals(self.signum).name
-        where = f"; continue with --resume (checkpoint at step {step} in {directory})" if directory else ""
+        where = (f"; checkpoint at this step written in {directory} (dpqtb md --resume continues it exactly)"
+                 if directory else "")
         super().__init__(f"interrupted by {name} at step {step}{where}")
 
 

@@ -157,7 +157,9 @@ NOT_PHYSICS = {("md", "steps"), ("output", "directory"), ("output", "progress"),
 
 def physics_config(cfg: dict) -> dict:
     """The part of a validated config that defines the run's trajectory (see :data:`NOT_PHYSICS`);
-    with a temperature ramp md.steps stays in (it is the ramp's length)."""
+    with a temperature ramp md.steps stays in (it is the ramp's length). Structure and model files
+    are represented by the SHA-256 of their bytes, not their paths: a run dir resumed through another
+    path to the same file is the same run, an edited file is not."""
     out = {}
     for sec, keys in cfg.items():
         if sec.startswith("_") or not isinstance(keys, dict):
@@ -166,7 +168,25 @@ def physics_config(cfg: dict) -> dict:
     t = cfg["thermostat"].get("temperature_K")
     if isinstance(t, list) and len(t) == 2 and t[0] != t[1]:
         out["md"]["steps"] = cfg["md"]["steps"]
+    base = Path(cfg.get("_base_dir", "."))
+    spec = cfg["system"]["structure"]
+    if not spec.startswith("builtin:"):
+        out["system"]["structure"] = "sha256:" + _file_sha256(Path(spec) if Path(spec).is_absolute() else base / spec)
+    if cfg["potential"]["kind"] == "deepmd":
+        from dpqtb.potential.builtin import resolve
+
+        out["potential"]["model"] = "sha256:" + _file_sha256(resolve(cfg["potential"]["model"], base))
     return out
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def output_directory(cfg: dict, output_dir: str | Path | None = None) -> Path:
