@@ -152,7 +152,8 @@ def test_simulation_keeps_only_the_last_thermo_row(tmp_path):
     sim = Simulation(state, Langevin(Morse(0.3429, 1.3588, 2.866, 5.0), 1.0, TemperatureSchedule(100.0), 100.0, 1),
                      tmp_path / "run", thermo_every=2, progress=False)
     sim.run(10)
-    assert not hasattr(sim, "thermo_rows")
+    assert not hasattr(Simulation(sim.state, sim.integrator, None), "thermo_rows")  # nothing kept in memory
+    assert [r[0] for r in sim.thermo_rows] == [0, 2, 4, 6, 8, 10]  # read back from thermo.csv
     assert sim.last_thermo[0] == 10
     cols = read_thermo(tmp_path / "run")
     assert list(cols["step"]) == [0, 2, 4, 6, 8, 10]

@@ -195,7 +195,11 @@ def output_directory(cfg: dict, output_dir: str | Path | None = None) -> Path:
     if output_dir is not None:
         return Path(output_dir)
     d = Path(cfg["output"]["directory"])
-    return d if d.is_absolute() else Path(cfg.get("_base_dir", ".")) / d
+    if d.is_absolute():
+        return d
+    full = os.path.normpath(Path(cfg.get("_base_dir", ".")) / d)
+    rel = os.path.relpath(full)  # written relative to the working directory when it lies below it
+    return Path(full if rel.startswith("..") else rel)
 
 
 def build_integrator(cfg: dict, potential):

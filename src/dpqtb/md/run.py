@@ -123,6 +123,23 @@ class Simulation:
         self._guard: dict = {}
         self._checkpoint_step: int | None = None
 
+    @property
+    def thermo_rows(self) -> list[tuple]:
+        """The rows of thermo.csv, read back from the file (nothing grows in memory with the run;
+        values to the file's 15 significant digits). Without an output directory, collect rows with
+        ``thermo_callback=rows.append``."""
+        if self.dir is None:
+            raise AttributeError("a Simulation without an output directory keeps no thermo rows: "
+                                 "pass thermo_callback=rows.append")
+        rows = []
+        with open(self.dir / THERMO) as fh:
+            next(fh, None)
+            for line in fh:
+                vals = line.strip().split(",")
+                if len(vals) > 1:
+                    rows.append((int(vals[0]), *(float(v) for v in vals[1:])))
+        return rows
+
     # ------------------------------------------------------------------ files
     def _paths(self):
         return self.dir / THERMO, self.dir / TRAJECTORY, self.dir / CHECKPOINT
