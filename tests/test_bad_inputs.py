@@ -299,3 +299,17 @@ def test_argparse_error_is_one_line_subprocess(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dpqtb.cli", "analyze", str(tmp_path), "--rdf-bin-A", "nan"],
                        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--rdf-bin-A" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_directory(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert main(["md", _cfg(tmp_path), "--output", str(ro / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not writable" in err and str(ro) in err
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
