@@ -34,7 +34,7 @@ def _error(func, arg) -> str:
     (_md("md", "steps", "many"), "config key 'md.steps' has the wrong type (str) must be >= 0"),
     (_md("md", "steps", True), "config key 'md.steps' has the wrong type (bool) must be >= 0"),
     (_md("output", "progress", 1), "config key 'output.progress' has the wrong type (int)"),
-    (_md("md", "timestep_fs", float("inf")), "config key 'md.timestep_fs' has the wrong type (float) must be > 0"),
+    (_md("md", "timestep_fs", float("inf")), "config key 'md.timestep_fs' = inf: must be a finite number"),
     (_md("md", "timestep_fs", 0.0), "config key 'md.timestep_fs' = 0.0: must be > 0"),
     (_md("system", "supercell", [2, 0, 2]), "config key 'system.supercell' = [2, 0, 2]: must be three integers >= 1"),
     (_md("thermostat", "kind", "langevin"),

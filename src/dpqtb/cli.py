@@ -1,8 +1,17 @@
 """The ``dpqtb`` command line: a thin layer over the Python API.
 
 Each pipeline stage registers its own sub-commands (a ``register(subparsers)`` function in the
-modules listed in ``_COMMAND_MODULES``). User errors (:class:`dpqtb.DpqtbError`) are printed on one
-line and exit with status 2, without a traceback.
+modules listed in ``_COMMAND_MODULES``). Errors are printed on one line, without a traceback:
+
+====  ==========================================================================================
+exit  meaning
+====  ==========================================================================================
+0     done
+2     bad input (:class:`dpqtb.DpqtbError`: config, arguments, files; a file system error)
+3     the simulation went unstable (:class:`dpqtb.SimulationUnstable`; last good checkpoint kept)
+130   SIGINT (Ctrl-C); ``dpqtb md`` first writes a checkpoint at the current step
+143   SIGTERM; ``dpqtb md`` first writes a checkpoint at the current step
+====  ==========================================================================================
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import argparse
 import importlib
 import sys
 
-from dpqtb import DpqtbError, __version__
+from dpqtb import EXIT_UNSTABLE, DpqtbError, RunInterrupted, SimulationUnstable, __version__
 
 _COMMAND_MODULES = (
     "dpqtb.md.cli",
@@ -22,8 +31,16 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors on one line (``dpqtb: error: …``), exit 2, like every other input error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        where = "" if self.prog == "dpqtb" else f"{self.prog}: "
+        self.exit(2, f"dpqtb: error: {where}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dpqtb",
         description="Molecular dynamics with nuclear quantum effects (QTB, adaptive QTB) "
         "for hydrogen-rich superconductors. Units: eV, Å, fs, K, GPa, amu.",
@@ -51,12 +68,26 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         return int(args.func(args) or 0)
+    except SimulationUnstable as exc:
+        print(f"dpqtb: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_UNSTABLE
     except DpqtbError as exc:
-        print(f"dpqtb: error: {exc}", file=sys.stderr)
+        print(f"dpqtb: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"dpqtb: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("dpqtb: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # file system trouble the command did not foresee: still one line
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"dpqtb: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split("\n"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,8 @@
 
 A schema maps section -> key -> ``(types, default, check, message)``:
 
-- ``types``: a type or a tuple of types; ``float`` or :data:`NUMBER` accept any finite int or float.
+- ``types``: a type or a tuple of types; ``float`` or :data:`NUMBER` accept any finite int or float;
+  a non-finite number (TOML ``inf``, ``nan``) is refused anywhere, inside lists and tables too.
   ``bool`` is accepted only where it is named (``True`` is not an ``int`` here).
 - ``default``: filled in when the key is absent (a fresh copy each time); :data:`REQUIRED` makes the
   key mandatory.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,25 @@ def int_list(v) -> bool:
 def str_list(v) -> bool:
     """A non-empty list of non-empty strings."""
     return isinstance(v, list) and len(v) >= 1 and all(isinstance(x, str) and x for x in v)
+
+
+def device_name(v) -> bool:
+    """'cpu', 'cuda' or 'cuda:N'."""
+    return isinstance(v, str) and re.fullmatch(r"cpu|cuda(:[0-9]+)?", v) is not None
+
+
+def non_finite(value):
+    """The first non-finite float inside ``value`` (numbers, lists, tables), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for x in value:
+            bad = non_finite(x)
+            if bad is not None:
+                return bad
+    return None
 
 
 def check_type(value, types) -> bool:
@@ -91,8 +112,13 @@ def validate_schema(raw: Any, schema: dict[str, dict[str, tuple]], *, what: str 
                 continue
             value = given[key]
             if not check_type(value, types):
+                if non_finite(value) is not None:
+                    raise DpqtbError(f"{name} = {value!r}: must be a finite number")
                 raise DpqtbError(f"{name} has the wrong type ({type(value).__name__})"
                                  + (f"{type_sep}{msg}" if msg else ""))
+            bad = non_finite(value)
+            if bad is not None:  # inside a list or a table (masses, ramps): every number must be finite
+                raise DpqtbError(f"{name} = {value!r} holds a non-finite number ({bad!r})")
             if check is not None and not check(value):
                 raise DpqtbError(f"{name} = {value!r}: {msg}")
             out[key] = value

@@ -21,21 +21,54 @@ def _run(args) -> int:
 
 def _e_ref(text: str):
     import argparse
+    import math
 
     if text == "first":
         return text
     try:
-        return float(text)
+        v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError("must be a number (eV) or 'first'") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError("must be a finite number (eV) or 'first'")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    """A finite number > 0 (lags, spacings, bin widths; nan, inf, 0 and negatives are refused)."""
+    import argparse
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
 
 
 def _positive_int(text: str) -> int:
     import argparse
 
-    v = int(text)
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return v
 
 
@@ -46,16 +79,16 @@ def register(subparsers) -> None:
         "write summary.json, CSV tables and PNG plots (default: RUN_DIR/analysis).")
     p.add_argument("run_dir", help="run directory (with trajectory.extxyz) or trajectory file")
     p.add_argument("--out", default=None, help="output directory")
-    p.add_argument("--start", type=int, default=0, help="first frame index")
+    p.add_argument("--start", type=_nonneg_int, default=0, help="first frame index")
     p.add_argument("--stop", type=int, default=None, help="stop before this frame index")
     p.add_argument("--stride", type=_positive_int, default=1, help="use every n-th frame")
-    p.add_argument("--max-lag-fs", type=float, default=None, help="longest MSD lag (fs); default half the run")
-    p.add_argument("--origin-every-fs", type=float, default=None, help="MSD time-origin spacing (fs)")
+    p.add_argument("--max-lag-fs", type=_positive_float, default=None, help="longest MSD lag (fs); default half the run")
+    p.add_argument("--origin-every-fs", type=_positive_float, default=None, help="MSD time-origin spacing (fs)")
     p.add_argument("--msd-prime-every", type=_positive_int, default=1, help="MSD′ every n frames")
     p.add_argument("--rdf-every", type=_positive_int, default=1, help="RDF every n frames")
-    p.add_argument("--rdf-rmax-A", type=float, default=6.0, help="RDF range (Å)")
-    p.add_argument("--rdf-bin-A", type=float, default=0.02, help="RDF bin width (Å)")
-    p.add_argument("--vdos-max-lag-fs", type=float, default=None, help="VACF window (fs)")
+    p.add_argument("--rdf-rmax-A", type=_positive_float, default=6.0, help="RDF range (Å)")
+    p.add_argument("--rdf-bin-A", type=_positive_float, default=0.02, help="RDF bin width (Å)")
+    p.add_argument("--vdos-max-lag-fs", type=_positive_float, default=None, help="VACF window (fs)")
     p.add_argument("--angle-every", type=_positive_int, default=1, help="cage angle every n frames")
     p.add_argument("--compare", default=None, help="second run directory to overlay in rdf.png")
     p.add_argument("--e-ref-eV", type=_e_ref, default=0.0,
@@ -65,7 +98,7 @@ def register(subparsers) -> None:
     p.add_argument("--reference-structure", default=None,
                    help="ideal structure (ASE-readable, same atom order) defining the proton sites; "
                    "default: the first frame")
-    p.add_argument("--frame-dt-fs", type=float, default=None,
+    p.add_argument("--frame-dt-fs", type=_positive_float, default=None,
                    help="time between stored frames (fs) for files without time_fs")
     p.add_argument("--no-plots", action="store_true", help="skip PNG output")
     p.set_defaults(func=_run)

@@ -57,7 +57,12 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     if not run_dir.exists():
         raise DpqtbError(f"run directory {run_dir} does not exist")
     out = Path(out_dir) if out_dir else (run_dir / "analysis" if run_dir.is_dir() else run_dir.parent / "analysis")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DpqtbError(f"output directory {out} is a file")
+    for name, v in (("max_lag_fs", max_lag_fs), ("origin_every_fs", origin_every_fs), ("rdf_r_max_A", rdf_r_max_A),
+                    ("rdf_bin_A", rdf_bin_A), ("vdos_max_lag_fs", vdos_max_lag_fs)):
+        if v is not None and not (np.isfinite(v) and v > 0):
+            raise DpqtbError(f"{name} must be a finite number > 0, got {v!r}")
     if frame_dt_fs is not None and not frame_dt_fs > 0:
         raise DpqtbError("--frame-dt-fs must be positive")
     traj = Trajectory(run_dir, start=start, stop=stop, stride=stride,
@@ -102,6 +107,10 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     n_total = sum(1 for _ in _count_frames(traj))
     if n_total < 2:
         raise DpqtbError("trajectory has fewer than 2 frames")
+    try:  # the input is readable: now the output directory
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DpqtbError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
     n_frames_hint = n_total
     if max_lag is None:
         max_lag = max(1, n_total // 2)

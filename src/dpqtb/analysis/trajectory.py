@@ -50,6 +50,13 @@ class _NotFast(Exception):
 
 def _extxyz_blocks(path: Path) -> Iterator[tuple[int, str, list[str]]]:
     """(frame index, comment line, atom lines) of every frame of an extxyz file, unparsed."""
+    try:
+        yield from _extxyz_blocks_text(path)
+    except UnicodeDecodeError as exc:
+        raise DpqtbError(f"{path}: not a text (extxyz) trajectory: undecodable byte at offset {exc.start}") from None
+
+
+def _extxyz_blocks_text(path: Path) -> Iterator[tuple[int, str, list[str]]]:
     with open(path) as fh:
         index = 0
         while True:
@@ -60,6 +67,8 @@ def _extxyz_blocks(path: Path) -> Iterator[tuple[int, str, list[str]]]:
                 continue
             try:
                 n = int(head.split()[0])
+                if n < 0:
+                    raise ValueError(n)
             except ValueError as exc:
                 raise DpqtbError(f"{path}: frame {index}: bad atom-count line {head.strip()[:40]!r}") from exc
             comment = fh.readline()
@@ -259,8 +268,11 @@ def read_thermo(run_dir: str | Path) -> dict[str, np.ndarray]:
     path = Path(run_dir) / THERMO
     if not path.exists():
         raise DpqtbError(f"{path} does not exist")
-    with open(path) as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path) as fh:
+            rows = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DpqtbError(f"{path} is not a CSV text file ({type(exc).__name__})") from None
     if len(rows) < 2:
         raise DpqtbError(f"{path} has no data rows")
     head = rows[0]
@@ -279,7 +291,7 @@ def read_run_json(run_dir: str | Path) -> dict:
         return {}
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DpqtbError(f"{path} is not valid JSON: {exc}") from exc
 
 

@@ -267,6 +267,17 @@ def cmd_dataset(args) -> int:
     from dpqtb.data.export import (export_deepmd_npy, export_extxyz, load_frames,
                                    summary_table)
 
+    for opt, path, is_dir in (("--out", args.out, False), ("--extxyz", args.extxyz, False),
+                              ("--deepmd-npy", args.deepmd_npy, True)):
+        if path is None:
+            continue
+        p = Path(path)
+        if is_dir and p.exists() and not p.is_dir():
+            raise DpqtbError(f"{opt} {path} is a file, not a directory")
+        if not is_dir and p.is_dir():
+            raise DpqtbError(f"{opt} {path} is a directory, not a file")
+        if not p.parent.is_dir():
+            raise DpqtbError(f"{opt} {path}: directory {p.parent} does not exist")
     frames = load_frames(args.store)
     if args.action == "summary":
         text = summary_table(frames)

@@ -33,11 +33,10 @@ from ase.units import GPa
 
 from dpqtb import DpqtbError
 from dpqtb.dft.settings import DFTSettings, code_versions, kpoint_mesh
+from dpqtb.structures.checks import MIN_DISTANCE_A, check_min_distance  # noqa: F401 (re-exported)
 
 #: Elements the La–H data set may contain, in DeePMD type-map order.
 TYPE_MAP = ("La", "H")
-#: Two atoms closer than this (Å) are rejected as overlapping.
-MIN_DISTANCE_A = 0.5
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -70,15 +69,7 @@ def validate_atoms(atoms: Atoms, where: str = "structure") -> None:
     vol = abs(atoms.cell.volume)
     if not vol > 1e-6:
         raise DpqtbError(f"{where}: the cell has zero volume")
-    if not np.all(np.isfinite(atoms.positions)):
-        raise DpqtbError(f"{where}: non-finite atomic positions")
-    from ase.neighborlist import neighbor_list
-
-    i, j, d = neighbor_list("ijd", atoms, MIN_DISTANCE_A)
-    if len(d):
-        k = int(np.argmin(d))
-        raise DpqtbError(f"{where}: atoms {i[k]} and {j[k]} overlap (distance {d[k]:.3f} Å "
-                         f"< {MIN_DISTANCE_A} Å)")
+    check_min_distance(atoms, where)  # the one overlap rule of dpqtb (md applies it too)
 
 
 def atoms_to_dict(atoms: Atoms) -> dict:
@@ -136,6 +127,8 @@ class Job:
 class JobStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise DpqtbError(f"job store {self.root} is a file, not a directory")
         self._index: dict[str, list] = {}  # near-match index, see _index_record
         self._indexed: set[str] = set()
 
@@ -289,12 +282,12 @@ class JobStore:
         return (self.frames_dir / f"{jid}.json").exists()
 
     def frame(self, jid: str) -> dict:
-        return json.loads((self.frames_dir / f"{jid}.json").read_text())
+        return read_frame(self.frames_dir / f"{jid}.json")
 
     def frames(self) -> list[dict]:
         if not self.frames_dir.is_dir():
             return []
-        return [json.loads(p.read_text()) for p in sorted(self.frames_dir.glob("*.json"))]
+        return [read_frame(p) for p in sorted(self.frames_dir.glob("*.json"))]
 
     def write_frame(self, frame: dict) -> None:
         atomic_write_json(self.frames_dir / f"{frame['id']}.json", frame)
@@ -345,6 +338,28 @@ def compute_frame(job: Job, txt: str | None = None, calc_factory=None) -> dict:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
     })
+    return frame
+
+
+#: Keys every labelled frame holds (checked when a frame file is read).
+FRAME_KEYS = ("id", "symbols", "cell_A", "positions_A", "pbc", "settings", "energy_eV", "forces_eV_per_A",
+              "stress_eV_per_A3", "pressure_GPa")
+
+
+def read_frame(path: Path) -> dict:
+    """A labelled frame file, or a one-line DpqtbError naming the file (bad JSON, a missing label)."""
+    try:
+        frame = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DpqtbError(f"frame file {path} is not valid JSON ({exc}); delete it to relabel the job") from None
+    if not isinstance(frame, dict):
+        raise DpqtbError(f"frame file {path} does not hold a frame (a JSON object)")
+    missing = [k for k in FRAME_KEYS if k not in frame]
+    if missing:
+        raise DpqtbError(f"frame file {path} lacks {', '.join(missing)}; delete it to relabel the job")
+    n = len(frame["symbols"])
+    if np.shape(frame["forces_eV_per_A"]) != (n, 3) or np.shape(frame["positions_A"]) != (n, 3):
+        raise DpqtbError(f"frame file {path}: forces_eV_per_A/positions_A are not {n}×3 arrays")
     return frame
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from dpqtb import DpqtbError
 from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
 from dpqtb.md.run import Simulation
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
+from dpqtb.structures.checks import check_min_distance
 
 BUILTIN_STRUCTURES = ("fcc", "bcc", "sc", "lah10")
 
@@ -35,10 +37,23 @@ def load_structure(sys_cfg: dict, base_dir: Path):
 
         try:
             atoms = read(path, format=sys_cfg["format"])
-        except Exception as exc:
-            raise DpqtbError(f"cannot read structure {path}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - ASE raises many kinds, some with an empty message
+            text = str(exc).strip().splitlines()
+            fmt = sys_cfg["format"] or path.suffix.lstrip(".") or "?"
+            reason = (f"{type(exc).__name__}: {text[0]}" if text else
+                      f"ASE's {fmt} reader found no structure in it ({type(exc).__name__})")
+            raise DpqtbError(f"cannot read structure {path}: {reason}; is it a valid {fmt} file "
+                             "(system.format names the format if the extension does not)?") from None
+        if isinstance(atoms, list):
+            atoms = atoms[-1]
         if len(atoms) == 0:
             raise DpqtbError(f"structure file {path} holds no atoms")
+    where = f"system.structure = {spec!r}"
+    if spec.startswith("builtin:"):
+        where += (f" with system.lattice_A = {sys_cfg['lattice_A']!r}" if sys_cfg["lattice_A"] is not None
+                  else f" with system.pressure_GPa = {sys_cfg['pressure_GPa']!r}")
+    check_min_distance(atoms, where)
+    check_system_size(len(atoms), sys_cfg["supercell"])
     atoms = atoms.repeat(tuple(sys_cfg["supercell"]))
     if sys_cfg["masses_amu"]:
         masses = atoms.get_masses()
@@ -46,6 +61,26 @@ def load_structure(sys_cfg: dict, base_dir: Path):
             masses[np.array(atoms.get_chemical_symbols()) == sym] = m
         atoms.set_masses(masses)
     return atoms
+
+
+#: Bytes per atom the structure, the MD state and a neighbour list take at least (ASE arrays,
+#: float64 positions/momenta/forces, ~100 pairs): the size check of system.supercell.
+BYTES_PER_ATOM = 4096
+
+
+def check_system_size(n_cell: int, supercell, available_bytes: int | None = None) -> None:
+    """Refuse a supercell whose atoms cannot fit in memory before anything is allocated."""
+    n = int(n_cell) * int(np.prod([int(x) for x in supercell], dtype=object))
+    if available_bytes is None:
+        try:
+            available_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+            available_bytes = 1 << 40
+    need = n * BYTES_PER_ATOM
+    if n >= 2**31 or need > available_bytes:
+        raise DpqtbError(f"config key 'system.supercell' = {list(supercell)} gives {n:,} atoms, which need at "
+                         f"least {need / 2**30:,.1f} GiB ({BYTES_PER_ATOM} bytes per atom); this machine has "
+                         f"{available_bytes / 2**30:,.1f} GiB")
 
 
 def _builtin_bulk(name: str, sys_cfg: dict):
@@ -94,7 +129,8 @@ def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
     if kind == "function":
         from dpqtb.potential.torchfn import TorchFunctionPotential, load_function
 
-        return TorchFunctionPotential(load_function(pot_cfg["function"], base_dir), batched=pot_cfg["batched"])
+        return TorchFunctionPotential(load_function(pot_cfg["function"], base_dir), batched=pot_cfg["batched"],
+                                      name=pot_cfg["function"])
     if kind == "deepmd":
         from dpqtb.potential.deepmd import DeepPotential
 
@@ -103,6 +139,67 @@ def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
         path = resolve(pot_cfg["model"], base_dir)
         return DeepPotential(path, device=state.device, skin_A=pot_cfg["skin_A"], chunk_atoms=pot_cfg["chunk_atoms"])
     raise DpqtbError(f"unknown potential kind {kind!r}")  # pragma: no cover - validated earlier
+
+
+def check_physics(cfg: dict) -> None:
+    """Cross-checks of values that are each valid but together no physics."""
+    th, md = cfg["thermostat"], cfg["md"]
+    if th["kind"] in ("qtb", "adqtb") and th["damp_fs"] < md["timestep_fs"]:
+        raise DpqtbError(f"config key 'thermostat.damp_fs' = {th['damp_fs']!r} must be >= md.timestep_fs = "
+                         f"{md['timestep_fs']!r} for QTB (a friction time below one step stops the atoms: "
+                         "the coloured noise then vanishes and the run sits at 0 K)")
+
+
+#: Keys that may change on --resume: the step target and output bookkeeping that does not touch the
+#: trajectory. Everything else is the run's physics, stored in its checkpoint.
+NOT_PHYSICS = {("md", "steps"), ("output", "directory"), ("output", "progress"), ("output", "checkpoint_every")}
+
+
+def physics_config(cfg: dict) -> dict:
+    """The part of a validated config that defines the run's trajectory (see :data:`NOT_PHYSICS`);
+    with a temperature ramp md.steps stays in (it is the ramp's length). Structure and model files
+    are represented by the SHA-256 of their bytes, not their paths: a run dir resumed through another
+    path to the same file is the same run, an edited file is not."""
+    out = {}
+    for sec, keys in cfg.items():
+        if sec.startswith("_") or not isinstance(keys, dict):
+            continue
+        out[sec] = {k: v for k, v in keys.items() if (sec, k) not in NOT_PHYSICS}
+    t = cfg["thermostat"].get("temperature_K")
+    if isinstance(t, list) and len(t) == 2 and t[0] != t[1]:
+        out["md"]["steps"] = cfg["md"]["steps"]
+    base = Path(cfg.get("_base_dir", "."))
+    spec = cfg["system"]["structure"]
+    if not spec.startswith("builtin:"):
+        out["system"]["structure"] = "sha256:" + _file_sha256(Path(spec) if Path(spec).is_absolute() else base / spec)
+    if cfg["potential"]["kind"] == "deepmd":
+        from dpqtb.potential.builtin import resolve
+
+        out["potential"]["model"] = "sha256:" + _file_sha256(resolve(cfg["potential"]["model"], base))
+    return out
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def output_directory(cfg: dict, output_dir: str | Path | None = None) -> Path:
+    """``output_dir`` (a command-line path: as given, relative to the working directory) or
+    output.directory of the config, relative to the config file's folder like every path in it."""
+    if output_dir is not None:
+        return Path(output_dir)
+    d = Path(cfg["output"]["directory"])
+    if d.is_absolute():
+        return d
+    full = os.path.normpath(Path(cfg.get("_base_dir", ".")) / d)
+    rel = os.path.relpath(full)  # written relative to the working directory when it lies below it
+    return Path(full if rel.startswith("..") else rel)
 
 
 def build_integrator(cfg: dict, potential):
@@ -133,6 +230,7 @@ def build_integrator(cfg: dict, potential):
 
 def build_simulation(cfg: dict, output_dir: str | Path | None = None, progress: bool | None = None) -> Simulation:
     base_dir = Path(cfg.get("_base_dir", "."))
+    check_physics(cfg)
     sys_cfg = cfg["system"]
     device = sys_cfg["device"]
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -154,8 +252,9 @@ def build_simulation(cfg: dict, output_dir: str | Path | None = None, progress: 
     elif state.n_atoms > 1:
         state.zero_com_momentum()
     out = cfg["output"]
-    return Simulation(state, integrator, output_dir if output_dir is not None else out["directory"],
+    return Simulation(state, integrator, output_directory(cfg, output_dir),
                       thermo_every=out["thermo_every"], trajectory_every=out["trajectory_every"],
                       trajectory_velocities=out["trajectory_velocities"], checkpoint_every=out["checkpoint_every"],
                       progress=out["progress"] if progress is None else progress,
-                      metadata={"config": {k: v for k, v in cfg.items() if not k.startswith("_")}})
+                      metadata={"config": {k: v for k, v in cfg.items() if not k.startswith("_")}},
+                      physics_config=physics_config(cfg))

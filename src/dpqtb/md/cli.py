@@ -1,4 +1,9 @@
-"""``dpqtb md CONFIG.toml``: run molecular dynamics from a config file."""
+"""``dpqtb md CONFIG.toml``: run molecular dynamics from a config file.
+
+Exit status: 0 done; 2 bad input (config, files, a resume that does not match); 3 the run went
+unstable (:class:`dpqtb.SimulationUnstable`; the last good checkpoint is kept); 130 / 143 stopped by
+SIGINT / SIGTERM after a checkpoint at the current step (continue with ``--resume``).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,17 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="run MD (NVE, Langevin, QTB, adQTB) from a TOML config",
-                       description="Run molecular dynamics from a TOML config (see docs/config.md).")
+                       description="Run molecular dynamics from a TOML config (see docs/config.md). Exit status: "
+                       "0 done, 2 bad input, 3 unstable run (last good checkpoint kept), 130/143 after "
+                       "SIGINT/SIGTERM (checkpoint at the current step written; continue with --resume).")
     p.add_argument("config", help="TOML configuration file")
-    p.add_argument("--output", metavar="DIR", help="output directory (overrides output.directory)")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt exactly")
+    p.add_argument("--output", metavar="DIR",
+                   help="output directory (overrides output.directory; relative to the working directory)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from DIR/checkpoint.pt exactly (the config may change md.steps only)")
     p.add_argument("--overwrite", action="store_true", help="discard existing outputs in DIR")
-    p.add_argument("--steps", type=int, metavar="N", help="total number of steps (overrides md.steps)")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="total number of steps (overrides md.steps; with --resume, at least the checkpoint's step)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_md)
 
@@ -30,9 +40,10 @@ def run_md(args) -> int:
         cfg["md"]["steps"] = args.steps
     if args.resume and args.overwrite:
         raise DpqtbError("--resume and --overwrite exclude each other")
-    sim = build_simulation(cfg, output_dir=args.output, progress=False if args.no_progress else None)
-    sim.run(None if args.resume and args.steps is None else cfg["md"]["steps"], resume=args.resume,
-            overwrite=args.overwrite)
+    output = None if args.output is None else Path(args.output)
+    sim = build_simulation(cfg, output_dir=output, progress=False if args.no_progress else None)
+    # the step target: md.steps of the file (or --steps); on --resume the total count
+    sim.run(cfg["md"]["steps"], resume=args.resume, overwrite=args.overwrite)
     last = sim.thermo_row()
     print(f"done: {sim.state.step} steps, T = {last[2]:.2f} K, E_pot = {last[5]:.6f} eV, outputs in {Path(sim.dir)}")
     return 0

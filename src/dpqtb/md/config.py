@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dpqtb import DpqtbError
-from dpqtb.config_schema import NUMBER, REQUIRED, int_list, load_toml, nonneg, positive, validate_schema
+from dpqtb.config_schema import NUMBER, REQUIRED, device_name, int_list, load_toml, nonneg, positive, validate_schema
 
 _REQUIRED = REQUIRED  # scripts/make_config_doc.py marks required keys with it
 
@@ -48,7 +48,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "pressure_GPa": (NUMBER, None, positive, "must be > 0 (builtin:lah10 only: lattice constant from the stored DFT EOS)"),
         "element": (str, "H", None, ""),
         "initial_temperature_K": (NUMBER, None, nonneg, "must be >= 0"),
-        "device": (str, "cpu", lambda v: v == "cpu" or v.startswith("cuda"), "must be 'cpu' or 'cuda[:N]'"),
+        "device": (str, "cpu", device_name, "must be 'cpu', 'cuda' or 'cuda:N'"),
         "dtype": (str, "float64", lambda v: v in ("float64", "float32"), "must be 'float64' or 'float32'"),
     },
     "potential": {

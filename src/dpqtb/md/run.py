@@ -14,15 +14,19 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import platform
+import signal
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError, __version__
+from dpqtb import DpqtbError, RunInterrupted, SimulationUnstable, __version__
+from dpqtb.md import checkpoint as checkpoint_io
 from dpqtb.md.state import MDState
 from dpqtb.units import KB
 
@@ -36,25 +40,74 @@ TRAJECTORY = "trajectory.extxyz"
 QTB_DOS = "qtb_dos.csv"
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
+#: Stability bounds (see docs/config.md, "Exit status and stability guard"): the run stops when the
+#: kinetic temperature exceeds TEMPERATURE_FACTOR × T_ref + TEMPERATURE_OFFSET_K, or (NVE) when the
+#: conserved energy moved by more than DRIFT_EV_PER_ATOM × N from its value at the start.
+TEMPERATURE_FACTOR = 20.0
+TEMPERATURE_OFFSET_K = 1000.0
+DRIFT_EV_PER_ATOM = 1.0
+
+CHECKPOINT_FORMAT = 2
+
+
+def reference_temperature(integrator) -> float | None:
+    """T_ref of the temperature guard (K): the target temperature; for QTB/adQTB at least
+    h·f_max/(2 k_B), the zero-point energy per degree of freedom the bath can give at its cutoff
+    (a 5 K QTB run of a hydride has a kinetic temperature of ~1000 K); None for NVE (no target)."""
+    if not integrator.has_temperature:
+        return None
+    t = float(integrator.target_temperature(0))
+    sch = getattr(integrator, "schedule", None)
+    if sch is not None:  # a ramp: its hotter end
+        t = max(t, float(sch.start), float(sch.stop))
+    params = getattr(integrator, "params", None)
+    if params is not None and getattr(params, "f_max_thz", None):
+        from dpqtb.units import HBAR
+
+        omega = 2.0 * math.pi * float(params.f_max_thz) * 1e-3  # rad/fs
+        t = max(t, HBAR * omega / (2.0 * KB))
+    return t
+
+
+def physics_hash(config: dict | None) -> str | None:
+    if config is None:
+        return None
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
+        name = f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name} ({a!r} -> {b!r})")
+    return out
+
+
 class Simulation:
+    """Runs an integrator on a state, writing thermo.csv, trajectory.extxyz and checkpoints.
+
+    ``physics_config``: the part of the run's config that defines the trajectory (everything but
+    the step target and output bookkeeping); stored in the checkpoint, and a resume with another
+    one is refused. ``thermo_callback``: called with every thermo row (the rows themselves are not
+    kept: :attr:`last_thermo` holds the latest, :func:`dpqtb.analysis.trajectory.read_thermo` reads
+    thermo.csv back).
+    """
+
     def __init__(self, state: MDState, integrator, output_dir: str | Path | None, thermo_every: int = 10,
                  trajectory_every: int = 100, trajectory_velocities: bool = False, checkpoint_every: int = 1000,
-                 progress: bool = True, metadata: dict | None = None):
+                 progress: bool = True, metadata: dict | None = None, physics_config: dict | None = None,
+                 thermo_callback=None):
         self.state = state
         self.integrator = integrator
         self.dir = None if output_dir is None else Path(output_dir)
@@ -64,33 +117,82 @@ class Simulation:
         self.checkpoint_every = int(checkpoint_every)
         self.progress = progress
         self.metadata = metadata or {}
+        self.physics_config = physics_config
+        self.thermo_callback = thermo_callback
+        self.last_thermo: tuple | None = None
         self._setup_done = False
-        self.thermo_rows: list[tuple] = []  # kept in memory too (Python API)
+        self._signal: int | None = None
+        self._guard: dict = {}
+        self._checkpoint_step: int | None = None
+
+    @property
+    def thermo_rows(self) -> list[tuple]:
+        """The rows of thermo.csv, read back from the file (nothing grows in memory with the run;
+        values to the file's 15 significant digits). Without an output directory, collect rows with
+        ``thermo_callback=rows.append``."""
+        if self.dir is None:
+            raise AttributeError("a Simulation without an output directory keeps no thermo rows: "
+                                 "pass thermo_callback=rows.append")
+        rows = []
+        with open(self.dir / THERMO) as fh:
+            next(fh, None)
+            for line in fh:
+                vals = line.strip().split(",")
+                if len(vals) > 1:
+                    rows.append((int(vals[0]), *(float(v) for v in vals[1:])))
+        return rows
 
     # ------------------------------------------------------------------ files
     def _paths(self):
         return self.dir / THERMO, self.dir / TRAJECTORY, self.dir / CHECKPOINT
 
-    def _prepare_fresh(self, overwrite: bool) -> None:
+    def _check_directory(self) -> None:
+        """A one-line error if the output directory cannot hold the run (a file, unwritable, unreachable)."""
+        d = self.dir
+        if d.exists() and not d.is_dir():
+            raise DpqtbError(f"output directory {d} is a file, not a directory")
+        probe = d
+        while not probe.exists():
+            parent = probe.parent
+            if parent == probe:
+                break
+            probe = parent
+        if not probe.is_dir():
+            raise DpqtbError(f"output directory {d} cannot be created: {probe} is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise DpqtbError(f"output directory {d} is not writable ({probe}: permission denied)")
+
+    def _check_fresh(self, overwrite: bool) -> None:
+        """Everything a fresh start checks before it touches the directory."""
         if self.dir is None:
             return
+        self._check_directory()
         thermo, traj, ckpt = self._paths()
         existing = [p.name for p in (thermo, traj, ckpt) if p.exists()]
         if existing and not overwrite:
             raise DpqtbError(f"output directory {self.dir} already holds {', '.join(existing)}; "
                              "use --resume to continue it or --overwrite to start again")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for p in (thermo, traj, ckpt):
-            if p.exists():
-                p.unlink()
-        for p in [*self.dir.glob("qtb_fd_*.csv"), self.dir / QTB_DOS]:
-            if p.exists():
-                p.unlink()
-        thermo.write_text(",".join(self.thermo_columns()) + "\n")
-        meta = {"dpqtb_version": __version__, "torch_version": torch.__version__, "python": platform.python_version(),
-                "integrator": self.integrator.name, "n_atoms": self.state.n_atoms,
-                "type_map": list(self.state.type_map), **self.metadata}
-        _atomic_write_text(self.dir / "run.json", json.dumps(meta, indent=2, default=str) + "\n")
+
+    def _prepare_fresh(self) -> None:
+        """Clear the outputs of a previous run and write the headers (after setup succeeded)."""
+        if self.dir is None:
+            return
+        thermo, traj, ckpt = self._paths()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for p in (thermo, traj, ckpt):
+                if p.exists():
+                    p.unlink()
+            for p in [*self.dir.glob("qtb_fd_*.csv"), self.dir / QTB_DOS]:
+                if p.exists():
+                    p.unlink()
+            thermo.write_text(",".join(self.thermo_columns()) + "\n")
+            meta = {"dpqtb_version": __version__, "torch_version": torch.__version__,
+                    "python": platform.python_version(), "integrator": self.integrator.name,
+                    "n_atoms": self.state.n_atoms, "type_map": list(self.state.type_map), **self.metadata}
+            _atomic_write_text(self.dir / "run.json", json.dumps(meta, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise DpqtbError(f"cannot write to output directory {self.dir}: {exc.strerror or exc}") from None
 
     def _file_offsets(self) -> dict:
         thermo, traj, _ = self._paths()
@@ -115,7 +217,9 @@ class Simulation:
 
     def _write_thermo(self) -> None:
         row = self.thermo_row()
-        self.thermo_rows.append(row)
+        self.last_thermo = row
+        if self.thermo_callback is not None:
+            self.thermo_callback(row)
         if self.dir is not None:
             with open(self.dir / THERMO, "a") as fh:
                 fh.write(",".join(f"{v:d}" if isinstance(v, int) else f"{v:.15g}" for v in row) + "\n")
@@ -161,67 +265,183 @@ class Simulation:
         if self.dir is not None and self.traj_every and step % self.traj_every == 0:
             self._write_frame()
 
+    # ------------------------------------------------------------------ stability guard
+    def _check_finite(self) -> None:
+        """Every step: positions, momenta, forces and energy finite (one reduction)."""
+        s = self.state
+        probe = s.energy.sum() + s.positions.sum() + s.momenta.sum() + s.forces.sum()
+        if bool(torch.isfinite(probe)):
+            return
+        bad = [name for name, t in (("positions", s.positions), ("momenta", s.momenta), ("forces", s.forces),
+                                    ("energy", s.energy)) if not bool(torch.isfinite(t).all())]
+        self._unstable(f"non-finite {', '.join(bad) or 'values'}")
+
+    def _check_bounds(self) -> None:
+        """At thermo/checkpoint steps: the kinetic temperature and (NVE) the conserved-energy drift."""
+        s, integ = self.state, self.integrator
+        t_ref = self._guard.get("t_ref")
+        if t_ref is not None:
+            temp = s.temperature()  # from the atoms' momenta (PIMD: the centroid's, classical at T)
+            bound = TEMPERATURE_FACTOR * t_ref + TEMPERATURE_OFFSET_K
+            if not temp <= bound:
+                self._unstable(f"kinetic temperature {temp:.4g} K exceeds the bound {bound:.4g} K "
+                               f"({TEMPERATURE_FACTOR:g} × {t_ref:.4g} K + {TEMPERATURE_OFFSET_K:g} K)")
+        e0 = self._guard.get("conserved_eV")
+        if e0 is not None:
+            drift = abs(float(integ.conserved_energy(s)) - e0)
+            bound = DRIFT_EV_PER_ATOM * s.n_atoms
+            if not drift <= bound:
+                self._unstable(f"conserved energy drifted by {drift:.4g} eV (bound {DRIFT_EV_PER_ATOM:g} eV "
+                               f"per atom = {bound:.4g} eV)")
+
+    def _unstable(self, what: str) -> None:
+        where = ""
+        if self.dir is not None and self._checkpoint_step is not None:
+            where = f"; the last good checkpoint (step {self._checkpoint_step}) in {self.dir} is kept"
+        raise SimulationUnstable(f"simulation unstable at step {self.state.step}: {what}; the time step is "
+                                 f"probably too large or the structure/potential unphysical{where}")
+
+    def _init_guard(self) -> None:
+        """Reference values of the guard at the start of a fresh run (kept in the checkpoint)."""
+        self._guard = {"t_ref": reference_temperature(self.integrator),
+                       "conserved_eV": None if self.integrator.has_temperature
+                       else float(self.integrator.conserved_energy(self.state))}
+
     # ------------------------------------------------------------------ checkpoint
     def checkpoint(self, target_steps: int) -> None:
         if self.dir is None:
             return
         self.write_fd_files()
-        ckpt = {"format": 1, "dpqtb_version": __version__, "target_steps": target_steps,
+        ckpt = {"format": CHECKPOINT_FORMAT, "dpqtb_version": __version__, "target_steps": int(target_steps),
                 "state": self.state.tensors_state_dict(), "integrator_name": self.integrator.name,
                 "integrator": self.integrator.state_dict(), "offsets": self._file_offsets(),
-                "n_thermo_rows": len(self.thermo_rows)}
-        _atomic_torch_save(ckpt, self.dir / CHECKPOINT)
+                "guard": dict(self._guard),
+                "physics_config": None if self.physics_config is None else json.dumps(self.physics_config,
+                                                                                      sort_keys=True),
+                "physics_sha256": physics_hash(self.physics_config)}
+        try:
+            checkpoint_io.save(ckpt, self.dir / CHECKPOINT)
+        except OSError as exc:
+            raise DpqtbError(f"cannot write checkpoint in {self.dir}: {exc.strerror or exc}") from None
+        self._checkpoint_step = self.state.step
 
-    def _resume(self) -> int:
-        _, _, ckpt_path = self._paths()
+    def _load_checkpoint(self) -> dict:
+        ckpt_path = self.dir / CHECKPOINT
+        if self.dir.exists() and not self.dir.is_dir():
+            raise DpqtbError(f"output directory {self.dir} is a file, not a directory")
         if not ckpt_path.exists():
             raise DpqtbError(f"no checkpoint to resume in {self.dir}")
-        try:
-            ckpt = torch.load(ckpt_path, map_location=self.state.device, weights_only=False)
-        except Exception as exc:  # corrupt file
-            raise DpqtbError(f"checkpoint {ckpt_path} cannot be read: {exc}") from None
+        ckpt = checkpoint_io.load(ckpt_path)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise DpqtbError(f"checkpoint {ckpt_path} has format {ckpt.get('format')!r}, this dpqtb reads format "
+                             f"{CHECKPOINT_FORMAT}; rerun with --overwrite")
         if ckpt.get("integrator_name") != self.integrator.name:
             raise DpqtbError(f"checkpoint was written by integrator '{ckpt.get('integrator_name')}', "
                              f"this run uses '{self.integrator.name}'")
+        stored = ckpt.get("physics_config")
+        if stored is not None and self.physics_config is not None:
+            old = json.loads(stored)
+            new = json.loads(json.dumps(self.physics_config, sort_keys=True, default=str))
+            diff = config_differences(old, new)
+            if diff:
+                raise DpqtbError(f"the config differs from the one of the checkpoint in {self.dir} (only the step "
+                                 f"target may change on --resume): {'; '.join(diff)}")
+        return ckpt
+
+    def _check_outputs_for_resume(self, ckpt: dict) -> None:
+        """thermo.csv and trajectory.extxyz must still hold at least what the checkpoint recorded."""
+        step = int(ckpt["state"]["step"])
+        for name, key in ((THERMO, "thermo"), (TRAJECTORY, "trajectory")):
+            path, need = self.dir / name, int(ckpt["offsets"][key])
+            if need == 0:
+                continue
+            if not path.is_file():
+                raise DpqtbError(f"{path} is missing; the checkpoint at step {step} needs its first {need} bytes: "
+                                 "restore it, or start again with --overwrite")
+            size = path.stat().st_size
+            if size < need:
+                raise DpqtbError(f"{path} holds {size} bytes, fewer than the {need} the checkpoint at step {step} "
+                                 "recorded (truncated or replaced): restore it, or start again with --overwrite")
+
+    def _resume(self, n_steps: int | None) -> int:
+        ckpt = self._load_checkpoint()
+        step = int(ckpt["state"]["step"])
+        target = int(ckpt["target_steps"]) if n_steps is None else int(n_steps)
+        if target < step:
+            raise DpqtbError(f"the step target {target} is below the checkpoint's step {step} in {self.dir}")
+        self._check_outputs_for_resume(ckpt)
         self.state.load_tensors_state_dict(ckpt["state"])
         self.integrator.setup(self.state)  # forces at the checkpointed positions, fresh objects
         self.integrator.load_state_dict(ckpt["integrator"])
+        self._guard = dict(ckpt.get("guard") or {})
+        self._checkpoint_step = self.state.step
         for name, key in ((THERMO, "thermo"), (TRAJECTORY, "trajectory")):
             path = self.dir / name
             if path.exists():
                 with open(path, "r+b") as fh:
                     fh.truncate(ckpt["offsets"][key])
-        return int(ckpt["target_steps"])
+        return target
+
+    # ------------------------------------------------------------------ signals
+    def _on_signal(self, signum, frame) -> None:
+        if self._signal is None:
+            self._signal = signum  # acted on at the end of the current step
+        else:  # a second Ctrl-C while the checkpoint is written: stop at once
+            raise KeyboardInterrupt
 
     # ------------------------------------------------------------------ main loop
     def run(self, n_steps: int | None = None, resume: bool = False, overwrite: bool = False) -> MDState:
-        """Run until ``state.step`` reaches the target (``n_steps`` from a fresh start)."""
-        if resume:
-            target = self._resume()
-            if n_steps is not None:
-                target = int(n_steps)
-        else:
-            if n_steps is None:
-                raise DpqtbError("number of steps not given")
-            self._prepare_fresh(overwrite)
-            self.integrator.setup(self.state)
-            target = self.state.step + int(n_steps)
-            self._observe()
+        """Run until ``state.step`` reaches the target (``n_steps`` from a fresh start; with ``resume``,
+        the total step count, default the checkpoint's target).
+
+        Raises :class:`~dpqtb.SimulationUnstable` when the guard trips (nothing of the bad step is
+        written, the last good checkpoint is kept) and :class:`~dpqtb.RunInterrupted` on SIGINT/SIGTERM,
+        after a checkpoint at the current step (exactly resumable)."""
+        from dpqtb.signals import handling
+
+        self._signal = None
+        with handling(signal.SIGINT, self._on_signal), handling(signal.SIGTERM, self._on_signal):
+            if resume:
+                if self.dir is None:
+                    raise DpqtbError("a run without an output directory cannot be resumed")
+                target = self._resume(n_steps)
+            else:
+                if n_steps is None:
+                    raise DpqtbError("number of steps not given")
+                self._check_fresh(overwrite)
+                self.integrator.setup(self.state)  # the first force call: fails before any file is touched
+                self._check_finite()
+                self._init_guard()
+                self._check_bounds()
+                self._prepare_fresh()
+                target = self.state.step + int(n_steps)
+                self._observe()
+                self.checkpoint(target)  # a run that fails later can always be resumed or inspected
+            self._loop(target)
+        return self.state
+
+    def _loop(self, target: int) -> None:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=target, initial=self.state.step, disable=not self.progress, unit="step",
                    desc=self.integrator.name, dynamic_ncols=True, mininterval=1.0)
         try:
-            while self.state.step < target:
+            while self.state.step < target and self._signal is None:
                 self.integrator.step(self.state)
+                self._check_finite()
+                step = self.state.step
+                ckpt_now = bool(self.checkpoint_every) and step % self.checkpoint_every == 0
+                if step % self.thermo_every == 0 or ckpt_now or step == target:
+                    self._check_bounds()
                 self._observe()
-                if self.checkpoint_every and self.state.step % self.checkpoint_every == 0:
+                if ckpt_now:
                     self.checkpoint(target)
                 bar.update(1)
-                if not torch.isfinite(self.state.energy).all():
-                    raise DpqtbError(f"energy became non-finite at step {self.state.step}; "
-                                     "the time step is probably too large")
         finally:
             bar.close()
+        if self._signal is not None:
+            self._check_bounds()
+            self.checkpoint(target)
+            raise RunInterrupted(self._signal, self.state.step, self.dir)
         self.checkpoint(target)
-        return self.state
+

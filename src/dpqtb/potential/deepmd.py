@@ -33,6 +33,19 @@ from dpqtb.potential.base import Potential, PotentialOutput
 from dpqtb.potential.neighbors import VerletList
 
 
+#: TorchScript's graph executor optimisation for the model calls; off, so that every call returns the
+#: same numbers. With it on (torch's default), the profiling executor runs the first call of a loaded
+#: model on the unoptimised graph (autograd's own derivative formulas) and from the second call on an
+#: optimised plan whose prim::DifferentiableGraph nodes take their derivatives from TorchScript's
+#: symbolic autodiff (linear, tanh, matmul): the forces, computed by torch.autograd.grad inside
+#: forward_lower, then round differently in float32 (~5e-7 eV/Å on the shipped model), so a run
+#: resumed in a fresh process left the uninterrupted one at its first step, and the numbers depended
+#: on the call history (guard failures on new ghost counts switch plans). Cost: none measured — QTB
+#: MD of the 44-atom cell with builtin:lah10, 1 CPU thread: 29.5 ms/step unoptimised vs 32.6 optimised
+#: (medians of 3 × 300 steps, 2026-12-06).
+_JIT_OPTIMIZE = False
+
+
 def _load_deepmd_ops() -> None:
     """Import DeePMD-kit's PyTorch backend so that the custom ops of frozen models are registered."""
     try:
@@ -136,7 +149,11 @@ class DeepPotential(Potential):
         ext_pos = gl.extended_positions(positions, cell)
         energy = torch.zeros((), dtype=positions.dtype, device=positions.device)
         forces = torch.zeros_like(positions)
-        virial = torch.zeros(3, 3, dtype=positions.dtype, device=positions.device)
+        # virial per local atom (Σ over an atom's images of F ⊗ r), summed over the atoms at the end: a sum
+        # of fixed length in a fixed order, so W does not depend on which ghost atoms the Verlet list
+        # holds (the model's own virial sums over all extended atoms, whose number and order depend on
+        # where the list was last built: a resumed run would differ in the last bits of the pressure)
+        atom_virial = torch.zeros(positions.shape[0], 9, dtype=positions.dtype, device=positions.device)
         for c in gl.chunks:
             coord = gl.chunk_coords(c, ext_pos)
             atype = gl.chunk_types(c)
@@ -149,15 +166,18 @@ class DeepPotential(Potential):
                 self.n_sel_overflow += int(overflow)
             ext_atom = gl.chunk_mapping(c)
             mapping = ext_atom.unsqueeze(0) if self.message_passing else None
-            out = self.model.forward_lower(coord.unsqueeze(0), atype.unsqueeze(0), nlist.unsqueeze(0), mapping)
+            with torch.jit.optimized_execution(_JIT_OPTIMIZE):  # see _JIT_OPTIMIZE: the same numbers every call
+                out = self.model.forward_lower(coord.unsqueeze(0), atype.unsqueeze(0), nlist.unsqueeze(0), mapping)
             # detach: the energy carries the chunk's autograd graph (forces come from it); keeping it
             # alive across chunks would hold every chunk's activations at once
             energy = energy + out["energy"].detach().reshape(()).to(positions.dtype)
-            forces.index_add_(0, ext_atom, out["extended_force"].detach()[0].to(positions.dtype))
-            virial = virial + out["virial"].detach().reshape(3, 3).to(positions.dtype)
+            f_ext = out["extended_force"].detach()[0].to(positions.dtype)
+            forces.index_add_(0, ext_atom, f_ext)
+            atom_virial.index_add_(0, ext_atom, (f_ext[:, :, None] * coord[:, None, :]).reshape(-1, 9))
             del out
-        # DeePMD's virial is -Σ r ⊗ ∂E/∂r over the extended atoms, i.e. W_ab = -∂E/∂ε_ab already;
+        # W_ab = Σ F_a r_b over the extended atoms = -∂E/∂ε_ab (DeePMD's virial, to 1e-13 relative);
         # symmetrise the round-off of the per-atom sum so that W is exactly symmetric.
+        virial = atom_virial.sum(0).reshape(3, 3)
         virial = 0.5 * (virial + virial.T)
         return PotentialOutput(energy.detach(), forces.detach(), virial.detach())
 

@@ -17,14 +17,32 @@ class TorchFunctionPotential(Potential):
     (returning one energy per replica), otherwise replicas are evaluated one by one.
     """
 
-    def __init__(self, fn, batched: bool = False):
+    def __init__(self, fn, batched: bool = False, name: str | None = None):
         if not callable(fn):
             raise DpqtbError("potential function is not callable")
         self.fn = fn
         self.batched = batched
+        self.name = name or getattr(fn, "__qualname__", repr(fn))
 
     def _compute(self, positions, cell, species, pbc):
-        return autograd_energy_forces_virial(lambda x, h: self.fn(x, h, species), positions, cell)
+        try:
+            out = autograd_energy_forces_virial(lambda x, h: self._energy(x, h, species), positions, cell)
+        except DpqtbError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a user function: its failure is an input error
+            text = str(exc).strip().splitlines()
+            raise DpqtbError(f"potential.function {self.name} failed: {type(exc).__name__}"
+                             + (f": {text[0]}" if text else "")) from None
+        return out
+
+    def _energy(self, x, h, species):
+        import torch
+
+        e = self.fn(x, h, species)
+        if not isinstance(e, torch.Tensor):
+            raise DpqtbError(f"potential.function {self.name} must return a torch tensor (energy in eV), "
+                             f"got {type(e).__name__}")
+        return e
 
 
 def load_function(spec: str, base_dir: Path | None = None):
@@ -40,13 +58,27 @@ def load_function(spec: str, base_dir: Path | None = None):
             raise DpqtbError(f"potential.function file not found: {path}")
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - the user's file
+            text = str(exc).strip().splitlines()
+            raise DpqtbError(f"potential.function file {path} failed to load: {type(exc).__name__}"
+                             + (f": {text[0]}" if text else "")) from None
     else:
         try:
             module = importlib.import_module(target)
-        except ImportError as exc:
+        except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own failure
             raise DpqtbError(f"cannot import potential.function module {target!r}: {exc}") from None
     fn = getattr(module, name, None)
     if fn is None:
         raise DpqtbError(f"module {target!r} has no function {name!r}")
+    if not callable(fn):
+        raise DpqtbError(f"potential.function {spec!r} is not a function")
+    import inspect
+
+    try:
+        inspect.signature(fn).bind(None, None, None)
+    except (TypeError, ValueError):
+        raise DpqtbError(f"potential.function {spec!r} must be a Python function taking (positions, cell, species) "
+                         "and returning the energy (eV)") from None
     return fn

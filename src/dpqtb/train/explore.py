@@ -16,7 +16,8 @@ One iteration, from a TOML config (``examples/explore_lah10.toml`` lists every k
 
 Outputs: ``OUT/runs/<name>/model_devi.csv`` per run, ``OUT/explore.json`` (per-run and total
 statistics, selected frames, job ids) and ``OUT/explore.md`` (a table for the concurrent-learning
-record). A run whose MD goes unstable (non-finite energy) keeps the frames written before and is
+record). A run whose MD goes unstable (:class:`dpqtb.SimulationUnstable`: non-finite numbers or a
+runaway temperature, see docs/config.md) keeps the frames written before and is
 reported as unstable — a sign of a model hole, its frames mostly land in "failed".
 """
 
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import DpqtbError, SimulationUnstable
 from dpqtb.config_schema import REQUIRED, load_toml, positive, nonneg, validate_schema
 from dpqtb.train.deviation import deviation, ensemble_predictions, select
 
@@ -211,9 +212,7 @@ def run_md(run: dict, cfg: dict, model: Path, rdir: Path, device: str = "cpu", l
     status, message = "complete", ""
     try:
         sim.run(None if resume else mcfg["md"]["steps"], resume=resume, overwrite=not resume)
-    except DpqtbError as exc:
-        if "non-finite" not in str(exc):
-            raise
+    except SimulationUnstable as exc:  # a model hole: keep the frames written before it
         status, message = "unstable", str(exc)
     rec = {**run, "status": status, "message": message, "steps_done": int(sim.state.step),
            "wall_s": round(time.perf_counter() - t0, 1), "n_atoms": sim.state.n_atoms}

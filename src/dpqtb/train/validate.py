@@ -857,6 +857,9 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     enthalpies of the distorted phases at their DFT minima (:func:`phase_enthalpies`).
     """
     model = Path(model)
+    out_path = Path(out)
+    if out_path.exists() and not out_path.is_dir():
+        raise DpqtbError(f"report directory {out_path} is a file")
     if evaluator is None:
         evaluator = DeepPotEvaluator(model)
     others = {}
