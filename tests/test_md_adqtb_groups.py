@@ -106,3 +106,18 @@ def test_diagnosis_when_gamma_is_too_small():
     msgs = integ.diagnose()
     assert y > 0.10  # not cured
     assert any("He" in m and "damp_fs <=" in m for m in msgs), msgs
+
+
+def test_fd_subset_takes_whole_atoms():
+    """fd_max_dof bounds the spectra's memory by taking a strided subset of whole atoms: all three
+    Cartesian components of each (a stride over degrees of freedom of 3 would keep only x)."""
+    from dpqtb.md.qtb import ColoredNoise, FDSpectra, QTBParameters
+
+    n = 5000
+    masses = torch.full((n,), 1.008, dtype=torch.float64)
+    noise = ColoredNoise(QTBParameters(100.0, 100.0, 150.0, 10), 0.5, masses, torch.zeros(n, dtype=torch.long), 1,
+                         torch.Generator().manual_seed(1))
+    fd = FDSpectra(noise, masses, fd_max_dof=6000)
+    dofs = fd.subset[0]
+    assert 0 < dofs.numel() <= 6000
+    assert torch.bincount(dofs % 3, minlength=3).tolist() == [dofs.numel() // 3] * 3

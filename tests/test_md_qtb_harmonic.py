@@ -153,3 +153,37 @@ def test_theta_limits_and_no_overflow_at_1K():
     assert th[1] == pytest.approx(KB * 1.0, rel=1e-6)  # classical limit
     assert th[3] == pytest.approx(0.5 * HBAR * w[3], rel=1e-15)  # pure zero-point energy
     assert np.allclose(theta_qtb(w[1:], 0.0), 0.5 * HBAR * w[1:])
+
+
+def test_fd_spectra_absolute_normalisation_and_short_run_warning(capsys, tmp_path):
+    """Classical-kernel QTB on 20 THz oscillators: Σ_k m C_vv Δf = ⟨m v²⟩ = kT per degree of freedom,
+    Σ_k Re C_vR Δf = ⟨v R⟩ = γ kT (for a harmonic mode Re C_vR = m γ C_vv), Δ_FD ≈ 0 in eV — absolute
+    units, no engine reference. Statistics: 6,000 dofs × 8 segments, relative error ≈ 1 %."""
+    from dpqtb.md.qtb import frequency_grid
+    from dpqtb.md.run import Simulation
+
+    T, damp, dt = 300.0, 100.0, 0.5
+    state, pot, f_atom = oscillator_crystal([20.0], 2000)
+    sample_harmonic_equilibrium(state, pot, T, torch.Generator().manual_seed(1), quantum=False)
+    integ = QTB(pot, dt, TemperatureSchedule(T), damp, seed=2, f_max_thz=150.0, n_f=50, classical_kernel=True,
+                zero_net_force=False, fd_skip_segments=0)
+    integ.setup(state)
+    seg = integ.fd.n_seg * integ.alpha
+    for _ in range(8 * seg + 1):
+        integ.step(state)
+    avg = integ.fd.averages()
+    assert avg["n_segments"] == 8
+    df = frequency_grid(integ.noise.n_f, integ.noise.h)[1]  # 1/fs
+    kt = KB * T
+    mv2 = avg["mCvv_eV_fs"][0].sum() * df
+    vr = avg["ReCvR_eV"][0].sum() * df
+    assert abs(mv2 / kt - 1) < 0.04, mv2 / kt
+    assert abs(vr / (kt / damp) - 1) < 0.05, vr / (kt / damp)
+    assert abs(avg["delta_fd_eV"][0].sum() * df) < 0.05 * kt / damp
+    # a run shorter than the first averaged segment says so (and what it means)
+    state2, pot2, _ = oscillator_crystal([20.0], 8)
+    sim = Simulation(state2, QTB(pot2, dt, TemperatureSchedule(T), damp, seed=2, f_max_thz=150.0, n_f=50,
+                                 adaptive=True, zero_net_force=False), tmp_path / "short", progress=False)
+    sim.run(100)
+    err = capsys.readouterr().err
+    assert "plain QTB" in err and "fd_skip_segments" in err

@@ -386,6 +386,21 @@ class QTB(Langevin):
             out["pressure_raw_GPa"] = state.pressure_gpa()
         return out
 
+    def short_run_warning(self, remaining_steps: int) -> str | None:
+        """A one-line warning when no Δ_FD segment will be averaged in a run of ``remaining_steps``: adQTB
+        would then be plain QTB and the kinetic correction would stay 1."""
+        if self.fd is None or self.fd.n_segments > 0 or not (self.adaptive or self.kinetic_correction):
+            return None
+        seg_steps = self.fd.n_seg * self.noise.alpha
+        needed = (self.fd.skip_segments + 1 - self.fd.n_done) * seg_steps - self.fd.i_seg * self.noise.alpha \
+            - self.counter
+        if remaining_steps >= needed:
+            return None
+        what = "adQTB never adapts (it runs as plain QTB)" if self.adaptive else "the kinetic energy stays uncorrected"
+        return (f"{remaining_steps} steps are fewer than the {needed} before the first Δ_FD segment is averaged "
+                f"({self.fd.skip_segments} start-up segment(s) skipped + 1, each 2 n_f × α = {seg_steps} steps): "
+                f"{what}; run longer, or lower n_f or thermostat.fd_skip_segments")
+
     # -- phonon density of states
     def phonon_dos(self) -> dict[str, np.ndarray]:
         """Phonon density of states per adaptation group and in total (per degree of freedom, unit area,

@@ -417,6 +417,12 @@ class Simulation:
                 target = self.state.step + int(n_steps)
                 self._observe()
                 self.checkpoint(target)  # a run that fails later can always be resumed or inspected
+            warn = getattr(self.integrator, "short_run_warning", None)
+            msg = warn(target - self.state.step) if warn is not None else None
+            if msg:
+                import sys
+
+                print(f"dpqtb: warning: {msg}", file=sys.stderr)
             self._loop(target)
         return self.state
 
