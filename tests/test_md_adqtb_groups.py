@@ -121,3 +121,38 @@ def test_fd_subset_takes_whole_atoms():
     dofs = fd.subset[0]
     assert 0 < dofs.numel() <= 6000
     assert torch.bincount(dofs % 3, minlength=3).tolist() == [dofs.numel() // 3] * 3
+
+
+def test_sites_groups_survive_resume_bitwise(tmp_path):
+    """The groups are those of the starting structure: a resumed run (thermalised positions, no symmetry
+    left) restores them from the checkpoint and continues bit for bit."""
+    from dpqtb.md.run import Simulation
+    from test_md_species_statistics import _system
+
+    def make():
+        state, pot = _system()
+        return state, QTB(pot, 0.5, TemperatureSchedule(300.0), 100.0, seed=2, n_f=20, adaptive=True,
+                          tau_ad_fs=200.0, adapt_groups="sites", fd_skip_segments=0)
+
+    state, integ = make()
+    Simulation(state, integ, tmp_path / "ref", thermo_every=10, trajectory_every=50, checkpoint_every=0,
+               progress=False).run(400)
+    assert len(integ.group_names) == 3
+    state, integ = make()
+    Simulation(state, integ, tmp_path / "cut", thermo_every=10, trajectory_every=50, checkpoint_every=0,
+               progress=False).run(250)
+    state, integ = make()
+    Simulation(state, integ, tmp_path / "cut", thermo_every=10, trajectory_every=50, checkpoint_every=0,
+               progress=False).run(400, resume=True)
+    for name in ("thermo.csv", "trajectory.extxyz"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+
+
+def test_sites_refused_without_symmetry():
+    from dpqtb import DpqtbError
+    from dpqtb.structures.eos import fm3m_at_pressure
+
+    atoms = fm3m_at_pressure(200.0, cell="conventional")
+    atoms.rattle(0.01, seed=1)
+    with pytest.raises(DpqtbError, match="lists of atom indices"):
+        adaptation_groups(MDState.from_atoms(atoms), "sites")

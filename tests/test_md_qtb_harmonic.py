@@ -187,3 +187,32 @@ def test_fd_spectra_absolute_normalisation_and_short_run_warning(capsys, tmp_pat
     sim.run(100)
     err = capsys.readouterr().err
     assert "plain QTB" in err and "fd_skip_segments" in err
+
+
+def test_kinetic_correction_of_a_line_matches_quadrature():
+    """One line at ω0 under the QTB response: the correction factor c = Σθ(A g)/Σθg from the deconvolved
+    DOS must equal ∫θ K(ω; ω0) dω / θ(ω0), computed here by scipy quadrature of the Lorentzian (no engine
+    code); and deconvolving the broadened spectrum must give the line back (adQTB's γ_r does not enter)."""
+    from scipy.integrate import quad
+
+    from dpqtb.md.qtb import deconvolve_richardson_lucy, frequency_grid, kinetic_correction_factor, kinetic_kernel_matrix
+
+    n_f, h, damp, T = 100, 2.5, 100.0, 50.0  # Δf = 2 THz, γ = 10 ps⁻¹
+    g_gamma = 1.0 / damp
+    a = kinetic_kernel_matrix(n_f, h, g_gamma)
+    f = frequency_grid(n_f, h)
+    w = 2 * np.pi * f
+    theta = np.where(f == 0, KB * T, _theta(np.where(f == 0, 1.0, w), T))
+    for k0 in (3, 12, 40):  # 6, 24, 80 THz
+        w0 = w[k0]
+        dos = np.zeros(n_f + 1)
+        dos[k0] = 1.0
+        c = kinetic_correction_factor(dos, theta, a)
+        wc = np.pi / h  # the grid's end (noise Nyquist)
+        kern = lambda x: _theta(x, T) * (2 * g_gamma / np.pi) * x * x / ((w0 * w0 - x * x) ** 2 + (g_gamma * x) ** 2)
+        num = quad(kern, 1e-9, w0, limit=400)[0] + quad(kern, w0, wc, limit=400)[0]
+        tail = quad(lambda x: (2 * g_gamma / np.pi) * x * x / ((w0 * w0 - x * x) ** 2 + (g_gamma * x) ** 2), wc, np.inf)[0]
+        expected = (num + tail * _theta(wc, T)) / _theta(w0, T)  # the open last bin carries θ(f_max)
+        assert abs(c / expected - 1) < 0.01, (k0, c, expected)
+        back = deconvolve_richardson_lucy(a @ dos, a)
+        assert back[k0] > 0.98 and abs(back.sum() - 1) < 1e-9

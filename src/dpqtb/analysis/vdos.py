@@ -40,13 +40,16 @@ class VDOSResult:
     def peak_THz(self, key: str) -> float:
         return float(self.freq_THz[np.argmax(self.g_per_THz[key])])
 
-    def alias_fraction(self, key: str = "total") -> float:
-        """Share of the spectrum in the top 10 % of the band below the Nyquist frequency 1/(2Δt). A
-        resolved spectrum has decayed there; frames too far apart fold the high frequencies back and
-        leave weight up to Nyquist (the spectrum and T_zero are then wrong)."""
-        f, g = self.freq_THz, self.g_per_THz[key]
+    def alias_fraction(self, key: str | None = None) -> float:
+        """Share of the spectrum in the top 10 % of the band below the Nyquist frequency 1/(2Δt) (of ``key``,
+        default the largest over every species and the total). A resolved spectrum has decayed there;
+        frames too far apart fold the high frequencies back and leave weight up to Nyquist (the spectrum
+        and T_zero are then wrong)."""
+        f = self.freq_THz
         top = f >= 0.9 * f[-1]
-        return float(np.trapezoid(g[top], f[top]) / np.trapezoid(g, f))
+        keys = [key] if key is not None else list(self.g_per_THz)
+        return max(float(np.trapezoid(self.g_per_THz[k][top], f[top]) / np.trapezoid(self.g_per_THz[k], f))
+                   for k in keys)
 
 
 #: above this alias_fraction the VDOS of a trajectory is refused (a resolved Lorentzian-broadened

@@ -203,9 +203,7 @@ def output_directory(cfg: dict, output_dir: str | Path | None = None) -> Path:
 
 
 def build_integrator(cfg: dict, potential):
-    th, md = dict(cfg["thermostat"]), cfg["md"]
-    if th["zero_net_force"] is None:  # remove the net random impulse only where Σ F = 0 (momentum conserved)
-        th["zero_net_force"] = bool(getattr(potential, "translation_invariant", True))
+    th, md = cfg["thermostat"], cfg["md"]  # zero_net_force None: resolved by the integrator from the potential
     dt, seed = md["timestep_fs"], md["seed"]
     kind = th["kind"]
     if kind == "nve":

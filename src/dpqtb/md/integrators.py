@@ -63,6 +63,17 @@ def remove_net_impulse(impulse: torch.Tensor, masses: torch.Tensor) -> torch.Ten
     return impulse - masses[:, None] * (total / masses.sum())
 
 
+def resolve_zero_net_force(requested: bool | None, potential: Potential, state: MDState) -> bool:
+    """``zero_net_force`` as given, or (None) whether the potential is translation-invariant (declared by
+    its class, or tested once for a user function): only then is the total momentum a constant of the
+    motion whose noise should be removed. A single atom has no internal motion to keep."""
+    if state.n_atoms < 2:
+        return False
+    if requested is not None:
+        return bool(requested)
+    return potential.is_translation_invariant(state.positions, state.cell, state.species, state.pbc)
+
+
 def species_kinetic_energy(momenta: torch.Tensor, masses: torch.Tensor, species: torch.Tensor,
                            n_species: int) -> torch.Tensor:
     """Kinetic energy of each species (eV), shape (n_species,)."""
@@ -168,7 +179,7 @@ class Langevin(NVE):
     has_temperature = True
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, damp_fs: float,
-                 seed: int, zero_net_force: bool = True):
+                 seed: int, zero_net_force: bool | None = None):
         super().__init__(potential, dt_fs)
         if not damp_fs > 0:
             raise DpqtbError(f"thermostat.damp_fs must be > 0, got {damp_fs}")
@@ -176,6 +187,8 @@ class Langevin(NVE):
         self.gamma = 1.0 / damp_fs
         self.c = math.exp(-self.gamma * self.dt)
         self.seed = int(seed)
+        # None: remove the net random impulse exactly when the potential conserves momentum
+        self.zero_net_force = zero_net_force
         self.zero_momentum = bool(zero_net_force)
         self.generator = None
 
@@ -183,6 +196,7 @@ class Langevin(NVE):
         self.generator = torch.Generator(device=state.device)
         self.generator.manual_seed(self.seed)
         super().setup(state)
+        self.zero_momentum = resolve_zero_net_force(self.zero_net_force, self.potential, state)
 
     def target_temperature(self, step: int) -> float:
         return self.schedule(step)
@@ -245,7 +259,7 @@ class QTB(Langevin):
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, damp_fs: float,
                  seed: int, f_max_thz: float = 200.0, n_f: int = 100, classical_kernel: bool = False,
-                 zero_net_force: bool = True, adaptive: bool = False, fd_diagnostic: bool = True,
+                 zero_net_force: bool | None = None, adaptive: bool = False, fd_diagnostic: bool = True,
                  tau_ad_fs: float = 5000.0, tau_avg_fs: float | None = None, fd_max_dof: int = 6000,
                  adapt_eps: float = 0.05, adapt_groups="species", kinetic_correction: bool = True,
                  fd_skip_segments: int = 1, gamma_r_min_ratio: float = 0.05):
@@ -270,25 +284,35 @@ class QTB(Langevin):
         self.kin_corr = None  # per group: raw / deconvolved kinetic energy (1 until the first segment)
         self._kernel_matrix = None
         self.reported: set = set()  # diagnoses already printed (not part of the physics state)
+        self._groups_provisional = False
 
     def setup(self, state: MDState) -> None:
         super().setup(state)
         self._state = state
-        groups, self.group_names = adaptation_groups(state, self.adapt_groups)
-        self.groups = groups
+        # symmetry sites belong to the starting structure: a resumed state (step > 0, thermalised positions)
+        # takes its groups from the checkpoint (load_state_dict), provisionally one per species until then
+        self._groups_provisional = self.adapt_groups == "sites" and state.step > 0
+        groups, names = adaptation_groups(state, "species" if self._groups_provisional else self.adapt_groups)
+        self._build_bath(state, groups, names)
+
+    def _build_bath(self, state: MDState, groups: torch.Tensor, names: list[str]) -> None:
+        self.groups, self.group_names = groups, list(names)
         n_groups = len(self.group_names)
-        self.group_species = torch.zeros(n_groups, dtype=torch.long).index_copy_(
-            0, groups.cpu(), state.species.cpu()).numpy()
         self.noise = ColoredNoise(self.params, self.dt, state.masses, groups, n_groups, self.generator)
         if self.schedule.is_ramp:
             self.noise.rebuild_kernels(self.schedule(state.step))
             self.noise._compute_force()
+        self.fd = self.adapt = None
         if self.fd_enabled:
             self.fd = FDSpectra(self.noise, state.masses, self.fd_max_dof, self.fd_skip_segments)
         if self.adaptive:
             self.adapt = GammaAdaptation(self.noise, self.tau_ad_fs, self.tau_avg_fs, self.adapt_eps,
                                          gamma_ratio_min=self.gamma_r_min_ratio)
         self.kin_corr = np.ones(n_groups)
+        # Σ over averaged segments of m C_vv/θ (θ at the segment's temperature): the θ-free spectrum whose
+        # deconvolution is the phonon DOS; kept apart from the Δ_FD averages so ramps do not mix θ's
+        self.s0_sum = np.zeros((n_groups, self.noise.n_f + 1))
+        self.s0_n = 0
         self.counter = 0
         self._update_applied_force(state)
 
@@ -309,8 +333,9 @@ class QTB(Langevin):
         if self.fd is not None:
             segment_done = self.fd.end_period(self.applied_force.reshape(-1))
             if segment_done:
+                mcvv, _, dfd = self.fd.last
+                self._accumulate_s0(mcvv)  # with the θ (and γ_r) of the finished segment
                 if self.adapt is not None:
-                    mcvv, _, dfd = self.fd.last
                     self.adapt.update(mcvv, dfd)
                 if self.kinetic_correction:
                     self._update_kinetic_correction()
@@ -327,22 +352,40 @@ class QTB(Langevin):
         self.fd.accumulate_velocity(v.reshape(-1))
 
     def step(self, state: MDState) -> None:
+        if self._groups_provisional:
+            raise DpqtbError("thermostat.adapt_groups = 'sites' is resolved on the starting structure (step 0): "
+                             "resume from a checkpoint, or give the groups as lists of atom indices")
         super().step(state)
         self.counter += 1
 
     # -- kinetic-energy correction
-    def _update_kinetic_correction(self) -> None:
-        from dpqtb.md.qtb import frequency_grid, kinetic_correction_factor, kinetic_kernel_matrix, theta_qtb
+    def _theta_grid(self) -> np.ndarray:
+        from dpqtb.md.qtb import frequency_grid, theta_qtb
+
+        f = frequency_grid(self.noise.n_f, self.noise.h)
+        return theta_qtb(2 * np.pi * f, self.noise.temperature_k, self.params.classical_kernel)
+
+    def _accumulate_s0(self, mcvv: np.ndarray) -> None:
+        theta = self._theta_grid()
+        self.s0_sum += np.where(theta > 0, mcvv / np.maximum(theta, 1e-300), 0.0)
+        self.s0_n += 1
+
+    def _deconvolved_dos(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(θ on the grid now, per group the deconvolved DOS g on the grid; Σ g Δf ≈ 1)."""
+        from dpqtb.md.qtb import deconvolve_richardson_lucy, kinetic_kernel_matrix
 
         if self._kernel_matrix is None:
             self._kernel_matrix = kinetic_kernel_matrix(self.noise.n_f, self.noise.h, self.gamma)
-        avg = self.fd.averages()
-        f = frequency_grid(self.noise.n_f, self.noise.h)
-        theta = theta_qtb(2 * np.pi * f, self.noise.temperature_k, self.params.classical_kernel)
+        s0 = self.s0_sum / max(self.s0_n, 1)
+        return self._theta_grid(), [deconvolve_richardson_lucy(s0[g], self._kernel_matrix)
+                                    for g in range(self.noise.n_groups)]
+
+    def _update_kinetic_correction(self) -> None:
+        from dpqtb.md.qtb import kinetic_correction_factor
+
+        theta, dos = self._deconvolved_dos()
         for g in range(self.noise.n_groups):
-            c, _ = kinetic_correction_factor(avg["mCvv_eV_fs"][g], theta, self.noise.gamma_ratio[g],
-                                             self._kernel_matrix)
-            self.kin_corr[g] = c
+            self.kin_corr[g] = kinetic_correction_factor(dos[g], theta, self._kernel_matrix)
 
     def _atom_kinetic(self, state: MDState, corrected: bool) -> torch.Tensor:
         per_atom = 0.5 * MVV2E * state.momenta.pow(2).sum(-1) / state.masses
@@ -394,7 +437,7 @@ class QTB(Langevin):
         seg_steps = self.fd.n_seg * self.noise.alpha
         needed = (self.fd.skip_segments + 1 - self.fd.n_done) * seg_steps - self.fd.i_seg * self.noise.alpha \
             - self.counter
-        if remaining_steps >= needed:
+        if remaining_steps > needed:  # the segment closes at the start of the step after its last
             return None
         what = "adQTB never adapts (it runs as plain QTB)" if self.adaptive else "the kinetic energy stays uncorrected"
         return (f"{remaining_steps} steps are fewer than the {needed} before the first Δ_FD segment is averaged "
@@ -408,20 +451,16 @@ class QTB(Langevin):
         crystal, so dividing by the injected power and deconvolving the Lorentzian response K gives the
         g(ω) of the paper's T_zero = (1/k_B) ∫ g(ω) ħω/2 dω (the velocity spectrum itself is θ-weighted).
         Resolved up to the noise's Nyquist frequency 1/(2h) ≈ f_max, whatever the trajectory spacing."""
-        from dpqtb.md.qtb import frequency_grid, kinetic_correction_factor, kinetic_kernel_matrix, theta_qtb
+        from dpqtb.md.qtb import frequency_grid
 
-        if self._kernel_matrix is None:
-            self._kernel_matrix = kinetic_kernel_matrix(self.noise.n_f, self.noise.h, self.gamma)
-        avg = self.fd.averages()
         f = frequency_grid(self.noise.n_f, self.noise.h)
-        theta = theta_qtb(2 * np.pi * f, self.noise.temperature_k, self.params.classical_kernel)
+        _, dos_all = self._deconvolved_dos()
         df_thz = (f[1] - f[0]) * 1e3
         out = {"freq_THz": f * 1e3}
         total = np.zeros_like(f)
         n_total = 0
         for g, name in enumerate(self.group_names):
-            _, dos = kinetic_correction_factor(avg["mCvv_eV_fs"][g], theta, self.noise.gamma_ratio[g],
-                                               self._kernel_matrix)
+            dos = dos_all[g]
             area = dos.sum() * df_thz
             dos = dos / area if area > 0 else dos
             out[name] = dos
@@ -443,18 +482,23 @@ class QTB(Langevin):
         out = []
         for d in leakage_diagnosis(self.adapt, f):
             name = self.group_names[d["group"]]
+            if np.isfinite(d["recommended_gamma_per_ps"]):
+                advice = (f"use damp_fs <= {d['recommended_damp_fs']:.0f} (gamma >= "
+                          f"{d['recommended_gamma_per_ps']:.3g} ps^-1)")
+            else:
+                advice = "increase gamma (no estimate: Re C_vR <= 0 at the floor)"
             out.append(
-                f"adQTB cannot drain the zero-point energy leaking into {name} at {d['band_THz'][0]:.1f}-"
-                f"{d['band_THz'][1]:.1f} THz: gamma_r stays pinned at its floor with Delta_FD < 0 over "
+                f"adQTB cannot drain the zero-point energy leaking into {name}: at {d['band_THz'][0]:.1f}-"
+                f"{d['band_THz'][1]:.1f} THz gamma_r stays pinned at its floor with Delta_FD < 0 over "
                 f"{100 * d['weight']:.0f} % of its spectral weight (Re C_vR/(m gamma_r C_vv) = {d['rho']:.2f}); "
-                f"the friction {d['gamma_per_ps']:.3g} ps^-1 is below the leakage rate: use damp_fs <= "
-                f"{d['recommended_damp_fs']:.0f} (gamma >= {d['recommended_gamma_per_ps']:.3g} ps^-1) and check "
+                f"the friction {d['gamma_per_ps']:.3g} ps^-1 is below the leakage rate: {advice} and check "
                 "the cure in qtb_fd_*.csv")
         return out
 
     def state_dict(self) -> dict:
         d = {**super().state_dict(), "noise": self.noise.state_dict(), "counter": self.counter,
-             "kin_corr": self.kin_corr.copy()}
+             "kin_corr": self.kin_corr.copy(), "s0_sum": self.s0_sum.copy(), "s0_n": self.s0_n,
+             "groups": self.groups.detach().cpu().clone(), "group_names": list(self.group_names)}
         if self.fd is not None:
             d["fd"] = self.fd.state_dict()
         if self.adapt is not None:
@@ -462,6 +506,13 @@ class QTB(Langevin):
         return d
 
     def load_state_dict(self, d: dict) -> None:
+        if "groups" in d:  # the groups of the run, not of the resumed (thermalised) positions
+            groups = torch.as_tensor(d["groups"], dtype=torch.long, device=self._state.device)
+            if groups.shape != self.groups.shape:
+                raise DpqtbError("checkpoint QTB adaptation groups do not match this system")
+            if not torch.equal(groups, self.groups) or list(d["group_names"]) != self.group_names:
+                self._build_bath(self._state, groups, list(d["group_names"]))  # before the generator is restored
+            self._groups_provisional = False
         super().load_state_dict(d)
         self.noise.load_state_dict(d["noise"])
         self.counter = int(d["counter"])
@@ -470,6 +521,8 @@ class QTB(Langevin):
             if kc.shape != self.kin_corr.shape:
                 raise DpqtbError("checkpoint QTB state does not match this run's adaptation groups")
             self.kin_corr = kc
+            self.s0_sum = np.array(d["s0_sum"], dtype=np.float64)
+            self.s0_n = int(d["s0_n"])
         self._update_applied_force(self._state)
         if self.fd is not None:
             self.fd.load_state_dict(d["fd"])
@@ -531,6 +584,10 @@ def adaptation_groups(state: MDState, spec) -> tuple[torch.Tensor, list[str]]:
         if ds is None:
             raise DpqtbError("thermostat.adapt_groups = 'sites': spglib found no symmetry for the structure")
         equiv = np.asarray(ds.equivalent_atoms if hasattr(ds, "equivalent_atoms") else ds["equivalent_atoms"])
+        if len(set(equiv.tolist())) > max(8, n // 4):
+            raise DpqtbError(f"thermostat.adapt_groups = 'sites': spglib finds {len(set(equiv.tolist()))} distinct "
+                             f"sites among {n} atoms (symprec 1e-3 Å; the structure is not symmetric enough): "
+                             "give the groups as lists of atom indices")
         wyck = list(ds.wyckoffs if hasattr(ds, "wyckoffs") else ds["wyckoffs"])
         reps = sorted(set(equiv.tolist()))
         remap = {r: i for i, r in enumerate(reps)}

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dpqtb import DpqtbError
-from dpqtb.md.integrators import NVE, TemperatureSchedule, remove_net_impulse
+from dpqtb.md.integrators import NVE, TemperatureSchedule, remove_net_impulse, resolve_zero_net_force
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
 from dpqtb.units import EV_PER_A3_TO_GPA, HBAR, KB, MVV2E
@@ -71,7 +71,7 @@ class PIMD(NVE):
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, beads: int,
                  centroid_damp_fs: float | None, seed: int, pile_lambda: float = 1.0, trpmd: bool = False,
-                 zero_net_force: bool = True):
+                 zero_net_force: bool | None = None):
         super().__init__(potential, dt_fs)
         if int(beads) != beads or beads < 1:
             raise DpqtbError(f"thermostat.beads must be an integer >= 1, got {beads}")
@@ -94,6 +94,7 @@ class PIMD(NVE):
         self.lam = float(pile_lambda)
         # the centroid's random impulse loses its net part exactly as in Langevin/QTB (remove_net_impulse);
         # the internal modes carry no centre-of-mass motion
+        self.zero_net_force = zero_net_force
         self.zero_centroid_momentum = bool(zero_net_force)
         self.seed = int(seed)
         self.generator = None
@@ -102,6 +103,7 @@ class PIMD(NVE):
     # ------------------------------------------------------------------ setup
     def setup(self, state: MDState) -> None:
         self.potential.bind(state.type_map)
+        self.zero_centroid_momentum = resolve_zero_net_force(self.zero_net_force, self.potential, state)
         dev, dt = state.device, state.dtype
         self.generator = torch.Generator(device=dev)
         self.generator.manual_seed(self.seed)

@@ -26,18 +26,24 @@ Like LAMMPS's, the force is Gaussian only through the central limit theorem of t
 the classical kernel (white spectrum, H ≈ δ) it is uniform, which gives the same second moments.
 
 Fluctuation–dissipation diagnostic (Mangaud 2019): Δ_FD(ω) = Re C_vR(ω) - m γ_r(ω) C_vv(ω), estimated
-per species from Hann-windowed periodograms over segments of 2 n_f noise periods, where v is the
-velocity averaged over each noise period (the exact conjugate of the piecewise-constant R). In a
-harmonic system Δ_FD = 0 exactly for γ_r = γ; a non-zero Δ_FD measures the energy the conservative
-forces move between frequencies, i.e. zero-point-energy leakage. adQTB adapts γ_r(ω) per species,
+per adaptation group (species, symmetry site or user-given atoms) from Hann-windowed one-sided periodograms
+over segments of 2 n_f noise periods, where v is the velocity averaged over each noise period (the exact
+conjugate of the piecewise-constant R) and R the random force actually applied (net part removed). In a
+harmonic system Δ_FD = 0 exactly for γ_r = γ; a non-zero Δ_FD measures the energy the conservative forces
+move between frequencies, i.e. zero-point-energy leakage. adQTB adapts γ_r(ω) per group,
 
     γ_r ← max(γ_r,min, γ_r + (T_seg/τ_ad) Δ_FD,seg(ω) / (⟨m C_vv⟩(ω) + ε max_ω⟨m C_vv⟩)),
 
 which relaxes γ_r towards Re C_vR / (m C_vv) (the γ_r that makes Δ_FD vanish) with time constant τ_ad
-wherever the species has spectral weight; at frequencies where its smoothed m C_vv is below 10⁻³ of
-its peak there is no signal to adapt to and γ_r relaxes back to γ. Since v̄ is v averaged over a
-noise period, C_vv is estimated as C_v̄v̄ / sinc²(f h). The spectra use at most ``fd_max_dof`` degrees of freedom
-per species (a fixed strided subset) to bound memory for very large cells.
+wherever the group has spectral weight; at frequencies where its smoothed m C_vv is below 10⁻³ of
+its peak there is no signal to adapt to and γ_r relaxes back to γ. Since v̄ is the mean of the α
+midpoint velocities of a period, C_vv is estimated as C_v̄v̄ / D(f)², D = sin(π f h)/(α sin(π f dt)).
+The first ``fd_skip_segments`` segments (start-up transient) are left out. The spectra use at most
+``fd_max_dof`` degrees of freedom per group (a fixed strided subset of whole atoms).
+
+The same spectra give the finite-γ kinetic-energy correction and the phonon DOS (deconvolution of the
+Lorentzian response: :func:`kinetic_correction_factor`), and the run-time diagnosis of a leak the friction
+cannot drain (:func:`leakage_diagnosis`). See docs/qtb.md.
 """
 
 from __future__ import annotations
@@ -472,7 +478,10 @@ def leakage_diagnosis(adapt: "GammaAdaptation", freq_thz: np.ndarray, min_segmen
         if weight < weight_threshold:
             continue
         rho = float(adapt.pinned_cvr[g][pinned].sum() / max(adapt.pinned_gmcvv[g][pinned].sum(), 1e-300))
-        gamma_needed = max(2.0, 2.0 / max(rho, 1e-3)) * noise.gamma
+        if not rho > 0.0:  # no usable signal at the floor: name no number
+            gamma_needed = float("nan")
+        else:  # capped at one friction time per noise period (beyond that the bath is no thermostat)
+            gamma_needed = min(max(2.0, 2.0 / rho) * noise.gamma, 1.0 / noise.h)
         f = freq_thz[pinned]
         out.append({"group": g, "weight": weight, "band_THz": (float(f.min()), float(f.max())), "rho": rho,
                     "gamma_per_ps": noise.gamma * 1e3, "recommended_gamma_per_ps": gamma_needed * 1e3,
@@ -543,27 +552,24 @@ def deconvolve_richardson_lucy(s0: np.ndarray, a: np.ndarray, n_iter: int = 500,
     return g
 
 
-def kinetic_correction_factor(mcvv: np.ndarray, theta: np.ndarray, gamma_ratio: np.ndarray,
-                              a: np.ndarray) -> tuple[float, np.ndarray]:
-    """(c, g): the ratio of the measured to the deconvolved kinetic energy of one group, and its
-    deconvolved density of states on the grid.
+def kinetic_correction_factor(dos: np.ndarray, theta: np.ndarray, a: np.ndarray) -> float:
+    """c = Σ θ (A g) / Σ θ g: the ratio of the kinetic energy a QTB bath gives modes of density of states g
+    (each broadened by the Lorentzian response A) to the exact Σ g θ.
 
-    With finite γ a mode ω0 of a QTB run carries m C_vv(ω) = θ(ω) (γ_r/γ) K(ω; ω0): its kinetic energy
-    integrates the Lorentzian response against θ, whose ħω/2 tail makes ⟨m v²⟩ exceed θ(ω0) (the
-    broadening bias, ≈ (ħγ/2π) ln(ω_cut/ω0)). Dividing the measured spectrum by the injected power and
-    deconvolving K gives the density of states g; Σ g θ is the kinetic energy each mode should have,
-    and the reported kinetic energy is the raw one divided by c = Σ mC_vv / Σ g θ (c = 1 classically).
-    The same deconvolution underlies FeNNol's ``corr_kin``; the kernel here is bin-integrated in closed
-    form so that lines narrower than the grid spacing are handled exactly.
+    With finite γ a mode ω0 carries m C_vv(ω) = θ(ω) K(ω; ω0) (K the normalised kinetic response): its kinetic
+    energy integrates the Lorentzian against θ, whose ħω/2 tail makes ⟨m v²⟩ exceed θ(ω0) (the broadening
+    bias, ≈ (ħγ/2π) ln(ω_cut/ω0)). Dividing the measured spectrum by θ and deconvolving K gives g
+    (:meth:`dpqtb.md.integrators.QTB._deconvolved_dos`); the reported kinetic energy is the raw one divided
+    by c (c = 1 classically). adQTB's γ_r(ω) does not enter: the adaptation drives each mode's spectrum
+    towards θ K ∗ g (the fluctuation–dissipation theorem it restores), and where γ_r ≈ γ (harmonic modes)
+    the two coincide. FeNNol's ``corr_kin`` rests on the same deconvolution; the kernel here is
+    bin-integrated in closed form so that lines narrower than the grid spacing are handled exactly.
     """
-    weight = theta * gamma_ratio
-    s0 = np.where(weight > 0, mcvv / np.maximum(weight, 1e-300), 0.0)
-    g = deconvolve_richardson_lucy(s0, a)
-    denom = float((g * theta).sum())
-    measured = float(mcvv.sum())
-    if not (denom > 0 and measured > 0):
-        return 1.0, g
-    return measured / denom, g
+    denom = float((dos * theta).sum())
+    model = float((theta * (a @ dos)).sum())
+    if not (denom > 0 and model > 0):
+        return 1.0
+    return model / denom
 
 
 # ----------------------------------------------------------------------------- exact reference

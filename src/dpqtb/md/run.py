@@ -190,6 +190,9 @@ class Simulation:
             meta = {"dpqtb_version": __version__, "torch_version": torch.__version__,
                     "python": platform.python_version(), "integrator": self.integrator.name,
                     "n_atoms": self.state.n_atoms, "type_map": list(self.state.type_map), **self.metadata}
+            zn = getattr(self.integrator, "zero_momentum", getattr(self.integrator, "zero_centroid_momentum", None))
+            if self.integrator.has_temperature and zn is not None:
+                meta["zero_net_force_used"] = bool(zn)  # the config's default (None) resolved from the potential
             _atomic_write_text(self.dir / "run.json", json.dumps(meta, indent=2, default=str) + "\n")
         except OSError as exc:
             raise DpqtbError(f"cannot write to output directory {self.dir}: {exc.strerror or exc}") from None

@@ -35,7 +35,17 @@ class Potential:
     #: E(x + a) = E(x) for a rigid translation, so Σ F = 0 and the total momentum is conserved. Baths then
     #: remove the net random impulse by default (``zero_net_force``); a potential that pins atoms to fixed
     #: sites (Einstein crystal) is not invariant and its centre of mass must stay thermostatted.
-    translation_invariant: bool = True
+    translation_invariant: bool | None = True
+
+    def is_translation_invariant(self, positions, cell, species, pbc, shift_A: float = 0.137) -> bool:
+        """``translation_invariant`` if the class declares it; else (None: a user function) tested once: the
+        energy after a rigid shift of every atom equals the energy before, to 1e-9 relative."""
+        if self.translation_invariant is not None:
+            return bool(self.translation_invariant)
+        shift = torch.tensor([1.0, -0.7, 0.3], dtype=positions.dtype, device=positions.device) * shift_A
+        e0 = float(self(positions, cell, species, pbc).energy.sum())
+        e1 = float(self(positions + shift, cell, species, pbc).energy.sum())
+        return abs(e1 - e0) <= 1e-9 * max(1.0, abs(e0))
 
     def bind(self, type_map: tuple[str, ...]) -> None:
         """Called once with the system's type map; raise DpqtbError if a species is unknown."""

@@ -17,6 +17,8 @@ class TorchFunctionPotential(Potential):
     (returning one energy per replica), otherwise replicas are evaluated one by one.
     """
 
+    translation_invariant = None  # unknown for a user function: tested once (Potential.is_translation_invariant)
+
     def __init__(self, fn, batched: bool = False, name: str | None = None):
         if not callable(fn):
             raise DpqtbError("potential function is not callable")
