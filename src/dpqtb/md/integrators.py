@@ -71,7 +71,10 @@ def resolve_zero_net_force(requested: bool | None, potential: Potential, state: 
         return False
     if requested is not None:
         return bool(requested)
-    return potential.is_translation_invariant(state.positions, state.cell, state.species, state.pbc)
+    test = getattr(potential, "is_translation_invariant", None)
+    if test is None:  # a duck-typed force provider: its declaration, else assume Σ F = 0 like any real potential
+        return bool(getattr(potential, "translation_invariant", True))
+    return test(state.positions, state.cell, state.species, state.pbc)
 
 
 def species_kinetic_energy(momenta: torch.Tensor, masses: torch.Tensor, species: torch.Tensor,
