@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--cells", type=int, default=10)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--dp-json", default=None,
+                    help="bench_deepmd.py result with the Deep Potential call time on the same cell (default: "
+                         "benchmarks/results/deepmd_<device>.json) for the bath's share of a production step")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1: stable timings on a shared 2-core machine)")
     args = ap.parse_args()
@@ -103,7 +106,7 @@ def main() -> None:
     # share of a production step (Deep Potential force call on the same 44,000-atom cell, measured by
     # benchmarks/bench_deepmd.py on this machine) taken by each bath
     dp_s = None
-    dp_path = Path(__file__).parent / "results" / f"deepmd_{dev.split(':')[0]}.json"
+    dp_path = Path(args.dp_json) if args.dp_json else Path(__file__).parent / "results" / f"deepmd_{dev.split(':')[0]}.json"
     if dp_path.exists():
         rows = [r for r in json.loads(dp_path.read_text()).get("results", [])
                 if r.get("method") == "dpqtb" and r.get("n_atoms") == n]

@@ -102,7 +102,7 @@ step_builtin() {
 
 step_thermostat() {
     "$PY" benchmarks/bench_thermostat.py --device "$DEV" --cells "$THERMO_CELLS" --steps "$THERMO_STEPS" \
-        --threads "$THREADS" --out "$OUT/thermostat_cuda.json"
+        --threads "$THREADS" --dp-json "$OUT/deepmd_cuda.json" --out "$OUT/thermostat_cuda.json"
 }
 
 step_large() {
