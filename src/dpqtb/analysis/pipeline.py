@@ -175,6 +175,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
                 acc.update(fr.positions, fr.cell)
         rdf_list.append(acc.result(label=Path(compare).name))
     # VDOS
+    meta = read_run_json(run_dir) if run_dir.is_dir() else {}
     vres, vdos_error = None, "trajectory too short for the VDOS lag window"
     if vdos is not None:
         vres = vdos.result()
@@ -205,8 +206,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
                            "segments": vres.n_segments, "alias_fraction": vres.alias_fraction(),
                            "peak_THz": {k: vres.peak_THz(k) for k in keys}}
         t_zero = {k: vres.zero_point_temperature_K(k) for k in keys}
-        run_meta = read_run_json(run_dir) if run_dir.is_dir() else {}
-        if run_meta.get("integrator") in ("qtb", "adqtb", "pimd", "trpmd"):
+        if meta.get("integrator") in ("qtb", "adqtb", "pimd", "trpmd"):
             # a quantum bath's velocity spectrum is θ-weighted (QTB) or a centroid's (PIMD), not the phonon
             # DOS of the paper's T_zero: report the integral under another name
             summary["vdos"]["velocity_spectrum_hnu_half_K"] = t_zero
@@ -252,7 +252,6 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
         e = energy_vs_temperature(th, len(symbols), e_ref_eV)
         summary["energy"] = {k: float(v[0]) for k, v in e.items()}
         summary["energy"]["e_ref_eV"] = e_ref_eV
-    meta = read_run_json(run_dir) if run_dir.is_dir() else {}
     try:
         summary["target_temperature_K"] = meta["config"]["thermostat"]["temperature_K"]
     except (KeyError, TypeError):

@@ -77,13 +77,6 @@ def resolve_zero_net_force(requested: bool | None, potential: Potential, state: 
     return test(state.positions, state.cell, state.species, state.pbc)
 
 
-def species_kinetic_energy(momenta: torch.Tensor, masses: torch.Tensor, species: torch.Tensor,
-                           n_species: int) -> torch.Tensor:
-    """Kinetic energy of each species (eV), shape (n_species,)."""
-    per_atom = 0.5 * MVV2E * momenta.pow(2).sum(-1) / masses
-    return torch.zeros(n_species, dtype=per_atom.dtype, device=per_atom.device).index_add_(0, species, per_atom)
-
-
 def _eval_forces(potential: Potential, state: MDState) -> None:
     out = potential(state.positions, state.cell, state.species, state.pbc)
     state.energy, state.forces, state.virial = out.energy, out.forces, out.virial
@@ -149,10 +142,16 @@ class NVE:
             dof = dof - 3.0 * share.cpu().numpy()
         return dof
 
+    def atom_kinetic_energy(self, state: MDState) -> torch.Tensor:
+        """Kinetic energy estimator of each atom (eV), shape (N,); sums to :meth:`kinetic_energy`."""
+        return 0.5 * MVV2E * state.momenta.pow(2).sum(-1) / state.masses
+
     def kinetic_energy_by_species(self, state: MDState) -> np.ndarray:
-        """Kinetic energy estimator of each species (eV); sums to :meth:`kinetic_energy`."""
-        return species_kinetic_energy(state.momenta, state.masses, state.species,
-                                      len(state.type_map)).cpu().numpy().astype(np.float64)
+        """Kinetic energy estimator of each species (eV): :meth:`atom_kinetic_energy` summed per species."""
+        per_atom = self.atom_kinetic_energy(state)
+        n_sp = len(state.type_map)
+        return torch.zeros(n_sp, dtype=per_atom.dtype, device=per_atom.device).index_add_(
+            0, state.species, per_atom).cpu().numpy().astype(np.float64)
 
     def extra_thermo_columns(self, type_map) -> list[str]:
         return [f"temperature_{name}_K" for name in type_map]
@@ -316,6 +315,7 @@ class QTB(Langevin):
         # deconvolution is the phonon DOS; kept apart from the Δ_FD averages so ramps do not mix θ's
         self.s0_sum = np.zeros((n_groups, self.noise.n_f + 1))
         self.s0_n = 0
+        self._dos_cache = None
         self.counter = 0
         self._update_applied_force(state)
 
@@ -379,9 +379,12 @@ class QTB(Langevin):
 
         if self._kernel_matrix is None:
             self._kernel_matrix = kinetic_kernel_matrix(self.noise.n_f, self.noise.h, self.gamma)
-        s0 = self.s0_sum / max(self.s0_n, 1)
-        return self._theta_grid(), [deconvolve_richardson_lucy(s0[g], self._kernel_matrix)
-                                    for g in range(self.noise.n_groups)]
+        key = (self.s0_n, self.noise.temperature_k)  # s0 changes only when a segment is added
+        if self._dos_cache is None or self._dos_cache[0] != key:
+            s0 = self.s0_sum / max(self.s0_n, 1)
+            dos = [deconvolve_richardson_lucy(s0[g], self._kernel_matrix) for g in range(self.noise.n_groups)]
+            self._dos_cache = (key, self._theta_grid(), dos)
+        return self._dos_cache[1], self._dos_cache[2]
 
     def _update_kinetic_correction(self) -> None:
         from dpqtb.md.qtb import kinetic_correction_factor
@@ -390,34 +393,21 @@ class QTB(Langevin):
         for g in range(self.noise.n_groups):
             self.kin_corr[g] = kinetic_correction_factor(dos[g], theta, self._kernel_matrix)
 
-    def _atom_kinetic(self, state: MDState, corrected: bool) -> torch.Tensor:
-        per_atom = 0.5 * MVV2E * state.momenta.pow(2).sum(-1) / state.masses
-        if corrected and self.kinetic_correction:
-            inv = torch.as_tensor(1.0 / self.kin_corr, dtype=per_atom.dtype, device=per_atom.device)
-            per_atom = per_atom * inv[self.groups]
-        return per_atom
+    def atom_kinetic_energy(self, state: MDState) -> torch.Tensor:
+        """Per-atom kinetic energy (eV) with the broadening bias removed per group (raw without the correction)."""
+        per_atom = super().atom_kinetic_energy(state)
+        if not self.kinetic_correction:
+            return per_atom
+        inv = torch.as_tensor(1.0 / self.kin_corr, dtype=per_atom.dtype, device=per_atom.device)
+        return per_atom * inv[self.groups]
 
     def kinetic_energy(self, state: MDState) -> float:
         """Kinetic energy estimator (eV): the raw one with the broadening bias removed per group."""
-        return float(self._atom_kinetic(state, True).sum())
-
-    def raw_kinetic_energy(self, state: MDState) -> float:
-        return float(state.kinetic_energy())
-
-    def kinetic_energy_by_species(self, state: MDState) -> np.ndarray:
-        per_atom = self._atom_kinetic(state, True)
-        n_sp = len(state.type_map)
-        return torch.zeros(n_sp, dtype=per_atom.dtype, device=per_atom.device).index_add_(
-            0, state.species, per_atom).cpu().numpy().astype(np.float64)
+        return float(self.atom_kinetic_energy(state).sum())
 
     def pressure_gpa(self, state: MDState) -> float:
         """Pressure (GPa) with the corrected kinetic energy: (2 K + tr W)/3V."""
-        if state.virial is None or not all(state.pbc):
-            return float("nan")
-        from dpqtb.units import EV_PER_A3_TO_GPA
-
-        return (2.0 * self.kinetic_energy(state) + float(torch.trace(state.virial))) / (3.0 * state.volume) \
-            * EV_PER_A3_TO_GPA
+        return state.pressure_gpa(self.kinetic_energy(state))
 
     def extra_thermo_columns(self, type_map) -> list[str]:
         raw = ["kinetic_raw_eV", "temperature_raw_K", "pressure_raw_GPa"] if self.kinetic_correction else []
@@ -426,7 +416,7 @@ class QTB(Langevin):
     def extra_thermo(self, state: MDState) -> dict:
         out = super().extra_thermo(state)
         if self.kinetic_correction:
-            ke_raw = self.raw_kinetic_energy(state)
+            ke_raw = float(state.kinetic_energy())
             out["kinetic_raw_eV"] = ke_raw
             out["temperature_raw_K"] = 2.0 * ke_raw / (self.n_dof(state) * KB)
             out["pressure_raw_GPa"] = state.pressure_gpa()
@@ -450,10 +440,10 @@ class QTB(Langevin):
     # -- phonon density of states
     def phonon_dos(self) -> dict[str, np.ndarray]:
         """Phonon density of states per adaptation group and in total (per degree of freedom, unit area,
-        1/THz) from the run-averaged QTB spectra: m C_vv(ω) = θ(ω) (γ_r/γ) [K ∗ g](ω) for a harmonic
-        crystal, so dividing by the injected power and deconvolving the Lorentzian response K gives the
-        g(ω) of the paper's T_zero = (1/k_B) ∫ g(ω) ħω/2 dω (the velocity spectrum itself is θ-weighted).
-        Resolved up to the noise's Nyquist frequency 1/(2h) ≈ f_max, whatever the trajectory spacing."""
+        1/THz) from the QTB spectra: m C_vv(ω) = θ(ω) [K ∗ g](ω), so dividing each segment's spectrum by θ and
+        deconvolving the Lorentzian response K gives the g(ω) of the paper's T_zero = (1/k_B) ∫ g(ω) ħω/2 dω
+        (the velocity spectrum itself is θ-weighted). Resolved up to the noise's Nyquist frequency
+        1/(2h) ≈ f_max, whatever the trajectory spacing."""
         from dpqtb.md.qtb import frequency_grid
 
         f = frequency_grid(self.noise.n_f, self.noise.h)
@@ -509,23 +499,19 @@ class QTB(Langevin):
         return d
 
     def load_state_dict(self, d: dict) -> None:
-        if "groups" in d:  # the groups of the run, not of the resumed (thermalised) positions
-            groups = torch.as_tensor(d["groups"], dtype=torch.long, device=self._state.device)
-            if groups.shape != self.groups.shape:
-                raise DpqtbError("checkpoint QTB adaptation groups do not match this system")
-            if not torch.equal(groups, self.groups) or list(d["group_names"]) != self.group_names:
-                self._build_bath(self._state, groups, list(d["group_names"]))  # before the generator is restored
-            self._groups_provisional = False
+        # the groups of the run, not of the resumed (thermalised) positions
+        groups = torch.as_tensor(d["groups"], dtype=torch.long, device=self._state.device)
+        if groups.shape != self.groups.shape:
+            raise DpqtbError("checkpoint QTB adaptation groups do not match this system")
+        if not torch.equal(groups, self.groups) or list(d["group_names"]) != self.group_names:
+            self._build_bath(self._state, groups, list(d["group_names"]))  # before the generator is restored
+        self._groups_provisional = False
         super().load_state_dict(d)
         self.noise.load_state_dict(d["noise"])
         self.counter = int(d["counter"])
-        if "kin_corr" in d:
-            kc = np.array(d["kin_corr"], dtype=np.float64)
-            if kc.shape != self.kin_corr.shape:
-                raise DpqtbError("checkpoint QTB state does not match this run's adaptation groups")
-            self.kin_corr = kc
-            self.s0_sum = np.array(d["s0_sum"], dtype=np.float64)
-            self.s0_n = int(d["s0_n"])
+        self.kin_corr = np.array(d["kin_corr"], dtype=np.float64)
+        self.s0_sum = np.array(d["s0_sum"], dtype=np.float64)
+        self.s0_n = int(d["s0_n"])
         self._update_applied_force(self._state)
         if self.fd is not None:
             self.fd.load_state_dict(d["fd"])

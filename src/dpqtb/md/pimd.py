@@ -197,14 +197,11 @@ class PIMD(NVE):
         dq = self.q - self.q.mean(0, keepdim=True)
         return float(1.5 * state.n_atoms * KB * self.T - 0.5 / self.P * (dq * self.f).sum())
 
-    def kinetic_energy_by_species(self, state: MDState) -> np.ndarray:
-        """Centroid-virial kinetic energy of each species (eV); sums to :meth:`kinetic_energy`."""
+    def atom_kinetic_energy(self, state: MDState) -> torch.Tensor:
+        """Centroid-virial kinetic energy of each atom (eV): (3/2) k_B T − (1/2P) Σ_j (q_j − q̄)·F_j; sums to
+        :meth:`kinetic_energy`."""
         dq = self.q - self.q.mean(0, keepdim=True)
-        per_atom = -0.5 / self.P * (dq * self.f).sum((0, 2))
-        n_sp = len(state.type_map)
-        vir = torch.zeros(n_sp, dtype=per_atom.dtype, device=per_atom.device).index_add_(0, state.species, per_atom)
-        counts = torch.bincount(state.species, minlength=n_sp).to(per_atom.dtype)
-        return (1.5 * KB * self.T * counts + vir).cpu().numpy().astype(np.float64)
+        return 1.5 * KB * self.T - 0.5 / self.P * (dq * self.f).sum((0, 2))
 
     def primitive_kinetic_energy(self, state: MDState) -> float:
         """Primitive (thermodynamic) kinetic energy estimator (eV): (3NP/2)kT − (1/P) Σ ½ m ω_P² |Δq|²."""

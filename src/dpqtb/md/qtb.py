@@ -369,7 +369,7 @@ class FDSpectra:
         self.rbuf = [r.to(self.device) for r in d["rbuf"]]
         self.vsum = [v.to(self.device) for v in d["vsum"]]
         self.k_in_period, self.i_seg, self.n_segments = int(d["k_in_period"]), int(d["i_seg"]), int(d["n_segments"])
-        self.n_done = int(d.get("n_done", self.n_segments + self.skip_segments))
+        self.n_done = int(d["n_done"])
         self.sum_mcvv, self.sum_cvr, self.sum_dfd = (np.array(d[k]) for k in ("sum_mcvv", "sum_cvr", "sum_dfd"))
         self.last = d["last"]
 
@@ -404,8 +404,8 @@ class GammaAdaptation:
         self.weight_min = weight_min
         self.smooth_mcvv = None
         shape = noise.gamma_ratio.shape
-        # where the update wanted γ_r below the floor in consecutive segments (a leak the friction cannot
-        # drain), and Re C_vR, m γ γ_r C_vv summed over those segments (see leakage_diagnosis)
+        # running records (weight PIN_MEMORY per segment) of where the update wanted γ_r below the floor (a
+        # leak the friction cannot drain) and of Re C_vR, m γ γ_r C_vv there (see leakage_diagnosis)
         self.n_updates = 0
         self.pinned_fraction = np.zeros(shape)  # running share of recent segments clipped at the floor
         self.pinned_cvr = np.zeros(shape)
@@ -443,11 +443,10 @@ class GammaAdaptation:
 
     def load_state_dict(self, d: dict) -> None:
         self.smooth_mcvv = None if d["smooth_mcvv"] is None else np.array(d["smooth_mcvv"])
-        if "pinned_fraction" in d:
-            self.n_updates = int(d["n_updates"])
-            self.pinned_fraction = np.array(d["pinned_fraction"], dtype=np.float64)
-            self.pinned_cvr = np.array(d["pinned_cvr"], dtype=np.float64)
-            self.pinned_gmcvv = np.array(d["pinned_gmcvv"], dtype=np.float64)
+        self.n_updates = int(d["n_updates"])
+        self.pinned_fraction = np.array(d["pinned_fraction"], dtype=np.float64)
+        self.pinned_cvr = np.array(d["pinned_cvr"], dtype=np.float64)
+        self.pinned_gmcvv = np.array(d["pinned_gmcvv"], dtype=np.float64)
 
 
 def leakage_diagnosis(adapt: "GammaAdaptation", freq_thz: np.ndarray, min_segments: int = 4,

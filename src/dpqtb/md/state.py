@@ -118,12 +118,13 @@ class MDState:
         n_dof = 3 * self.n_atoms if n_dof is None else n_dof
         return float(2.0 * self.kinetic_energy() / (n_dof * KB))
 
-    def pressure_gpa(self) -> float:
-        """Instantaneous pressure (kinetic + virial) in GPa."""
+    def pressure_gpa(self, kinetic_eV: float | None = None) -> float:
+        """Instantaneous pressure (2K + tr W)/3V in GPa; K the atoms' kinetic energy unless an estimator's
+        value is given (the QTB's corrected one)."""
         if self.virial is None or not all(self.pbc):
             return float("nan")
-        vol = self.volume
-        return float((2.0 * self.kinetic_energy() + torch.trace(self.virial)) / (3.0 * vol)) * EV_PER_A3_TO_GPA
+        ke = self.kinetic_energy() if kinetic_eV is None else kinetic_eV
+        return float((2.0 * ke + torch.trace(self.virial)) / (3.0 * self.volume)) * EV_PER_A3_TO_GPA
 
     def stress_gpa(self) -> torch.Tensor:
         """Pressure tensor P_ab = (Σ p_a p_b/m + W_ab)/V in GPa (positive = compressive)."""
