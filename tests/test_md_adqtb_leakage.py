@@ -26,7 +26,8 @@ import pytest
 import torch
 
 from dpqtb.md.integrators import QTB, TemperatureSchedule
-from dpqtb.md.qtb import QTBParameters, harmonic_energy_per_dof, harmonic_prediction
+from dpqtb.md.qtb import QTBParameters, harmonic_energy_per_dof
+from dpqtb.md.qtb_response import harmonic_prediction
 from dpqtb.md.state import maxwell_boltzmann_momenta
 from dpqtb.units import MVV2E
 from dpqtb.workflows.fermi import FermiModel

@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from dpqtb.md.integrators import QTB, TemperatureSchedule
-from dpqtb.md.qtb import ColoredNoise, QTBParameters, harmonic_energy_per_dof, harmonic_prediction, noise_period
+from dpqtb.md.qtb import ColoredNoise, QTBParameters, harmonic_energy_per_dof, noise_period
+from dpqtb.md.qtb_response import harmonic_prediction
 from dpqtb.units import HBAR, KB, MVV2E
 from dpqtb.workflows.oscillators import measure_oscillators, oscillator_crystal, sample_harmonic_equilibrium
 
@@ -195,7 +196,8 @@ def test_kinetic_correction_of_a_line_matches_quadrature():
     code); and deconvolving the broadened spectrum must give the line back (adQTB's γ_r does not enter)."""
     from scipy.integrate import quad
 
-    from dpqtb.md.qtb import deconvolve_richardson_lucy, frequency_grid, kinetic_correction_factor, kinetic_kernel_matrix
+    from dpqtb.md.qtb import frequency_grid
+    from dpqtb.md.qtb_response import deconvolve_richardson_lucy, kinetic_correction_factor, kinetic_kernel_matrix
 
     n_f, h, damp, T = 100, 2.5, 100.0, 50.0  # Δf = 2 THz, γ = 10 ps⁻¹
     g_gamma = 1.0 / damp

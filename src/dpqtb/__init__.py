@@ -8,13 +8,32 @@ __version__ = "0.1.0"
 
 
 class DpqtbError(Exception):
-    """An error caused by user input (bad config, missing file, ...).
+    """Base of every error dpqtb raises on purpose; the CLI prints its message on one line.
 
-    The CLI prints its message on one line and exits with status 2.
+    Raise one of the three kinds below, never this class itself:
+
+    ========================  ====  ===========================================================
+    class                     exit  meaning
+    ========================  ====  ===========================================================
+    :class:`InputError`       2     bad input: config, arguments, files, structures, models
+    :class:`CalculationError` 2     an external or numerical calculation failed (DFT, ``dp``)
+    :class:`SimulationUnstable` 3   MD went unstable; its last good checkpoint is kept
+    ========================  ====  ===========================================================
     """
 
 
-class SimulationUnstable(DpqtbError):
+class InputError(DpqtbError):
+    """An error caused by user input (bad config, missing or malformed file, bad argument).
+
+    Raised before anything is written where that can be checked first. CLI exit status 2."""
+
+
+class CalculationError(DpqtbError):
+    """A calculation the input asked for failed: a DFT code, ``dp train``, a model evaluation,
+    an iterative solver that did not converge. CLI exit status 2 (the message says what failed)."""
+
+
+class SimulationUnstable(CalculationError):
     """The MD became unstable (non-finite numbers, runaway temperature, energy drift).
 
     The run stops before anything of the bad step is written; its last good checkpoint is kept.

@@ -7,7 +7,8 @@ modules listed in ``_COMMAND_MODULES``). Errors are printed on one line, without
 exit  meaning
 ====  ==========================================================================================
 0     done
-2     bad input (:class:`dpqtb.DpqtbError`: config, arguments, files; a file system error)
+2     bad input (:class:`dpqtb.InputError`: config, arguments, files; a file system error) or a
+      failed calculation (:class:`dpqtb.CalculationError`: DFT code, ``dp train``)
 3     the simulation went unstable (:class:`dpqtb.SimulationUnstable`; last good checkpoint kept)
 130   SIGINT (Ctrl-C); ``dpqtb md`` first writes a checkpoint at the current step
 143   SIGTERM; ``dpqtb md`` first writes a checkpoint at the current step
@@ -20,7 +21,7 @@ import argparse
 import importlib
 import sys
 
-from dpqtb import EXIT_UNSTABLE, DpqtbError, RunInterrupted, SimulationUnstable, __version__
+from dpqtb import EXIT_UNSTABLE, DpqtbError, InputError, RunInterrupted, SimulationUnstable, __version__
 
 _COMMAND_MODULES = (
     "dpqtb.md.cli",
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.threads is not None:
             if args.threads < 1:
-                raise DpqtbError("--threads must be >= 1")
+                raise InputError("--threads must be >= 1")
             import torch
 
             torch.set_num_threads(args.threads)

@@ -24,7 +24,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 #: Default of a key that must be given.
 REQUIRED = object()
@@ -89,38 +89,38 @@ def validate_schema(raw: Any, schema: dict[str, dict[str, tuple]], *, what: str 
     between the wrong type and the key's message.
     """
     if not isinstance(raw, dict):
-        raise DpqtbError(f"{what} must be a TOML table")
+        raise InputError(f"{what} must be a TOML table")
     for section in raw:
         if section not in schema:
-            raise DpqtbError(f"unknown {what} section [{section}] (known: {', '.join(schema)})")
+            raise InputError(f"unknown {what} section [{section}] (known: {', '.join(schema)})")
     cfg: dict[str, dict[str, Any]] = {}
     for section, keys in schema.items():
         given = raw.get(section, {})
         if not isinstance(given, dict):
-            raise DpqtbError(f"{what} [{section}] must be a table")
+            raise InputError(f"{what} [{section}] must be a table")
         for key in given:
             if key not in keys:
                 known = f" (known: {', '.join(keys)})" if list_known_keys else ""
-                raise DpqtbError(f"unknown {what} key '{section}.{key}'{known}")
+                raise InputError(f"unknown {what} key '{section}.{key}'{known}")
         out = {}
         for key, (types, default, check, msg) in keys.items():
             name = f"{what} key '{section}.{key}'"
             if key not in given:
                 if default is REQUIRED:
-                    raise DpqtbError(f"missing required {name}")
+                    raise InputError(f"missing required {name}")
                 out[key] = copy.deepcopy(default)
                 continue
             value = given[key]
             if not check_type(value, types):
                 if non_finite(value) is not None:
-                    raise DpqtbError(f"{name} = {value!r}: must be a finite number")
-                raise DpqtbError(f"{name} has the wrong type ({type(value).__name__})"
+                    raise InputError(f"{name} = {value!r}: must be a finite number")
+                raise InputError(f"{name} has the wrong type ({type(value).__name__})"
                                  + (f"{type_sep}{msg}" if msg else ""))
             bad = non_finite(value)
             if bad is not None:  # inside a list or a table (masses, ramps): every number must be finite
-                raise DpqtbError(f"{name} = {value!r} holds a non-finite number ({bad!r})")
+                raise InputError(f"{name} = {value!r} holds a non-finite number ({bad!r})")
             if check is not None and not check(value):
-                raise DpqtbError(f"{name} = {value!r}: {msg}")
+                raise InputError(f"{name} = {value!r}: {msg}")
             out[key] = value
         cfg[section] = out
     return cfg
@@ -130,9 +130,9 @@ def load_toml(path: str | Path, *, what: str = "config") -> dict[str, Any]:
     """The raw table of a TOML file, or a one-line DpqtbError (missing file, bad TOML)."""
     path = Path(path)
     if not path.is_file():
-        raise DpqtbError(f"{what} file not found: {path}")
+        raise InputError(f"{what} file not found: {path}")
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise DpqtbError(f"{what} file {path} is not valid TOML: {exc}") from None
+        raise InputError(f"{what} file {path} is not valid TOML: {exc}") from None

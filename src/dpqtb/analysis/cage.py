@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.analysis.neighbors import min_image
 
 try:
@@ -41,7 +41,7 @@ def _la_second_shell(la: np.ndarray, cell: np.ndarray, a: float) -> np.ndarray:
     i, D = i[sel], D[sel]
     counts = np.bincount(i, minlength=len(la))
     if np.any(counts != 6):
-        raise DpqtbError("cage angle: the La framework is not fcc-like (need 6 second-neighbour La "
+        raise InputError("cage angle: the La framework is not fcc-like (need 6 second-neighbour La "
                          f"per La, found {sorted(set(counts.tolist()))})")
     order = np.argsort(i, kind="stable")
     return D[order].reshape(len(la), 6, 3)
@@ -55,10 +55,10 @@ def quadrilateral_angles(positions: np.ndarray, cell: np.ndarray, symbols, x: fl
     la = positions[symbols == metal]
     h = positions[symbols == hydrogen]
     if len(la) == 0 or len(h) == 0:
-        raise DpqtbError(f"cage angle needs both {metal} and {hydrogen} atoms")
+        raise InputError(f"cage angle needs both {metal} and {hydrogen} atoms")
     vol = abs(np.linalg.det(cell))
     if vol < 1e-9:
-        raise DpqtbError("cage angle needs a periodic cell")
+        raise InputError("cage angle needs a periodic cell")
     a = (4.0 * vol / len(la)) ** (1.0 / 3.0)
     D = _la_second_shell(la, cell, a)  # (nLa, 6, 3)
     centres = la[:, None, :] + x * D  # (nLa, 6, 3)
@@ -71,7 +71,7 @@ def quadrilateral_angles(positions: np.ndarray, cell: np.ndarray, symbols, x: fl
     i, j = i[order], j[order]
     counts = np.bincount(i, minlength=len(c))
     if np.any(counts < 4):
-        raise DpqtbError("cage angle: a quadrilateral face has fewer than 4 H near its centre "
+        raise InputError("cage angle: a quadrilateral face has fewer than 4 H near its centre "
                          "(structure too far from the LaH10 clathrate)")
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     take = (start[:, None] + np.arange(4)[None, :]).ravel()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.analysis.neighbors import cross_pairs, nearest
 
 CLASSES = ("none", "one", "several")
@@ -73,16 +73,16 @@ class SiteTracker:
         self.la = np.flatnonzero(symbols == metal)
         self.h = np.flatnonzero(symbols == hydrogen)
         if len(self.la) < 4 or len(self.h) == 0:
-            raise DpqtbError(f"exchange analysis needs >= 4 {metal} and some {hydrogen} atoms")
+            raise InputError(f"exchange analysis needs >= 4 {metal} and some {hydrogen} atoms")
         if not 0 < capture_fraction <= 0.5:
-            raise DpqtbError("capture_fraction must be in (0, 0.5]")
+            raise InputError("capture_fraction must be in (0, 0.5]")
         ref = np.asarray(ref_positions, dtype=float)
         self.la_ref = np.c_[ref[self.la], np.ones(len(self.la))]
         self.sites_ref = np.c_[ref[self.h], np.ones(len(self.h))]
         _, _, d2 = cross_pairs(ref[self.h], ref[self.h], cell, 3.0)
         d2 = d2[d2 > 1e-12]
         if len(d2) == 0:
-            raise DpqtbError("cannot determine the site spacing (no H–H pair within 3 Å)")
+            raise InputError("cannot determine the site spacing (no H–H pair within 3 Å)")
         self.r_capture = capture_fraction * float(np.sqrt(d2.min()))
         self.site = np.arange(len(self.h))
         self.start = self.site.copy()
@@ -109,7 +109,7 @@ class SiteTracker:
 
     def result(self) -> ExchangeResult:
         if not self.rows:
-            raise DpqtbError("exchange analysis: no frames")
+            raise InputError("exchange analysis: no frames")
         r = np.array(self.rows)
         return ExchangeResult(r[:, 0], r[:, 1].astype(int), r[:, 2].astype(int), r[:, 3].astype(int),
                               self.hops.copy(), list(self.events), self.h)

@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from dpqtb import DpqtbError
+from dpqtb import CalculationError, InputError
 from dpqtb.analysis.neighbors import cross_pairs, min_image
 
 #: 1 Å²/fs in cm²/s.
@@ -27,7 +27,7 @@ def species_indices(symbols, species: list[str] | None = None) -> dict[str, np.n
     for s in species:
         idx = np.flatnonzero(symbols == s)
         if len(idx) == 0:
-            raise DpqtbError(f"species {s!r} is not in the trajectory (has {sorted(set(symbols.tolist()))})")
+            raise InputError(f"species {s!r} is not in the trajectory (has {sorted(set(symbols.tolist()))})")
         out[s] = idx
     return out
 
@@ -60,7 +60,7 @@ class MSDAccumulator:
     def __init__(self, symbols, max_lag: int, origin_every: int = 1, remove_com: bool = True,
                  masses: np.ndarray | None = None, species: list[str] | None = None):
         if max_lag < 1 or origin_every < 1:
-            raise DpqtbError("MSD needs max_lag >= 1 frame and origin_every >= 1 frame")
+            raise InputError("MSD needs max_lag >= 1 frame and origin_every >= 1 frame")
         self.groups = species_indices(symbols, species)
         self.species = list(self.groups)
         self.max_lag = int(max_lag)
@@ -101,7 +101,7 @@ class MSDAccumulator:
 
     def result(self) -> MSDResult:
         if self.n < 2:
-            raise DpqtbError("MSD needs at least 2 frames")
+            raise InputError("MSD needs at least 2 frames")
         per = np.array(self.rows)
         nl = min(self.max_lag, self.n - 1) + 1
         per = per[:, :nl]
@@ -118,7 +118,7 @@ def msd_from_array(positions: np.ndarray, symbols, dt_fs: float, max_lag: int | 
     """MSD of an in-memory (T, N, 3) unwrapped trajectory (convenience wrapper)."""
     positions = np.asarray(positions, dtype=float)
     if positions.ndim != 3 or positions.shape[0] < 2:
-        raise DpqtbError("positions must have shape (frames >= 2, atoms, 3)")
+        raise InputError("positions must have shape (frames >= 2, atoms, 3)")
     acc = MSDAccumulator(symbols, max_lag or positions.shape[0] - 1, origin_every, remove_com)
     for k, p in enumerate(positions):
         acc.update(p, k * dt_fs)
@@ -161,15 +161,15 @@ def diffusion_coefficient(res: MSDResult, species: str, fit_start_fraction: floa
     than the longest lag).
     """
     if species not in res.species:
-        raise DpqtbError(f"species {species!r} not in the MSD result ({res.species})")
+        raise InputError(f"species {species!r} not in the MSD result ({res.species})")
     if not 0 <= fit_start_fraction < fit_end_fraction <= 1:
-        raise DpqtbError("fit window must satisfy 0 <= start < end <= 1 (fractions of the longest lag)")
+        raise InputError("fit window must satisfy 0 <= start < end <= 1 (fractions of the longest lag)")
     s = res.species.index(species)
     t = res.time_fs
     tmax = t[-1]
     win = (t >= fit_start_fraction * tmax) & (t <= fit_end_fraction * tmax)
     if win.sum() < 2:
-        raise DpqtbError("the diffusion fit window contains fewer than 2 lag times; use a longer trajectory")
+        raise InputError("the diffusion fit window contains fewer than 2 lag times; use a longer trajectory")
     slope, icpt = _fit_slope(t[win], res.msd_A2[win, s])
     per = res.per_origin_A2[:, :, s]
     # only origins that reach the end of the window take part in the blocks
@@ -226,16 +226,16 @@ class ReorderedMSD:
     def __init__(self, ref_positions: np.ndarray, cutoff_A: float = 1.0):
         self.ref = np.ascontiguousarray(ref_positions, dtype=float)
         if self.ref.ndim != 2 or self.ref.shape[1] != 3 or len(self.ref) == 0:
-            raise DpqtbError("MSD′ reference positions must be a non-empty (N, 3) array")
+            raise InputError("MSD′ reference positions must be a non-empty (N, 3) array")
         if cutoff_A <= 0:
-            raise DpqtbError("MSD′ cutoff must be positive (Å)")
+            raise InputError("MSD′ cutoff must be positive (Å)")
         self.cutoff = float(cutoff_A)
         self.max_rounds = 50
 
     def __call__(self, positions: np.ndarray, cell: np.ndarray) -> MatchResult:
         cur = np.ascontiguousarray(positions, dtype=float)
         if cur.shape != self.ref.shape:
-            raise DpqtbError(f"MSD′: frame has {len(cur)} atoms of this species, reference has {len(self.ref)}")
+            raise InputError(f"MSD′: frame has {len(cur)} atoms of this species, reference has {len(self.ref)}")
         n = len(cur)
         c = self.cutoff
         limit = 2.0 * np.linalg.norm(np.asarray(cell).sum(axis=0)) + 2.0
@@ -245,7 +245,7 @@ class ReorderedMSD:
             if sol is not None:
                 break
             if c > limit:
-                raise DpqtbError("MSD′: no perfect matching found (inconsistent atom sets)")
+                raise InputError("MSD′: no perfect matching found (inconsistent atom sets)")
             c *= 1.5
         for rounds in range(self.max_rounds):
             assign, total = sol
@@ -269,7 +269,7 @@ class ReorderedMSD:
             j = np.concatenate([j, bj[viol][new]])
             d2 = np.concatenate([d2, bd[viol][new]])
             sol = _solve(i, j, d2, n)
-        raise DpqtbError("MSD′: column generation did not converge")  # pragma: no cover
+        raise CalculationError("MSD′: column generation did not converge")  # pragma: no cover
 
 
 def _solve(i, j, d2, n):
@@ -305,5 +305,5 @@ def _duals(i: np.ndarray, j: np.ndarray, w: np.ndarray, assign: np.ndarray, n: i
             break
         dcol, drow = new_col, new_row
     else:  # pragma: no cover - cannot happen for an optimal matching (no negative cycle)
-        raise DpqtbError("MSD′: negative cycle in the residual graph (matching not optimal)")
+        raise InputError("MSD′: negative cycle in the residual graph (matching not optimal)")
     return -drow, dcol

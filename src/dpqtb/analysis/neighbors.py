@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 
 def cell_heights(cell: np.ndarray) -> np.ndarray:
@@ -12,7 +12,7 @@ def cell_heights(cell: np.ndarray) -> np.ndarray:
     cell = np.asarray(cell, dtype=float)
     vol = abs(np.linalg.det(cell))
     if not np.isfinite(vol) or vol < 1e-12:
-        raise DpqtbError("the simulation cell is singular (zero volume)")
+        raise InputError("the simulation cell is singular (zero volume)")
     return np.array([vol / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)])
 
 
@@ -97,7 +97,7 @@ def nearest(a: np.ndarray, b: np.ndarray, cell: np.ndarray, cutoff: float) -> tu
         todo = todo[best[todo] < 0]
         if r > rmax:
             if len(todo):
-                raise DpqtbError("nearest-neighbour search failed (empty target set?)")
+                raise InputError("nearest-neighbour search failed (empty target set?)")
             break
         r *= 2.0
     return best, bd2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import DpqtbError, InputError
 from dpqtb.analysis.cage import AngleAccumulator, quadrilateral_angles, angle_stats
 from dpqtb.analysis.exchange import SiteTracker, pick_examples, plot_examples
 from dpqtb.analysis.msd import MSDAccumulator, ReorderedMSD, diffusion_coefficient
@@ -42,7 +42,7 @@ def _frame_dt(traj: Trajectory) -> float:
     try:
         f1 = next(it)
     except StopIteration:
-        raise DpqtbError(f"{traj.path}: need at least 2 frames for time-dependent analysis") from None
+        raise InputError(f"{traj.path}: need at least 2 frames for time-dependent analysis") from None
     return f1.time_fs - f0.time_fs
 
 
@@ -55,16 +55,16 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
             frame_dt_fs: float | None = None) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.exists():
-        raise DpqtbError(f"run directory {run_dir} does not exist")
+        raise InputError(f"run directory {run_dir} does not exist")
     out = Path(out_dir) if out_dir else (run_dir / "analysis" if run_dir.is_dir() else run_dir.parent / "analysis")
     if out.exists() and not out.is_dir():
-        raise DpqtbError(f"output directory {out} is a file")
+        raise InputError(f"output directory {out} is a file")
     for name, v in (("max_lag_fs", max_lag_fs), ("origin_every_fs", origin_every_fs), ("rdf_r_max_A", rdf_r_max_A),
                     ("rdf_bin_A", rdf_bin_A), ("vdos_max_lag_fs", vdos_max_lag_fs)):
         if v is not None and not (np.isfinite(v) and v > 0):
-            raise DpqtbError(f"{name} must be a finite number > 0, got {v!r}")
+            raise InputError(f"{name} must be a finite number > 0, got {v!r}")
     if frame_dt_fs is not None and not frame_dt_fs > 0:
-        raise DpqtbError("--frame-dt-fs must be positive")
+        raise InputError("--frame-dt-fs must be positive")
     traj = Trajectory(run_dir, start=start, stop=stop, stride=stride,
                       timestep_fs=frame_dt_fs)
     first = traj.first()
@@ -72,7 +72,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     species = traj.species()
     dt = _frame_dt(traj)
     if not np.all(np.abs(np.linalg.det(first.cell)) > 0):
-        raise DpqtbError("trajectory has no periodic cell (Lattice missing)")
+        raise InputError("trajectory has no periodic cell (Lattice missing)")
     n_frames_hint = None
     max_lag = max(1, int(round(max_lag_fs / dt))) if max_lag_fs else None
     is_lah = metal in species and hydrogen in species
@@ -95,9 +95,9 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
         try:
             ref_atoms = read(str(reference))
         except Exception as exc:
-            raise DpqtbError(f"cannot read reference structure {reference}: {exc}") from exc
+            raise InputError(f"cannot read reference structure {reference}: {exc}") from exc
         if ref_atoms.get_chemical_symbols() != symbols.tolist():
-            raise DpqtbError(f"reference structure {reference} does not have the trajectory's species order")
+            raise InputError(f"reference structure {reference} does not have the trajectory's species order")
         site_ref = ref_atoms.positions
     tracker = SiteTracker(site_ref, symbols, first.cell, metal, hydrogen) if is_lah else None
     pos_sum = np.zeros_like(first.positions)
@@ -106,11 +106,11 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     # the MSD/VDOS lag defaults need the trajectory length: count frames (cheap header scan)
     n_total = sum(1 for _ in _count_frames(traj))
     if n_total < 2:
-        raise DpqtbError("trajectory has fewer than 2 frames")
+        raise InputError("trajectory has fewer than 2 frames")
     try:  # the input is readable: now the output directory
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DpqtbError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot create output directory {out}: {exc.strerror or exc}") from None
     n_frames_hint = n_total
     if max_lag is None:
         max_lag = max(1, n_total // 2)
@@ -186,7 +186,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
                           "write frames more often (output.trajectory_every) or use the engine's qtb_dos.csv "
                           "(QTB runs)")
             if vdos_max_lag_fs:
-                raise DpqtbError(f"VDOS: {vdos_error}")
+                raise InputError(f"VDOS: {vdos_error}")
             import sys
 
             print(f"dpqtb: warning: VDOS skipped: {vdos_error}", file=sys.stderr)
@@ -247,7 +247,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
         th = read_thermo(run_dir)
         if e_ref_eV == "first":  # the starting structure's potential energy (static lattice for ideal crystals)
             if th["step"][0] != 0:
-                raise DpqtbError(f"--e-ref-eV first: {run_dir}/thermo.csv does not start at step 0")
+                raise InputError(f"--e-ref-eV first: {run_dir}/thermo.csv does not start at step 0")
             e_ref_eV = float(th["potential_eV"][0])
         e = energy_vs_temperature(th, len(symbols), e_ref_eV)
         summary["energy"] = {k: float(v[0]) for k, v in e.items()}

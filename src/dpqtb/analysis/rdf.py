@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.analysis.msd import species_indices
 
 
@@ -32,7 +32,7 @@ class RDFAccumulator:
 
     def __init__(self, symbols, r_max_A: float = 6.0, bin_A: float = 0.02, pairs=None):
         if r_max_A <= 0 or bin_A <= 0 or bin_A >= r_max_A:
-            raise DpqtbError("RDF needs 0 < bin width < r_max (Å)")
+            raise InputError("RDF needs 0 < bin width < r_max (Å)")
         self.symbols = np.asarray(symbols)
         self.groups = species_indices(self.symbols)
         sp = list(self.groups)
@@ -40,7 +40,7 @@ class RDFAccumulator:
             pairs = [(a, b) for k, a in enumerate(sp) for b in sp[k:]]
         for a, b in pairs:
             if a not in self.groups or b not in self.groups:
-                raise DpqtbError(f"RDF pair {a}-{b}: species not present ({sp})")
+                raise InputError(f"RDF pair {a}-{b}: species not present ({sp})")
         self.pairs = list(pairs)
         self.code = np.zeros(len(self.symbols), dtype=np.int64)
         for k, s in enumerate(sp):
@@ -59,7 +59,7 @@ class RDFAccumulator:
 
         vol = abs(np.linalg.det(cell))
         if vol < 1e-9:
-            raise DpqtbError("RDF needs a periodic cell with non-zero volume")
+            raise InputError("RDF needs a periodic cell with non-zero volume")
         nl = vesin.NeighborList(cutoff=self.r_max, full_list=True)
         i, j, d = nl.compute(np.ascontiguousarray(positions, dtype=np.float64),
                              np.asarray(cell, dtype=np.float64), True, quantities="ijd")
@@ -80,7 +80,7 @@ class RDFAccumulator:
 
     def result(self, label: str = "") -> RDFResult:
         if self.n == 0:
-            raise DpqtbError("RDF: no frames were accumulated")
+            raise InputError("RDF: no frames were accumulated")
         r = 0.5 * (self.edges[1:] + self.edges[:-1])
         g = {k: v / self.n for k, v in self.sum.items()}
         cn = {k: np.cumsum(v / self.n) for k, v in self.counts.items()}

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import DpqtbError, InputError
 
 TRAJECTORY = "trajectory.extxyz"
 THERMO = "thermo.csv"
@@ -53,7 +53,7 @@ def _extxyz_blocks(path: Path) -> Iterator[tuple[int, str, list[str]]]:
     try:
         yield from _extxyz_blocks_text(path)
     except UnicodeDecodeError as exc:
-        raise DpqtbError(f"{path}: not a text (extxyz) trajectory: undecodable byte at offset {exc.start}") from None
+        raise InputError(f"{path}: not a text (extxyz) trajectory: undecodable byte at offset {exc.start}") from None
 
 
 def _extxyz_blocks_text(path: Path) -> Iterator[tuple[int, str, list[str]]]:
@@ -70,11 +70,11 @@ def _extxyz_blocks_text(path: Path) -> Iterator[tuple[int, str, list[str]]]:
                 if n < 0:
                     raise ValueError(n)
             except ValueError as exc:
-                raise DpqtbError(f"{path}: frame {index}: bad atom-count line {head.strip()[:40]!r}") from exc
+                raise InputError(f"{path}: frame {index}: bad atom-count line {head.strip()[:40]!r}") from exc
             comment = fh.readline()
             lines = [fh.readline() for _ in range(n)]
             if n == 0 or not lines[-1]:
-                raise DpqtbError(f"{path}: frame {index} is truncated (expected {n} atom lines)")
+                raise InputError(f"{path}: frame {index} is truncated (expected {n} atom lines)")
             yield index, comment, lines
             index += 1
 
@@ -97,19 +97,19 @@ def _iter_extxyz_fast(path: Path) -> Iterator[Frame]:
         info = _parse_comment(comment)
         cols, c = _columns(info)
         if "species" not in cols or "pos" not in cols:
-            raise DpqtbError(f"{path}: frame {index} lacks species or pos columns")
+            raise InputError(f"{path}: frame {index} lacks species or pos columns")
         if cols["species"][0] != 0 or any(k[2] not in "RI" for name, k in cols.items() if name != "species"):
             if index == 0:
                 raise _NotFast
-            raise DpqtbError(f"{path}: frame {index} changes the column layout")
+            raise InputError(f"{path}: frame {index} changes the column layout")
         parts = [ln.split(None, 1) for ln in lines]
         species = np.array([p[0] for p in parts])
         try:
             num = np.array(" ".join(p[1] for p in parts if len(p) > 1).split(), dtype=float)
         except ValueError as exc:
-            raise DpqtbError(f"{path}: frame {index}: non-numeric atom data ({exc})") from exc
+            raise InputError(f"{path}: frame {index}: non-numeric atom data ({exc})") from exc
         if num.size != n * (c - 1):
-            raise DpqtbError(f"{path}: frame {index} has {num.size} values, expected {n}×{c - 1}")
+            raise InputError(f"{path}: frame {index} has {num.size} values, expected {n}×{c - 1}")
         num = num.reshape(n, c - 1)
         p0 = cols["pos"][0] - 1
         vel = None
@@ -145,7 +145,7 @@ def _iter_ase(path: Path, fmt: str | None) -> Iterator[Frame]:
     except DpqtbError:
         raise
     except Exception as exc:  # ASE raises many different types on malformed files
-        raise DpqtbError(f"cannot read trajectory {path}: {exc}") from exc
+        raise InputError(f"cannot read trajectory {path}: {exc}") from exc
 
 
 class Trajectory:
@@ -162,11 +162,11 @@ class Trajectory:
         if path.is_dir():
             path = path / TRAJECTORY
         if not path.exists():
-            raise DpqtbError(f"trajectory file {path} does not exist")
+            raise InputError(f"trajectory file {path} does not exist")
         if path.stat().st_size == 0:
-            raise DpqtbError(f"trajectory {path} is empty")
+            raise InputError(f"trajectory {path} is empty")
         if stride < 1 or start < 0 or (stop is not None and stop <= start):
-            raise DpqtbError(f"bad frame selection start={start} stop={stop} stride={stride}")
+            raise InputError(f"bad frame selection start={start} stop={stop} stride={stride}")
         self.path = path
         self.fmt = fmt
         self.timestep_fs = timestep_fs
@@ -202,28 +202,28 @@ class Trajectory:
             if ref is None:
                 ref = fr.symbols
                 if len(ref) == 0:
-                    raise DpqtbError(f"{self.path}: the first frame has no atoms")
+                    raise InputError(f"{self.path}: the first frame has no atoms")
             elif len(fr.symbols) != len(ref) or np.any(fr.symbols != ref):
-                raise DpqtbError(f"{self.path}: frame {fr.index} has different species/atom order "
+                raise InputError(f"{self.path}: frame {fr.index} has different species/atom order "
                                  f"than frame {self.start} (mismatched species)")
             if not np.all(np.isfinite(fr.positions)):
-                raise DpqtbError(f"{self.path}: frame {fr.index} has non-finite positions")
+                raise InputError(f"{self.path}: frame {fr.index} has non-finite positions")
             if prev_t is not None:
                 if not np.isfinite(fr.time_fs):
-                    raise DpqtbError(f"{self.path}: frames have no time_fs; pass timestep_fs")
+                    raise InputError(f"{self.path}: frames have no time_fs; pass timestep_fs")
                 step = fr.time_fs - prev_t
                 if step <= 0:
-                    raise DpqtbError(f"{self.path}: time goes backwards at frame {fr.index}")
+                    raise InputError(f"{self.path}: time goes backwards at frame {fr.index}")
                 if dt is None:
                     dt = step
                 elif abs(step - dt) > 1e-6 * max(dt, 1.0):
-                    raise DpqtbError(f"{self.path}: frame spacing changes at frame {fr.index} "
+                    raise InputError(f"{self.path}: frame spacing changes at frame {fr.index} "
                                      f"({step:g} fs instead of {dt:g} fs): missing frames?")
             prev_t = fr.time_fs
             count += 1
             yield fr
         if count == 0:
-            raise DpqtbError(f"trajectory {self.path} contains no frames in the selection")
+            raise InputError(f"trajectory {self.path} contains no frames in the selection")
 
     def iter_atoms(self, indices) -> Iterator[tuple[float, np.ndarray]]:
         """(time_fs, positions of ``indices``) per selected frame, parsing only those atom lines
@@ -267,21 +267,21 @@ def read_thermo(run_dir: str | Path) -> dict[str, np.ndarray]:
     """Columns of ``thermo.csv`` as float arrays (keys are the column names, units included)."""
     path = Path(run_dir) / THERMO
     if not path.exists():
-        raise DpqtbError(f"{path} does not exist")
+        raise InputError(f"{path} does not exist")
     try:
         with open(path) as fh:
             rows = list(csv.reader(fh))
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise DpqtbError(f"{path} is not a CSV text file ({type(exc).__name__})") from None
+        raise InputError(f"{path} is not a CSV text file ({type(exc).__name__})") from None
     if len(rows) < 2:
-        raise DpqtbError(f"{path} has no data rows")
+        raise InputError(f"{path} has no data rows")
     head = rows[0]
     try:
         data = np.array([[float(x) for x in r] for r in rows[1:] if r], dtype=float)
     except ValueError as exc:
-        raise DpqtbError(f"{path}: non-numeric value ({exc})") from exc
+        raise InputError(f"{path}: non-numeric value ({exc})") from exc
     if data.ndim != 2 or data.shape[1] != len(head):
-        raise DpqtbError(f"{path}: rows do not match the header")
+        raise InputError(f"{path}: rows do not match the header")
     return {h: data[:, k] for k, h in enumerate(head)}
 
 
@@ -292,7 +292,7 @@ def read_run_json(run_dir: str | Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DpqtbError(f"{path} is not valid JSON: {exc}") from exc
+        raise InputError(f"{path} is not valid JSON: {exc}") from exc
 
 
 def write_extxyz_frames(path: str | Path, frames, symbols, cell, dt_fs: float, velocities=None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.analysis.msd import species_indices
 from dpqtb.units import HPLANCK, KB, THZ
 
@@ -62,7 +62,7 @@ def zero_point_temperature(freq_THz: np.ndarray, g_per_THz: np.ndarray) -> float
     nu_per_fs = np.asarray(freq_THz) * THZ
     area = np.trapezoid(g_per_THz, freq_THz)
     if not area > 0:
-        raise DpqtbError("VDOS has zero or negative area")
+        raise InputError("VDOS has zero or negative area")
     return float(np.trapezoid(g_per_THz * 0.5 * HPLANCK * nu_per_fs, freq_THz) / area / KB)
 
 
@@ -76,16 +76,16 @@ class VDOSAccumulator:
     def __init__(self, symbols, dt_fs: float, max_lag: int = 500, segment_frames: int | None = None,
                  masses: np.ndarray | None = None):
         if dt_fs <= 0:
-            raise DpqtbError("VDOS needs a positive frame spacing (fs)")
+            raise InputError("VDOS needs a positive frame spacing (fs)")
         if max_lag < 4:
-            raise DpqtbError("VDOS max_lag must be at least 4 frames")
+            raise InputError("VDOS max_lag must be at least 4 frames")
         self.groups = species_indices(symbols)
         self.dt = float(dt_fs)
         self.max_lag = int(max_lag)
         self.L = int(segment_frames or 2 * max_lag)
         self.chunk_atoms = 1024  # FFT this many atoms at a time (memory ~ 2·nfft·chunk·3 complex)
         if self.L <= self.max_lag:
-            raise DpqtbError("VDOS segment must be longer than max_lag")
+            raise InputError("VDOS segment must be longer than max_lag")
         if masses is None:
             from ase.data import atomic_masses, atomic_numbers
 
@@ -101,10 +101,10 @@ class VDOSAccumulator:
         if self.use_positions is None:
             self.use_positions = use_pos
         elif self.use_positions != use_pos:
-            raise DpqtbError("some frames have velocities and others not")
+            raise InputError("some frames have velocities and others not")
         data = positions if use_pos else velocities
         if data is None:
-            raise DpqtbError("VDOS needs velocities or positions")
+            raise InputError("VDOS needs velocities or positions")
         self.buf.append(np.asarray(data, dtype=np.float32))
         if len(self.buf) == self.L:
             self._flush()
@@ -136,7 +136,7 @@ class VDOSAccumulator:
         if len(self.buf) > self.max_lag + 1:  # the last, shorter segment
             self._flush()
         if self.nseg == 0:
-            raise DpqtbError(f"VDOS needs more than max_lag+1 = {self.max_lag + 1} frames")
+            raise InputError(f"VDOS needs more than max_lag+1 = {self.max_lag + 1} frames")
         M = self.max_lag
         k = np.arange(M + 1)
         w = 0.5 * (1.0 + np.cos(np.pi * k / M))
@@ -152,7 +152,7 @@ class VDOSAccumulator:
             spec = cosm @ (coef * c)
             area = np.trapezoid(spec, freq_THz)
             if not area > 0:
-                raise DpqtbError(f"VDOS of {key}: zero velocity autocorrelation (frozen atoms?)")
+                raise InputError(f"VDOS of {key}: zero velocity autocorrelation (frozen atoms?)")
             g[key] = spec / area
         return VDOSResult(freq_THz, g, vacf, k * self.dt, self.nseg)
 
@@ -169,9 +169,9 @@ def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV:
     """
     for col in ("target_temperature_K", "temperature_K", "total_eV"):
         if col not in thermo:
-            raise DpqtbError(f"thermo log lacks column {col}")
+            raise InputError(f"thermo log lacks column {col}")
     if n_atoms < 1:
-        raise DpqtbError("energy_vs_temperature needs n_atoms >= 1")
+        raise InputError("energy_vs_temperature needs n_atoms >= 1")
     e = (thermo["total_eV"] - e_ref_eV) / (3 * n_atoms * KB)
     tt, tk = thermo["target_temperature_K"], thermo["temperature_K"]
     if n_bins:
@@ -188,7 +188,7 @@ def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV:
         k0 = int(discard_fraction * len(e))
         seg = e[k0:]
         if len(seg) < 2:
-            raise DpqtbError("thermo log too short for an energy average")
+            raise InputError("thermo log too short for an energy average")
         blocks = [b.mean() for b in np.array_split(seg, min(5, len(seg)))]
         arr = np.array([[tt[k0:].mean(), tk[k0:].mean(), seg.mean(),
                          np.std(blocks, ddof=1) / np.sqrt(len(blocks))]])
@@ -208,11 +208,11 @@ def energy_curve(run_dirs, e_ref_eV: float = 0.0, n_atoms: int | None = None,
     for d in run_dirs:
         n = n_atoms or read_run_json(d).get("n_atoms")
         if not n:
-            raise DpqtbError(f"{d}: number of atoms unknown (no run.json n_atoms); pass n_atoms")
+            raise InputError(f"{d}: number of atoms unknown (no run.json n_atoms); pass n_atoms")
         e = energy_vs_temperature(read_thermo(d), int(n), e_ref_eV, discard_fraction=discard_fraction)
         rows.append([e[k][0] for k in ("target_temperature_K", "temperature_K", "E_per_3NkB_K", "E_err_K")])
     if not rows:
-        raise DpqtbError("energy_curve needs at least one run directory")
+        raise InputError("energy_curve needs at least one run directory")
     arr = np.array(sorted(rows))
     return {"target_temperature_K": arr[:, 0], "temperature_K": arr[:, 1],
             "E_per_3NkB_K": arr[:, 2], "E_err_K": arr[:, 3]}

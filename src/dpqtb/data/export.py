@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.dft.store import TYPE_MAP, JobStore, frame_to_atoms
 
 
@@ -22,7 +22,7 @@ def load_frames(stores: list[str | os.PathLike]) -> list[dict]:
     frames = []
     for s in stores:
         if not Path(s).is_dir():
-            raise DpqtbError(f"no job store at {s}")
+            raise InputError(f"no job store at {s}")
         frames.extend(JobStore(s).frames())
     return frames
 
@@ -35,9 +35,9 @@ def to_multisystems(frames: list[dict], ids_by_system: dict | None = None):
     try:
         import dpdata
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise DpqtbError("dpdata is not installed: pip install 'dpqtb[dft]'") from exc
+        raise InputError("dpdata is not installed: pip install 'dpqtb[dft]'") from exc
     if not frames:
-        raise DpqtbError("no labelled frames to export")
+        raise InputError("no labelled frames to export")
     ms = dpdata.MultiSystems(type_map=list(TYPE_MAP))
     for fr in frames:
         atoms = frame_to_atoms(fr)
@@ -48,7 +48,7 @@ def to_multisystems(frames: list[dict], ids_by_system: dict | None = None):
     if ids_by_system is not None:  # the export writes one directory per system, frames in order
         counts = {ss.short_name: ss.get_nframes() for ss in ms.systems.values()}
         if counts != {k: len(v) for k, v in ids_by_system.items()}:
-            raise DpqtbError("internal: dpdata grouped the frames differently than expected")
+            raise InputError("internal: dpdata grouped the frames differently than expected")
     return ms
 
 
@@ -73,7 +73,7 @@ def export_extxyz(frames: list[dict], path: str | os.PathLike) -> int:
     from ase.io import write
 
     if not frames:
-        raise DpqtbError("no labelled frames to export")
+        raise InputError("no labelled frames to export")
     images = [frame_to_atoms(fr) for fr in frames]
     for img, fr in zip(images, frames):
         prov = fr.get("provenance", {})

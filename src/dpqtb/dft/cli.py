@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from dpqtb import DpqtbError
+from dpqtb import DpqtbError, InputError
 from dpqtb.dft.mpi import gpaw_env, mpi_prefix
 from dpqtb.dft.lock import lock_holder
 
@@ -37,16 +37,16 @@ def read_structures(path: str):
 
     p = Path(path)
     if not p.is_file():
-        raise DpqtbError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file")
     if p.stat().st_size == 0 or not p.read_bytes().strip():
-        raise DpqtbError(f"{path}: empty file")
+        raise InputError(f"{path}: empty file")
     try:
         images = read(str(p), index=":")
     except Exception as exc:  # noqa: BLE001 - ASE raises many kinds
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DpqtbError(f"{path}: cannot read structures ({msg})") from None
+        raise InputError(f"{path}: cannot read structures ({msg})") from None
     if not images:
-        raise DpqtbError(f"{path}: no structures in file")
+        raise InputError(f"{path}: no structures in file")
     for n, atoms in enumerate(images):
         validate_atoms(atoms, where=f"{path} structure {n}")
     return images
@@ -72,7 +72,7 @@ def cmd_label(args) -> int:
     from dpqtb.dft.store import JobStore
 
     if args.max_atoms is not None and args.max_atoms < 1:
-        raise DpqtbError(f"--max-atoms must be >= 1, got {args.max_atoms}")
+        raise InputError(f"--max-atoms must be >= 1, got {args.max_atoms}")
     if args.stop:
         return _stop_runner(args)
     store = JobStore(args.store)
@@ -93,10 +93,10 @@ def cmd_label(args) -> int:
             calc, relax_meta = _relax_calculator(args.relax_model)
         lo, hi = args.p_range_GPa
         if not 0 < lo < hi:
-            raise DpqtbError(f"bad pressure range {lo}–{hi} GPa")
+            raise InputError(f"bad pressure range {lo}–{hi} GPa")
         tlo, thi = args.t_range_K
         if not 0 <= tlo <= thi:
-            raise DpqtbError(f"bad temperature range {tlo}–{thi} K")
+            raise InputError(f"bad temperature range {tlo}–{thi} K")
         kinds = {"round0": ROUND0_KINDS, "pair-exchange": ("pair-exchange",)}[args.plan]
         specs = round0_plan(n_small=args.n_small, n_large=args.n_large, p_range=(lo, hi),
                             t_range=(tlo, thi), seed=args.plan_seed, kinds=kinds)
@@ -124,12 +124,12 @@ def cmd_label(args) -> int:
     if args.status or args.no_run or args.retire_kind:  # retiring edits the plan, never labels
         return 0
     if total == 0:
-        raise DpqtbError(f"{args.store}: nothing to label (give input files or --plan round0)")
+        raise InputError(f"{args.store}: nothing to label (give input files or --plan round0)")
     if done == total:
         return 0
     running = lock_holder(store.root)
     if running:
-        raise DpqtbError(f"{args.store} is already being labelled by process {running} "
+        raise InputError(f"{args.store} is already being labelled by process {running} "
                          f"(see {Path(args.store) / 'runner.log'})")
     _check_can_run(args.np)
     cmd = runner_command(args.store, args.np, args.nice, args.max_jobs, args.smallest_first,
@@ -149,15 +149,15 @@ def cmd_label(args) -> int:
 def _stop_runner(args) -> int:
     """``--stop``: ask the store's labelling process to end after the frame in flight (SIGUSR1)."""
     if args.inputs or args.plan or args.retire_kind or args.status:
-        raise DpqtbError("--stop takes no input files, --plan, --retire-kind or --status")
+        raise InputError("--stop takes no input files, --plan, --retire-kind or --status")
     if not (Path(args.store) / "jobs").is_dir():
-        raise DpqtbError(f"no job store at {args.store}")
+        raise InputError(f"no job store at {args.store}")
     pid = lock_holder(args.store)
     if pid is None:
         print(f"{args.store}: no labelling process running")
         return 0
     if pid < 0:
-        raise DpqtbError(f"{args.store}: its labelling process is starting; try again in a second")
+        raise InputError(f"{args.store}: its labelling process is starting; try again in a second")
     try:
         os.kill(pid, signal.SIGUSR1)
     except ProcessLookupError:
@@ -171,13 +171,13 @@ def _stop_runner(args) -> int:
 def _retire_kind(store, kind: str, reason: str | None) -> int:
     """Retire every pending job of ``store`` whose ``meta['kind']`` is ``kind``."""
     if not reason or not reason.strip():
-        raise DpqtbError("--retire-kind needs --reason TEXT (recorded with every retired job)")
+        raise InputError("--retire-kind needs --reason TEXT (recorded with every retired job)")
     jobs = store.pending()
     kinds = {j: store.job_record(j).get("meta", {}).get("kind") for j in jobs}
     known = sorted({k for k in kinds.values() if k})
     sel = [j for j in jobs if kinds[j] == kind]
     if not sel:
-        raise DpqtbError(f"{store.root}: no pending job of kind {kind!r} "
+        raise InputError(f"{store.root}: no pending job of kind {kind!r} "
                          f"(pending kinds: {', '.join(known) or 'none'})")
     for j in sel:
         store.retire(j, reason)
@@ -192,11 +192,11 @@ def _relax_calculator(spec: str):
 
     path = resolve(spec)
     if not path.is_file():
-        raise DpqtbError(f"--relax-model {spec}: no such model file")
+        raise InputError(f"--relax-model {spec}: no such model file")
     try:
         from deepmd.calculator import DP
     except ImportError as exc:  # pragma: no cover - deepmd-kit is a dependency
-        raise DpqtbError(f"--relax-model needs DeePMD-kit ({exc})") from None
+        raise InputError(f"--relax-model needs DeePMD-kit ({exc})") from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return DP(str(path)), {"relax_model": str(spec), "relax_model_sha256": digest}
 
@@ -206,11 +206,11 @@ def _check_can_run(np_: int) -> None:
     import shutil
 
     if np_ < 1:
-        raise DpqtbError(f"--np must be at least 1, got {np_}")
+        raise InputError(f"--np must be at least 1, got {np_}")
     if importlib.util.find_spec("gpaw") is None:
-        raise DpqtbError("GPAW is not installed: run scripts/install_gpaw.sh")
+        raise InputError("GPAW is not installed: run scripts/install_gpaw.sh")
     if np_ > 1 and shutil.which("mpiexec") is None:
-        raise DpqtbError("mpiexec not found: run scripts/install_gpaw.sh or use --np 1")
+        raise InputError("mpiexec not found: run scripts/install_gpaw.sh or use --np 1")
 
 
 def _eta(store) -> str:
@@ -259,7 +259,7 @@ def _run_with_progress(cmd, store, n_todo: int) -> int:
     print(f"{store.root}: {done}/{total} labelled, {failed} failed (log: {log})")
     if rc != 0:
         tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
-        raise DpqtbError(f"labelling stopped with status {rc}: {' '.join(tail)}")
+        raise InputError(f"labelling stopped with status {rc}: {' '.join(tail)}")
     return 0
 
 
@@ -273,11 +273,11 @@ def cmd_dataset(args) -> int:
             continue
         p = Path(path)
         if is_dir and p.exists() and not p.is_dir():
-            raise DpqtbError(f"{opt} {path} is a file, not a directory")
+            raise InputError(f"{opt} {path} is a file, not a directory")
         if not is_dir and p.is_dir():
-            raise DpqtbError(f"{opt} {path} is a directory, not a file")
+            raise InputError(f"{opt} {path} is a directory, not a file")
         if not p.parent.is_dir():
-            raise DpqtbError(f"{opt} {path}: directory {p.parent} does not exist")
+            raise InputError(f"{opt} {path}: directory {p.parent} does not exist")
     frames = load_frames(args.store)
     if args.action == "summary":
         text = summary_table(frames)
@@ -294,7 +294,7 @@ def cmd_dataset(args) -> int:
             print(text, end="")
         return 0
     if not (args.deepmd_npy or args.extxyz):
-        raise DpqtbError("dataset export needs --deepmd-npy DIR and/or --extxyz FILE")
+        raise InputError("dataset export needs --deepmd-npy DIR and/or --extxyz FILE")
     if args.deepmd_npy:
         n = export_deepmd_npy(frames, args.deepmd_npy)
         print(f"{n} frames written to {args.deepmd_npy} (deepmd/npy, type map [La, H])")
@@ -311,7 +311,7 @@ def cmd_structure(args) -> int:
     from dpqtb.structures.lah10 import X32F_DEFAULT, fm3m, lowered, supercell
 
     if (args.pressure_GPa is None) == (args.a_A is None):
-        raise DpqtbError("give exactly one of --pressure-GPa and --a-A")
+        raise InputError("give exactly one of --pressure-GPa and --a-A")
     if args.a_A is not None:
         a, x = args.a_A, X32F_DEFAULT
     else:
@@ -325,7 +325,7 @@ def cmd_structure(args) -> int:
     try:
         write(args.out, atoms)
     except Exception as exc:  # noqa: BLE001 - ASE raises many kinds for unknown formats
-        raise DpqtbError(f"cannot write {args.out}: {exc}") from None
+        raise InputError(f"cannot write {args.out}: {exc}") from None
     print(f"{args.phase} LaH10, a = {a:.4f} Å, x(32f) = {x:.5f}, {len(atoms)} atoms -> {args.out}")
     return 0
 

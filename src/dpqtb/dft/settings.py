@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,11 @@ class DFTSettings:
 
     def __post_init__(self) -> None:
         if not self.ecut_eV > 50:
-            raise DpqtbError(f"plane-wave cutoff {self.ecut_eV} eV is too small")
+            raise InputError(f"plane-wave cutoff {self.ecut_eV} eV is too small")
         if not self.kspacing_invA > 0:
-            raise DpqtbError(f"k-point spacing {self.kspacing_invA} Å⁻¹ must be positive")
+            raise InputError(f"k-point spacing {self.kspacing_invA} Å⁻¹ must be positive")
         if not self.smearing_eV >= 0:
-            raise DpqtbError(f"smearing {self.smearing_eV} eV must be non-negative")
+            raise InputError(f"smearing {self.smearing_eV} eV must be non-negative")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -51,7 +51,7 @@ class DFTSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise DpqtbError(f"unknown DFT setting(s): {', '.join(sorted(unknown))}")
+            raise InputError(f"unknown DFT setting(s): {', '.join(sorted(unknown))}")
         return cls(**d)
 
     def replace(self, **kw) -> "DFTSettings":
@@ -71,7 +71,7 @@ def kpoint_mesh(atoms: Atoms, kspacing_invA: float) -> tuple[int, int, int]:
     Non-periodic directions get one k-point.
     """
     if not kspacing_invA > 0:
-        raise DpqtbError(f"k-point spacing {kspacing_invA} Å⁻¹ must be positive")
+        raise InputError(f"k-point spacing {kspacing_invA} Å⁻¹ must be positive")
     rec = 2.0 * math.pi * atoms.cell.reciprocal()  # rows b_i, |b_i| = 2π / d_i
     sizes = []
     for i in range(3):
@@ -88,7 +88,7 @@ def make_calculator(atoms: Atoms, settings: DFTSettings, txt: str | None = None,
     try:
         from gpaw import GPAW, PW, FermiDirac
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise DpqtbError("GPAW is not installed: run scripts/install_gpaw.sh") from exc
+        raise InputError("GPAW is not installed: run scripts/install_gpaw.sh") from exc
     kpts = {"size": kpoint_mesh(atoms, settings.kspacing_invA), "gamma": settings.gamma_centred}
     return GPAW(
         mode=PW(settings.ecut_eV),

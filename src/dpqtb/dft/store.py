@@ -31,7 +31,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import GPa
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.dft.settings import DFTSettings, code_versions, kpoint_mesh
 from dpqtb.structures.checks import MIN_DISTANCE_A, check_min_distance  # noqa: F401 (re-exported)
 
@@ -59,16 +59,16 @@ def atomic_write_json(path: Path, obj) -> None:
 def validate_atoms(atoms: Atoms, where: str = "structure") -> None:
     """Reject structures the La–H labeller cannot handle, with a one-line reason."""
     if len(atoms) == 0:
-        raise DpqtbError(f"{where}: no atoms")
+        raise InputError(f"{where}: no atoms")
     bad = sorted({s for s in atoms.get_chemical_symbols() if s not in TYPE_MAP})
     if bad:
-        raise DpqtbError(f"{where}: unknown element(s) {', '.join(bad)}; the type map is "
+        raise InputError(f"{where}: unknown element(s) {', '.join(bad)}; the type map is "
                          f"[{', '.join(TYPE_MAP)}]")
     if not all(atoms.pbc):
-        raise DpqtbError(f"{where}: the cell must be periodic in all three directions")
+        raise InputError(f"{where}: the cell must be periodic in all three directions")
     vol = abs(atoms.cell.volume)
     if not vol > 1e-6:
-        raise DpqtbError(f"{where}: the cell has zero volume")
+        raise InputError(f"{where}: the cell has zero volume")
     check_min_distance(atoms, where)  # the one overlap rule of dpqtb (md applies it too)
 
 
@@ -128,7 +128,7 @@ class JobStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
-            raise DpqtbError(f"job store {self.root} is a file, not a directory")
+            raise InputError(f"job store {self.root} is a file, not a directory")
         self._index: dict[str, list] = {}  # near-match index, see _index_record
         self._indexed: set[str] = set()
 
@@ -221,7 +221,7 @@ class JobStore:
         """The stored job file as a dict (``symbols``, ``meta``, ...), without building Atoms."""
         path = self.jobs_dir / f"{jid}.json"
         if not path.exists():
-            raise DpqtbError(f"no job {jid} in store {self.root}")
+            raise InputError(f"no job {jid} in store {self.root}")
         return json.loads(path.read_text())
 
     def job(self, jid: str) -> Job:
@@ -254,11 +254,11 @@ class JobStore:
         """Take a not-yet-labelled job off the labelling plan (recorded with ``reason``; the job
         file stays, so the plan remains reproducible).  Labelled jobs cannot be retired."""
         if not (self.jobs_dir / f"{jid}.json").exists():
-            raise DpqtbError(f"no job {jid} in store {self.root}")
+            raise InputError(f"no job {jid} in store {self.root}")
         if self.has_frame(jid):
-            raise DpqtbError(f"job {jid} in {self.root} is already labelled; frames are never retired")
+            raise InputError(f"job {jid} in {self.root} is already labelled; frames are never retired")
         if not reason.strip():
-            raise DpqtbError("retiring a job needs a reason")
+            raise InputError("retiring a job needs a reason")
         atomic_write_json(self.retired_dir / f"{jid}.json",
                           {"id": jid, "reason": reason.strip(),
                            "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -351,15 +351,15 @@ def read_frame(path: Path) -> dict:
     try:
         frame = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DpqtbError(f"frame file {path} is not valid JSON ({exc}); delete it to relabel the job") from None
+        raise InputError(f"frame file {path} is not valid JSON ({exc}); delete it to relabel the job") from None
     if not isinstance(frame, dict):
-        raise DpqtbError(f"frame file {path} does not hold a frame (a JSON object)")
+        raise InputError(f"frame file {path} does not hold a frame (a JSON object)")
     missing = [k for k in FRAME_KEYS if k not in frame]
     if missing:
-        raise DpqtbError(f"frame file {path} lacks {', '.join(missing)}; delete it to relabel the job")
+        raise InputError(f"frame file {path} lacks {', '.join(missing)}; delete it to relabel the job")
     n = len(frame["symbols"])
     if np.shape(frame["forces_eV_per_A"]) != (n, 3) or np.shape(frame["positions_A"]) != (n, 3):
-        raise DpqtbError(f"frame file {path}: forces_eV_per_A/positions_A are not {n}×3 arrays")
+        raise InputError(f"frame file {path}: forces_eV_per_A/positions_A are not {n}×3 arrays")
     return frame
 
 

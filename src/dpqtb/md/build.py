@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
 from dpqtb.md.run import Simulation
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
@@ -22,7 +22,7 @@ def load_structure(sys_cfg: dict, base_dir: Path):
     if spec.startswith("builtin:"):
         name = spec.split(":", 1)[1]
         if name not in BUILTIN_STRUCTURES:
-            raise DpqtbError(f"unknown builtin structure {name!r} (known: {', '.join(BUILTIN_STRUCTURES)})")
+            raise InputError(f"unknown builtin structure {name!r} (known: {', '.join(BUILTIN_STRUCTURES)})")
         if name == "lah10":
             atoms = _builtin_lah10(sys_cfg)
         else:
@@ -32,7 +32,7 @@ def load_structure(sys_cfg: dict, base_dir: Path):
         if not path.is_absolute():
             path = base_dir / path
         if not path.is_file():
-            raise DpqtbError(f"structure file not found: {path}")
+            raise InputError(f"structure file not found: {path}")
         from ase.io import read
 
         try:
@@ -42,12 +42,12 @@ def load_structure(sys_cfg: dict, base_dir: Path):
             fmt = sys_cfg["format"] or path.suffix.lstrip(".") or "?"
             reason = (f"{type(exc).__name__}: {text[0]}" if text else
                       f"ASE's {fmt} reader found no structure in it ({type(exc).__name__})")
-            raise DpqtbError(f"cannot read structure {path}: {reason}; is it a valid {fmt} file "
+            raise InputError(f"cannot read structure {path}: {reason}; is it a valid {fmt} file "
                              "(system.format names the format if the extension does not)?") from None
         if isinstance(atoms, list):
             atoms = atoms[-1]
         if len(atoms) == 0:
-            raise DpqtbError(f"structure file {path} holds no atoms")
+            raise InputError(f"structure file {path} holds no atoms")
     where = f"system.structure = {spec!r}"
     if spec.startswith("builtin:"):
         where += (f" with system.lattice_A = {sys_cfg['lattice_A']!r}" if sys_cfg["lattice_A"] is not None
@@ -78,20 +78,20 @@ def check_system_size(n_cell: int, supercell, available_bytes: int | None = None
             available_bytes = 1 << 40
     need = n * BYTES_PER_ATOM
     if n >= 2**31 or need > available_bytes:
-        raise DpqtbError(f"config key 'system.supercell' = {list(supercell)} gives {n:,} atoms, which need at "
+        raise InputError(f"config key 'system.supercell' = {list(supercell)} gives {n:,} atoms, which need at "
                          f"least {need / 2**30:,.1f} GiB ({BYTES_PER_ATOM} bytes per atom); this machine has "
                          f"{available_bytes / 2**30:,.1f} GiB")
 
 
 def _builtin_bulk(name: str, sys_cfg: dict):
     if sys_cfg["lattice_A"] is None:
-        raise DpqtbError(f"missing required config key 'system.lattice_A' for structure 'builtin:{name}'")
+        raise InputError(f"missing required config key 'system.lattice_A' for structure 'builtin:{name}'")
     from ase.build import bulk
 
     try:
         return bulk(sys_cfg["element"], name, a=sys_cfg["lattice_A"], cubic=True)
     except (KeyError, ValueError) as exc:
-        raise DpqtbError(f"config key 'system.element' = {sys_cfg['element']!r}: {exc}") from None
+        raise InputError(f"config key 'system.element' = {sys_cfg['element']!r}: {exc}") from None
 
 
 def _builtin_lah10(sys_cfg: dict):
@@ -101,7 +101,7 @@ def _builtin_lah10(sys_cfg: dict):
 
     a, p = sys_cfg["lattice_A"], sys_cfg["pressure_GPa"]
     if (a is None) == (p is None):
-        raise DpqtbError("structure 'builtin:lah10' needs exactly one of 'system.lattice_A' or 'system.pressure_GPa'")
+        raise InputError("structure 'builtin:lah10' needs exactly one of 'system.lattice_A' or 'system.pressure_GPa'")
     if a is None:
         return fm3m_at_pressure(p, cell="conventional")
     return fm3m(a, cell="conventional")
@@ -118,7 +118,7 @@ def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
             k = {}
             for sym, f in pot_cfg["frequency_THz"].items():
                 if sym not in state.type_map:
-                    raise DpqtbError(f"potential.frequency_THz names species {sym!r} absent from the structure")
+                    raise InputError(f"potential.frequency_THz names species {sym!r} absent from the structure")
                 m = float(state.masses[state.species_mask(sym)][0])
                 k[sym] = spring_constant_from_frequency(f, m)
         return EinsteinCrystal(state.positions.clone(), state.cell.clone(), k_by_species=k, pbc=state.pbc)
@@ -138,14 +138,14 @@ def build_potential(pot_cfg: dict, state: MDState, base_dir: Path):
 
         path = resolve(pot_cfg["model"], base_dir)
         return DeepPotential(path, device=state.device, skin_A=pot_cfg["skin_A"], chunk_atoms=pot_cfg["chunk_atoms"])
-    raise DpqtbError(f"unknown potential kind {kind!r}")  # pragma: no cover - validated earlier
+    raise InputError(f"unknown potential kind {kind!r}")  # pragma: no cover - validated earlier
 
 
 def check_physics(cfg: dict) -> None:
     """Cross-checks of values that are each valid but together no physics."""
     th, md = cfg["thermostat"], cfg["md"]
     if th["kind"] in ("qtb", "adqtb") and th["damp_fs"] < md["timestep_fs"]:
-        raise DpqtbError(f"config key 'thermostat.damp_fs' = {th['damp_fs']!r} must be >= md.timestep_fs = "
+        raise InputError(f"config key 'thermostat.damp_fs' = {th['damp_fs']!r} must be >= md.timestep_fs = "
                          f"{md['timestep_fs']!r} for QTB (a friction time below one step stops the atoms: "
                          "the coloured noise then vanishes and the run sits at 0 K)")
 
@@ -232,10 +232,10 @@ def build_simulation(cfg: dict, output_dir: str | Path | None = None, progress: 
     sys_cfg = cfg["system"]
     device = sys_cfg["device"]
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DpqtbError("config asks for system.device = 'cuda' but this torch has no usable CUDA device")
+        raise InputError("config asks for system.device = 'cuda' but this torch has no usable CUDA device")
     dtype = {"float64": torch.float64, "float32": torch.float32}[sys_cfg["dtype"]]
     if dtype == torch.float32 and device == "cpu":
-        raise DpqtbError("system.dtype = 'float32' is only allowed on a GPU (device = 'cuda')")
+        raise InputError("system.dtype = 'float32' is only allowed on a GPU (device = 'cuda')")
     atoms = load_structure(sys_cfg, base_dir)
     state = MDState.from_atoms(atoms, type_map=sys_cfg["type_map"], device=device, dtype=dtype)
     potential = build_potential(cfg["potential"], state, base_dir)

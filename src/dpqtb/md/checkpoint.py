@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 _ND = "__ndarray__"
 _TUPLE = "__tuple__"
@@ -88,10 +88,10 @@ def load(path: str | os.PathLike):
     except Exception as exc:  # noqa: BLE001 - corrupt zip, refused pickle opcode/global, ...
         text = str(exc).strip()
         if "Weights only load failed" in text or "Unsupported global" in text or "unpickl" in text.lower():
-            raise DpqtbError(f"checkpoint {path} holds objects other than tensors and plain data; "
+            raise InputError(f"checkpoint {path} holds objects other than tensors and plain data; "
                              "refused to load it (a dpqtb checkpoint never does)") from None
         first = text.splitlines()[0] if text else type(exc).__name__
-        raise DpqtbError(f"checkpoint {path} cannot be read: {first}") from None
+        raise InputError(f"checkpoint {path} cannot be read: {first}") from None
     if not isinstance(data, dict):
-        raise DpqtbError(f"checkpoint {path} is not a dpqtb checkpoint")
+        raise InputError(f"checkpoint {path} is not a dpqtb checkpoint")
     return decode(data)

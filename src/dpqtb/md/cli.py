@@ -29,17 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_md(args) -> int:
-    from dpqtb import DpqtbError
+    from dpqtb import InputError
     from dpqtb.md.build import build_simulation
     from dpqtb.md.config import load
 
     cfg = load(args.config)
     if args.steps is not None:
         if args.steps < 0:
-            raise DpqtbError("--steps must be >= 0")
+            raise InputError("--steps must be >= 0")
         cfg["md"]["steps"] = args.steps
     if args.resume and args.overwrite:
-        raise DpqtbError("--resume and --overwrite exclude each other")
+        raise InputError("--resume and --overwrite exclude each other")
     output = None if args.output is None else Path(args.output)
     sim = build_simulation(cfg, output_dir=output, progress=False if args.no_progress else None)
     # the step target: md.steps of the file (or --steps); on --resume the total count

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.config_schema import NUMBER, REQUIRED, device_name, int_list, load_toml, nonneg, positive, validate_schema
 
 _REQUIRED = REQUIRED  # scripts/make_config_doc.py marks required keys with it
@@ -124,23 +124,23 @@ def _cross_checks(cfg) -> None:
     if th["kind"] not in ("qtb", "adqtb"):
         for key, default in (("adapt_groups", "species"), ("fd_skip_segments", 1), ("gamma_r_min_ratio", 0.05)):
             if th[key] != default:
-                raise DpqtbError(f"config key 'thermostat.{key}' needs thermostat 'qtb' or 'adqtb', not '{th['kind']}'")
+                raise InputError(f"config key 'thermostat.{key}' needs thermostat 'qtb' or 'adqtb', not '{th['kind']}'")
     if th["kind"] != "nve" and th["temperature_K"] is None:
-        raise DpqtbError(f"missing required config key 'thermostat.temperature_K' for thermostat '{th['kind']}'")
+        raise InputError(f"missing required config key 'thermostat.temperature_K' for thermostat '{th['kind']}'")
     if th["kind"] in ("pimd", "trpmd") and th["beads"] < 2:
-        raise DpqtbError(f"config key 'thermostat.beads' must be >= 2 for thermostat '{th['kind']}'")
+        raise InputError(f"config key 'thermostat.beads' must be >= 2 for thermostat '{th['kind']}'")
     if th["kind"] not in ("pimd", "trpmd") and th["beads"] != 1:
-        raise DpqtbError(f"config key 'thermostat.beads' needs thermostat 'pimd' or 'trpmd', not '{th['kind']}'")
+        raise InputError(f"config key 'thermostat.beads' needs thermostat 'pimd' or 'trpmd', not '{th['kind']}'")
     if pot["kind"] == "einstein" and (pot["k_eV_per_A2"] is None) == (pot["frequency_THz"] is None):
-        raise DpqtbError("potential 'einstein' needs exactly one of 'potential.k_eV_per_A2' or 'potential.frequency_THz'")
+        raise InputError("potential 'einstein' needs exactly one of 'potential.k_eV_per_A2' or 'potential.frequency_THz'")
     if pot["kind"] == "morse":
         for key in ("D_eV", "a_per_A", "r0_A", "cutoff_A"):
             if pot[key] is None:
-                raise DpqtbError(f"missing required config key 'potential.{key}' for potential 'morse'")
+                raise InputError(f"missing required config key 'potential.{key}' for potential 'morse'")
     if pot["kind"] == "deepmd" and not pot["model"]:
-        raise DpqtbError("config key 'potential.model' must name a model file or 'builtin:NAME'")
+        raise InputError("config key 'potential.model' must name a model file or 'builtin:NAME'")
     if pot["kind"] == "function" and not pot["function"]:
-        raise DpqtbError("missing required config key 'potential.function' for potential 'function'")
+        raise InputError("missing required config key 'potential.function' for potential 'function'")
 
 
 def load(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.md.qtb import ColoredNoise, FDSpectra, GammaAdaptation, QTBParameters
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
@@ -36,7 +36,7 @@ class TemperatureSchedule:
         self.start, self.stop = float(start_k), float(start_k if stop_k is None else stop_k)
         for t in (self.start, self.stop):
             if not t >= 0:
-                raise DpqtbError(f"thermostat.temperature_K must be >= 0, got {t}")
+                raise InputError(f"thermostat.temperature_K must be >= 0, got {t}")
         self.n_steps = max(int(n_steps), 1)
         self.first_step = first_step
 
@@ -90,7 +90,7 @@ class NVE:
 
     def __init__(self, potential: Potential, dt_fs: float):
         if not dt_fs > 0:
-            raise DpqtbError(f"md.timestep_fs must be > 0, got {dt_fs}")
+            raise InputError(f"md.timestep_fs must be > 0, got {dt_fs}")
         self.potential = potential
         self.dt = float(dt_fs)
         self.thermostat_energy = 0.0  # energy removed by a thermostat (eV); zero for NVE
@@ -184,7 +184,7 @@ class Langevin(NVE):
                  seed: int, zero_net_force: bool | None = None):
         super().__init__(potential, dt_fs)
         if not damp_fs > 0:
-            raise DpqtbError(f"thermostat.damp_fs must be > 0, got {damp_fs}")
+            raise InputError(f"thermostat.damp_fs must be > 0, got {damp_fs}")
         self.schedule = temperature
         self.gamma = 1.0 / damp_fs
         self.c = math.exp(-self.gamma * self.dt)
@@ -276,7 +276,7 @@ class QTB(Langevin):
         self.tau_ad_fs, self.tau_avg_fs, self.fd_max_dof, self.adapt_eps = tau_ad_fs, tau_avg_fs, fd_max_dof, adapt_eps
         self.adapt_groups = adapt_groups
         if int(fd_skip_segments) != fd_skip_segments or fd_skip_segments < 0:
-            raise DpqtbError(f"thermostat.fd_skip_segments must be an integer >= 0, got {fd_skip_segments}")
+            raise InputError(f"thermostat.fd_skip_segments must be an integer >= 0, got {fd_skip_segments}")
         self.fd_skip_segments = int(fd_skip_segments)
         self.gamma_r_min_ratio = float(gamma_r_min_ratio)
         self.noise = self.fd = self.adapt = None
@@ -356,7 +356,7 @@ class QTB(Langevin):
 
     def step(self, state: MDState) -> None:
         if self._groups_provisional:
-            raise DpqtbError("thermostat.adapt_groups = 'sites' is resolved on the starting structure (step 0): "
+            raise InputError("thermostat.adapt_groups = 'sites' is resolved on the starting structure (step 0): "
                              "resume from a checkpoint, or give the groups as lists of atom indices")
         super().step(state)
         self.counter += 1
@@ -375,7 +375,7 @@ class QTB(Langevin):
 
     def _deconvolved_dos(self) -> tuple[np.ndarray, list[np.ndarray]]:
         """(θ on the grid now, per group the deconvolved DOS g on the grid; Σ g Δf ≈ 1)."""
-        from dpqtb.md.qtb import deconvolve_richardson_lucy, kinetic_kernel_matrix
+        from dpqtb.md.qtb_response import deconvolve_richardson_lucy, kinetic_kernel_matrix
 
         if self._kernel_matrix is None:
             self._kernel_matrix = kinetic_kernel_matrix(self.noise.n_f, self.noise.h, self.gamma)
@@ -387,7 +387,7 @@ class QTB(Langevin):
         return self._dos_cache[1], self._dos_cache[2]
 
     def _update_kinetic_correction(self) -> None:
-        from dpqtb.md.qtb import kinetic_correction_factor
+        from dpqtb.md.qtb_response import kinetic_correction_factor
 
         theta, dos = self._deconvolved_dos()
         for g in range(self.noise.n_groups):
@@ -502,7 +502,7 @@ class QTB(Langevin):
         # the groups of the run, not of the resumed (thermalised) positions
         groups = torch.as_tensor(d["groups"], dtype=torch.long, device=self._state.device)
         if groups.shape != self.groups.shape:
-            raise DpqtbError("checkpoint QTB adaptation groups do not match this system")
+            raise InputError("checkpoint QTB adaptation groups do not match this system")
         if not torch.equal(groups, self.groups) or list(d["group_names"]) != self.group_names:
             self._build_bath(self._state, groups, list(d["group_names"]))  # before the generator is restored
         self._groups_provisional = False
@@ -564,17 +564,17 @@ def adaptation_groups(state: MDState, spec) -> tuple[torch.Tensor, list[str]]:
         try:
             import spglib
         except ImportError:  # pragma: no cover - spglib comes with the DFT extras
-            raise DpqtbError("thermostat.adapt_groups = 'sites' needs spglib (pip install spglib)") from None
+            raise InputError("thermostat.adapt_groups = 'sites' needs spglib (pip install spglib)") from None
         if not all(state.pbc):
-            raise DpqtbError("thermostat.adapt_groups = 'sites' needs a periodic structure")
+            raise InputError("thermostat.adapt_groups = 'sites' needs a periodic structure")
         cell = state.cell.detach().cpu().numpy()
         frac = np.linalg.solve(cell.T, state.positions.detach().cpu().numpy().T).T % 1.0
         ds = spglib.get_symmetry_dataset((cell, frac, species), symprec=1e-3)
         if ds is None:
-            raise DpqtbError("thermostat.adapt_groups = 'sites': spglib found no symmetry for the structure")
+            raise InputError("thermostat.adapt_groups = 'sites': spglib found no symmetry for the structure")
         equiv = np.asarray(ds.equivalent_atoms if hasattr(ds, "equivalent_atoms") else ds["equivalent_atoms"])
         if len(set(equiv.tolist())) > max(8, n // 4):
-            raise DpqtbError(f"thermostat.adapt_groups = 'sites': spglib finds {len(set(equiv.tolist()))} distinct "
+            raise InputError(f"thermostat.adapt_groups = 'sites': spglib finds {len(set(equiv.tolist()))} distinct "
                              f"sites among {n} atoms (symprec 1e-3 Å; the structure is not symmetric enough): "
                              "give the groups as lists of atom indices")
         wyck = list(ds.wyckoffs if hasattr(ds, "wyckoffs") else ds["wyckoffs"])
@@ -587,9 +587,9 @@ def adaptation_groups(state: MDState, spec) -> tuple[torch.Tensor, list[str]]:
         for gi, atoms in enumerate(spec):
             idx = np.asarray(atoms, dtype=np.int64)
             if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
-                raise DpqtbError(f"thermostat.adapt_groups[{gi}] must list atom indices 0..{n - 1}")
+                raise InputError(f"thermostat.adapt_groups[{gi}] must list atom indices 0..{n - 1}")
             if np.any(groups[idx] >= 0) or len(set(idx.tolist())) != idx.size:
-                raise DpqtbError(f"thermostat.adapt_groups: atom(s) listed twice (group {gi})")
+                raise InputError(f"thermostat.adapt_groups: atom(s) listed twice (group {gi})")
             groups[idx] = gi
         out_names = [f"group{gi}" for gi in range(len(spec))]
         rest = groups < 0
@@ -597,4 +597,4 @@ def adaptation_groups(state: MDState, spec) -> tuple[torch.Tensor, list[str]]:
             groups[rest & (species == s)] = len(out_names)
             out_names.append(names[s])
         return torch.as_tensor(groups, device=state.device), out_names
-    raise DpqtbError(f"thermostat.adapt_groups must be 'species', 'sites' or a list of atom-index lists, got {spec!r}")
+    raise InputError(f"thermostat.adapt_groups must be 'species', 'sites' or a list of atom-index lists, got {spec!r}")

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.md.integrators import NVE, TemperatureSchedule, remove_net_impulse, resolve_zero_net_force
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
@@ -74,15 +74,15 @@ class PIMD(NVE):
                  zero_net_force: bool | None = None):
         super().__init__(potential, dt_fs)
         if int(beads) != beads or beads < 1:
-            raise DpqtbError(f"thermostat.beads must be an integer >= 1, got {beads}")
+            raise InputError(f"thermostat.beads must be an integer >= 1, got {beads}")
         if temperature.is_ramp:
-            raise DpqtbError("thermostat.temperature_K ramps are not supported for PIMD (ω_P depends on T)")
+            raise InputError("thermostat.temperature_K ramps are not supported for PIMD (ω_P depends on T)")
         if not temperature(0) > 0:
-            raise DpqtbError("thermostat.temperature_K must be > 0 for PIMD")
+            raise InputError("thermostat.temperature_K must be > 0 for PIMD")
         if centroid_damp_fs is not None and not centroid_damp_fs > 0:
-            raise DpqtbError(f"thermostat.damp_fs must be > 0, got {centroid_damp_fs}")
+            raise InputError(f"thermostat.damp_fs must be > 0, got {centroid_damp_fs}")
         if not pile_lambda > 0:
-            raise DpqtbError(f"thermostat.pile_lambda must be > 0, got {pile_lambda}")
+            raise InputError(f"thermostat.pile_lambda must be > 0, got {pile_lambda}")
         self.P = int(beads)
         self.schedule = temperature
         self.T = temperature(0)
@@ -232,7 +232,7 @@ class PIMD(NVE):
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)
         if int(d["beads"]) != self.P:
-            raise DpqtbError(f"checkpoint has {d['beads']} beads, this run {self.P}")
+            raise InputError(f"checkpoint has {d['beads']} beads, this run {self.P}")
         self.generator.set_state(d["generator"])
         self.q = d["q"].to(self.q.device)
         self.p = d["p"].to(self.p.device)

@@ -42,7 +42,7 @@ The first ``fd_skip_segments`` segments (start-up transient) are left out. The s
 ``fd_max_dof`` degrees of freedom per group (a fixed strided subset of whole atoms).
 
 The same spectra give the finite-γ kinetic-energy correction and the phonon DOS (deconvolution of the
-Lorentzian response: :func:`kinetic_correction_factor`), and the run-time diagnosis of a leak the friction
+Lorentzian response: :func:`dpqtb.md.qtb_response.kinetic_correction_factor`), and the run-time diagnosis of a leak the friction
 cannot drain (:func:`leakage_diagnosis`). See docs/qtb.md.
 """
 
@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.units import HBAR, KB, MVV2E
 
 
@@ -95,13 +95,13 @@ class QTBParameters:
 
     def validate(self) -> None:
         if not self.temperature_k >= 0:
-            raise DpqtbError(f"thermostat.temperature_K must be >= 0, got {self.temperature_k}")
+            raise InputError(f"thermostat.temperature_K must be >= 0, got {self.temperature_k}")
         if not self.damp_fs > 0:
-            raise DpqtbError(f"thermostat.damp_fs must be > 0, got {self.damp_fs}")
+            raise InputError(f"thermostat.damp_fs must be > 0, got {self.damp_fs}")
         if not self.f_max_thz > 0:
-            raise DpqtbError(f"thermostat.f_max_THz must be > 0, got {self.f_max_thz}")
+            raise InputError(f"thermostat.f_max_THz must be > 0, got {self.f_max_thz}")
         if int(self.n_f) != self.n_f or self.n_f < 2:
-            raise DpqtbError(f"thermostat.n_f must be an integer >= 2, got {self.n_f}")
+            raise InputError(f"thermostat.n_f must be an integer >= 2, got {self.n_f}")
 
 
 def noise_period(dt_fs: float, f_max_thz: float) -> tuple[int, float]:
@@ -109,7 +109,7 @@ def noise_period(dt_fs: float, f_max_thz: float) -> tuple[int, float]:
     f_max = f_max_thz * 1e-3  # 1/fs
     alpha = int(1.0 / (2.0 * f_max * dt_fs))
     if alpha == 0:
-        raise DpqtbError(
+        raise InputError(
             f"thermostat.f_max_THz = {f_max_thz} is above the Nyquist frequency of the time step "
             f"({1e3 / (2 * dt_fs):.1f} THz for {dt_fs} fs); lower f_max or the time step")
     return alpha, alpha * dt_fs
@@ -237,7 +237,7 @@ class ColoredNoise:
 
     def load_state_dict(self, d: dict) -> None:
         if len(d["buffers"]) != len(self.buffers) or any(a.shape != b.shape for a, b in zip(d["buffers"], self.buffers)):
-            raise DpqtbError("checkpoint QTB noise buffers do not match this system or n_f")
+            raise InputError("checkpoint QTB noise buffers do not match this system or n_f")
         self.buffers = [b.to(self.device) for b in d["buffers"]]
         self.head = int(d["head"])
         self.gamma_ratio = np.array(d["gamma_ratio"], dtype=np.float64)
@@ -364,7 +364,7 @@ class FDSpectra:
 
     def load_state_dict(self, d: dict) -> None:
         if len(d["vbuf"]) != len(self.vbuf) or any(a.shape != b.shape for a, b in zip(d["vbuf"], self.vbuf)):
-            raise DpqtbError("checkpoint QTB spectra do not match this run's adaptation groups or fd_max_dof")
+            raise InputError("checkpoint QTB spectra do not match this run's adaptation groups or fd_max_dof")
         self.vbuf = [v.to(self.device) for v in d["vbuf"]]
         self.rbuf = [r.to(self.device) for r in d["rbuf"]]
         self.vsum = [v.to(self.device) for v in d["vsum"]]
@@ -392,9 +392,9 @@ class GammaAdaptation:
     def __init__(self, noise: ColoredNoise, tau_ad_fs: float, tau_avg_fs: float | None = None,
                  eps: float = 0.05, gamma_ratio_min: float = 0.05, weight_min: float = 1e-3):
         if not tau_ad_fs > 0:
-            raise DpqtbError(f"thermostat.tau_ad_fs must be > 0, got {tau_ad_fs}")
+            raise InputError(f"thermostat.tau_ad_fs must be > 0, got {tau_ad_fs}")
         if not 0.0 < gamma_ratio_min < 1.0:
-            raise DpqtbError(f"thermostat.gamma_r_min_ratio must lie in (0, 1), got {gamma_ratio_min}")
+            raise InputError(f"thermostat.gamma_r_min_ratio must lie in (0, 1), got {gamma_ratio_min}")
         self.noise = noise
         self.t_seg = noise.L * noise.h
         self.eta = self.t_seg / tau_ad_fs
@@ -486,123 +486,3 @@ def leakage_diagnosis(adapt: "GammaAdaptation", freq_thz: np.ndarray, min_segmen
                     "gamma_per_ps": noise.gamma * 1e3, "recommended_gamma_per_ps": gamma_needed * 1e3,
                     "recommended_damp_fs": 1.0 / gamma_needed})
     return out
-
-
-# ----------------------------------------------------------------------------- kinetic-energy correction
-def lorentz_kinetic_cdf(omega: np.ndarray, omega0: float, gamma: float) -> np.ndarray:
-    """F(ω) = ∫_0^ω K(x; ω0) dx for the kinetic response kernel of a damped oscillator,
-
-        K(x; ω0) = (2γ/π) x² / ((ω0² − x²)² + γ² x²),     ∫_0^∞ K dx = 1,
-
-    i.e. the fraction of ⟨m v²⟩ of a mode ω0 driven by white noise that lies below ω (rad/fs).
-    Closed form from partial fractions over the complex roots r of (ω0² − z)² + γ² z (underdamped,
-    ω0 > γ/2); numerical quadrature otherwise.
-    """
-    omega = np.asarray(omega, dtype=np.float64)
-    if omega0 == 0.0:
-        return (2.0 / np.pi) * np.arctan(omega / gamma)
-    disc = omega0 * omega0 - 0.25 * gamma * gamma
-    if disc <= 0.0:
-        from scipy.integrate import quad
-
-        k = lambda x: (2 * gamma / np.pi) * x * x / ((omega0**2 - x * x) ** 2 + gamma * gamma * x * x)  # noqa: E731
-        return np.array([quad(k, 0.0, w, limit=400, points=[omega0] if omega0 < w else None)[0] if w > 0 else 0.0
-                         for w in np.ravel(omega)]).reshape(omega.shape)
-    r1 = complex(omega0 * omega0 - 0.5 * gamma * gamma, gamma * math.sqrt(disc))
-    r2 = r1.conjugate()
-
-    def integral(r, w):  # ∫_0^w dx/(x² − r); x ∓ √r never crosses the branch cut (Im √r ≠ 0)
-        sr = np.sqrt(r + 0j)
-        return (np.log(w - sr) - np.log(-sr) - np.log(w + sr) + np.log(sr)) / (2.0 * sr)
-
-    w = omega.astype(np.complex128)
-    val = (r1 * integral(r1, w) - r2 * integral(r2, w)) / (r1 - r2)
-    return np.clip((2.0 * gamma / np.pi) * val.real, 0.0, 1.0)
-
-
-def kinetic_kernel_matrix(n_f: int, h_fs: float, gamma: float) -> np.ndarray:
-    """A[k, j]: fraction of the kinetic spectrum of a mode at grid frequency f_j that falls in bin k
-    (bins centred on f_k = kΔf, the last one open-ended); columns sum to 1."""
-    df = 1.0 / (2.0 * n_f * h_fs)
-    edges = 2.0 * np.pi * df * (np.arange(n_f + 1) + 0.5)
-    a = np.empty((n_f + 1, n_f + 1))
-    for j in range(n_f + 1):
-        cdf = lorentz_kinetic_cdf(edges, 2.0 * np.pi * df * j, gamma)
-        cdf[-1] = 1.0
-        a[:, j] = np.diff(np.concatenate(([0.0], cdf)))
-    return a / a.sum(0, keepdims=True)
-
-
-def deconvolve_richardson_lucy(s0: np.ndarray, a: np.ndarray, n_iter: int = 500, tol: float = 1e-6) -> np.ndarray:
-    """Non-negative g with A g ≈ s0 (Richardson–Lucy iteration; A's columns sum to 1, so Σ g = Σ s0)."""
-    s0 = np.maximum(np.asarray(s0, dtype=np.float64), 0.0)
-    total = s0.sum()
-    if not total > 0:
-        return np.zeros_like(s0)
-    g = s0.copy() + 1e-12 * total
-    for _ in range(n_iter):
-        conv = a @ g
-        ratio = np.where(conv > 0, s0 / np.maximum(conv, 1e-300), 0.0)
-        g_new = g * (a.T @ ratio)
-        if np.abs(g_new - g).sum() < tol * total:
-            g = g_new
-            break
-        g = g_new
-    return g
-
-
-def kinetic_correction_factor(dos: np.ndarray, theta: np.ndarray, a: np.ndarray) -> float:
-    """c = Σ θ (A g) / Σ θ g: the ratio of the kinetic energy a QTB bath gives modes of density of states g
-    (each broadened by the Lorentzian response A) to the exact Σ g θ.
-
-    With finite γ a mode ω0 carries m C_vv(ω) = θ(ω) K(ω; ω0) (K the normalised kinetic response): its kinetic
-    energy integrates the Lorentzian against θ, whose ħω/2 tail makes ⟨m v²⟩ exceed θ(ω0) (the broadening
-    bias, ≈ (ħγ/2π) ln(ω_cut/ω0)). Dividing the measured spectrum by θ and deconvolving K gives g
-    (:meth:`dpqtb.md.integrators.QTB._deconvolved_dos`); the reported kinetic energy is the raw one divided
-    by c (c = 1 classically). adQTB's γ_r(ω) does not enter: the adaptation drives each mode's spectrum
-    towards θ K ∗ g (the fluctuation–dissipation theorem it restores), and where γ_r ≈ γ (harmonic modes)
-    the two coincide. FeNNol's ``corr_kin`` rests on the same deconvolution; the kernel here is
-    bin-integrated in closed form so that lines narrower than the grid spacing are handled exactly.
-    """
-    denom = float((dos * theta).sum())
-    model = float((theta * (a @ dos)).sum())
-    if not (denom > 0 and model > 0):
-        return 1.0
-    return model / denom
-
-
-# ----------------------------------------------------------------------------- exact reference
-def harmonic_prediction(freq_thz: float, params: QTBParameters, dt_fs: float,
-                        gamma_ratio: np.ndarray | None = None) -> tuple[float, float]:
-    """Exact stationary ⟨E_kin⟩ and ⟨E_pot⟩ (eV) of one harmonic degree of freedom of frequency ν
-    driven by this QTB noise (continuous-time Langevin dynamics, friction γ = 1/damp).
-
-    Uses the actual noise spectrum: the DTFT of the 2 n_f filter taps (periodic in 1/h, so its
-    images are included), times the sinc² of holding R over h. This is the answer the thermostat
-    should give up to time-step error; its difference from (ħω/4)coth(ħω/2kT) is the finite-γ
-    broadening bias of the method (for E_kin ≈ (ħγ/2π) ln(ω_cut/ω) at low T), not an error.
-    """
-    from scipy.integrate import quad
-
-    alpha, h = noise_period(dt_fs, params.f_max_thz)
-    taps = time_kernel(filter_amplitude(params, alpha, h, gamma_ratio))
-    n = np.arange(taps.size) - params.n_f
-    gamma = 1.0 / params.damp_fs
-    w0 = 2.0 * np.pi * freq_thz * 1e-3
-
-    def spectrum(f):
-        hf = np.dot(taps, np.cos(2.0 * np.pi * f * n * h))  # zero-phase: real
-        return hf * hf * np.sinc(f * h) ** 2
-
-    def lorentz(f, num):
-        w = 2.0 * np.pi * f
-        return gamma * num(w) / ((w0 * w0 - w * w) ** 2 + (gamma * w) ** 2)
-
-    f0 = freq_thz * 1e-3
-    edges = sorted({0.0, max(f0 - 20 * gamma, 0.0) / 2, f0, f0 + 20 * gamma} | {k / (2 * h) for k in range(1, 13)})
-    kin = pot = 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
-        kin += quad(lambda f: spectrum(f) * lorentz(f, lambda w: w * w), a, b, limit=400, points=None)[0]
-        pot += quad(lambda f: spectrum(f) * lorentz(f, lambda w: w0 * w0), a, b, limit=400)[0]
-    # two-sided integral = 2 × one-sided; ⟨E⟩ = ∫ df (...) with the normalisation ∫ df γω²/D = 1/2
-    return 2.0 * kin, 2.0 * pot

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError, RunInterrupted, SimulationUnstable, __version__
+from dpqtb import InputError, RunInterrupted, SimulationUnstable, __version__
 from dpqtb.md import checkpoint as checkpoint_io
 from dpqtb.md.state import MDState
 from dpqtb.units import KB
@@ -150,7 +150,7 @@ class Simulation:
         """A one-line error if the output directory cannot hold the run (a file, unwritable, unreachable)."""
         d = self.dir
         if d.exists() and not d.is_dir():
-            raise DpqtbError(f"output directory {d} is a file, not a directory")
+            raise InputError(f"output directory {d} is a file, not a directory")
         probe = d
         while not probe.exists():
             parent = probe.parent
@@ -158,9 +158,9 @@ class Simulation:
                 break
             probe = parent
         if not probe.is_dir():
-            raise DpqtbError(f"output directory {d} cannot be created: {probe} is not a directory")
+            raise InputError(f"output directory {d} cannot be created: {probe} is not a directory")
         if not os.access(probe, os.W_OK | os.X_OK):
-            raise DpqtbError(f"output directory {d} is not writable ({probe}: permission denied)")
+            raise InputError(f"output directory {d} is not writable ({probe}: permission denied)")
 
     def _check_fresh(self, overwrite: bool) -> None:
         """Everything a fresh start checks before it touches the directory."""
@@ -170,7 +170,7 @@ class Simulation:
         thermo, traj, ckpt = self._paths()
         existing = [p.name for p in (thermo, traj, ckpt) if p.exists()]
         if existing and not overwrite:
-            raise DpqtbError(f"output directory {self.dir} already holds {', '.join(existing)}; "
+            raise InputError(f"output directory {self.dir} already holds {', '.join(existing)}; "
                              "use --resume to continue it or --overwrite to start again")
 
     def _prepare_fresh(self) -> None:
@@ -195,7 +195,7 @@ class Simulation:
                 meta["zero_net_force_used"] = bool(zn)  # the config's default (None) resolved from the potential
             _atomic_write_text(self.dir / "run.json", json.dumps(meta, indent=2, default=str) + "\n")
         except OSError as exc:
-            raise DpqtbError(f"cannot write to output directory {self.dir}: {exc.strerror or exc}") from None
+            raise InputError(f"cannot write to output directory {self.dir}: {exc.strerror or exc}") from None
 
     def _file_offsets(self) -> dict:
         thermo, traj, _ = self._paths()
@@ -325,21 +325,21 @@ class Simulation:
         try:
             checkpoint_io.save(ckpt, self.dir / CHECKPOINT)
         except OSError as exc:
-            raise DpqtbError(f"cannot write checkpoint in {self.dir}: {exc.strerror or exc}") from None
+            raise InputError(f"cannot write checkpoint in {self.dir}: {exc.strerror or exc}") from None
         self._checkpoint_step = self.state.step
 
     def _load_checkpoint(self) -> dict:
         ckpt_path = self.dir / CHECKPOINT
         if self.dir.exists() and not self.dir.is_dir():
-            raise DpqtbError(f"output directory {self.dir} is a file, not a directory")
+            raise InputError(f"output directory {self.dir} is a file, not a directory")
         if not ckpt_path.exists():
-            raise DpqtbError(f"no checkpoint to resume in {self.dir}")
+            raise InputError(f"no checkpoint to resume in {self.dir}")
         ckpt = checkpoint_io.load(ckpt_path)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise DpqtbError(f"checkpoint {ckpt_path} has format {ckpt.get('format')!r}, this dpqtb reads format "
+            raise InputError(f"checkpoint {ckpt_path} has format {ckpt.get('format')!r}, this dpqtb reads format "
                              f"{CHECKPOINT_FORMAT}; rerun with --overwrite")
         if ckpt.get("integrator_name") != self.integrator.name:
-            raise DpqtbError(f"checkpoint was written by integrator '{ckpt.get('integrator_name')}', "
+            raise InputError(f"checkpoint was written by integrator '{ckpt.get('integrator_name')}', "
                              f"this run uses '{self.integrator.name}'")
         stored = ckpt.get("physics_config")
         if stored is not None and self.physics_config is not None:
@@ -347,7 +347,7 @@ class Simulation:
             new = json.loads(json.dumps(self.physics_config, sort_keys=True, default=str))
             diff = config_differences(old, new)
             if diff:
-                raise DpqtbError(f"the config differs from the one of the checkpoint in {self.dir} (only the step "
+                raise InputError(f"the config differs from the one of the checkpoint in {self.dir} (only the step "
                                  f"target may change on --resume): {'; '.join(diff)}")
         return ckpt
 
@@ -359,11 +359,11 @@ class Simulation:
             if need == 0:
                 continue
             if not path.is_file():
-                raise DpqtbError(f"{path} is missing; the checkpoint at step {step} needs its first {need} bytes: "
+                raise InputError(f"{path} is missing; the checkpoint at step {step} needs its first {need} bytes: "
                                  "restore it, or start again with --overwrite")
             size = path.stat().st_size
             if size < need:
-                raise DpqtbError(f"{path} holds {size} bytes, fewer than the {need} the checkpoint at step {step} "
+                raise InputError(f"{path} holds {size} bytes, fewer than the {need} the checkpoint at step {step} "
                                  "recorded (truncated or replaced): restore it, or start again with --overwrite")
 
     def _resume(self, n_steps: int | None) -> int:
@@ -371,7 +371,7 @@ class Simulation:
         step = int(ckpt["state"]["step"])
         target = int(ckpt["target_steps"]) if n_steps is None else int(n_steps)
         if target < step:
-            raise DpqtbError(f"the step target {target} is below the checkpoint's step {step} in {self.dir}")
+            raise InputError(f"the step target {target} is below the checkpoint's step {step} in {self.dir}")
         self._check_outputs_for_resume(ckpt)
         self.state.load_tensors_state_dict(ckpt["state"])
         self.integrator.setup(self.state)  # forces at the checkpointed positions, fresh objects
@@ -406,11 +406,11 @@ class Simulation:
         with handling(signal.SIGINT, self._on_signal), handling(signal.SIGTERM, self._on_signal):
             if resume:
                 if self.dir is None:
-                    raise DpqtbError("a run without an output directory cannot be resumed")
+                    raise InputError("a run without an output directory cannot be resumed")
                 target = self._resume(n_steps)
             else:
                 if n_steps is None:
-                    raise DpqtbError("number of steps not given")
+                    raise InputError("number of steps not given")
                 self._check_fresh(overwrite)
                 self.integrator.setup(self.state)  # the first force call: fails before any file is touched
                 self._check_finite()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.units import EV_PER_A3_TO_GPA, KB, MVV2E
 
 
@@ -43,13 +43,13 @@ class MDState:
         """Build a state from an ASE ``Atoms`` (momenta taken from the atoms, amu·Å/fs)."""
         symbols = atoms.get_chemical_symbols()
         if len(symbols) == 0:
-            raise DpqtbError("structure has no atoms")
+            raise InputError("structure has no atoms")
         if type_map is None:
             type_map = tuple(dict.fromkeys(symbols))
         type_map = tuple(type_map)
         missing = sorted(set(symbols) - set(type_map))
         if missing:
-            raise DpqtbError(f"species {missing} are not in type_map {list(type_map)}")
+            raise InputError(f"species {missing} are not in type_map {list(type_map)}")
         index = {s: i for i, s in enumerate(type_map)}
         species = torch.tensor([index[s] for s in symbols], dtype=torch.long, device=device)
         pos = torch.tensor(np.asarray(atoms.get_positions()), dtype=dtype, device=device)
@@ -62,7 +62,7 @@ class MDState:
         momenta = torch.tensor(vel, dtype=dtype, device=device) * masses[:, None]
         pbc = tuple(bool(b) for b in atoms.pbc)
         if any(pbc) and abs(float(np.linalg.det(atoms.cell[:]))) < 1e-12:
-            raise DpqtbError("periodic structure has a singular (zero-volume) cell")
+            raise InputError("periodic structure has a singular (zero-volume) cell")
         return cls(positions=pos, momenta=momenta, masses=masses, cell=cell, species=species,
                    type_map=type_map, pbc=pbc)
 
@@ -156,7 +156,7 @@ class MDState:
 
     def load_tensors_state_dict(self, d: dict) -> None:
         if list(d["type_map"]) != list(self.type_map) or d["species"].shape != self.species.shape:
-            raise DpqtbError("checkpoint does not match this system (species or atom count differ)")
+            raise InputError("checkpoint does not match this system (species or atom count differ)")
         for key in ("positions", "momenta", "masses", "cell", "species"):
             setattr(self, key, d[key].to(device=self.device, dtype=getattr(self, key).dtype))
         self.step = int(d["step"])

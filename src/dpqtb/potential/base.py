@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Potential:
         if self.type_map is not None:
             missing = [s for s in type_map if s not in self.type_map]
             if missing:
-                raise DpqtbError(f"potential has no parameters for species {missing} (knows {list(self.type_map)})")
+                raise InputError(f"potential has no parameters for species {missing} (knows {list(self.type_map)})")
 
     def _compute(self, positions, cell, species, pbc) -> PotentialOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -86,6 +86,6 @@ def autograd_energy_forces_virial(energy_fn, positions: torch.Tensor, cell: torc
         cell_d = cell.detach() @ defo
         energy = energy_fn(pos_d, cell_d)
         if energy.shape != batch_shape:
-            raise DpqtbError(f"energy function returned shape {tuple(energy.shape)}, expected {tuple(batch_shape)}")
+            raise InputError(f"energy function returned shape {tuple(energy.shape)}, expected {tuple(batch_shape)}")
         g_pos, g_strain = torch.autograd.grad(energy.sum(), (pos, strain))
     return PotentialOutput(energy.detach(), -g_pos, -g_strain)

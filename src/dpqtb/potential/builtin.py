@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 PREFIX = "builtin:"
@@ -25,7 +25,7 @@ def card(name: str) -> dict:
     path = MODELS_DIR / f"{name}.json"
     if not path.is_file():
         known = ", ".join(available()) or "none"
-        raise DpqtbError(f"no shipped Deep Potential 'builtin:{name}' (shipped: {known})")
+        raise InputError(f"no shipped Deep Potential 'builtin:{name}' (shipped: {known})")
     return json.loads(path.read_text())
 
 
@@ -37,7 +37,7 @@ def resolve(spec: str | Path, base_dir: str | Path = ".") -> Path:
         c = card(name)
         path = MODELS_DIR / c["file"]
         if not path.is_file():
-            raise DpqtbError(f"shipped model file missing: {path} (reinstall dpqtb)")
+            raise InputError(f"shipped model file missing: {path} (reinstall dpqtb)")
         return path
     path = Path(s)
     return path if path.is_absolute() else Path(base_dir) / path

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.potential.base import Potential, PotentialOutput
 from dpqtb.potential.neighbors import VerletList
 
@@ -52,25 +52,25 @@ def _load_deepmd_ops() -> None:
         import deepmd.pt  # noqa: F401
         import deepmd.pt.cxx_op  # noqa: F401  (tabulate ops of compressed models)
     except ImportError as exc:
-        raise DpqtbError("DeePMD-kit (PyTorch backend) is not installed: run scripts/install_deepmd.sh") from exc
+        raise InputError("DeePMD-kit (PyTorch backend) is not installed: run scripts/install_deepmd.sh") from exc
 
 
 def load_frozen_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Load a frozen DeePMD-kit PyTorch model (``dp --pt freeze`` / ``compress`` output, *.pth)."""
     path = Path(path)
     if not path.is_file():
-        raise DpqtbError(f"Deep Potential model file not found: {path}")
+        raise InputError(f"Deep Potential model file not found: {path}")
     if path.suffix != ".pth":
-        raise DpqtbError(f"{path}: expected a frozen DeePMD-kit PyTorch model (*.pth from `dp --pt freeze`)")
+        raise InputError(f"{path}: expected a frozen DeePMD-kit PyTorch model (*.pth from `dp --pt freeze`)")
     _load_deepmd_ops()
     try:
         model = torch.jit.load(str(path), map_location=torch.device(device))
     except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DpqtbError(f"{path}: not a readable frozen DeePMD-kit PyTorch model ({first})") from exc
+        raise InputError(f"{path}: not a readable frozen DeePMD-kit PyTorch model ({first})") from exc
     for attr in ("forward_lower", "get_rcut", "get_sel", "get_type_map"):
         if not hasattr(model, attr):
-            raise DpqtbError(f"{path}: not a DeePMD-kit energy model (no {attr})")
+            raise InputError(f"{path}: not a DeePMD-kit energy model (no {attr})")
     model.eval()
     return model
 
@@ -103,13 +103,13 @@ class DeepPotential(Potential):
         self.sel = [int(s) for s in self.model.get_sel()]
         self.type_map = tuple(str(t) for t in self.model.get_type_map())
         if self.model.get_dim_fparam() or self.model.get_dim_aparam():
-            raise DpqtbError(f"{self.path}: models with frame/atomic parameters are not supported")
+            raise InputError(f"{self.path}: models with frame/atomic parameters are not supported")
         self.message_passing = bool(self.model.has_message_passing()) if hasattr(self.model, "has_message_passing") \
             else True
         if chunk_atoms is not None and chunk_atoms < 1:
-            raise DpqtbError(f"chunk_atoms must be >= 1, got {chunk_atoms}")
+            raise InputError(f"chunk_atoms must be >= 1, got {chunk_atoms}")
         if chunk_atoms is not None and self.message_passing:
-            raise DpqtbError(f"{self.path}: the model's descriptor passes messages between atoms; it cannot be "
+            raise InputError(f"{self.path}: the model's descriptor passes messages between atoms; it cannot be "
                              "evaluated in chunks (set chunk_atoms to none)")
         self.chunk_atoms = chunk_atoms
         self.skin = float(skin_A)
@@ -121,14 +121,14 @@ class DeepPotential(Potential):
     def bind(self, type_map: tuple[str, ...]) -> None:
         missing = [s for s in type_map if s not in self.type_map]
         if missing:
-            raise DpqtbError(f"the Deep Potential {self.path.name} has no species {missing} "
+            raise InputError(f"the Deep Potential {self.path.name} has no species {missing} "
                              f"(its type map is {list(self.type_map)})")
         self._model_type = torch.tensor([self.type_map.index(s) for s in type_map], dtype=torch.int64,
                                         device=self.device)
 
     def __call__(self, positions, cell, species, pbc=(True, True, True)) -> PotentialOutput:
         if self._model_type is None:
-            raise DpqtbError("DeepPotential.bind(type_map) must be called before evaluating it")
+            raise InputError("DeepPotential.bind(type_map) must be called before evaluating it")
         if positions.dim() == 2:
             return self._compute(positions, cell, species, pbc, 0)
         b = positions.shape[0]

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.potential.base import Potential, PotentialOutput
 from dpqtb.units import MVV2E
 
@@ -39,7 +39,7 @@ class EinsteinCrystal(Potential):
     def __init__(self, reference_positions: torch.Tensor, cell: torch.Tensor, k_per_atom: torch.Tensor | None = None,
                  k_by_species: dict[str, float] | None = None, pbc=(True, True, True)):
         if (k_per_atom is None) == (k_by_species is None):
-            raise DpqtbError("EinsteinCrystal needs exactly one of k_per_atom or k_by_species")
+            raise InputError("EinsteinCrystal needs exactly one of k_per_atom or k_by_species")
         self.pbc = tuple(pbc)
         if all(self.pbc):
             self.frac_ref = reference_positions @ torch.linalg.inv(cell)
@@ -52,7 +52,7 @@ class EinsteinCrystal(Potential):
         if k_by_species is not None:
             for s, k in k_by_species.items():
                 if not k > 0:
-                    raise DpqtbError(f"potential.k_eV_per_A2 for {s} must be > 0, got {k}")
+                    raise InputError(f"potential.k_eV_per_A2 for {s} must be > 0, got {k}")
             self.type_map = tuple(k_by_species)
         self._k_cache = None
 
@@ -124,7 +124,7 @@ class HarmonicNetwork(Potential):
                         if k:
                             ii.append(i), jj.append(j), shifts.append(s), ks.append(k)
         if not ii:
-            raise DpqtbError("HarmonicNetwork: no bond within the cutoff")
+            raise InputError("HarmonicNetwork: no bond within the cutoff")
         dt, dev = reference_positions.dtype, reference_positions.device
         self.i = torch.tensor(ii, device=dev)
         self.j = torch.tensor(jj, device=dev)

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.potential.base import Potential, PotentialOutput
 from dpqtb.potential.neighbors import VerletList
 
@@ -18,7 +18,7 @@ class Morse(Potential):
     def __init__(self, D_eV: float, a_per_A: float, r0_A: float, cutoff_A: float, skin_A: float = 0.5):
         for name, value in (("D_eV", D_eV), ("a_per_A", a_per_A), ("r0_A", r0_A), ("cutoff_A", cutoff_A)):
             if not value > 0:
-                raise DpqtbError(f"potential.{name} must be > 0, got {value}")
+                raise InputError(f"potential.{name} must be > 0, got {value}")
         self.D, self.a, self.r0, self.rc = float(D_eV), float(a_per_A), float(r0_A), float(cutoff_A)
         self.shift = self.D * ((1.0 - math.exp(-self.a * (self.rc - self.r0))) ** 2 - 1.0)
         self.nlist = VerletList(self.rc, skin_A)

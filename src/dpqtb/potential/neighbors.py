@@ -27,7 +27,7 @@ import os
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 #: pairs per block when vesin's output or the key is processed piecewise (bounds the temporaries)
 _BLOCK = 1 << 19
@@ -59,11 +59,11 @@ class VerletList:
     def __init__(self, cutoff: float, skin: float = 0.5, full: bool = False, slabs: int | None = None,
                  backend: str = "auto"):
         if cutoff <= 0:
-            raise DpqtbError("neighbour-list cutoff must be > 0 Å")
+            raise InputError("neighbour-list cutoff must be > 0 Å")
         if skin < 0:
-            raise DpqtbError("neighbour-list skin must be >= 0 Å")
+            raise InputError("neighbour-list skin must be >= 0 Å")
         if slabs is not None and slabs < 1:
-            raise DpqtbError(f"neighbour-list slabs must be >= 1, got {slabs}")
+            raise InputError(f"neighbour-list slabs must be >= 1, got {slabs}")
         self.backend = self.check_backend(backend)
         self.backend_used = None
         self.cutoff = float(cutoff)
@@ -79,7 +79,7 @@ class VerletList:
     @classmethod
     def check_backend(cls, backend: str) -> str:
         if backend not in cls.BACKENDS:
-            raise DpqtbError(f"neighbour-list backend must be one of {', '.join(cls.BACKENDS)}, got {backend!r}")
+            raise InputError(f"neighbour-list backend must be one of {', '.join(cls.BACKENDS)}, got {backend!r}")
         return backend
 
     def _needs_rebuild(self, positions, cell) -> bool:
@@ -241,7 +241,7 @@ def _build_torch(positions, cell, periodic, rc, full):
     try:
         from vesin_torch import NeighborList
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise DpqtbError("neighbour-list backend 'vesin-torch' needs the vesin-torch package") from exc
+        raise InputError("neighbour-list backend 'vesin-torch' needs the vesin-torch package") from exc
     dev = positions.device
     n = positions.shape[0]
     if n == 0:
@@ -272,7 +272,7 @@ def _build_torch(positions, cell, periodic, rc, full):
         finally:
             del nl
     else:
-        raise DpqtbError(f"vesin-torch: more than {capacity // 2} pairs per atom; use neighbour backend 'vesin'")
+        raise InputError(f"vesin-torch: more than {capacity // 2} pairs per atom; use neighbour backend 'vesin'")
     i, j, s = P[:, 0].to(torch.int64), P[:, 1].to(torch.int64), S.to(torch.int64)
     del P, S
     if not full:
@@ -344,7 +344,7 @@ def _slab_keys(P, S, ids, own, n, m, bases, full):
         if not full:
             i, j, s = _canonical_half(i, j, s)
         if len(s) and (np.abs(s).max(axis=0) > m).any():
-            raise DpqtbError("neighbour list: a cell shift exceeds its bound (internal error)")
+            raise InputError("neighbour list: a cell shift exceeds its bound (internal error)")
         key = ((i * n + j) * b0 + (s[:, 0] + m[0])) * b1 + (s[:, 1] + m[1])
         key *= b2
         key += s[:, 2] + m[2]

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from dpqtb import DpqtbError
+from dpqtb import DpqtbError, InputError
 from dpqtb.potential.base import Potential, autograd_energy_forces_virial
 
 
@@ -21,7 +21,7 @@ class TorchFunctionPotential(Potential):
 
     def __init__(self, fn, batched: bool = False, name: str | None = None):
         if not callable(fn):
-            raise DpqtbError("potential function is not callable")
+            raise InputError("potential function is not callable")
         self.fn = fn
         self.batched = batched
         self.name = name or getattr(fn, "__qualname__", repr(fn))
@@ -33,7 +33,7 @@ class TorchFunctionPotential(Potential):
             raise
         except Exception as exc:  # noqa: BLE001 - a user function: its failure is an input error
             text = str(exc).strip().splitlines()
-            raise DpqtbError(f"potential.function {self.name} failed: {type(exc).__name__}"
+            raise InputError(f"potential.function {self.name} failed: {type(exc).__name__}"
                              + (f": {text[0]}" if text else "")) from None
         return out
 
@@ -42,7 +42,7 @@ class TorchFunctionPotential(Potential):
 
         e = self.fn(x, h, species)
         if not isinstance(e, torch.Tensor):
-            raise DpqtbError(f"potential.function {self.name} must return a torch tensor (energy in eV), "
+            raise InputError(f"potential.function {self.name} must return a torch tensor (energy in eV), "
                              f"got {type(e).__name__}")
         return e
 
@@ -50,37 +50,37 @@ class TorchFunctionPotential(Potential):
 def load_function(spec: str, base_dir: Path | None = None):
     """Load ``"package.module:function"`` or ``"path/to/file.py:function"``."""
     if ":" not in spec:
-        raise DpqtbError(f"potential.function must look like 'module:function' or 'file.py:function', got {spec!r}")
+        raise InputError(f"potential.function must look like 'module:function' or 'file.py:function', got {spec!r}")
     target, name = spec.rsplit(":", 1)
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         if not path.is_file():
-            raise DpqtbError(f"potential.function file not found: {path}")
+            raise InputError(f"potential.function file not found: {path}")
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         try:
             module_spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001 - the user's file
             text = str(exc).strip().splitlines()
-            raise DpqtbError(f"potential.function file {path} failed to load: {type(exc).__name__}"
+            raise InputError(f"potential.function file {path} failed to load: {type(exc).__name__}"
                              + (f": {text[0]}" if text else "")) from None
     else:
         try:
             module = importlib.import_module(target)
         except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own failure
-            raise DpqtbError(f"cannot import potential.function module {target!r}: {exc}") from None
+            raise InputError(f"cannot import potential.function module {target!r}: {exc}") from None
     fn = getattr(module, name, None)
     if fn is None:
-        raise DpqtbError(f"module {target!r} has no function {name!r}")
+        raise InputError(f"module {target!r} has no function {name!r}")
     if not callable(fn):
-        raise DpqtbError(f"potential.function {spec!r} is not a function")
+        raise InputError(f"potential.function {spec!r} is not a function")
     import inspect
 
     try:
         inspect.signature(fn).bind(None, None, None)
     except (TypeError, ValueError):
-        raise DpqtbError(f"potential.function {spec!r} must be a Python function taking (positions, cell, species) "
+        raise InputError(f"potential.function {spec!r} must be a Python function taking (positions, cell, species) "
                          "and returning the energy (eV)") from None
     return fn

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import brentq, curve_fit
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 #: Atoms per primitive (11-atom) cell; volumes in the EOS are per primitive cell.
 PRIMITIVE_ATOMS = 11
@@ -45,7 +45,7 @@ class EOS:
         a = np.asarray(a_A, float)
         p = np.asarray(p_GPa, float)
         if len(a) < 4:
-            raise DpqtbError("an EOS fit needs at least 4 lattice constants")
+            raise InputError("an EOS fit needs at least 4 lattice constants")
         v = a**3 / 4.0
         guess = (v.max() * 1.1, 150.0, 4.0)
         popt, _ = curve_fit(birch_murnaghan_pressure, v, p, p0=guess, maxfev=20000)
@@ -61,10 +61,10 @@ class EOS:
     def lattice_constant(self, p_GPa: float) -> float:
         """Cubic lattice constant (Å) at pressure ``p_GPa``."""
         if not np.isfinite(p_GPa):
-            raise DpqtbError(f"pressure {p_GPa} GPa is not a number")
+            raise InputError(f"pressure {p_GPa} GPa is not a number")
         lo, hi = 0.8 * self.a_range_A[0], 1.2 * self.a_range_A[1]
         if not self.pressure(hi) < p_GPa < self.pressure(lo):
-            raise DpqtbError(f"pressure {p_GPa} GPa is outside the EOS range "
+            raise InputError(f"pressure {p_GPa} GPa is outside the EOS range "
                              f"({self.pressure(hi):.0f}–{self.pressure(lo):.0f} GPa)")
         return float(brentq(lambda a: self.pressure(a) - p_GPa, lo, hi, xtol=1e-8))
 
@@ -97,7 +97,7 @@ def load_eos() -> EOS:
     """The stored DFT EOS of Fm-3m LaH10."""
     path = eos_path()
     if not path.exists():
-        raise DpqtbError(f"no stored LaH10 EOS at {path}: run `python -m dpqtb.dft.eos`")
+        raise InputError(f"no stored LaH10 EOS at {path}: run `python -m dpqtb.dft.eos`")
     data = json.loads(path.read_text())
     return EOS.from_dict(data["fit"])
 

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from ase import Atoms
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 #: Default Wyckoff parameter of H on 32f (La on 4a), from Table I of the paper (see module doc).
 X32F_DEFAULT: float = 0.25 + 1.0645 / (math.sqrt(3.0) * 4.749)
@@ -37,13 +37,13 @@ _FCC_T = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
 
 def _check_a(a: float) -> None:
     if not (np.isfinite(a) and 3.0 < a < 7.0):
-        raise DpqtbError(f"LaH10 lattice constant a={a} Å is outside the physical range 3–7 Å")
+        raise InputError(f"LaH10 lattice constant a={a} Å is outside the physical range 3–7 Å")
 
 
 def conventional_basis(x: float = X32F_DEFAULT) -> tuple[list[str], np.ndarray]:
     """Symbols and fractional coordinates of the 44-atom conventional Fm-3m cell."""
     if not 0.3 < x < 0.45:
-        raise DpqtbError(f"32f parameter x={x} is outside 0.30–0.45 (La on 4a setting)")
+        raise InputError(f"32f parameter x={x} is outside 0.30–0.45 (La on 4a setting)")
     orbit_8c = [(0.25, 0.25, 0.25), (0.75, 0.75, 0.75)]
     orbit_32f = []
     for sx, sy, sz in itertools.product((1, -1), repeat=3):
@@ -84,7 +84,7 @@ def fm3m(a: float, cell: str = "primitive", x: float = X32F_DEFAULT) -> Atoms:
     if cell == "conventional":
         return conv
     if cell != "primitive":
-        raise DpqtbError(f"unknown cell {cell!r}: use 'primitive' or 'conventional'")
+        raise InputError(f"unknown cell {cell!r}: use 'primitive' or 'conventional'")
     pcell = 0.5 * a * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     sp = np.linalg.solve(pcell.T, conv.positions.T).T
     sp = np.mod(np.round(sp, 10), 1.0)
@@ -151,7 +151,7 @@ def _atom_permutation(atoms: Atoms, rot: np.ndarray, tol: float = 1e-4) -> np.nd
         dist = np.linalg.norm(d @ cell, axis=1)
         j = int(np.argmin(dist))
         if dist[j] > tol or atoms.numbers[j] != atoms.numbers[i]:
-            raise DpqtbError("cell is not invariant under the requested point operation")
+            raise InputError("cell is not invariant under the requested point operation")
         perm[i] = j
     return perm
 
@@ -196,7 +196,7 @@ def lowered(
     ``parent`` must be Fm-3m LaH10 with a La at the origin (as from :func:`fm3m`, any supercell).
     """
     if phase not in SUBGROUPS:
-        raise DpqtbError(f"unknown phase {phase!r}: choose from {sorted(SUBGROUPS)}")
+        raise InputError(f"unknown phase {phase!r}: choose from {sorted(SUBGROUPS)}")
     rng = np.random.default_rng(rng)
     group = SUBGROUPS[phase]
     scale = np.where(parent.numbers == 1, amplitude, 0.1 * amplitude)[:, None]
@@ -229,7 +229,7 @@ def to_conventional(atoms: Atoms) -> Atoms:
     from ase.build import make_supercell
 
     if len(atoms) != 11:
-        raise DpqtbError(f"to_conventional expects an 11-atom primitive cell, got {len(atoms)} atoms")
+        raise InputError(f"to_conventional expects an 11-atom primitive cell, got {len(atoms)} atoms")
     return make_supercell(atoms, PRIMITIVE_TO_CONVENTIONAL)
 
 
@@ -237,5 +237,5 @@ def supercell(atoms: Atoms, n: int | tuple[int, int, int]) -> Atoms:
     """An n×n×n (or n1×n2×n3) repetition of ``atoms`` (e.g. 10×10×10 conventional = 44,000)."""
     reps = (n, n, n) if np.isscalar(n) else tuple(n)
     if len(reps) != 3 or any(int(r) != r or r < 1 for r in reps):
-        raise DpqtbError(f"supercell repetitions must be positive integers, got {n!r}")
+        raise InputError(f"supercell repetitions must be positive integers, got {n!r}")
     return atoms.repeat(tuple(int(r) for r in reps))

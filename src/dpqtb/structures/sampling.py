@@ -37,7 +37,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.units import HBAR, KB, MVV2E
 
 #: Effective phonon energies (eV) used for the quantum displacement widths.
@@ -47,7 +47,7 @@ HBAR_OMEGA_EV = {"H": 0.20, "La": 0.025}
 def quantum_width(symbol: str, temperature_K: float, hbar_omega_eV: float | None = None) -> float:
     """RMS displacement per Cartesian direction (Å) of a quantum harmonic oscillator."""
     if temperature_K < 0:
-        raise DpqtbError(f"temperature {temperature_K} K must be non-negative")
+        raise InputError(f"temperature {temperature_K} K must be non-negative")
     hw = HBAR_OMEGA_EV[symbol] if hbar_omega_eV is None else hbar_omega_eV
     mass = atomic_masses[atomic_numbers[symbol]]  # amu
     omega = hw / HBAR  # 1/fs
@@ -91,7 +91,7 @@ def rotate_pair_indexed(atoms: Atoms, angle_deg: float, rng: np.random.Generator
     h = atoms.numbers == 1
     sel = np.flatnonzero(h[i] & h[j] & (i < j))
     if len(sel) == 0:
-        raise DpqtbError("no H–H pair within the cutoff to rotate")
+        raise InputError("no H–H pair within the cutoff to rotate")
     k = sel[rng.integers(len(sel))]
     a, b, d = i[k], j[k], D[k]
     axis = np.cross(d, rng.normal(size=3))
@@ -126,7 +126,7 @@ class FixPairDirection:
         u = np.asarray(direction, dtype=float)
         n = np.linalg.norm(u)
         if a == b or n == 0:
-            raise DpqtbError("FixPairDirection needs two different atoms and a non-zero direction")
+            raise InputError("FixPairDirection needs two different atoms and a non-zero direction")
         self.a, self.b, self.u = int(a), int(b), u / n
 
     def _project(self, va: np.ndarray, vb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +219,7 @@ ROUND0_KINDS = ("thermal", "thermal", "strained", "pair-rotation")
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise DpqtbError(f"unknown sample kind {kind!r}: choose from {', '.join(KINDS)}")
+        raise InputError(f"unknown sample kind {kind!r}: choose from {', '.join(KINDS)}")
 
 
 def build_sample(spec: SampleSpec, calc=None) -> tuple[Atoms, dict]:
@@ -233,14 +233,14 @@ def build_sample(spec: SampleSpec, calc=None) -> tuple[Atoms, dict]:
 
     _check_kind(spec.kind)
     if spec.kind == "pair-exchange" and calc is None:
-        raise DpqtbError("pair-exchange samples need a model to relax the cage around the pair "
+        raise InputError("pair-exchange samples need a model to relax the cage around the pair "
                          "(e.g. --relax-model builtin:lah10)")
     for attempt in range(20):
         atoms, meta = _build_sample(spec, np.random.default_rng([spec.seed, attempt]), calc)
         if len(neighbor_list("d", atoms, MIN_SAMPLE_DISTANCE_A)) == 0:
             meta["attempt"] = attempt
             return atoms, meta
-    raise DpqtbError(f"could not draw a configuration without overlaps for {spec}")
+    raise InputError(f"could not draw a configuration without overlaps for {spec}")
 
 
 def _build_sample(spec: SampleSpec, rng: np.random.Generator, calc=None) -> tuple[Atoms, dict]:

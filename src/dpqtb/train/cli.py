@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 
 def _members(text: str) -> list[int]:
@@ -115,7 +115,7 @@ def cmd_deviation(args) -> int:
 
     args.models = [_model_arg(m) for m in args.models]
     if (args.trajectory is None) == (args.labelled_store is None):
-        raise DpqtbError("give exactly one of --trajectory (select candidates) and --labelled-store "
+        raise InputError("give exactly one of --trajectory (select candidates) and --labelled-store "
                          "(check ε against DFT)")
     if args.labelled_store is not None:
         s = check_against_labels(args.models, args.labelled_store, args.out, device=args.device)
@@ -126,7 +126,7 @@ def cmd_deviation(args) -> int:
               f"{rho:.2f}; details in {args.out}")
         return 0
     if len(args.models) < 2:
-        raise DpqtbError("model deviation needs an ensemble of at least 2 models (--models)")
+        raise InputError("model deviation needs an ensemble of at least 2 models (--models)")
     s = run_deviation(args.models, args.trajectory, args.out, args.trust_lo_eV_per_A, args.trust_hi_eV_per_A,
                       max_select=args.max_select, every=args.every, store=args.store, device=args.device,
                       seed=args.seed)

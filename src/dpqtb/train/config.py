@@ -14,7 +14,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.config_schema import NUMBER, int_list, load_toml, nonneg, positive, str_list, validate_schema
 
 # how this config's errors read: "training config key 'training.numb_steps' has the wrong type (str): ..."
@@ -90,10 +90,10 @@ def validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     cfg = validate_schema(raw, SCHEMA, **_WORDING)
     d, lr = cfg["descriptor"], cfg["learning_rate"]
     if not d["rcut_smth_A"] < d["rcut_A"]:
-        raise DpqtbError(f"training config key 'descriptor.rcut_smth_A' = {d['rcut_smth_A']} must be "
+        raise InputError(f"training config key 'descriptor.rcut_smth_A' = {d['rcut_smth_A']} must be "
                          f"< descriptor.rcut_A = {d['rcut_A']}")
     if lr["stop_lr"] > lr["start_lr"]:
-        raise DpqtbError("training config key 'learning_rate.stop_lr' must be <= learning_rate.start_lr")
+        raise InputError("training config key 'learning_rate.stop_lr' must be <= learning_rate.start_lr")
     return cfg
 
 
@@ -171,9 +171,9 @@ def check_with_deepmd(jdata: dict) -> dict:
     try:
         from deepmd.utils.argcheck import normalize
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise DpqtbError("DeePMD-kit is not installed: run scripts/install_deepmd.sh") from exc
+        raise InputError("DeePMD-kit is not installed: run scripts/install_deepmd.sh") from exc
     try:
         return normalize(copy.deepcopy(jdata))
     except Exception as exc:  # noqa: BLE001 - dargs raises ArgumentKeyError, ArgumentTypeError, ...
         msg = " ".join(str(exc).split())
-        raise DpqtbError(f"DeePMD-kit rejects the generated input: {msg}") from None
+        raise InputError(f"DeePMD-kit rejects the generated input: {msg}") from None

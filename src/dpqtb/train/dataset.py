@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 #: Default modulus of the split: a frame is held out when int(id, 16) % 10 == 0.
 TEST_MODULUS_DEFAULT = 10
@@ -31,11 +31,11 @@ MANIFEST = "manifest.json"
 def is_test_frame(frame_id: str, test_modulus: int = TEST_MODULUS_DEFAULT) -> bool:
     """True if the frame with this (hexadecimal) id belongs to the held-out test split."""
     if not isinstance(test_modulus, int) or test_modulus < 2:
-        raise DpqtbError(f"test_modulus must be an integer >= 2, got {test_modulus!r}")
+        raise InputError(f"test_modulus must be an integer >= 2, got {test_modulus!r}")
     try:
         value = int(frame_id, 16)
     except (TypeError, ValueError):
-        raise DpqtbError(f"frame id {frame_id!r} is not a hexadecimal hash") from None
+        raise InputError(f"frame id {frame_id!r} is not a hexadecimal hash") from None
     return value % test_modulus == 0
 
 
@@ -91,13 +91,13 @@ def prepare_dataset(stores: list[str | os.PathLike], outdir: str | os.PathLike,
     from dpqtb.data.export import export_deepmd_npy, load_frames
 
     if not stores:
-        raise DpqtbError("no job stores given ([data] stores is empty)")
+        raise InputError("no job stores given ([data] stores is empty)")
     frames = load_frames([str(s) for s in stores])
     if not frames:
-        raise DpqtbError(f"no labelled frames in {', '.join(str(s) for s in stores)}")
+        raise InputError(f"no labelled frames in {', '.join(str(s) for s in stores)}")
     train, test = split_frames(frames, test_modulus)
     if not train:
-        raise DpqtbError(f"all {len(test)} labelled frames fall in the test split; label more data")
+        raise InputError(f"all {len(test)} labelled frames fall in the test split; label more data")
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     for name, part in (("train", train), ("test", test)):
@@ -139,7 +139,7 @@ def current_version(stores: list[str | os.PathLike], test_modulus: int = TEST_MO
 def read_manifest(data_dir: str | os.PathLike) -> dict:
     path = Path(data_dir) / MANIFEST
     if not path.is_file():
-        raise DpqtbError(f"no dataset manifest at {path}")
+        raise InputError(f"no dataset manifest at {path}")
     return json.loads(path.read_text())
 
 
@@ -154,11 +154,11 @@ def read_systems(root: str | os.PathLike, type_map=("La", "H")) -> list[dict]:
 
     root = Path(root)
     if not root.is_dir():
-        raise DpqtbError(f"no data directory at {root}")
+        raise InputError(f"no data directory at {root}")
     out = []
     for name in _systems(root):
         if type_map is None and not (root / name / "type_map.raw").is_file():
-            raise DpqtbError(f"{root / name}: no type_map.raw, so its types cannot be matched to "
+            raise InputError(f"{root / name}: no type_map.raw, so its types cannot be matched to "
                              f"the model's elements by name; add one (e.g. 'La H') or export with "
                              f"'dpqtb dataset export'")
         try:
@@ -166,7 +166,7 @@ def read_systems(root: str | os.PathLike, type_map=("La", "H")) -> list[dict]:
                                      type_map=None if type_map is None else list(type_map))
         except Exception as exc:  # noqa: BLE001 - dpdata raises many kinds
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DpqtbError(f"{root / name}: not a labelled deepmd/npy system ({msg})") from None
+            raise InputError(f"{root / name}: not a labelled deepmd/npy system ({msg})") from None
         names = list(s["atom_names"])
         symbols = np.array([names[t] for t in s["atom_types"]])
         out.append({

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpqtb import DpqtbError
+from dpqtb import DpqtbError, CalculationError, InputError
 
 
 def ensemble_predictions(models, atoms) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def ensemble_predictions(models, atoms) -> tuple[np.ndarray, np.ndarray]:
 def deviation(energies: np.ndarray, forces: np.ndarray) -> dict:
     """DP-GEN model-deviation measures of one configuration from (M,) energies and (M, N, 3) forces."""
     if forces.shape[0] < 2:
-        raise DpqtbError("model deviation needs an ensemble of at least 2 models")
+        raise InputError("model deviation needs an ensemble of at least 2 models")
     n = forces.shape[1]
     eps = np.sqrt(((forces - forces.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))  # (N,)
     return {"max_devi_f_eV_per_A": float(eps.max()), "min_devi_f_eV_per_A": float(eps.min()),
@@ -51,7 +51,7 @@ def select(devi: list[dict], trust_lo: float, trust_hi: float, max_select: int |
            seed: int = 0) -> tuple[list[int], dict]:
     """Indices of the candidates (trust window, at most ``max_select`` drawn at random) and statistics."""
     if not 0 <= trust_lo < trust_hi:
-        raise DpqtbError(f"trust window must satisfy 0 <= lo < hi, got [{trust_lo}, {trust_hi}) eV/Å")
+        raise InputError(f"trust window must satisfy 0 <= lo < hi, got [{trust_lo}, {trust_hi}) eV/Å")
     d = np.array([x["max_devi_f_eV_per_A"] for x in devi])
     acc, cand, fail = d < trust_lo, (d >= trust_lo) & (d < trust_hi), d >= trust_hi
     idx = np.flatnonzero(cand)
@@ -85,7 +85,7 @@ def _read_frames(traj: Path, every: int):
     try:
         it = iter(iread(str(traj), index=f"::{every}"))
     except Exception as exc:
-        raise DpqtbError(f"cannot read trajectory {traj}: {_one_line(exc)}") from None
+        raise InputError(f"cannot read trajectory {traj}: {_one_line(exc)}") from None
     while True:
         try:
             atoms = next(it)
@@ -93,7 +93,7 @@ def _read_frames(traj: Path, every: int):
             return
         except Exception as exc:
             where = f" after frame {(k - 1) * every}" if k else ""
-            raise DpqtbError(f"cannot read trajectory {traj}{where}: {_one_line(exc)}") from None
+            raise InputError(f"cannot read trajectory {traj}{where}: {_one_line(exc)}") from None
         yield k * every, atoms
         k += 1
 
@@ -110,10 +110,10 @@ def run_deviation(model_paths: list[str | os.PathLike], trajectory: str | os.Pat
     from dpqtb.potential.deepmd import DeepPotential
 
     if len(model_paths) < 2:
-        raise DpqtbError("model deviation needs an ensemble of at least 2 models (--models)")
+        raise InputError("model deviation needs an ensemble of at least 2 models (--models)")
     traj = Path(trajectory)
     if not traj.is_file():
-        raise DpqtbError(f"trajectory not found: {traj}")
+        raise InputError(f"trajectory not found: {traj}")
     models = [DeepPotential(p, device=device) for p in model_paths]
     frames, devi = [], []
     for frame, atoms in _read_frames(traj, every):
@@ -123,7 +123,7 @@ def run_deviation(model_paths: list[str | os.PathLike], trajectory: str | os.Pat
             try:
                 e, f = ensemble_predictions([m], atoms)
             except Exception as exc:
-                raise DpqtbError(f"model evaluation failed on frame {frame} of {traj} with model {path}: "
+                raise CalculationError(f"model evaluation failed on frame {frame} of {traj} with model {path}: "
                                  f"{_one_line(exc)}") from exc
             es.append(e)
             fs.append(f)
@@ -132,7 +132,7 @@ def run_deviation(model_paths: list[str | os.PathLike], trajectory: str | os.Pat
         devi.append(d)
         frames.append(atoms)
     if not frames:
-        raise DpqtbError(f"cannot read trajectory {traj}: it holds no frames")
+        raise InputError(f"cannot read trajectory {traj}: it holds no frames")
     idx, stats = select(devi, trust_lo, trust_hi, max_select, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,12 +187,12 @@ def check_against_labels(model_paths: list[str | os.PathLike], store: str | os.P
 
     js = JobStore(store)
     if not js.frames_dir.is_dir():
-        raise DpqtbError(f"{store}: no labelled frames")
+        raise InputError(f"{store}: no labelled frames")
     frames = js.frames()
     if not frames:
-        raise DpqtbError(f"{store}: no labelled frames")
+        raise InputError(f"{store}: no labelled frames")
     if not model_paths:
-        raise DpqtbError("give at least one model (--models)")
+        raise InputError("give at least one model (--models)")
     models = [DeepPotential(p, device=device) for p in model_paths]
     rows = []
     for fr in frames:

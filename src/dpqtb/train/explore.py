@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError, SimulationUnstable
+from dpqtb import InputError, SimulationUnstable
 from dpqtb.config_schema import REQUIRED, load_toml, positive, nonneg, validate_schema
 from dpqtb.train.deviation import deviation, ensemble_predictions, select
 
@@ -95,7 +95,7 @@ def load_config(path: str | os.PathLike) -> dict:
     grids = raw.get("grid")
     if isinstance(grids, list):  # [[grid]] tables: the union of several products
         if not grids or not all(isinstance(g, dict) for g in grids):
-            raise DpqtbError("config [[grid]] must be one or more tables")
+            raise InputError("config [[grid]] must be one or more tables")
         raw = {**raw, "grid": grids[0]}
         cfg = validate_schema(raw, SCHEMA)
         cfg["grid"] = [validate_schema({"grid": g}, {"grid": SCHEMA["grid"]})["grid"] for g in grids]
@@ -104,7 +104,7 @@ def load_config(path: str | os.PathLike) -> dict:
         cfg["grid"] = [cfg["grid"]]
     sel = cfg["selection"]
     if sel["trust_lo_eV_per_A"] >= sel["trust_hi_eV_per_A"]:
-        raise DpqtbError(f"config keys 'selection.trust_lo_eV_per_A' = {sel['trust_lo_eV_per_A']} must be below "
+        raise InputError(f"config keys 'selection.trust_lo_eV_per_A' = {sel['trust_lo_eV_per_A']} must be below "
                          f"'selection.trust_hi_eV_per_A' = {sel['trust_hi_eV_per_A']}")
     base = path.resolve().parent
     cfg["ensemble"]["models"] = [_path(base, p) for p in cfg["ensemble"]["models"]]
@@ -126,16 +126,16 @@ def ensemble_models(entries: list[str]) -> list[Path]:
         d = Path(entries[0])
         ens = d / "ensemble.json"
         if not ens.is_file():
-            raise DpqtbError(f"{d}: no ensemble.json (not a `dpqtb train` output directory)")
+            raise InputError(f"{d}: no ensemble.json (not a `dpqtb train` output directory)")
         members = json.loads(ens.read_text())["members"]
         paths = [d / members[k]["model"] for k in sorted(members, key=int)]
     else:
         paths = [Path(p) for p in entries]
     for p in paths:
         if not p.is_file():
-            raise DpqtbError(f"ensemble model not found: {p}")
+            raise InputError(f"ensemble model not found: {p}")
     if len(paths) < 2:
-        raise DpqtbError(f"model deviation needs an ensemble of at least 2 models, got {len(paths)}")
+        raise InputError(f"model deviation needs an ensemble of at least 2 models, got {len(paths)}")
     return paths
 
 
@@ -154,7 +154,7 @@ def grid(cfg: dict) -> list[dict]:
                         "seed": cfg["md"]["seed"] + 1000 * len(out)})
     names = [r["name"] for r in out]
     if len(set(names)) != len(names):
-        raise DpqtbError("the exploration grid repeats a point (duplicate pressures, temperatures or phases)")
+        raise InputError("the exploration grid repeats a point (duplicate pressures, temperatures or phases)")
     return out
 
 
@@ -283,7 +283,7 @@ def explore(config_path: str | os.PathLike, out_dir: str | os.PathLike, *, devic
     models = ensemble_models(cfg["ensemble"]["models"])
     member = cfg["ensemble"]["explore_member"]
     if member >= len(models):
-        raise DpqtbError(f"config key 'ensemble.explore_member' = {member}: the ensemble has {len(models)} members")
+        raise InputError(f"config key 'ensemble.explore_member' = {member}: the ensemble has {len(models)} members")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(Path(config_path).read_text())

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from dpqtb import DpqtbError, __version__
+from dpqtb import DpqtbError, CalculationError, InputError, __version__
 from dpqtb.signals import handling
 from dpqtb.train import config as tconfig
 from dpqtb.train.dataset import current_version, file_sha256, prepare_dataset, read_manifest, read_systems
@@ -67,7 +67,7 @@ def dp_executable() -> str:
         return str(cand)
     found = shutil.which("dp")
     if not found:
-        raise DpqtbError("DeePMD-kit's `dp` command is not installed: run scripts/install_deepmd.sh")
+        raise InputError("DeePMD-kit's `dp` command is not installed: run scripts/install_deepmd.sh")
     return found
 
 
@@ -167,7 +167,7 @@ def _run_dp_child(args, cwd, logfile, env, what, on_poll, t0) -> float:
     if on_poll is not None:
         on_poll()
     if rc != 0:
-        raise DpqtbError(f"`dp --pt {args[1] if args[0] == '--pt' else args[0]}` failed for {what} "
+        raise CalculationError(f"`dp --pt {args[1] if args[0] == '--pt' else args[0]}` failed for {what} "
                          f"(exit {rc}); see {logfile}: {_log_tail(logfile)}")
     return time.time() - t0
 
@@ -215,10 +215,10 @@ def _prepare_data(cfg: dict, out: Path, reuse_data: bool, log) -> dict:
             return manifest
         for s in stores:
             if not Path(s).is_dir():
-                raise DpqtbError(f"no job store at {s}")
+                raise InputError(f"no job store at {s}")
         version, n_train = current_version(stores, modulus)
         if version != manifest["dataset_version"] or modulus != manifest.get("test_modulus"):
-            raise DpqtbError(
+            raise InputError(
                 f"{out} holds dataset {manifest['dataset_version']} ({manifest['train']['frames']} "
                 f"training frames) but the stores now give {version} ({n_train}): use a new --out "
                 f"to train on the new data, or --reuse-data to finish with the exported data")
@@ -257,7 +257,7 @@ def _sel(cfg: dict, out: Path, manifest: dict, log) -> dict:
         stats["sel_source"] = "config descriptor.sel"
         short = [t for t, s, m in zip(stats["type_map"], d["sel"], stats["max_neighbours"].values()) if s < m]
         if short:
-            raise DpqtbError(f"descriptor.sel = {d['sel']} is below the maximum neighbour count "
+            raise InputError(f"descriptor.sel = {d['sel']} is below the maximum neighbour count "
                              f"{stats['max_neighbours']} within {d['rcut_A']} Å for {', '.join(short)}; "
                              f"use sel = \"auto\" or larger values")
     log(f"neighbours within {d['rcut_A']} Å: max {stats['max_neighbours']} -> sel {stats['sel_used']} "
@@ -295,7 +295,7 @@ def train_member(mdir: Path, jdata: dict, cfg: dict, stats: dict, manifest: dict
             log(f"model_{member}: started without validation_data, continuing with its input.json")
             jdata = old
         elif old != jdata:
-            raise DpqtbError(f"{mdir} was started with a different DeePMD-kit input (config or data "
+            raise InputError(f"{mdir} was started with a different DeePMD-kit input (config or data "
                              f"changed); use a new --out directory")
     if state == "done":
         log(f"model_{member}: done, skipped")
@@ -337,7 +337,7 @@ def train_member(mdir: Path, jdata: dict, cfg: dict, stats: dict, manifest: dict
         record(True)
         last = st["sessions"][-1]["to_step"]
         if last < numb_steps:
-            raise DpqtbError(f"model_{member}: dp train stopped at step {last} of {numb_steps}; "
+            raise InputError(f"model_{member}: dp train stopped at step {last} of {numb_steps}; "
                              f"see {logfile}")
         st["trained"] = True
         state_path.write_text(json.dumps(st, indent=1))
@@ -355,7 +355,7 @@ def train_member(mdir: Path, jdata: dict, cfg: dict, stats: dict, manifest: dict
                      "-s", repr(float(cfg["training"]["compress_step"]))], mdir,
                     mdir / "compress.log", env, f"model_{member} (compress)")
         except DpqtbError as exc:
-            raise DpqtbError(f"{exc} — the frozen model {mdir / 'frozen_model.pth'} is fine; set "
+            raise InputError(f"{exc} — the frozen model {mdir / 'frozen_model.pth'} is fine; set "
                              f"[training] compress = false to skip compression") from None
         wall_compress = time.time() - t
     metrics = _metrics(mdir, jdata, cfg, stats, manifest, member, st, wall_freeze, wall_compress)
@@ -429,7 +429,7 @@ def train(config_path: str | os.PathLike, out_dir: str | os.PathLike, *, members
     members = list(range(n_members)) if members is None else list(members)
     bad = [m for m in members if not 0 <= m < n_members]
     if bad:
-        raise DpqtbError(f"--members {bad}: the config's ensemble has members 0..{n_members - 1}")
+        raise InputError(f"--members {bad}: the config's ensemble has members 0..{n_members - 1}")
     dp_executable()
     out.mkdir(parents=True, exist_ok=True)
     cfg_copy = out / "config.toml"

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 
 TYPE_MAP = ("La", "H")
 #: Lattice constant (Å) of the densest Fm-3m reference cell (≈ 300 GPa by our GPAW EOS).
@@ -39,7 +39,7 @@ def neighbour_counts(symbols, positions_A, cell_A, rcut_A: float, type_map=TYPE_
         types[symbols == name] = t
     if np.any(types < 0):
         bad = sorted(set(symbols[types < 0].tolist()))
-        raise DpqtbError(f"species {', '.join(bad)} not in the type map [{', '.join(type_map)}]")
+        raise InputError(f"species {', '.join(bad)} not in the type map [{', '.join(type_map)}]")
     nl = vesin.NeighborList(cutoff=float(rcut_A), full_list=True)
     i, j = nl.compute(points=pos, box=box, periodic=True, quantities="ij")
     counts = np.zeros((len(symbols), len(type_map)), dtype=int)
@@ -50,7 +50,7 @@ def neighbour_counts(symbols, positions_A, cell_A, rcut_A: float, type_map=TYPE_
 def sel_from_max(max_counts, margin: float) -> list[int]:
     """sel[t] = ceil(max_count[t]·(1+margin)) rounded up to a multiple of 4."""
     if not (margin >= 0 and math.isfinite(margin)):
-        raise DpqtbError(f"sel margin must be >= 0, got {margin}")
+        raise InputError(f"sel margin must be >= 0, got {margin}")
     out = []
     for m in max_counts:
         n = math.ceil(round(float(m) * (1.0 + margin), 9))
@@ -99,7 +99,7 @@ def sel_statistics(structures, rcut_A: float, margin: float, type_map=TYPE_MAP,
             "min_distance_A": round(float(dmin), 4),
         }
     if n_any == 0:
-        raise DpqtbError("no structures for the neighbour statistics")
+        raise InputError("no structures for the neighbour statistics")
     stats["max_neighbours"] = {t: int(v) for t, v in zip(type_map, overall)}
     stats["sel"] = sel_from_max(overall, margin)
     stats["rule"] = "sel[t] = ceil(max_neighbours[t]*(1+margin)) rounded up to a multiple of 4"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError
+from dpqtb import InputError
 from dpqtb.train.dataset import file_sha256, read_systems
 
 #: The paper's validation numbers (Qin et al., Sec. III A and Table I) — quoted, not targets.
@@ -60,17 +60,17 @@ class DeepPotEvaluator:
     def __init__(self, model_path: str | os.PathLike):
         path = Path(model_path)
         if not path.is_file():
-            raise DpqtbError(f"model file not found: {path}")
+            raise InputError(f"model file not found: {path}")
         try:
             import deepmd.pt  # noqa: F401
             from deepmd.infer import DeepPot
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise DpqtbError("DeePMD-kit is not installed: run scripts/install_deepmd.sh") from exc
+            raise InputError("DeePMD-kit is not installed: run scripts/install_deepmd.sh") from exc
         try:
             self.dp = DeepPot(str(path))
         except Exception as exc:  # noqa: BLE001 - corrupt files raise many kinds
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DpqtbError(f"{path}: not a readable DeePMD-kit model ({first[:200]})") from None
+            raise InputError(f"{path}: not a readable DeePMD-kit model ({first[:200]})") from None
         self.path = path
         self.type_map = list(self.dp.get_type_map())
         self.rcut_A = float(self.dp.get_rcut())
@@ -79,7 +79,7 @@ class DeepPotEvaluator:
         symbols = [str(s) for s in symbols]
         missing = sorted(set(symbols) - set(self.type_map))
         if missing:
-            raise DpqtbError(f"the model's type map {self.type_map} lacks {', '.join(missing)}")
+            raise InputError(f"the model's type map {self.type_map} lacks {', '.join(missing)}")
         return np.array([self.type_map.index(s) for s in symbols], dtype=int)
 
     def evaluate(self, symbols, coords_A, cells_A):
@@ -159,7 +159,7 @@ def model_train_ids(model: str | os.PathLike) -> set[str] | None:
     except (KeyError, TypeError, json.JSONDecodeError):
         return None
     if version is not None and dataset_version(ids) != version:
-        raise DpqtbError(f"{where}: its training frame ids do not hash to its dataset version {version}")
+        raise InputError(f"{where}: its training frame ids do not hash to its dataset version {version}")
     return set(ids)
 
 
@@ -171,22 +171,22 @@ def find_test_data(data: str | os.PathLike) -> tuple[Path, dict | None]:
     """
     d = Path(data)
     if not d.is_dir():
-        raise DpqtbError(f"no data directory at {d}")
+        raise InputError(f"no data directory at {d}")
     for base in (d / "data", d):
         if (base / "manifest.json").is_file():
             manifest = json.loads((base / "manifest.json").read_text())
             if manifest.get("test", {}).get("frames", 0) == 0:
-                raise DpqtbError(f"the held-out test split of {base} is empty (label more frames)")
+                raise InputError(f"the held-out test split of {base} is empty (label more frames)")
             return base / "test", manifest
     if not any(d.rglob("type.raw")):
-        raise DpqtbError(f"no deepmd/npy systems (type.raw) under {d}")
+        raise InputError(f"no deepmd/npy systems (type.raw) under {d}")
     return d, None
 
 
 def test_errors(evaluator, systems: list[dict]) -> dict:
     """Errors of the model on labelled systems (see the module doc for the definitions)."""
     if not systems:
-        raise DpqtbError("no test frames")
+        raise InputError("no test frames")
     e_dft, e_dp, nat = [], [], []
     f_dft, f_dp, f_species, frame_sq_f, frame_n_f, frame_de = [], [], [], [], [], []
     v_dft, v_dp, v_nat = [], [], []
@@ -341,15 +341,15 @@ def compare_models(errors: dict[str, dict], *, groups=None, n_boot: int = 20000,
     """
     names = list(errors)
     if len(names) < 2:
-        raise DpqtbError("compare_models needs at least two models")
+        raise InputError("compare_models needs at least two models")
     nf = len(errors[names[0]]["sq_f"])
     if nf == 0 or any(len(errors[k]["sq_f"]) != nf for k in names):
-        raise DpqtbError("compare_models: the models were not evaluated on the same frames")
+        raise InputError("compare_models: the models were not evaluated on the same frames")
     if groups is None:
         gid, ng = np.arange(nf), nf
     else:
         if len(groups) != nf:
-            raise DpqtbError(f"compare_models: {len(groups)} group labels for {nf} frames")
+            raise InputError(f"compare_models: {len(groups)} group labels for {nf} frames")
         _, gid = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
         ng = int(gid.max()) + 1
     idx = np.random.default_rng(seed).integers(0, ng, size=(n_boot, ng))
@@ -646,7 +646,7 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike) -> dict:
 
     d = Path(phase_dir)
     if not d.is_dir():
-        raise DpqtbError(f"phase records folder not found: {d}")
+        raise InputError(f"phase records folder not found: {d}")
     recs = []
     for jp in sorted(d.glob("*.extxyz.json")):
         try:
@@ -654,7 +654,7 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike) -> dict:
             f = r["final"]
             atoms = read(jp.with_suffix(""), index=-1)
         except Exception as exc:  # noqa: BLE001 - any unreadable record is named, not skipped
-            raise DpqtbError(f"{jp}: not a dpqtb.dft.relax record ({type(exc).__name__}: {exc})") from None
+            raise InputError(f"{jp}: not a dpqtb.dft.relax record ({type(exc).__name__}: {exc})") from None
         p = float(r["pressure_target_GPa"])
         e, forces, w = evaluator.evaluate(atoms.get_chemical_symbols(), atoms.positions[None],
                                           atoms.cell.array[None])
@@ -685,7 +685,7 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike) -> dict:
                        "reference": r0["name"]})
     rows.sort(key=lambda r: (r["pressure_GPa"], r["phase_start"], r["seed"]))
     if not rows:
-        raise DpqtbError(f"{d}: no distorted-phase record with an Fm-3m record at the same pressure")
+        raise InputError(f"{d}: no distorted-phase record with an Fm-3m record at the same pressure")
     err = np.array([r["error_meV_per_atom"] for r in rows])
     return {"dir": str(d), "rows": rows, "max_abs_error_meV_per_atom": float(np.abs(err).max()),
             "rms_error_meV_per_atom": float(np.sqrt(np.mean(err ** 2)))}
@@ -859,7 +859,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     model = Path(model)
     out_path = Path(out)
     if out_path.exists() and not out_path.is_dir():
-        raise DpqtbError(f"report directory {out_path} is a file")
+        raise InputError(f"report directory {out_path} is a file")
     if evaluator is None:
         evaluator = DeepPotEvaluator(model)
     others = {}
@@ -875,7 +875,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         for m in train_ids:
             trained = model_test_modulus(m)
             if train_ids[m] is None and trained is not None and trained != test_modulus:
-                raise DpqtbError(f"{m} was trained with test_modulus {trained}, not "
+                raise InputError(f"{m} was trained with test_modulus {trained}, not "
                                  f"{test_modulus or 'all frames'}: its training frames would count as "
                                  f"held out (use --test-modulus {trained})")
         # the held-out split of job stores, exported for this report only (the split rule is the
@@ -890,16 +890,16 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             else:
                 manifest = prepare_dataset(stores, tmp, test_modulus)
             if manifest["test"]["frames"] == 0:
-                raise DpqtbError(f"no held-out frames in {', '.join(map(str, stores))} (label more frames)")
+                raise InputError(f"no held-out frames in {', '.join(map(str, stores))} (label more frames)")
             systems = read_systems(Path(tmp) / "test", type_map=None)
             metas = frame_meta(Path(tmp) / "test", systems)
         test_dir = "held-out split of the job stores " + ", ".join(map(str, stores))
     else:
         if test_modulus is None:
-            raise DpqtbError("--all-frames applies to DFT job stores only (a dataset folder has its own split)")
+            raise InputError("--all-frames applies to DFT job stores only (a dataset folder has its own split)")
         if not isinstance(data, (str, os.PathLike)):
             if len(data) != 1:
-                raise DpqtbError("several --data folders are only accepted when all are job stores")
+                raise InputError("several --data folders are only accepted when all are job stores")
             data = data[0]
         test_dir, manifest = find_test_data(data)
         systems = read_systems(test_dir, type_map=None)
@@ -913,7 +913,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                     f"test_modulus {manifest.get('test_modulus', test_modulus)}")
             trained = model_test_modulus(m)
             hint = f"use --test-modulus {trained}, or " if trained and stores else "use "
-            raise DpqtbError(f"{len(seen)} of the {len(held)} frames held out with {rule} were trained on "
+            raise InputError(f"{len(seen)} of the {len(held)} frames held out with {rule} were trained on "
                              f"by {m} ({hint}data it never saw)")
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from dpqtb import DpqtbError
+    from dpqtb import InputError
     from dpqtb.workflows.demo import format_table, run_demo
 
     if not args.temperature_k > 0:
-        raise DpqtbError("--temperature-K must be > 0")
+        raise InputError("--temperature-K must be > 0")
     if not args.time_ps > 0:
-        raise DpqtbError("--time-ps must be > 0")
+        raise InputError("--time-ps must be > 0")
     summary = run_demo(args.output, temperature_k=args.temperature_k, time_ps=args.time_ps,
                        progress=not args.no_progress)
     print(format_table(summary))

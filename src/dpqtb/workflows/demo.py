@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from dpqtb.md.integrators import QTB, Langevin, TemperatureSchedule
-from dpqtb.md.qtb import QTBParameters, harmonic_energy_per_dof, harmonic_prediction
+from dpqtb.md.qtb import QTBParameters, harmonic_energy_per_dof
+from dpqtb.md.qtb_response import harmonic_prediction
 from dpqtb.units import HBAR, KB
 from dpqtb.workflows.oscillators import measure_oscillators, oscillator_crystal
 
