@@ -19,8 +19,24 @@ D = k_BT β_T / (V τ_p) the two k_BT/V terms (Jacobian and the Itô term of the
 cancel. The ideal gas, whose isobaric ⟨V⟩ = (N+1) k_BT/P₀ and Var V = (N+1)(k_BT/P₀)² are exact, checks
 this (tests/test_md_barostat.py).
 
+Anisotropic cells (``cell`` = "anisotropic", "flexible", "x", "y", "z"; after Del Tatto, Raiteri,
+Bernetti & Bussi, Appl. Sci. 12, 1139 (2022)). The cell rows are kept lower-triangular (a along x, b in the
+xy plane, as LAMMPS), and a move is h → h exp(dε), r → r exp(dε), p → p exp(dε)^-T with dε lower-triangular
+on the free components:
+
+    dε_kj = [-(β_T / n τ_p) (P₀ δ_kj - P_int,kj) + (k_BT β_T / (n τ_p V)) c_kj] dt + sqrt(2 k_BT β_T / (n τ_p V)) dW_kj,
+
+with P_int = (Σ p⊗p/m + W)/V the pressure tensor and n the number of free diagonal components (so that
+ln V relaxes as in the isotropic case). "anisotropic" frees the three diagonal components (orthorhombic
+shape changes), "x"/"y"/"z" one of them (uniaxial), "flexible" all six. The cell measure: flat in the free
+diagonal components (c = 0) for the first two; for "flexible" the measure of Martyna, Tobias & Klein /
+Tuckerman, [det h]^(1-d) dh over the nine components of h, which after removing rotations (h = L Q, Jacobian
+L_xx² L_yy) is V⁻² a_x² b_y over the six components of L. The Itô drift of the volume-dependent noise, the
+gradient of that measure and the second-order term of exp(dε) then add c = diag(2, 0, -2)
+(derived symbolically; checked against the exact density by tests/test_md_barostat.py).
+
 Energy bookkeeping: every move exchanges energy with the barostat's bath. ``barostat_energy`` accumulates
--(ΔK + ΔU + P₀ ΔV) of the moves (ΔU to first order, -tr W Δε / 3), so K + U + P₀V + thermostat_energy +
+-(ΔK + ΔU + P₀ ΔV) of the moves (ΔU to first order, -Σ W_kj dε_kj), so K + U + P₀V + thermostat_energy +
 barostat_energy is conserved up to the integration error.
 """
 
@@ -37,50 +53,76 @@ from dpqtb.units import EV_PER_A3_TO_GPA, KB
 #: Default relaxation time τ_p of the volume (fs).
 DEFAULT_BAROSTAT_DAMP_FS = 1000.0
 
+#: Cell modes: the free components (k, j) of the lower-triangular log-strain, and the measure term c_kj.
+CELL_MODES = {
+    "isotropic": ((0, 0), (1, 1), (2, 2)),
+    "anisotropic": ((0, 0), (1, 1), (2, 2)),
+    "x": ((0, 0),),
+    "y": ((1, 1),),
+    "z": ((2, 2),),
+    "flexible": ((0, 0), (1, 1), (2, 2), (1, 0), (2, 0), (2, 1)),
+}
+_FLEXIBLE_MEASURE = (2.0, 0.0, -2.0)
+
+
+def is_lower_triangular(cell: torch.Tensor, tol: float = 1e-10) -> bool:
+    """True if the cell rows are in LAMMPS's orientation (a along x, b in the xy plane)."""
+    upper = torch.triu(cell, diagonal=1)
+    return bool(upper.abs().max() <= tol * cell.abs().max())
+
 
 class StochasticCellRescaling:
-    """Isotropic stochastic cell rescaling: a barostat component for a splitting integrator.
+    """Stochastic cell rescaling: a barostat component for a splitting integrator.
 
     Parameters
     ----------
     pressure_GPa : float
-        Target (external) pressure P₀ in GPa.
+        Target (external, hydrostatic) pressure P₀ in GPa.
     damp_fs : float
         Relaxation time τ_p of the volume in fs (at least a few time steps).
     compressibility_per_GPa : float
         Estimate β_T of the isothermal compressibility in 1/GPa; with ``damp_fs`` it sets how fast the
-        volume moves (β_T/τ_p), not the distribution it samples.
+        cell moves (β_T/τ_p), not the distribution it samples.
     seed : int
         Seed of the barostat's own random stream.
+    cell : str
+        Which cell components move: "isotropic" (shape fixed), "anisotropic" (the three diagonal
+        components of the lower-triangular cell), "x" / "y" / "z" (one axis), "flexible" (all six).
 
     Notes
     -----
     Call :meth:`move` once per step where positions and momenta are at the same time (after the drift,
-    before the force evaluation of a BAOAB step), with the kinetic energy of the momenta it rescales.
+    before the force evaluation of a BAOAB step), with the kinetic tensor of the momenta it rescales.
     """
 
     name = "scr"
 
     def __init__(self, pressure_GPa: float, damp_fs: float = DEFAULT_BAROSTAT_DAMP_FS,
-                 compressibility_per_GPa: float = 1e-3, seed: int = 0):
+                 compressibility_per_GPa: float = 1e-3, seed: int = 0, cell: str = "isotropic"):
         if not math.isfinite(pressure_GPa):
             raise InputError(f"barostat.pressure_GPa must be finite, got {pressure_GPa}")
         if not damp_fs > 0:
             raise InputError(f"barostat.damp_fs must be > 0, got {damp_fs}")
         if not compressibility_per_GPa > 0:
             raise InputError(f"barostat.compressibility_per_GPa must be > 0, got {compressibility_per_GPa}")
+        if cell not in CELL_MODES:
+            raise InputError(f"barostat.cell must be one of {', '.join(CELL_MODES)}, got {cell!r}")
         self.pressure_GPa = float(pressure_GPa)
         self.damp_fs = float(damp_fs)
         self.compressibility_per_GPa = float(compressibility_per_GPa)
         self.seed = int(seed)
+        self.cell = cell
         self.barostat_energy = 0.0  # eV exchanged with the barostat's bath (conserved-quantity bookkeeping)
         self.generator: torch.Generator | None = None
 
     # ------------------------------------------------------------------ set-up and restart
     def setup(self, state: MDState) -> None:
-        """Seed the random stream and check the cell can change (3D periodic)."""
+        """Seed the random stream; check the cell can change (3D periodic; lower-triangular unless isotropic)."""
         if not all(state.pbc):
             raise InputError("a barostat needs a cell periodic along all three axes (system pbc)")
+        if self.cell != "isotropic" and not is_lower_triangular(state.cell):
+            raise InputError(f"barostat.cell = {self.cell!r} needs the cell in lower-triangular form (a along x, "
+                             "b in the xy plane, as LAMMPS); rotate the structure (ASE: cell.standard_form())")
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(self.seed)
 
@@ -92,42 +134,60 @@ class StochasticCellRescaling:
         self.generator.set_state(d["generator"])
 
     # ------------------------------------------------------------------ the move
-    def log_volume_increment(self, volume_A3: float, pressure_int_GPa: float, temperature_K: float,
-                             dt_fs: float) -> float:
-        """Δε = ln(V'/V) over ``dt_fs`` (Euler–Maruyama on the Itô equation of the module docstring)."""
-        rate = self.compressibility_per_GPa / self.damp_fs  # 1/(GPa fs)
-        drift = -rate * (self.pressure_GPa - pressure_int_GPa) * dt_fs
+    def _rate(self) -> float:
+        """β_T/(n τ_p) per free component in 1/(GPa fs) (n free diagonal components; isotropic: ln V)."""
+        n = 1 if self.cell == "isotropic" else sum(1 for k, j in CELL_MODES[self.cell] if k == j)
+        return self.compressibility_per_GPa / (n * self.damp_fs)
+
+    def log_strain(self, volume_A3: float, pressure_tensor_GPa: torch.Tensor, temperature_K: float,
+                   dt_fs: float) -> torch.Tensor:
+        """The lower-triangular log-strain dε (3×3) of one move over ``dt_fs`` (Euler–Maruyama, Itô)."""
+        rate = self._rate()
         kt_gpa_a3 = KB * temperature_K * EV_PER_A3_TO_GPA  # k_BT in GPa·Å³
-        sigma = math.sqrt(2.0 * kt_gpa_a3 * rate * dt_fs / volume_A3)
-        xi = float(torch.randn((), generator=self.generator, dtype=torch.float64))
-        return drift + sigma * xi
+        diff = kt_gpa_a3 * rate / volume_A3  # diffusion coefficient of each free component (1/fs)
+        eps = torch.zeros(3, 3, dtype=torch.float64)
+        if self.cell == "isotropic":
+            p_int = float(torch.trace(pressure_tensor_GPa)) / 3.0
+            xi = float(torch.randn((), generator=self.generator, dtype=torch.float64))
+            d_ln_v = -rate * (self.pressure_GPa - p_int) * dt_fs + math.sqrt(2.0 * diff * dt_fs) * xi
+            return eps + torch.eye(3, dtype=torch.float64) * (d_ln_v / 3.0)
+        comps = CELL_MODES[self.cell]
+        xi = torch.randn(len(comps), generator=self.generator, dtype=torch.float64)
+        for n, (k, j) in enumerate(comps):
+            target = self.pressure_GPa if k == j else 0.0
+            measure = _FLEXIBLE_MEASURE[k] if (self.cell == "flexible" and k == j) else 0.0
+            eps[k, j] = (-rate * (target - float(pressure_tensor_GPa[k, j])) + diff * measure) * dt_fs \
+                + math.sqrt(2.0 * diff * dt_fs) * float(xi[n])
+        return eps
 
-    def move(self, state: MDState, dt_fs: float, temperature_K: float, kinetic_eV: float | None = None) -> float:
-        """Rescale cell, positions and momenta of ``state`` by one stochastic step; return Δε = ln(V'/V).
+    def move(self, state: MDState, dt_fs: float, temperature_K: float,
+             kinetic_tensor_eV: torch.Tensor | None = None) -> torch.Tensor:
+        """Rescale cell, positions and momenta of ``state`` by one stochastic step; return dε (3×3).
 
-        ``kinetic_eV`` is the kinetic energy in P_int (default: the state's; a quantum bath passes its
+        ``kinetic_tensor_eV`` is Σ p⊗p/m in P_int (default: the state's; a quantum bath passes its
         corrected estimator). ``state.virial`` must belong to the current positions' last force call.
         """
         volume = state.volume
         ke = float(state.kinetic_energy())
-        k_est = ke if kinetic_eV is None else float(kinetic_eV)
-        trace_w = float(torch.trace(state.virial))
-        p_int = (2.0 * k_est + trace_w) / (3.0 * volume) * EV_PER_A3_TO_GPA
-        d_eps = self.log_volume_increment(volume, p_int, temperature_K, dt_fs)
-        lam = math.exp(d_eps / 3.0)
-        state.positions.mul_(lam)
-        state.cell.mul_(lam)
-        state.momenta.mul_(1.0 / lam)
-        # heat: -(ΔK + ΔU + P₀ΔV), ΔU ≈ -tr W Δε/3 (first order)
-        d_k = ke * (lam ** -2 - 1.0)
-        d_u = -trace_w * d_eps / 3.0
-        d_pv = self.pressure_GPa / EV_PER_A3_TO_GPA * volume * (math.exp(d_eps) - 1.0)
+        kt = state.kinetic_tensor() if kinetic_tensor_eV is None else kinetic_tensor_eV
+        virial = state.virial.detach().to("cpu", torch.float64)
+        p_int = (kt.detach().to("cpu", torch.float64) + virial) / volume * EV_PER_A3_TO_GPA
+        eps = self.log_strain(volume, p_int, temperature_K, dt_fs)
+        a = torch.linalg.matrix_exp(eps)
+        a_dev = a.to(device=state.device, dtype=state.dtype)
+        state.positions.copy_(state.positions @ a_dev)
+        state.cell.copy_(state.cell @ a_dev)
+        state.momenta.copy_(state.momenta @ torch.linalg.inv(a_dev).T)
+        # heat: -(ΔK + ΔU + P₀ΔV), ΔU ≈ -Σ W_kj dε_kj (first order)
+        d_k = float(state.kinetic_energy()) - ke
+        d_u = -float((virial * eps).sum())
+        d_pv = self.pressure_GPa / EV_PER_A3_TO_GPA * volume * (math.exp(float(torch.trace(eps))) - 1.0)
         self.barostat_energy -= d_k + d_u + d_pv
-        return d_eps
+        return eps
 
     def enthalpy_term(self, state: MDState) -> float:
         """P₀V in eV (enters the conserved quantity)."""
         return self.pressure_GPa / EV_PER_A3_TO_GPA * state.volume
 
 
-__all__ = ["StochasticCellRescaling", "DEFAULT_BAROSTAT_DAMP_FS"]
+__all__ = ["StochasticCellRescaling", "DEFAULT_BAROSTAT_DAMP_FS", "CELL_MODES", "is_lower_triangular"]
