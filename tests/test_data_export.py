@@ -9,7 +9,7 @@ from ase.io import read
 
 from dpqtb import DpqtbError
 from dpqtb.data.export import export_deepmd_npy, export_extxyz, load_frames, summary_table
-from dpqtb.dft import cli as dft_cli
+from dpqtb.data import cli as data_cli
 from dpqtb.dft.runner import run_store
 from dpqtb.dft.settings import CHEAP
 from dpqtb.dft.store import JobStore
@@ -120,7 +120,7 @@ def test_repeated_frames_are_flagged(store, tmp_path):
 
 def test_dataset_cli(store, tmp_path, capsys):
     p = argparse.ArgumentParser()
-    dft_cli.register(p.add_subparsers())
+    data_cli.register(p.add_subparsers())
     args = p.parse_args(["dataset", "export", "--store", str(store.root),
                          "--deepmd-npy", str(tmp_path / "o"), "--extxyz", str(tmp_path / "o.xyz")])
     assert args.func(args) == 0
@@ -137,7 +137,7 @@ def test_dataset_cli(store, tmp_path, capsys):
 
 def test_summary_replaces_marked_block(store, tmp_path):
     p = argparse.ArgumentParser()
-    dft_cli.register(p.add_subparsers())
+    data_cli.register(p.add_subparsers())
     doc = tmp_path / "dataset.md"
     doc.write_text("# Data\nprose\n<!-- summary:start -->\nold\n<!-- summary:end -->\ntail\n")
     args = p.parse_args(["dataset", "summary", "--store", str(store.root), "--out", str(doc)])

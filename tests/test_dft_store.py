@@ -15,6 +15,7 @@ from ase.calculators.lj import LennardJones
 
 from dpqtb import DpqtbError
 from dpqtb.dft import cli as dft_cli
+from dpqtb.dft import supervise
 from dpqtb.dft.lock import acquire_lock, lock_holder
 from dpqtb.dft.runner import run_store, skipped_failures
 from dpqtb.dft.settings import CHEAP, PRODUCTION, kpoint_mesh
@@ -272,7 +273,7 @@ def test_label_cli_registers_and_reports_status(tmp_path, capsys):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "2 configuration(s) registered" in out and "0/2 labelled" in out
-    assert dft_cli.runner_command(store, 2, 19, None)[:3] == ["nice", "-n", "19"]
+    assert supervise.runner_command(store, 2, 19, None)[:3] == ["nice", "-n", "19"]
     assert os.path.isdir(os.path.join(store, "jobs"))
 
 
@@ -292,8 +293,8 @@ def test_smallest_cells_first(tmp_path):
     assert store2.pending() == order
     run_store(store2, max_jobs=1, calc_factory=lj_factory, verbose=False)
     assert store2.has_frame(order[0])
-    assert "--smallest-first" in dft_cli.runner_command("s", 1, 0, None, smallest_first=True)
-    cmd = dft_cli.runner_command("s", 1, 0, None, max_atoms=11)
+    assert "--smallest-first" in supervise.runner_command("s", 1, 0, None, smallest_first=True)
+    cmd = supervise.runner_command("s", 1, 0, None, max_atoms=11)
     assert cmd[cmd.index("--max-atoms") + 1] == "11"
     args = _parser().parse_args(["label", "--store", str(tmp_path / "s3"), "--max-atoms", "0"])
     with pytest.raises(DpqtbError, match="--max-atoms must be >= 1"):
@@ -484,8 +485,8 @@ def test_label_cli_retire_kind(tmp_path, capsys, monkeypatch):
     def no_run(*a, **k):
         raise AssertionError("--retire-kind started a labelling run")
 
-    monkeypatch.setattr(dft_cli, "runner_command", no_run)
-    monkeypatch.setattr(dft_cli, "_check_can_run", no_run)
+    monkeypatch.setattr(supervise, "runner_command", no_run)
+    monkeypatch.setattr(supervise, "check_can_run", no_run)
     args = _parser().parse_args(["label", "--store", str(store.root), "--retire-kind", "pair-rotation",
                                  "--reason", "r"])
     assert args.func(args) == 0
@@ -499,12 +500,12 @@ def test_runner_command_unpins_open_mpi(monkeypatch):
     import dpqtb.dft.mpi as dft_mpi
 
     monkeypatch.setattr(dft_mpi, "mpiexec_is_openmpi", lambda: True)
-    cmd = dft_cli.runner_command("s", 2, 0, None)
+    cmd = supervise.runner_command("s", 2, 0, None)
     i = cmd.index("mpiexec")
     assert cmd[cmd.index("--bind-to", i) + 1] == "none" and cmd.index("--bind-to") < cmd.index("-n")
     monkeypatch.setattr(dft_mpi, "mpiexec_is_openmpi", lambda: False)
-    assert "--bind-to" not in dft_cli.runner_command("s", 2, 0, None)
-    assert "mpiexec" not in dft_cli.runner_command("s", 1, 0, None)
+    assert "--bind-to" not in supervise.runner_command("s", 2, 0, None)
+    assert "mpiexec" not in supervise.runner_command("s", 1, 0, None)
     assert dft_mpi.mpi_prefix(3)[-2:] == ["-n", "3"]
     with pytest.raises(ValueError, match=">= 1"):
         dft_mpi.mpi_prefix(0)

@@ -221,10 +221,10 @@ def test_structure_cli(tmp_path, capsys):
 
     from ase.io import read
 
-    from dpqtb.dft import cli as dft_cli
+    from dpqtb.structures import cli as structures_cli
 
     p = argparse.ArgumentParser()
-    dft_cli.register(p.add_subparsers())
+    structures_cli.register(p.add_subparsers())
     out = tmp_path / "big.extxyz"
     args = p.parse_args(["structure", "--a-A", "5.0", "--supercell", "10", "--out", str(out)])
     assert args.func(args) == 0

@@ -1,7 +1,8 @@
 """The ``dpqtb`` command line: a thin layer over the Python API.
 
 Each pipeline stage registers its own sub-commands (a ``register(subparsers)`` function in the
-modules listed in ``_COMMAND_MODULES``). Errors are printed on one line, without a traceback:
+modules listed in ``_COMMAND_MODULES``). Errors are printed on one line, without a traceback
+(:func:`dpqtb.entry.run_main`, shared with the ``python -m dpqtb.dft.*`` entry points):
 
 ====  ==========================================================================================
 exit  meaning
@@ -21,14 +22,19 @@ import argparse
 import importlib
 import sys
 
-from dpqtb import EXIT_UNSTABLE, DpqtbError, InputError, RunInterrupted, SimulationUnstable, __version__
+from dpqtb import InputError, __version__
+from dpqtb.entry import run_main
 
+# in the order of ``dpqtb --help``
 _COMMAND_MODULES = (
-    "dpqtb.md.cli",
-    "dpqtb.workflows.cli",
-    "dpqtb.dft.cli",
-    "dpqtb.analysis.cli",
-    "dpqtb.train.cli",
+    "dpqtb.md.cli",  # md
+    "dpqtb.workflows.cli",  # demo
+    "dpqtb.structures.cli",  # structure
+    "dpqtb.dft.cli",  # label
+    "dpqtb.data.cli",  # dataset
+    "dpqtb.analysis.cli",  # analyze
+    "dpqtb.train.cli",  # train, validate, deviation, explore
+    "dpqtb.potential.cli",  # models
 )
 
 
@@ -56,39 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``dpqtb COMMAND ...``: parse ``argv`` and run the command; returns its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise InputError("--threads must be >= 1")
-            import torch
-
-            torch.set_num_threads(args.threads)
-        return int(args.func(args) or 0)
-    except SimulationUnstable as exc:
-        print(f"dpqtb: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_UNSTABLE
-    except DpqtbError as exc:
-        print(f"dpqtb: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except RunInterrupted as exc:
-        print(f"dpqtb: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("dpqtb: interrupted", file=sys.stderr)
-        return 130
-    except OSError as exc:  # file system trouble the command did not foresee: still one line
-        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"dpqtb: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
+    return run_main(_run, args)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split("\n"))
+def _run(args) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args.func(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

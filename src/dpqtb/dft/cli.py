@@ -1,18 +1,21 @@
-"""``dpqtb label`` (DFT labelling with a job store) and ``dpqtb dataset`` (export, summary)."""
+"""``dpqtb label``: DFT labelling with a job store.
+
+The labelling itself runs in a child process (:mod:`dpqtb.dft.runner`, under MPI) that this
+command starts and watches through :mod:`dpqtb.dft.supervise`.  ``dpqtb dataset`` (export,
+summary) is in :mod:`dpqtb.data.cli`, ``dpqtb structure`` in :mod:`dpqtb.structures.cli`.
+"""
 
 from __future__ import annotations
 
 import os
 import shlex
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from dpqtb import DpqtbError, InputError
-from dpqtb.dft.mpi import gpaw_env, mpi_prefix
+from dpqtb import InputError
+from dpqtb.dft import supervise
 from dpqtb.dft.lock import lock_holder
+from dpqtb.entry import entry_point
 
 
 def _settings(args):
@@ -50,22 +53,6 @@ def read_structures(path: str):
     for n, atoms in enumerate(images):
         validate_atoms(atoms, where=f"{path} structure {n}")
     return images
-
-
-def runner_command(store: str, np_: int, nice: int, max_jobs: int | None,
-                   smallest_first: bool = False, max_atoms: int | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "dpqtb.dft.runner", store]
-    if max_atoms is not None:
-        cmd += ["--max-atoms", str(max_atoms)]
-    if max_jobs is not None:
-        cmd += ["--max-jobs", str(max_jobs)]
-    if smallest_first:
-        cmd.append("--smallest-first")
-    if np_ > 1:
-        cmd = mpi_prefix(np_) + cmd
-    if nice > 0:
-        cmd = ["nice", "-n", str(nice)] + cmd
-    return cmd
 
 
 def cmd_label(args) -> int:
@@ -118,7 +105,7 @@ def cmd_label(args) -> int:
           + (f" ({n_once} only interrupted once: retried as usual)" if n_once else "")
           + (f", {n_retired} retired" if n_retired else ""))
     if args.status:
-        print(_eta(store))
+        print(supervise.eta(store))
         pid = lock_holder(store.root)
         print(f"labelling process: {pid}" if pid else "no labelling process running")
     if args.status or args.no_run or args.retire_kind:  # retiring edits the plan, never labels
@@ -131,40 +118,23 @@ def cmd_label(args) -> int:
     if running:
         raise InputError(f"{args.store} is already being labelled by process {running} "
                          f"(see {Path(args.store) / 'runner.log'})")
-    _check_can_run(args.np)
-    cmd = runner_command(args.store, args.np, args.nice, args.max_jobs, args.smallest_first,
-                         args.max_atoms)
+    supervise.check_can_run(args.np)
+    cmd = supervise.runner_command(args.store, args.np, args.nice, args.max_jobs,
+                                   args.smallest_first, args.max_atoms)
     if args.background:
-        log = Path(args.store) / "runner.log"
-        with open(log, "a") as fh:
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=gpaw_env(),
-                                    start_new_session=True)
-        print(f"labelling in the background (pid {proc.pid}); log: {log}; "
+        pid, log = supervise.start_background(cmd, args.store)
+        print(f"labelling in the background (pid {pid}); log: {log}; "
               f"progress: dpqtb label --store {shlex.quote(args.store)} --status")
         return 0
-    return _run_with_progress(cmd, store, total - done if args.max_jobs is None
-                              else min(args.max_jobs, total - done))
+    n_todo = total - done if args.max_jobs is None else min(args.max_jobs, total - done)
+    return supervise.run_with_progress(cmd, store, n_todo)
 
 
 def _stop_runner(args) -> int:
     """``--stop``: ask the store's labelling process to end after the frame in flight (SIGUSR1)."""
     if args.inputs or args.plan or args.retire_kind or args.status:
         raise InputError("--stop takes no input files, --plan, --retire-kind or --status")
-    if not (Path(args.store) / "jobs").is_dir():
-        raise InputError(f"no job store at {args.store}")
-    pid = lock_holder(args.store)
-    if pid is None:
-        print(f"{args.store}: no labelling process running")
-        return 0
-    if pid < 0:
-        raise InputError(f"{args.store}: its labelling process is starting; try again in a second")
-    try:
-        os.kill(pid, signal.SIGUSR1)
-    except ProcessLookupError:
-        print(f"{args.store}: no labelling process running")
-        return 0
-    print(f"{args.store}: process {pid} stops after its frame in flight is written "
-          f"(dpqtb label --store {shlex.quote(args.store)} --status)")
+    print(supervise.stop_runner(args.store))
     return 0
 
 
@@ -201,152 +171,7 @@ def _relax_calculator(spec: str):
     return DP(str(path)), {"relax_model": str(spec), "relax_model_sha256": digest}
 
 
-def _check_can_run(np_: int) -> None:
-    import importlib.util
-    import shutil
-
-    if np_ < 1:
-        raise InputError(f"--np must be at least 1, got {np_}")
-    if importlib.util.find_spec("gpaw") is None:
-        raise InputError("GPAW is not installed: run scripts/install_gpaw.sh")
-    if np_ > 1 and shutil.which("mpiexec") is None:
-        raise InputError("mpiexec not found: run scripts/install_gpaw.sh or use --np 1")
-
-
-def _eta(store) -> str:
-    """Mean wall time per cell size of the labelled frames and the time left at that pace."""
-    import numpy as np
-
-    walls: dict[int, list[float]] = {}
-    for fr in store.frames():
-        walls.setdefault(len(fr["symbols"]), []).append(fr["provenance"]["wall_s"])
-    if not walls:
-        return "no frames yet: no time estimate"
-    left: dict[int, int] = {}
-    for jid in store.pending():
-        n = len(store.job_record(jid)["symbols"])
-        left[n] = left.get(n, 0) + 1
-    mean = {n: float(np.mean(w)) for n, w in walls.items()}
-    fallback = max(mean.values())
-    secs = sum(c * mean.get(n, fallback * (n / max(mean)) ** 2) for n, c in left.items())
-    per = ", ".join(f"{n} atoms {m:.0f} s" for n, m in sorted(mean.items()))
-    return f"mean wall time per frame: {per}; estimated time left: {secs / 3600:.1f} h"
-
-
-def _run_with_progress(cmd, store, n_todo: int) -> int:
-    from tqdm import tqdm
-
-    start = len(store.done_ids())
-    log = store.root / "runner.log"
-    with open(log, "a") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=gpaw_env())
-        bar = tqdm(total=n_todo, unit="config", desc="labelling", file=sys.stderr)
-        try:
-            while True:
-                rc = proc.poll()
-                n = len(store.done_ids()) - start
-                bar.update(n - bar.n)
-                if rc is not None:
-                    break
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait()
-            raise
-        finally:
-            bar.close()
-    done, total, failed = store.progress()
-    print(f"{store.root}: {done}/{total} labelled, {failed} failed (log: {log})")
-    if rc != 0:
-        tail = log.read_text().strip().splitlines()[-1:] if log.exists() else []
-        raise InputError(f"labelling stopped with status {rc}: {' '.join(tail)}")
-    return 0
-
-
-def cmd_dataset(args) -> int:
-    from dpqtb.data.export import (export_deepmd_npy, export_extxyz, load_frames,
-                                   summary_table)
-
-    for opt, path, is_dir in (("--out", args.out, False), ("--extxyz", args.extxyz, False),
-                              ("--deepmd-npy", args.deepmd_npy, True)):
-        if path is None:
-            continue
-        p = Path(path)
-        if is_dir and p.exists() and not p.is_dir():
-            raise InputError(f"{opt} {path} is a file, not a directory")
-        if not is_dir and p.is_dir():
-            raise InputError(f"{opt} {path} is a directory, not a file")
-        if not p.parent.is_dir():
-            raise InputError(f"{opt} {path}: directory {p.parent} does not exist")
-    frames = load_frames(args.store)
-    if args.action == "summary":
-        text = summary_table(frames)
-        if args.out:
-            out = Path(args.out)
-            start, end = "<!-- summary:start -->", "<!-- summary:end -->"
-            old = out.read_text() if out.exists() else ""
-            if start in old and end in old:  # replace the generated block, keep the prose
-                text = (old[:old.index(start) + len(start)] + "\n" + text
-                        + old[old.index(end):])
-            out.write_text(text)
-            print(f"summary of {len(frames)} frames written to {args.out}")
-        else:
-            print(text, end="")
-        return 0
-    if not (args.deepmd_npy or args.extxyz):
-        raise InputError("dataset export needs --deepmd-npy DIR and/or --extxyz FILE")
-    if args.deepmd_npy:
-        n = export_deepmd_npy(frames, args.deepmd_npy)
-        print(f"{n} frames written to {args.deepmd_npy} (deepmd/npy, type map [La, H])")
-    if args.extxyz:
-        n = export_extxyz(frames, args.extxyz)
-        print(f"{n} frames written to {args.extxyz}")
-    return 0
-
-
-def cmd_structure(args) -> int:
-    from ase.io import write
-
-    from dpqtb.structures.eos import load_eos
-    from dpqtb.structures.lah10 import X32F_DEFAULT, fm3m, lowered, supercell
-
-    if (args.pressure_GPa is None) == (args.a_A is None):
-        raise InputError("give exactly one of --pressure-GPa and --a-A")
-    if args.a_A is not None:
-        a, x = args.a_A, X32F_DEFAULT
-    else:
-        eos = load_eos()
-        a = eos.lattice_constant(args.pressure_GPa)
-        x = eos.x32f(a)
-    atoms = fm3m(a, args.cell, x=x)
-    if args.phase != "Fm-3m":
-        atoms = lowered(atoms, args.phase, amplitude=args.amplitude_A, rng=args.seed)
-    atoms = supercell(atoms, args.supercell)
-    try:
-        write(args.out, atoms)
-    except Exception as exc:  # noqa: BLE001 - ASE raises many kinds for unknown formats
-        raise InputError(f"cannot write {args.out}: {exc}") from None
-    print(f"{args.phase} LaH10, a = {a:.4f} Å, x(32f) = {x:.5f}, {len(atoms)} atoms -> {args.out}")
-    return 0
-
-
 def register(subparsers) -> None:
-    s = subparsers.add_parser(
-        "structure", help="build LaH10 cells (Fm-3m, C2, P-1, R-3m; supercells)",
-        description="Build Fm-3m LaH10 at a pressure (stored DFT EOS) or lattice constant, "
-        "optionally symmetry-lowered to C2, P-1 or R-3m, and repeated into a supercell "
-        "(10 = 44,000 atoms for the conventional cell). Any ASE output format.")
-    s.add_argument("--phase", default="Fm-3m", choices=["Fm-3m", "C2", "P-1", "R-3m"])
-    s.add_argument("--pressure-GPa", type=float, default=None)
-    s.add_argument("--a-A", type=float, default=None, help="cubic lattice constant (Å)")
-    s.add_argument("--cell", default="conventional", choices=["primitive", "conventional"])
-    s.add_argument("--supercell", type=int, default=1, help="n×n×n repetition")
-    s.add_argument("--amplitude-A", type=float, default=0.08,
-                   help="RMS H displacement of the symmetry lowering (Å)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True, help="output file (format from the extension)")
-    s.set_defaults(func=cmd_structure)
-
     p = subparsers.add_parser(
         "label", help="label configurations with GPAW (resumable job store)",
         description="Register configurations (files and/or the round-0 sampling plan) in a job "
@@ -391,29 +216,16 @@ def register(subparsers) -> None:
                    help="run detached (log STORE/runner.log) and return")
     p.set_defaults(func=cmd_label)
 
-    d = subparsers.add_parser("dataset", help="export or summarise labelled frames",
-                              description="Export labelled frames to deepmd/npy (dpdata) and "
-                              "extxyz, or print the summary table.")
-    d.add_argument("action", choices=["export", "summary"])
-    d.add_argument("--store", nargs="+", required=True, help="job store directories")
-    d.add_argument("--deepmd-npy", default=None, help="output directory (deepmd/npy)")
-    d.add_argument("--extxyz", default=None, help="output extxyz file")
-    d.add_argument("--out", default=None, help="write the summary (markdown) here")
-    d.set_defaults(func=cmd_dataset)
 
-
+@entry_point
 def main(argv=None) -> int:
-    """``python -m dpqtb.dft.cli label|dataset ...`` (same as the ``dpqtb`` sub-commands)."""
+    """``python -m dpqtb.dft.cli label ...`` (same as ``dpqtb label``)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m dpqtb.dft.cli")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except DpqtbError as exc:
-        print(f"dpqtb: error: {exc}", file=sys.stderr)
-        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import numpy as np
 
 from dpqtb.dft.settings import DFTSettings, kpoint_mesh
 from dpqtb.dft.store import JobStore, atoms_from_dict
+from dpqtb.entry import entry_point
 from dpqtb.structures.lah10 import fm3m
 
 A_TEST = 4.955
@@ -104,7 +105,9 @@ def report(store: JobStore) -> str:
     return "\n".join(lines) + "\n"
 
 
+@entry_point
 def main(argv=None) -> int:
+    """``python -m dpqtb.dft.convergence setup|report STORE``: plan or report the convergence tests."""
     ap = argparse.ArgumentParser()
     ap.add_argument("action", choices=["setup", "report"])
     ap.add_argument("store")

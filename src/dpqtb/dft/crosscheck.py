@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError, CalculationError, InputError
+from dpqtb import CalculationError, InputError
 from dpqtb.dft.settings import kpoint_mesh
 from dpqtb.dft.store import JobStore, atomic_write_json, atoms_from_dict
+from dpqtb.entry import entry_point
 
 RY_EV = 13.605693122994
 #: The cutoff series is run on the first selected frame with this k spacing (Å⁻¹): cheap, and the
@@ -347,7 +348,9 @@ def report(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
+    """``python -m dpqtb.dft.crosscheck select|run|report ...`` (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="python -m dpqtb.dft.crosscheck", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -368,33 +371,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("--json", action="store_true", help="also write OUT/crosscheck.json")
     args = ap.parse_args(argv)
-    try:
-        out = Path(args.out)
-        if args.cmd == "select":
-            store = JobStore(args.store)
-            if not store.frames_dir.is_dir():
-                raise InputError(f"{args.store}: no labelled frames")
-            if (out / "plan.json").exists():
-                raise InputError(f"{out / 'plan.json'} exists; the plan of a cross-check is fixed")
-            plan = make_plan(store, args.n, args.atoms, QESettings(ecutwfc_Ry=args.ecutwfc_Ry),
-                             args.near_volume_A3_per_atom, ecut_series=not args.no_ecut_series)
-            atomic_write_json(out / "plan.json", plan)
-            print(f"{len(plan['jobs'])} QE jobs planned in {out / 'plan.json'}")
-        elif args.cmd == "run":
-            if not (out / "plan.json").is_file():
-                raise InputError(f"{out}: no plan.json (run select first)")
-            run_plan(out, ranks=args.ranks)
-        else:
-            if not (out / "plan.json").is_file():
-                raise InputError(f"{out}: no plan.json (run select first)")
-            print(report(out), end="")
-            if args.json:
-                _, results, rows = load(out)
-                atomic_write_json(out / "crosscheck.json", {"ecut_series": ecut_rows(list(results.values())),
-                                                            "frames": rows, "summary": summary(rows)})
-    except DpqtbError as exc:
-        print(f"dpqtb: error: {exc}", file=sys.stderr)
-        return 2
+    out = Path(args.out)
+    if args.cmd == "select":
+        store = JobStore(args.store)
+        if not store.frames_dir.is_dir():
+            raise InputError(f"{args.store}: no labelled frames")
+        if (out / "plan.json").exists():
+            raise InputError(f"{out / 'plan.json'} exists; the plan of a cross-check is fixed")
+        plan = make_plan(store, args.n, args.atoms, QESettings(ecutwfc_Ry=args.ecutwfc_Ry),
+                         args.near_volume_A3_per_atom, ecut_series=not args.no_ecut_series)
+        atomic_write_json(out / "plan.json", plan)
+        print(f"{len(plan['jobs'])} QE jobs planned in {out / 'plan.json'}")
+    elif args.cmd == "run":
+        if not (out / "plan.json").is_file():
+            raise InputError(f"{out}: no plan.json (run select first)")
+        run_plan(out, ranks=args.ranks)
+    else:
+        if not (out / "plan.json").is_file():
+            raise InputError(f"{out}: no plan.json (run select first)")
+        print(report(out), end="")
+        if args.json:
+            _, results, rows = load(out)
+            atomic_write_json(out / "crosscheck.json", {"ecut_series": ecut_rows(list(results.values())),
+                                                        "frames": rows, "summary": summary(rows)})
     return 0
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from dpqtb.dft.settings import PRODUCTION, DFTSettings, code_versions
 from dpqtb.dft.store import Job, JobStore, compute_frame, job_id
+from dpqtb.entry import entry_point
 from dpqtb.structures.eos import EOS
 from dpqtb.structures.lah10 import X32F_DEFAULT, fm3m
 
@@ -92,7 +93,10 @@ def relax_x(store: JobStore, a: float, settings: DFTSettings, log=print,
             "stiffness_eV": k}
 
 
+@entry_point
 def main(argv=None) -> int:
+    """``python -m dpqtb.dft.eos STORE [--write EOS.json]``: relax x(32f) on the lattice grid,
+    fit the EOS."""
     ap = argparse.ArgumentParser()
     ap.add_argument("store")
     ap.add_argument("--write", default=None, help="write the fitted EOS json here (rank 0)")

@@ -29,6 +29,7 @@ import numpy as np
 from ase.units import GPa
 
 from dpqtb.dft.settings import PRODUCTION, make_calculator
+from dpqtb.entry import entry_point
 
 #: spglib tolerances (Å) at which the space group of a relaxed cell is reported.
 SYMPREC_A = (1e-3, 1e-2, 1e-1)
@@ -252,6 +253,7 @@ def _cage_cell(c: dict | None) -> str:
     return f"{c['face_max_mean_deg']:.1f} / {c['face_min_mean_deg']:.1f}" if c else "–"
 
 
+@entry_point
 def main(argv=None) -> int:
     from ase.io import write
 

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
 import traceback
 from contextlib import nullcontext
-from pathlib import Path
 
 from dpqtb import DpqtbError, InputError
 from dpqtb.dft.lock import acquire_lock
 from dpqtb.dft.store import JobStore, atomic_write_json, compute_frame
+from dpqtb.entry import entry_point
 from dpqtb.signals import handling
 
 
@@ -184,7 +183,9 @@ def _run_store(store, comm, rank, max_jobs, retry_failed, calc_factory, verbose,
     return written
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
+    """``python -m dpqtb.dft.runner STORE [options]``: label the pending jobs of STORE."""
     ap = argparse.ArgumentParser(prog="python -m dpqtb.dft.runner", description=__doc__)
     ap.add_argument("store")
     ap.add_argument("--max-jobs", type=int, default=None)
@@ -195,13 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-atoms", type=int, default=None,
                     help="label only the cells with at most this many atoms")
     args = ap.parse_args(argv)
-    try:
-        run_store(JobStore(args.store), max_jobs=args.max_jobs,
-                  retry_failed=not args.skip_failed, smallest_first=args.smallest_first,
-                  max_atoms=args.max_atoms)
-    except DpqtbError as exc:
-        print(f"dpqtb: error: {exc}", file=sys.stderr)
-        return 2
+    run_store(JobStore(args.store), max_jobs=args.max_jobs, retry_failed=not args.skip_failed,
+              smallest_first=args.smallest_first, max_atoms=args.max_atoms)
     return 0
 
 
