@@ -53,6 +53,7 @@ def _ideal_gas(n, temperature_K, pressure_GPa, steps, seed, dt_fs=1.0, tau_p_fs=
     return volumes[volumes.size // 10:], kt / (pressure_GPa * GPA_IN_EV_PER_A3)
 
 
+@pytest.mark.slow
 def test_ideal_gas_volume_mean_and_variance_exact():
     n = 4
     v, kt_over_p = _ideal_gas(n, 300.0, 1.0, steps=200_000, seed=11)
@@ -117,3 +118,69 @@ def test_needs_a_periodic_cell():
     s.pbc = (True, True, False)
     with pytest.raises(InputError, match="periodic"):
         StochasticCellRescaling(1.0).setup(s)
+
+
+# ----------------------------------------------------------------------------- flexible cell
+KS = KA = 0.05  # eV/Å²: shear and axis-mismatch springs of the cell-only potential below
+
+
+def _cell_virial(h: torch.Tensor) -> torch.Tensor:
+    """W = -hᵀ ∂U/∂h for U = ½k_s(b_x² + c_x² + c_y²) + ½k_a[(a_x - b_y)² + (b_y - c_z)²] (row-vector cell)."""
+    g = torch.zeros(3, 3, dtype=torch.float64)
+    ax, bx, by, cx, cy, cz = h[0, 0], h[1, 0], h[1, 1], h[2, 0], h[2, 1], h[2, 2]
+    g[1, 0], g[2, 0], g[2, 1] = KS * bx, KS * cx, KS * cy
+    g[0, 0], g[1, 1], g[2, 2] = KA * (ax - by), -KA * (ax - by) + KA * (by - cz), -KA * (by - cz)
+    return -h.T @ g
+
+
+@pytest.mark.slow
+def test_flexible_cell_samples_the_mtk_density():
+    """Ideal gas (N = 4) in a flexible cell held by a cell-only potential U(h): the exact density of the
+    lower-triangular cell (a_x, b_x, b_y, c_x, c_y, c_z) is V^(N-2) a_x² b_y exp(-(P V + U)/kT) (MTK measure
+    [det h]^(1-d) dh after removing rotations). Shears are Gaussian, ⟨b_x²⟩ = kT/k_s; the diagonal means
+    come from a 3D quadrature. The measure makes ⟨a_x⟩ > ⟨b_y⟩ > ⟨c_z⟩ by ~0.2 Å each, resolved here.
+    Rates are ≤ 1 % of 1/dt, so the Euler–Maruyama bias (~1 %) is below the statistical error."""
+    n, t_k, p_gpa, dt = 4, 300.0, 1.0, 1.0
+    kt = KB_EV * t_k
+    g = torch.Generator().manual_seed(5)
+    m = torch.full((n,), 1.008, dtype=torch.float64)
+    sd = torch.sqrt(m * kt / AMU_A2_PER_FS2_IN_EV)[:, None]
+    length = ((n + 1) * kt / (p_gpa * GPA_IN_EV_PER_A3)) ** (1 / 3)
+    state = MDState(positions=torch.zeros(n, 3, dtype=torch.float64), momenta=torch.randn((n, 3), generator=g,
+                    dtype=torch.float64) * sd, masses=m, cell=torch.eye(3, dtype=torch.float64) * length,
+                    species=torch.zeros(n, dtype=torch.long), type_map=("H",))
+    baro = StochasticCellRescaling(p_gpa, damp_fs=100.0, compressibility_per_GPa=1.0 / p_gpa, seed=6, cell="flexible")
+    baro.setup(state)
+    c = math.exp(-0.01 * dt)
+    kick_sd = math.sqrt(1 - c * c) * sd
+    samples = []
+    for k in range(150_000):
+        state.momenta.mul_(c).add_(torch.randn((n, 3), generator=g, dtype=torch.float64) * kick_sd)
+        state.virial = _cell_virial(state.cell)
+        baro.move(state, dt, t_k)
+        if k % 10 == 0:
+            h = state.cell
+            samples.append([float(h[0, 0]), float(h[1, 1]), float(h[2, 2]), float(h[1, 0]) ** 2, float(h[2, 1]) ** 2])
+        assert float(state.cell[0, 1]) == 0.0 and float(state.cell[0, 2]) == 0.0 and float(state.cell[1, 2]) == 0.0
+    a = np.array(samples[len(samples) // 10:])
+    blocks = a[: len(a) // 20 * 20].reshape(20, -1, a.shape[1]).mean(1)  # 20 blocks of 6.75 ps ≫ τ ≈ 0.1 ps
+    mean, err = a.mean(0), blocks.std(0, ddof=1) / math.sqrt(20)
+    # exact: quadrature of the diagonal density on a grid (the shears factor out)
+    x = np.linspace(0.3, 9.0, 200)
+    ax, by, cz = np.meshgrid(x, x, x, indexing="ij")
+    vol = ax * by * cz
+    w = vol ** (n - 2) * ax**2 * by * np.exp(-(p_gpa * GPA_IN_EV_PER_A3 * vol
+                                                 + 0.5 * KA * ((ax - by) ** 2 + (by - cz) ** 2)) / kt)
+    w /= w.sum()
+    exact = [(w * ax).sum(), (w * by).sum(), (w * cz).sum(), kt / KS, kt / KS]
+    for name, mu, e, ref in zip(("a_x", "b_y", "c_z", "b_x²", "c_y²"), mean, err, exact):
+        assert abs(mu - ref) < 4 * e, (name, mu, e, ref)
+    assert exact[0] - exact[2] > 8 * max(err[0], err[2])  # the measure's asymmetry is resolved
+
+
+def test_flexible_cell_needs_lower_triangular_cell():
+    s = _tiny_state()
+    s.cell = torch.tensor([[3.0, 0.5, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]], dtype=torch.float64)
+    with pytest.raises(InputError, match="lower-triangular"):
+        StochasticCellRescaling(1.0, cell="flexible").setup(s)
+    StochasticCellRescaling(1.0, cell="isotropic").setup(s)  # isotropic scaling keeps any shape
