@@ -1,10 +1,6 @@
 """The stability guard (exit 3, last good checkpoint kept), resume rules for the step target, fresh
 runs that fail in setup leave nothing behind, and nothing in a Simulation grows with the run."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -142,7 +138,7 @@ def test_output_directory_is_relative_to_the_config_file(tmp_path, monkeypatch):
 def test_simulation_keeps_only_the_last_thermo_row(tmp_path):
     from ase.build import bulk
 
-    from dpqtb.analysis.trajectory import read_thermo
+    from dpqtb.rundir import read_thermo
     from dpqtb.md.integrators import Langevin, TemperatureSchedule
     from dpqtb.md.run import Simulation
     from dpqtb.md.state import MDState

@@ -202,7 +202,7 @@ def energy_curve(run_dirs, e_ref_eV: float = 0.0, n_atoms: int | None = None,
 
     N comes from each run's run.json ("n_atoms") unless ``n_atoms`` is given.
     """
-    from dpqtb.analysis.trajectory import read_run_json, read_thermo
+    from dpqtb.rundir import read_run_json, read_thermo
 
     rows = []
     for d in run_dirs:
