@@ -29,7 +29,17 @@ QUANTUM_INTEGRATORS = ("qtb", "adqtb", "pimd", "trpmd")
 
 
 def write_csv(path: Path, header: list[str], rows) -> None:
-    """A CSV table: ``header``, then ``rows`` with floats to 8 significant digits."""
+    """A CSV table: ``header``, then ``rows`` with floats to 8 significant digits.
+
+    Parameters
+    ----------
+    path : path
+        The file to write.
+    header : list of str
+        Column names.
+    rows : iterable of sequences
+        The rows.
+    """
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)

@@ -149,6 +149,17 @@ class Trajectory:
     Checks, frame by frame, that the species list never changes, that the number of atoms is
     constant and that times are strictly increasing with a constant stride (a missing frame is an
     error).  ``timestep_fs`` overrides the frame spacing when the file has no ``time_fs``.
+
+    Parameters
+    ----------
+    path : path
+        A run directory (its trajectory.extxyz) or any ASE-readable trajectory file.
+    fmt : str, optional
+        ASE format name (default from the suffix).
+    timestep_fs : float, optional
+        Time between stored frames (fs), replacing the file's ``time_fs``.
+    start, stop, stride : int
+        Frame selection (indices of the file's frames).
     """
 
     def __init__(self, path: str | Path, fmt: str | None = None, timestep_fs: float | None = None,
@@ -267,7 +278,23 @@ class Trajectory:
 
 
 def write_extxyz_frames(path: str | Path, frames, symbols, cell, dt_fs: float, velocities=None) -> None:
-    """Write (N, 3) position arrays as an engine-style extxyz (used by tests and examples)."""
+    """Write (N, 3) position arrays as an engine-style extxyz (used by tests and examples).
+
+    Parameters
+    ----------
+    path : path
+        The file to write.
+    frames : iterable of (N, 3) arrays
+        Positions (Å).
+    symbols : list of str
+        Species of every atom.
+    cell : (3, 3) array
+        Lattice vectors (Å).
+    dt_fs : float
+        Time between frames (fs).
+    velocities : sequence of (N, 3) arrays, optional
+        Velocities (Å/fs).
+    """
     from ase import Atoms
     from ase.io import write
 
