@@ -1,10 +1,6 @@
 """The stability guard (exit 3, last good checkpoint kept), resume rules for the step target, fresh
 runs that fail in setup leave nothing behind, and nothing in a Simulation grows with the run."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -142,7 +138,7 @@ def test_output_directory_is_relative_to_the_config_file(tmp_path, monkeypatch):
 def test_simulation_keeps_only_the_last_thermo_row(tmp_path):
     from ase.build import bulk
 
-    from dpqtb.analysis.trajectory import read_thermo
+    from dpqtb.rundir import read_thermo
     from dpqtb.md.integrators import Langevin, TemperatureSchedule
     from dpqtb.md.run import Simulation
     from dpqtb.md.state import MDState
@@ -154,10 +150,12 @@ def test_simulation_keeps_only_the_last_thermo_row(tmp_path):
     sim.run(10)
     assert not hasattr(Simulation(sim.state, sim.integrator, None), "thermo_rows")  # nothing kept in memory
     assert [r[0] for r in sim.thermo_rows] == [0, 2, 4, 6, 8, 10]  # read back from thermo.csv
-    assert sim.last_thermo[0] == 10
+    assert sim.last_thermo[0] == sim.last_thermo.step == 10
+    assert sim.thermo_rows[-1].columns == sim.last_thermo.columns == sim.thermo_columns()
     cols = read_thermo(tmp_path / "run")
     assert list(cols["step"]) == [0, 2, 4, 6, 8, 10]
-    assert cols["temperature_K"][-1] == pytest.approx(sim.last_thermo[2], rel=1e-14)
+    assert cols["temperature_K"][-1] == pytest.approx(sim.last_thermo.temperature_K, rel=1e-14)
+    assert cols["temperature_Cu_K"][-1] == pytest.approx(sim.thermo_rows[-1].temperature_Cu_K, rel=1e-14)
 
 
 def test_resume_compares_structure_files_by_content(tmp_path, capsys):

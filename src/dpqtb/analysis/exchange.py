@@ -45,7 +45,17 @@ class ExchangeResult:
 
 
 def cycle_counts(start_site: np.ndarray, site: np.ndarray) -> tuple[int, int]:
-    """(number of 2-cycles, number of protons in longer cycles) of the map start → current."""
+    """(number of 2-cycles, number of protons in longer cycles) of the map start → current.
+
+    Parameters
+    ----------
+    start_site, site : int arrays
+        Initial and current site of every proton.
+
+    Returns
+    -------
+    (int, int)
+    """
     f = {int(s0): int(s1) for s0, s1 in zip(start_site, site)}
     pairs, ring = 0, 0
     seen = set()
@@ -67,6 +77,22 @@ def cycle_counts(start_site: np.ndarray, site: np.ndarray) -> tuple[int, int]:
 
 
 class SiteTracker:
+    """Site of every proton frame by frame, with hops and exchanges (see the module docstring).
+
+    Parameters
+    ----------
+    ref_positions : (N, 3) array
+        Positions defining the sites (Å; all atoms, the trajectory's order).
+    symbols : array of str
+        Species of every atom.
+    cell : (3, 3) array
+        Lattice vectors of the reference (Å).
+    metal, hydrogen : str
+        The framework and proton species.
+    capture_fraction : float
+        Capture radius as a fraction of the shortest site–site distance, in (0, 0.5].
+    """
+
     def __init__(self, ref_positions: np.ndarray, symbols, cell: np.ndarray, metal: str = "La",
                  hydrogen: str = "H", capture_fraction: float = 0.35):
         symbols = np.asarray(symbols)
@@ -116,7 +142,17 @@ class SiteTracker:
 
 
 def pick_examples(res: ExchangeResult) -> dict[str, int]:
-    """One proton (H-index) per class: the one with the most hops for 'several'."""
+    """One proton (H-index) per class: the one with the most hops for 'several'.
+
+    Parameters
+    ----------
+    res : ExchangeResult
+
+    Returns
+    -------
+    dict of str to int
+        Class name to proton index (classes without a proton are absent).
+    """
     out = {}
     cls = res.classes()
     for k in CLASSES:
@@ -127,7 +163,15 @@ def pick_examples(res: ExchangeResult) -> dict[str, int]:
 
 
 def plot_examples(paths: dict[str, tuple[np.ndarray, np.ndarray]], out_png) -> None:
-    """3-D trajectories of example protons (red) with their La neighbours (grey)."""
+    """3-D trajectories of example protons (red) with their La neighbours (grey).
+
+    Parameters
+    ----------
+    paths : dict
+        Class name to (proton path (T, 3), list of La paths (T, 3)) in Å.
+    out_png : path
+        The PNG to write.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

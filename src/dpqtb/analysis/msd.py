@@ -20,6 +20,24 @@ A2_PER_FS_TO_CM2_PER_S = 1e-16 / 1e-15
 
 
 def species_indices(symbols, species: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Atom indices of each species.
+
+    Parameters
+    ----------
+    symbols : array of str
+        Species of every atom.
+    species : list of str, optional
+        The species wanted, in this order (default: all, in order of first appearance).
+
+    Returns
+    -------
+    dict of str to int array
+
+    Raises
+    ------
+    InputError
+        A wanted species has no atom.
+    """
     symbols = np.asarray(symbols)
     if species is None:
         species = list(dict.fromkeys(symbols.tolist()))
@@ -55,6 +73,21 @@ class MSDAccumulator:
     (``max_lag // origin_every + 1`` of them).  With ``remove_com`` the mass-weighted centre-of-mass
     displacement of the whole system is subtracted (the thermostat lets the total momentum drift);
     for N equal-mass independent walkers this multiplies the MSD by exactly (1 − 1/N).
+
+    Parameters
+    ----------
+    symbols : array of str
+        Species of every atom.
+    max_lag : int
+        Longest lag (frames).
+    origin_every : int
+        Frames between time origins.
+    remove_com : bool
+        Subtract the centre-of-mass displacement.
+    masses : (N,) array, optional
+        Masses (amu); default ASE's standard masses of ``symbols``.
+    species : list of str, optional
+        Species to report (default: all).
     """
 
     def __init__(self, symbols, max_lag: int, origin_every: int = 1, remove_com: bool = True,
@@ -115,7 +148,27 @@ class MSDAccumulator:
 
 def msd_from_array(positions: np.ndarray, symbols, dt_fs: float, max_lag: int | None = None,
                    origin_every: int = 1, remove_com: bool = False) -> MSDResult:
-    """MSD of an in-memory (T, N, 3) unwrapped trajectory (convenience wrapper)."""
+    """MSD of an in-memory (T, N, 3) unwrapped trajectory (convenience wrapper).
+
+    Parameters
+    ----------
+    positions : (T, N, 3) array
+        Unwrapped positions (Å), T >= 2.
+    symbols : array of str
+        Species of every atom.
+    dt_fs : float
+        Time between frames (fs).
+    max_lag : int, optional
+        Longest lag (frames; default T − 1).
+    origin_every : int
+        Frames between time origins.
+    remove_com : bool
+        Subtract the centre-of-mass displacement.
+
+    Returns
+    -------
+    MSDResult
+    """
     positions = np.asarray(positions, dtype=float)
     if positions.ndim != 3 or positions.shape[0] < 2:
         raise InputError("positions must have shape (frames >= 2, atoms, 3)")
@@ -159,6 +212,22 @@ def diffusion_coefficient(res: MSDResult, species: str, fit_start_fraction: floa
     block-mean MSD of each is fitted over the same window, and the standard error of the block
     slopes is reported (σ_D = std(D_b)/√n_blocks; blocks are independent when a block spans more
     than the longest lag).
+
+    Parameters
+    ----------
+    res : MSDResult
+        The MSD.
+    species : str
+        The species to fit.
+    fit_start_fraction, fit_end_fraction : float
+        Fit window as fractions of the longest lag.
+    n_blocks : int
+        Blocks of time origins for the error bar.
+
+    Returns
+    -------
+    DiffusionFit
+        D and its error (cm²/s), the window (fs), the slope (Å²/fs) and intercept (Å²).
     """
     if species not in res.species:
         raise InputError(f"species {species!r} not in the MSD result ({res.species})")
@@ -200,7 +269,19 @@ class MatchResult:
 
 
 def msd_prime_dense(ref: np.ndarray, cur: np.ndarray, cell: np.ndarray) -> MatchResult:
-    """Reference implementation: Hungarian algorithm on the full N×N minimum-image cost matrix."""
+    """Reference implementation: Hungarian algorithm on the full N×N minimum-image cost matrix.
+
+    Parameters
+    ----------
+    ref, cur : (N, 3) arrays
+        Reference and current positions (Å).
+    cell : (3, 3) array
+        Lattice vectors as rows (Å).
+
+    Returns
+    -------
+    MatchResult
+    """
     d = min_image(cur[None, :, :] - ref[:, None, :], cell)
     cost = np.einsum("ijx,ijx->ij", d, d)
     r, c = linear_sum_assignment(cost)
@@ -221,6 +302,15 @@ class ReorderedMSD:
        explicitly; violating ones are added to the graph and the matching is re-solved
        (column generation).  When none is left the duals are feasible for the complete N×N
        problem, which proves the sparse matching globally optimal.
+
+    Parameters
+    ----------
+    ref_positions : (N, 3) array
+        Reference positions (Å).
+    cutoff_A : float
+        First candidate-graph cutoff (Å); grown as needed.
+
+    Calling it with ``(positions, cell)`` of a frame returns the :class:`MatchResult`.
     """
 
     def __init__(self, ref_positions: np.ndarray, cutoff_A: float = 1.0):

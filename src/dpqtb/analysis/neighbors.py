@@ -8,7 +8,18 @@ from dpqtb import InputError
 
 
 def cell_heights(cell: np.ndarray) -> np.ndarray:
-    """Distances (Å) between opposite faces of the cell spanned by the rows of ``cell``."""
+    """Distances (Å) between opposite faces of the cell spanned by the rows of ``cell``.
+
+    Parameters
+    ----------
+    cell : (3, 3) array
+        Lattice vectors as rows (Å).
+
+    Returns
+    -------
+    (3,) array
+        The three face-to-face heights (Å).
+    """
     cell = np.asarray(cell, dtype=float)
     vol = abs(np.linalg.det(cell))
     if not np.isfinite(vol) or vol < 1e-12:
@@ -21,6 +32,18 @@ def min_image(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
 
     Exact for any vector whose minimum image is shorter than half the smallest cell height;
     otherwise the 27 neighbouring images of the rounded fractional vector are searched.
+
+    Parameters
+    ----------
+    d : (..., 3) array
+        Displacements (Å).
+    cell : (3, 3) array
+        Lattice vectors as rows (Å).
+
+    Returns
+    -------
+    (..., 3) array
+        The shortest periodic images of ``d`` (Å).
     """
     cell = np.asarray(cell, dtype=float)
     inv = np.linalg.inv(cell)
@@ -79,6 +102,22 @@ def nearest(a: np.ndarray, b: np.ndarray, cell: np.ndarray, cutoff: float) -> tu
     """Index in ``b`` of the nearest point to each point of ``a`` and its squared distance.
 
     The search radius starts at ``cutoff`` and doubles until every point has a neighbour.
+
+    Parameters
+    ----------
+    a, b : (Na, 3), (Nb, 3) arrays
+        Query and target points (Å).
+    cell : (3, 3) array
+        Lattice vectors as rows (Å).
+    cutoff : float
+        First search radius (Å).
+
+    Returns
+    -------
+    index : (Na,) int array
+        Index in ``b`` of each point's nearest target.
+    d2 : (Na,) array
+        Its squared minimum-image distance (Å²).
     """
     na = len(a)
     best = np.full(na, -1, dtype=np.int64)

@@ -28,6 +28,17 @@ class RDFAccumulator:
     n_αβ the number of ordered pairs (i ∈ α, j ∈ β, j ≠ i or a periodic image of i) in the shell
     of volume ΔV = 4π(r₂³ − r₁³)/3, so that g → 1 for an ideal gas and the running coordination
     number (N_β − δ_αβ)/V ∫ g 4πr² dr counts the neighbours exactly.
+
+    Parameters
+    ----------
+    symbols : array of str
+        Species of every atom.
+    r_max_A : float
+        Range (Å).
+    bin_A : float
+        Bin width (Å).
+    pairs : list of (str, str), optional
+        Species pairs (default: every unordered pair).
     """
 
     def __init__(self, symbols, r_max_A: float = 6.0, bin_A: float = 0.02, pairs=None):
@@ -88,7 +99,17 @@ class RDFAccumulator:
 
 
 def plot_rdf(results: list[RDFResult], path, pair: str | None = None) -> None:
-    """Overlay g(r) of one or more runs (e.g. classical vs quantum, paper Fig. 6)."""
+    """Overlay g(r) of one or more runs (e.g. classical vs quantum, paper Fig. 6).
+
+    Parameters
+    ----------
+    results : list of RDFResult
+        The runs (labelled by their ``label``).
+    path : path
+        The PNG to write.
+    pair : str, optional
+        One pair ("La-H"); default one panel per pair.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

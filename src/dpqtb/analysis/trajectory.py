@@ -9,8 +9,6 @@ positions, which is what displacement observables (MSD, diffusion) need.
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -18,10 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from dpqtb import DpqtbError, InputError
-
-TRAJECTORY = "trajectory.extxyz"
-THERMO = "thermo.csv"
-RUN_JSON = "run.json"
+from dpqtb.rundir import TRAJECTORY
 
 
 @dataclass
@@ -154,6 +149,17 @@ class Trajectory:
     Checks, frame by frame, that the species list never changes, that the number of atoms is
     constant and that times are strictly increasing with a constant stride (a missing frame is an
     error).  ``timestep_fs`` overrides the frame spacing when the file has no ``time_fs``.
+
+    Parameters
+    ----------
+    path : path
+        A run directory (its trajectory.extxyz) or any ASE-readable trajectory file.
+    fmt : str, optional
+        ASE format name (default from the suffix).
+    timestep_fs : float, optional
+        Time between stored frames (fs), replacing the file's ``time_fs``.
+    start, stop, stride : int
+        Frame selection (indices of the file's frames).
     """
 
     def __init__(self, path: str | Path, fmt: str | None = None, timestep_fs: float | None = None,
@@ -245,6 +251,14 @@ class Trajectory:
                     t = (k - self.start) * (self.timestep_fs or 1.0)
                 yield float(t), pos
 
+    def count(self) -> int:
+        """Number of selected frames, from the frame headers only on the extxyz fast path (other
+        formats: the full reader)."""
+        if self.path.suffix not in (".extxyz", ".xyz"):
+            return sum(1 for _ in self)
+        return sum(1 for k, _, _ in _extxyz_blocks(self.path)
+                   if k >= self.start and (self.stop is None or k < self.stop) and (k - self.start) % self.stride == 0)
+
     def first(self) -> Frame:
         if self._first is None:
             self._first = next(iter(self))
@@ -263,40 +277,24 @@ class Trajectory:
         return seen
 
 
-def read_thermo(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """Columns of ``thermo.csv`` as float arrays (keys are the column names, units included)."""
-    path = Path(run_dir) / THERMO
-    if not path.exists():
-        raise InputError(f"{path} does not exist")
-    try:
-        with open(path) as fh:
-            rows = list(csv.reader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path} is not a CSV text file ({type(exc).__name__})") from None
-    if len(rows) < 2:
-        raise InputError(f"{path} has no data rows")
-    head = rows[0]
-    try:
-        data = np.array([[float(x) for x in r] for r in rows[1:] if r], dtype=float)
-    except ValueError as exc:
-        raise InputError(f"{path}: non-numeric value ({exc})") from exc
-    if data.ndim != 2 or data.shape[1] != len(head):
-        raise InputError(f"{path}: rows do not match the header")
-    return {h: data[:, k] for k, h in enumerate(head)}
-
-
-def read_run_json(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / RUN_JSON
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from exc
-
-
 def write_extxyz_frames(path: str | Path, frames, symbols, cell, dt_fs: float, velocities=None) -> None:
-    """Write (N, 3) position arrays as an engine-style extxyz (used by tests and examples)."""
+    """Write (N, 3) position arrays as an engine-style extxyz (used by tests and examples).
+
+    Parameters
+    ----------
+    path : path
+        The file to write.
+    frames : iterable of (N, 3) arrays
+        Positions (Å).
+    symbols : list of str
+        Species of every atom.
+    cell : (3, 3) array
+        Lattice vectors (Å).
+    dt_fs : float
+        Time between frames (fs).
+    velocities : sequence of (N, 3) arrays, optional
+        Velocities (Å/fs).
+    """
     from ase import Atoms
     from ase.io import write
 

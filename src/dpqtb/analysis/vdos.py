@@ -58,7 +58,20 @@ ALIAS_LIMIT = 0.01
 
 
 def zero_point_temperature(freq_THz: np.ndarray, g_per_THz: np.ndarray) -> float:
-    """T_zero = (1/k_B) ∫ g(ν) hν/2 dν  (K), g normalised to unit area here for safety."""
+    """T_zero = (1/k_B) ∫ g(ν) hν/2 dν  (K), g normalised to unit area here for safety.
+
+    Parameters
+    ----------
+    freq_THz : array
+        Frequencies (THz).
+    g_per_THz : array
+        The density of states on them (1/THz).
+
+    Returns
+    -------
+    float
+        T_zero (K).
+    """
     nu_per_fs = np.asarray(freq_THz) * THZ
     area = np.trapezoid(g_per_THz, freq_THz)
     if not area > 0:
@@ -71,6 +84,19 @@ class VDOSAccumulator:
 
     Frames without velocities fall back to central finite differences of the unwrapped positions
     within each segment (exact frequencies; amplitudes damped by sin(ωΔt)/(ωΔt)).
+
+    Parameters
+    ----------
+    symbols : array of str
+        Species of every atom.
+    dt_fs : float
+        Time between frames (fs).
+    max_lag : int
+        VACF window M (frames, >= 4).
+    segment_frames : int, optional
+        Frames per segment (default 2M, > M).
+    masses : (N,) array, optional
+        Masses (amu) of the mass-weighted total; default ASE's standard masses.
     """
 
     def __init__(self, symbols, dt_fs: float, max_lag: int = 500, segment_frames: int | None = None,
@@ -165,7 +191,25 @@ def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV:
     classically and T_zero-like values quantum-mechanically at T → 0).  With ``n_bins`` (a
     temperature ramp) rows are binned by target_temperature_K; without, the last
     (1 − discard_fraction) of the run is averaged into one point with its standard error from
-    5 blocks.  Returns columns target_temperature_K, temperature_K, E_per_3NkB_K, E_err_K.
+    5 blocks.
+
+    Parameters
+    ----------
+    thermo : dict of str to array
+        Columns of a thermo log (:func:`dpqtb.rundir.read_thermo`).
+    n_atoms : int
+        Number of atoms N.
+    e_ref_eV : float
+        Energy zero (eV).
+    n_bins : int, optional
+        Bins of the target temperature (a ramp); default one point.
+    discard_fraction : float
+        Leading fraction of the rows skipped (equilibration) without ``n_bins``.
+
+    Returns
+    -------
+    dict of str to array
+        ``target_temperature_K``, ``temperature_K``, ``E_per_3NkB_K``, ``E_err_K``.
     """
     for col in ("target_temperature_K", "temperature_K", "total_eV"):
         if col not in thermo:
@@ -201,8 +245,24 @@ def energy_curve(run_dirs, e_ref_eV: float = 0.0, n_atoms: int | None = None,
     """E/(3N k_B) vs temperature, one point per run directory (paper Fig. 3a), sorted by target T.
 
     N comes from each run's run.json ("n_atoms") unless ``n_atoms`` is given.
+
+    Parameters
+    ----------
+    run_dirs : iterable of path
+        Run directories (thermo.csv, run.json).
+    e_ref_eV : float
+        Energy zero (eV).
+    n_atoms : int, optional
+        Number of atoms (default each run's run.json).
+    discard_fraction : float
+        Leading fraction of each log skipped.
+
+    Returns
+    -------
+    dict of str to array
+        As :func:`energy_vs_temperature`, one row per run.
     """
-    from dpqtb.analysis.trajectory import read_run_json, read_thermo
+    from dpqtb.rundir import read_run_json, read_thermo
 
     rows = []
     for d in run_dirs:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from ase.units import GPa
 
 from dpqtb import InputError
 from dpqtb.dft.settings import DFTSettings, code_versions, kpoint_mesh
+from dpqtb.rundir import atomic_write_json as _atomic_write_json
 from dpqtb.structures.checks import MIN_DISTANCE_A, check_min_distance  # noqa: F401 (re-exported)
 
 #: Elements the La–H data set may contain, in DeePMD type-map order.
@@ -40,20 +40,9 @@ TYPE_MAP = ("La", "H")
 
 
 def atomic_write_json(path: Path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (never leaves a partial file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``obj`` as compact JSON (the store's format) to ``path`` atomically: never leaves a partial
+    file (:func:`dpqtb.rundir.atomic_write_json`)."""
+    _atomic_write_json(path, obj, separators=(",", ":"), newline=False)
 
 
 def validate_atoms(atoms: Atoms, where: str = "structure") -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dpqtb import InputError
+from dpqtb.rundir import atomic_open
 
 _ND = "__ndarray__"
 _TUPLE = "__tuple__"
@@ -63,15 +64,11 @@ def decode(obj):
 
 
 def save(obj, path: str | os.PathLike) -> None:
-    """Write ``encode(obj)`` to ``path`` atomically (a temporary file, fsync, rename)."""
-    path = Path(path)
+    """Write ``encode(obj)`` to ``path`` atomically (:func:`dpqtb.rundir.atomic_open`: a temporary
+    file, fsync, rename)."""
     data = encode(obj)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         torch.save(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def load(path: str | os.PathLike):

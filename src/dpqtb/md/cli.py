@@ -45,5 +45,6 @@ def run_md(args) -> int:
     # the step target: md.steps of the file (or --steps); on --resume the total count
     sim.run(cfg["md"]["steps"], resume=args.resume, overwrite=args.overwrite)
     last = sim.thermo_row()
-    print(f"done: {sim.state.step} steps, T = {last[2]:.2f} K, E_pot = {last[5]:.6f} eV, outputs in {Path(sim.dir)}")
+    print(f"done: {sim.state.step} steps, T = {last.temperature_K:.2f} K, E_pot = {last.potential_eV:.6f} eV, "
+          f"outputs in {Path(sim.dir)}")
     return 0

@@ -1,9 +1,10 @@
 """Running a simulation: output files, exact checkpoint/restart, progress bar.
 
-Output directory layout:
+Output directory layout (file names and the thermo table: :mod:`dpqtb.rundir`):
     thermo.csv            step, time_fs, temperature_K, ... (units in every column name)
     trajectory.extxyz     unwrapped positions (Å), cell, energy; optional velocities_A_per_fs
     qtb_fd_<species>.csv  Δ_FD(ω) diagnostic per species (QTB/adQTB)
+    qtb_dos.csv           phonon DOS deconvolved from the QTB spectra (QTB/adQTB)
     checkpoint.pt         everything needed to continue bit for bit (written atomically)
     run.json              configuration and versions
 
@@ -15,6 +16,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -28,23 +30,9 @@ import torch
 from dpqtb import InputError, RunInterrupted, SimulationUnstable, __version__
 from dpqtb.md import checkpoint as checkpoint_io
 from dpqtb.md.state import MDState
+from dpqtb.rundir import (CHECKPOINT, QTB_DOS, QTB_FD_GLOB, RUN_JSON, THERMO, THERMO_COLUMNS, TRAJECTORY, ThermoRow,
+                          atomic_write_text, qtb_fd_name, read_thermo_rows, thermo_header, thermo_line)
 from dpqtb.units import KB
-
-THERMO_COLUMNS = ("step", "time_fs", "temperature_K", "target_temperature_K", "kinetic_eV", "potential_eV",
-                  "total_eV", "conserved_eV", "pressure_GPa", "volume_A3")
-
-CHECKPOINT = "checkpoint.pt"
-THERMO = "thermo.csv"
-TRAJECTORY = "trajectory.extxyz"
-#: phonon density of states deconvolved from the QTB spectra (QTB/adQTB runs; see QTB.phonon_dos)
-QTB_DOS = "qtb_dos.csv"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 #: Stability bounds (see docs/config.md, "Exit status and stability guard"): the run stops when the
 #: kinetic temperature exceeds TEMPERATURE_FACTOR × T_ref + TEMPERATURE_OFFSET_K, or (NVE) when the
@@ -94,14 +82,46 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _write_table(path: Path, columns: list[str], data: np.ndarray) -> None:
+    """A CSV table (header line, values to 8 digits) written atomically."""
+    buf = io.StringIO()
+    np.savetxt(buf, data, delimiter=",", header=",".join(columns), comments="", fmt="%.8g")
+    atomic_write_text(path, buf.getvalue())
+
+
 class Simulation:
     """Runs an integrator on a state, writing thermo.csv, trajectory.extxyz and checkpoints.
 
-    ``physics_config``: the part of the run's config that defines the trajectory (everything but
-    the step target and output bookkeeping); stored in the checkpoint, and a resume with another
-    one is refused. ``thermo_callback``: called with every thermo row (the rows themselves are not
-    kept: :attr:`last_thermo` holds the latest, :func:`dpqtb.analysis.trajectory.read_thermo` reads
-    thermo.csv back).
+    The rows themselves are not kept in memory: :attr:`last_thermo` holds the latest
+    (a :class:`~dpqtb.rundir.ThermoRow`), :attr:`thermo_rows` and :func:`dpqtb.rundir.read_thermo`
+    read thermo.csv back.
+
+    Parameters
+    ----------
+    state : MDState
+        Positions, momenta, cell and step counter; advanced in place.
+    integrator : Integrator
+        NVE, Langevin, QTB, adQTB or PIMD (``dpqtb.md.integrators``, ``dpqtb.md.pimd``).
+    output_dir : path or None
+        The run directory (:mod:`dpqtb.rundir` names its files); None writes nothing
+        (collect rows with ``thermo_callback``).
+    thermo_every : int
+        Steps between thermo rows.
+    trajectory_every : int
+        Steps between trajectory frames (0: none).
+    trajectory_velocities : bool
+        Also write ``velocities_A_per_fs`` in the trajectory.
+    checkpoint_every : int
+        Steps between checkpoints (0: only at the start, the end and on a signal).
+    progress : bool
+        Show a progress bar.
+    metadata : dict, optional
+        Extra entries for run.json (the CLI stores the config there).
+    physics_config : dict, optional
+        The part of the run's config that defines the trajectory (everything but the step target
+        and output bookkeeping); stored in the checkpoint, and a resume with another one is refused.
+    thermo_callback : callable, optional
+        Called with every :class:`~dpqtb.rundir.ThermoRow`.
     """
 
     def __init__(self, state: MDState, integrator, output_dir: str | Path | None, thermo_every: int = 10,
@@ -119,28 +139,21 @@ class Simulation:
         self.metadata = metadata or {}
         self.physics_config = physics_config
         self.thermo_callback = thermo_callback
-        self.last_thermo: tuple | None = None
+        self.last_thermo: ThermoRow | None = None
         self._setup_done = False
         self._signal: int | None = None
         self._guard: dict = {}
         self._checkpoint_step: int | None = None
 
     @property
-    def thermo_rows(self) -> list[tuple]:
+    def thermo_rows(self) -> list[ThermoRow]:
         """The rows of thermo.csv, read back from the file (nothing grows in memory with the run;
         values to the file's 15 significant digits). Without an output directory, collect rows with
         ``thermo_callback=rows.append``."""
         if self.dir is None:
             raise AttributeError("a Simulation without an output directory keeps no thermo rows: "
                                  "pass thermo_callback=rows.append")
-        rows = []
-        with open(self.dir / THERMO) as fh:
-            next(fh, None)
-            for line in fh:
-                vals = line.strip().split(",")
-                if len(vals) > 1:
-                    rows.append((int(vals[0]), *(float(v) for v in vals[1:])))
-        return rows
+        return read_thermo_rows(self.dir)
 
     # ------------------------------------------------------------------ files
     def _paths(self):
@@ -183,17 +196,17 @@ class Simulation:
             for p in (thermo, traj, ckpt):
                 if p.exists():
                     p.unlink()
-            for p in [*self.dir.glob("qtb_fd_*.csv"), self.dir / QTB_DOS]:
+            for p in [*self.dir.glob(QTB_FD_GLOB), self.dir / QTB_DOS]:
                 if p.exists():
                     p.unlink()
-            thermo.write_text(",".join(self.thermo_columns()) + "\n")
+            thermo.write_text(thermo_header(self.thermo_columns()))
             meta = {"dpqtb_version": __version__, "torch_version": torch.__version__,
                     "python": platform.python_version(), "integrator": self.integrator.name,
                     "n_atoms": self.state.n_atoms, "type_map": list(self.state.type_map), **self.metadata}
             zn = getattr(self.integrator, "zero_momentum", getattr(self.integrator, "zero_centroid_momentum", None))
             if self.integrator.has_temperature and zn is not None:
                 meta["zero_net_force_used"] = bool(zn)  # the config's default (None) resolved from the potential
-            _atomic_write_text(self.dir / "run.json", json.dumps(meta, indent=2, default=str) + "\n")
+            atomic_write_text(self.dir / RUN_JSON, json.dumps(meta, indent=2, default=str) + "\n")
         except OSError as exc:
             raise InputError(f"cannot write to output directory {self.dir}: {exc.strerror or exc}") from None
 
@@ -207,16 +220,18 @@ class Simulation:
         """THERMO_COLUMNS, then the integrator's own (per-species temperatures; raw QTB values)."""
         return THERMO_COLUMNS + tuple(self.integrator.extra_thermo_columns(self.state.type_map))
 
-    def thermo_row(self) -> tuple:
+    def thermo_row(self) -> ThermoRow:
+        """The current values of every thermo.csv column (:meth:`thermo_columns`)."""
         s, integ = self.state, self.integrator
+        columns = self.thermo_columns()
         ke = integ.kinetic_energy(s)  # for PIMD the centroid-virial estimator
         pe = float(s.energy)
         vol = s.volume if all(s.pbc) else float("nan")
         temp = 2.0 * ke / (integ.n_dof(s) * KB)
         extra = integ.extra_thermo(s)
-        return (s.step, s.time_fs, temp, integ.target_temperature(s.step), ke, pe, ke + pe,
-                integ.conserved_energy(s), integ.pressure_gpa(s), vol,
-                *(extra[c] for c in integ.extra_thermo_columns(s.type_map)))
+        return ThermoRow((s.step, s.time_fs, temp, integ.target_temperature(s.step), ke, pe, ke + pe,
+                          integ.conserved_energy(s), integ.pressure_gpa(s), vol,
+                          *(extra[c] for c in columns[len(THERMO_COLUMNS):])), columns)
 
     def _write_thermo(self) -> None:
         row = self.thermo_row()
@@ -225,7 +240,7 @@ class Simulation:
             self.thermo_callback(row)
         if self.dir is not None:
             with open(self.dir / THERMO, "a") as fh:
-                fh.write(",".join(f"{v:d}" if isinstance(v, int) else f"{v:.15g}" for v in row) + "\n")
+                fh.write(thermo_line(row))
 
     def _write_frame(self) -> None:
         from ase.io import write
@@ -243,16 +258,10 @@ class Simulation:
             return
         for name, table in integ.fd_table(self.state.type_map).items():
             cols = list(table)
-            data = np.column_stack([table[c] for c in cols])
-            tmp = self.dir / f"qtb_fd_{name}.csv.tmp"
-            np.savetxt(tmp, data, delimiter=",", header=",".join(cols), comments="", fmt="%.8g")
-            os.replace(tmp, self.dir / f"qtb_fd_{name}.csv")
+            _write_table(self.dir / qtb_fd_name(name), cols, np.column_stack([table[c] for c in cols]))
         dos = integ.phonon_dos()
         cols = ["freq_THz"] + [f"g_{k}_per_THz" for k in dos if k != "freq_THz"]
-        tmp = self.dir / f"{QTB_DOS}.tmp"
-        np.savetxt(tmp, np.column_stack(list(dos.values())), delimiter=",", header=",".join(cols), comments="",
-                   fmt="%.8g")
-        os.replace(tmp, self.dir / QTB_DOS)
+        _write_table(self.dir / QTB_DOS, cols, np.column_stack(list(dos.values())))
         for msg in integ.diagnose():
             key = msg.split(":")[0]
             if key not in integ.reported:

@@ -34,6 +34,8 @@ import numpy as np
 
 from dpqtb import InputError, SimulationUnstable
 from dpqtb.config_schema import REQUIRED, load_toml, positive, nonneg, validate_schema
+from dpqtb.rundir import (CHECKPOINT, DONE, EXPLORE_MARKDOWN, EXPLORE_REPORT, MODEL_DEVI, MODEL_DEVI_CSV,
+                          START_STRUCTURE, TRAJECTORY, atomic_open, atomic_write_json, atomic_write_text)
 from dpqtb.train.deviation import deviation, ensemble_predictions, select
 
 PHASES = ("Fm-3m", "C2", "P-1", "R-3m")
@@ -196,18 +198,17 @@ def run_md(run: dict, cfg: dict, model: Path, rdir: Path, device: str = "cpu", l
 
     from dpqtb.md.build import build_simulation
 
-    done = rdir / "done.json"
+    done = rdir / DONE
     if done.is_file():
         return json.loads(done.read_text())
     rdir.mkdir(parents=True, exist_ok=True)
-    structure = rdir / "start.extxyz"
+    structure = rdir / START_STRUCTURE
     if not structure.is_file():
-        tmp = rdir / "start.extxyz.tmp"
-        write(tmp, starting_structure(run, cfg["grid"][run["grid"]]), format="extxyz")
-        os.replace(tmp, structure)
+        with atomic_open(structure) as fh:
+            write(fh, starting_structure(run, cfg["grid"][run["grid"]]), format="extxyz")
     mcfg = md_config(run, cfg, model, structure, device)
     sim = build_simulation(mcfg, output_dir=rdir, progress=False)
-    resume = (rdir / "checkpoint.pt").is_file()
+    resume = (rdir / CHECKPOINT).is_file()
     t0 = time.perf_counter()
     status, message = "complete", ""
     try:
@@ -216,9 +217,7 @@ def run_md(run: dict, cfg: dict, model: Path, rdir: Path, device: str = "cpu", l
         status, message = "unstable", str(exc)
     rec = {**run, "status": status, "message": message, "steps_done": int(sim.state.step),
            "wall_s": round(time.perf_counter() - t0, 1), "n_atoms": sim.state.n_atoms}
-    tmp = rdir / "done.json.tmp"
-    tmp.write_text(json.dumps(rec, indent=1) + "\n")
-    os.replace(tmp, done)
+    atomic_write_json(done, rec, indent=1)
     log(f"  {run['name']}: {status}, {rec['steps_done']} steps, {rec['wall_s']:.0f} s")
     return rec
 
@@ -227,10 +226,10 @@ def run_deviations(rdir: Path, potentials) -> list[dict]:
     """Deviation of every sampled frame after step 0 (cached in model_devi.csv)."""
     from ase.io import iread
 
-    cache = rdir / "model_devi.json"
+    cache = rdir / MODEL_DEVI
     if cache.is_file():
         return json.loads(cache.read_text())
-    traj = rdir / "trajectory.extxyz"
+    traj = rdir / TRAJECTORY
     out = []
     if traj.is_file():
         for k, atoms in enumerate(iread(str(traj))):
@@ -242,11 +241,9 @@ def run_deviations(rdir: Path, potentials) -> list[dict]:
             d["step"] = step
             d["frame"] = k
             out.append(d)
-    tmp = rdir / "model_devi.json.tmp"
-    tmp.write_text(json.dumps(out) + "\n")
-    os.replace(tmp, cache)
+    atomic_write_json(cache, out)
     cols = ["step", "max_devi_f_eV_per_A", "min_devi_f_eV_per_A", "avg_devi_f_eV_per_A", "devi_e_eV_per_atom"]
-    with open(rdir / "model_devi.csv", "w") as fh:
+    with atomic_open(rdir / MODEL_DEVI_CSV) as fh:
         fh.write(",".join(cols) + "\n")
         for d in out:
             fh.write(",".join(str(d[c]) for c in cols) + "\n")
@@ -306,7 +303,7 @@ def explore(config_path: str | os.PathLike, out_dir: str | os.PathLike, *, devic
     queued = []
     for order, (name, i) in enumerate(picked):
         d = per_run[name][i]
-        atoms = read(out / "runs" / name / "trajectory.extxyz", index=d["frame"])
+        atoms = read(out / "runs" / name / TRAJECTORY, index=d["frame"])
         atoms.calc = None
         atoms.info = {}
         if atoms.has("momenta"):
@@ -333,10 +330,8 @@ def explore(config_path: str | os.PathLike, out_dir: str | os.PathLike, *, devic
               "explore_member": member, "trust_lo_eV_per_A": lo, "trust_hi_eV_per_A": hi,
               "total": total, "runs": table, "selected": len(queued), "queued": queued,
               "store": sel["store"]}
-    tmp = out / "explore.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, out / "explore.json")
-    (out / "explore.md").write_text(markdown(report))
+    atomic_write_json(out / EXPLORE_REPORT, report, indent=1)
+    atomic_write_text(out / EXPLORE_MARKDOWN, markdown(report))
     log(f"{total.get('frames', 0)} frames: accurate {total.get('accurate', 0)}, candidates "
         f"{total.get('candidate', 0)}, failed {total.get('failed', 0)}; queued {len(queued)} in {sel['store']}")
     return report
