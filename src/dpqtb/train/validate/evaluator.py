@@ -8,6 +8,7 @@ virial_eV)`` can stand in for :class:`DeepPotentialEvaluator` (``validate(..., e
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,12 @@ class DeepPotentialEvaluator:
         species = torch.as_tensor(self.atom_types(symbols), dtype=torch.int64, device=pot.device)
         e, f, v = np.empty(nf), np.empty((nf, n, 3)), np.empty((nf, 3, 3))
         for k in range(nf):
-            out = pot(torch.as_tensor(coords[k].reshape(n, 3), device=pot.device),
-                      torch.as_tensor(cells[k].reshape(3, 3), device=pot.device), species)
+            with warnings.catch_warnings():
+                # more neighbours than the model's sel: the nearest are kept, DeepPot.eval's rule (which
+                # it applies silently); the errors reported are those of the model as it evaluates
+                warnings.filterwarnings("ignore", message="Deep Potential: an atom has more neighbours")
+                out = pot(torch.as_tensor(coords[k].reshape(n, 3), device=pot.device),
+                          torch.as_tensor(cells[k].reshape(3, 3), device=pot.device), species)
             e[k] = float(out.energy)
             f[k] = out.forces.cpu().numpy()
             v[k] = out.virial.cpu().numpy()
