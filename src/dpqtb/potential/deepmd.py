@@ -50,14 +50,34 @@ _JIT_OPTIMIZE = False
 def _load_deepmd_ops() -> None:
     """Import DeePMD-kit's PyTorch backend so that the custom ops of frozen models are registered."""
     try:
-        import deepmd.pt  # noqa: F401
-        import deepmd.pt.cxx_op  # noqa: F401  (tabulate ops of compressed models)
+        import importlib
+
+        importlib.import_module("deepmd.pt")
+        importlib.import_module("deepmd.pt.cxx_op")  # the tabulate ops of compressed models
     except ImportError as exc:
         raise InputError("DeePMD-kit (PyTorch backend) is not installed: run scripts/install_deepmd.sh") from exc
 
 
 def load_frozen_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a frozen DeePMD-kit PyTorch model (``dp --pt freeze`` / ``compress`` output, *.pth)."""
+    """Load a frozen DeePMD-kit PyTorch model (``dp --pt freeze`` / ``compress`` output, *.pth).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+    device : str or torch.device
+        Device to load it on.
+
+    Returns
+    -------
+    torch.jit.ScriptModule
+        The model, in eval mode, with ``forward_lower``.
+
+    Raises
+    ------
+    InputError
+        Missing, not *.pth, unreadable, or not an energy model; DeePMD-kit not installed.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Deep Potential model file not found: {path}")
