@@ -259,3 +259,28 @@ def test_translation_invariance(case):
     assert abs(float(shifted.energy - out.energy)) <= tol * scale
     fmax = max(1.0, float(out.forces.abs().max()))
     assert float(out.forces.sum(0).abs().max()) <= (1e-10 if case.tol < 1e-4 else 1e-4) * fmax * out.forces.shape[0]
+
+
+def test_calculator_without_periodicity_and_bad_specs(tmp_path):
+    """Open boundaries: energy and forces, no stress (ASE's PropertyNotImplementedError); the species
+    order of the atoms does not matter (type map of first appearance, kept while no new species
+    appears); a missing model file is a one-line InputError."""
+    from ase import Atoms
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    from dpqtb import InputError
+    from dpqtb.potential.calculator import calculator_from_spec
+
+    atoms = Atoms("HLaH", positions=[[0.0, 0.0, 0.0], [1.9, 0.1, 0.0], [0.3, 2.0, 0.2]], pbc=False)
+    morse = Morse(D_eV=0.2, a_per_A=1.6, r0_A=1.9, cutoff_A=3.2)
+    atoms.calc = PotentialCalculator(morse)
+    e = atoms.get_potential_energy()
+    f = atoms.get_forces()
+    assert np.isfinite(e) and abs(f.sum(0)).max() < 1e-12
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
+    x = torch.tensor(atoms.positions)
+    ref = morse(x, torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.int64), (False,) * 3)
+    assert e == pytest.approx(float(ref.energy), rel=1e-14)
+    with pytest.raises(InputError, match="no such model file"):
+        calculator_from_spec(tmp_path / "missing.pth")
