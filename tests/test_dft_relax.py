@@ -159,3 +159,37 @@ def test_cage_face_angles_of_relaxed_cells_match_the_closed_form(tmp_path):
     with contextlib.redirect_stdout(buf):
         assert main(["report", str(tmp_path / "x.extxyz.json")]) == 0
     assert f"| {want['face_max_mean_deg']:.1f} / {want['face_min_mean_deg']:.1f} |" in buf.getvalue()
+
+
+def test_prerelax_with_the_shipped_model_through_potential_calculator():
+    """The pre-relaxation model is the Deep Potential as MD evaluates it (PotentialCalculator around
+    DeepPotential, from --prerelax-model's spec): the record's pressure (ASE stress) equals the virial
+    pressure tr(W)/(3V) of DeepPotential, the symmetry-constrained relaxation lowers the enthalpy and
+    keeps the group, and the provenance names the model."""
+    pytest.importorskip("deepmd.pt")
+    import torch
+    from ase.units import GPa
+
+    from dpqtb.dft.relax import record
+    from dpqtb.potential.calculator import PotentialCalculator, calculator_from_spec
+    from dpqtb.structures.eos import fm3m_at_pressure
+
+    calc, prov = calculator_from_spec("builtin:lah10")
+    assert isinstance(calc, PotentialCalculator)
+    assert prov["relax_model"] == "builtin:lah10" and len(prov["relax_model_sha256"]) == 16
+    start = lowered(fm3m_at_pressure(200.0), "C2", amplitude=0.05, rng=4)
+    atoms = start.copy()
+    atoms.calc = calc
+    rec0 = record(atoms, 200.0)
+    pot = calc.potential
+    out = pot(torch.tensor(start.positions), torch.tensor(start.cell.array),
+              torch.tensor([pot.type_map.index(s) for s in start.get_chemical_symbols()]))
+    p_virial = float(torch.trace(out.virial)) / (3 * start.get_volume()) / GPa
+    assert rec0["pressure_GPa"] == pytest.approx(p_virial, rel=1e-12)
+    assert rec0["calculator"] == "PotentialCalculator" and rec0["energy_eV"] == pytest.approx(float(out.energy))
+    relaxed = relax(start, pressure_GPa=200.0, fmax=0.05, steps=15, calc=calc, logfile=None, cell_filter="unit")
+    rec1 = record(relaxed, 200.0)
+    assert rec1["enthalpy_eV_per_atom"] < rec0["enthalpy_eV_per_atom"]
+    ds = spglib.get_symmetry_dataset((relaxed.cell.array, relaxed.get_scaled_positions(), relaxed.numbers),
+                                     symprec=1e-3)
+    assert ds.number == SPACE_GROUP_NUMBER["C2"]

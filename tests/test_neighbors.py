@@ -158,3 +158,55 @@ def test_backend_choice_and_bad_backend():
         vl.update(torch.zeros((0, 3), dtype=torch.float64), torch.tensor(cell), (True, True, True))
         assert len(vl.i) == len(vl.j) == len(vl.shifts) == 0
         assert (vl.i.dtype, vl.j.dtype, vl.shifts.dtype) == (torch.int32, torch.int32, torch.int8)
+
+
+def test_pair_key_helpers_are_one_encoding_for_numpy_and_torch():
+    """image_key / decode_image_key round-trip, order like (atom, S0, S1, S2), and give the same
+    integers on numpy arrays and torch tensors; canonical_half agrees on both and is idempotent."""
+    from dpqtb.potential.neighbors import canonical_half, decode_image_key, image_key, shift_dtype
+
+    rng = np.random.default_rng(3)
+    m = [2, 1, 3]
+    bases = [2 * x + 1 for x in m]
+    atom = rng.integers(0, 50, 400)
+    s = np.stack([rng.integers(-x, x + 1, 400) for x in m], axis=1)
+    key = image_key(atom, s, m, bases)
+    a2, s2 = decode_image_key(key, m, bases)
+    np.testing.assert_array_equal(a2, atom)
+    np.testing.assert_array_equal(s2, s)
+    order = np.lexsort((s[:, 2], s[:, 1], s[:, 0], atom))
+    np.testing.assert_array_equal(np.argsort(key, kind="stable"), order)
+    kt = image_key(torch.from_numpy(atom), torch.from_numpy(s), m, bases)
+    np.testing.assert_array_equal(kt.numpy(), key)
+    at, st = decode_image_key(kt, m, bases)
+    np.testing.assert_array_equal(at.numpy(), atom)
+    np.testing.assert_array_equal(st.numpy(), s)
+    i, j = rng.integers(0, 5, 400), rng.integers(0, 5, 400)
+    hn = canonical_half(i, j, s)
+    ht = canonical_half(torch.from_numpy(i), torch.from_numpy(j), torch.from_numpy(s))
+    for x, y in zip(hn, ht):
+        np.testing.assert_array_equal(x, y.numpy())
+    for x, y in zip(canonical_half(*hn), hn):
+        np.testing.assert_array_equal(x, y)
+    assert shift_dtype(127) == np.int8 and shift_dtype(128) == np.int16
+    assert shift_dtype(40000, torch_dtype=True) == torch.int32
+
+
+def test_invalidate_and_take_pairs():
+    """invalidate() forces a rebuild without motion; take_pairs() hands the arrays over and releases
+    them, while the list still decides rebuilds from the positions."""
+    from dpqtb.structures.lah10 import fm3m
+
+    atoms = fm3m(4.9)
+    pos, cell = torch.tensor(atoms.positions), torch.tensor(atoms.cell.array)
+    vl = VerletList(3.0, 0.5, full=True)
+    vl.update(pos, cell, (True, True, True))
+    i, j, s = vl.take_pairs()
+    assert vl.i is None and len(i) == len(j) == len(s) > 0
+    vl.update(pos, cell, (True, True, True))
+    assert vl.n_builds == 1 and vl.i is None  # nothing moved: no rebuild
+    vl.invalidate()
+    vl.update(pos, cell, (True, True, True))
+    assert vl.n_builds == 2
+    for x, y in zip((i, j, s), (vl.i, vl.j, vl.shifts)):
+        assert torch.equal(x, y)

@@ -136,3 +136,20 @@ def test_relax_radius_uses_the_true_minimum_image_in_the_primitive_cell():
         want = int((d <= radius).sum() + sum(d[[a, b]] > radius))
         _, rec = S.relax_around_pair(rot, (a, b), _morse(), radius_A=radius, steps=1)
         assert rec["relax_free_atoms"] == want, radius
+
+
+def test_pair_exchange_with_the_shipped_model_through_potential_calculator():
+    """The pair-exchange plan relaxes the cage with the Deep Potential as MD evaluates it
+    (calculator_from_spec: PotentialCalculator around DeepPotential): deterministic, converged to the
+    relaxation's fmax, the pair's bond direction kept."""
+    pytest.importorskip("deepmd.pt")
+    from dpqtb.potential.calculator import calculator_from_spec
+
+    spec = S.SampleSpec(pressure_GPa=200.0, temperature_K=100.0, phase="C2", cell="primitive",
+                        kind="pair-exchange", seed=12)
+    calc, prov = calculator_from_spec("builtin:lah10")
+    a1, m1 = S.build_sample(spec, calc=calc)
+    a2, m2 = S.build_sample(spec, calc=calculator_from_spec("builtin:lah10")[0])
+    np.testing.assert_array_equal(a1.positions, a2.positions)
+    assert m1 == m2 and m1["relax_fmax_eV_per_A"] <= 0.05 and m1["relax_dE_eV"] < 0
+    assert prov == {"relax_model": "builtin:lah10", "relax_model_sha256": prov["relax_model_sha256"]}

@@ -14,7 +14,7 @@ from dpqtb.dft.store import JobStore, atomic_write_json
 from dpqtb.train import runner
 from dpqtb.train.runner import read_lcurve, train
 from dpqtb.train import validate as V
-from dpqtb.train.validate import DeepPotEvaluator, validate
+from dpqtb.train.validate import DeepPotentialEvaluator, validate
 
 from _train_helpers import lj_store, tiny_config
 
@@ -142,7 +142,7 @@ def test_frozen_and_compressed_models_agree(trained):
 
     at = fm3m(4.9, "primitive")
     at.rattle(0.05, seed=1)
-    res = [DeepPotEvaluator(mdir / m).evaluate(at.get_chemical_symbols(), at.positions[None], at.cell.array[None])
+    res = [DeepPotentialEvaluator(mdir / m).evaluate(at.get_chemical_symbols(), at.positions[None], at.cell.array[None])
            for m in ("frozen_model.pth", "compressed_model.pth")]
     assert res[1][0] == pytest.approx(res[0][0], abs=1e-6)
     np.testing.assert_allclose(res[1][1], res[0][1], atol=1e-5)
@@ -176,7 +176,7 @@ def test_validate_bad_input(trained, tmp_path, capsys):
     (tmp_path / "emptydata").mkdir()
     with pytest.raises(DpqtbError, match="no deepmd/npy systems"):
         validate(model, tmp_path / "emptydata", tmp_path / "r")
-    ev = DeepPotEvaluator(model)
+    ev = DeepPotentialEvaluator(model)
     with pytest.raises(DpqtbError, match="lacks Cu"):
         ev.atom_types(["La", "Cu"])
     assert main(["validate", "--model", str(tmp_path / "none.pth"), "--data", str(out),
@@ -296,5 +296,5 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
                  "--frames-only", "--no-plots", "--all-frames"]) == 2
     assert "--all-frames applies to DFT job stores only" in capsys.readouterr().err
     with pytest.raises(DpqtbError, match="no held-out frames"):  # a model of unknown split
-        validate(tmp_path / "unknown.pth", [store], tmp_path / "z", evaluator=DeepPotEvaluator(model),
+        validate(tmp_path / "unknown.pth", [store], tmp_path / "z", evaluator=DeepPotentialEvaluator(model),
                  structure=False, plots=False, test_modulus=none_held_out)

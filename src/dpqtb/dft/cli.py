@@ -155,20 +155,11 @@ def _retire_kind(store, kind: str, reason: str | None) -> int:
 
 
 def _relax_calculator(spec: str):
-    """ASE calculator of the Deep Potential ``spec`` (builtin:NAME or a path) and its provenance."""
-    import hashlib
+    """ASE calculator of the Deep Potential ``spec`` (builtin:NAME or a path) and its provenance: the same
+    evaluation path MD uses (:func:`dpqtb.potential.calculator.calculator_from_spec`)."""
+    from dpqtb.potential.calculator import calculator_from_spec
 
-    from dpqtb.potential.builtin import resolve
-
-    path = resolve(spec)
-    if not path.is_file():
-        raise InputError(f"--relax-model {spec}: no such model file")
-    try:
-        from deepmd.calculator import DP
-    except ImportError as exc:  # pragma: no cover - deepmd-kit is a dependency
-        raise InputError(f"--relax-model needs DeePMD-kit ({exc})") from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return DP(str(path)), {"relax_model": str(spec), "relax_model_sha256": digest}
+    return calculator_from_spec(spec)
 
 
 def register(subparsers) -> None:

@@ -42,7 +42,8 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     """Relax positions and cell of ``atoms`` at ``pressure_GPa`` keeping its space group (that of
     ``symmetry_from`` if given: same atom order and lattice basis, e.g. the unrelaxed start).
 
-    ``calc`` replaces the GPAW calculator (a Deep Potential, or a stand-in in tests).  Each step's
+    ``calc`` replaces the GPAW calculator (a Deep Potential through
+    :class:`dpqtb.potential.calculator.PotentialCalculator`, or a stand-in in tests).  Each step's
     structure (with energy, forces, stress) goes to ``trajectory``, appended to when ``append``.
     ``cell_filter``: ASE's FrechetCellFilter (default) or "unit" (UnitCellFilter: the same minimum,
     without the matrix exponentials that dominate the cost with a cheap stand-in model)."""
@@ -212,11 +213,11 @@ class _Share:
 
 
 def cage_face_angles(atoms) -> dict:
-    """Cage distortion of a relaxed cell (θ of ``dpqtb.analysis.cage``, paper Fig. 2b): the mean over
+    """Cage distortion of a relaxed cell (θ of ``dpqtb.structures.cage``, paper Fig. 2b): the mean over
     the H4 faces of their largest and smallest interior angle, and the mean |θ − 90°| (degrees).
     An 11-atom cell is taken to its 44-atom conventional cell; doubled so that the ±a neighbours of
     every La are distinct images."""
-    from dpqtb.analysis.cage import angle_stats, quadrilateral_angles
+    from dpqtb.structures.cage import angle_stats, quadrilateral_angles
     from dpqtb.structures.lah10 import to_conventional
 
     big = (to_conventional(atoms) if len(atoms) == 11 else atoms).repeat(2)
@@ -291,11 +292,10 @@ def main(argv=None) -> int:
     pre_calc = None
     share = _Share()
     if a.prerelax_model and share.rank == 0:
-        from deepmd.calculator import DP
+        # the Deep Potential as MD evaluates it (dpqtb's neighbour list + forward_lower)
+        from dpqtb.potential.calculator import calculator_from_spec
 
-        from dpqtb.potential.builtin import resolve
-
-        pre_calc = DP(str(resolve(a.prerelax_model)))
+        pre_calc, _ = calculator_from_spec(a.prerelax_model)
     elif a.prerelax_model:
         pre_calc = object()  # only rank 0 evaluates it; the others receive its result
     out, rec = relax_phase(a.phase, a.pressure_GPa, a.cell, a.amplitude_A, a.seed,

@@ -15,10 +15,13 @@ _EXPORTS = {
     "spring_constant_from_frequency": "dpqtb.potential.harmonic",
     "Morse": "dpqtb.potential.morse",
     "TorchFunctionPotential": "dpqtb.potential.torchfn",
+    "PotentialCalculator": "dpqtb.potential.calculator",
+    "calculator_from_spec": "dpqtb.potential.calculator",
 }
 
-__all__ = ["Potential", "PotentialOutput", "autograd_energy_forces_virial", "EinsteinCrystal",
-           "spring_constant_from_frequency", "Morse", "TorchFunctionPotential"]
+__all__ = ["Potential", "PotentialOutput", "autograd_energy_forces_virial", "EinsteinCrystal", "HarmonicNetwork",
+           "spring_constant_from_frequency", "Morse", "TorchFunctionPotential", "PotentialCalculator",
+           "calculator_from_spec"]
 
 
 def __getattr__(name: str):

@@ -17,6 +17,8 @@ from dpqtb import InputError
 
 @dataclass
 class PotentialOutput:
+    """What a potential returns: energy, forces and virial of one configuration or a batch."""
+
     energy: torch.Tensor  # () or (B,) eV
     forces: torch.Tensor  # (N,3) or (B,N,3) eV/Å
     virial: torch.Tensor  # (3,3) or (B,3,3) eV
@@ -39,7 +41,19 @@ class Potential:
 
     def is_translation_invariant(self, positions, cell, species, pbc, shift_A: float = 0.137) -> bool:
         """``translation_invariant`` if the class declares it; else (None: a user function) tested once: the
-        energy after a rigid shift of every atom equals the energy before, to 1e-9 relative."""
+        energy after a rigid shift of every atom equals the energy before, to 1e-9 relative.
+
+        Parameters
+        ----------
+        positions, cell, species, pbc
+            A configuration, as for :meth:`__call__`.
+        shift_A : float
+            Length of the rigid shift tested (Å).
+
+        Returns
+        -------
+        bool
+        """
         if self.translation_invariant is not None:
             return bool(self.translation_invariant)
         shift = torch.tensor([1.0, -0.7, 0.3], dtype=positions.dtype, device=positions.device) * shift_A
@@ -48,7 +62,18 @@ class Potential:
         return abs(e1 - e0) <= 1e-9 * max(1.0, abs(e0))
 
     def bind(self, type_map: tuple[str, ...]) -> None:
-        """Called once with the system's type map; raise DpqtbError if a species is unknown."""
+        """Called once with the system's type map, before the first evaluation.
+
+        Parameters
+        ----------
+        type_map : tuple of str
+            Species names; ``species`` indices of later calls index this tuple.
+
+        Raises
+        ------
+        InputError
+            A species this potential has no parameters for.
+        """
         if self.type_map is not None:
             missing = [s for s in type_map if s not in self.type_map]
             if missing:
@@ -59,6 +84,24 @@ class Potential:
 
     def __call__(self, positions: torch.Tensor, cell: torch.Tensor, species: torch.Tensor,
                  pbc=(True, True, True)) -> PotentialOutput:
+        """Energy, forces and virial of one configuration or a batch of replicas.
+
+        Parameters
+        ----------
+        positions : torch.Tensor
+            (N, 3) or (B, N, 3) Cartesian positions (Å); unwrapped positions are fine.
+        cell : torch.Tensor
+            (3, 3) or (B, 3, 3) lattice vectors as rows (Å).
+        species : torch.Tensor
+            (N,) int64 indices into the type map given to :meth:`bind`.
+        pbc : tuple of 3 bool
+            Periodicity along the three cell vectors.
+
+        Returns
+        -------
+        PotentialOutput
+            energy () or (B,) eV, forces like ``positions`` eV/Å, virial (3, 3) or (B, 3, 3) eV.
+        """
         if positions.dim() == 2 or self.batched:
             return self._compute(positions, cell, species, pbc)
         b = positions.shape[0]
@@ -74,6 +117,24 @@ def autograd_energy_forces_virial(energy_fn, positions: torch.Tensor, cell: torc
     A strain ε is applied to positions and cell (x → x(1+ε), h → h(1+ε)); F = -∂E/∂x, W = -∂E/∂ε.
     Works for batched inputs (leading batch dimension); energies of a batch are summed for the
     gradient since replicas are independent.
+
+    Parameters
+    ----------
+    energy_fn : callable
+        ``energy_fn(positions, cell) -> energy`` (eV), differentiable in torch.
+    positions : torch.Tensor
+        (..., N, 3) positions (Å).
+    cell : torch.Tensor
+        (..., 3, 3) cell (Å).
+
+    Returns
+    -------
+    PotentialOutput
+
+    Raises
+    ------
+    InputError
+        ``energy_fn`` returned an energy of the wrong shape.
     """
     with torch.enable_grad():
         pos = positions.detach().requires_grad_(True)

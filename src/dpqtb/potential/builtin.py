@@ -17,6 +17,7 @@ PREFIX = "builtin:"
 
 
 def available() -> list[str]:
+    """Names of the shipped models (``builtin:NAME``)."""
     return sorted(p.stem for p in MODELS_DIR.glob("*.json")) if MODELS_DIR.is_dir() else []
 
 
@@ -30,7 +31,25 @@ def card(name: str) -> dict:
 
 
 def resolve(spec: str | Path, base_dir: str | Path = ".") -> Path:
-    """Model file of ``spec``: 'builtin:NAME' or a path (relative to ``base_dir``)."""
+    """Model file of ``spec``.
+
+    Parameters
+    ----------
+    spec : str or Path
+        ``builtin:NAME`` (a shipped model) or a path.
+    base_dir : str or Path
+        Folder a relative path is taken from.
+
+    Returns
+    -------
+    Path
+        The model file (for a path: not checked to exist).
+
+    Raises
+    ------
+    InputError
+        An unknown shipped name, or its file missing from the install.
+    """
     s = str(spec)
     if s.startswith(PREFIX):
         name = s[len(PREFIX):]

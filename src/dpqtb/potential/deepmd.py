@@ -30,7 +30,8 @@ import torch
 
 from dpqtb import InputError
 from dpqtb.potential.base import Potential, PotentialOutput
-from dpqtb.potential.neighbors import VerletList
+from dpqtb.potential.neighbors import (DEFAULT_SKIN_A, VerletList, decode_image_key, image_key, index_dtype,
+                                       shift_dtype)
 
 
 #: TorchScript's graph executor optimisation for the model calls; off, so that every call returns the
@@ -49,14 +50,34 @@ _JIT_OPTIMIZE = False
 def _load_deepmd_ops() -> None:
     """Import DeePMD-kit's PyTorch backend so that the custom ops of frozen models are registered."""
     try:
-        import deepmd.pt  # noqa: F401
-        import deepmd.pt.cxx_op  # noqa: F401  (tabulate ops of compressed models)
+        import importlib
+
+        importlib.import_module("deepmd.pt")
+        importlib.import_module("deepmd.pt.cxx_op")  # the tabulate ops of compressed models
     except ImportError as exc:
         raise InputError("DeePMD-kit (PyTorch backend) is not installed: run scripts/install_deepmd.sh") from exc
 
 
 def load_frozen_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a frozen DeePMD-kit PyTorch model (``dp --pt freeze`` / ``compress`` output, *.pth)."""
+    """Load a frozen DeePMD-kit PyTorch model (``dp --pt freeze`` / ``compress`` output, *.pth).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+    device : str or torch.device
+        Device to load it on.
+
+    Returns
+    -------
+    torch.jit.ScriptModule
+        The model, in eval mode, with ``forward_lower``.
+
+    Raises
+    ------
+    InputError
+        Missing, not *.pth, unreadable, or not an energy model; DeePMD-kit not installed.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Deep Potential model file not found: {path}")
@@ -78,20 +99,38 @@ def load_frozen_model(path: str | os.PathLike, device: str | torch.device = "cpu
 class DeepPotential(Potential):
     """A frozen DeePMD-kit model as a dpqtb potential.
 
+    Call :meth:`bind` with the system's type map once, then call the potential with positions
+    (N, 3) or (B, N, 3) (Å), the cell (3, 3) or (B, 3, 3) (Å, rows are lattice vectors), species
+    indices (N,) into that type map and the periodicity; it returns a
+    :class:`~dpqtb.potential.base.PotentialOutput` (energy eV, forces eV/Å, virial eV) in the
+    positions' dtype, on the model's device.  Each replica of a batch keeps its own Verlet list.
+
     Parameters
     ----------
-    model : path of a frozen model (*.pth)
-    device : torch device the model and the state live on ("cpu", "cuda", ...)
-    skin_A : Verlet skin of the neighbour list (Å)
-    chunk_atoms : at most this many local atoms per model call (None: all at once)
-    neighbour_backend : where the neighbour list is built ("auto": vesin-torch on the model's device
-        for CUDA, vesin on the host for CPU; or "vesin" / "vesin-torch"; None: $DPQTB_NL_BACKEND or
-        "auto"); the list is the same
+    model : str or os.PathLike
+        Path of a frozen DeePMD-kit PyTorch model (*.pth); see :func:`dpqtb.potential.builtin.resolve`
+        for ``builtin:NAME``.
+    device : str or torch.device
+        Torch device the model and the state live on ("cpu", "cuda", ...).
+    skin_A : float
+        Verlet skin of the neighbour list (Å); the results do not depend on it.
+    chunk_atoms : int or None
+        At most this many local atoms per model call (None: all at once).
+    neighbour_backend : str or None
+        Where the neighbour list is built ("auto": vesin-torch on the model's device for CUDA,
+        vesin on the host for CPU; or "vesin" / "vesin-torch"; None: $DPQTB_NL_BACKEND or "auto");
+        the list is the same.
+
+    Raises
+    ------
+    InputError
+        A missing or unreadable model file, a model with frame/atomic parameters, a bad
+        ``chunk_atoms`` or backend.
     """
 
     batched = False
 
-    def __init__(self, model: str | os.PathLike, device: str | torch.device = "cpu", skin_A: float = 1.0,
+    def __init__(self, model: str | os.PathLike, device: str | torch.device = "cpu", skin_A: float = DEFAULT_SKIN_A,
                  chunk_atoms: int | None = None, neighbour_backend: str | None = None):
         if neighbour_backend is None:  # the list is the same whatever builds it; DPQTB_NL_BACKEND picks
             neighbour_backend = os.environ.get("DPQTB_NL_BACKEND", "auto")
@@ -119,6 +158,18 @@ class DeepPotential(Potential):
 
     # ------------------------------------------------------------------ interface
     def bind(self, type_map: tuple[str, ...]) -> None:
+        """Map the system's species (``type_map``, names) to the model's types.
+
+        Parameters
+        ----------
+        type_map : tuple of str
+            Species names; the ``species`` indices of later calls index this tuple.
+
+        Raises
+        ------
+        InputError
+            A species the model does not know.
+        """
         missing = [s for s in type_map if s not in self.type_map]
         if missing:
             raise InputError(f"the Deep Potential {self.path.name} has no species {missing} "
@@ -186,19 +237,6 @@ class DeepPotential(Potential):
 _PAIR_BLOCK = 1 << 19
 
 
-def _index_dtype(n: int) -> torch.dtype:
-    """Smallest torch index dtype that holds 0..n-1 (int32 below 2^31 entries)."""
-    return torch.int32 if n < 2**31 else torch.int64
-
-
-def _shift_dtype(m: int) -> torch.dtype:
-    """Smallest signed integer dtype that holds cell shifts of magnitude up to m."""
-    for dt in (torch.int8, torch.int16, torch.int32):
-        if m <= torch.iinfo(dt).max:
-            return dt
-    return torch.int64
-
-
 class _GhostList:
     """A full Verlet list with periodic images turned into explicit ghost atoms, split in chunks.
 
@@ -233,7 +271,7 @@ class _GhostList:
             if chunk_size == self._chunk_size:
                 return
             # the global pair arrays are not kept (only per-chunk ones): re-chunking needs a rebuild
-            self.vl._ref_pos = None
+            self.vl.invalidate()
             self.vl.update(positions, cell, pbc)
         self._built, self._chunk_size = self.vl.n_builds, chunk_size
         self.chunks = []
@@ -242,8 +280,7 @@ class _GhostList:
         # the Verlet list's pair arrays (int32 i, j, int8 shifts, canonical order) are not needed
         # again (rebuilds only test positions and cell): take them over and release them here, so
         # that only the compact arrays below stay alive; everything per pair is done blockwise
-        i, j, s = self.vl.i, self.vl.j, self.vl.shifts
-        self.vl.i = self.vl.j = self.vl.shifts = None
+        i, j, s = self.vl.take_pairs()
         self.n_pairs = int(i.shape[0])
         # i is sorted (canonical order), so the pairs of atom k are p_start[k]:p_start[k+1]
         per_atom = torch.bincount(i, minlength=n)
@@ -251,24 +288,21 @@ class _GhostList:
         self.p_start = torch.cat([torch.zeros(1, dtype=torch.int64, device=dev), torch.cumsum(per_atom, 0)])
         del per_atom
         # ghost atoms: the unique (j, shift) with a non-zero shift, numbered in (j, shift) order;
-        # key = j·B³ + code(shift) with B = 2m + 1 (m: largest |shift|)
+        # image_key(j, shift) with the same bound m on every axis (m: largest |shift|)
         m = 0
         for a in range(0, self.n_pairs, _PAIR_BLOCK):
             m = max(m, int(s[a:a + _PAIR_BLOCK].abs().max()))
         base = 2 * m + 1
         ukey = self._ghost_keys(j, s, n, m, base)
-        g_atom = torch.div(ukey, base**3, rounding_mode="floor")
-        g_code = ukey - g_atom * base**3
-        g_shift = torch.stack([torch.div(g_code, base * base, rounding_mode="floor") - m,
-                               torch.div(g_code, base, rounding_mode="floor") % base - m,
-                               g_code % base - m], dim=1)
+        g_atom, g_shift = decode_image_key(ukey, [m] * 3, [base] * 3)
         n_ext = n + int(g_atom.shape[0])
-        idx_t = _index_dtype(n_ext)
+        idx_t = index_dtype(n_ext, torch_dtype=True)
         self.ext_atom = torch.cat([torch.arange(n, device=dev), g_atom]).to(idx_t)  # extended -> local atom
-        self.ext_shift = torch.cat([torch.zeros(n, 3, dtype=torch.int64, device=dev), g_shift]).to(_shift_dtype(m))
+        self.ext_shift = torch.cat([torch.zeros(n, 3, dtype=torch.int64, device=dev), g_shift]).to(
+            shift_dtype(m, torch_dtype=True))
         ntypes = len(self.sel)
         self.ext_type = mtype[self.ext_atom].to(torch.int8 if ntypes <= 127 else torch.int64)
-        del g_atom, g_code, g_shift
+        del g_atom, g_shift
         self._t_slot0 = torch.tensor(self.sel_offset, dtype=torch.int64, device=dev)
         self._t_sel = torch.tensor(self.sel, dtype=torch.int64, device=dev)
         # chunks of consecutive local atoms; each chunk is a pair range, processed in blocks of
@@ -288,7 +322,7 @@ class _GhostList:
                 pair_ext = jc.clone()
                 is_img = (sc != 0).any(dim=1)
                 sc = sc[is_img]
-                key = jc[is_img] * base**3 + ((sc[:, 0] + m) * base + (sc[:, 1] + m)) * base + (sc[:, 2] + m)
+                key = image_key(jc[is_img], sc, [m] * 3, [base] * 3)
                 pair_ext[is_img] = n + torch.searchsorted(ukey, key)
                 del sc, is_img, key
                 p_il = torch.repeat_interleave(torch.arange(b0 - a0, device=dev),
@@ -337,7 +371,7 @@ class _GhostList:
 
     @staticmethod
     def _ghost_keys(j, s, n, m, base, dense: bool | None = None):
-        """Sorted unique keys j·B³ + code(shift) of the pairs with a non-zero shift (blockwise: a
+        """Sorted unique keys :func:`~dpqtb.potential.neighbors.image_key` (j, shift) of the pairs with a non-zero shift (blockwise: a
         marker per possible key when that table is small, else unique keys merged per block)."""
         dev = j.device
         n_keys = n * base**3
@@ -349,8 +383,7 @@ class _GhostList:
             sc = s[a:a + _PAIR_BLOCK].to(torch.int64)
             is_img = (sc != 0).any(dim=1)
             sc = sc[is_img]
-            key = j[a:a + _PAIR_BLOCK][is_img].to(torch.int64) * base**3 \
-                + ((sc[:, 0] + m) * base + (sc[:, 1] + m)) * base + (sc[:, 2] + m)
+            key = image_key(j[a:a + _PAIR_BLOCK][is_img].to(torch.int64), sc, [m] * 3, [base] * 3)
             if dense:
                 mark[key] = True
             else:
@@ -380,7 +413,7 @@ class _GhostList:
 
         ``coord`` and ``ext_type`` are the chunk's extended positions and model types
         (:meth:`chunk_coords`, :meth:`chunk_types`)."""
-        pa, pb, a, b = c["pa"], c["pb"], c["a"], c["b"]
+        a, b = c["a"], c["b"]
         dev = positions.device
         nsel = sum(self.sel)
         ntypes = len(self.sel)

@@ -27,10 +27,21 @@ class EinsteinCrystal(Potential):
 
     Parameters
     ----------
-    reference_positions : (N, 3) Å, the sites (with the cell used to turn them into fractions).
-    cell : (3, 3) Å.
-    k_per_atom : (N,) eV/Å² spring constants, or
-    k_by_species : {species name: eV/Å²} with ``type_map``/``species`` given at call time.
+    reference_positions : torch.Tensor
+        (N, 3) sites (Å), turned into fractions of ``cell`` so that they follow the cell.
+    cell : torch.Tensor
+        (3, 3) cell of the reference (Å).
+    k_per_atom : torch.Tensor or None
+        (N,) spring constants (eV/Å²); or
+    k_by_species : dict or None
+        {species name: k (eV/Å²)}, resolved with the type map given to :meth:`bind`.
+    pbc : tuple of 3 bool
+        Periodicity; sites are absolute positions unless periodic along all axes.
+
+    Raises
+    ------
+    InputError
+        Not exactly one of ``k_per_atom``, ``k_by_species``; a non-positive spring constant.
     """
 
     batched = True
@@ -96,6 +107,26 @@ class HarmonicNetwork(Potential):
     structure (periodic images included), with k per species pair. Translation-invariant (total momentum is conserved, unlike the Einstein crystal)
     and exactly harmonic: its normal modes are those of the dynamical matrix D = M^{-1/2} (L ⊗ 1₃) M^{-1/2}
     with L the weighted graph Laplacian (:meth:`laplacian`), so classical and quantum averages are known exactly.
+
+    Parameters
+    ----------
+    reference_positions : torch.Tensor
+        (N, 3) reference structure (Å).
+    cell : torch.Tensor
+        (3, 3) its cell (Å); bond vectors scale with the cell.
+    species : torch.Tensor
+        (N,) species indices into ``type_map``.
+    type_map : sequence of str
+        Species names.
+    k_by_pair : dict
+        {(name, name): k (eV/Å²)}, either order.
+    cutoff_A : float or dict
+        Bond cutoff in the reference (Å), one number or {(name, name): Å}.
+
+    Raises
+    ------
+    InputError
+        No bond within the cutoff.
     """
 
     batched = False

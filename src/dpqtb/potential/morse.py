@@ -11,11 +11,32 @@ import torch
 
 from dpqtb import InputError
 from dpqtb.potential.base import Potential, PotentialOutput
-from dpqtb.potential.neighbors import VerletList
+from dpqtb.potential.neighbors import DEFAULT_SKIN_A, VerletList
 
 
 class Morse(Potential):
-    def __init__(self, D_eV: float, a_per_A: float, r0_A: float, cutoff_A: float, skin_A: float = 0.5):
+    """Morse pairs between all atoms (species-blind), shifted to zero at the cutoff.
+
+    Parameters
+    ----------
+    D_eV : float
+        Well depth D (eV), > 0.
+    a_per_A : float
+        Inverse width a (1/Å), > 0.
+    r0_A : float
+        Equilibrium distance r0 (Å), > 0.
+    cutoff_A : float
+        Cutoff r_c (Å), > 0: φ = 0 beyond it (the force jumps there).
+    skin_A : float
+        Verlet skin (Å); the results do not depend on it.
+
+    Raises
+    ------
+    InputError
+        A parameter that is not positive.
+    """
+
+    def __init__(self, D_eV: float, a_per_A: float, r0_A: float, cutoff_A: float, skin_A: float = DEFAULT_SKIN_A):
         for name, value in (("D_eV", D_eV), ("a_per_A", a_per_A), ("r0_A", r0_A), ("cutoff_A", cutoff_A)):
             if not value > 0:
                 raise InputError(f"potential.{name} must be > 0, got {value}")
@@ -38,7 +59,18 @@ class Morse(Potential):
                                torch.stack([o.virial for o in outs]))
 
     def pair(self, r: torch.Tensor):
-        """Energy and dφ/dr for distances r (Å)."""
+        """Pair energy φ(r) (eV) and its derivative dφ/dr (eV/Å), both zero beyond the cutoff.
+
+        Parameters
+        ----------
+        r : torch.Tensor
+            Distances (Å).
+
+        Returns
+        -------
+        (torch.Tensor, torch.Tensor)
+            φ and dφ/dr, shaped like ``r``.
+        """
         e = torch.exp(-self.a * (r - self.r0))
         phi = self.D * ((1.0 - e) ** 2 - 1.0) - self.shift
         dphi = 2.0 * self.D * self.a * (1.0 - e) * e

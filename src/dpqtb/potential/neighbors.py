@@ -32,6 +32,11 @@ from dpqtb import InputError
 #: pairs per block when vesin's output or the key is processed piecewise (bounds the temporaries)
 _BLOCK = 1 << 19
 
+#: Verlet skin (Å) wherever none is given: the neighbour lists of every potential and the MD config
+#: default.  The lists (and so the energies and forces) do not depend on it; the skin only trades
+#: list size against rebuild frequency.
+DEFAULT_SKIN_A = 0.5
+
 
 class VerletList:
     """Verlet list of all pairs closer than ``cutoff + skin`` (Å), with periodic images.
@@ -56,7 +61,7 @@ class VerletList:
     #: positions' device, e.g. CUDA; one piece), "auto" (vesin-torch for non-CPU tensors, else vesin)
     BACKENDS = ("auto", "vesin", "vesin-torch")
 
-    def __init__(self, cutoff: float, skin: float = 0.5, full: bool = False, slabs: int | None = None,
+    def __init__(self, cutoff: float, skin: float = DEFAULT_SKIN_A, full: bool = False, slabs: int | None = None,
                  backend: str = "auto"):
         if cutoff <= 0:
             raise InputError("neighbour-list cutoff must be > 0 Å")
@@ -81,6 +86,22 @@ class VerletList:
         if backend not in cls.BACKENDS:
             raise InputError(f"neighbour-list backend must be one of {', '.join(cls.BACKENDS)}, got {backend!r}")
         return backend
+
+    def invalidate(self) -> None:
+        """Force a rebuild at the next :meth:`update` (whatever the positions)."""
+        self._ref_pos = None
+        self._ref_cell = None
+
+    def take_pairs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Hand over the pair arrays ``(i, j, shifts)`` of the current list and release them here
+        (for a consumer that keeps its own compact copy); the list stays valid for the rebuild test,
+        so the next :meth:`update` rebuilds only when an atom moved more than skin/2.  Call
+        :meth:`invalidate` first to get the arrays again without motion."""
+        if self.i is None:
+            raise RuntimeError("VerletList.take_pairs: no pairs held (update() first, once per build)")
+        out = (self.i, self.j, self.shifts)
+        self.i = self.j = self.shifts = None
+        return out
 
     def _needs_rebuild(self, positions, cell) -> bool:
         if self._ref_pos is None or self._ref_pos.shape != positions.shape:
@@ -131,12 +152,109 @@ class VerletList:
 
 
 # ---------------------------------------------------------------------------------------------- build
-def _shift_dtype(max_abs: int):
-    """Smallest signed integer dtype holding shifts of magnitude up to max_abs."""
-    for dt in (np.int8, np.int16, np.int32):
-        if max_abs <= np.iinfo(dt).max:
-            return dt
-    return np.int64
+# ---------------------------------------------------------------- pair keys and orientation
+# The one home of the integer encodings shared by the list build here and the ghost atoms of
+# potential/deepmd.py; every function takes numpy arrays or torch tensors (int64) alike.
+
+
+def shift_dtype(max_abs: int, torch_dtype: bool = False):
+    """Smallest signed integer dtype holding cell shifts of magnitude up to ``max_abs``.
+
+    Parameters
+    ----------
+    max_abs : int
+        Largest |shift| (cells) to hold.
+    torch_dtype : bool
+        Return the torch dtype instead of the numpy one.
+
+    Returns
+    -------
+    numpy or torch dtype
+        int8, int16, int32 or int64.
+    """
+    dt = np.int64
+    for cand in (np.int8, np.int16, np.int32):
+        if max_abs <= np.iinfo(cand).max:
+            dt = cand
+            break
+    return getattr(torch, np.dtype(dt).name) if torch_dtype else dt
+
+
+def index_dtype(n: int, torch_dtype: bool = False):
+    """Smallest index dtype holding 0..n-1: int32 below 2^31 entries, else int64 (numpy or torch)."""
+    if torch_dtype:
+        return torch.int32 if n < 2**31 else torch.int64
+    return np.int32 if n < 2**31 else np.int64
+
+
+def image_key(atom, shifts, m, bases):
+    """int64 key of periodic images (atom, integer cell shift).
+
+    ``key = ((atom·B0 + S0+m0)·B1 + S1+m1)·B2 + S2+m2`` with ``B_a = 2 m_a + 1``: unique for
+    |S_a| <= m_a, and ordered like (atom, S0, S1, S2) lexicographically.  A pair (i, j, S) of an
+    n-atom list is the image key of atom ``i·n + j``.
+
+    Parameters
+    ----------
+    atom : int64 array or tensor (P,)
+        Atom (or pair) index.
+    shifts : int64 array or tensor (P, 3)
+        Integer cell shifts.
+    m : sequence of 3 int
+        Largest |shift| per axis.
+    bases : sequence of 3 int
+        ``2 m_a + 1``.
+
+    Returns
+    -------
+    int64 array or tensor (P,)
+    """
+    b0, b1, b2 = bases
+    return ((atom * b0 + (shifts[:, 0] + m[0])) * b1 + (shifts[:, 1] + m[1])) * b2 + (shifts[:, 2] + m[2])
+
+
+def decode_image_key(key, m, bases):
+    """Inverse of :func:`image_key`: ``(atom, shifts)`` as int64 (numpy or torch, like ``key``).
+
+    Parameters
+    ----------
+    key : int64 array or tensor (P,)
+        Non-negative keys of :func:`image_key`.
+    m, bases : sequences of 3 int
+        As given to :func:`image_key`.
+
+    Returns
+    -------
+    atom : int64 (P,)
+    shifts : int64 (P, 3)
+    """
+    b0, b1, b2 = bases
+    b12 = b1 * b2
+    atom, r = key // (b0 * b12), key % (b0 * b12)
+    cols = [r // b12 - m[0], (r // b2) % b1 - m[1], r % b2 - m[2]]
+    shifts = torch.stack(cols, dim=1) if isinstance(key, torch.Tensor) else np.stack(cols, axis=1)
+    return atom, shifts
+
+
+def canonical_half(i, j, s):
+    """Canonical orientation of half-list pairs: (i, j, S) and (j, i, -S) are the same pair; keep
+    i < j, and for the self-images of one atom the shift whose first non-zero component is positive.
+
+    Parameters
+    ----------
+    i, j : int arrays or tensors (P,)
+    s : int array or tensor (P, 3)
+
+    Returns
+    -------
+    (i, j, s) oriented, same kinds as the inputs.
+    """
+    xp = torch if isinstance(i, torch.Tensor) else np
+    first = xp.where(s[:, 0] != 0, s[:, 0], xp.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
+    swap = (i > j) | ((i == j) & (first < 0))
+    return xp.where(swap, j, i), xp.where(swap, i, j), xp.where(swap[:, None], -s, s)
+
+
 
 
 def _inverse(box, periodic):
@@ -276,41 +394,24 @@ def _build_torch(positions, cell, periodic, rc, full):
     i, j, s = P[:, 0].to(torch.int64), P[:, 1].to(torch.int64), S.to(torch.int64)
     del P, S
     if not full:
-        first = torch.where(s[:, 0] != 0, s[:, 0], torch.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
-        swap = (i > j) | ((i == j) & (first < 0))
-        i, j, s = torch.where(swap, j, i), torch.where(swap, i, j), torch.where(swap[:, None], -s, s)
-        del first, swap
+        i, j, s = canonical_half(i, j, s)
     m = s.abs().amax(dim=0).tolist() if len(s) else [0, 0, 0]
     bases = [2 * int(x) + 1 for x in m]
-    idx_t = torch.int32 if n < 2**31 else torch.int64
-    sh_t = getattr(torch, np.dtype(_shift_dtype(max(m))).name)
+    idx_t = index_dtype(n, torch_dtype=True)
+    sh_t = shift_dtype(max(m), torch_dtype=True)
     if n * n * bases[0] * bases[1] * bases[2] >= 2**63:  # no single int64 key: stable sorts, last key first
         order = torch.arange(len(i), device=dev)
         for col in (s[:, 2], s[:, 1], s[:, 0], j, i):
             order = order[torch.sort(col[order], stable=True).indices]
         return i[order].to(idx_t), j[order].to(idx_t), s[order].to(sh_t)
-    b0, b1, b2 = bases
-    key = ((i * n + j) * b0 + (s[:, 0] + m[0])) * b1 + (s[:, 1] + m[1])
-    key = key * b2 + (s[:, 2] + m[2])
+    key = image_key(i * n + j, s, m, bases)
     del i, j, s
     key = torch.sort(key).values
-    b12 = b1 * b2
-    q, r = torch.div(key, b0 * b12, rounding_mode="floor"), torch.remainder(key, b0 * b12)
+    q, s = decode_image_key(key, m, bases)
     del key
-    i, j = torch.div(q, n, rounding_mode="floor").to(idx_t), torch.remainder(q, n).to(idx_t)
+    i, j = (q // n).to(idx_t), (q % n).to(idx_t)
     del q
-    s = torch.stack([torch.div(r, b12, rounding_mode="floor") - m[0],
-                     torch.remainder(torch.div(r, b2, rounding_mode="floor"), b1) - m[1],
-                     torch.remainder(r, b2) - m[2]], dim=1).to(sh_t)
-    return i, j, s
-
-
-def _canonical_half(i, j, s):
-    """(i, j, S) and (j, i, -S) are the same pair: keep i < j, and for the self-images of one atom
-    the shift whose first non-zero component is positive."""
-    first = np.where(s[:, 0] != 0, s[:, 0], np.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
-    swap = (i > j) | ((i == j) & (first < 0))
-    return np.where(swap, j, i), np.where(swap, i, j), np.where(swap[:, None], -s, s)
+    return i, j, s.to(sh_t)
 
 
 def _slab_keys(P, S, ids, own, n, m, bases, full):
@@ -331,7 +432,6 @@ def _slab_keys(P, S, ids, own, n, m, bases, full):
     else:
         keep, count = None, npairs
     out = np.empty(count, dtype=np.int64)
-    b0, b1, b2 = bases
     at = 0
     for a in range(0, npairs, _BLOCK):
         p = P[a:a + _BLOCK].astype(np.int64)
@@ -342,12 +442,10 @@ def _slab_keys(P, S, ids, own, n, m, bases, full):
             p = ids[p]
         i, j = p[:, 0], p[:, 1]
         if not full:
-            i, j, s = _canonical_half(i, j, s)
+            i, j, s = canonical_half(i, j, s)
         if len(s) and (np.abs(s).max(axis=0) > m).any():
             raise InputError("neighbour list: a cell shift exceeds its bound (internal error)")
-        key = ((i * n + j) * b0 + (s[:, 0] + m[0])) * b1 + (s[:, 1] + m[1])
-        key *= b2
-        key += s[:, 2] + m[2]
+        key = image_key(i * n + j, s, m, bases)
         out[at:at + len(key)] = key
         at += len(key)
         del p, s, i, j, key
@@ -360,20 +458,16 @@ def _decode(key, n, m, bases):
     Below 2^31 atoms j is decoded in place into the first half of the key's own buffer (block by
     block: a block's int32 outputs only overwrite keys already read), which is then shrunk, so the
     decode needs 8 + 4 + 3 bytes per pair at most instead of 8 + 11."""
-    b0, b1, b2 = bases
-    b12 = b1 * b2
     npairs = len(key)
     small = n < 2**31
-    i = np.empty(npairs, dtype=np.int32 if small else np.int64)
+    i = np.empty(npairs, dtype=index_dtype(n))
     j = key.view(np.int32)[:npairs] if small else np.empty(npairs, dtype=np.int64)
-    s = np.empty((npairs, 3), dtype=_shift_dtype(max(m)))
+    s = np.empty((npairs, 3), dtype=shift_dtype(max(m)))
     for a in range(0, npairs, _BLOCK):
-        q, r = np.divmod(key[a:a + _BLOCK], b0 * b12)  # new arrays: the block is read before j is written
+        q, sb = decode_image_key(key[a:a + _BLOCK], m, bases)  # new arrays: the block is read before j is written
         i[a:a + _BLOCK], j[a:a + _BLOCK] = np.divmod(q, n)
-        s[a:a + _BLOCK, 0] = r // b12 - m[0]
-        s[a:a + _BLOCK, 1] = (r // b2) % b1 - m[1]
-        s[a:a + _BLOCK, 2] = r % b2 - m[2]
-        del q, r
+        s[a:a + _BLOCK] = sb
+        del q, sb
     if small:
         del j  # the only view of key: the buffer may be shrunk now
         key.resize((npairs + 1) // 2, refcheck=False)  # realloc: releases the second half
@@ -385,8 +479,8 @@ def _lexsort(i, j, s, n, full):
     """Fallback when (i, j, shift) does not fit one int64 key (astronomically unwrapped positions
     in a tiny cell): int64 arrays and a lexsort."""
     if not full:
-        i, j, s = _canonical_half(i, j, s)
+        i, j, s = canonical_half(i, j, s)
     order = np.lexsort((s[:, 2], s[:, 1], s[:, 0], j, i))
-    idx_t = np.int32 if n < 2**31 else np.int64
+    idx_t = index_dtype(n)
     smax = int(np.abs(s).max()) if len(s) else 0
-    return i[order].astype(idx_t), j[order].astype(idx_t), s[order].astype(_shift_dtype(smax))
+    return i[order].astype(idx_t), j[order].astype(idx_t), s[order].astype(shift_dtype(smax))

@@ -11,10 +11,22 @@ from dpqtb.potential.base import Potential, autograd_energy_forces_virial
 
 
 class TorchFunctionPotential(Potential):
-    """Wrap ``fn(positions, cell, species) -> energy`` (eV).
+    """Wrap ``fn(positions, cell, species) -> energy`` (eV); forces and virial by autograd.
 
-    ``positions`` may carry a leading batch dimension; set ``batched=True`` if ``fn`` handles it
-    (returning one energy per replica), otherwise replicas are evaluated one by one.
+    Parameters
+    ----------
+    fn : callable
+        ``fn(positions (…, N, 3) Å, cell (…, 3, 3) Å, species (N,)) -> energy`` (eV, a torch tensor).
+    batched : bool
+        ``fn`` handles a leading batch dimension (returning one energy per replica); otherwise
+        replicas are evaluated one by one.
+    name : str or None
+        Name for error messages (default: the function's qualified name).
+
+    Raises
+    ------
+    InputError
+        ``fn`` is not callable; at evaluation, ``fn`` failed or returned something else than a tensor.
     """
 
     translation_invariant = None  # unknown for a user function: tested once (Potential.is_translation_invariant)
@@ -48,7 +60,25 @@ class TorchFunctionPotential(Potential):
 
 
 def load_function(spec: str, base_dir: Path | None = None):
-    """Load ``"package.module:function"`` or ``"path/to/file.py:function"``."""
+    """Load ``"package.module:function"`` or ``"path/to/file.py:function"``.
+
+    Parameters
+    ----------
+    spec : str
+        Module or file, a colon, the function's name.
+    base_dir : Path or None
+        Folder a relative file path is taken from.
+
+    Returns
+    -------
+    callable
+        The function, checked to accept (positions, cell, species).
+
+    Raises
+    ------
+    InputError
+        Bad spec, missing file or module, failing import, no such function.
+    """
     if ":" not in spec:
         raise InputError(f"potential.function must look like 'module:function' or 'file.py:function', got {spec!r}")
     target, name = spec.rsplit(":", 1)

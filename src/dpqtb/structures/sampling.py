@@ -224,7 +224,8 @@ def _check_kind(kind: str) -> None:
 
 def build_sample(spec: SampleSpec, calc=None) -> tuple[Atoms, dict]:
     """The configuration described by ``spec`` and its metadata (deterministic in the seed; for
-    ``pair-exchange`` also in the relaxing calculator ``calc``).
+    ``pair-exchange`` also in the relaxing calculator ``calc``: an ASE calculator, for dpqtb's models
+    :func:`dpqtb.potential.calculator.calculator_from_spec`, the Deep Potential as MD evaluates it).
 
     A draw with two atoms closer than ``MIN_SAMPLE_DISTANCE_A`` is redrawn with the next
     sub-seed (recorded as ``attempt`` in the metadata).
