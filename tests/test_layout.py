@@ -155,7 +155,6 @@ def _string_constants(tree: ast.Module):
 
 # -- the rules ------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=False, reason="until merge")
 def test_no_source_file_over_600_lines():
     long = {_rel(p): n for p in _sources()
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
@@ -170,7 +169,6 @@ def test_no_import_cycle_between_parts():
     assert not found, f"import cycles {found}:\n" + "\n".join(where)
 
 
-@pytest.mark.xfail(strict=False, reason="until merge")
 def test_deepmd_evaluators_imported_in_one_module():
     users = {}
     for path in _sources():
@@ -182,7 +180,6 @@ def test_deepmd_evaluators_imported_in_one_module():
         + str({k: v for k, v in users.items() if k != EVALUATOR_HOME}))
 
 
-@pytest.mark.xfail(strict=False, reason="until merge")
 def test_run_directory_names_spelled_in_one_module():
     pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, RUNDIR_NAMES)) + r")(?!\w)")
     hits = [f"{_rel(p)}:{c.lineno}: {c.value!r}" for p in _sources() if _rel(p) != RUNDIR_HOME

@@ -262,13 +262,13 @@ def energy_curve(run_dirs, e_ref_eV: float = 0.0, n_atoms: int | None = None,
     dict of str to array
         As :func:`energy_vs_temperature`, one row per run.
     """
-    from dpqtb.rundir import read_run_json, read_thermo
+    from dpqtb.rundir import RUN_JSON, read_run_json, read_thermo
 
     rows = []
     for d in run_dirs:
         n = n_atoms or read_run_json(d).get("n_atoms")
         if not n:
-            raise InputError(f"{d}: number of atoms unknown (no run.json n_atoms); pass n_atoms")
+            raise InputError(f"{d}: number of atoms unknown (no {RUN_JSON} n_atoms); pass n_atoms")
         e = energy_vs_temperature(read_thermo(d), int(n), e_ref_eV, discard_fraction=discard_fraction)
         rows.append([e[k][0] for k in ("target_temperature_K", "temperature_K", "E_per_3NkB_K", "E_err_K")])
     if not rows:
