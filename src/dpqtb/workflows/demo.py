@@ -36,7 +36,7 @@ def run_demo(output_dir: str | Path, temperature_k: float = 100.0, freqs_thz=DEF
         state, pot, f_atom = oscillator_crystal(freqs_thz, n_per_freq)
         sched = TemperatureSchedule(temperature_k)
         if kind == "qtb":
-            integ = QTB(pot, dt_fs, sched, damp_fs, seed, f_max_thz=f_max_thz, n_f=100, zero_net_force=False,
+            integ = QTB(pot, dt_fs, sched, damp_fs, seed, f_max_THz=f_max_thz, n_f=100, zero_net_force=False,
                         fd_diagnostic=False)
         else:
             integ = Langevin(pot, dt_fs, sched, damp_fs, seed, zero_net_force=False)
