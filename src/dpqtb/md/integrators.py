@@ -291,7 +291,8 @@ class QTB(Langevin):
                  adaptive: bool = False, fd_diagnostic: bool = QTB_DEFAULTS["fd_diagnostic"],
                  tau_ad_fs: float = QTB_DEFAULTS["tau_ad_fs"], tau_avg_fs: float | None = None,
                  fd_max_dof: int = QTB_DEFAULTS["fd_max_dof"], adapt_eps: float = DEFAULT_ADAPT_EPS,
-                 adapt_groups=QTB_DEFAULTS["adapt_groups"], kinetic_correction: bool = QTB_DEFAULTS["kinetic_correction"],
+                 adapt_groups=QTB_DEFAULTS["adapt_groups"],
+                 kinetic_correction: bool = QTB_DEFAULTS["kinetic_correction"],
                  fd_skip_segments: int = QTB_DEFAULTS["fd_skip_segments"],
                  gamma_r_min_ratio: float = QTB_DEFAULTS["gamma_r_min_ratio"]):
         super().__init__(potential, dt_fs, temperature, damp_fs, seed, zero_net_force)

@@ -105,8 +105,8 @@ class PIMD(NVE):
     has_temperature = True
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, beads: int,
-                 centroid_damp_fs: float | None, seed: int, pile_lambda: float = DEFAULT_PILE_LAMBDA, trpmd: bool = False,
-                 zero_net_force: bool | None = None):
+                 centroid_damp_fs: float | None, seed: int, pile_lambda: float = DEFAULT_PILE_LAMBDA,
+                 trpmd: bool = False, zero_net_force: bool | None = None):
         super().__init__(potential, dt_fs)
         if int(beads) != beads or beads < 1:
             raise InputError(f"thermostat.beads must be an integer >= 1, got {beads}")
