@@ -30,7 +30,7 @@ def run(kappa: float, damp_fs: float, adaptive: bool, n_equil=24_000, n_prod=16_
     model = FermiModel.resonant(60.0, 1.008, kappa)
     state, pot, sites = model.build(300)
     state.momenta = maxwell_boltzmann_momenta(state.masses, T, torch.Generator().manual_seed(11), zero_com=False)
-    integ = QTB(pot, 0.5, TemperatureSchedule(T), damp_fs, seed=11, f_max_thz=150.0, n_f=200, zero_net_force=False,
+    integ = QTB(pot, 0.5, TemperatureSchedule(T), damp_fs, seed=11, f_max_THz=150.0, n_f=200, zero_net_force=False,
                 adaptive=adaptive, tau_ad_fs=1000.0)
     t0 = time.perf_counter()
     integ.setup(state)

@@ -63,13 +63,13 @@ def main() -> None:
     for name, make in {
         "nve": lambda: NVE(pot(), dt),
         "langevin": lambda: Langevin(pot(), dt, sched, 100.0, 1),
-        "qtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, fd_diagnostic=False,
+        "qtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_THz=200.0, n_f=100, fd_diagnostic=False,
                            kinetic_correction=False),
         # what `dpqtb md` runs by default: mass-weighted net-impulse removal, spectra, kinetic correction
-        "qtb_default": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100),
-        "qtb_with_fd_diagnostic": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, fd_diagnostic=True,
+        "qtb_default": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_THz=200.0, n_f=100),
+        "qtb_with_fd_diagnostic": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_THz=200.0, n_f=100, fd_diagnostic=True,
                                               kinetic_correction=False),
-        "adqtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_thz=200.0, n_f=100, adaptive=True),
+        "adqtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_THz=200.0, n_f=100, adaptive=True),
     }.items():
         state = base.clone()
         integ = make()

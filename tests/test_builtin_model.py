@@ -46,7 +46,7 @@ def test_default_model_equals_deeppot_and_runs_md(tmp_path):
                     "md": {"timestep_fs": 0.5, "steps": 10, "seed": 3},
                     "thermostat": {"kind": "qtb", "temperature_K": 50.0, "damp_fs": 100.0},
                     "output": {"progress": False, "trajectory_every": 5}})
-    assert cfg["potential"]["model"] == "builtin:lah10"
+    assert cfg.potential.model == "builtin:lah10"
     sim = build_simulation(cfg, output_dir=tmp_path / "run", progress=False)
     sim.run(10)
     atoms = sim.state.to_atoms()

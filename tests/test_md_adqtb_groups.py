@@ -34,7 +34,7 @@ def test_adqtb_on_harmonic_crystal_keeps_gamma_r_and_exact_energies():
     freqs = [20.0, 40.0]
     state, pot, f_atom = oscillator_crystal(freqs, 800)
     state.momenta = maxwell_boltzmann_momenta(state.masses, T, torch.Generator().manual_seed(3), zero_com=False)
-    integ = QTB(pot, 0.5, TemperatureSchedule(T), 100.0, seed=3, f_max_thz=150.0, n_f=100, zero_net_force=False,
+    integ = QTB(pot, 0.5, TemperatureSchedule(T), 100.0, seed=3, f_max_THz=150.0, n_f=100, zero_net_force=False,
                 adaptive=True, tau_ad_fs=1000.0)
     res = measure_oscillators(integ, state, pot, f_atom, n_steps=30_000, n_equil=10_000)
     for i, f in enumerate(res["frequency_THz"]):
@@ -74,7 +74,7 @@ def _fermi_run(groups, damp, n_spect, n_equil=24_000, n_prod=16_000, kappa=0.02)
     state.momenta = maxwell_boltzmann_momenta(state.masses, T, torch.Generator().manual_seed(11), zero_com=False)
     n2 = 2 * n_pairs
     spec = [list(range(1, n2, 2))] if groups == "split" else "species"
-    integ = QTB(pot, 0.5, TemperatureSchedule(T), damp, seed=11, f_max_thz=150.0, n_f=200, zero_net_force=False,
+    integ = QTB(pot, 0.5, TemperatureSchedule(T), damp, seed=11, f_max_THz=150.0, n_f=200, zero_net_force=False,
                 adaptive=True, tau_ad_fs=1000.0, adapt_groups=spec)
     integ.setup(state)
     for _ in range(n_equil):

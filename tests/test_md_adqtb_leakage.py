@@ -44,7 +44,7 @@ def _run(model, adaptive, n_equil, n_prod, seed=11, temperature=T):
     state, pot, sites = model.build(500)
     state.momenta = maxwell_boltzmann_momenta(state.masses, temperature, torch.Generator().manual_seed(seed),
                                               zero_com=False)
-    integ = QTB(pot, 0.5, TemperatureSchedule(temperature), 100.0, seed=seed, f_max_thz=150.0, n_f=200,
+    integ = QTB(pot, 0.5, TemperatureSchedule(temperature), 100.0, seed=seed, f_max_THz=150.0, n_f=200,
                 zero_net_force=False, adaptive=adaptive, tau_ad_fs=1000.0)
     integ.setup(state)
     for _ in range(n_equil):

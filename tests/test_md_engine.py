@@ -109,7 +109,7 @@ def _make(kind, potential, n_f=8):
         return PIMD(potential, 1.0, TemperatureSchedule(300.0), 4, 100.0, seed=7, trpmd=(kind == "trpmd"))
     if kind == "langevin":
         return Langevin(potential, 1.0, sched, 200.0, seed=7)
-    return QTB(potential, 1.0, sched, 200.0, seed=7, f_max_thz=100.0, n_f=n_f, adaptive=(kind == "adqtb"),
+    return QTB(potential, 1.0, sched, 200.0, seed=7, f_max_THz=100.0, n_f=n_f, adaptive=(kind == "adqtb"),
                tau_ad_fs=50.0, fd_skip_segments=0)
 
 
@@ -192,7 +192,7 @@ def test_qtb_temperature_ramp_follows_quantum_curve():
     n_steps, dt, damp = 8000, 1.0, 100.0
     state, pot, freqs = oscillator_crystal([20.0], 6000)
     sample_harmonic_equilibrium(state, pot, 50.0, torch.Generator().manual_seed(9), quantum=True)
-    integ = QTB(pot, dt, TemperatureSchedule(50.0, 1000.0, n_steps), damp, seed=9, f_max_thz=60.0, n_f=50,
+    integ = QTB(pot, dt, TemperatureSchedule(50.0, 1000.0, n_steps), damp, seed=9, f_max_THz=60.0, n_f=50,
                 zero_net_force=False, fd_diagnostic=False)
     integ.setup(state)
     w = 2 * math.pi * 20e-3

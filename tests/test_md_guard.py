@@ -1,6 +1,8 @@
 """The stability guard (exit 3, last good checkpoint kept), resume rules for the step target, fresh
 runs that fail in setup leave nothing behind, and nothing in a Simulation grows with the run."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -69,7 +71,7 @@ def test_guard_bounds_of_a_quantum_bath_allow_zero_point_motion():
     from dpqtb.md.integrators import QTB, Langevin, TemperatureSchedule
     from dpqtb.md.run import TEMPERATURE_FACTOR, TEMPERATURE_OFFSET_K, reference_temperature
 
-    q = QTB(None, 0.5, TemperatureSchedule(5.0), 100.0, 1, f_max_thz=200.0, n_f=10)
+    q = QTB(None, 0.5, TemperatureSchedule(5.0), 100.0, 1, f_max_THz=200.0, n_f=10)
     t_ref = reference_temperature(q)
     assert t_ref == pytest.approx(4798.7, rel=1e-3)  # h f_max / 2 k_B
     assert TEMPERATURE_FACTOR * t_ref + TEMPERATURE_OFFSET_K > 90000
@@ -88,7 +90,7 @@ def test_explore_reports_unstable_runs_by_type(monkeypatch, tmp_path):
             raise SimulationUnstable("simulation unstable at step 3: kinetic temperature 1e9 K exceeds the bound")
 
     monkeypatch.setattr("dpqtb.md.build.build_simulation", lambda *a, **k: FakeSim())
-    monkeypatch.setattr(explore, "md_config", lambda *a, **k: {"md": {"steps": 10}})
+    monkeypatch.setattr(explore, "md_config", lambda *a, **k: SimpleNamespace(md=SimpleNamespace(steps=10)))
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "start.extxyz").write_text("")
     rec = explore.run_md({"name": "x", "grid": 0}, {}, "m.pth", tmp_path / "r", log=lambda *_: None)

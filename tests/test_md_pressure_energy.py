@@ -139,7 +139,7 @@ def _conserved_rms(kind, dt, t_fs, tmp):
     if kind == "langevin":
         integ = Langevin(pot, dt, sched, 50.0, seed=7, zero_net_force=False)
     elif kind in ("qtb", "adqtb"):
-        integ = QTB(pot, dt, sched, 50.0, seed=7, f_max_thz=150.0, zero_net_force=False, adaptive=(kind == "adqtb"),
+        integ = QTB(pot, dt, sched, 50.0, seed=7, f_max_THz=150.0, zero_net_force=False, adaptive=(kind == "adqtb"),
                     tau_ad_fs=200.0, fd_skip_segments=0, n_f=20)
     else:
         integ = PIMD(pot, dt, TemperatureSchedule(300.0), 4, 50.0, seed=7, zero_net_force=False)

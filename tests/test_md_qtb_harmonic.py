@@ -41,7 +41,7 @@ N_PER = 4000
 def _run(T, freqs, damp, fmax, dt, classical=False, gamma_t=6.7, return_integrator=False):
     state, pot, f_atom = oscillator_crystal(freqs, N_PER)
     sample_harmonic_equilibrium(state, pot, T, torch.Generator().manual_seed(1), quantum=not classical)
-    integ = QTB(pot, dt, TemperatureSchedule(T), damp, seed=2, f_max_thz=fmax, n_f=100, classical_kernel=classical,
+    integ = QTB(pot, dt, TemperatureSchedule(T), damp, seed=2, f_max_THz=fmax, n_f=100, classical_kernel=classical,
                 zero_net_force=False, fd_diagnostic=False)
     n_equil = int(damp / dt)
     res = measure_oscillators(integ, state, pot, f_atom, n_steps=n_equil + int(gamma_t * damp / dt), n_equil=n_equil)
@@ -166,7 +166,7 @@ def test_fd_spectra_absolute_normalisation_and_short_run_warning(capsys, tmp_pat
     T, damp, dt = 300.0, 100.0, 0.5
     state, pot, f_atom = oscillator_crystal([20.0], 2000)
     sample_harmonic_equilibrium(state, pot, T, torch.Generator().manual_seed(1), quantum=False)
-    integ = QTB(pot, dt, TemperatureSchedule(T), damp, seed=2, f_max_thz=150.0, n_f=50, classical_kernel=True,
+    integ = QTB(pot, dt, TemperatureSchedule(T), damp, seed=2, f_max_THz=150.0, n_f=50, classical_kernel=True,
                 zero_net_force=False, fd_skip_segments=0)
     integ.setup(state)
     seg = integ.fd.n_seg * integ.alpha
@@ -183,7 +183,7 @@ def test_fd_spectra_absolute_normalisation_and_short_run_warning(capsys, tmp_pat
     assert abs(avg["delta_fd_eV"][0].sum() * df) < 0.05 * kt / damp
     # a run shorter than the first averaged segment says so (and what it means)
     state2, pot2, _ = oscillator_crystal([20.0], 8)
-    sim = Simulation(state2, QTB(pot2, dt, TemperatureSchedule(T), damp, seed=2, f_max_thz=150.0, n_f=50,
+    sim = Simulation(state2, QTB(pot2, dt, TemperatureSchedule(T), damp, seed=2, f_max_THz=150.0, n_f=50,
                                  adaptive=True, zero_net_force=False), tmp_path / "short", progress=False)
     sim.run(100)
     err = capsys.readouterr().err

@@ -13,6 +13,8 @@ A schema maps section -> key -> ``(types, default, check, message)``:
 :func:`validate_schema` turns a raw TOML table into the complete config or raises a one-line
 :class:`dpqtb.DpqtbError` naming the section or key at fault (unknown section or key, missing
 required key, wrong type, value out of range).  Cross-checks between keys stay with each config.
+:func:`check_value` checks one value (the typed configs check their fields with it), :func:`freeze` /
+:func:`thaw` convert a value between its TOML form and the read-only form a frozen dataclass holds.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import copy
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from dpqtb import InputError
@@ -103,27 +107,105 @@ def validate_schema(raw: Any, schema: dict[str, dict[str, tuple]], *, what: str 
                 known = f" (known: {', '.join(keys)})" if list_known_keys else ""
                 raise InputError(f"unknown {what} key '{section}.{key}'{known}")
         out = {}
-        for key, (types, default, check, msg) in keys.items():
-            name = f"{what} key '{section}.{key}'"
+        for key, spec in keys.items():
             if key not in given:
-                if default is REQUIRED:
-                    raise InputError(f"missing required {name}")
-                out[key] = copy.deepcopy(default)
+                if spec[1] is REQUIRED:
+                    raise InputError(f"missing required {what} key '{section}.{key}'")
+                out[key] = copy.deepcopy(spec[1])
                 continue
-            value = given[key]
-            if not check_type(value, types):
-                if non_finite(value) is not None:
-                    raise InputError(f"{name} = {value!r}: must be a finite number")
-                raise InputError(f"{name} has the wrong type ({type(value).__name__})"
-                                 + (f"{type_sep}{msg}" if msg else ""))
-            bad = non_finite(value)
-            if bad is not None:  # inside a list or a table (masses, ramps): every number must be finite
-                raise InputError(f"{name} = {value!r} holds a non-finite number ({bad!r})")
-            if check is not None and not check(value):
-                raise InputError(f"{name} = {value!r}: {msg}")
-            out[key] = value
+            check_value(given[key], spec, f"{what} key '{section}.{key}'", type_sep=type_sep)
+            out[key] = given[key]
         cfg[section] = out
     return cfg
+
+
+def check_value(value: Any, spec: tuple, name: str, *, type_sep: str = " ") -> None:
+    """Check one value against its schema entry ``spec = (types, default, check, message)``.
+
+    Parameters
+    ----------
+    value
+        The value as read from TOML (lists and tables as ``list`` and ``dict``).
+    spec
+        The key's entry of a schema table.
+    name
+        How the error names the key, e.g. ``"config key 'md.steps'"``.
+    type_sep
+        What stands between a wrong type and the key's message.
+
+    Raises
+    ------
+    InputError
+        A wrong type, a non-finite number (anywhere inside the value) or a failed check.
+    """
+    types, _, check, msg = spec
+    if not check_type(value, types):
+        if non_finite(value) is not None:
+            raise InputError(f"{name} = {value!r}: must be a finite number")
+        raise InputError(f"{name} has the wrong type ({type(value).__name__})" + (f"{type_sep}{msg}" if msg else ""))
+    bad = non_finite(value)
+    if bad is not None:  # inside a list or a table (masses, ramps): every number must be finite
+        raise InputError(f"{name} = {value!r} holds a non-finite number ({bad!r})")
+    if check is not None and not check(value):
+        raise InputError(f"{name} = {value!r}: {msg}")
+
+
+def default_of(schema: dict[str, dict[str, tuple]], section: str, key: str) -> Any:
+    """The default of ``section.key`` in ``schema`` (a fresh copy; :data:`REQUIRED` for a required key).
+
+    Parameters
+    ----------
+    schema
+        A schema table (section -> key -> ``(types, default, check, message)``).
+    section, key
+        The key.
+
+    Returns
+    -------
+    Any
+        The default value.
+    """
+    return copy.deepcopy(schema[section][key][1])
+
+
+def freeze(value: Any) -> Any:
+    """A read-only copy of a config value: lists become tuples, tables read-only mappings (recursively).
+
+    Parameters
+    ----------
+    value
+        A value as read from TOML.
+
+    Returns
+    -------
+    Any
+        The same value with no mutable container left; :func:`thaw` gives the TOML form back.
+    """
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(x) for x in value)
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The TOML form (lists, dicts) of a value made by :func:`freeze`.
+
+    Parameters
+    ----------
+    value
+        A frozen config value.
+
+    Returns
+    -------
+    Any
+        The value with tuples as lists and mappings as dicts (new containers).
+    """
+    if isinstance(value, (list, tuple)):
+        return [thaw(x) for x in value]
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    return value
 
 
 def load_toml(path: str | Path, *, what: str = "config") -> dict[str, Any]:

@@ -31,19 +31,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_md(args) -> int:
     from dpqtb import InputError
     from dpqtb.md.build import build_simulation
-    from dpqtb.md.config import load
+    from dpqtb.md.config import load, with_steps
 
     cfg = load(args.config)
     if args.steps is not None:
         if args.steps < 0:
             raise InputError("--steps must be >= 0")
-        cfg["md"]["steps"] = args.steps
+        cfg = with_steps(cfg, args.steps)  # a new config (the ramp's length and run.json follow it)
     if args.resume and args.overwrite:
         raise InputError("--resume and --overwrite exclude each other")
+    # --output is a path on the command line (relative to the working directory), not output.directory of
+    # the file (relative to the file's folder): it does not enter the config, whose run.json record keeps the file's
     output = None if args.output is None else Path(args.output)
     sim = build_simulation(cfg, output_dir=output, progress=False if args.no_progress else None)
     # the step target: md.steps of the file (or --steps); on --resume the total count
-    sim.run(cfg["md"]["steps"], resume=args.resume, overwrite=args.overwrite)
+    sim.run(cfg.md.steps, resume=args.resume, overwrite=args.overwrite)
     last = sim.thermo_row()
     print(f"done: {sim.state.step} steps, T = {last.temperature_K:.2f} K, E_pot = {last.potential_eV:.6f} eV, "
           f"outputs in {Path(sim.dir)}")

@@ -1,18 +1,64 @@
-"""Run configuration (TOML) for ``dpqtb md``: strict schema, one-line errors naming the key.
+"""Run configuration (TOML) for ``dpqtb md``: strict schema, typed sections, one-line errors naming the key.
 
 Every key states its unit in its name. See ``docs/config.md`` for the full reference and
 ``src/dpqtb/workflows/*.toml`` for examples.
+
+:data:`SCHEMA` is the single source of key names, types, defaults and messages. :func:`validate` turns a
+raw TOML table into an :class:`MDConfig`: one frozen dataclass per section (:class:`SystemConfig`,
+:class:`PotentialConfig`, :class:`DynamicsConfig`, :class:`ThermostatConfig`, :class:`OutputConfig`),
+whose fields are the schema's keys and whose defaults are the schema's. Each section checks its values
+against the schema when it is constructed and resolves its derived defaults (``thermostat.damp_fs`` per
+thermostat); :class:`MDConfig` checks every rule between keys. A config that validates builds: nothing
+downstream checks the config again. Overrides go through :func:`dataclasses.replace`, which checks again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dpqtb import InputError
-from dpqtb.config_schema import NUMBER, REQUIRED, device_name, int_list, load_toml, nonneg, positive, validate_schema
+from dpqtb.config_schema import (NUMBER, REQUIRED, check_value, device_name, freeze, int_list, load_toml, nonneg,
+                                 positive, thaw, validate_schema)
+from dpqtb.md.pimd import DEFAULT_PILE_LAMBDA, DEFAULT_TRPMD_LAMBDA
+from dpqtb.md.qtb import QTB_DEFAULTS
+from dpqtb.potential.neighbors import DEFAULT_SKIN_A
 
-_REQUIRED = REQUIRED  # scripts/make_config_doc.py marks required keys with it
+#: Default friction time (fs) of every thermostat but those of :data:`DEFAULT_DAMP_fs_BY_KIND`.
+DEFAULT_DAMP_fs = 1000.0
+#: adQTB can only drain leaked zero-point energy through the friction, so it needs γ = 1/damp well above
+#: plain QTB's (docs/qtb.md, "Choosing γ for adQTB").
+DEFAULT_DAMP_fs_BY_KIND = {"adqtb": 100.0}
+
+#: ``system.structure = "builtin:NAME"``: the structures dpqtb builds itself.
+BUILTIN_STRUCTURES = ("fcc", "bcc", "sc", "lah10")
+
+#: Random streams derived from ``md.seed``: the thermostat's noise draws from ``md.seed`` itself, the initial
+#: Maxwell–Boltzmann momenta from ``md.seed + 7919`` (a prime offset, so the two generators never start from
+#: the same seed for neighbouring seeds). Changing a value changes every run's trajectory.
+SEED_OFFSETS = {"thermostat": 0, "momenta": 7919}
+#: Offset of the initial momenta's seed from ``md.seed`` (see :data:`SEED_OFFSETS`).
+MOMENTA_SEED_OFFSET = SEED_OFFSETS["momenta"]
+
+
+def derived_seed(seed: int, stream: str) -> int:
+    """The seed of one random stream of a run.
+
+    Parameters
+    ----------
+    seed
+        ``md.seed`` of the config.
+    stream
+        ``"thermostat"`` (the integrator's noise) or ``"momenta"`` (initial Maxwell–Boltzmann momenta).
+
+    Returns
+    -------
+    int
+        ``seed + SEED_OFFSETS[stream]``.
+    """
+    return int(seed) + SEED_OFFSETS[stream]
 
 
 def _temperature(v):
@@ -60,7 +106,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "a_per_A": (NUMBER, None, positive, "must be > 0"),
         "r0_A": (NUMBER, None, positive, "must be > 0"),
         "cutoff_A": (NUMBER, None, positive, "must be > 0"),
-        "skin_A": (NUMBER, 0.5, nonneg, "must be >= 0"),
+        "skin_A": (NUMBER, DEFAULT_SKIN_A, nonneg, "must be >= 0"),
         "function": (str, None, None, ""),
         "batched": (bool, False, None, ""),
         "model": (str, "builtin:lah10", None,
@@ -77,20 +123,21 @@ SCHEMA: dict[str, dict[str, tuple]] = {
                  "must be one of nve, langevin, qtb, adqtb, pimd, trpmd"),
         "temperature_K": ((int, float, list), None, _temperature,
                           "must be >= 0 (a number, or [start, stop] for a linear ramp)"),
-        "damp_fs": (NUMBER, None, positive, "must be > 0 (default 1000; adqtb: 100, see docs/qtb.md)"),
-        "f_max_THz": (NUMBER, 200.0, positive, "must be > 0"),
-        "n_f": (int, 100, lambda v: v >= 2, "must be an integer >= 2"),
-        "classical_kernel": (bool, False, None, ""),
+        "damp_fs": (NUMBER, None, positive, f"must be > 0 (default {DEFAULT_DAMP_fs:g}; adqtb: "
+                    f"{DEFAULT_DAMP_fs_BY_KIND['adqtb']:g}, see docs/qtb.md)"),
+        "f_max_THz": (NUMBER, QTB_DEFAULTS["f_max_THz"], positive, "must be > 0"),
+        "n_f": (int, QTB_DEFAULTS["n_f"], lambda v: v >= 2, "must be an integer >= 2"),
+        "classical_kernel": (bool, QTB_DEFAULTS["classical_kernel"], None, ""),
         "zero_net_force": (bool, None, None, "true or false (default: true when the potential is translation-invariant)"),
-        "fd_diagnostic": (bool, True, None, ""),
-        "tau_ad_fs": (NUMBER, 5000.0, positive, "must be > 0"),
+        "fd_diagnostic": (bool, QTB_DEFAULTS["fd_diagnostic"], None, ""),
+        "tau_ad_fs": (NUMBER, QTB_DEFAULTS["tau_ad_fs"], positive, "must be > 0"),
         "tau_avg_fs": (NUMBER, None, positive, "must be > 0"),
-        "fd_max_dof": (int, 6000, positive, "must be > 0"),
-        "adapt_groups": ((str, list), "species", _adapt_groups,
+        "fd_max_dof": (int, QTB_DEFAULTS["fd_max_dof"], positive, "must be > 0"),
+        "adapt_groups": ((str, list), QTB_DEFAULTS["adapt_groups"], _adapt_groups,
                          "must be 'species', 'sites' or a list of lists of atom indices (0-based)"),
-        "kinetic_correction": (bool, True, None, ""),
-        "fd_skip_segments": (int, 1, nonneg, "must be an integer >= 0"),
-        "gamma_r_min_ratio": (NUMBER, 0.05, lambda v: 0 < v < 1, "must lie in (0, 1)"),
+        "kinetic_correction": (bool, QTB_DEFAULTS["kinetic_correction"], None, ""),
+        "fd_skip_segments": (int, QTB_DEFAULTS["fd_skip_segments"], nonneg, "must be an integer >= 0"),
+        "gamma_r_min_ratio": (NUMBER, QTB_DEFAULTS["gamma_r_min_ratio"], lambda v: 0 < v < 1, "must lie in (0, 1)"),
         "beads": (int, 1, positive, "must be an integer >= 1"),
         "pile_lambda": (NUMBER, None, positive, "must be > 0"),
     },
@@ -105,45 +152,357 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 }
 
 
-def validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Return a complete config (defaults filled in) or raise DpqtbError naming the bad key."""
-    cfg = validate_schema(raw, SCHEMA)
-    _cross_checks(cfg)
-    return cfg
+# ----------------------------------------------------------------------------- typed sections
+def _section(name: str):
+    """Class decorator: a frozen, keyword-only dataclass for ``[name]`` whose fields are the schema's keys
+    (same order) with the schema's defaults, and whose docstring lists them (numpydoc Attributes)."""
+    def wrap(cls):
+        keys = SCHEMA[name]
+        annotated = list(cls.__dict__.get("__annotations__", {}))
+        if annotated != list(keys):  # pragma: no cover - caught at import
+            raise TypeError(f"{cls.__name__} fields {annotated} differ from SCHEMA[{name!r}] {list(keys)}")
+        lines = ["", "    Attributes", "    ----------"]
+        for key, (types, default, _, msg) in keys.items():
+            if default is not REQUIRED:
+                setattr(cls, key, freeze(default))
+            tt = types if isinstance(types, tuple) else (types,)
+            kind = " or ".join(t.__name__ for t in tt) if types != NUMBER else "float"
+            d = "required" if default is REQUIRED else f"default {default!r}"
+            lines += [f"    {key} : {kind}", f"        {msg or 'see docs/config.md'} ({d})."]
+        cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
+        cls.section = name
+        return dataclass(frozen=True, kw_only=True)(cls)
+    return wrap
 
 
-#: Default friction time (fs) per thermostat: adQTB can only drain leaked zero-point energy through the
-#: friction, so it needs γ = 1/damp well above plain QTB's (docs/qtb.md, "Choosing γ for adQTB").
-DEFAULT_DAMP_FS = {"adqtb": 100.0}
+class _Section:
+    """Shared behaviour of the section dataclasses."""
+
+    section: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            spec = SCHEMA[self.section][f.name]
+            value = thaw(getattr(self, f.name))
+            if not (value is None and spec[1] is None):  # an optional key left out
+                check_value(value, spec, f"config key '{self.section}.{f.name}'")
+            object.__setattr__(self, f.name, freeze(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as the TOML table it stands for (lists, dicts; every key, defaults included).
+
+        Returns
+        -------
+        dict
+            key -> value, in schema order.
+        """
+        return {f.name: thaw(getattr(self, f.name)) for f in fields(self)}
 
 
-def _cross_checks(cfg) -> None:
-    th, pot = cfg["thermostat"], cfg["potential"]
-    if th["damp_fs"] is None:
-        th["damp_fs"] = DEFAULT_DAMP_FS.get(th["kind"], 1000.0)
-    if th["kind"] not in ("qtb", "adqtb"):
-        for key, default in (("adapt_groups", "species"), ("fd_skip_segments", 1), ("gamma_r_min_ratio", 0.05)):
-            if th[key] != default:
-                raise InputError(f"config key 'thermostat.{key}' needs thermostat 'qtb' or 'adqtb', not '{th['kind']}'")
-    if th["kind"] != "nve" and th["temperature_K"] is None:
-        raise InputError(f"missing required config key 'thermostat.temperature_K' for thermostat '{th['kind']}'")
-    if th["kind"] in ("pimd", "trpmd") and th["beads"] < 2:
-        raise InputError(f"config key 'thermostat.beads' must be >= 2 for thermostat '{th['kind']}'")
-    if th["kind"] not in ("pimd", "trpmd") and th["beads"] != 1:
-        raise InputError(f"config key 'thermostat.beads' needs thermostat 'pimd' or 'trpmd', not '{th['kind']}'")
-    if pot["kind"] == "einstein" and (pot["k_eV_per_A2"] is None) == (pot["frequency_THz"] is None):
+@_section("system")
+class SystemConfig(_Section):
+    """``[system]``: the structure (file or ``builtin:NAME``), its repetition and masses, where it runs."""
+
+    structure: str
+    format: str | None
+    supercell: tuple[int, int, int]
+    type_map: tuple[str, ...] | None
+    masses_amu: Mapping[str, float] | None
+    lattice_A: float | None
+    pressure_GPa: float | None
+    element: str
+    initial_temperature_K: float | None
+    device: str
+    dtype: str
+
+    @property
+    def builtin(self) -> str | None:
+        """NAME of ``structure = "builtin:NAME"``, else None (a file)."""
+        return self.structure.split(":", 1)[1] if self.structure.startswith("builtin:") else None
+
+
+@_section("potential")
+class PotentialConfig(_Section):
+    """``[potential]``: the kind of potential and its parameters."""
+
+    kind: str
+    k_eV_per_A2: Mapping[str, float] | None
+    frequency_THz: Mapping[str, float] | None
+    D_eV: float | None
+    a_per_A: float | None
+    r0_A: float | None
+    cutoff_A: float | None
+    skin_A: float
+    function: str | None
+    batched: bool
+    model: str
+    chunk_atoms: int | None
+
+
+@_section("md")
+class DynamicsConfig(_Section):
+    """``[md]``: time step, number of steps and the run's seed."""
+
+    timestep_fs: float
+    steps: int
+    seed: int
+
+    @property
+    def thermostat_seed(self) -> int:
+        """Seed of the integrator's random generator (:func:`derived_seed`)."""
+        return derived_seed(self.seed, "thermostat")
+
+    @property
+    def momenta_seed(self) -> int:
+        """Seed of the initial Maxwell–Boltzmann momenta (:func:`derived_seed`)."""
+        return derived_seed(self.seed, "momenta")
+
+
+@_section("thermostat")
+class ThermostatConfig(_Section):
+    """``[thermostat]``: NVE, Langevin, QTB, adQTB, PIMD or TRPMD and their parameters.
+
+    ``damp_fs`` left out takes its thermostat's default (:data:`DEFAULT_DAMP_fs_BY_KIND`, else
+    :data:`DEFAULT_DAMP_fs`) when the section is constructed.
+    """
+
+    kind: str
+    temperature_K: float | tuple[float, float] | None
+    damp_fs: float | None
+    f_max_THz: float
+    n_f: int
+    classical_kernel: bool
+    zero_net_force: bool | None
+    fd_diagnostic: bool
+    tau_ad_fs: float
+    tau_avg_fs: float | None
+    fd_max_dof: int
+    adapt_groups: str | tuple[tuple[int, ...], ...]
+    kinetic_correction: bool
+    fd_skip_segments: int
+    gamma_r_min_ratio: float
+    beads: int
+    pile_lambda: float | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.damp_fs is None:
+            object.__setattr__(self, "damp_fs", DEFAULT_DAMP_fs_BY_KIND.get(self.kind, DEFAULT_DAMP_fs))
+
+    @property
+    def temperatures_K(self) -> tuple[float, float] | None:
+        """(start, stop) of the target temperature (equal for a constant one), or None (NVE)."""
+        t = self.temperature_K
+        if t is None:
+            return None
+        return (t[0], t[-1]) if isinstance(t, tuple) else (t, t)
+
+    @property
+    def is_ramp(self) -> bool:
+        """True for ``temperature_K = [start, stop]`` with start != stop."""
+        t = self.temperatures_K
+        return t is not None and t[0] != t[1]
+
+    @property
+    def effective_pile_lambda(self) -> float:
+        """``pile_lambda``, or its default for the kind (PIMD: critical damping, TRPMD: half of it)."""
+        if self.pile_lambda is not None:
+            return self.pile_lambda
+        return DEFAULT_TRPMD_LAMBDA if self.kind == "trpmd" else DEFAULT_PILE_LAMBDA
+
+
+@_section("output")
+class OutputConfig(_Section):
+    """``[output]``: the run directory and how often thermo rows, frames and checkpoints are written."""
+
+    directory: str
+    thermo_every: int
+    trajectory_every: int
+    trajectory_velocities: bool
+    checkpoint_every: int
+    progress: bool
+
+
+_SECTIONS = {"system": SystemConfig, "potential": PotentialConfig, "md": DynamicsConfig,
+             "thermostat": ThermostatConfig, "output": OutputConfig}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MDConfig:
+    """A complete, checked ``dpqtb md`` config.
+
+    Constructing it checks every rule between keys (the sections check their own values);
+    :func:`dataclasses.replace` on it checks them again.
+
+    Attributes
+    ----------
+    system : SystemConfig
+        ``[system]``.
+    potential : PotentialConfig
+        ``[potential]``.
+    md : DynamicsConfig
+        ``[md]``.
+    thermostat : ThermostatConfig
+        ``[thermostat]`` (default: NVE).
+    output : OutputConfig
+        ``[output]`` (default: every key's default).
+    base_dir : Path
+        Folder that relative paths in the config (structure, model, function file, output directory)
+        are resolved against: the config file's folder (:func:`load`), else the working directory.
+    """
+
+    system: SystemConfig
+    potential: PotentialConfig
+    md: DynamicsConfig
+    thermostat: ThermostatConfig = field(default_factory=ThermostatConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    base_dir: Path = Path(".")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_dir", Path(self.base_dir))
+        _cross_checks(self)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Mapping[str, Any]], base_dir: str | Path = ".") -> "MDConfig":
+        """The typed form of a complete config table (every section and key present).
+
+        Parameters
+        ----------
+        cfg
+            section -> key -> value, as :func:`dpqtb.config_schema.validate_schema` returns it.
+        base_dir
+            See :attr:`base_dir`.
+
+        Returns
+        -------
+        MDConfig
+        """
+        return cls(**{name: sec(**cfg[name]) for name, sec in _SECTIONS.items()}, base_dir=Path(base_dir))
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The config as a TOML-shaped table: every section and key (defaults included, ``damp_fs``
+        resolved), lists and dicts; written to run.json and hashed into the checkpoint (see
+        :func:`dpqtb.md.build.physics_config`). ``base_dir`` is not part of it.
+
+        Returns
+        -------
+        dict
+            section -> key -> value, in schema order.
+        """
+        return {name: getattr(self, name).to_dict() for name in _SECTIONS}
+
+    def resolve(self, path: str | Path) -> Path:
+        """``path`` as given if absolute, else relative to :attr:`base_dir`.
+
+        Parameters
+        ----------
+        path
+            A path from the config.
+
+        Returns
+        -------
+        Path
+        """
+        path = Path(path)
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def validate(raw: Any, base_dir: str | Path = ".") -> MDConfig:
+    """The complete, typed config of a raw TOML table, or an InputError naming the bad key.
+
+    Parameters
+    ----------
+    raw
+        The table read from a config file.
+    base_dir
+        Folder that relative paths in it are resolved against (see :attr:`MDConfig.base_dir`).
+
+    Returns
+    -------
+    MDConfig
+
+    Raises
+    ------
+    InputError
+        Unknown section or key, missing required key, wrong type, value out of range, or values that are
+        each valid but together no physics.
+    """
+    return MDConfig.from_dict(validate_schema(raw, SCHEMA), base_dir)
+
+
+def load(path: str | Path) -> MDConfig:
+    """Read and validate a config file; its relative paths are resolved against the file's folder.
+
+    Parameters
+    ----------
+    path
+        The TOML file.
+
+    Returns
+    -------
+    MDConfig
+    """
+    return validate(load_toml(path), base_dir=Path(path).resolve().parent)
+
+
+def with_steps(cfg: MDConfig, steps: int) -> MDConfig:
+    """``cfg`` with ``md.steps`` replaced (checked again, as every rule on the new value).
+
+    Parameters
+    ----------
+    cfg
+        A config.
+    steps
+        The new step target.
+
+    Returns
+    -------
+    MDConfig
+    """
+    return replace(cfg, md=replace(cfg.md, steps=steps))
+
+
+# ----------------------------------------------------------------------------- rules between keys
+def _cross_checks(cfg: MDConfig) -> None:
+    """Every rule between keys: values that are each valid but together no physics (or no run)."""
+    sys_, pot, md, th = cfg.system, cfg.potential, cfg.md, cfg.thermostat
+    if th.kind not in ("qtb", "adqtb"):
+        for key in ("adapt_groups", "fd_skip_segments", "gamma_r_min_ratio"):
+            if getattr(th, key) != SCHEMA["thermostat"][key][1]:
+                raise InputError(f"config key 'thermostat.{key}' needs thermostat 'qtb' or 'adqtb', not '{th.kind}'")
+    if th.kind != "nve" and th.temperature_K is None:
+        raise InputError(f"missing required config key 'thermostat.temperature_K' for thermostat '{th.kind}'")
+    if th.kind in ("pimd", "trpmd") and th.beads < 2:
+        raise InputError(f"config key 'thermostat.beads' must be >= 2 for thermostat '{th.kind}'")
+    if th.kind not in ("pimd", "trpmd") and th.beads != 1:
+        raise InputError(f"config key 'thermostat.beads' needs thermostat 'pimd' or 'trpmd', not '{th.kind}'")
+    if pot.kind == "einstein" and (pot.k_eV_per_A2 is None) == (pot.frequency_THz is None):
         raise InputError("potential 'einstein' needs exactly one of 'potential.k_eV_per_A2' or 'potential.frequency_THz'")
-    if pot["kind"] == "morse":
+    if pot.kind == "morse":
         for key in ("D_eV", "a_per_A", "r0_A", "cutoff_A"):
-            if pot[key] is None:
+            if getattr(pot, key) is None:
                 raise InputError(f"missing required config key 'potential.{key}' for potential 'morse'")
-    if pot["kind"] == "deepmd" and not pot["model"]:
+    if pot.kind == "deepmd" and not pot.model:
         raise InputError("config key 'potential.model' must name a model file or 'builtin:NAME'")
-    if pot["kind"] == "function" and not pot["function"]:
+    if pot.kind == "function" and not pot.function:
         raise InputError("missing required config key 'potential.function' for potential 'function'")
-
-
-def load(path: str | Path) -> dict[str, dict[str, Any]]:
-    cfg = validate(load_toml(path))
-    cfg["_base_dir"] = str(Path(path).resolve().parent)
-    return cfg
+    if th.kind in ("qtb", "adqtb") and th.damp_fs < md.timestep_fs:
+        raise InputError(f"config key 'thermostat.damp_fs' = {th.damp_fs!r} must be >= md.timestep_fs = "
+                         f"{md.timestep_fs!r} for QTB (a friction time below one step stops the atoms: "
+                         "the coloured noise then vanishes and the run sits at 0 K)")
+    if sys_.dtype == "float32" and sys_.device == "cpu":
+        raise InputError("system.dtype = 'float32' is only allowed on a GPU (device = 'cuda')")
+    name = sys_.builtin
+    if name is not None:
+        if name not in BUILTIN_STRUCTURES:
+            raise InputError(f"unknown builtin structure {name!r} (known: {', '.join(BUILTIN_STRUCTURES)})")
+        if name == "lah10" and (sys_.lattice_A is None) == (sys_.pressure_GPa is None):
+            raise InputError("structure 'builtin:lah10' needs exactly one of 'system.lattice_A' or "
+                             "'system.pressure_GPa'")
+        if name != "lah10" and sys_.lattice_A is None:
+            raise InputError(f"missing required config key 'system.lattice_A' for structure 'builtin:{name}'")
+    if th.kind in ("pimd", "trpmd"):  # ω_P = P k_B T/ħ is fixed at the start
+        if th.is_ramp:
+            raise InputError("thermostat.temperature_K ramps are not supported for PIMD (ω_P depends on T)")
+        if not th.temperatures_K[0] > 0:
+            raise InputError("thermostat.temperature_K must be > 0 for PIMD")

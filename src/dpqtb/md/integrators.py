@@ -23,32 +23,12 @@ import numpy as np
 import torch
 
 from dpqtb import InputError
-from dpqtb.md.qtb import ColoredNoise, FDSpectra, GammaAdaptation, QTBParameters
+from dpqtb.md.qtb import DEFAULT_ADAPT_EPS, QTB_DEFAULTS, ColoredNoise, FDSpectra, GammaAdaptation, QTBParameters
+from dpqtb.md.qtb_groups import adaptation_groups
+from dpqtb.md.schedule import TemperatureSchedule
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
 from dpqtb.units import KB, MVV2E
-
-
-class TemperatureSchedule:
-    """Target temperature (K), constant or a linear ramp from ``start`` to ``stop`` over ``n_steps``."""
-
-    def __init__(self, start_k: float, stop_k: float | None = None, n_steps: int = 1, first_step: int = 0):
-        self.start, self.stop = float(start_k), float(start_k if stop_k is None else stop_k)
-        for t in (self.start, self.stop):
-            if not t >= 0:
-                raise InputError(f"thermostat.temperature_K must be >= 0, got {t}")
-        self.n_steps = max(int(n_steps), 1)
-        self.first_step = first_step
-
-    @property
-    def is_ramp(self) -> bool:
-        return self.start != self.stop
-
-    def __call__(self, step: int) -> float:
-        if not self.is_ramp:
-            return self.start
-        frac = min(max((step - self.first_step) / self.n_steps, 0.0), 1.0)
-        return self.start + (self.stop - self.start) * frac
 
 
 def remove_net_impulse(impulse: torch.Tensor, masses: torch.Tensor) -> torch.Tensor:
@@ -83,7 +63,15 @@ def _eval_forces(potential: Potential, state: MDState) -> None:
 
 
 class NVE:
-    """Velocity Verlet (microcanonical)."""
+    """Velocity Verlet (microcanonical).
+
+    Parameters
+    ----------
+    potential : Potential
+        Energy, forces and virial of the system.
+    dt_fs : float
+        Time step (fs), > 0.
+    """
 
     name = "nve"
     has_temperature = False
@@ -124,8 +112,8 @@ class NVE:
         """Kinetic energy estimator written to thermo.csv (eV)."""
         return float(state.kinetic_energy())
 
-    def pressure_gpa(self, state: MDState) -> float:
-        return state.pressure_gpa()
+    def pressure_GPa(self, state: MDState) -> float:
+        return state.pressure_GPa()
 
     def n_dof(self, state: MDState) -> int:
         return 3 * state.n_atoms - (3 if self.zero_momentum and state.n_atoms > 1 else 0)
@@ -175,7 +163,24 @@ class NVE:
 
 
 class Langevin(NVE):
-    """Classical Langevin dynamics (BAOAB), optional linear temperature ramp."""
+    """Classical Langevin dynamics (BAOAB), optional linear temperature ramp.
+
+    Parameters
+    ----------
+    potential : Potential
+        Energy, forces and virial of the system.
+    dt_fs : float
+        Time step (fs), > 0.
+    temperature : TemperatureSchedule
+        Target temperature at each step.
+    damp_fs : float
+        Friction time 1/γ (fs), > 0.
+    seed : int
+        Seed of the noise's random generator (a run's: :func:`dpqtb.md.config.derived_seed`).
+    zero_net_force : bool, optional
+        Remove the net random impulse (mass-weighted, :func:`remove_net_impulse`); None: exactly when the
+        potential is translation-invariant (:func:`resolve_zero_net_force`).
+    """
 
     name = "langevin"
     has_temperature = True
@@ -250,24 +255,48 @@ class Langevin(NVE):
 class QTB(Langevin):
     """Quantum thermal bath (plain, or adaptive with ``adaptive=True``). See :mod:`dpqtb.md.qtb`.
 
-    ``adapt_groups``: how atoms share a filter and (adQTB) an adapted γ_r(ω): ``"species"`` (default),
-    ``"sites"`` (symmetry-equivalent sites of the starting structure, via spglib) or a list of atom-index
-    lists (0-based; atoms not listed keep one group per species).
-    ``kinetic_correction``: report kinetic energy, temperature and pressure with the finite-γ broadening
-    bias removed (:func:`dpqtb.md.qtb.kinetic_correction_factor`); the raw values are kept alongside.
+    Defaults: :data:`dpqtb.md.qtb.QTB_DEFAULTS` (the config's, ``thermostat.*``).
+
+    Parameters
+    ----------
+    potential, dt_fs, temperature, damp_fs, seed, zero_net_force
+        As for :class:`Langevin`.
+    f_max_THz, n_f : float, int
+        Noise cutoff (THz; refreshed every α = int(1/(2 f_max dt)) steps) and frequency bins (>= 2).
+    classical_kernel : bool
+        θ = k_B T at every frequency.
+    adaptive : bool
+        adQTB: adapt γ_r(ω) per group to cancel the fluctuation–dissipation defect Δ_FD.
+    fd_diagnostic : bool
+        Accumulate the Δ_FD spectra (always on for adQTB and the kinetic correction).
+    tau_ad_fs, tau_avg_fs : float, float or None
+        adQTB adaptation time and averaging time of its spectra (fs; default ``tau_ad_fs``).
+    fd_max_dof, fd_skip_segments : int
+        Degrees of freedom per group in the spectra; start-up Δ_FD segments left out (>= 0).
+    adapt_eps, gamma_r_min_ratio : float
+        Regularisation of the adQTB update (fraction of the largest ⟨m C_vv⟩); floor of γ_r/γ in (0, 1).
+    adapt_groups : str or list
+        Atoms sharing a filter and (adQTB) an adapted γ_r(ω): ``"species"``, ``"sites"`` (symmetry-equivalent
+        sites of the starting structure, spglib) or atom-index lists (0-based; others: one group per species).
+    kinetic_correction : bool
+        Report kinetic energy, temperature and pressure without the finite-γ broadening bias
+        (:func:`dpqtb.md.qtb_response.kinetic_correction_factor`); the raw values are kept alongside.
     """
 
     name = "qtb"
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, damp_fs: float,
-                 seed: int, f_max_thz: float = 200.0, n_f: int = 100, classical_kernel: bool = False,
-                 zero_net_force: bool | None = None, adaptive: bool = False, fd_diagnostic: bool = True,
-                 tau_ad_fs: float = 5000.0, tau_avg_fs: float | None = None, fd_max_dof: int = 6000,
-                 adapt_eps: float = 0.05, adapt_groups="species", kinetic_correction: bool = True,
-                 fd_skip_segments: int = 1, gamma_r_min_ratio: float = 0.05):
+                 seed: int, f_max_THz: float = QTB_DEFAULTS["f_max_THz"], n_f: int = QTB_DEFAULTS["n_f"],
+                 classical_kernel: bool = QTB_DEFAULTS["classical_kernel"], zero_net_force: bool | None = None,
+                 adaptive: bool = False, fd_diagnostic: bool = QTB_DEFAULTS["fd_diagnostic"],
+                 tau_ad_fs: float = QTB_DEFAULTS["tau_ad_fs"], tau_avg_fs: float | None = None,
+                 fd_max_dof: int = QTB_DEFAULTS["fd_max_dof"], adapt_eps: float = DEFAULT_ADAPT_EPS,
+                 adapt_groups=QTB_DEFAULTS["adapt_groups"],
+                 kinetic_correction: bool = QTB_DEFAULTS["kinetic_correction"],
+                 fd_skip_segments: int = QTB_DEFAULTS["fd_skip_segments"],
+                 gamma_r_min_ratio: float = QTB_DEFAULTS["gamma_r_min_ratio"]):
         super().__init__(potential, dt_fs, temperature, damp_fs, seed, zero_net_force)
-        self.params = QTBParameters(temperature(0), damp_fs, f_max_thz, int(n_f), classical_kernel)
-        self.params.validate()
+        self.params = QTBParameters(temperature(0), damp_fs, f_max_THz, int(n_f), classical_kernel)  # checks them
         self.adaptive = bool(adaptive)
         if self.adaptive:
             self.name = "adqtb"
@@ -366,7 +395,7 @@ class QTB(Langevin):
         from dpqtb.md.qtb import frequency_grid, theta_qtb
 
         f = frequency_grid(self.noise.n_f, self.noise.h)
-        return theta_qtb(2 * np.pi * f, self.noise.temperature_k, self.params.classical_kernel)
+        return theta_qtb(2 * np.pi * f, self.noise.temperature_K, self.params.classical_kernel)
 
     def _accumulate_s0(self, mcvv: np.ndarray) -> None:
         theta = self._theta_grid()
@@ -379,7 +408,7 @@ class QTB(Langevin):
 
         if self._kernel_matrix is None:
             self._kernel_matrix = kinetic_kernel_matrix(self.noise.n_f, self.noise.h, self.gamma)
-        key = (self.s0_n, self.noise.temperature_k)  # s0 changes only when a segment is added
+        key = (self.s0_n, self.noise.temperature_K)  # s0 changes only when a segment is added
         if self._dos_cache is None or self._dos_cache[0] != key:
             s0 = self.s0_sum / max(self.s0_n, 1)
             dos = [deconvolve_richardson_lucy(s0[g], self._kernel_matrix) for g in range(self.noise.n_groups)]
@@ -405,9 +434,9 @@ class QTB(Langevin):
         """Kinetic energy estimator (eV): the raw one with the broadening bias removed per group."""
         return float(self.atom_kinetic_energy(state).sum())
 
-    def pressure_gpa(self, state: MDState) -> float:
+    def pressure_GPa(self, state: MDState) -> float:
         """Pressure (GPa) with the corrected kinetic energy: (2 K + tr W)/3V."""
-        return state.pressure_gpa(self.kinetic_energy(state))
+        return state.pressure_GPa(self.kinetic_energy(state))
 
     def extra_thermo_columns(self, type_map) -> list[str]:
         raw = ["kinetic_raw_eV", "temperature_raw_K", "pressure_raw_GPa"] if self.kinetic_correction else []
@@ -419,7 +448,7 @@ class QTB(Langevin):
             ke_raw = float(state.kinetic_energy())
             out["kinetic_raw_eV"] = ke_raw
             out["temperature_raw_K"] = 2.0 * ke_raw / (self.n_dof(state) * KB)
-            out["pressure_raw_GPa"] = state.pressure_gpa()
+            out["pressure_raw_GPa"] = state.pressure_GPa()
         return out
 
     def short_run_warning(self, remaining_steps: int) -> str | None:
@@ -448,13 +477,13 @@ class QTB(Langevin):
 
         f = frequency_grid(self.noise.n_f, self.noise.h)
         _, dos_all = self._deconvolved_dos()
-        df_thz = (f[1] - f[0]) * 1e3
+        df_THz = (f[1] - f[0]) * 1e3
         out = {"freq_THz": f * 1e3}
         total = np.zeros_like(f)
         n_total = 0
         for g, name in enumerate(self.group_names):
             dos = dos_all[g]
-            area = dos.sum() * df_thz
+            area = dos.sum() * df_THz
             dos = dos / area if area > 0 else dos
             out[name] = dos
             n = int(self.noise.atom_index[g].numel())
@@ -525,7 +554,7 @@ class QTB(Langevin):
 
         avg = self.fd.averages()
         f = frequency_grid(self.noise.n_f, self.noise.h)  # 1/fs
-        theta = theta_qtb(2 * np.pi * f, self.noise.temperature_k, self.params.classical_kernel)
+        theta = theta_qtb(2 * np.pi * f, self.noise.temperature_K, self.params.classical_kernel)
         out = {}
         for s, name in enumerate(self.group_names):
             gamma_r = self.gamma * self.noise.gamma_ratio[s]
@@ -547,54 +576,3 @@ class QTB(Langevin):
         avg = self.fd.averages()
         gamma_r = self.gamma * self.noise.gamma_ratio
         return np.abs(avg["delta_fd_eV"]).sum(1) / np.maximum((gamma_r * avg["mCvv_eV_fs"]).sum(1), 1e-300)
-
-
-def adaptation_groups(state: MDState, spec) -> tuple[torch.Tensor, list[str]]:
-    """(group index of each atom, group names) for ``adapt_groups`` = "species", "sites" or a list of
-    atom-index lists (see :class:`QTB`)."""
-    n = state.n_atoms
-    species = state.species.cpu().numpy()
-    names = list(state.type_map)
-    if spec is None or spec == "species":
-        present = sorted(set(species.tolist()))
-        remap = {s: i for i, s in enumerate(present)}
-        groups = np.array([remap[s] for s in species])
-        return torch.as_tensor(groups, device=state.device), [names[s] for s in present]
-    if spec == "sites":
-        try:
-            import spglib
-        except ImportError:  # pragma: no cover - spglib comes with the DFT extras
-            raise InputError("thermostat.adapt_groups = 'sites' needs spglib (pip install spglib)") from None
-        if not all(state.pbc):
-            raise InputError("thermostat.adapt_groups = 'sites' needs a periodic structure")
-        cell = state.cell.detach().cpu().numpy()
-        frac = np.linalg.solve(cell.T, state.positions.detach().cpu().numpy().T).T % 1.0
-        ds = spglib.get_symmetry_dataset((cell, frac, species), symprec=1e-3)
-        if ds is None:
-            raise InputError("thermostat.adapt_groups = 'sites': spglib found no symmetry for the structure")
-        equiv = np.asarray(ds.equivalent_atoms if hasattr(ds, "equivalent_atoms") else ds["equivalent_atoms"])
-        if len(set(equiv.tolist())) > max(8, n // 4):
-            raise InputError(f"thermostat.adapt_groups = 'sites': spglib finds {len(set(equiv.tolist()))} distinct "
-                             f"sites among {n} atoms (symprec 1e-3 Å; the structure is not symmetric enough): "
-                             "give the groups as lists of atom indices")
-        wyck = list(ds.wyckoffs if hasattr(ds, "wyckoffs") else ds["wyckoffs"])
-        reps = sorted(set(equiv.tolist()))
-        remap = {r: i for i, r in enumerate(reps)}
-        groups = np.array([remap[e] for e in equiv])
-        return torch.as_tensor(groups, device=state.device), [f"{names[species[r]]}_{wyck[r]}{r}" for r in reps]
-    if isinstance(spec, (list, tuple)):
-        groups = np.full(n, -1)
-        for gi, atoms in enumerate(spec):
-            idx = np.asarray(atoms, dtype=np.int64)
-            if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
-                raise InputError(f"thermostat.adapt_groups[{gi}] must list atom indices 0..{n - 1}")
-            if np.any(groups[idx] >= 0) or len(set(idx.tolist())) != idx.size:
-                raise InputError(f"thermostat.adapt_groups: atom(s) listed twice (group {gi})")
-            groups[idx] = gi
-        out_names = [f"group{gi}" for gi in range(len(spec))]
-        rest = groups < 0
-        for s in sorted(set(species[rest].tolist())):
-            groups[rest & (species == s)] = len(out_names)
-            out_names.append(names[s])
-        return torch.as_tensor(groups, device=state.device), out_names
-    raise InputError(f"thermostat.adapt_groups must be 'species', 'sites' or a list of atom-index lists, got {spec!r}")

@@ -28,10 +28,17 @@ import numpy as np
 import torch
 
 from dpqtb import InputError
-from dpqtb.md.integrators import NVE, TemperatureSchedule, remove_net_impulse, resolve_zero_net_force
+from dpqtb.md.integrators import NVE, remove_net_impulse, resolve_zero_net_force
+from dpqtb.md.schedule import TemperatureSchedule
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
 from dpqtb.units import EV_PER_A3_TO_GPA, HBAR, KB, MVV2E
+
+
+#: PILE-L internal-mode friction γ_k = 2λω_k: λ = 1 damps each free ring-polymer mode critically (PIMD) ...
+DEFAULT_PILE_LAMBDA = 1.0
+#: ... and TRPMD uses λ = 1/2 (Rossi et al. 2014), the config's default for ``thermostat.kind = "trpmd"``.
+DEFAULT_TRPMD_LAMBDA = 0.5
 
 
 def normal_mode_matrix(p: int) -> np.ndarray:
@@ -50,28 +57,56 @@ def normal_mode_matrix(p: int) -> np.ndarray:
     return c
 
 
-def free_ring_frequencies(p: int, temperature_k: float) -> np.ndarray:
+def free_ring_frequencies(p: int, temperature_K: float) -> np.ndarray:
     """ω_k = 2 ω_P sin(kπ/P) in rad/fs."""
-    omega_p = p * KB * temperature_k / HBAR
+    omega_p = p * KB * temperature_K / HBAR
     return 2.0 * omega_p * np.sin(np.arange(p) * math.pi / p)
 
 
-def harmonic_pimd_potential_energy(omega: float, temperature_k: float, p: int) -> float:
+def harmonic_pimd_potential_energy(omega: float, temperature_K: float, p: int) -> float:
     """Exact ⟨V⟩ per degree of freedom (eV) of a harmonic oscillator (ω in rad/fs) sampled with P beads:
     ½ k_B T Σ_k ω²/(ω² + ω_k²); equals ⟨K_cv⟩ and → (ħω/4)coth(ħω/2kT) as P → ∞."""
-    wk = free_ring_frequencies(p, temperature_k)
-    return 0.5 * KB * temperature_k * float(np.sum(omega**2 / (omega**2 + wk**2)))
+    wk = free_ring_frequencies(p, temperature_K)
+    return 0.5 * KB * temperature_K * float(np.sum(omega**2 / (omega**2 + wk**2)))
 
 
 class PIMD(NVE):
-    """Ring-polymer MD (PIMD with PILE-L, or TRPMD with ``trpmd=True``)."""
+    """Ring-polymer MD (PIMD with PILE-L, or TRPMD with ``trpmd=True``).
+
+    Parameters
+    ----------
+    potential : Potential
+        Evaluated on all beads at once (positions of shape (P, N, 3)).
+    dt_fs : float
+        Time step (fs), > 0.
+    temperature : TemperatureSchedule
+        A constant temperature > 0 (ω_P = P k_B T/ħ; no ramps).
+    beads : int
+        Number of beads P (>= 1; 1 is classical Langevin on the centroid).
+    centroid_damp_fs : float or None
+        Friction time of the centroid's Langevin thermostat (fs); None: none (ignored for TRPMD).
+    seed : int
+        Seed of the random generator (initial bead momenta and the noise).
+    pile_lambda : float
+        λ of the internal modes' friction γ_k = 2λω_k (> 0); the config's default for TRPMD is
+        :data:`DEFAULT_TRPMD_LAMBDA`.
+    trpmd : bool
+        Thermostatted RPMD: no centroid thermostat.
+    zero_net_force : bool, optional
+        Remove the net random impulse of the centroid; None: when the potential is translation-invariant.
+
+    Raises
+    ------
+    InputError
+        A value out of range, a temperature ramp or a temperature that is not > 0.
+    """
 
     name = "pimd"
     has_temperature = True
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, beads: int,
-                 centroid_damp_fs: float | None, seed: int, pile_lambda: float = 1.0, trpmd: bool = False,
-                 zero_net_force: bool | None = None):
+                 centroid_damp_fs: float | None, seed: int, pile_lambda: float = DEFAULT_PILE_LAMBDA,
+                 trpmd: bool = False, zero_net_force: bool | None = None):
         super().__init__(potential, dt_fs)
         if int(beads) != beads or beads < 1:
             raise InputError(f"thermostat.beads must be an integer >= 1, got {beads}")
@@ -207,7 +242,7 @@ class PIMD(NVE):
         """Primitive (thermodynamic) kinetic energy estimator (eV): (3NP/2)kT − (1/P) Σ ½ m ω_P² |Δq|²."""
         return float(1.5 * state.n_atoms * self.P * KB * self.T - self.spring_energy(state) / self.P)
 
-    def pressure_gpa(self, state: MDState) -> float:
+    def pressure_GPa(self, state: MDState) -> float:
         if not all(state.pbc):
             return float("nan")
         return (2.0 * self.kinetic_energy(state) + float(self.w.diagonal(dim1=-2, dim2=-1).sum(-1).mean())) \

@@ -59,17 +59,17 @@ from dpqtb.units import HBAR, KB, MVV2E
 
 
 # ----------------------------------------------------------------------------- spectra
-def theta_qtb(omega: np.ndarray, temperature_k: float, classical: bool = False) -> np.ndarray:
+def theta_qtb(omega: np.ndarray, temperature_K: float, classical: bool = False) -> np.ndarray:
     """θ(ω, T) in eV for angular frequencies ω (rad/fs); θ(0) = kT; θ = ħ|ω|/2 at T = 0."""
     omega = np.abs(np.asarray(omega, dtype=np.float64))
-    kt = KB * temperature_k
+    kt = KB * temperature_K
     if classical:
         return np.full_like(omega, kt)
     hw = HBAR * omega
     out = np.empty_like(omega)
     zero = omega == 0.0
     out[zero] = kt
-    if temperature_k <= 0.0:
+    if temperature_K <= 0.0:
         out[~zero] = 0.5 * hw[~zero]
         return out
     x = hw[~zero] / kt
@@ -79,38 +79,82 @@ def theta_qtb(omega: np.ndarray, temperature_k: float, classical: bool = False) 
     return out
 
 
-def harmonic_energy_per_dof(omega: np.ndarray, temperature_k: float) -> np.ndarray:
+def harmonic_energy_per_dof(omega: np.ndarray, temperature_K: float) -> np.ndarray:
     """Exact quantum kinetic (= potential) energy per degree of freedom of a harmonic oscillator,
     (ħω/4) coth(ħω/2kT) in eV, for ω in rad/fs."""
-    return 0.5 * theta_qtb(omega, temperature_k)
+    return 0.5 * theta_qtb(omega, temperature_K)
+
+
+#: Defaults of the bath's parameters, by config key (``thermostat.*``): the config schema
+#: (:data:`dpqtb.md.config.SCHEMA`) and the Python constructors (:class:`QTBParameters`,
+#: :class:`dpqtb.md.integrators.QTB`, :class:`FDSpectra`, :class:`GammaAdaptation`) take them from here.
+QTB_DEFAULTS = {
+    "f_max_THz": 200.0,  # noise cutoff: refreshed every α = int(1/(2 f_max dt)) steps
+    "n_f": 100,  # frequency bins of the filter (2 n_f taps)
+    "classical_kernel": False,  # θ = kT instead of the quantum θ(ω, T)
+    "fd_diagnostic": True,  # Δ_FD spectra (qtb_fd_*.csv)
+    "tau_ad_fs": 5000.0,  # adQTB adaptation time
+    "fd_max_dof": 6000,  # degrees of freedom per group in the spectra
+    "adapt_groups": "species",  # atoms sharing a filter and an adapted γ_r(ω)
+    "kinetic_correction": True,  # report the kinetic energy without the finite-γ broadening bias
+    "fd_skip_segments": 1,  # start-up Δ_FD segments left out
+    "gamma_r_min_ratio": 0.05,  # floor of γ_r/γ
+}
+#: ε of the adQTB update's denominator, in units of the largest ⟨m C_vv⟩ (not a config key).
+DEFAULT_ADAPT_EPS = 0.05
 
 
 @dataclass(frozen=True)
 class QTBParameters:
-    temperature_k: float
+    """The bath's filter: target temperature, friction and noise spectrum (checked on construction).
+
+    Parameters
+    ----------
+    temperature_K : float
+        Target temperature (K), >= 0.
+    damp_fs : float
+        Friction time 1/γ (fs), > 0.
+    f_max_THz : float
+        Noise cutoff (THz), > 0.
+    n_f : int
+        Frequency bins of the filter, >= 2.
+    classical_kernel : bool
+        θ = k_B T at every frequency (classical Langevin with coloured-noise machinery).
+
+    Raises
+    ------
+    InputError
+        A value out of range.
+    """
+
+    temperature_K: float
     damp_fs: float
-    f_max_thz: float = 200.0
-    n_f: int = 100
-    classical_kernel: bool = False
+    f_max_THz: float = QTB_DEFAULTS["f_max_THz"]
+    n_f: int = QTB_DEFAULTS["n_f"]
+    classical_kernel: bool = QTB_DEFAULTS["classical_kernel"]
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
-        if not self.temperature_k >= 0:
-            raise InputError(f"thermostat.temperature_K must be >= 0, got {self.temperature_k}")
+        """Raise InputError for a value out of range (done on construction)."""
+        if not self.temperature_K >= 0:
+            raise InputError(f"thermostat.temperature_K must be >= 0, got {self.temperature_K}")
         if not self.damp_fs > 0:
             raise InputError(f"thermostat.damp_fs must be > 0, got {self.damp_fs}")
-        if not self.f_max_thz > 0:
-            raise InputError(f"thermostat.f_max_THz must be > 0, got {self.f_max_thz}")
+        if not self.f_max_THz > 0:
+            raise InputError(f"thermostat.f_max_THz must be > 0, got {self.f_max_THz}")
         if int(self.n_f) != self.n_f or self.n_f < 2:
             raise InputError(f"thermostat.n_f must be an integer >= 2, got {self.n_f}")
 
 
-def noise_period(dt_fs: float, f_max_thz: float) -> tuple[int, float]:
+def noise_period(dt_fs: float, f_max_THz: float) -> tuple[int, float]:
     """(α, h): the noise is refreshed every α MD steps, h = α dt (fs), exactly as LAMMPS fix qtb."""
-    f_max = f_max_thz * 1e-3  # 1/fs
+    f_max = f_max_THz * 1e-3  # 1/fs
     alpha = int(1.0 / (2.0 * f_max * dt_fs))
     if alpha == 0:
         raise InputError(
-            f"thermostat.f_max_THz = {f_max_thz} is above the Nyquist frequency of the time step "
+            f"thermostat.f_max_THz = {f_max_THz} is above the Nyquist frequency of the time step "
             f"({1e3 / (2 * dt_fs):.1f} THz for {dt_fs} fs); lower f_max or the time step")
     return alpha, alpha * dt_fs
 
@@ -121,9 +165,9 @@ def frequency_grid(n_f: int, h_fs: float) -> np.ndarray:
 
 
 def filter_amplitude(params: QTBParameters, alpha: int, h_fs: float, gamma_ratio: np.ndarray | None = None,
-                     temperature_k: float | None = None) -> np.ndarray:
+                     temperature_K: float | None = None) -> np.ndarray:
     """|Ĥ(f_k)| (√eV) on the one-sided grid, including the hold correction of LAMMPS fix qtb."""
-    t = params.temperature_k if temperature_k is None else temperature_k
+    t = params.temperature_K if temperature_K is None else temperature_K
     f = frequency_grid(params.n_f, h_fs)
     power = theta_qtb(2.0 * math.pi * f, t, params.classical_kernel)
     if gamma_ratio is not None:
@@ -162,9 +206,8 @@ class ColoredNoise:
 
     def __init__(self, params: QTBParameters, dt_fs: float, masses: torch.Tensor, groups: torch.Tensor,
                  n_groups: int, generator: torch.Generator, chunk_dof: int = 16384):
-        params.validate()
-        self.params = params
-        self.alpha, self.h = noise_period(dt_fs, params.f_max_thz)
+        self.params = params  # checked on construction
+        self.alpha, self.h = noise_period(dt_fs, params.f_max_THz)
         self.gamma = 1.0 / params.damp_fs
         self.n_f = int(params.n_f)
         self.L = 2 * self.n_f
@@ -181,17 +224,17 @@ class ColoredNoise:
                                       dtype=torch.int16, device=self.device) for idx in self.atom_index]
         self.head = 0  # buffer row holding the newest sample
         self.gamma_ratio = np.ones((self.n_groups, self.n_f + 1))
-        self.temperature_k = params.temperature_k
+        self.temperature_K = params.temperature_K
         self.kernels = None
         self.rebuild_kernels()
         self.force = torch.zeros((self.n_atoms, 3), dtype=self.dtype, device=self.device)
         self._compute_force()
 
     # -- filter
-    def rebuild_kernels(self, temperature_k: float | None = None) -> None:
-        if temperature_k is not None:
-            self.temperature_k = temperature_k
-        amps = np.stack([filter_amplitude(self.params, self.alpha, self.h, self.gamma_ratio[s], self.temperature_k)
+    def rebuild_kernels(self, temperature_K: float | None = None) -> None:
+        if temperature_K is not None:
+            self.temperature_K = temperature_K
+        amps = np.stack([filter_amplitude(self.params, self.alpha, self.h, self.gamma_ratio[s], self.temperature_K)
                          for s in range(self.n_species)])
         self.kernels = torch.tensor(time_kernel(amps), dtype=self.dtype, device=self.device)
 
@@ -232,7 +275,7 @@ class ColoredNoise:
 
     def state_dict(self) -> dict:
         return {"buffers": [b.clone() for b in self.buffers], "head": self.head,
-                "gamma_ratio": self.gamma_ratio.copy(), "temperature_k": self.temperature_k,
+                "gamma_ratio": self.gamma_ratio.copy(), "temperature_k": self.temperature_K,  # checkpoint key
                 "force": self.force.clone()}
 
     def load_state_dict(self, d: dict) -> None:
@@ -241,7 +284,7 @@ class ColoredNoise:
         self.buffers = [b.to(self.device) for b in d["buffers"]]
         self.head = int(d["head"])
         self.gamma_ratio = np.array(d["gamma_ratio"], dtype=np.float64)
-        self.temperature_k = float(d["temperature_k"])
+        self.temperature_K = float(d["temperature_k"])
         self.rebuild_kernels()
         self.force = d["force"].to(device=self.device, dtype=self.dtype)
 
@@ -260,7 +303,8 @@ class FDSpectra:
     atoms (all three Cartesian components) of at most ``fd_max_dof`` degrees of freedom is used.
     """
 
-    def __init__(self, noise: ColoredNoise, masses: torch.Tensor, fd_max_dof: int = 6000, skip_segments: int = 1):
+    def __init__(self, noise: ColoredNoise, masses: torch.Tensor, fd_max_dof: int = QTB_DEFAULTS["fd_max_dof"],
+                 skip_segments: int = QTB_DEFAULTS["fd_skip_segments"]):
         self.noise = noise
         self.n_seg = noise.L
         self.h = noise.h
@@ -390,7 +434,8 @@ class GammaAdaptation:
     PIN_MEMORY = 0.3
 
     def __init__(self, noise: ColoredNoise, tau_ad_fs: float, tau_avg_fs: float | None = None,
-                 eps: float = 0.05, gamma_ratio_min: float = 0.05, weight_min: float = 1e-3):
+                 eps: float = DEFAULT_ADAPT_EPS, gamma_ratio_min: float = QTB_DEFAULTS["gamma_r_min_ratio"],
+                 weight_min: float = 1e-3):
         if not tau_ad_fs > 0:
             raise InputError(f"thermostat.tau_ad_fs must be > 0, got {tau_ad_fs}")
         if not 0.0 < gamma_ratio_min < 1.0:
@@ -449,7 +494,7 @@ class GammaAdaptation:
         self.pinned_gmcvv = np.array(d["pinned_gmcvv"], dtype=np.float64)
 
 
-def leakage_diagnosis(adapt: "GammaAdaptation", freq_thz: np.ndarray, min_segments: int = 4,
+def leakage_diagnosis(adapt: "GammaAdaptation", freq_THz: np.ndarray, min_segments: int = 4,
                       weight_threshold: float = 0.05) -> list[dict]:
     """Where adQTB cannot restore the fluctuation–dissipation theorem, and the friction that could.
 
@@ -481,7 +526,7 @@ def leakage_diagnosis(adapt: "GammaAdaptation", freq_thz: np.ndarray, min_segmen
             gamma_needed = float("nan")
         else:  # capped at one friction time per noise period (beyond that the bath is no thermostat)
             gamma_needed = min(max(2.0, 2.0 / rho) * noise.gamma, 1.0 / noise.h)
-        f = freq_thz[pinned]
+        f = freq_THz[pinned]
         out.append({"group": g, "weight": weight, "band_THz": (float(f.min()), float(f.max())), "rho": rho,
                     "gamma_per_ps": noise.gamma * 1e3, "recommended_gamma_per_ps": gamma_needed * 1e3,
                     "recommended_damp_fs": 1.0 / gamma_needed})

@@ -98,7 +98,7 @@ def kinetic_correction_factor(dos: np.ndarray, theta: np.ndarray, a: np.ndarray)
 
 
 # ----------------------------------------------------------------------------- exact reference
-def harmonic_prediction(freq_thz: float, params: QTBParameters, dt_fs: float,
+def harmonic_prediction(freq_THz: float, params: QTBParameters, dt_fs: float,
                         gamma_ratio: np.ndarray | None = None) -> tuple[float, float]:
     """Exact stationary ⟨E_kin⟩ and ⟨E_pot⟩ (eV) of one harmonic degree of freedom of frequency ν
     driven by this QTB noise (continuous-time Langevin dynamics, friction γ = 1/damp).
@@ -110,11 +110,11 @@ def harmonic_prediction(freq_thz: float, params: QTBParameters, dt_fs: float,
     """
     from scipy.integrate import quad
 
-    alpha, h = noise_period(dt_fs, params.f_max_thz)
+    alpha, h = noise_period(dt_fs, params.f_max_THz)
     taps = time_kernel(filter_amplitude(params, alpha, h, gamma_ratio))
     n = np.arange(taps.size) - params.n_f
     gamma = 1.0 / params.damp_fs
-    w0 = 2.0 * np.pi * freq_thz * 1e-3
+    w0 = 2.0 * np.pi * freq_THz * 1e-3
 
     def spectrum(f):
         hf = np.dot(taps, np.cos(2.0 * np.pi * f * n * h))  # zero-phase: real
@@ -124,7 +124,7 @@ def harmonic_prediction(freq_thz: float, params: QTBParameters, dt_fs: float,
         w = 2.0 * np.pi * f
         return gamma * num(w) / ((w0 * w0 - w * w) ** 2 + (gamma * w) ** 2)
 
-    f0 = freq_thz * 1e-3
+    f0 = freq_THz * 1e-3
     edges = sorted({0.0, max(f0 - 20 * gamma, 0.0) / 2, f0, f0 + 20 * gamma} | {k / (2 * h) for k in range(1, 13)})
     kin = pot = 0.0
     for a, b in zip(edges[:-1], edges[1:]):

@@ -55,10 +55,10 @@ def reference_temperature(integrator) -> float | None:
     if sch is not None:  # a ramp: its hotter end
         t = max(t, float(sch.start), float(sch.stop))
     params = getattr(integrator, "params", None)
-    if params is not None and getattr(params, "f_max_thz", None):
+    if params is not None and getattr(params, "f_max_THz", None):
         from dpqtb.units import HBAR
 
-        omega = 2.0 * math.pi * float(params.f_max_thz) * 1e-3  # rad/fs
+        omega = 2.0 * math.pi * float(params.f_max_THz) * 1e-3  # rad/fs
         t = max(t, HBAR * omega / (2.0 * KB))
     return t
 
@@ -230,7 +230,7 @@ class Simulation:
         temp = 2.0 * ke / (integ.n_dof(s) * KB)
         extra = integ.extra_thermo(s)
         return ThermoRow((s.step, s.time_fs, temp, integ.target_temperature(s.step), ke, pe, ke + pe,
-                          integ.conserved_energy(s), integ.pressure_gpa(s), vol,
+                          integ.conserved_energy(s), integ.pressure_GPa(s), vol,
                           *(extra[c] for c in columns[len(THERMO_COLUMNS):])), columns)
 
     def _write_thermo(self) -> None:

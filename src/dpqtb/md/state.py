@@ -118,7 +118,7 @@ class MDState:
         n_dof = 3 * self.n_atoms if n_dof is None else n_dof
         return float(2.0 * self.kinetic_energy() / (n_dof * KB))
 
-    def pressure_gpa(self, kinetic_eV: float | None = None) -> float:
+    def pressure_GPa(self, kinetic_eV: float | None = None) -> float:
         """Instantaneous pressure (2K + tr W)/3V in GPa; K the atoms' kinetic energy unless an estimator's
         value is given (the QTB's corrected one)."""
         if self.virial is None or not all(self.pbc):
@@ -126,7 +126,7 @@ class MDState:
         ke = self.kinetic_energy() if kinetic_eV is None else kinetic_eV
         return float((2.0 * ke + torch.trace(self.virial)) / (3.0 * self.volume)) * EV_PER_A3_TO_GPA
 
-    def stress_gpa(self) -> torch.Tensor:
+    def stress_GPa(self) -> torch.Tensor:
         """Pressure tensor P_ab = (Σ p_a p_b/m + W_ab)/V in GPa (positive = compressive)."""
         return (self.kinetic_tensor() + self.virial) / self.volume * EV_PER_A3_TO_GPA
 
@@ -164,11 +164,11 @@ class MDState:
         self.energy = self.forces = self.virial = None
 
 
-def maxwell_boltzmann_momenta(masses: torch.Tensor, temperature_k: float, generator: torch.Generator,
+def maxwell_boltzmann_momenta(masses: torch.Tensor, temperature_K: float, generator: torch.Generator,
                               zero_com: bool = True) -> torch.Tensor:
     """Momenta (amu·Å/fs) drawn from the classical Maxwell–Boltzmann distribution at T."""
     n = masses.shape[0]
-    std = torch.sqrt(masses * KB * temperature_k / MVV2E)
+    std = torch.sqrt(masses * KB * temperature_K / MVV2E)
     p = torch.randn((n, 3), generator=generator, dtype=masses.dtype, device=masses.device) * std[:, None]
     if zero_com and n > 1:
         p -= masses[:, None] * (p.sum(0) / masses.sum())

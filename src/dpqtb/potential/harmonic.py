@@ -16,9 +16,9 @@ from dpqtb.potential.base import Potential, PotentialOutput
 from dpqtb.units import MVV2E
 
 
-def spring_constant_from_frequency(freq_thz: float, mass_amu: float) -> float:
+def spring_constant_from_frequency(freq_THz: float, mass_amu: float) -> float:
     """k in eV/Å² for an oscillator of frequency ν (THz) and mass m (amu): k = m (2πν)²."""
-    omega = 2.0 * math.pi * freq_thz * 1e-3  # rad/fs
+    omega = 2.0 * math.pi * freq_THz * 1e-3  # rad/fs
     return mass_amu * omega**2 * MVV2E
 
 

@@ -29,6 +29,9 @@ import torch
 
 from dpqtb import InputError
 
+#: Verlet skin (Å) of every neighbour list unless given: the config's ``potential.skin_A`` default.
+DEFAULT_SKIN_A = 0.5
+
 #: pairs per block when vesin's output or the key is processed piecewise (bounds the temporaries)
 _BLOCK = 1 << 19
 

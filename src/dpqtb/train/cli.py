@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from dpqtb import InputError
+from dpqtb.train.dataset import TEST_MODULUS_DEFAULT
 
 
 def _members(text: str) -> list[int]:
@@ -73,7 +74,7 @@ def register(subparsers) -> None:
                    "split), any folder of deepmd/npy systems, or one or more DFT job stores (their "
                    "held-out split: int(id,16) %% TEST_MODULUS == 0)")
     split = v.add_mutually_exclusive_group()
-    split.add_argument("--test-modulus", type=int, default=10,
+    split.add_argument("--test-modulus", type=int, default=TEST_MODULUS_DEFAULT,
                        help="split rule for job stores: held out if int(frame_id, 16) %% N == 0 (default 10, "
                        "as dpqtb train)")
     split.add_argument("--all-frames", action="store_true",

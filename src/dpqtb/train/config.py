@@ -16,6 +16,8 @@ from typing import Any
 
 from dpqtb import InputError
 from dpqtb.config_schema import NUMBER, int_list, load_toml, nonneg, positive, str_list, validate_schema
+from dpqtb.train.dataset import TEST_MODULUS_DEFAULT
+from dpqtb.train.sel import TYPE_MAP
 
 # how this config's errors read: "training config key 'training.numb_steps' has the wrong type (str): ..."
 _WORDING = {"what": "training config", "list_known_keys": True, "type_sep": ": "}
@@ -35,7 +37,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "data": {
         "stores": (list, ["data/labels/round0"], str_list,
                    "must be a list of job-store directories (relative to the config file)"),
-        "test_modulus": (int, 10, lambda v: v >= 2,
+        "test_modulus": (int, TEST_MODULUS_DEFAULT, lambda v: v >= 2,
                          "must be an integer >= 2 (a frame is held out when int(id,16) % test_modulus == 0)"),
     },
     "descriptor": {
@@ -86,7 +88,23 @@ SCHEMA: dict[str, dict[str, tuple]] = {
 
 
 def validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A complete config (defaults filled in) or a DpqtbError naming the bad key."""
+    """A complete training config: every key (defaults filled in) and every rule between keys checked.
+
+    Parameters
+    ----------
+    raw
+        The table read from a config file.
+
+    Returns
+    -------
+    dict
+        section -> key -> value.
+
+    Raises
+    ------
+    InputError
+        Naming the bad key.
+    """
     cfg = validate_schema(raw, SCHEMA, **_WORDING)
     d, lr = cfg["descriptor"], cfg["learning_rate"]
     if not d["rcut_smth_A"] < d["rcut_A"]:
@@ -98,11 +116,22 @@ def validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Read and validate a training config; store paths are resolved against its directory."""
+    """Read and validate a training config.
+
+    Parameters
+    ----------
+    path
+        The TOML file.
+
+    Returns
+    -------
+    dict
+        section -> key -> value, every default filled in; ``data.stores`` as absolute paths (relative
+        ones are resolved against the file's folder).
+    """
     cfg = validate(load_toml(path, what=_WORDING["what"]))
     base = Path(path).resolve().parent
-    cfg["data"]["stores"] = [str((base / s).resolve()) for s in cfg["data"]["stores"]]
-    return cfg
+    return {**cfg, "data": {**cfg["data"], "stores": [str((base / s).resolve()) for s in cfg["data"]["stores"]]}}
 
 
 def member_seed(cfg: dict, member: int) -> int:
@@ -124,7 +153,7 @@ def deepmd_input(cfg: dict, sel: list[int], member: int, train_systems: list[str
     seed = member_seed(cfg, member)
     return {
         "model": {
-            "type_map": ["La", "H"],
+            "type_map": list(TYPE_MAP),
             "descriptor": {
                 "type": d["type"],
                 "sel": [int(s) for s in sel],

@@ -111,7 +111,6 @@ def load_config(path: str | os.PathLike) -> dict:
     base = path.resolve().parent
     cfg["ensemble"]["models"] = [_path(base, p) for p in cfg["ensemble"]["models"]]
     sel["store"] = _path(base, sel["store"])
-    cfg["_base_dir"] = str(base)
     return cfg
 
 
@@ -173,7 +172,7 @@ def starting_structure(run: dict, g: dict):
     return atoms
 
 
-def md_config(run: dict, cfg: dict, model: Path, structure: Path, device: str = "cpu") -> dict:
+def md_config(run: dict, cfg: dict, model: Path, structure: Path, device: str = "cpu"):
     from dpqtb.md.config import validate
 
     md = cfg["md"]
@@ -187,9 +186,7 @@ def md_config(run: dict, cfg: dict, model: Path, structure: Path, device: str = 
     }
     if cfg["ensemble"]["chunk_atoms"]:
         raw["potential"]["chunk_atoms"] = cfg["ensemble"]["chunk_atoms"]
-    out = validate(raw)
-    out["_base_dir"] = "."
-    return out
+    return validate(raw, base_dir=".")  # the paths above are relative to the working directory
 
 
 def run_md(run: dict, cfg: dict, model: Path, rdir: Path, device: str = "cpu", log=print) -> dict:
@@ -212,7 +209,7 @@ def run_md(run: dict, cfg: dict, model: Path, rdir: Path, device: str = "cpu", l
     t0 = time.perf_counter()
     status, message = "complete", ""
     try:
-        sim.run(None if resume else mcfg["md"]["steps"], resume=resume, overwrite=not resume)
+        sim.run(None if resume else mcfg.md.steps, resume=resume, overwrite=not resume)
     except SimulationUnstable as exc:  # a model hole: keep the frames written before it
         status, message = "unstable", str(exc)
     rec = {**run, "status": status, "message": message, "steps_done": int(sim.state.step),

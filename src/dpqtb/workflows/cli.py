@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run QTB and classical Langevin MD on a model crystal of independent H "
                                    "oscillators and compare the energy per mode with the exact quantum answer.")
     p.add_argument("--output", metavar="DIR", default="demo_out", help="output directory (default: demo_out)")
-    p.add_argument("--temperature-K", type=float, default=100.0, dest="temperature_k", help="temperature in K")
+    p.add_argument("--temperature-K", type=float, default=100.0, dest="temperature_K", help="temperature in K")
     p.add_argument("--time-ps", type=float, default=10.0, dest="time_ps", help="production time per run in ps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -20,11 +20,11 @@ def run(args) -> int:
     from dpqtb import InputError
     from dpqtb.workflows.demo import format_table, run_demo
 
-    if not args.temperature_k > 0:
+    if not args.temperature_K > 0:
         raise InputError("--temperature-K must be > 0")
     if not args.time_ps > 0:
         raise InputError("--time-ps must be > 0")
-    summary = run_demo(args.output, temperature_k=args.temperature_k, time_ps=args.time_ps,
+    summary = run_demo(args.output, temperature_K=args.temperature_K, time_ps=args.time_ps,
                        progress=not args.no_progress)
     print(format_table(summary))
     print(f"plot: {args.output}/demo_energy_per_mode.png   data: {args.output}/demo_modes.csv, demo_summary.json")

@@ -22,8 +22,8 @@ from dpqtb.workflows.oscillators import measure_oscillators, oscillator_crystal
 DEFAULT_FREQS_THZ = (1.0, 2.0, 4.0, 8.0, 15.0, 25.0, 40.0, 60.0)
 
 
-def run_demo(output_dir: str | Path, temperature_k: float = 100.0, freqs_thz=DEFAULT_FREQS_THZ, n_per_freq: int = 300,
-             time_ps: float = 10.0, damp_fs: float = 1000.0, dt_fs: float = 0.5, f_max_thz: float = 150.0,
+def run_demo(output_dir: str | Path, temperature_K: float = 100.0, freqs_THz=DEFAULT_FREQS_THZ, n_per_freq: int = 300,
+             time_ps: float = 10.0, damp_fs: float = 1000.0, dt_fs: float = 0.5, f_max_THz: float = 150.0,
              seed: int = 1, progress: bool = True) -> dict:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -33,10 +33,10 @@ def run_demo(output_dir: str | Path, temperature_k: float = 100.0, freqs_thz=DEF
     from tqdm.auto import tqdm
 
     for kind in ("langevin", "qtb"):
-        state, pot, f_atom = oscillator_crystal(freqs_thz, n_per_freq)
-        sched = TemperatureSchedule(temperature_k)
+        state, pot, f_atom = oscillator_crystal(freqs_THz, n_per_freq)
+        sched = TemperatureSchedule(temperature_K)
         if kind == "qtb":
-            integ = QTB(pot, dt_fs, sched, damp_fs, seed, f_max_thz=f_max_thz, n_f=100, zero_net_force=False,
+            integ = QTB(pot, dt_fs, sched, damp_fs, seed, f_max_THz=f_max_THz, n_f=100, zero_net_force=False,
                         fd_diagnostic=False)
         else:
             integ = Langevin(pot, dt_fs, sched, damp_fs, seed, zero_net_force=False)
@@ -49,14 +49,14 @@ def run_demo(output_dir: str | Path, temperature_k: float = 100.0, freqs_thz=DEF
 
     f = results["qtb"]["frequency_THz"]
     w = 2 * np.pi * f * 1e-3
-    exact = harmonic_energy_per_dof(w, temperature_k)
-    params = QTBParameters(temperature_k, damp_fs, f_max_thz, 100)
+    exact = harmonic_energy_per_dof(w, temperature_K)
+    params = QTBParameters(temperature_K, damp_fs, f_max_THz, 100)
     pred = np.array([harmonic_prediction(fi, params, dt_fs) for fi in f])
-    classical = 0.5 * KB * temperature_k
+    classical = 0.5 * KB * temperature_K
     rows = []
     for i, fi in enumerate(f):
         rows.append({
-            "frequency_THz": float(fi), "hbar_omega_over_kT": float(HBAR * w[i] / (KB * temperature_k)),
+            "frequency_THz": float(fi), "hbar_omega_over_kT": float(HBAR * w[i] / (KB * temperature_K)),
             "exact_quantum_eV": float(exact[i]), "classical_eV": classical,
             "langevin_kinetic_eV": float(results["langevin"]["kinetic_eV"][i]),
             "langevin_potential_eV": float(results["langevin"]["potential_eV"][i]),
@@ -66,24 +66,24 @@ def run_demo(output_dir: str | Path, temperature_k: float = 100.0, freqs_thz=DEF
             "qtb_potential_err_eV": float(results["qtb"]["potential_err_eV"][i]),
             "qtb_kinetic_closed_form_eV": float(pred[i, 0]), "qtb_potential_closed_form_eV": float(pred[i, 1]),
         })
-    summary = {"temperature_K": temperature_k, "damp_fs": damp_fs, "timestep_fs": dt_fs, "f_max_THz": f_max_thz,
+    summary = {"temperature_K": temperature_K, "damp_fs": damp_fs, "timestep_fs": dt_fs, "f_max_THz": f_max_THz,
                "n_per_frequency": n_per_freq, "time_ps": time_ps, "modes": rows,
                "wall_s": {k: v["wall_s"] for k, v in results.items()}}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     cols = list(rows[0])
     np.savetxt(out / "demo_modes.csv", np.array([[r[c] for c in cols] for r in rows]), delimiter=",",
                header=",".join(cols), comments="", fmt="%.8g")
-    _plot(out / "demo_energy_per_mode.png", rows, temperature_k)
+    _plot(out / "demo_energy_per_mode.png", rows, temperature_K)
     return summary
 
 
-def _plot(path: Path, rows, temperature_k):
+def _plot(path: Path, rows, temperature_K):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kt = KB * temperature_k
+    kt = KB * temperature_K
     x = np.array([r["hbar_omega_over_kT"] for r in rows])
     xs = np.geomspace(x.min() / 1.5, x.max() * 1.5, 200)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -98,7 +98,7 @@ def _plot(path: Path, rows, temperature_k):
     ax.set_yscale("log")
     ax.set_xlabel("$\\hbar\\omega/k_BT$")
     ax.set_ylabel("energy per degree of freedom / $k_BT$")
-    ax.set_title(f"Model crystal of H oscillators at {temperature_k:g} K")
+    ax.set_title(f"Model crystal of H oscillators at {temperature_K:g} K")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)

@@ -73,7 +73,7 @@ class FermiModel:
         return state, TorchFunctionPotential(energy, batched=True), sites
 
     # --------------------------------------------------------------- exact quantum averages
-    def exact(self, temperature_k: float, n1: int = 24, n2: int = 48) -> dict:
+    def exact(self, temperature_K: float, n1: int = 24, n2: int = 48) -> dict:
         """Thermal averages per 2D system (eV, Å²): kinetic energy of each mode and ⟨x²⟩, ⟨y²⟩."""
         def ladder(n):
             a = np.diag(np.sqrt(np.arange(1, n)), 1)
@@ -104,7 +104,7 @@ class FermiModel:
         H = (np.kron(T1 + 0.5 * self.k1 * X2, I2) + np.kron(I1, T2 + 0.5 * self.k2 * Y2)
              + self.c * np.kron(X, Y2) + self.lam * np.kron(X2, Y2) + self.q * np.kron(I1, Y4))
         e, v = np.linalg.eigh(H)
-        beta = 1.0 / (KB * temperature_k) if temperature_k > 0 else np.inf
+        beta = 1.0 / (KB * temperature_K) if temperature_K > 0 else np.inf
         w = np.exp(-(e - e[0]) * beta) if np.isfinite(beta) else (np.arange(e.size) == 0).astype(float)
         w /= w.sum()
 

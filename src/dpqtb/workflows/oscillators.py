@@ -12,11 +12,11 @@ from dpqtb.md.state import MDState
 from dpqtb.potential import EinsteinCrystal, spring_constant_from_frequency
 
 
-def oscillator_crystal(freqs_thz, n_per_freq: int, mass_amu: float = 1.008, spacing_A: float = 2.0,
+def oscillator_crystal(freqs_THz, n_per_freq: int, mass_amu: float = 1.008, spacing_A: float = 2.0,
                        symbol: str = "H", device="cpu", dtype=torch.float64):
     """``n_per_freq`` atoms per frequency on a simple-cubic grid, each tied to its site by a spring of
     k = m (2πν)². Returns (state, potential, frequency of each atom in THz)."""
-    freqs = np.repeat(np.asarray(freqs_thz, dtype=np.float64), n_per_freq)
+    freqs = np.repeat(np.asarray(freqs_THz, dtype=np.float64), n_per_freq)
     n = freqs.size
     side = math.ceil(n ** (1 / 3))
     grid = np.stack(np.meshgrid(*[np.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n] * spacing_A
@@ -29,7 +29,7 @@ def oscillator_crystal(freqs_thz, n_per_freq: int, mass_amu: float = 1.008, spac
     return state, pot, freqs
 
 
-def sample_harmonic_equilibrium(state: MDState, potential: EinsteinCrystal, temperature_k: float,
+def sample_harmonic_equilibrium(state: MDState, potential: EinsteinCrystal, temperature_K: float,
                                 generator: torch.Generator, quantum: bool = True) -> None:
     """Draw positions and momenta from the exact equilibrium distribution of the independent
     oscillators: the Wigner distribution (Gaussian, ⟨E_kin⟩ = ⟨E_pot⟩ = (ħω/4)coth(ħω/2kT) per
@@ -41,10 +41,10 @@ def sample_harmonic_equilibrium(state: MDState, potential: EinsteinCrystal, temp
     m = state.masses
     omega = torch.sqrt(k / (m * MVV2E))  # rad/fs
     if quantum:
-        e = torch.as_tensor(harmonic_energy_per_dof(omega.cpu().numpy(), temperature_k), dtype=m.dtype,
+        e = torch.as_tensor(harmonic_energy_per_dof(omega.cpu().numpy(), temperature_K), dtype=m.dtype,
                             device=m.device)
     else:
-        e = torch.full_like(m, 0.5 * KB * temperature_k)
+        e = torch.full_like(m, 0.5 * KB * temperature_K)
     sx = torch.sqrt(2.0 * e / k)
     sp = torch.sqrt(2.0 * e * m / MVV2E)
     shape = state.positions.shape
