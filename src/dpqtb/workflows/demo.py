@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dpqtb.md.integrators import QTB, Langevin, TemperatureSchedule
 from dpqtb.md.qtb import QTBParameters, harmonic_energy_per_dof
