@@ -47,7 +47,7 @@ def run(kappa: float, damp_fs: float, adaptive: bool, n_equil=24_000, n_prod=16_
     ex = model.exact(T)
     return {"kappa": kappa, "gamma_per_ps": 1e3 / damp_fs, "damp_fs": damp_fs, "method": "adqtb" if adaptive else "qtb",
             "x2_rel_err": acc[0] / ex["x2_A2"] - 1, "y2_rel_err": acc[1] / ex["y2_A2"] - 1,
-            "diagnosis": integ.diagnose(), "wall_s": time.perf_counter() - t0}
+            "diagnosis": integ.bath.diagnose(), "wall_s": time.perf_counter() - t0}
 
 
 def main() -> None:

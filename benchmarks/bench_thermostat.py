@@ -1,9 +1,10 @@
-"""Thermostat cost per MD step and noise-state memory at 44,000 atoms (LaH10 composition).
+"""Thermostat and barostat cost per MD step and noise-state memory at 44,000 atoms (LaH10 composition).
 
 Compares, in the same run and on the same device: an NVE step (no thermostat), a classical Langevin
 step, a QTB step and an adQTB step, all on the same cheap potential (Einstein springs, so the
 thermostat dominates), plus one Morse force call on the same 44,000-atom cell as a stand-in for the
-cheapest possible force call. Thermostat cost = step time - NVE step time. Memory: bytes of the QTB
+cheapest possible force call. Thermostat cost = step time - NVE step time; barostat cost (stochastic
+cell rescaling, isotropic and flexible) = NPT step time - the same bath's NVT step time. Memory: bytes of the QTB
 noise state (16-bit ring buffers) and of the adQTB spectra buffers, computed from the tensors, and
 the process peak RSS.
 
@@ -24,6 +25,7 @@ from ase import Atoms
 
 from timing import time_steps
 
+from dpqtb.md.barostat import StochasticCellRescaling
 from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
 from dpqtb.potential import EinsteinCrystal, Morse
@@ -70,22 +72,31 @@ def main() -> None:
         "qtb_with_fd_diagnostic": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_THz=200.0, n_f=100, fd_diagnostic=True,
                                               kinetic_correction=False),
         "adqtb": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_THz=200.0, n_f=100, adaptive=True),
+        # constant pressure (stochastic cell rescaling): the barostat's cost = step - the same bath's NVT step
+        "langevin_npt": lambda: Langevin(pot(), dt, sched, 100.0, 1, barostat=StochasticCellRescaling(1.0, seed=2)),
+        "langevin_npt_flexible": lambda: Langevin(pot(), dt, sched, 100.0, 1,
+                                                  barostat=StochasticCellRescaling(1.0, seed=2, cell="flexible")),
+        "qtb_default_npt": lambda: QTB(pot(), dt, sched, 100.0, 1, f_max_THz=200.0, n_f=100,
+                                       barostat=StochasticCellRescaling(1.0, seed=2)),
     }.items():
         state = base.clone()
         integ = make()
         t = time_steps(integ, state, args.steps)
         entry = {"step_ms": t * 1e3}
         if isinstance(integ, QTB):
-            entry["alpha_steps_per_noise_update"] = integ.alpha
-            entry["noise_state_MB"] = integ.noise.memory_bytes() / 1e6
-            if integ.fd is not None:
-                fd_bytes = sum(v.numel() * v.element_size() for v in integ.fd.vbuf + integ.fd.rbuf + integ.fd.vsum)
+            entry["alpha_steps_per_noise_update"] = integ.bath.alpha
+            entry["noise_state_MB"] = integ.bath.noise.memory_bytes() / 1e6
+            if integ.bath.fd is not None:
+                fd_bytes = sum(v.numel() * v.element_size() for v in integ.bath.fd.vbuf + integ.bath.fd.rbuf + integ.bath.fd.vsum)
                 entry["fd_buffers_MB"] = fd_bytes / 1e6
             entry["thermostat_state_MB"] = entry["noise_state_MB"] + entry.get("fd_buffers_MB", 0.0)
         results[name] = entry
     nve = results["nve"]["step_ms"]
+    for name, nvt in (("langevin_npt", "langevin"), ("langevin_npt_flexible", "langevin"),
+                      ("qtb_default_npt", "qtb_default")):
+        results[name]["barostat_ms_per_step"] = results[name]["step_ms"] - results[nvt]["step_ms"]
     for name, entry in results.items():
-        if name != "nve":
+        if name != "nve" and "barostat_ms_per_step" not in entry:
             entry["thermostat_ms_per_step"] = entry["step_ms"] - nve
             entry["ratio_to_langevin_thermostat"] = (entry["thermostat_ms_per_step"]
                                                      / max(results["langevin"]["step_ms"] - nve, 1e-9))
@@ -113,6 +124,9 @@ def main() -> None:
         dp_s = rows[0]["s_per_call"] if rows else None
     if dp_s:
         for name, entry in results.items():
+            if "barostat_ms_per_step" in entry:
+                entry["barostat_share_of_dp_step"] = entry["barostat_ms_per_step"] / (
+                    results["langevin"]["step_ms"] - nve + entry["barostat_ms_per_step"] + dp_s * 1e3)
             if "thermostat_ms_per_step" in entry:
                 entry["share_of_dp_step"] = entry["thermostat_ms_per_step"] / (entry["thermostat_ms_per_step"]
                                                                               + dp_s * 1e3)

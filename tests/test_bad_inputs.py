@@ -145,6 +145,16 @@ def _analysis_run(tmp):
 
 # ----------------------------------------------------------------------------- the cases
 # (id, set-up(tmp) -> argv, text the one error line must contain)
+def _nonperiodic_npt(t):
+    """A config at constant pressure whose structure (an xyz file: 4 Cu atoms, no cell) is not periodic."""
+    t.joinpath("cu.xyz").write_text("4\n\nCu 0 0 0\nCu 2.5 0 0\nCu 0 2.5 0\nCu 0 0 2.5\n")
+    text = MORSE.replace('structure = "builtin:fcc"\nelement = "Cu"\nlattice_A = 3.61\nsupercell = [2, 2, 2]',
+                         'structure = "cu.xyz"').replace("[output]", "[barostat]\npressure_GPa = 1.0\n[output]")
+    assert "cu.xyz" in text
+    t.joinpath("run.toml").write_text(text)
+    return ["md", str(t / "run.toml")]
+
+
 def md(old, new, key):
     return lambda t: ["md", _cfg(t, old, new)], key
 
@@ -168,6 +178,18 @@ CASES = {
     "function-missing-file": md('kind = "morse"', 'kind = "function"\nfunction = "nope.py:f"', "nope.py"),
     "pimd-one-bead": md('kind = "qtb"', 'kind = "pimd"\nbeads = 1', "thermostat.beads"),
     "unknown-key": md("seed = 3", "seed = 3\nsede = 4", "md.sede"),
+    # constant pressure (issue 23)
+    "barostat-negative-pressure": md("[output]", "[barostat]\npressure_GPa = -1.0\n[output]", "barostat.pressure_GPa"),
+    "barostat-nan-pressure": md("[output]", "[barostat]\npressure_GPa = nan\n[output]", "barostat.pressure_GPa"),
+    "barostat-with-nve": md("kind = \"qtb\"\ntemperature_K = 100\ndamp_fs = 100\nf_max_THz = 50\nn_f = 8",
+                            "kind = \"nve\"\n[barostat]\npressure_GPa = 1.0", "barostat"),
+    "barostat-with-pimd": md("kind = \"qtb\"\ntemperature_K = 100\ndamp_fs = 100\nf_max_THz = 50\nn_f = 8",
+                             "kind = \"pimd\"\ntemperature_K = 100\nbeads = 4\n[barostat]\npressure_GPa = 1.0",
+                             "barostat"),
+    "barostat-damp-short": md("[output]", "[barostat]\npressure_GPa = 1.0\ndamp_fs = 5.0\n[output]", "barostat.damp_fs"),
+    "barostat-cell-unknown": md("[output]", "[barostat]\npressure_GPa = 1.0\ncell = \"cubic\"\n[output]", "barostat.cell"),
+    "barostat-nonperiodic": (_nonperiodic_npt, "periodic"),
+    "barostat-cell-without-pressure": md("[output]", "[barostat]\ncell = \"flexible\"\n[output]", "barostat.cell"),
     # structure files
     "poscar-overlap": (lambda t: (t.joinpath("POSCAR").write_text(POSCAR_OVERLAP),
                                   ["md", _cfg(t, 'structure = "builtin:fcc"', 'structure = "POSCAR"\nformat = "vasp"')])[1],

@@ -40,12 +40,12 @@ def test_adqtb_on_harmonic_crystal_keeps_gamma_r_and_exact_energies():
     for i, f in enumerate(res["frequency_THz"]):
         exact = 0.5 * _theta(2 * np.pi * f * 1e-3, T)
         assert abs(res["potential_eV"][i] / exact - 1) < 4 * res["potential_err_eV"][i] / exact + 0.02, (f, res)
-    avg = integ.fd.averages()
+    avg = integ.bath.fd.averages()
     w = avg["mCvv_eV_fs"][0]
-    ratio = integ.noise.gamma_ratio[0]
+    ratio = integ.bath.noise.gamma_ratio[0]
     weighted = float((w * np.abs(ratio - 1)).sum() / w.sum())
     assert weighted < 0.15, weighted
-    assert integ.diagnose() == []
+    assert integ.bath.diagnose() == []
 
 
 def test_adaptation_groups_sites_and_lists():
@@ -103,7 +103,7 @@ def test_spectator_needs_its_own_adaptation_group():
 
 def test_diagnosis_when_gamma_is_too_small():
     y, _, integ = _fermi_run("species", 1000.0, 0, n_equil=16_000, n_prod=4_000)
-    msgs = integ.diagnose()
+    msgs = integ.bath.diagnose()
     assert y > 0.10  # not cured
     assert any("He" in m and "damp_fs <=" in m for m in msgs), msgs
 
@@ -137,7 +137,7 @@ def test_sites_groups_survive_resume_bitwise(tmp_path):
     state, integ = make()
     Simulation(state, integ, tmp_path / "ref", thermo_every=10, trajectory_every=50, checkpoint_every=0,
                progress=False).run(400)
-    assert len(integ.group_names) == 3
+    assert len(integ.bath.group_names) == 3
     state, integ = make()
     Simulation(state, integ, tmp_path / "cut", thermo_every=10, trajectory_every=50, checkpoint_every=0,
                progress=False).run(250)

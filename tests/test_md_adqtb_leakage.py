@@ -49,7 +49,7 @@ def _run(model, adaptive, n_equil, n_prod, seed=11, temperature=T):
     integ.setup(state)
     for _ in range(n_equil):
         integ.step(state)
-    integ.fd.reset_averages()
+    integ.bath.fd.reset_averages()
     acc = np.zeros(4)
     n = 0
     for i in range(n_prod):
@@ -60,7 +60,7 @@ def _run(model, adaptive, n_equil, n_prod, seed=11, temperature=T):
             acc += [ke[0::2].mean().item(), ke[1::2].mean().item(), (d[0::2] ** 2).mean().item(),
                     (d[1::2] ** 2).mean().item()]
             n += 1
-    return acc / n, integ.fd_summary()
+    return acc / n, integ.bath.fd_summary()
 
 
 def _broadening_bias():

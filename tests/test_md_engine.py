@@ -148,9 +148,9 @@ def test_restart_is_bitwise_exact(tmp_path, kind):
     assert torch.equal(resumed.state.positions, ref.state.positions)
     assert torch.equal(resumed.state.momenta, ref.state.momenta)
     if kind == "adqtb":
-        assert resumed.integrator.fd.n_segments >= 1
-        assert np.array_equal(resumed.integrator.noise.gamma_ratio, ref.integrator.noise.gamma_ratio)
-        assert not np.all(ref.integrator.noise.gamma_ratio == 1.0)
+        assert resumed.integrator.bath.fd.n_segments >= 1
+        assert np.array_equal(resumed.integrator.bath.noise.gamma_ratio, ref.integrator.bath.noise.gamma_ratio)
+        assert not np.all(ref.integrator.bath.noise.gamma_ratio == 1.0)
 
 
 def test_existing_outputs_are_not_overwritten(tmp_path):

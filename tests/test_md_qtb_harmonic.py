@@ -93,8 +93,8 @@ def test_qtb_harmonic_energies_match_quantum(name):
         kin_all += kin
         kin_err2 += err_kin**2
     # the reported kinetic energy (deconvolution correction, on by default) is the exact quantum one
-    assert integ.kinetic_correction and integ.fd.n_segments >= 2
-    corrected = kin_all / integ.kin_corr[0]
+    assert integ.bath.kinetic_correction and integ.bath.fd.n_segments >= 2
+    corrected = kin_all / integ.bath.kin_corr[0]
     assert abs(corrected / exact_all - 1) < 4 * np.sqrt(kin_err2) / exact_all + 0.01, (name, corrected / exact_all,
                                                                                         kin_all / exact_all)
 
@@ -169,12 +169,12 @@ def test_fd_spectra_absolute_normalisation_and_short_run_warning(capsys, tmp_pat
     integ = QTB(pot, dt, TemperatureSchedule(T), damp, seed=2, f_max_THz=150.0, n_f=50, classical_kernel=True,
                 zero_net_force=False, fd_skip_segments=0)
     integ.setup(state)
-    seg = integ.fd.n_seg * integ.alpha
+    seg = integ.bath.fd.n_seg * integ.bath.alpha
     for _ in range(8 * seg + 1):
         integ.step(state)
-    avg = integ.fd.averages()
+    avg = integ.bath.fd.averages()
     assert avg["n_segments"] == 8
-    df = frequency_grid(integ.noise.n_f, integ.noise.h)[1]  # 1/fs
+    df = frequency_grid(integ.bath.noise.n_f, integ.bath.noise.h)[1]  # 1/fs
     kt = KB * T
     mv2 = avg["mCvv_eV_fs"][0].sum() * df
     vr = avg["ReCvR_eV"][0].sum() * df

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpqtb.md import integrators
+from dpqtb.md import baths
 from dpqtb.md.integrators import QTB, Langevin, TemperatureSchedule
 from dpqtb.md.run import Simulation
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
@@ -69,7 +69,7 @@ def _classical_species_temperatures(tmp_path):
     integ = Langevin(pot, 0.25, TemperatureSchedule(T), damp_fs=50.0, seed=3)  # zero_net_force: default
     sim = Simulation(state, integ, tmp_path, thermo_every=5, trajectory_every=0, checkpoint_every=0, progress=False)
     sim.run(20_000)
-    assert integ.zero_net_force is None and integ.zero_momentum  # the default resolved: the network conserves momentum
+    assert integ.bath.zero_net_force is None and integ.zero_momentum  # the default resolved: the network conserves momentum
     data = np.genfromtxt(tmp_path / "thermo.csv", delimiter=",", names=True)
     data = data[len(data) // 5:]
     return {x: _blocks(data[f"temperature_{x}_K"]) for x in ("La", "H")}, data
@@ -87,7 +87,7 @@ def test_classical_langevin_equipartition_per_species_default_options(tmp_path):
 
 def test_unweighted_mean_kick_would_be_caught(tmp_path, monkeypatch):
     """The former default (subtract the plain mean kick) must fail the test above."""
-    monkeypatch.setattr(integrators, "remove_net_impulse", lambda kick, masses: kick - kick.mean(0))
+    monkeypatch.setattr(baths, "remove_net_impulse", lambda kick, masses: kick - kick.mean(0))
     temps, _ = _classical_species_temperatures(tmp_path)
     mean, err = temps["H"]
     assert mean - T > 5 * err + 0.003 * T
@@ -98,7 +98,7 @@ def test_qtb_per_species_energies_match_exact_quantum_default_options():
     ref = state.positions.clone()
     integ = QTB(pot, 0.25, TemperatureSchedule(T), damp_fs=200.0, seed=3)  # defaults: zero_net_force, correction
     integ.setup(state)
-    assert integ.zero_momentum and integ.kinetic_correction
+    assert integ.zero_momentum and integ.bath.kinetic_correction
     n_steps, n_equil = 40_000, 8_000
     rows = []
     for n in range(n_steps):
@@ -120,4 +120,4 @@ def test_qtb_per_species_energies_match_exact_quantum_default_options():
         assert abs(kin - 1) < 4 * kin_err + 0.015, (name, kin, kin_err, raw)
         assert abs(epot - 1) < 4 * epot_err + 0.015, (name, epot, epot_err)
     # the La modes (9 THz, γ = 5 ps⁻¹) carry the broadening bias the correction removes
-    assert mean[4] / exact["La"] - 1 > 0.04 and integ.kin_corr[0] > 1.04
+    assert mean[4] / exact["La"] - 1 > 0.04 and integ.bath.kin_corr[0] > 1.04

@@ -36,7 +36,8 @@ gradient of that measure and the second-order term of exp(dε) then add c = diag
 (derived symbolically; checked against the exact density by tests/test_md_barostat.py).
 
 Energy bookkeeping: every move exchanges energy with the barostat's bath. ``barostat_energy`` accumulates
--(ΔK + ΔU + P₀ ΔV) of the moves (ΔU to first order, -Σ W_kj dε_kj), so K + U + P₀V + thermostat_energy +
+-(ΔK + ΔU + P₀ ΔV) of the moves (ΔU by the trapezoid -½ Σ (W_before + W_after)_kj dε_kj, with the virial
+of the force call that follows the move), so K + U + P₀V + thermostat_energy +
 barostat_energy is conserved up to the integration error.
 """
 
@@ -114,6 +115,7 @@ class StochasticCellRescaling:
         self.cell = cell
         self.barostat_energy = 0.0  # eV exchanged with the barostat's bath (conserved-quantity bookkeeping)
         self.generator: torch.Generator | None = None
+        self._pending = None  # (dε, W before) of the last move, until the forces after it are known
 
     # ------------------------------------------------------------------ set-up and restart
     def setup(self, state: MDState) -> None:
@@ -173,17 +175,35 @@ class StochasticCellRescaling:
         virial = state.virial.detach().to("cpu", torch.float64)
         p_int = (kt.detach().to("cpu", torch.float64) + virial) / volume * EV_PER_A3_TO_GPA
         eps = self.log_strain(volume, p_int, temperature_K, dt_fs)
-        a = torch.linalg.matrix_exp(eps)
-        a_dev = a.to(device=state.device, dtype=state.dtype)
-        state.positions.copy_(state.positions @ a_dev)
-        state.cell.copy_(state.cell @ a_dev)
-        state.momenta.copy_(state.momenta @ torch.linalg.inv(a_dev).T)
-        # heat: -(ΔK + ΔU + P₀ΔV), ΔU ≈ -Σ W_kj dε_kj (first order)
+        if self.cell == "isotropic":  # a scalar scaling: no matrix products over the atoms
+            lam = math.exp(float(eps[0, 0]))
+            state.positions.mul_(lam)
+            state.cell.mul_(lam)
+            state.momenta.mul_(1.0 / lam)
+        else:
+            a = torch.linalg.matrix_exp(eps).to(device=state.device, dtype=state.dtype)
+            state.positions.copy_(state.positions @ a)
+            state.cell.copy_(state.cell @ a)
+            state.momenta.copy_(state.momenta @ torch.linalg.inv(a).T)
+        # heat: -(ΔK + ΔU + P₀ΔV); ΔU to first order here, completed to the trapezoid by after_forces
         d_k = float(state.kinetic_energy()) - ke
         d_u = -float((virial * eps).sum())
         d_pv = self.pressure_GPa / EV_PER_A3_TO_GPA * volume * (math.exp(float(torch.trace(eps))) - 1.0)
         self.barostat_energy -= d_k + d_u + d_pv
+        self._pending = (eps, virial)
         return eps
+
+    def after_forces(self, state: MDState) -> None:
+        """Complete the move's ΔU with the virial at the rescaled positions: -½ Σ (W_before + W_after) dε.
+
+        The first-order estimate misses ½ U'' dε², whose mean (the Itô term of the cell's noise) is
+        k_BT (β_T B) dt/τ_p per step: a steady drift of the conserved quantity, not an integration error."""
+        if self._pending is None:
+            return
+        eps, w_before = self._pending
+        w_after = state.virial.detach().to("cpu", torch.float64)
+        self.barostat_energy += 0.5 * float(((w_after - w_before) * eps).sum())
+        self._pending = None
 
     def enthalpy_term(self, state: MDState) -> float:
         """P₀V in eV (enters the conserved quantity)."""

@@ -16,6 +16,7 @@ import torch
 
 from dpqtb import InputError
 from dpqtb.md.config import MDConfig, PotentialConfig, SystemConfig
+from dpqtb.md.barostat import StochasticCellRescaling
 from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
 from dpqtb.md.run import Simulation
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
@@ -257,8 +258,14 @@ def build_integrator(cfg: MDConfig, potential):
     if th.kind == "nve":
         return NVE(potential, dt)
     schedule = TemperatureSchedule(*th.temperatures_K, md.steps)
+    barostat = None
+    if cfg.barostat.enabled:
+        b = cfg.barostat
+        barostat = StochasticCellRescaling(b.pressure_GPa, damp_fs=b.damp_fs,
+                                           compressibility_per_GPa=b.effective_compressibility_per_GPa,
+                                           seed=md.barostat_seed, cell=b.cell)
     if th.kind == "langevin":
-        return Langevin(potential, dt, schedule, th.damp_fs, seed, th.zero_net_force)
+        return Langevin(potential, dt, schedule, th.damp_fs, seed, th.zero_net_force, barostat=barostat)
     if th.kind in ("pimd", "trpmd"):
         from dpqtb.md.pimd import PIMD
 
@@ -269,7 +276,7 @@ def build_integrator(cfg: MDConfig, potential):
                adaptive=(th.kind == "adqtb"), fd_diagnostic=th.fd_diagnostic, tau_ad_fs=th.tau_ad_fs,
                tau_avg_fs=th.tau_avg_fs, fd_max_dof=th.fd_max_dof, adapt_groups=th.adapt_groups,
                kinetic_correction=th.kinetic_correction, fd_skip_segments=th.fd_skip_segments,
-               gamma_r_min_ratio=th.gamma_r_min_ratio)
+               gamma_r_min_ratio=th.gamma_r_min_ratio, barostat=barostat)
 
 
 def build_simulation(cfg: MDConfig, output_dir: str | Path | None = None, progress: bool | None = None) -> Simulation:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from dpqtb import InputError
 from dpqtb.config_schema import (NUMBER, REQUIRED, check_value, device_name, freeze, int_list, load_toml, nonneg,
                                  positive, thaw, validate_schema)
+from dpqtb.md.barostat import CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS
 from dpqtb.md.pimd import DEFAULT_PILE_LAMBDA, DEFAULT_TRPMD_LAMBDA
 from dpqtb.md.qtb import QTB_DEFAULTS
 from dpqtb.potential.neighbors import DEFAULT_SKIN_A
@@ -38,7 +39,7 @@ BUILTIN_STRUCTURES = ("fcc", "bcc", "sc", "lah10")
 #: Random streams derived from ``md.seed``: the thermostat's noise draws from ``md.seed`` itself, the initial
 #: Maxwell–Boltzmann momenta from ``md.seed + 7919`` (a prime offset, so the two generators never start from
 #: the same seed for neighbouring seeds). Changing a value changes every run's trajectory.
-SEED_OFFSETS = {"thermostat": 0, "momenta": 7919}
+SEED_OFFSETS = {"thermostat": 0, "momenta": 7919, "barostat": 104729}
 #: Offset of the initial momenta's seed from ``md.seed`` (see :data:`SEED_OFFSETS`).
 MOMENTA_SEED_OFFSET = SEED_OFFSETS["momenta"]
 
@@ -140,6 +141,14 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "gamma_r_min_ratio": (NUMBER, QTB_DEFAULTS["gamma_r_min_ratio"], lambda v: 0 < v < 1, "must lie in (0, 1)"),
         "beads": (int, 1, positive, "must be an integer >= 1"),
         "pile_lambda": (NUMBER, None, positive, "must be > 0"),
+    },
+    "barostat": {
+        "pressure_GPa": (NUMBER, None, nonneg, "must be >= 0 (GPa; set it to run at constant pressure)"),
+        "cell": (str, "isotropic", lambda v: v in CELL_MODES,
+                 "must be one of " + ", ".join(CELL_MODES) + " (anisotropic/flexible/x/y/z: lower-triangular cell)"),
+        "damp_fs": (NUMBER, DEFAULT_BAROSTAT_DAMP_FS, positive, "must be > 0 (relaxation time of the volume)"),
+        "compressibility_per_GPa": (NUMBER, None, positive,
+                                    "must be > 0 (default 1/(100 GPa + 4 P): sets the speed, not the ensemble)"),
     },
     "output": {
         "directory": (str, "run", None, ""),
@@ -257,6 +266,11 @@ class DynamicsConfig(_Section):
         """Seed of the initial Maxwell–Boltzmann momenta (:func:`derived_seed`)."""
         return derived_seed(self.seed, "momenta")
 
+    @property
+    def barostat_seed(self) -> int:
+        """Seed of the barostat's random generator (:func:`derived_seed`)."""
+        return derived_seed(self.seed, "barostat")
+
 
 @_section("thermostat")
 class ThermostatConfig(_Section):
@@ -311,6 +325,30 @@ class ThermostatConfig(_Section):
         return DEFAULT_TRPMD_LAMBDA if self.kind == "trpmd" else DEFAULT_PILE_LAMBDA
 
 
+@_section("barostat")
+class BarostatConfig(_Section):
+    """``[barostat]``: constant pressure by stochastic cell rescaling (docs/barostat.md); off unless
+    ``pressure_GPa`` is given."""
+
+    pressure_GPa: float | None
+    cell: str
+    damp_fs: float
+    compressibility_per_GPa: float | None
+
+    @property
+    def enabled(self) -> bool:
+        """True when the run is at constant pressure."""
+        return self.pressure_GPa is not None
+
+    @property
+    def effective_compressibility_per_GPa(self) -> float:
+        """``compressibility_per_GPa``, or 1/(B₀ + B′P) with B₀ = 100 GPa, B′ = 4 (a solid's bulk modulus
+        to within a factor ~2 up to the megabar: only the cell's relaxation time depends on it)."""
+        if self.compressibility_per_GPa is not None:
+            return self.compressibility_per_GPa
+        return 1.0 / (100.0 + 4.0 * (self.pressure_GPa or 0.0))
+
+
 @_section("output")
 class OutputConfig(_Section):
     """``[output]``: the run directory and how often thermo rows, frames and checkpoints are written."""
@@ -324,7 +362,7 @@ class OutputConfig(_Section):
 
 
 _SECTIONS = {"system": SystemConfig, "potential": PotentialConfig, "md": DynamicsConfig,
-             "thermostat": ThermostatConfig, "output": OutputConfig}
+             "thermostat": ThermostatConfig, "barostat": BarostatConfig, "output": OutputConfig}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,6 +382,8 @@ class MDConfig:
         ``[md]``.
     thermostat : ThermostatConfig
         ``[thermostat]`` (default: NVE).
+    barostat : BarostatConfig
+        ``[barostat]`` (default: fixed cell).
     output : OutputConfig
         ``[output]`` (default: every key's default).
     base_dir : Path
@@ -355,6 +395,7 @@ class MDConfig:
     potential: PotentialConfig
     md: DynamicsConfig
     thermostat: ThermostatConfig = field(default_factory=ThermostatConfig)
+    barostat: BarostatConfig = field(default_factory=BarostatConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     base_dir: Path = Path(".")
 
@@ -387,9 +428,11 @@ class MDConfig:
         Returns
         -------
         dict
-            section -> key -> value, in schema order.
+            section -> key -> value, in schema order; ``[barostat]`` only at constant pressure (so a
+            fixed-cell config keeps the table, and the checkpoint hash, it had before the barostat existed).
         """
-        return {name: getattr(self, name).to_dict() for name in _SECTIONS}
+        return {name: getattr(self, name).to_dict() for name in _SECTIONS
+                if name != "barostat" or self.barostat.enabled}
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` as given if absolute, else relative to :attr:`base_dir`.
@@ -501,6 +544,21 @@ def _cross_checks(cfg: MDConfig) -> None:
                              "'system.pressure_GPa'")
         if name != "lah10" and sys_.lattice_A is None:
             raise InputError(f"missing required config key 'system.lattice_A' for structure 'builtin:{name}'")
+    baro = cfg.barostat
+    if baro.enabled:
+        if th.kind == "nve":
+            raise InputError("[barostat] needs a thermostat with a temperature (langevin, qtb, adqtb): "
+                             "constant pressure at constant energy (NPH) is not supported")
+        if th.kind in ("pimd", "trpmd"):
+            raise InputError(f"[barostat] with thermostat '{th.kind}' is not supported yet (constant pressure "
+                             "for ring polymers: docs/barostat.md); use langevin, qtb or adqtb")
+        if baro.damp_fs < 10 * md.timestep_fs:
+            raise InputError(f"config key 'barostat.damp_fs' = {baro.damp_fs!r} must be >= 10 md.timestep_fs = "
+                             f"{10 * md.timestep_fs!r} (the cell must move slowly on the scale of a step)")
+    else:
+        for key in ("cell", "damp_fs", "compressibility_per_GPa"):
+            if getattr(baro, key) != SCHEMA["barostat"][key][1]:
+                raise InputError(f"config key 'barostat.{key}' needs 'barostat.pressure_GPa' (constant pressure)")
     if th.kind in ("pimd", "trpmd"):  # ω_P = P k_B T/ħ is fixed at the start
         if th.is_ramp:
             raise InputError("thermostat.temperature_K ramps are not supported for PIMD (ω_P depends on T)")

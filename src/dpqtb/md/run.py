@@ -51,10 +51,11 @@ def reference_temperature(integrator) -> float | None:
     if not integrator.has_temperature:
         return None
     t = float(integrator.target_temperature(0))
-    sch = getattr(integrator, "schedule", None)
+    bath = getattr(integrator, "bath", integrator)  # PIMD is its own bath
+    sch = getattr(bath, "schedule", None)
     if sch is not None:  # a ramp: its hotter end
         t = max(t, float(sch.start), float(sch.stop))
-    params = getattr(integrator, "params", None)
+    params = getattr(bath, "params", None)
     if params is not None and getattr(params, "f_max_THz", None):
         from dpqtb.units import HBAR
 
@@ -253,7 +254,7 @@ class Simulation:
             write(fh, atoms, format="extxyz")
 
     def write_fd_files(self) -> None:
-        integ = self.integrator
+        integ = getattr(self.integrator, "bath", self.integrator)
         if self.dir is None or getattr(integ, "fd", None) is None or integ.fd.n_segments == 0:
             return
         for name, table in integ.fd_table(self.state.type_map).items():
