@@ -30,7 +30,7 @@ def _error(func, arg) -> str:
 
 @pytest.mark.parametrize("raw,message", [
     ([], "config must be a TOML table"),
-    ({"outptu": {}}, "unknown config section [outptu] (known: system, potential, md, thermostat, output)"),
+    ({"outptu": {}}, "unknown config section [outptu] (known: system, potential, md, thermostat, barostat, output)"),
     ({**MD_BASE, "md": 3}, "config [md] must be a table"),
     (_md("md", "tmestep_fs", 2.0), "unknown config key 'md.tmestep_fs'"),
     ({k: v for k, v in MD_BASE.items() if k != "md"}, "missing required config key 'md.timestep_fs'"),
@@ -91,7 +91,10 @@ def test_shared_rules():
     c1["a"]["l"].append(3)  # defaults are fresh copies
     assert c2["a"]["l"] == [1, 2] and schema["a"]["l"][1] == [1, 2]
     # the md and train configs fill in every default
-    assert set(mconfig.validate(MD_BASE).to_dict()) == set(mconfig.SCHEMA)
+    assert set(mconfig.validate(MD_BASE).to_dict()) == set(mconfig.SCHEMA) - {"barostat"}  # fixed cell
+    npt = {**MD_BASE, "thermostat": {"kind": "langevin", "temperature_K": 300.0}, "barostat": {"pressure_GPa": 1.0}}
+    assert set(mconfig.validate(npt).to_dict()) == set(mconfig.SCHEMA)
+    assert mconfig.MDConfig.from_dict(mconfig.validate(npt).to_dict()) == mconfig.validate(npt)
     assert tconfig.validate({})["training"]["numb_steps"] == 40000
 
 
@@ -106,7 +109,9 @@ def test_md_config_is_typed_frozen_and_round_trips(tmp_path):
         cfg.potential.frequency_THz["Cu"] = 1.0  # tables are read-only too
     # to_dict is the complete TOML-shaped table, and gives the config back
     d = cfg.to_dict()
-    assert d == validate_schema(MD_BASE, mconfig.SCHEMA) | {"thermostat": d["thermostat"]}
+    full = validate_schema(MD_BASE, mconfig.SCHEMA)
+    assert full.pop("barostat")["pressure_GPa"] is None  # a fixed cell: [barostat] is not in the table
+    assert d == full | {"thermostat": d["thermostat"]}
     assert d["thermostat"]["damp_fs"] == mconfig.DEFAULT_DAMP_fs  # the derived default, resolved
     assert mconfig.MDConfig.from_dict(d) == cfg
     # the config file's folder is a field, not a hidden key

@@ -1,4 +1,4 @@
-"""Constant pressure through the engine (Langevin and QTB with stochastic cell rescaling).
+"""Constant pressure through the engine (Langevin, QTB and PIMD with stochastic cell rescaling).
 
 Exact consistency (issue 23): the isobaric ⟨V⟩ at P₀ must be the volume where the isochoric ⟨P⟩(V) crosses
 P₀ — a statement about the two ensembles, not about the barostat's internals. The crossing comes from three
@@ -21,7 +21,8 @@ from dpqtb.md.config import validate
 from dpqtb.rundir import read_thermo
 
 
-def _config(kind, lattice_A, steps, temperature_K, pressure_GPa=None, mass_amu=None, seed=1, checkpoint_every=0):
+def _config(kind, lattice_A, steps, temperature_K, pressure_GPa=None, mass_amu=None, seed=1, checkpoint_every=0,
+            beads=4):
     system = {"structure": "builtin:fcc", "element": "Cu", "lattice_A": lattice_A, "supercell": [2, 2, 2],
               "initial_temperature_K": temperature_K}
     if mass_amu is not None:
@@ -34,6 +35,8 @@ def _config(kind, lattice_A, steps, temperature_K, pressure_GPa=None, mass_amu=N
                       "progress": False}}
     if kind == "qtb":
         raw["thermostat"].update({"f_max_THz": 40.0, "n_f": 50})
+    if kind == "pimd":
+        raw["thermostat"]["beads"] = beads
     if pressure_GPa is not None:
         raw["barostat"] = {"pressure_GPa": pressure_GPa, "damp_fs": 500.0}
     return validate(raw)
@@ -50,13 +53,13 @@ def _block_mean(x, n_blocks=20):
     return b.mean(), b.std(ddof=1) / math.sqrt(n_blocks)
 
 
-def _npt_vs_nvt_crossing(tmp_path, kind, temperature_K, mass_amu=None, p0=5.0):
-    npt = _run(_config(kind, 3.61, 15_000, temperature_K, p0, mass_amu), tmp_path / "npt")
+def _npt_vs_nvt_crossing(tmp_path, kind, temperature_K, mass_amu=None, p0=5.0, npt_steps=15_000, nvt_steps=10_000):
+    npt = _run(_config(kind, 3.61, npt_steps, temperature_K, p0, mass_amu), tmp_path / "npt")
     keep = slice(len(npt["volume_A3"]) // 5, None)  # 6 ps of the 30 ps discarded (cell relaxation τ_p = 0.5 ps)
     v_mean, v_err = _block_mean(npt["volume_A3"][keep])
     vols, pres = [], []
     for f in (0.985, 1.0, 1.015):
-        nvt = _run(_config(kind, (v_mean * f / 8) ** (1 / 3), 10_000, temperature_K, mass_amu=mass_amu),
+        nvt = _run(_config(kind, (v_mean * f / 8) ** (1 / 3), nvt_steps, temperature_K, mass_amu=mass_amu),
                    tmp_path / f"nvt{f}")
         vols.append(float(nvt["volume_A3"][0]))
         pres.append(_block_mean(nvt["pressure_GPa"][len(nvt["pressure_GPa"]) // 5:])[0])
@@ -85,11 +88,24 @@ def test_npt_qtb_light_mass_volume_is_the_nvt_pressure_crossing(tmp_path):
     assert abs(v_mean - v_star) < 4 * math.hypot(v_err, 0.06), (v_mean, v_err, v_star)
 
 
-def test_npt_resume_is_bitwise_and_columns_are_written(tmp_path):
-    full = _run(_config("qtb", 3.61, 400, 50.0, 5.0), tmp_path / "full")
-    cfg = _config("qtb", 3.61, 200, 50.0, 5.0, checkpoint_every=100)
+@pytest.mark.slow
+def test_npt_pimd_light_mass_volume_is_the_nvt_pressure_crossing(tmp_path):
+    """Ring polymers (4 beads): the barostat scales the centroids and the cell and reads the centroid-virial
+    pressure; the PIMD NVT pressure of the same discretisation must cross P₀ at the PIMD NPT volume."""
+    v_mean, v_err, v_star, npt = _npt_vs_nvt_crossing(tmp_path, "pimd", 50.0, mass_amu=4.0, npt_steps=12_000,
+                                                      nvt_steps=8_000)
+    assert abs(v_mean - v_star) < 4 * math.hypot(v_err, 0.08), (v_mean, v_err, v_star)
+    # the tensor columns agree with the scalar centroid-virial pressure
+    trace = (npt["P_xx_GPa"] + npt["P_yy_GPa"] + npt["P_zz_GPa"]) / 3
+    assert np.allclose(trace, npt["pressure_GPa"], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["qtb", "pimd"])
+def test_npt_resume_is_bitwise_and_columns_are_written(tmp_path, kind):
+    full = _run(_config(kind, 3.61, 400, 50.0, 5.0), tmp_path / "full")
+    cfg = _config(kind, 3.61, 200, 50.0, 5.0, checkpoint_every=100)
     _run(cfg, tmp_path / "part")
-    sim = build_simulation(_config("qtb", 3.61, 400, 50.0, 5.0, checkpoint_every=100), output_dir=tmp_path / "part")
+    sim = build_simulation(_config(kind, 3.61, 400, 50.0, 5.0, checkpoint_every=100), output_dir=tmp_path / "part")
     sim.run(400, resume=True)
     part = read_thermo(tmp_path / "part")
     for col in ("volume_A3", "a_A", "P_xx_GPa", "conserved_eV", "temperature_K"):

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from dpqtb import InputError
@@ -210,4 +211,25 @@ class StochasticCellRescaling:
         return self.pressure_GPa / EV_PER_A3_TO_GPA * state.volume
 
 
-__all__ = ["StochasticCellRescaling", "DEFAULT_BAROSTAT_DAMP_FS", "CELL_MODES", "is_lower_triangular"]
+#: thermo.csv columns of a run at constant pressure: cell lengths (Å), angles (degrees), pressure tensor (GPa).
+CELL_COLUMNS = ("a_A", "b_A", "c_A", "alpha_deg", "beta_deg", "gamma_deg",
+                "P_xx_GPa", "P_yy_GPa", "P_zz_GPa", "P_yz_GPa", "P_xz_GPa", "P_xy_GPa")
+
+
+def cell_thermo(state: MDState, pressure_tensor: torch.Tensor) -> dict:
+    """The :data:`CELL_COLUMNS` of a state."""
+    h = state.cell.detach().cpu().double().numpy()
+    lengths = np.linalg.norm(h, axis=1)
+
+    def angle(i, j):
+        return float(np.degrees(np.arccos(np.clip(h[i] @ h[j] / (lengths[i] * lengths[j]), -1.0, 1.0))))
+
+    p = pressure_tensor.detach().cpu().double().numpy()
+    return {"a_A": lengths[0], "b_A": lengths[1], "c_A": lengths[2], "alpha_deg": angle(1, 2),
+            "beta_deg": angle(0, 2), "gamma_deg": angle(0, 1), "P_xx_GPa": p[0, 0], "P_yy_GPa": p[1, 1],
+            "P_zz_GPa": p[2, 2], "P_yz_GPa": 0.5 * (p[1, 2] + p[2, 1]), "P_xz_GPa": 0.5 * (p[0, 2] + p[2, 0]),
+            "P_xy_GPa": 0.5 * (p[0, 1] + p[1, 0])}
+
+
+__all__ = ["StochasticCellRescaling", "DEFAULT_BAROSTAT_DAMP_FS", "CELL_MODES", "is_lower_triangular",
+           "CELL_COLUMNS", "cell_thermo"]

@@ -410,7 +410,8 @@ class MDConfig:
         Parameters
         ----------
         cfg
-            section -> key -> value, as :func:`dpqtb.config_schema.validate_schema` returns it.
+            section -> key -> value, as :func:`dpqtb.config_schema.validate_schema` returns it (or
+            :meth:`to_dict`: a missing ``barostat`` section means a fixed cell).
         base_dir
             See :attr:`base_dir`.
 
@@ -418,7 +419,8 @@ class MDConfig:
         -------
         MDConfig
         """
-        return cls(**{name: sec(**cfg[name]) for name, sec in _SECTIONS.items()}, base_dir=Path(base_dir))
+        # [barostat] is left out of a fixed-cell config's table (see to_dict): its defaults then
+        return cls(**{name: sec(**cfg.get(name, {})) for name, sec in _SECTIONS.items()}, base_dir=Path(base_dir))
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The config as a TOML-shaped table: every section and key (defaults included, ``damp_fs``
@@ -547,11 +549,8 @@ def _cross_checks(cfg: MDConfig) -> None:
     baro = cfg.barostat
     if baro.enabled:
         if th.kind == "nve":
-            raise InputError("[barostat] needs a thermostat with a temperature (langevin, qtb, adqtb): "
+            raise InputError("[barostat] needs a thermostat with a temperature (langevin, qtb, adqtb, pimd, trpmd): "
                              "constant pressure at constant energy (NPH) is not supported")
-        if th.kind in ("pimd", "trpmd"):
-            raise InputError(f"[barostat] with thermostat '{th.kind}' is not supported yet (constant pressure "
-                             "for ring polymers: docs/barostat.md); use langevin, qtb or adqtb")
         if baro.damp_fs < 10 * md.timestep_fs:
             raise InputError(f"config key 'barostat.damp_fs' = {baro.damp_fs!r} must be >= 10 md.timestep_fs = "
                              f"{10 * md.timestep_fs!r} (the cell must move slowly on the scale of a step)")

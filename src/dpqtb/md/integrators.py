@@ -25,6 +25,7 @@ import torch
 from dpqtb import InputError
 from dpqtb.md.baths import (NoBath, QTBBath, WhiteNoiseBath, remove_net_impulse,  # noqa: F401 - public
                             resolve_zero_net_force)
+from dpqtb.md.barostat import CELL_COLUMNS, cell_thermo  # noqa: F401 - public
 from dpqtb.md.qtb import DEFAULT_ADAPT_EPS, QTB_DEFAULTS
 from dpqtb.md.qtb_groups import adaptation_groups  # noqa: F401 - public (QTB adaptation groups)
 from dpqtb.md.schedule import TemperatureSchedule
@@ -60,7 +61,7 @@ class Integrator:
         self.dt = float(dt_fs)
         self.bath = NoBath() if bath is None else bath
         if barostat is not None and not self.bath.has_temperature:
-            raise InputError("a barostat needs a thermostat with a temperature (langevin, qtb, adqtb), not 'nve'")
+            raise InputError("a barostat needs a thermostat with a temperature (langevin, qtb, adqtb, pimd), not 'nve'")
         self.barostat = barostat
 
     # ------------------------------------------------------------------ what the run sees
@@ -180,26 +181,6 @@ class Integrator:
         self.bath.load_state_dict(d)
         if self.barostat is not None:
             self.barostat.load_state_dict(d["barostat"])
-
-
-#: thermo.csv columns of a run at constant pressure: cell lengths (Å), angles (degrees), pressure tensor (GPa).
-CELL_COLUMNS = ("a_A", "b_A", "c_A", "alpha_deg", "beta_deg", "gamma_deg",
-                "P_xx_GPa", "P_yy_GPa", "P_zz_GPa", "P_yz_GPa", "P_xz_GPa", "P_xy_GPa")
-
-
-def cell_thermo(state: MDState, pressure_tensor: torch.Tensor) -> dict:
-    """The :data:`CELL_COLUMNS` of a state."""
-    h = state.cell.detach().cpu().double().numpy()
-    lengths = np.linalg.norm(h, axis=1)
-
-    def angle(i, j):
-        return float(np.degrees(np.arccos(np.clip(h[i] @ h[j] / (lengths[i] * lengths[j]), -1.0, 1.0))))
-
-    p = pressure_tensor.detach().cpu().double().numpy()
-    return {"a_A": lengths[0], "b_A": lengths[1], "c_A": lengths[2], "alpha_deg": angle(1, 2),
-            "beta_deg": angle(0, 2), "gamma_deg": angle(0, 1), "P_xx_GPa": p[0, 0], "P_yy_GPa": p[1, 1],
-            "P_zz_GPa": p[2, 2], "P_yz_GPa": 0.5 * (p[1, 2] + p[2, 1]), "P_xz_GPa": 0.5 * (p[0, 2] + p[2, 0]),
-            "P_xy_GPa": 0.5 * (p[0, 1] + p[1, 0])}
 
 
 class NVE(Integrator):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dpqtb import InputError
+from dpqtb.md.barostat import CELL_COLUMNS, cell_thermo
 from dpqtb.md.baths import NoBath, remove_net_impulse, resolve_zero_net_force
 from dpqtb.md.schedule import TemperatureSchedule
 from dpqtb.md.state import MDState
@@ -106,13 +107,14 @@ class PIMD(NoBath):
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, beads: int,
                  centroid_damp_fs: float | None, seed: int, pile_lambda: float = DEFAULT_PILE_LAMBDA,
-                 trpmd: bool = False, zero_net_force: bool | None = None):
+                 trpmd: bool = False, zero_net_force: bool | None = None, barostat=None):
         super().__init__()
         if not dt_fs > 0:
             raise InputError(f"md.timestep_fs must be > 0, got {dt_fs}")
         self.potential = potential
         self.dt = float(dt_fs)
-        self.barostat = None  # constant pressure for ring polymers: not yet (docs/barostat.md)
+        self.barostat = barostat  # scales the centroids and the cell (docs/barostat.md)
+        self._baro_pending = None
         if int(beads) != beads or beads < 1:
             raise InputError(f"thermostat.beads must be an integer >= 1, got {beads}")
         if temperature.is_ramp:
@@ -171,6 +173,8 @@ class PIMD(NoBath):
         self._state = state
         self._forces(state)
         self._sync_state(state)
+        if self.barostat is not None:
+            self.barostat.setup(state)
 
     def _forces(self, state: MDState) -> None:
         out = self.potential(self.q, state.cell, state.species, state.pbc)
@@ -222,11 +226,70 @@ class PIMD(NoBath):
         self._free_ring(state)
         self._ou(state)
         self._free_ring(state)
+        if self.barostat is not None:
+            self._barostat_move(state)
         self._forces(state)
+        if self.barostat is not None:
+            self._barostat_after_forces()
         self.p.add_(self.f, alpha=0.5 * dt / MVV2E)
         self._sync_state(state)
         state.step += 1
         state.time_fs = state.step * self.dt
+
+    # ------------------------------------------------------------------ constant pressure
+    def _effective_virial(self) -> torch.Tensor:
+        """Σ_j [W_j − Σ_i (q_ij − q̄_i) ⊗ F_ij] (eV, 3×3): −∂(Σ_j V_j)/∂ε when the cell and the centroids are
+        strained and the internal ring-polymer modes are not."""
+        dq = self.q - self.q.mean(0, keepdim=True)
+        return self.w.sum(0) - torch.einsum("jia,jib->ab", dq, self.f)
+
+    def _barostat_move(self, state: MDState) -> None:
+        """Stochastic cell rescaling of the centroids (positions and momenta) and the cell, as i-PI's BZP
+        moves only the centroid: the Jacobian is that of N particles, and the pressure is the centroid-virial
+        one with the centroid momenta's kinetic tensor, P = [Σ p̄⊗p̄/m + (1/P) Σ_j W_eff,j]/V."""
+        baro, P = self.barostat, self.P
+        qc, pc = self.q.mean(0), self.p.mean(0)
+        kc = MVV2E * torch.einsum("ia,ib,i->ab", pc, pc, 1.0 / state.masses)
+        w_eff = self._effective_virial().detach().to("cpu", torch.float64)
+        volume = state.volume
+        p_int = (kc.detach().to("cpu", torch.float64) + w_eff / P) / volume * EV_PER_A3_TO_GPA
+        eps = baro.log_strain(volume, p_int, self.T, self.dt)
+        a = torch.linalg.matrix_exp(eps).to(device=qc.device, dtype=qc.dtype)
+        ke_before = float(self._bead_kinetic(state))
+        self.q += (qc @ a - qc)[None]
+        self.p += (pc @ torch.linalg.inv(a).T - pc)[None]
+        state.cell.copy_(state.cell @ a)
+        # heat in the ring polymer's units (H_P and P·P₀V): -(ΔK_beads + ΔΣ_jV_j + P P₀ΔV); springs unchanged
+        d_k = float(self._bead_kinetic(state)) - ke_before
+        d_u = -float((w_eff * eps).sum())
+        d_pv = P * baro.pressure_GPa / EV_PER_A3_TO_GPA * volume * (math.exp(float(torch.trace(eps))) - 1.0)
+        baro.barostat_energy -= d_k + d_u + d_pv
+        self._baro_pending = (eps, w_eff)
+
+    def _barostat_after_forces(self) -> None:
+        """The move's ΔΣ_jV_j by the trapezoid (see :meth:`StochasticCellRescaling.after_forces`)."""
+        eps, w_before = self._baro_pending
+        w_after = self._effective_virial().detach().to("cpu", torch.float64)
+        self.barostat.barostat_energy += 0.5 * float(((w_after - w_before) * eps).sum())
+        self._baro_pending = None
+
+    def pressure_tensor_GPa(self, state: MDState) -> torch.Tensor:
+        """Centroid-virial pressure tensor [N k_B T δ − (1/P) Σ_j Σ_i (q_ij − q̄_i) ⊗ F_ij + (1/P) Σ_j W_j]/V
+        (GPa); a third of its trace is :meth:`pressure_GPa`."""
+        dq = self.q - self.q.mean(0, keepdim=True)
+        eye = torch.eye(3, dtype=self.q.dtype, device=self.q.device)
+        k = state.n_atoms * KB * self.T * eye - torch.einsum("jia,jib->ab", dq, self.f) / self.P
+        return (k + self.w.mean(0)) / state.volume * EV_PER_A3_TO_GPA
+
+    def extra_thermo_columns(self, type_map) -> list[str]:
+        cols = super().extra_thermo_columns(type_map)
+        return cols + list(CELL_COLUMNS) if self.barostat is not None else cols
+
+    def extra_thermo(self, state: MDState) -> dict:
+        out = super().extra_thermo(state)
+        if self.barostat is not None:
+            out.update(cell_thermo(state, self.pressure_tensor_GPa(state)))
+        return out
 
     # ------------------------------------------------------------------ estimators
     def spring_energy(self, state: MDState) -> torch.Tensor:
@@ -257,7 +320,10 @@ class PIMD(NoBath):
     def conserved_energy(self, state: MDState) -> float:
         """Ring-polymer Hamiltonian H_P/P-consistent quantity: bead kinetic + springs + Σ_j V_j, plus what the
         thermostat removed (constant up to integration error)."""
-        return float(self._bead_kinetic(state) + self.spring_energy(state) + self.e.sum()) + self.thermostat_energy
+        e = float(self._bead_kinetic(state) + self.spring_energy(state) + self.e.sum()) + self.thermostat_energy
+        if self.barostat is not None:  # the ring polymer's enthalpy: P copies of the cell
+            e += self.P * self.barostat.enthalpy_term(state) + self.barostat.barostat_energy
+        return e
 
     def n_dof(self, state: MDState) -> int:
         return 3 * state.n_atoms
@@ -267,11 +333,18 @@ class PIMD(NoBath):
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "generator": self.generator.get_state(), "q": self.q.clone(),
-                "p": self.p.clone(), "beads": self.P}
+        d = {**super().state_dict(), "generator": self.generator.get_state(), "q": self.q.clone(),
+             "p": self.p.clone(), "beads": self.P}
+        if self.barostat is not None:
+            d["barostat"] = self.barostat.state_dict()
+        return d
 
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)
+        if (self.barostat is not None) != ("barostat" in d):
+            raise InputError("checkpoint and config disagree about the barostat (constant pressure vs fixed cell)")
+        if self.barostat is not None:
+            self.barostat.load_state_dict(d["barostat"])
         if int(d["beads"]) != self.P:
             raise InputError(f"checkpoint has {d['beads']} beads, this run {self.P}")
         self.generator.set_state(d["generator"])
