@@ -103,3 +103,31 @@ def test_column_generation_adds_long_edges_and_stays_exact():
     sparse = ReorderedMSD(h, cutoff_A=1.0)(cur, cell)
     assert sparse.rounds >= 1
     assert sparse.msd_A2 == pytest.approx(msd_prime_dense(h, cur, cell).msd_A2, rel=1e-12)
+
+
+def test_constant_pressure_cell_rescaling_is_not_displacement(tmp_path):
+    """A crystal whose cell (and, affinely, every position) is rescaled frame to frame — what a barostat
+    does — has not moved: the MSD is taken in scaled coordinates mapped to the first frame's cell. Raw
+    Cartesian displacements would give ~(Δλ)² r² ≈ 1e-2 Å² here, i.e. fake diffusion of a static lattice."""
+    from ase.io import write
+
+    from dpqtb.analysis.pipeline import analyze
+
+    atoms = supercell(fm3m(5.1, cell="conventional"), 2)
+    rng = np.random.default_rng(3)
+    frames = []
+    for k in range(40):
+        lam = 1.0 + 0.01 * rng.standard_normal()
+        a = atoms.copy()
+        a.set_cell(atoms.cell[:] * lam, scale_atoms=True)
+        a.info["time_fs"] = 10.0 * k
+        frames.append(a)
+    traj = tmp_path / "npt.extxyz"
+    write(traj, frames, format="extxyz")
+    summary = analyze(traj, tmp_path / "out", frame_dt_fs=10.0, plots=False)
+    assert summary["msd_cell_rescaling_removed"] is True
+    msd = np.loadtxt(tmp_path / "out" / "msd.csv", delimiter=",", skiprows=1)
+    assert np.abs(msd[:, 1:]).max() < 1e-12  # the extxyz's printed precision (~1e-8 Å), squared
+    assert summary["msd_prime_final_A2"] < 1e-12
+    raw = np.mean([np.sum((f.positions - frames[0].positions) ** 2, axis=1).mean() for f in frames[1:]])
+    assert raw > 1e-3  # what the Cartesian displacements would have said

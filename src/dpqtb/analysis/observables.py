@@ -74,6 +74,10 @@ class Displacements(Observable):
     """MSD per species with the Einstein diffusion coefficients (``msd.csv``), and the reordered
     MSD′ of the protons every ``msd_prime_every`` frames (``msd_prime.csv``); ``msd.png``.
 
+    When the cell changes between frames (constant pressure), displacements are taken in scaled
+    coordinates mapped to the first frame's cell, so that the barostat's affine rescaling of all
+    positions does not count as motion (``msd_cell_rescaling_removed`` in the summary).
+
     Parameters
     ----------
     first : Frame
@@ -95,12 +99,21 @@ class Displacements(Observable):
         self.prime_rows: list[tuple] = []
         self.k = 0
         self.result = None
+        self.cell0 = None if first.cell is None else np.array(first.cell, dtype=float)
+        self.cell_varies = False
 
     def update(self, frame: Frame) -> None:
-        self.msd.update(frame.positions, frame.time_fs)
+        pos, cell = frame.positions, frame.cell
+        if self.cell0 is not None and cell is not None and not np.array_equal(cell, self.cell0):
+            # a run at constant pressure: the barostat's affine rescaling is no displacement. Map each frame to
+            # the first frame's cell through scaled coordinates, r h(t)⁻¹ h(0) (fixed cells are left untouched)
+            pos = pos @ np.linalg.solve(np.asarray(cell, dtype=float), self.cell0)
+            cell = self.cell0
+            self.cell_varies = True
+        self.msd.update(pos, frame.time_fs)
         if self.prime is not None and self.k % self.every == 0:
-            hpos = frame.positions[self.symbols == self.hydrogen]
-            m = self.prime(hpos, frame.cell)
+            hpos = pos[self.symbols == self.hydrogen]
+            m = self.prime(hpos, cell)
             plain = float(np.mean(np.sum((hpos - self.prime.ref) ** 2, axis=1)))  # same origin, labels kept
             self.prime_rows.append((frame.time_fs, m.msd_A2, plain,
                                     int(np.sum(m.assignment != np.arange(len(m.assignment))))))
@@ -111,6 +124,8 @@ class Displacements(Observable):
         write_csv(out / "msd.csv", ["time_fs", *[f"msd_{s}_A2" for s in res.species]],
                   [(t, *row) for t, row in zip(res.time_fs, res.msd_A2)])
         summary: dict = {"diffusion": {}}
+        if self.cell_varies:
+            summary["msd_cell_rescaling_removed"] = True
         for s in res.species:
             try:
                 summary["diffusion"][s] = asdict(diffusion_coefficient(res, s))
