@@ -48,7 +48,7 @@ def main() -> None:
                 integ = PIMD(pot, 0.5, sched, beads, 100.0, 1)
             n = max(3, int(2e6 / (beads * len(atoms))))
             t = time_steps(integ, state, min(n, 200), repeats=1)
-            bead_bytes = 0 if beads == 1 else sum(x.numel() * x.element_size() for x in (integ.q, integ.p, integ.f))
+            bead_bytes = 0 if beads == 1 else sum(x.numel() * x.element_size() for x in (state.ring.q, state.ring.p, state.ring.f))
             rows.append({"n_atoms": len(atoms), "beads": beads, "step_ms": t * 1e3,
                          "us_per_bead_atom_step": t * 1e6 / (beads * len(atoms)),
                          "bead_arrays_MB": bead_bytes / 1e6, "integrator": integ.name})

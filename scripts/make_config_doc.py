@@ -50,6 +50,11 @@ print("""Notes:
   `damp_fs` defaults to 1000 fs, and to 100 fs for adQTB (docs/qtb.md says why).
 - `output.checkpoint_every`: steps between atomic checkpoints (and always at step 0 and at the end);
   `dpqtb md CONFIG --resume` continues exactly, truncating thermo.csv/trajectory.extxyz back to the checkpoint first.
+- `output.vacf_every` > 0: the velocity autocorrelation of each species, on the fly (`vacf.csv`: `lag_fs`,
+  `vacf_<X>_A2_per_fs2` = ⟨v_i(t)·v_i(t+τ)⟩ over the species' atoms and every time origin, `n_origins`), sampled
+  every `vacf_every` steps up to `vacf_max_lag_fs`, rewritten at every checkpoint; for PIMD/TRPMD the
+  centroid's velocities. It needs no velocities in the trajectory; it cannot be switched on or changed on
+  `--resume` (its accumulators are in the checkpoint).
 - Numbers: every number must be finite, inside lists and tables too (`inf`, `nan` are refused); `system.device`
   is `cpu`, `cuda` or `cuda:N`. Two atoms closer than 0.5 Å (periodic images included) are refused, by `dpqtb md`
   and `dpqtb label` alike (`dpqtb.structures.checks.check_min_distance`). `system.supercell` is refused when its

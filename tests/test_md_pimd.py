@@ -183,8 +183,9 @@ def test_pimd_exact_where_qtb_leaks():
     for i in range(3500):
         integ.step(state)
         if i >= 500 and i % 5 == 0:
-            d = integ.q - sites
-            kcv = 1.5 * KB * T - 0.5 / P * ((integ.q - integ.q.mean(0)) * integ.f).sum((0, 2))
+            ring = state.ring
+            d = ring.q - sites
+            kcv = 1.5 * KB * T - 0.5 / P * ((ring.q - ring.q.mean(0)) * ring.f).sum((0, 2))
             acc.append([kcv[0::2].mean().item() / 3, kcv[1::2].mean().item() / 3, (d[:, 0::2] ** 2).mean().item(),
                         (d[:, 1::2] ** 2).mean().item()])
     acc = np.array(acc)

@@ -47,6 +47,8 @@ RUN_JSON = "run.json"
 QTB_DOS = "qtb_dos.csv"
 #: glob pattern of every :func:`qtb_fd_name` file
 QTB_FD_GLOB = "qtb_fd_*.csv"
+#: velocity autocorrelation per species, on the fly (output.vacf_every; dpqtb.md.observers.VACFObserver)
+VACF = "vacf.csv"
 
 #: exploration run directories (:mod:`dpqtb.train.explore`)
 START_STRUCTURE = "start.extxyz"

@@ -23,7 +23,7 @@ from dpqtb.md.qtb_groups import adaptation_groups
 from dpqtb.md.schedule import TemperatureSchedule
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
-from dpqtb.units import KB, MVV2E
+from dpqtb.units import EV_PER_A3_TO_GPA, KB, MVV2E
 
 
 def remove_net_impulse(impulse: torch.Tensor, masses: torch.Tensor) -> torch.Tensor:
@@ -90,6 +90,13 @@ class NoBath:
 
     def pressure_GPa(self, state: MDState) -> float:
         return state.pressure_GPa()
+
+    def pressure_tensor_GPa(self, state: MDState) -> torch.Tensor:
+        """(Σ p⊗p/m + W)/V in GPa with this bath's kinetic estimator (positive = compressive)."""
+        return (self.kinetic_tensor(state) + state.virial) / state.volume * EV_PER_A3_TO_GPA
+
+    #: copies of the cell in the conserved quantity's P₀V (a ring polymer: its P beads)
+    replicas = 1
 
     def n_dof(self, state: MDState) -> int:
         return 3 * state.n_atoms - (3 if self.zero_momentum and state.n_atoms > 1 else 0)

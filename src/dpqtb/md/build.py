@@ -18,6 +18,7 @@ from dpqtb import InputError
 from dpqtb.md.config import MDConfig, PotentialConfig, SystemConfig
 from dpqtb.md.barostat import StochasticCellRescaling
 from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
+from dpqtb.md.observers import VACFObserver
 from dpqtb.md.run import Simulation
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
 from dpqtb.structures.checks import check_min_distance
@@ -166,9 +167,11 @@ def build_potential(pot_cfg: PotentialConfig, state: MDState, base_dir: Path):
     raise InputError(f"unknown potential kind {kind!r}")  # pragma: no cover - validated earlier
 
 
-#: Keys that may change on --resume: the step target and output bookkeeping that does not touch the
-#: trajectory. Everything else is the run's physics, stored in its checkpoint.
-NOT_PHYSICS = {("md", "steps"), ("output", "directory"), ("output", "progress"), ("output", "checkpoint_every")}
+#: Keys that do not touch the trajectory: the step target and output bookkeeping (the VACF sampling may not
+#: change on --resume either: its observer's accumulators are in the checkpoint and refuse another one).
+#: Everything else is the run's physics, stored in its checkpoint.
+NOT_PHYSICS = {("md", "steps"), ("output", "directory"), ("output", "progress"), ("output", "checkpoint_every"),
+               ("output", "vacf_every"), ("output", "vacf_max_lag_fs")}
 
 
 def physics_config(cfg: MDConfig) -> dict:
@@ -314,8 +317,10 @@ def build_simulation(cfg: MDConfig, output_dir: str | Path | None = None, progre
     elif state.n_atoms > 1:
         state.zero_com_momentum()
     out = cfg.output
+    observers = [VACFObserver(out.vacf_every, out.vacf_max_lag_fs, cfg.md.timestep_fs)] if out.vacf_every else []
     return Simulation(state, integrator, output_directory(cfg, output_dir),
                       thermo_every=out.thermo_every, trajectory_every=out.trajectory_every,
                       trajectory_velocities=out.trajectory_velocities, checkpoint_every=out.checkpoint_every,
                       progress=out.progress if progress is None else progress,
-                      metadata={"config": cfg.to_dict()}, physics_config=physics_config(cfg))
+                      metadata={"config": cfg.to_dict()}, physics_config=physics_config(cfg),
+                      observers=observers)

@@ -157,6 +157,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "trajectory_velocities": (bool, False, None, ""),
         "checkpoint_every": (int, 1000, nonneg, "must be >= 0 (0: only at the end)"),
         "progress": (bool, True, None, ""),
+        "vacf_every": (int, 0, nonneg, "must be >= 0 (steps between velocity samples of vacf.csv; 0: none)"),
+        "vacf_max_lag_fs": (NUMBER, 1000.0, positive, "must be > 0 (longest lag of vacf.csv)"),
     },
 }
 
@@ -359,6 +361,8 @@ class OutputConfig(_Section):
     trajectory_velocities: bool
     checkpoint_every: int
     progress: bool
+    vacf_every: int
+    vacf_max_lag_fs: float
 
 
 _SECTIONS = {"system": SystemConfig, "potential": PotentialConfig, "md": DynamicsConfig,

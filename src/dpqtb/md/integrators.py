@@ -19,6 +19,8 @@ integration error.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -31,12 +33,35 @@ from dpqtb.md.qtb_groups import adaptation_groups  # noqa: F401 - public (QTB ad
 from dpqtb.md.schedule import TemperatureSchedule
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
-from dpqtb.units import MVV2E
+from dpqtb.units import EV_PER_A3_TO_GPA, MVV2E
 
 
 def _eval_forces(potential: Potential, state: MDState) -> None:
     out = potential(state.positions, state.cell, state.species, state.pbc)
     state.energy, state.forces, state.virial = out.energy, out.forces, out.virial
+
+
+def ring_polymer_cell_move(barostat, state: MDState, dt_fs: float, temperature_K: float) -> tuple:
+    """Stochastic cell rescaling of a ring polymer's centroids (positions and momenta) and the cell, as
+    i-PI's BZP moves only the centroid: the Jacobian is that of N particles, and the pressure is the
+    centroid-virial one with the centroid momenta's kinetic tensor, P = [Σ p̄⊗p̄/m + (1/P) Σ_j W_eff,j]/V.
+    The heat is counted in the ring polymer's units (H_P and P·P₀V); the springs do not change. Returns
+    (dε, W_eff before) for the trapezoid completed after the next force call."""
+    ring, beads = state.ring, state.ring.beads
+    kc = ring.centroid_kinetic_tensor()
+    w_eff = ring.effective_virial().detach().to("cpu", torch.float64)
+    volume = state.volume
+    p_int = (kc.detach().to("cpu", torch.float64) + w_eff / beads) / volume * EV_PER_A3_TO_GPA
+    eps = barostat.log_strain(volume, p_int, temperature_K, dt_fs)
+    a = torch.linalg.matrix_exp(eps).to(device=ring.q.device, dtype=ring.q.dtype)
+    ke_before = float(ring.bead_kinetic_energy())
+    ring.strain_centroids(a)
+    state.cell.copy_(state.cell @ a)
+    d_k = float(ring.bead_kinetic_energy()) - ke_before
+    d_u = -float((w_eff * eps).sum())
+    d_pv = beads * barostat.pressure_GPa / EV_PER_A3_TO_GPA * volume * (math.exp(float(torch.trace(eps))) - 1.0)
+    barostat.barostat_energy -= d_k + d_u + d_pv
+    return eps, w_eff
 
 
 class Integrator:
@@ -83,18 +108,37 @@ class Integrator:
 
     # ------------------------------------------------------------------ propagation
     def setup(self, state: MDState) -> None:
-        """Forces at the state's positions, then the bath and barostat (random streams, noise history)."""
+        """The bath (random streams, noise history; a ring-polymer bath creates ``state.ring``), the forces at
+        the state's positions, then the barostat."""
         self.potential.bind(state.type_map)
-        _eval_forces(self.potential, state)
         self.bath.setup(state, self.dt, self.potential)
+        self.evaluate(state)
         if self.barostat is not None:
             self.barostat.setup(state)
 
+    def evaluate(self, state: MDState) -> None:
+        """Energy, forces and virial at the state's positions (of every bead of a ring polymer, whose
+        centroid view the state then holds)."""
+        ring = state.ring
+        if ring is None:
+            _eval_forces(self.potential, state)
+        else:
+            ring.evaluate(self.potential, state)
+            ring.view(state)
+
     def kick(self, state: MDState, dt: float) -> None:
-        state.momenta.add_(state.forces, alpha=dt / MVV2E)
+        """B: p += dt F (every bead's momenta with its own force)."""
+        if state.ring is None:
+            state.momenta.add_(state.forces, alpha=dt / MVV2E)
+        else:
+            state.ring.kick(dt)
 
     def drift(self, state: MDState, dt: float) -> None:
-        state.positions.add_(state.momenta / state.masses[:, None], alpha=dt)
+        """A: x += dt p/m (a ring polymer: the exact free ring-polymer propagation, springs included)."""
+        if state.ring is None:
+            state.positions.add_(state.momenta / state.masses[:, None], alpha=dt)
+        else:
+            state.ring.free_ring(dt)
 
     def step(self, state: MDState) -> None:
         bath = self.bath
@@ -108,20 +152,40 @@ class Integrator:
             bath.o_step(state)
             self.drift(state, 0.5 * self.dt)
         if self.barostat is not None:
-            self.barostat.move(state, self.dt, bath.target_temperature(state.step), bath.kinetic_tensor(state))
-        _eval_forces(self.potential, state)
+            self._cell_move(state)
+        if state.ring is None:
+            _eval_forces(self.potential, state)
+        else:
+            state.ring.evaluate(self.potential, state)
         if self.barostat is not None:
-            self.barostat.after_forces(state)
+            self._cell_after_forces(state)
         self.kick(state, 0.5 * self.dt)
         bath.after_step(state)
+        if state.ring is not None:
+            state.ring.view(state)
         state.step += 1
         state.time_fs = state.step * self.dt
+
+    def _cell_move(self, state: MDState) -> None:
+        if state.ring is None:
+            self.barostat.move(state, self.dt, self.bath.target_temperature(state.step), self.bath.kinetic_tensor(state))
+        else:
+            self._pending = ring_polymer_cell_move(self.barostat, state, self.dt, self.bath.target_temperature(state.step))
+
+    def _cell_after_forces(self, state: MDState) -> None:
+        if state.ring is None:
+            self.barostat.after_forces(state)
+        else:
+            eps, w_before = self._pending
+            w_after = state.ring.effective_virial().detach().to("cpu", torch.float64)
+            self.barostat.barostat_energy += 0.5 * float(((w_after - w_before) * eps).sum())
+            self._pending = None
 
     # ------------------------------------------------------------------ estimators (the bath's)
     def conserved_energy(self, state: MDState) -> float:
         e = self.bath.conserved_energy(state)
-        if self.barostat is not None:
-            e += self.barostat.enthalpy_term(state) + self.barostat.barostat_energy
+        if self.barostat is not None:  # a ring polymer's enthalpy: P copies of the cell
+            e += self.bath.replicas * self.barostat.enthalpy_term(state) + self.barostat.barostat_energy
         return e
 
     def kinetic_energy(self, state: MDState) -> float:
@@ -138,10 +202,8 @@ class Integrator:
         return self.bath.pressure_GPa(state)
 
     def pressure_tensor_GPa(self, state: MDState) -> torch.Tensor:
-        """(Σ p⊗p/m + W)/V in GPa with the bath's kinetic estimator (positive = compressive)."""
-        from dpqtb.units import EV_PER_A3_TO_GPA
-
-        return (self.bath.kinetic_tensor(state) + state.virial) / state.volume * EV_PER_A3_TO_GPA
+        """The bath's pressure tensor estimator in GPa (positive = compressive)."""
+        return self.bath.pressure_tensor_GPa(state)
 
     def n_dof(self, state: MDState) -> int:
         return self.bath.n_dof(state)

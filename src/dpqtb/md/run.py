@@ -5,18 +5,18 @@ Output directory layout (file names and the thermo table: :mod:`dpqtb.rundir`):
     trajectory.extxyz     unwrapped positions (Å), cell, energy; optional velocities_A_per_fs
     qtb_fd_<species>.csv  Δ_FD(ω) diagnostic per species (QTB/adQTB)
     qtb_dos.csv           phonon DOS deconvolved from the QTB spectra (QTB/adQTB)
+    vacf.csv              velocity autocorrelation per species (output.vacf_every > 0)
     checkpoint.pt         everything needed to continue bit for bit (written atomically)
     run.json              configuration and versions
 
-A resumed run first truncates thermo.csv and trajectory.extxyz back to the byte offsets recorded
-in the checkpoint, so the outputs of an interrupted-and-resumed run are identical to those of an
+Each output is an observer (:mod:`dpqtb.md.observers`); the runner knows only their protocol. A resumed
+run first truncates thermo.csv and trajectory.extxyz back to the byte offsets recorded in the checkpoint, so the outputs of an interrupted-and-resumed run are identical to those of an
 uninterrupted one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -24,14 +24,13 @@ import platform
 import signal
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dpqtb import InputError, RunInterrupted, SimulationUnstable, __version__
 from dpqtb.md import checkpoint as checkpoint_io
 from dpqtb.md.state import MDState
-from dpqtb.rundir import (CHECKPOINT, QTB_DOS, QTB_FD_GLOB, RUN_JSON, THERMO, THERMO_COLUMNS, TRAJECTORY, ThermoRow,
-                          atomic_write_text, qtb_fd_name, read_thermo_rows, thermo_header, thermo_line)
+from dpqtb.md.observers import Observer, QTBSpectraObserver, ThermoObserver, TrajectoryObserver
+from dpqtb.rundir import (CHECKPOINT, QTB_DOS, QTB_FD_GLOB, RUN_JSON, ThermoRow, atomic_write_text, read_thermo_rows)
 from dpqtb.units import KB
 
 #: Stability bounds (see docs/config.md, "Exit status and stability guard"): the run stops when the
@@ -83,11 +82,18 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _write_table(path: Path, columns: list[str], data: np.ndarray) -> None:
-    """A CSV table (header line, values to 8 digits) written atomically."""
-    buf = io.StringIO()
-    np.savetxt(buf, data, delimiter=",", header=",".join(columns), comments="", fmt="%.8g")
-    atomic_write_text(path, buf.getvalue())
+def _upgrade_ring_polymer(ckpt: dict) -> None:
+    """A PIMD checkpoint written before the beads were state (dpqtb ≤ session 14) kept them with the
+    integrator ("q", "p"): move them to the state's ring polymer, where the integrator now finds them."""
+    integ, state = ckpt.get("integrator") or {}, ckpt.get("state") or {}
+    if "q" in integ and "p" in integ and "ring" not in state:
+        T = None
+        cfg = json.loads(ckpt["physics_config"]) if ckpt.get("physics_config") else {}
+        temps = (cfg.get("thermostat") or {}).get("temperature_K")
+        T = temps[0] if isinstance(temps, (list, tuple)) else temps
+        if T is None:
+            raise InputError("an old-format PIMD checkpoint without its config cannot be resumed; rerun with --overwrite")
+        state["ring"] = {"q": integ.pop("q"), "p": integ.pop("p"), "temperature_K": float(T)}
 
 
 class Simulation:
@@ -123,28 +129,40 @@ class Simulation:
         and output bookkeeping); stored in the checkpoint, and a resume with another one is refused.
     thermo_callback : callable, optional
         Called with every :class:`~dpqtb.rundir.ThermoRow`.
+    observers : sequence of Observer, optional
+        More observers (:mod:`dpqtb.md.observers`, e.g. :class:`~dpqtb.md.observers.VACFObserver`) after
+        the built-in ones: thermo.csv, trajectory.extxyz and, with a quantum bath, its spectra.
     """
 
     def __init__(self, state: MDState, integrator, output_dir: str | Path | None, thermo_every: int = 10,
                  trajectory_every: int = 100, trajectory_velocities: bool = False, checkpoint_every: int = 1000,
                  progress: bool = True, metadata: dict | None = None, physics_config: dict | None = None,
-                 thermo_callback=None):
+                 thermo_callback=None, observers=()):
         self.state = state
         self.integrator = integrator
         self.dir = None if output_dir is None else Path(output_dir)
-        self.thermo_every = int(thermo_every)
-        self.traj_every = int(trajectory_every)
-        self.traj_velocities = bool(trajectory_velocities)
         self.checkpoint_every = int(checkpoint_every)
         self.progress = progress
         self.metadata = metadata or {}
         self.physics_config = physics_config
-        self.thermo_callback = thermo_callback
-        self.last_thermo: ThermoRow | None = None
+        self._thermo = ThermoObserver(thermo_every, thermo_callback)
+        self.observers: list[Observer] = [self._thermo, TrajectoryObserver(trajectory_every, trajectory_velocities)]
+        bath = getattr(integrator, "bath", None)
+        if hasattr(bath, "fd_table"):  # a quantum bath: its Δ_FD spectra and phonon DOS
+            self.observers.append(QTBSpectraObserver(bath))
+        self.observers += list(observers)
+        names = [o.name for o in self.observers]
+        if len(set(names)) != len(names):
+            raise InputError(f"observers need distinct names, got {names}")
         self._setup_done = False
         self._signal: int | None = None
         self._guard: dict = {}
         self._checkpoint_step: int | None = None
+
+    @property
+    def last_thermo(self) -> ThermoRow | None:
+        """The latest thermo row (:class:`~dpqtb.rundir.ThermoRow`), None before the first."""
+        return self._thermo.last
 
     @property
     def thermo_rows(self) -> list[ThermoRow]:
@@ -157,9 +175,6 @@ class Simulation:
         return read_thermo_rows(self.dir)
 
     # ------------------------------------------------------------------ files
-    def _paths(self):
-        return self.dir / THERMO, self.dir / TRAJECTORY, self.dir / CHECKPOINT
-
     def _check_directory(self) -> None:
         """A one-line error if the output directory cannot hold the run (a file, unwritable, unreachable)."""
         d = self.dir
@@ -181,8 +196,7 @@ class Simulation:
         if self.dir is None:
             return
         self._check_directory()
-        thermo, traj, ckpt = self._paths()
-        existing = [p.name for p in (thermo, traj, ckpt) if p.exists()]
+        existing = [p.name for p in (*self._observer_files(), self.dir / CHECKPOINT) if p.exists()]
         if existing and not overwrite:
             raise InputError(f"output directory {self.dir} already holds {', '.join(existing)}; "
                              "use --resume to continue it or --overwrite to start again")
@@ -191,92 +205,52 @@ class Simulation:
         """Clear the outputs of a previous run and write the headers (after setup succeeded)."""
         if self.dir is None:
             return
-        thermo, traj, ckpt = self._paths()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            for p in (thermo, traj, ckpt):
+            for p in (*self._observer_files(), self.dir / CHECKPOINT, *self.dir.glob(QTB_FD_GLOB), self.dir / QTB_DOS):
                 if p.exists():
                     p.unlink()
-            for p in [*self.dir.glob(QTB_FD_GLOB), self.dir / QTB_DOS]:
-                if p.exists():
-                    p.unlink()
-            thermo.write_text(thermo_header(self.thermo_columns()))
             meta = {"dpqtb_version": __version__, "torch_version": torch.__version__,
                     "python": platform.python_version(), "integrator": self.integrator.name,
                     "n_atoms": self.state.n_atoms, "type_map": list(self.state.type_map), **self.metadata}
-            zn = getattr(self.integrator, "zero_momentum", getattr(self.integrator, "zero_centroid_momentum", None))
+            bath = getattr(self.integrator, "bath", None)
+            zn = getattr(bath, "zero_net_force_used", getattr(bath, "zero_momentum", None))
             if self.integrator.has_temperature and zn is not None:
                 meta["zero_net_force_used"] = bool(zn)  # the config's default (None) resolved from the potential
             atomic_write_text(self.dir / RUN_JSON, json.dumps(meta, indent=2, default=str) + "\n")
         except OSError as exc:
             raise InputError(f"cannot write to output directory {self.dir}: {exc.strerror or exc}") from None
 
+    def _observer_files(self) -> list[Path]:
+        """The files the observers own in the run directory (glob patterns expanded)."""
+        out = []
+        for o in self.observers:
+            for name in o.files:
+                out += sorted(self.dir.glob(name)) if any(c in name for c in "*?[") else [self.dir / name]
+        return out
+
     def _file_offsets(self) -> dict:
-        thermo, traj, _ = self._paths()
-        return {"thermo": thermo.stat().st_size if thermo.exists() else 0,
-                "trajectory": traj.stat().st_size if traj.exists() else 0}
+        out = {}
+        for o in self.observers:
+            out.update(o.offsets(self))
+        return out
 
     # ------------------------------------------------------------------ observables
     def thermo_columns(self) -> tuple:
         """THERMO_COLUMNS, then the integrator's own (per-species temperatures; raw QTB values)."""
-        return THERMO_COLUMNS + tuple(self.integrator.extra_thermo_columns(self.state.type_map))
+        return ThermoObserver.columns(self)
 
     def thermo_row(self) -> ThermoRow:
         """The current values of every thermo.csv column (:meth:`thermo_columns`)."""
-        s, integ = self.state, self.integrator
-        columns = self.thermo_columns()
-        ke = integ.kinetic_energy(s)  # for PIMD the centroid-virial estimator
-        pe = float(s.energy)
-        vol = s.volume if all(s.pbc) else float("nan")
-        temp = 2.0 * ke / (integ.n_dof(s) * KB)
-        extra = integ.extra_thermo(s)
-        return ThermoRow((s.step, s.time_fs, temp, integ.target_temperature(s.step), ke, pe, ke + pe,
-                          integ.conserved_energy(s), integ.pressure_GPa(s), vol,
-                          *(extra[c] for c in columns[len(THERMO_COLUMNS):])), columns)
-
-    def _write_thermo(self) -> None:
-        row = self.thermo_row()
-        self.last_thermo = row
-        if self.thermo_callback is not None:
-            self.thermo_callback(row)
-        if self.dir is not None:
-            with open(self.dir / THERMO, "a") as fh:
-                fh.write(thermo_line(row))
-
-    def _write_frame(self) -> None:
-        from ase.io import write
-
-        atoms = self.state.to_atoms(include_velocities=False)
-        atoms.info.update(step=self.state.step, time_fs=self.state.time_fs, energy_eV=float(self.state.energy))
-        if self.traj_velocities:
-            atoms.new_array("velocities_A_per_fs", self.state.velocities.detach().cpu().numpy())
-        with open(self.dir / TRAJECTORY, "a") as fh:
-            write(fh, atoms, format="extxyz")
-
-    def write_fd_files(self) -> None:
-        integ = getattr(self.integrator, "bath", self.integrator)
-        if self.dir is None or getattr(integ, "fd", None) is None or integ.fd.n_segments == 0:
-            return
-        for name, table in integ.fd_table(self.state.type_map).items():
-            cols = list(table)
-            _write_table(self.dir / qtb_fd_name(name), cols, np.column_stack([table[c] for c in cols]))
-        dos = integ.phonon_dos()
-        cols = ["freq_THz"] + [f"g_{k}_per_THz" for k in dos if k != "freq_THz"]
-        _write_table(self.dir / QTB_DOS, cols, np.column_stack(list(dos.values())))
-        for msg in integ.diagnose():
-            key = msg.split(":")[0]
-            if key not in integ.reported:
-                integ.reported.add(key)
-                import sys
-
-                print(f"dpqtb: warning: {msg}", file=sys.stderr)
+        return ThermoObserver.row(self)
 
     def _observe(self) -> None:
-        step = self.state.step
-        if step % self.thermo_every == 0:
-            self._write_thermo()
-        if self.dir is not None and self.traj_every and step % self.traj_every == 0:
-            self._write_frame()
+        for o in self.observers:
+            o.observe(self)
+
+    def _flush(self) -> None:
+        for o in self.observers:
+            o.flush(self)
 
     # ------------------------------------------------------------------ stability guard
     def _check_finite(self) -> None:
@@ -324,11 +298,12 @@ class Simulation:
     def checkpoint(self, target_steps: int) -> None:
         if self.dir is None:
             return
-        self.write_fd_files()
+        self._flush()
         ckpt = {"format": CHECKPOINT_FORMAT, "dpqtb_version": __version__, "target_steps": int(target_steps),
                 "state": self.state.tensors_state_dict(), "integrator_name": self.integrator.name,
                 "integrator": self.integrator.state_dict(), "offsets": self._file_offsets(),
                 "guard": dict(self._guard),
+                "observers": {o.name: o.state_dict() for o in self.observers if o.state_dict()},
                 "physics_config": None if self.physics_config is None else json.dumps(self.physics_config,
                                                                                       sort_keys=True),
                 "physics_sha256": physics_hash(self.physics_config)}
@@ -364,7 +339,10 @@ class Simulation:
     def _check_outputs_for_resume(self, ckpt: dict) -> None:
         """thermo.csv and trajectory.extxyz must still hold at least what the checkpoint recorded."""
         step = int(ckpt["state"]["step"])
-        for name, key in ((THERMO, "thermo"), (TRAJECTORY, "trajectory")):
+        for o in self.observers:
+            name, key = getattr(o, "filename", None), getattr(o, "offset_key", None)
+            if not name or key not in ckpt["offsets"]:
+                continue
             path, need = self.dir / name, int(ckpt["offsets"][key])
             if need == 0:
                 continue
@@ -383,16 +361,20 @@ class Simulation:
         if target < step:
             raise InputError(f"the step target {target} is below the checkpoint's step {step} in {self.dir}")
         self._check_outputs_for_resume(ckpt)
+        _upgrade_ring_polymer(ckpt)
         self.state.load_tensors_state_dict(ckpt["state"])
         self.integrator.setup(self.state)  # forces at the checkpointed positions, fresh objects
         self.integrator.load_state_dict(ckpt["integrator"])
         self._guard = dict(ckpt.get("guard") or {})
         self._checkpoint_step = self.state.step
-        for name, key in ((THERMO, "thermo"), (TRAJECTORY, "trajectory")):
-            path = self.dir / name
-            if path.exists():
-                with open(path, "r+b") as fh:
-                    fh.truncate(ckpt["offsets"][key])
+        stored = ckpt.get("observers") or {}
+        for o in self.observers:
+            if o.name in stored:
+                o.load_state_dict(stored[o.name])
+            elif o.state_dict():
+                raise InputError(f"the checkpoint in {self.dir} has no state of the {o.name!r} observer this run "
+                                 "has (added after the start?); rerun with --overwrite")
+            o.truncate(self, ckpt["offsets"])
         return target
 
     # ------------------------------------------------------------------ signals
@@ -428,7 +410,8 @@ class Simulation:
                 self._check_bounds()
                 self._prepare_fresh()
                 target = self.state.step + int(n_steps)
-                self._observe()
+                for o in self.observers:
+                    o.start(self)
                 self.checkpoint(target)  # a run that fails later can always be resumed or inspected
             warn = getattr(self.integrator, "short_run_warning", None)
             msg = warn(target - self.state.step) if warn is not None else None
@@ -450,7 +433,7 @@ class Simulation:
                 self._check_finite()
                 step = self.state.step
                 ckpt_now = bool(self.checkpoint_every) and step % self.checkpoint_every == 0
-                if step % self.thermo_every == 0 or ckpt_now or step == target:
+                if step % self._thermo.every == 0 or ckpt_now or step == target:
                     self._check_bounds()
                 self._observe()
                 if ckpt_now:

@@ -36,6 +36,9 @@ class MDState:
     forces: torch.Tensor | None = None
     virial: torch.Tensor | None = None
     extras: dict = field(default_factory=dict)
+    #: the beads of a path-integral run (:class:`dpqtb.md.ring_polymer.RingPolymer`); positions, momenta,
+    #: energy, forces and virial above are then its centroid view
+    ring: object | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -136,7 +139,8 @@ class MDState:
 
         return replace(self, positions=c(self.positions), momenta=c(self.momenta), masses=c(self.masses),
                        cell=c(self.cell), species=c(self.species), energy=c(self.energy), forces=c(self.forces),
-                       virial=c(self.virial), extras=dict(self.extras))
+                       virial=c(self.virial), extras=dict(self.extras),
+                       ring=None if self.ring is None else self.ring.copy())
 
     # ------------------------------------------------------------------ velocities
     def zero_com_momentum(self) -> None:
@@ -148,11 +152,14 @@ class MDState:
         return self.species == self.type_map.index(name)
 
     def tensors_state_dict(self) -> dict:
-        return {
+        d = {
             "positions": self.positions, "momenta": self.momenta, "masses": self.masses, "cell": self.cell,
             "species": self.species, "type_map": list(self.type_map), "pbc": list(self.pbc),
             "step": self.step, "time_fs": self.time_fs,
         }
+        if self.ring is not None:
+            d["ring"] = self.ring.state_dict()
+        return d
 
     def load_tensors_state_dict(self, d: dict) -> None:
         if list(d["type_map"]) != list(self.type_map) or d["species"].shape != self.species.shape:
@@ -162,6 +169,11 @@ class MDState:
         self.step = int(d["step"])
         self.time_fs = float(d["time_fs"])
         self.energy = self.forces = self.virial = None
+        self.ring = None
+        if d.get("ring") is not None:
+            from dpqtb.md.ring_polymer import RingPolymer
+
+            self.ring = RingPolymer.from_state_dict(d["ring"], self)
 
 
 def maxwell_boltzmann_momenta(masses: torch.Tensor, temperature_K: float, generator: torch.Generator,

@@ -1,0 +1,282 @@
+"""Observers: what a :class:`~dpqtb.md.run.Simulation` records as it runs, one component per output.
+
+An observer is called by the runner at fixed points of a run and owns its file(s) in the run directory:
+
+    start(sim)              a fresh run, after the first force call: headers, first values
+    observe(sim)            after every step (the observer decides by ``sim.state.step`` whether to act)
+    flush(sim)              at every checkpoint (and at the end): files rewritten from accumulated data
+    offsets(sim) / truncate(sim, offsets)
+                            appended files: their sizes at a checkpoint, and the cut back to them on resume
+    state_dict() / load_state_dict(d)
+                            accumulators that a resumed run needs (kept in the checkpoint)
+
+The runner itself knows only this protocol: :class:`ThermoObserver` (thermo.csv), :class:`TrajectoryObserver`
+(trajectory.extxyz), :class:`QTBSpectraObserver` (the quantum bath's Δ_FD spectra and phonon DOS) and
+:class:`VACFObserver` (velocity autocorrelation per species, on the fly) are the built-in ones; a user's
+observer is any object with these methods (derive from :class:`Observer`).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dpqtb import InputError
+from dpqtb.rundir import (QTB_DOS, QTB_FD_GLOB, THERMO, THERMO_COLUMNS, TRAJECTORY, VACF, ThermoRow,
+                          atomic_write_text, qtb_fd_name, thermo_header, thermo_line)
+from dpqtb.units import KB
+
+
+def write_table(path: Path, columns: list[str], data: np.ndarray) -> None:
+    """A CSV table (header line, values to 8 digits) written atomically."""
+    buf = io.StringIO()
+    np.savetxt(buf, data, delimiter=",", header=",".join(columns), comments="", fmt="%.8g")
+    atomic_write_text(path, buf.getvalue())
+
+
+class Observer:
+    """The observer protocol, every method a no-op (see the module docstring)."""
+
+    #: a name unique among a simulation's observers (the key of its state in the checkpoint)
+    name = "observer"
+    #: files (names or glob patterns) of the run directory this observer owns: removed on a fresh start
+    files: tuple[str, ...] = ()
+
+    def start(self, sim) -> None:
+        pass
+
+    def observe(self, sim) -> None:
+        pass
+
+    def flush(self, sim) -> None:
+        pass
+
+    def offsets(self, sim) -> dict:
+        return {}
+
+    def truncate(self, sim, offsets: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, d: dict) -> None:
+        pass
+
+
+class _AppendedFile(Observer):
+    """An observer that appends to one file: its size is recorded at checkpoints and cut back on resume."""
+
+    filename = ""
+    offset_key = ""
+
+    def offsets(self, sim) -> dict:
+        if sim.dir is None:
+            return {}
+        path = sim.dir / self.filename
+        return {self.offset_key: path.stat().st_size if path.exists() else 0}
+
+    def truncate(self, sim, offsets: dict) -> None:
+        path = sim.dir / self.filename
+        if path.exists() and self.offset_key in offsets:
+            with open(path, "r+b") as fh:
+                fh.truncate(int(offsets[self.offset_key]))
+
+
+class ThermoObserver(_AppendedFile):
+    """thermo.csv: one :class:`~dpqtb.rundir.ThermoRow` every ``every`` steps (the columns of
+    :data:`~dpqtb.rundir.THERMO_COLUMNS` and then the integrator's own); ``callback`` gets every row."""
+
+    name = "thermo"
+    filename = THERMO
+    offset_key = "thermo"
+    files = (THERMO,)
+
+    def __init__(self, every: int = 10, callback=None):
+        if int(every) < 1:
+            raise InputError(f"output.thermo_every must be >= 1, got {every}")
+        self.every = int(every)
+        self.callback = callback
+        self.last: ThermoRow | None = None
+
+    @staticmethod
+    def columns(sim) -> tuple:
+        return THERMO_COLUMNS + tuple(sim.integrator.extra_thermo_columns(sim.state.type_map))
+
+    @classmethod
+    def row(cls, sim) -> ThermoRow:
+        s, integ = sim.state, sim.integrator
+        columns = cls.columns(sim)
+        ke = integ.kinetic_energy(s)  # for PIMD the centroid-virial estimator
+        pe = float(s.energy)
+        vol = s.volume if all(s.pbc) else float("nan")
+        temp = 2.0 * ke / (integ.n_dof(s) * KB)
+        extra = integ.extra_thermo(s)
+        return ThermoRow((s.step, s.time_fs, temp, integ.target_temperature(s.step), ke, pe, ke + pe,
+                          integ.conserved_energy(s), integ.pressure_GPa(s), vol,
+                          *(extra[c] for c in columns[len(THERMO_COLUMNS):])), columns)
+
+    def start(self, sim) -> None:
+        if sim.dir is not None:
+            (sim.dir / THERMO).write_text(thermo_header(self.columns(sim)))
+        self.observe(sim)
+
+    def observe(self, sim) -> None:
+        if sim.state.step % self.every:
+            return
+        row = self.row(sim)
+        self.last = row
+        if self.callback is not None:
+            self.callback(row)
+        if sim.dir is not None:
+            with open(sim.dir / THERMO, "a") as fh:
+                fh.write(thermo_line(row))
+
+
+class TrajectoryObserver(_AppendedFile):
+    """trajectory.extxyz: unwrapped positions (Å), cell, step, time and energy every ``every`` steps
+    (0: none); with ``velocities`` also ``velocities_A_per_fs``."""
+
+    name = "trajectory"
+    filename = TRAJECTORY
+    offset_key = "trajectory"
+    files = (TRAJECTORY,)
+
+    def __init__(self, every: int = 100, velocities: bool = False):
+        self.every = int(every)
+        self.velocities = bool(velocities)
+
+    def start(self, sim) -> None:
+        self.observe(sim)
+
+    def observe(self, sim) -> None:
+        if sim.dir is None or not self.every or sim.state.step % self.every:
+            return
+        from ase.io import write
+
+        s = sim.state
+        atoms = s.to_atoms(include_velocities=False)
+        atoms.info.update(step=s.step, time_fs=s.time_fs, energy_eV=float(s.energy))
+        if self.velocities:
+            atoms.new_array("velocities_A_per_fs", s.velocities.detach().cpu().numpy())
+        with open(sim.dir / TRAJECTORY, "a") as fh:
+            write(fh, atoms, format="extxyz")
+
+
+class QTBSpectraObserver(Observer):
+    """The quantum bath's Δ_FD(ω) per adaptation group (qtb_fd_<group>.csv) and the phonon DOS deconvolved
+    from its spectra (qtb_dos.csv), rewritten at every checkpoint; the bath's diagnostics (leakage,
+    resolution) printed once each as warnings. Its accumulators belong to the bath (its ``state_dict``)."""
+
+    name = "qtb_spectra"
+    files = (QTB_FD_GLOB, QTB_DOS)
+
+    def __init__(self, bath):
+        self.bath = bath
+
+    def flush(self, sim) -> None:
+        bath = self.bath
+        if sim.dir is None or getattr(bath, "fd", None) is None or bath.fd.n_segments == 0:
+            return
+        for name, table in bath.fd_table(sim.state.type_map).items():
+            cols = list(table)
+            write_table(sim.dir / qtb_fd_name(name), cols, np.column_stack([table[c] for c in cols]))
+        dos = bath.phonon_dos()
+        cols = ["freq_THz"] + [f"g_{k}_per_THz" for k in dos if k != "freq_THz"]
+        write_table(sim.dir / QTB_DOS, cols, np.column_stack(list(dos.values())))
+        for msg in bath.diagnose():
+            key = msg.split(":")[0]
+            if key not in bath.reported:
+                bath.reported.add(key)
+                print(f"dpqtb: warning: {msg}", file=sys.stderr)
+
+
+class VACFObserver(Observer):
+    """Velocity autocorrelation per species on the fly, C_X(τ) = ⟨v_i(t)·v_i(t+τ)⟩ over the atoms i of
+    species X and every time origin t (Å²/fs²), sampled every ``every`` steps up to ``max_lag_fs``; written
+    to vacf.csv at checkpoints (columns ``lag_fs``, ``vacf_<X>_A2_per_fs2``, ``n_origins``). For a ring
+    polymer the velocities are the centroid's. Memory: one window of (max_lag/every + 1) velocity frames.
+
+    C_X(0) = 3 k_B T_X/m_X classically; its Fourier transform is the species' vibrational DOS without a
+    trajectory of velocities on disk.
+    """
+
+    name = "vacf"
+    files = (VACF,)
+
+    def __init__(self, every: int, max_lag_fs: float, dt_fs: float):
+        if int(every) < 1:
+            raise InputError(f"output.vacf_every must be >= 1, got {every}")
+        if not max_lag_fs > 0:
+            raise InputError(f"output.vacf_max_lag_fs must be > 0, got {max_lag_fs}")
+        self.every = int(every)
+        self.dt_fs = float(dt_fs)
+        self.n_lags = int(max_lag_fs // (self.every * self.dt_fs)) + 1
+        self.window: torch.Tensor | None = None  # (n_lags, N, 3): the latest samples, newest at index count % n_lags
+        self.count = 0  # samples taken
+        self.sums: np.ndarray | None = None  # (n_lags, n_species): Σ over origins of Σ_{i∈X} v_i(t)·v_i(t+τ)
+        self.origins = np.zeros(self.n_lags, dtype=np.int64)
+
+    def _species_sum(self, sim, dots: torch.Tensor) -> np.ndarray:
+        """(L, N) dot products → (L, n_species) sums per species."""
+        s = sim.state
+        out = torch.zeros(dots.shape[0], len(s.type_map), dtype=torch.float64, device=dots.device)
+        out.index_add_(1, s.species, dots.double())
+        return out.cpu().numpy()
+
+    def start(self, sim) -> None:
+        self.observe(sim)
+
+    def observe(self, sim) -> None:
+        s = sim.state
+        if s.step % self.every:
+            return
+        v = s.velocities.detach()
+        if self.window is not None and self.window.device != v.device:  # restored from a checkpoint (CPU)
+            self.window = self.window.to(device=v.device, dtype=v.dtype)
+        if self.window is None:
+            self.window = torch.zeros((self.n_lags,) + tuple(v.shape), dtype=v.dtype, device=v.device)
+            self.sums = np.zeros((self.n_lags, len(s.type_map)))
+        n = min(self.count + 1, self.n_lags)  # lags 0 .. n-1 have an origin in the window
+        slot = self.count % self.n_lags
+        self.window[slot] = v
+        idx = [(slot - lag) % self.n_lags for lag in range(n)]
+        dots = (self.window[idx] * v[None]).sum(-1)  # (n, N): v(t−τ)·v(t)
+        self.sums[:n] += self._species_sum(sim, dots)
+        self.origins[:n] += 1
+        self.count += 1
+
+    def table(self, sim) -> dict[str, np.ndarray]:
+        s = sim.state
+        counts = np.bincount(s.species.cpu().numpy(), minlength=len(s.type_map))
+        n = int((self.origins > 0).sum())
+        out = {"lag_fs": np.arange(n) * self.every * self.dt_fs}
+        for k, name in enumerate(s.type_map):
+            out[f"vacf_{name}_A2_per_fs2"] = self.sums[:n, k] / (self.origins[:n] * max(counts[k], 1))
+        out["n_origins"] = self.origins[:n].astype(float)
+        return out
+
+    def flush(self, sim) -> None:
+        if sim.dir is None or self.count == 0:
+            return
+        table = self.table(sim)
+        write_table(sim.dir / VACF, list(table), np.column_stack(list(table.values())))
+
+    def state_dict(self) -> dict:
+        return {"window": None if self.window is None else self.window.clone(), "count": self.count,
+                "sums": self.sums, "origins": self.origins.copy(), "every": self.every, "n_lags": self.n_lags}
+
+    def load_state_dict(self, d: dict) -> None:
+        if int(d["every"]) != self.every or int(d["n_lags"]) != self.n_lags:
+            raise InputError("the checkpoint's VACF sampling (vacf_every, vacf_max_lag_fs) differs from this run's")
+        self.window = d["window"]
+        self.count = int(d["count"])
+        self.sums = d["sums"]
+        self.origins = np.asarray(d["origins"], dtype=np.int64)
+
+
+__all__ = ["Observer", "ThermoObserver", "TrajectoryObserver", "QTBSpectraObserver", "VACFObserver", "write_table"]
