@@ -274,7 +274,7 @@ def _stub(spec: dict, status: str, error: str | None = None) -> dict:
 
 def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
               scheduler_file: str | None = None, serial: bool = False, progress: bool = True,
-              plots: bool = True) -> dict:
+              plots: bool = True, client=None) -> dict:
     """Run every unfinished point of ``sweep`` into ``out`` and write points.csv (and the figures).
 
     Parameters
@@ -289,6 +289,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
         Address or scheduler file of an existing Dask cluster instead of a LocalCluster.
     serial : bool
         Run the points one after the other in this process (no Dask).
+    client : dask.distributed.Client, optional
+        Submit to this client (left open) instead of making one.
     progress : bool
         A progress bar over points.
     plots : bool
@@ -339,7 +341,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
                 except DpqtbError as exc:
                     finish(s, None, exc)
         else:
-            _run_dask(todo, finish, workers, scheduler, scheduler_file)
+            _run_dask(todo, finish, workers, scheduler, scheduler_file, client)
     finally:
         bar.close()
     failed = sum(r["status"] == "failed" for r in rows.values())
@@ -374,10 +376,13 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
     return Client(cluster), cluster
 
 
-def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file) -> None:
+def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, client=None) -> None:
     from dask.distributed import as_completed
 
-    client, cluster = make_client(workers, scheduler, scheduler_file)
+    own = client is None
+    cluster = None
+    if own:
+        client, cluster = make_client(workers, scheduler, scheduler_file)
     try:
         by_key = {}
         for s in todo:
@@ -385,13 +390,16 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file) -> N
             by_key[fut.key] = (fut, s)
         for fut in as_completed([f for f, _ in by_key.values()]):
             spec = by_key[fut.key][1]
-            if fut.status == "error":
-                finish(spec, None, fut.exception())
+            try:
+                result = fut.result()  # a result lost with its worker is recomputed (read back) elsewhere
+            except Exception as exc:  # noqa: BLE001 - the point failed (unstable, bad input, KilledWorker)
+                finish(spec, None, exc)
             else:
-                finish(spec, fut.result(), None)
+                finish(spec, result, None)
             fut.release()
     finally:
-        client.close()
+        if own:
+            client.close()
         if cluster is not None:
             cluster.close()
 
