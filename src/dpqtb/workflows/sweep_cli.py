@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask scheduler (tcp://host:port)")
     g.add_argument("--scheduler-file", metavar="FILE", help="run on the Dask scheduler of this scheduler file")
     g.add_argument("--serial", action="store_true", help="run the points one after the other in this process")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the base config, e.g. --set system.supercell=[10,10,10] "
+                        "--set system.device=cuda (VALUE in TOML; repeatable; axes still win)")
     p.add_argument("--plot", metavar="DIR", help="only (re)write the figures of sweep directory DIR")
     p.add_argument("--list", action="store_true", help="print the expanded points and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -45,9 +48,9 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be >= 1")
     from dpqtb.workflows.sweep import run_sweep
-    from dpqtb.workflows.sweep_spec import load_sweep
+    from dpqtb.workflows.sweep_spec import load_sweep, parse_override
 
-    sweep = load_sweep(args.sweep)
+    sweep = load_sweep(args.sweep, overrides=dict(parse_override(s) for s in args.set))
     if args.list:
         for pt in sweep.points:
             print(pt.hash, " ".join(f"{k}={v}" for k, v in pt.axes.items()))

@@ -210,7 +210,24 @@ def _ordered_names(grids: list[dict]) -> list[str]:
     return names
 
 
-def parse_sweep(raw: dict, base_dir: str | Path = ".") -> Sweep:
+def parse_override(text: str) -> tuple[str, Any]:
+    """``section.key=VALUE`` (VALUE in TOML: ``[10, 10, 10]``, ``"cuda"``, ``0.5``) as (key, value)."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or len(key.split(".")) != 2:
+        raise InputError(f"--set {text!r}: expected section.key=VALUE (e.g. system.supercell=[10,10,10])")
+    try:
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        try:
+            return key, tomllib.loads(f'v = "{value.strip()}"')["v"]  # a bare word: a string
+        except tomllib.TOMLDecodeError:
+            raise InputError(f"--set {text!r}: VALUE is not a TOML value") from None
+
+
+def parse_sweep(raw: dict, base_dir: str | Path = ".", overrides: dict | None = None) -> Sweep:
     """Expand a sweep table into its points (each config checked; duplicates dropped).
 
     Parameters
@@ -220,6 +237,8 @@ def parse_sweep(raw: dict, base_dir: str | Path = ".") -> Sweep:
     base_dir : path
         The sweep file's folder: relative paths (``sweep.base``, ``sweep.directory``, the base config's
         files) are resolved against it (the base config's against its own folder).
+    overrides : dict, optional
+        ``section.key`` -> value written into the base config (``dpqtb sweep --set``); axes still win.
 
     Returns
     -------
@@ -253,6 +272,9 @@ def parse_sweep(raw: dict, base_dir: str | Path = ".") -> Sweep:
         base, cfg_dir = load_toml(path, what="base config"), path.resolve().parent
     else:
         base, cfg_dir = raw["base"], base_dir
+    base = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        _set_dotted(base, key, value)
     baths = raw.get("baths", {})
     if not isinstance(baths, dict) or any(k not in BATHS or not isinstance(v, dict) for k, v in baths.items()):
         raise InputError(f"sweep file: [baths.<kind>] tables must be named by a bath ({', '.join(BATHS)})")
@@ -305,9 +327,9 @@ def _make_point(base, baths, axes, cfg_dir, eq, prod, analysis, validate, physic
     return Point(h[:16], axes, raw, str(cfg_dir), eq, prod, seed, analysis)
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
     """Read and expand a sweep file (see :func:`parse_sweep`)."""
     from dpqtb.config_schema import load_toml
 
     path = Path(path)
-    return parse_sweep(load_toml(path, what="sweep"), base_dir=path.resolve().parent)
+    return parse_sweep(load_toml(path, what="sweep"), base_dir=path.resolve().parent, overrides=overrides)
