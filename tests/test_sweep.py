@@ -216,6 +216,27 @@ def test_bad_sweep_files(tmp_path, over, match):
         parse_sweep(_raw(**over), tmp_path)
 
 
+def test_set_overrides_base_config(tmp_path):
+    from dpqtb.workflows.sweep_spec import parse_override
+
+    assert parse_override("system.supercell=[3, 3, 3]") == ("system.supercell", [3, 3, 3])
+    assert parse_override("system.device=cuda") == ("system.device", "cuda")
+    sw = parse_sweep(_raw(), tmp_path, overrides=dict([parse_override("system.supercell=[2,2,2]")]))
+    assert sw.points[0].config["system"]["supercell"] == [2, 2, 2]
+    assert sw.points[0].hash != parse_sweep(_raw(), tmp_path).points[0].hash
+    with pytest.raises(InputError, match="section.key"):
+        parse_override("supercell")
+
+
+def test_plot_cli_rewrites_figures(serial):
+    from dpqtb.cli import main
+
+    png = serial / "figures" / "fig3a_energy.png"
+    png.unlink()
+    assert main(["sweep", "--plot", str(serial)]) == 0 and png.stat().st_size > 1000
+    assert (serial / "figures" / "fig3a_energy.csv").read_text().startswith("bath,pressure_GPa,temperature_K,")
+
+
 def test_cli_errors_exit_2(tmp_path):
     from dpqtb.cli import main
 
