@@ -151,12 +151,12 @@ def _fig2a(plt, groups, st, csv_path):
     finite = np.concatenate([g[np.isfinite(g)] for g in grids]) if grids else np.array([])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     im = None
-    for ax, bath, grid in zip(axes, (st["classical"], st["quantum"]), grids):
+    for ax, what, bath, grid in zip(axes, ("classical", "quantum"), (st["classical"], st["quantum"]), grids):
         im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax or 1.0)
         ax.set_xticks(range(len(temps)), [f"{t:g}" for t in temps])
         ax.set_yticks(range(len(press)), [f"{p:g}" for p in press])
         ax.set_xlabel("T (K)")
-        ax.set_title(f"{bath}" + ("" if finite.size else " (no cage data)"))
+        ax.set_title(f"{what} ({bath})" + ("" if finite.size else ": no cage data"))
     axes[0].set_ylabel("P (GPa)")
     fig.colorbar(im, ax=list(axes), label=col.replace("_deg", " (deg)"))
     _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", col], sorted(rows_csv, key=lambda r: (r[0], r[1], r[2])))
