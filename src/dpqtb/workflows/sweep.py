@@ -121,7 +121,7 @@ def _run_locked(spec: dict, d: Path, log) -> dict:
     from dpqtb.md.build import build_simulation
     from dpqtb.md.config import validate
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     where = f"{socket.gethostname()} pid {os.getpid()}"
     if not (d / POINT_JSON).exists():
         atomic_write_json(d / POINT_JSON, {k: v for k, v in spec.items() if k != "dir"}, indent=2)
@@ -140,8 +140,8 @@ def _run_locked(spec: dict, d: Path, log) -> dict:
     result = {"hash": spec["hash"], "status": "done", "axes": spec["axes"], "md_seed": spec["md_seed"],
               "n_atoms": summary["n_atoms"], "equilibration_steps": eq, "production_steps": prod,
               "observables": obs,
-              "timing": {"wall_s": wall, "md_s": t_md, "analysis_s": wall - t_md, "where": where,
-                         "resumed": resume}}
+              "timing": {"wall_s": wall, "cpu_s": time.process_time() - c0, "md_s": t_md,
+                         "analysis_s": wall - t_md, "where": where, "resumed": resume}}
     atomic_write_json(d / POINT_RESULT, result, indent=2)
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} done in {wall:.1f} s (MD {t_md:.1f} s)", flush=True)
     log.flush()
