@@ -237,6 +237,25 @@ def test_plot_cli_rewrites_figures(serial):
     assert (serial / "figures" / "fig3a_energy.csv").read_text().startswith("bath,pressure_GPa,temperature_K,")
 
 
+def test_failed_point_is_marked_and_the_others_finish(tmp_path):
+    import csv
+
+    from dpqtb.cli import main
+
+    (tmp_path / "bad.py").write_text("def energy(positions, cell, species):\n"
+                                     "    return (positions ** 2).sum() * float('nan')\n")
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(TOY.read_text().replace('directory = "../sweep_morse"', "")
+                     .replace("[axes]\npressure_GPa = [0, 10]", '[axes]\npressure_GPa = [0]')
+                     .replace("temperature_K = [100, 400]", "temperature_K = [100]")
+                     .replace('bath = ["langevin", "qtb"]', 'bath = ["langevin"]\n'
+                              '[[grid]]\n"potential.kind" = ["function"]\n"potential.function" = ["bad.py:energy"]'))
+    assert main(["sweep", str(sweep), "--serial", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    rows = list(csv.DictReader(open(tmp_path / "out" / SWEEP_POINTS_CSV)))
+    assert [r["status"] for r in rows] == ["done", "failed"] and rows[1]["error"]
+    assert "failed:" in next((tmp_path / "out" / SWEEP_POINTS_DIR / rows[1]["hash"]).glob("point.log")).read_text()
+
+
 def test_cli_errors_exit_2(tmp_path):
     from dpqtb.cli import main
 

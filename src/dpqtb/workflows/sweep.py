@@ -113,7 +113,11 @@ def run_point(spec: dict) -> dict:
         if done is not None:
             return done
         with open(d / POINT_LOG, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            return _run_locked(spec, d, log)
+            try:
+                return _run_locked(spec, d, log)
+            except Exception as exc:
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} failed: {_one_line(exc)}", flush=True)
+                raise
 
 
 def _run_locked(spec: dict, d: Path, log) -> dict:
