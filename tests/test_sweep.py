@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -85,30 +84,27 @@ def test_local_cluster_two_workers_identical_to_serial(serial, tmp_path):
 
 
 def test_worker_killed_mid_sweep_still_completes_identically(serial, tmp_path):
+    """``dpqtb sweep --scheduler ADDRESS`` on a running LocalCluster; a worker SIGKILLed by PID."""
     from dask.distributed import Client, LocalCluster
 
-    from dpqtb.workflows.sweep import run_sweep
-
-    killed = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         pids = list(client.run(os.getpid).values())
         assert len(set(pids)) == 2
-
-        def killer():
-            deadline = time.time() + 300
-            while not _finished(tmp_path) and time.time() < deadline:
-                time.sleep(0.05)
-            os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
-
-        t = threading.Thread(target=killer, daemon=True)
-        t.start()
-        res = run_sweep(load_sweep(TOY), tmp_path, client=client, progress=False, plots=False)
-        t.join(5)
+        cmd = _sweep_cmd(tmp_path, "--scheduler", cluster.scheduler_address)
+        cmd.remove("--workers"), cmd.remove("2")
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while not _finished(tmp_path) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(pids[0], signal.SIGKILL)  # mid-sweep: both workers are busy with points
+        n_done_at_kill = len(_finished(tmp_path))
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
         new_pids = set(client.run(os.getpid).values())
-    assert killed and killed[0] not in new_pids
-    assert res["failed"] == 0 and res["done"] + res["skipped"] == 8
+    assert n_done_at_kill < 8 and pids[0] not in new_pids and len(new_pids) == 2  # the nanny restarted it
+    assert "0 finished before, 8 run now, 0 failed" in stdout
     _same_as(serial, tmp_path)
 
 
