@@ -29,6 +29,7 @@ from dpqtb.entry import run_main
 _COMMAND_MODULES = (
     "dpqtb.md.cli",  # md
     "dpqtb.workflows.cli",  # demo
+    "dpqtb.workflows.sweep_cli",  # sweep
     "dpqtb.structures.cli",  # structure
     "dpqtb.dft.cli",  # label
     "dpqtb.data.cli",  # dataset

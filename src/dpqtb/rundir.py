@@ -17,6 +17,11 @@ An exploration run directory (``dpqtb explore``, :mod:`dpqtb.train.explore`) add
 ``model_devi.csv`` (the ensemble deviation of its frames); the exploration writes ``explore.json``
 and ``explore.md`` next to its ``runs/``.
 
+A sweep directory (``dpqtb sweep``, :mod:`dpqtb.workflows.sweep`) holds ``points.csv`` (one row per
+point), ``sweep.json`` (the expanded sweep), ``figures/`` and ``points/<hash>/``: one MD run directory
+per point, named by the hash of its config, with ``point.json`` (its spec), ``result.json`` (its
+observables; present only when the point is finished), ``point.log`` and ``point.lock``.
+
 Atomic writers (:func:`atomic_open`, :func:`atomic_write_text`, :func:`atomic_write_bytes`,
 :func:`atomic_write_json`): the data go to a temporary file in the destination's directory, are
 flushed and fsynced, and the file is renamed over the destination (``os.replace``), so a reader or
@@ -58,6 +63,19 @@ MODEL_DEVI_CSV = "model_devi.csv"
 #: the exploration's report, next to its ``runs/``
 EXPLORE_REPORT = "explore.json"
 EXPLORE_MARKDOWN = "explore.md"
+
+#: sweep directories (``dpqtb sweep``, :mod:`dpqtb.workflows.sweep`): DIR/points.csv, DIR/sweep.json,
+#: DIR/points/<hash>/ (an MD run directory plus point.json, result.json, point.log, point.lock),
+#: DIR/figures/
+SWEEP_POINTS_CSV = "points.csv"
+SWEEP_JSON = "sweep.json"
+SWEEP_POINTS_DIR = "points"
+SWEEP_FIGURES_DIR = "figures"
+POINT_JSON = "point.json"
+POINT_RESULT = "result.json"
+POINT_LOG = "point.log"
+POINT_LOCK = "point.lock"
+POINT_ANALYSIS_DIR = "analysis"
 
 
 def qtb_fd_name(group: str) -> str:

@@ -1,0 +1,409 @@
+"""``dpqtb sweep``: P–T (and bath, seed, size) sweeps of MD points, one Dask task per point.
+
+Each point (:mod:`dpqtb.workflows.sweep_spec`) runs in ``DIR/points/<hash>/``, an ordinary ``dpqtb md``
+run directory: equilibration and production are one run of ``equilibration_steps + production_steps``
+steps whose first part is left out of every average; then :func:`dpqtb.analysis.pipeline.analyze`
+on the production frames and block averages of the production thermo rows give the point's
+observables, written to ``result.json`` (atomically, last: a point with a ``result.json`` is done).
+
+Nothing is lost, nothing done twice:
+
+* a point with a ``result.json`` of its hash is never run again (the client does not even submit it);
+* a point with a checkpoint resumes from it (bitwise, :meth:`dpqtb.md.run.Simulation.run`), so a
+  point whose worker was killed reruns on another worker and writes the same bytes: its seed comes
+  from its hash, and torch runs single-threaded inside a task;
+* ``point.lock`` (an exclusive ``flock``, released by the OS when its holder dies) keeps two tasks
+  from ever writing one point directory at once;
+* the client alone writes ``DIR/points.csv``, atomically, after every finished point, with the rows in
+  the sweep's expansion order (so its bytes do not depend on which worker finished first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dpqtb import DpqtbError, InputError
+from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT,
+                          SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text,
+                          read_thermo)
+from dpqtb.workflows.sweep_spec import Sweep
+
+#: the observables of every point, in points.csv order (per-species columns follow, see :func:`csv_columns`)
+OBSERVABLES = (
+    "T_kin_K", "T_kin_K_err", "E_per_3NkB_K", "E_per_3NkB_K_err",
+    "P_mean_GPa", "P_mean_GPa_err", "P_target_GPa", "P_dev_GPa", "V_A3", "V_A3_err",
+    "a_A", "a_A_err", "b_A", "b_A_err", "c_A", "c_A_err",
+    "theta_frames_deg", "theta_frames_deg_err", "distortion_frames_deg", "distortion_frames_deg_err",
+    "face_spread_frames_deg", "face_max_frames_deg", "face_max_frames_deg_err", "face_min_frames_deg",
+    "face_min_frames_deg_err", "theta_avg_deg", "distortion_avg_deg", "face_spread_avg_deg", "face_max_avg_deg",
+    "face_min_avg_deg", "T_zero_K", "T_zero_source")
+#: θ statistics of dpqtb.analysis (AngleStats field) -> points.csv name stem
+_CAGE = {"theta_mean_deg": "theta", "deviation_mean_deg": "distortion", "theta_std_deg": "face_spread",
+         "face_max_mean_deg": "face_max", "face_min_mean_deg": "face_min"}
+_THETA_CSV = "theta.csv"  # written by dpqtb.analysis (CageAngle)
+NAN = float("nan")
+
+
+# ------------------------------------------------------------------------------------ one point
+def _blocks(x: np.ndarray, n: int) -> tuple[float, float]:
+    """Mean of ``x`` and its standard error from ``n`` contiguous blocks (NaN without data)."""
+    x = np.asarray(x, dtype=float)
+    if len(x) == 0 or not np.all(np.isfinite(x)):
+        return NAN, NAN
+    n = max(2, min(n, len(x)))
+    means = np.array([b.mean() for b in np.array_split(x, n)])
+    return float(means.mean()), float(means.std(ddof=1) / math.sqrt(n))
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive flock on ``path`` for the block (released by the OS if the holder dies)."""
+    import fcntl
+
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_result(point_dir: Path, point_hash: str) -> dict | None:
+    """The finished point's result.json, or None (absent, unreadable, another hash)."""
+    path = Path(point_dir) / POINT_RESULT
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return res if res.get("hash") == point_hash and res.get("status") == "done" else None
+
+
+def run_point(spec: dict) -> dict:
+    """Run, resume or skip one point; returns its result (the content of result.json).
+
+    The Dask task of a sweep (also called in-process by ``--serial``).  Idempotent: a finished point
+    is read back, an interrupted one continues from its checkpoint.
+
+    Parameters
+    ----------
+    spec : dict
+        :meth:`dpqtb.workflows.sweep_spec.Point.spec`.
+
+    Returns
+    -------
+    dict
+        ``hash``, ``status`` ("done"), ``axes``, ``md_seed``, ``n_atoms``, ``observables``, ``timing``.
+    """
+    import torch
+
+    torch.set_num_threads(1)  # bitwise-reproducible reductions, one core per point
+    d = Path(spec["dir"])
+    d.mkdir(parents=True, exist_ok=True)
+    with _locked(d / POINT_LOCK):
+        done = read_result(d, spec["hash"])
+        if done is not None:
+            return done
+        with open(d / POINT_LOG, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            try:
+                return _run_locked(spec, d, log)
+            except Exception as exc:
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} failed: {_one_line(exc)}", flush=True)
+                raise
+
+
+def _run_locked(spec: dict, d: Path, log) -> dict:
+    from dpqtb.analysis.pipeline import analyze
+    from dpqtb.md.build import build_simulation
+    from dpqtb.md.config import validate
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    where = f"{socket.gethostname()} pid {os.getpid()}"
+    if not (d / POINT_JSON).exists():
+        atomic_write_json(d / POINT_JSON, {k: v for k, v in spec.items() if k != "dir"}, indent=2)
+    cfg = validate(spec["config"], base_dir=spec["base_dir"])
+    eq, prod = spec["equilibration_steps"], spec["production_steps"]
+    resume = (d / CHECKPOINT).is_file()
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {'resume' if resume else 'start'} on {where}", flush=True)
+    sim = build_simulation(cfg, output_dir=d, progress=False)
+    sim.run(eq + prod, resume=resume, overwrite=not resume)
+    t_md = time.perf_counter() - t0
+    a = spec["analysis"]
+    start = eq // cfg.output.trajectory_every
+    summary = analyze(d, d / POINT_ANALYSIS_DIR, start=start, plots=False, metal=a["metal"], hydrogen=a["hydrogen"])
+    obs = point_observables(d, cfg, eq, a["blocks"], summary)
+    wall = time.perf_counter() - t0
+    result = {"hash": spec["hash"], "status": "done", "axes": spec["axes"], "md_seed": spec["md_seed"],
+              "n_atoms": summary["n_atoms"], "equilibration_steps": eq, "production_steps": prod,
+              "observables": obs,
+              "timing": {"wall_s": wall, "cpu_s": time.process_time() - c0, "md_s": t_md,
+                         "analysis_s": wall - t_md, "where": where, "resumed": resume}}
+    atomic_write_json(d / POINT_RESULT, result, indent=2)
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} done in {wall:.1f} s (MD {t_md:.1f} s)", flush=True)
+    log.flush()
+    return result
+
+
+def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict) -> dict:
+    """The observables of one finished point: production averages with block errors (NaN where
+    an observable does not apply, e.g. the cage angle of a non-clathrate).
+
+    Parameters
+    ----------
+    run_dir : path
+        The point's run directory.
+    cfg : MDConfig
+        Its config.
+    eq : int
+        Equilibration steps (rows and frames before it are left out).
+    blocks : int
+        Blocks for the standard errors.
+    summary : dict
+        :func:`dpqtb.analysis.pipeline.analyze`'s summary of the production frames.
+
+    Returns
+    -------
+    dict
+        :data:`OBSERVABLES` plus ``T_<X>_K``/``T_<X>_K_err`` per species and ``T_zero_<X>_K``.
+    """
+    from dpqtb.analysis.trajectory import Trajectory
+    from dpqtb.units import KB
+
+    th = read_thermo(run_dir)
+    n_atoms = int(summary["n_atoms"])
+    prod = th["step"] > eq
+    out: dict = {}
+    out["T_kin_K"], out["T_kin_K_err"] = _blocks(th["temperature_K"][prod], blocks)
+    e_ref = float(th["potential_eV"][0])  # the starting structure's static energy (step 0)
+    e = (th["total_eV"][prod] - e_ref) / (3 * n_atoms * KB)
+    out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = _blocks(e, blocks)
+    out["P_mean_GPa"], out["P_mean_GPa_err"] = _blocks(th["pressure_GPa"][prod], blocks)
+    target = cfg.barostat.pressure_GPa if cfg.barostat.enabled else NAN
+    out["P_target_GPa"] = float(target)
+    out["P_dev_GPa"] = out["P_mean_GPa"] - float(target)
+    out["V_A3"], out["V_A3_err"] = _blocks(th["volume_A3"][prod], blocks)
+    sc = np.asarray(cfg.system.supercell, dtype=float)
+    lengths = np.array([np.linalg.norm(f.cell, axis=1) / sc
+                        for f in Trajectory(run_dir, start=eq // cfg.output.trajectory_every)])
+    for k, name in enumerate("abc"):
+        out[f"{name}_A"], out[f"{name}_A_err"] = _blocks(lengths[:, k], blocks)
+    _cage(out, run_dir, summary, blocks)
+    _t_zero(out, summary)
+    for sp in summary.get("species", {}):
+        col = f"temperature_{sp}_K"
+        out[f"T_{sp}_K"], out[f"T_{sp}_K_err"] = _blocks(th[col][prod], blocks) if col in th else (NAN, NAN)
+    return out
+
+
+def _cage(out: dict, run_dir: Path, summary: dict, blocks: int) -> None:
+    cage = summary.get("cage_angle") or {}
+    frames, avg = cage.get("frames_mean") or {}, cage.get("time_averaged_structure") or {}
+    per = {}
+    path = run_dir / POINT_ANALYSIS_DIR / _THETA_CSV
+    if frames and path.exists():
+        tab = np.genfromtxt(path, delimiter=",", names=True)
+        per = {k: np.atleast_1d(tab[k]) for k in _CAGE if k in tab.dtype.names}
+    for key, stem in _CAGE.items():
+        if stem == "face_spread":
+            out[f"{stem}_frames_deg"] = float(frames.get(key, NAN))
+        elif key in per:
+            out[f"{stem}_frames_deg"], out[f"{stem}_frames_deg_err"] = _blocks(per[key], blocks)
+        else:
+            out[f"{stem}_frames_deg"], out[f"{stem}_frames_deg_err"] = NAN, NAN
+        out[f"{stem}_avg_deg"] = float(avg.get(key, NAN)) if "error" not in avg else NAN
+
+
+def _t_zero(out: dict, summary: dict) -> None:
+    """T_zero: the engine's deconvolved DOS for QTB/adQTB, the trajectory's VDOS for classical runs."""
+    src, tz = "", {}
+    if "T_zero_K" in (summary.get("vdos_qtb") or {}):
+        src, tz = "qtb_dos", summary["vdos_qtb"]["T_zero_K"]
+    elif "T_zero_K" in (summary.get("vdos") or {}):
+        src, tz = "vdos", summary["vdos"]["T_zero_K"]
+    out["T_zero_K"] = float(tz.get("total", NAN))
+    out["T_zero_source"] = src
+    for sp in summary.get("species", {}):
+        out[f"T_zero_{sp}_K"] = float(tz.get(sp, NAN))
+
+
+# ------------------------------------------------------------------------------------ points.csv
+def csv_columns(axis_names: list[str], rows: list[dict]) -> list[str]:
+    """The columns of points.csv: hash, status, the axes, the point's numbers, :data:`OBSERVABLES`,
+    the per-species columns of every species in the sweep, ``error``."""
+    species = sorted({k for r in rows for k in (r.get("observables") or {}) if k not in OBSERVABLES})
+    return ["hash", "status", *axis_names, "md_seed", "n_atoms", "equilibration_steps", "production_steps",
+            *OBSERVABLES, *species, "error"]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.10g}"
+    if isinstance(v, (list, tuple)):
+        return "x".join(_fmt(x) for x in v)
+    s = str(v)
+    return f'"{s}"' if ("," in s or '"' in s) else s
+
+
+def points_csv(axis_names: list[str], rows: list[dict]) -> str:
+    """The text of points.csv for ``rows`` (results of finished points, stubs of the others)."""
+    cols = csv_columns(axis_names, rows)
+    lines = [",".join(cols)]
+    for r in rows:
+        obs = r.get("observables") or {}
+        vals = {**{a: r["axes"].get(a) for a in axis_names}, **obs, "hash": r["hash"], "status": r["status"],
+                "md_seed": r.get("md_seed"), "n_atoms": r.get("n_atoms"), "error": r.get("error"),
+                "equilibration_steps": r.get("equilibration_steps"), "production_steps": r.get("production_steps")}
+        lines.append(",".join(_fmt(vals.get(c)) for c in cols))
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------ the sweep
+def _stub(spec: dict, status: str, error: str | None = None) -> dict:
+    return {"hash": spec["hash"], "status": status, "axes": spec["axes"], "md_seed": spec["md_seed"],
+            "equilibration_steps": spec["equilibration_steps"], "production_steps": spec["production_steps"],
+            "error": error}
+
+
+def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
+              scheduler_file: str | None = None, serial: bool = False, progress: bool = True,
+              plots: bool = True, client=None) -> dict:
+    """Run every unfinished point of ``sweep`` into ``out`` and write points.csv (and the figures).
+
+    Parameters
+    ----------
+    sweep : Sweep
+        :func:`dpqtb.workflows.sweep_spec.load_sweep`.
+    out : path
+        The sweep directory.
+    workers : int, optional
+        Worker processes of the LocalCluster (one thread each; default: one per core).
+    scheduler, scheduler_file : str, optional
+        Address or scheduler file of an existing Dask cluster instead of a LocalCluster.
+    serial : bool
+        Run the points one after the other in this process (no Dask).
+    client : dask.distributed.Client, optional
+        Submit to this client (left open) instead of making one.
+    progress : bool
+        A progress bar over points.
+    plots : bool
+        Write the figures at the end.
+
+    Returns
+    -------
+    dict
+        ``n_points``, ``skipped`` (finished before), ``done``, ``failed``, ``wall_s``, ``points_csv``.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out).resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create sweep directory {out}: {exc.strerror or exc}") from None
+    t0 = time.perf_counter()
+    specs = [p.spec(out / SWEEP_POINTS_DIR / p.hash) for p in sweep.points]
+    atomic_write_json(out / SWEEP_JSON, {"source": sweep.source, "axes": sweep.axis_names, "plots": sweep.plots,
+                                         "points": [{"hash": s["hash"], "axes": s["axes"]} for s in specs]},
+                      indent=2)
+    rows = {}
+    for s in specs:
+        rows[s["hash"]] = read_result(Path(s["dir"]), s["hash"]) or _stub(s, "pending")
+    todo = [s for s in specs if rows[s["hash"]]["status"] != "done"]
+    skipped = len(specs) - len(todo)
+
+    def write() -> None:
+        atomic_write_text(out / SWEEP_POINTS_CSV, points_csv(sweep.axis_names, [rows[s["hash"]] for s in specs]))
+
+    write()
+    bar = tqdm(total=len(specs), initial=skipped, unit="point", desc="sweep", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr)
+
+    def finish(spec: dict, result: dict | None, error: BaseException | None) -> None:
+        rows[spec["hash"]] = result if error is None else _stub(spec, "failed", _one_line(error))
+        write()
+        bar.update(1)
+
+    try:
+        if not todo:
+            pass
+        elif serial:
+            for s in todo:
+                try:
+                    finish(s, run_point(s), None)
+                except DpqtbError as exc:
+                    finish(s, None, exc)
+        else:
+            _run_dask(todo, finish, workers, scheduler, scheduler_file, client)
+    finally:
+        bar.close()
+    failed = sum(r["status"] == "failed" for r in rows.values())
+    if plots:
+        from dpqtb.workflows.sweep_plots import plot_sweep
+
+        plot_sweep(out)
+    return {"n_points": len(specs), "skipped": skipped, "done": len(todo) - failed, "failed": failed,
+            "wall_s": time.perf_counter() - t0, "points_csv": str(out / SWEEP_POINTS_CSV)}
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: " + " ".join(str(exc).split())
+
+
+def make_client(workers: int | None = None, scheduler: str | None = None, scheduler_file: str | None = None):
+    """A Dask client: of an existing scheduler, else of a new LocalCluster with ``workers`` single-threaded
+    worker processes (default: one per core).  Returns ``(client, cluster or None)``."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("dpqtb sweep needs dask[distributed] (pip install 'dask[distributed]'), "
+                         "or run with --serial") from None
+    if scheduler_file:
+        return Client(scheduler_file=scheduler_file), None
+    if scheduler:
+        return Client(scheduler), None
+    n = workers or os.cpu_count() or 1
+    if n < 1:
+        raise InputError("--workers must be >= 1")
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, client=None) -> None:
+    from dask.distributed import as_completed
+
+    own = client is None
+    cluster = None
+    if own:
+        client, cluster = make_client(workers, scheduler, scheduler_file)
+    try:
+        by_key = {}
+        for s in todo:
+            fut = client.submit(run_point, s, pure=False, key=f"point-{s['hash']}")
+            by_key[fut.key] = (fut, s)
+        for fut in as_completed([f for f, _ in by_key.values()]):
+            spec = by_key[fut.key][1]
+            try:
+                result = fut.result()  # a result lost with its worker is recomputed (read back) elsewhere
+            except Exception as exc:  # noqa: BLE001 - the point failed (unstable, bad input, KilledWorker)
+                finish(spec, None, exc)
+            else:
+                finish(spec, result, None)
+            fut.release()
+    finally:
+        if own:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+

@@ -1,0 +1,260 @@
+"""``dpqtb sweep`` (issue 24) on the shipped toy sweep examples/sweep_morse.toml (8 Morse points):
+
+* the points run serially in this process are the reference (module fixture);
+* a real LocalCluster with 2 worker processes gives identical points.csv and identical bytes of every
+  point's thermo.csv and trajectory.extxyz;
+* one worker killed by PID (SIGKILL) after the first point finished: the sweep still completes, with
+  identical results;
+* the client (``dpqtb sweep`` subprocess) killed after a point finished and the command re-run: the
+  finished points are not recomputed (their files keep bytes and mtimes), the result is identical, and
+  a third run recomputes nothing;
+* an interrupted point resumes from its checkpoint and gives the uninterrupted bytes;
+* the sweep file's expansion: hashes, seeds, duplicates, errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dpqtb import InputError
+from dpqtb.rundir import POINT_RESULT, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, THERMO, TRAJECTORY
+from dpqtb.workflows.sweep_spec import load_sweep, parse_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = ROOT / "examples" / "sweep_morse.toml"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+OUTPUTS = (THERMO, TRAJECTORY, POINT_RESULT)
+
+
+def _finished(out: Path) -> list[Path]:
+    return sorted(p.parent for p in (out / SWEEP_POINTS_DIR).glob(f"*/{POINT_RESULT}"))
+
+
+def _same_as(ref: Path, out: Path) -> None:
+    assert (out / SWEEP_POINTS_CSV).read_text() == (ref / SWEEP_POINTS_CSV).read_text()
+    points = sorted(p.name for p in (ref / SWEEP_POINTS_DIR).iterdir())
+    assert sorted(p.name for p in (out / SWEEP_POINTS_DIR).iterdir()) == points
+    for h in points:
+        for name in (THERMO, TRAJECTORY):
+            assert (out / SWEEP_POINTS_DIR / h / name).read_bytes() == (ref / SWEEP_POINTS_DIR / h / name).read_bytes(), (h, name)
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    from dpqtb.workflows.sweep import run_sweep
+
+    out = tmp_path_factory.mktemp("serial")
+    res = run_sweep(load_sweep(TOY), out, serial=True, progress=False)
+    assert res["n_points"] == 8 and res["done"] == 8 and res["failed"] == 0
+    return out
+
+
+def test_toy_sweep_serial_points_csv(serial):
+    import csv
+
+    rows = list(csv.DictReader(open(serial / SWEEP_POINTS_CSV)))
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"done"}
+    assert {r["bath"] for r in rows} == {"langevin", "qtb"}
+    for r in rows:
+        assert abs(float(r["T_kin_K"]) - float(r["temperature_K"])) < 0.3 * float(r["temperature_K"]) + 60
+        assert abs(float(r["P_mean_GPa"]) - float(r["pressure_GPa"])) < 6  # the pressure check (32 atoms)
+        assert float(r["a_A"]) > 3.5 and float(r["E_per_3NkB_K_err"]) > 0
+        assert r["theta_avg_deg"] == "nan"  # no cage in fcc Cu: NaN, not an error
+        assert float(r["T_zero_K"]) > 0 and r["T_zero_source"] == ("qtb_dos" if r["bath"] == "qtb" else "vdos")
+        assert "T_Cu_K" in r
+    figs = sorted(p.name for p in (serial / "figures").iterdir())
+    assert figs == sorted(f"{n}.{e}" for n in ("fig2a_distortion", "fig2b_face_angles", "fig3a_energy",
+                                               "fig3b_t_zero") for e in ("png", "csv"))
+
+
+def test_local_cluster_two_workers_identical_to_serial(serial, tmp_path):
+    from dpqtb.workflows.sweep import run_sweep
+
+    res = run_sweep(load_sweep(TOY), tmp_path, workers=2, progress=False, plots=False)
+    assert res["done"] == 8 and res["failed"] == 0
+    _same_as(serial, tmp_path)
+
+
+def test_worker_killed_mid_sweep_still_completes_identically(serial, tmp_path):
+    """``dpqtb sweep --scheduler ADDRESS`` on a running LocalCluster; a worker SIGKILLed by PID."""
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+        assert len(set(pids)) == 2
+        cmd = _sweep_cmd(tmp_path, "--scheduler", cluster.scheduler_address)
+        cmd.remove("--workers"), cmd.remove("2")
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while not _finished(tmp_path) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(pids[0], signal.SIGKILL)  # mid-sweep: both workers are busy with points
+        n_done_at_kill = len(_finished(tmp_path))
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        new_pids = set(client.run(os.getpid).values())
+    assert n_done_at_kill < 8 and pids[0] not in new_pids and len(new_pids) == 2  # the nanny restarted it
+    assert "0 finished before, 8 run now, 0 failed" in stdout
+    _same_as(serial, tmp_path)
+
+
+def _sweep_cmd(out: Path, *extra) -> list[str]:
+    return [sys.executable, "-m", "dpqtb.cli", "sweep", str(TOY), "--out", str(out), "--workers", "2",
+            "--no-progress", *extra]
+
+
+def _snapshot(dirs: list[Path]) -> dict:
+    return {(d.name, n): ((d / n).stat().st_mtime_ns, (d / n).read_bytes()) for d in dirs for n in OUTPUTS}
+
+
+def test_client_killed_then_rerun_recomputes_nothing_finished(serial, tmp_path):
+    proc = subprocess.Popen(_sweep_cmd(tmp_path), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while len(_finished(tmp_path)) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGKILL)  # the client only (its worker processes follow their parent)
+    proc.wait()
+    finished = _finished(tmp_path)
+    assert 2 <= len(finished) < 8
+    before = _snapshot(finished)
+    time.sleep(0.05)
+    rerun = subprocess.run(_sweep_cmd(tmp_path), env=ENV, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(finished)} finished before, {8 - len(finished)} run now" in rerun.stdout
+    assert _snapshot(finished) == before  # not recomputed: same bytes, same mtimes
+    _same_as(serial, tmp_path)
+    everything = _snapshot(_finished(tmp_path))
+    again = subprocess.run(_sweep_cmd(tmp_path), env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "8 finished before, 0 run now" in again.stdout, again.stderr
+    assert _snapshot(_finished(tmp_path)) == everything
+    with pytest.raises(ProcessLookupError):  # the killed client's process group is gone
+        os.killpg(proc.pid, 0)
+
+
+def test_interrupted_point_resumes_from_checkpoint(serial, tmp_path):
+    from dpqtb.md.build import build_simulation
+    from dpqtb.md.config import validate
+    from dpqtb.workflows.sweep import run_point
+
+    pt = load_sweep(TOY).points[3]  # a QTB point
+    spec = pt.spec(tmp_path / pt.hash)
+    cfg = validate(pt.config, base_dir=pt.base_dir)
+    build_simulation(cfg, output_dir=tmp_path / pt.hash, progress=False).run(120)  # stopped at step 120
+    res = run_point(spec)
+    assert res["timing"]["resumed"] is True
+    for name in (THERMO, TRAJECTORY):
+        assert (tmp_path / pt.hash / name).read_bytes() == (serial / SWEEP_POINTS_DIR / pt.hash / name).read_bytes()
+    mtime = (tmp_path / pt.hash / POINT_RESULT).stat().st_mtime_ns
+    again = run_point(spec)  # finished: read back, not rerun
+    assert json.dumps(again) == json.dumps(res) and (tmp_path / pt.hash / POINT_RESULT).stat().st_mtime_ns == mtime
+
+
+# ------------------------------------------------------------------------------------ the sweep file
+BASE = {"system": {"structure": "builtin:fcc", "element": "Cu", "lattice_A": 3.61},
+        "potential": {"kind": "morse", "D_eV": 0.3429, "a_per_A": 1.3588, "r0_A": 2.866, "cutoff_A": 5.0},
+        "md": {"timestep_fs": 2.0, "steps": 0, "seed": 3},
+        "thermostat": {"damp_fs": 100.0}, "output": {"thermo_every": 5, "trajectory_every": 5}}
+
+
+def _raw(**over):
+    raw = {"sweep": {"equilibration_steps": 10, "production_steps": 100, "blocks": 2}, "base": BASE,
+           "axes": {"temperature_K": [100, 200], "bath": ["langevin", "qtb"]}}
+    raw.update(over)
+    return raw
+
+
+def test_expansion_hashes_seeds_and_grids(tmp_path):
+    sw = parse_sweep(_raw(grid=[{"bath": ["adqtb"], "temperature_K": [100]},
+                                {"bath": ["qtb"], "temperature_K": [100]}]), tmp_path)  # the 2nd: a duplicate
+    assert len(sw.points) == 5 and sw.axis_names == ["temperature_K", "bath"]
+    assert [p.axes["bath"] for p in sw.points] == ["langevin", "qtb", "langevin", "qtb", "adqtb"]
+    again = parse_sweep(_raw(), tmp_path)
+    assert [p.hash for p in again.points] == [p.hash for p in sw.points[:4]]  # stable
+    assert len({p.md_seed for p in sw.points}) == 5  # seeds from the point
+    assert all(p.config["md"]["seed"] == p.md_seed for p in sw.points)
+    more = parse_sweep(_raw(sweep={"equilibration_steps": 10, "production_steps": 200, "blocks": 2}), tmp_path)
+    assert not {p.hash for p in more.points} & {p.hash for p in again.points}  # steps are part of a point
+
+
+def test_expansion_named_and_dotted_axes(tmp_path):
+    sw = parse_sweep(_raw(axes={"pressure_GPa": [0, 5], "seed": [1, 2], "supercell": [[1, 1, 1]],
+                                "thermostat.damp_fs": [50.0], "bath": ["pimd"], "temperature_K": [300]},
+                          baths={"pimd": {"beads": 2}}), tmp_path)
+    assert len(sw.points) == 4
+    assert sw.axis_names == ["pressure_GPa", "temperature_K", "bath", "seed", "supercell", "thermostat.damp_fs"]
+    c = sw.points[-1].config
+    assert c["barostat"]["pressure_GPa"] == 5 and c["thermostat"]["beads"] == 2 and c["thermostat"]["damp_fs"] == 50.0
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"axes": {"temperature_K": 300}}, "non-empty list"),
+    ({"axes": {"bath": ["quantum"]}}, "unknown bath"),
+    ({"axes": {"colour": [1]}}, "unknown axis"),
+    ({"axes": {"temperature_K": [-5]}}, "sweep point"),
+    ({"sweep": {"production_steps": 100}}, "equilibration_steps"),
+    ({"sweep": {"equilibration_steps": 7, "production_steps": 100}}, "multiple"),
+    ({"extra": {}}, "unknown table"),
+])
+def test_bad_sweep_files(tmp_path, over, match):
+    with pytest.raises(InputError, match=match):
+        parse_sweep(_raw(**over), tmp_path)
+
+
+def test_set_overrides_base_config(tmp_path):
+    from dpqtb.workflows.sweep_spec import parse_override
+
+    assert parse_override("system.supercell=[3, 3, 3]") == ("system.supercell", [3, 3, 3])
+    assert parse_override("system.device=cuda") == ("system.device", "cuda")
+    sw = parse_sweep(_raw(), tmp_path, overrides=dict([parse_override("system.supercell=[2,2,2]")]))
+    assert sw.points[0].config["system"]["supercell"] == [2, 2, 2]
+    assert sw.points[0].hash != parse_sweep(_raw(), tmp_path).points[0].hash
+    with pytest.raises(InputError, match="section.key"):
+        parse_override("supercell")
+
+
+def test_plot_cli_rewrites_figures(serial):
+    from dpqtb.cli import main
+
+    png = serial / "figures" / "fig3a_energy.png"
+    png.unlink()
+    assert main(["sweep", "--plot", str(serial)]) == 0 and png.stat().st_size > 1000
+    assert (serial / "figures" / "fig3a_energy.csv").read_text().startswith("bath,pressure_GPa,temperature_K,")
+
+
+def test_failed_point_is_marked_and_the_others_finish(tmp_path):
+    import csv
+
+    from dpqtb.cli import main
+
+    (tmp_path / "bad.py").write_text("def energy(positions, cell, species):\n"
+                                     "    return (positions ** 2).sum() * float('nan')\n")
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(TOY.read_text().replace('directory = "../sweep_morse"', "")
+                     .replace("[axes]\npressure_GPa = [0, 10]", '[axes]\npressure_GPa = [0]')
+                     .replace("temperature_K = [100, 400]", "temperature_K = [100]")
+                     .replace('bath = ["langevin", "qtb"]', 'bath = ["langevin"]\n'
+                              '[[grid]]\n"potential.kind" = ["function"]\n"potential.function" = ["bad.py:energy"]'))
+    assert main(["sweep", str(sweep), "--serial", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    rows = list(csv.DictReader(open(tmp_path / "out" / SWEEP_POINTS_CSV)))
+    assert [r["status"] for r in rows] == ["done", "failed"] and rows[1]["error"]
+    assert "failed:" in next((tmp_path / "out" / SWEEP_POINTS_DIR / rows[1]["hash"]).glob("point.log")).read_text()
+
+
+def test_cli_errors_exit_2(tmp_path):
+    from dpqtb.cli import main
+
+    assert main(["sweep"]) == 2
+    assert main(["sweep", "--plot", str(tmp_path)]) == 2  # no points.csv
+    assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
