@@ -28,7 +28,6 @@ from dpqtb import InputError
 from dpqtb.md.baths import (NoBath, QTBBath, WhiteNoiseBath, remove_net_impulse,  # noqa: F401 - public
                             resolve_zero_net_force)
 from dpqtb.md.barostat import CELL_COLUMNS, cell_thermo  # noqa: F401 - public
-from dpqtb.md.qtb import DEFAULT_ADAPT_EPS, QTB_DEFAULTS
 from dpqtb.md.qtb_groups import adaptation_groups  # noqa: F401 - public (QTB adaptation groups)
 from dpqtb.md.schedule import TemperatureSchedule
 from dpqtb.md.state import MDState
@@ -300,20 +299,8 @@ class QTB(Integrator):
     """
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, damp_fs: float,
-                 seed: int, f_max_THz: float = QTB_DEFAULTS["f_max_THz"], n_f: int = QTB_DEFAULTS["n_f"],
-                 classical_kernel: bool = QTB_DEFAULTS["classical_kernel"], zero_net_force: bool | None = None,
-                 adaptive: bool = False, fd_diagnostic: bool = QTB_DEFAULTS["fd_diagnostic"],
-                 tau_ad_fs: float = QTB_DEFAULTS["tau_ad_fs"], tau_avg_fs: float | None = None,
-                 fd_max_dof: int = QTB_DEFAULTS["fd_max_dof"], adapt_eps: float = DEFAULT_ADAPT_EPS,
-                 adapt_groups=QTB_DEFAULTS["adapt_groups"],
-                 kinetic_correction: bool = QTB_DEFAULTS["kinetic_correction"],
-                 fd_skip_segments: int = QTB_DEFAULTS["fd_skip_segments"],
-                 gamma_r_min_ratio: float = QTB_DEFAULTS["gamma_r_min_ratio"], barostat=None):
-        bath = QTBBath(temperature, damp_fs, seed, f_max_THz=f_max_THz, n_f=n_f, classical_kernel=classical_kernel,
-                       zero_net_force=zero_net_force, adaptive=adaptive, fd_diagnostic=fd_diagnostic,
-                       tau_ad_fs=tau_ad_fs, tau_avg_fs=tau_avg_fs, fd_max_dof=fd_max_dof, adapt_eps=adapt_eps,
-                       adapt_groups=adapt_groups, kinetic_correction=kinetic_correction,
-                       fd_skip_segments=fd_skip_segments, gamma_r_min_ratio=gamma_r_min_ratio)
+                 seed: int, zero_net_force: bool | None = None, barostat=None, **bath_options):
+        bath = QTBBath(temperature, damp_fs, seed, zero_net_force=zero_net_force, **bath_options)
         super().__init__(potential, dt_fs, bath, barostat)
 
 
