@@ -6,8 +6,8 @@ The rules (fixed before any LaH10 verdict run existed):
    paper's Fig. 5: 5 K).  Each method is taken in its largest cell unless a rule says otherwise.
 2. A D is *diffusive* when D > 1e-6 cm²/s and D > 3σ (:func:`dpqtb.workflows.paper.verdict.diffusive`).
 3. No QTB run at P* → **no verdict** (the sentence says which runs are missing).
-4. QTB diffusive at no γ at T* → **the claim does not hold**: QTB shows no diffusion on this model.
-5. QTB diffusive at some γ at T*: the mechanisms, each tested when its runs exist:
+4. QTB diffusive at no γ in no cell at T* → **the claim does not hold**: QTB shows no diffusion.
+5. QTB diffusive at some γ (in some cell) at T*: the mechanisms, each tested when its runs exist:
    * *model* — classical Langevin at T* is diffusive too (diffusion without zero-point motion);
    * *finite size* — QTB (same γ) is diffusive in the smaller cell but not in the largest one;
    * *friction* / *leakage* — the γ → 0 intercept D0 of the weighted linear fit is not diffusive
@@ -58,19 +58,19 @@ def decide(groups: list[dict], extrapolations: list[dict], beads: list[dict],
     t = min(g["temperature_K"] for g in qtb)
     q_t = [g for g in qtb if g["temperature_K"] == t]
     q_big = _largest(q_t)
-    best = max(q_big, key=lambda g: g["D_H_cm2_per_s"])
-    checks: dict = {"qtb": {"diffusive_gammas": sorted(g["gamma_per_ps"] for g in q_big if g["diffusive"]),
+    best = max(q_t, key=lambda g: g["D_H_cm2_per_s"])
+    checks: dict = {"qtb": {"diffusive_gammas_largest_cell": sorted(g["gamma_per_ps"] for g in q_big if g["diffusive"]),
                             "largest_D": best["D_H_cm2_per_s"], "largest_D_err": best["D_H_err_cm2_per_s"],
                             "n_atoms": best["n_atoms"]}}
     where = f"at {t:g} K and {pressure_GPa:g} GPa"
-    if not any(g["diffusive"] for g in q_big):
+    if not any(g["diffusive"] for g in q_t):
         return {**base, "status": "does_not_hold", "mechanisms": [], "temperature_K": t, "checks": checks,
                 "not_checked": [],
                 "verdict": (f"The paper's claim does not hold on this model: QTB {where} ({best['n_atoms']} atoms) "
                             f"shows no resolved proton diffusion (largest D_H = {_d(best)}, the paper: "
                             f"{PAPER_D:.2g} cm²/s).")}
     mech, phrases, not_checked = [], [], []
-    diff_q = [g for g in q_big if g["diffusive"]]
+    diff_q = [g for g in q_t if g["diffusive"]]
     shown = max(diff_q, key=lambda g: g["D_H_cm2_per_s"])
     # model: classical diffusion at T*
     cl = _largest([g for g in at_p if g["method"] in CLASSICAL and g["temperature_K"] == t])
