@@ -294,3 +294,23 @@ def test_paper_reference_file():
     ref = load_reference()
     assert paper_value("D_H_cm2_per_s") == 3.5e-5 and paper_value("table1_dft")["a_A"] == 4.749
     assert all("source" in e and "value" in e for e in ref["numbers"].values())
+
+
+def test_cli_runs_the_stages_then_resumes(tmp_path, monkeypatch):
+    """Run mode through the sweep engine (a Morse stage instead of LaH10), then a second call that
+    recomputes nothing (the point files keep their mtimes) and gives the same verdict.json."""
+    import dpqtb.workflows.paper.cli as pc
+    from dpqtb.workflows.paper.collect import VERDICT_JSON
+
+    toml = tmp_path / "m.toml"
+    toml.write_text(MORSE)
+    monkeypatch.setattr(pc, "STAGES", {"small": (("verdict", str(toml), {}),)})
+    out = tmp_path / "o"
+    assert _main(["paper", "--out", str(out), "--serial"]) == 0
+    pts = sorted((out / pc.SWEEPS_DIR / "verdict" / SWEEP_POINTS_DIR).glob(f"*/{THERMO}"))
+    assert len(pts) == 2 and (out / "report.html").is_file()
+    before = [p.stat().st_mtime_ns for p in pts]
+    first = (out / VERDICT_JSON).read_text()
+    assert _main(["paper", "--out", str(out), "--serial"]) == 0
+    assert [p.stat().st_mtime_ns for p in pts] == before
+    assert (out / VERDICT_JSON).read_text() == first

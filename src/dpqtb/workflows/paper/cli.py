@@ -43,7 +43,7 @@ def _sweep_file(name: str) -> Path:
     from dpqtb import InputError
     from dpqtb.workflows.paper.collect import REPO
 
-    path = REPO / "examples" / name
+    path = Path(name) if Path(name).is_absolute() else REPO / "examples" / name
     if not path.is_file():
         raise InputError(f"sweep file examples/{name} not found: dpqtb paper runs from a source checkout "
                          "(or collect existing runs with --from DIR)")

@@ -61,6 +61,15 @@ def _sweep_figures(sweep_dirs: list[Path]) -> dict:
     return out
 
 
+def _rel(path) -> str:
+    """``path`` relative to the working directory when it lies below it (reproducible reports)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _load_json(path: Path | None, what: str) -> dict | None:
     if path is None or not Path(path).is_file():
         return None
@@ -100,8 +109,8 @@ def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path
     val_path = Path(validation) if validation else None
     val = _load_json(val_path, "validation report")
     zp = _load_json(Path(zero_point) if zero_point else None, "zero-point file")
-    sources = [f"sweep {d}" for d in sweeps] + [f"validation {val_path}" if val else "validation: none",
-                                                 f"zero point {zero_point}" if zp else "zero point: none"]
+    sources = [f"sweep {_rel(d)}" for d in sweeps] + [f"validation {_rel(val_path)}" if val else "validation: none",
+                                                       f"zero point {_rel(zero_point)}" if zp else "zero point: none"]
     from dpqtb.workflows.paper.report import build_html
 
     html = build_html(verdict, load_reference(), validation=val, validation_dir=val_path.parent if val else None,
