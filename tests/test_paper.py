@@ -314,3 +314,12 @@ def test_cli_runs_the_stages_then_resumes(tmp_path, monkeypatch):
     assert _main(["paper", "--out", str(out), "--serial"]) == 0
     assert [p.stat().st_mtime_ns for p in pts] == before
     assert (out / VERDICT_JSON).read_text() == first
+
+
+def test_cubic_boundary():
+    from dpqtb.workflows.paper.report import cubic_boundary
+
+    g = [{"method": "langevin", "pressure_GPa": p, "temperature_K": t, "distortion_avg_deg": d}
+         for p, t, d in [(100, 5, 12.0), (150, 5, 0.2), (150, 600, 0.1), (200, 5, 0.0), (250, 300, 0.3), (100, 600, 0.5)]]
+    assert cubic_boundary(g, "langevin") == 150 and math.isnan(cubic_boundary(g, "qtb"))
+    assert math.isnan(cubic_boundary(g[3:4], "langevin"))  # one pressure says nothing

@@ -101,8 +101,26 @@ def first_peak(r: np.ndarray, g: np.ndarray) -> float:
     return float(r[int(np.nanargmax(g))])
 
 
+def peak_fwhm(r: np.ndarray, g: np.ndarray) -> float:
+    """Full width at half maximum of the largest peak of g(r) (Å; NaN when it is not bracketed)."""
+    if not len(g) or not np.isfinite(g).any():
+        return math.nan
+    k = int(np.nanargmax(g))
+    half = g[k] / 2
+    lo = k
+    while lo > 0 and g[lo] > half:
+        lo -= 1
+    hi = k
+    while hi < len(g) - 1 and g[hi] > half:
+        hi += 1
+    if g[lo] > half or g[hi] > half:
+        return math.nan
+    return float(r[hi] - r[lo])
+
+
 def fig_rdf(curves: list[tuple[str, Path]], pair: str = "La-H") -> tuple[str | None, dict]:
-    """Fig. 6 analogue: g_pair(r) of each (label, point_dir); returns the URI and the peak positions."""
+    """Fig. 6 analogue: g_pair(r) of each (label, point_dir); returns the URI and, per curve, the
+    largest peak's position and FWHM (Å)."""
     fig, ax = _fig()
     peaks = {}
     for label, d in curves:
@@ -111,7 +129,7 @@ def fig_rdf(curves: list[tuple[str, Path]], pair: str = "La-H") -> tuple[str | N
         if col is None:
             continue
         ax.plot(t["r_A"], t[col], label=f"{label} ({col[2:]})")
-        peaks[label] = first_peak(t["r_A"], t[col])
+        peaks[label] = (first_peak(t["r_A"], t[col]), peak_fwhm(t["r_A"], t[col]))
     if not peaks:
         import matplotlib.pyplot as plt
 

@@ -118,8 +118,36 @@ def sec_fig1cd(val: dict | None, val_dir: Path | None, ref: dict) -> str:
     return out + _src(ref, "rmse_e_meV_per_atom")
 
 
-def sec_fig2(sweep_figs: dict, ref: dict) -> str:
+#: the cage counts as cubic when |θ − 90°| of the time-averaged structure is below this (degrees)
+CUBIC_TOL_DEG = 1.0
+
+
+def cubic_boundary(groups: list[dict], method: str) -> float:
+    """The lowest pressure from which on (every higher pressure too) the cage is cubic at every
+    temperature run for ``method`` (NaN when none is, or fewer than two pressures were run)."""
+    by: dict = {}
+    for g in groups:
+        if g["method"] == method and math.isfinite(g.get("distortion_avg_deg", math.nan)):
+            by.setdefault(g["pressure_GPa"], []).append(g["distortion_avg_deg"])
+    best = math.nan
+    if len(by) < 2:
+        return best
+    for p in sorted(by, reverse=True):
+        if max(by[p]) >= CUBIC_TOL_DEG:
+            break
+        best = p
+    return best
+
+
+def sec_fig2(groups: list[dict], sweep_figs: dict, ref: dict) -> str:
     out = "".join(_img(sweep_figs.get(k), k) for k in ("fig2a_distortion", "fig2b_face_angles"))
+    pc, pq = cubic_boundary(groups, "langevin"), cubic_boundary(groups, "qtb")
+    n = ref["numbers"]
+    if any(math.isfinite(x) for x in (pc, pq)):
+        out += _table(["quantity", "ours", "paper", "difference (GPa)"],
+                      [[f"lowest P (GPa) cubic at every T run (|θ−90°| < {CUBIC_TOL_DEG:g}°), classical", pc,
+                        n["cubic_stable_classical_min_P_GPa"]["value"], pc - n["cubic_stable_classical_min_P_GPa"]["value"]],
+                       ["the same, QTB", pq, n["qtb_cubic_min_P_GPa"]["value"], pq - n["qtb_cubic_min_P_GPa"]["value"]]])
     if not out:
         return missing("the P–T sweep: dpqtb paper (stage pt: examples/pt_lah10_small.toml, full: "
                        "examples/sweep_lah10.toml), or dpqtb sweep FILE then dpqtb paper --from DIR")
@@ -201,10 +229,16 @@ def sec_fig6(groups: list[dict], rows: list[dict], ref: dict) -> str:
     for m in ("langevin", "qtb"):
         g, r = _pick(groups, rows, m, ts[0], p)
         curves.append((f"{m} {ts[0]:g} K", Path(r["dir"])))
+    bead = [g for g in groups if g["pressure_GPa"] == p and g["method"] in ("pimd", "trpmd")]
+    if bead:  # the path-integral structure (centroids) at its lowest temperature, most beads
+        g = min(bead, key=lambda g: (g["temperature_K"], -g["beads"], -g["n_atoms"]))
+        _, r = _pick([g], rows, g["method"], g["temperature_K"], p)
+        curves.append((f"{g['method']} {g['temperature_K']:g} K, {g['beads']} beads (centroids)", Path(r["dir"])))
     uri, peaks = F.fig_rdf(curves)
     if uri is None:
         return missing("rdf.csv of the analysis of the 1 K points")
-    out = _img(uri, "pRDF") + _table(["curve", "first-peak position (Å)"], [[k, v] for k, v in peaks.items()])
+    out = _img(uri, "pRDF") + _table(["curve", "largest peak at (Å)", "its FWHM (Å)"],
+                                          [[k, v[0], v[1]] for k, v in peaks.items()])
     return out + _src(ref, "fig6_condition") + _src(ref, "fig6_statement")
 
 
@@ -215,6 +249,15 @@ def sec_verdict(verdict: dict, groups: list[dict], rows: list[dict]) -> str:
                     verdict.get("pressure_GPa"), "; ".join(verdict.get("not_checked", [])) or "–"]])
     out += "<p>Rules: docs/paper.md, “Verdict rules” (D resolved when D > " \
            f"{num(verdict.get('D_min_cm2_per_s'))} cm²/s and D > {num(verdict.get('n_sigma'))}σ).</p>"
+    at_p = sorted((g for g in groups if g["pressure_GPa"] == verdict.get("pressure_GPa")),
+                  key=lambda g: (g["method"], g["temperature_K"], g.get("gamma_per_ps", 0), g.get("beads", 0), g["n_atoms"]))
+    if at_p:
+        out += "<p>Every method at P* (seeds combined; θ and volume: PIMD/TRPMD of the centroids):</p>" + _table(
+            ["method", "T (K)", "γ (1/ps)", "beads", "atoms", "seeds", "D_H (cm²/s)", "±", "diffusive",
+             "MSD′ plateau (Å²)", "±", "θ (°)", "V (Å³)", "E/3Nk_B (K)"],
+            [[g["method"], g["temperature_K"], g.get("gamma_per_ps"), g.get("beads"), g["n_atoms"], g["n_seeds"],
+              g["D_H_cm2_per_s"], g["D_H_err_cm2_per_s"], str(g["diffusive"]), g["msd_prime_plateau_A2"],
+              g["msd_prime_plateau_err_A2"], g.get("theta_deg"), g.get("V_A3"), g.get("E_per_3NkB_K")] for g in at_p])
     ex = verdict.get("gamma_extrapolation") or []
     if ex:
         out += _table(["method", "T (K)", "atoms", "γ values (1/ps)", "D0 (γ→0)", "±", "slope", "D0 resolved"],
@@ -254,7 +297,7 @@ def build_html(verdict: dict, ref: dict, *, validation: dict | None = None, vali
     rows, groups = verdict.get("runs", []), verdict.get("groups", [])
     sweep_figs = sweep_figs or {}
     body = {"table1": sec_table1(validation, ref), "fig1a": sec_fig1a(validation, ref),
-            "fig1cd": sec_fig1cd(validation, validation_dir, ref), "fig2": sec_fig2(sweep_figs, ref),
+            "fig1cd": sec_fig1cd(validation, validation_dir, ref), "fig2": sec_fig2(groups, sweep_figs, ref),
             "fig3": sec_fig3(groups, sweep_figs, zero_point, ref), "fig4": sec_fig4(verdict, ref),
             "fig5": sec_fig5(groups, rows, ref), "fig6": sec_fig6(groups, rows, ref),
             "verdict": sec_verdict(verdict, groups, rows), "runs": sec_runs(rows)}

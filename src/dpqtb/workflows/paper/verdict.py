@@ -136,7 +136,8 @@ def point_row(point_dir: str | Path) -> dict | None:
         "msd_prime_plateau_A2": prime[0], "msd_prime_plateau_err_A2": prime[1],
         "exchanges": dict((summary.get("exchanges") or {}).get("classes") or {}),
         "K_per_atom_meV": kin[0], "K_per_atom_err_meV": kin[1],
-        "theta_deg": _f(obs.get("theta_frames_deg")), "V_A3": _f(obs.get("V_A3")),
+        "theta_deg": _f(obs.get("theta_frames_deg")), "distortion_avg_deg": _f(obs.get("distortion_avg_deg")),
+        "V_A3": _f(obs.get("V_A3")),
         "E_per_3NkB_K": _f(obs.get("E_per_3NkB_K")), "T_zero_K": _f(obs.get("T_zero_K")),
         "production_ps": prod * dt / 1000.0 if _finite(dt) else math.nan,
         "species": species, "hash": res.get("hash", d.name), "dir": str(d)})
@@ -192,7 +193,7 @@ def group_rows(rows: list[dict]) -> list[dict]:
             [r["msd_prime_plateau_A2"] for r in rs], [r["msd_prime_plateau_err_A2"] for r in rs])
         g["K_per_atom_meV"], g["K_per_atom_err_meV"] = combine([r["K_per_atom_meV"] for r in rs],
                                                                [r["K_per_atom_err_meV"] for r in rs])
-        for k in ("E_per_3NkB_K", "theta_deg", "T_zero_K", "V_A3"):
+        for k in ("E_per_3NkB_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "V_A3"):
             v = np.array([r.get(k, math.nan) for r in rs], dtype=float)
             g[k] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
         ex: dict = {}
