@@ -105,7 +105,7 @@ def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: fl
     r = np.linspace(1.5, 3.0, 16)
     (d / POINT_ANALYSIS_DIR / "rdf.csv").write_text(
         "r_A,g_La-H\n" + "".join(f"{a},{math.exp(-(a - 2.1) ** 2 / 0.02)}\n" for a in r))
-    (d / qtb_fd_name("H")).write_text("frequency_THz,delta_fd_eV\n1,0.001\n2,-0.002\n")
+    (d / qtb_fd_name("H")).write_text("frequency_THz,delta_fd_eV,gamma_r_per_ps,mCvv_eV_fs\n1,0.001,10,0.5\n2,-0.002,10,0.5\n")
     rows = [[s, s * 0.5, 10, T, kinetic_meV * n_atoms / 1e3, -1, -1, -1, 200, 120] for s in range(0, 2200, 100)]
     (d / THERMO).write_text(",".join(THERMO_COLUMNS) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
     return d
@@ -135,6 +135,7 @@ def test_synthetic_rows_equal_inputs(tmp_path):
     assert a["exchanges"] == {"none": 30, "one": 8, "several": 2}
     assert a["K_per_atom_meV"] == pytest.approx(40.0) and b["K_per_atom_meV"] == pytest.approx(77.0)
     assert a["E_per_3NkB_K"] == 900.0
+    assert a["fd_ratio_H"] == pytest.approx(0.003 / (2 * 10e-3 * 0.5))  # Σ|Δ_FD| / Σ m γ_r C_vv
 
 
 def test_combine_seeds():
@@ -286,6 +287,10 @@ def test_cli_errors_exit_2(tmp_path, capsys):
         assert _main(["paper", "--scale", "full", "--out", str(tmp_path / "o")]) == 2
         assert "GPU" in capsys.readouterr().err
     assert _main(["paper", "--from", str(tmp_path), "--out", str(tmp_path / "o2")]) == 0
+    capsys.readouterr()
+    assert _main(["paper", "--list"]) == 0  # the shipped small-scale sweep files expand and validate
+    text = capsys.readouterr().out
+    assert "verdict: examples/verdict_lah10_small.toml, 24 points" in text and "pt: examples/pt_lah10_small.toml, 40 points" in text
 
 
 def test_paper_reference_file():

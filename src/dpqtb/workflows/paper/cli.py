@@ -72,19 +72,19 @@ def run(args) -> int:
     from dpqtb.workflows.sweep import run_sweep
     from dpqtb.workflows.sweep_spec import load_sweep
 
-    stages = [s for s in STAGES[args.scale] if not args.stage or s[0] in args.stage]
-    sweeps = [(name, load_sweep(_sweep_file(f), overrides=dict(sets))) for name, f, sets in stages]
-    if args.list:
-        for (name, f, _), (_, sw) in zip(stages, sweeps):
-            print(f"{name}: examples/{f}, {len(sw.points)} points")
-        return 0
-    if args.scale == "full":
+    if args.scale == "full" and not args.list:
         import torch
 
         if not torch.cuda.is_available():
             raise InputError("--scale full runs 44,000-atom cells on a GPU and none is visible here "
                              "(torch.cuda.is_available() is False); run it on a GPU machine, or collect its "
                              "runs with --from DIR")
+    stages = [s for s in STAGES[args.scale] if not args.stage or s[0] in args.stage]
+    sweeps = [(name, load_sweep(_sweep_file(f), overrides=dict(sets))) for name, f, sets in stages]
+    if args.list:
+        for (name, f, _), (_, sw) in zip(stages, sweeps):
+            print(f"{name}: examples/{f}, {len(sw.points)} points")
+        return 0
     out = Path(args.out) if args.out else Path(f"paper_{args.scale}")
     failed = 0
     for name, sw in sweeps:

@@ -254,10 +254,11 @@ def sec_verdict(verdict: dict, groups: list[dict], rows: list[dict]) -> str:
     if at_p:
         out += "<p>Every method at P* (seeds combined; θ and volume: PIMD/TRPMD of the centroids):</p>" + _table(
             ["method", "T (K)", "γ (1/ps)", "beads", "atoms", "seeds", "D_H (cm²/s)", "±", "diffusive",
-             "MSD′ plateau (Å²)", "±", "θ (°)", "V (Å³)", "E/3Nk_B (K)"],
+             "MSD′ plateau (Å²)", "±", "θ (°)", "V (Å³)", "E/3Nk_B (K)", "Σ|Δ_FD|/Σmγ_rC_vv (H)"],
             [[g["method"], g["temperature_K"], g.get("gamma_per_ps"), g.get("beads"), g["n_atoms"], g["n_seeds"],
               g["D_H_cm2_per_s"], g["D_H_err_cm2_per_s"], str(g["diffusive"]), g["msd_prime_plateau_A2"],
-              g["msd_prime_plateau_err_A2"], g.get("theta_deg"), g.get("V_A3"), g.get("E_per_3NkB_K")] for g in at_p])
+              g["msd_prime_plateau_err_A2"], g.get("theta_deg"), g.get("V_A3"), g.get("E_per_3NkB_K"),
+              g.get("fd_ratio_H")] for g in at_p])
     ex = verdict.get("gamma_extrapolation") or []
     if ex:
         out += _table(["method", "T (K)", "atoms", "γ values (1/ps)", "D0 (γ→0)", "±", "slope", "D0 resolved"],
@@ -268,7 +269,8 @@ def sec_verdict(verdict: dict, groups: list[dict], rows: list[dict]) -> str:
         out += missing("QTB at ≥ 2 friction values γ (verdict sweep) for D vs γ and its γ → 0 limit")
     out += _img(F.fig_d_vs_gamma(groups, ex), "D vs gamma") + _img(F.fig_d_vs_t(groups, VERDICT_PRESSURE_GPA), "D vs T")
     ad = [(f"{r['method']} {r['temperature_K']:g} K γ={r.get('gamma_per_ps', 0):g}", Path(r["dir"]))
-          for r in rows if r["method"] in ("adqtb", "qtb")]
+          for r in sorted(rows, key=lambda r: (r["method"] != "adqtb", r["temperature_K"]))
+          if r["method"] in ("adqtb", "qtb")]
     fd = F.fig_delta_fd(ad[:8]) if ad else None
     out += ("<p>Δ_FD(ω) of H (0 where the fluctuation–dissipation theorem holds; adQTB drives it to 0):</p>"
             + _img(fd, "Delta_FD")) if fd else missing("qtb_fd_H.csv of QTB/adQTB points (verdict sweep)")

@@ -75,6 +75,23 @@ def _plateau(path: Path, column: str) -> tuple[float, float]:
     return float(y.mean()), err
 
 
+def fd_ratio(run_dir: Path, species: str) -> float:
+    """Σ|Δ_FD| / Σ m γ_r C_vv over the frequency grid of ``qtb_fd_<species>.csv`` (0 when the
+    fluctuation–dissipation theorem holds at every frequency; the same number as the bath's
+    ``fd_summary``); NaN without the file."""
+    path = run_dir / qtb_fd_name(species)
+    if not path.is_file():
+        return math.nan
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    try:
+        num = sum(abs(float(r["delta_fd_eV"])) for r in rows)
+        den = sum(float(r["gamma_r_per_ps"]) * 1e-3 * float(r["mCvv_eV_fs"]) for r in rows)
+    except (KeyError, ValueError):
+        return math.nan
+    return num / den if den > 0 else math.nan
+
+
 def _kinetic_per_atom_meV(run_dir: Path, eq_steps: int, n_atoms: int) -> tuple[float, float]:
     """Mean kinetic energy per atom over production (meV): for PIMD/TRPMD the centroid-virial K_cv."""
     if not (run_dir / THERMO).is_file():
@@ -135,7 +152,7 @@ def point_row(point_dir: str | Path) -> dict | None:
         "D_H_cm2_per_s": _f(dh.get("D_cm2_per_s")), "D_H_err_cm2_per_s": _f(dh.get("D_err_cm2_per_s")),
         "msd_prime_plateau_A2": prime[0], "msd_prime_plateau_err_A2": prime[1],
         "exchanges": dict((summary.get("exchanges") or {}).get("classes") or {}),
-        "K_per_atom_meV": kin[0], "K_per_atom_err_meV": kin[1],
+        "K_per_atom_meV": kin[0], "K_per_atom_err_meV": kin[1], "fd_ratio_H": fd_ratio(d, species),
         "theta_deg": _f(obs.get("theta_frames_deg")), "distortion_avg_deg": _f(obs.get("distortion_avg_deg")),
         "V_A3": _f(obs.get("V_A3")),
         "E_per_3NkB_K": _f(obs.get("E_per_3NkB_K")), "T_zero_K": _f(obs.get("T_zero_K")),
@@ -193,7 +210,7 @@ def group_rows(rows: list[dict]) -> list[dict]:
             [r["msd_prime_plateau_A2"] for r in rs], [r["msd_prime_plateau_err_A2"] for r in rs])
         g["K_per_atom_meV"], g["K_per_atom_err_meV"] = combine([r["K_per_atom_meV"] for r in rs],
                                                                [r["K_per_atom_err_meV"] for r in rs])
-        for k in ("E_per_3NkB_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "V_A3"):
+        for k in ("E_per_3NkB_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "V_A3", "fd_ratio_H"):
             v = np.array([r.get(k, math.nan) for r in rs], dtype=float)
             g[k] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
         ex: dict = {}
