@@ -87,8 +87,8 @@ def fig_msd(point_dir: Path, species: str) -> str | None:
             ax.plot(msd["time_fs"] / 1000, v, label=f"MSD {k[4:-3]}")
     col = f"msd_prime_{species}_A2"
     if col in prime:
-        ax.plot(prime["time_fs"] / 1000, prime[col], label=f"MSD′ {species}")
-    ax.set_xlabel("t (ps)")
+        ax.plot((prime["time_fs"] - prime["time_fs"][0]) / 1000, prime[col], label=f"MSD′ {species} (from the first frame)")
+    ax.set_xlabel("lag / time since the first production frame (ps)")
     ax.set_ylabel("Å²")
     ax.legend(fontsize=7)
     return _uri(fig)
