@@ -217,6 +217,9 @@ def test_rule_holds_and_trpmd_contradiction():
     rows += [_row("adqtb", 5.0, 2.5e-5, 1e-6, gamma=10.0), _row("langevin", 5.0, 1e-9, 1e-9, gamma=10.0)]
     v = _verdict(rows)
     assert v["status"] == "holds" and v["verdict"].startswith("The paper's claim holds on this model")
+    assert v["classical_onset_K"] is None
+    assert _verdict(rows + [_row("langevin", 300.0, 2e-5, 1e-6, gamma=10.0),
+                            _row("langevin", 600.0, 9e-5, 1e-6, gamma=10.0)])["classical_onset_K"] == 300.0
     assert "not checked: TRPMD" in v["verdict"]
     trp = [_row("trpmd", 200.0, 1e-8, 1e-8, beads=p, K=100.0) for p in (8, 16)]
     v = _verdict(rows + trp)

@@ -244,9 +244,10 @@ def sec_fig6(groups: list[dict], rows: list[dict], ref: dict) -> str:
 
 def sec_verdict(verdict: dict, groups: list[dict], rows: list[dict]) -> str:
     out = f'<p class="verdict" id="verdict-sentence">{_esc(verdict["verdict"])}</p>'
-    out += _table(["status", "mechanisms", "T* (K)", "P* (GPa)", "not checked"],
+    out += _table(["status", "mechanisms", "T* (K)", "P* (GPa)", "classical diffusion from (K)", "not checked"],
                   [[verdict["status"], ", ".join(verdict.get("mechanisms", [])) or "–", verdict.get("temperature_K"),
-                    verdict.get("pressure_GPa"), "; ".join(verdict.get("not_checked", [])) or "–"]])
+                    verdict.get("pressure_GPa"), verdict.get("classical_onset_K"),
+                    "; ".join(verdict.get("not_checked", [])) or "–"]])
     out += "<p>Rules: docs/paper.md, “Verdict rules” (D resolved when D > " \
            f"{num(verdict.get('D_min_cm2_per_s'))} cm²/s and D > {num(verdict.get('n_sigma'))}σ).</p>"
     at_p = sorted((g for g in groups if g["pressure_GPa"] == verdict.get("pressure_GPa")),

@@ -41,14 +41,23 @@ def _largest(gs: list[dict]) -> list[dict]:
     return [g for g in gs if g["n_atoms"] == n]
 
 
+def classical_onset(groups: list[dict]) -> float | None:
+    """The lowest temperature at which classical Langevin (largest cell) is diffusive (information for
+    the report: where classical diffusion sets in; None when it is nowhere in the runs)."""
+    ts = [g["temperature_K"] for g in _largest([g for g in groups if g["method"] in CLASSICAL]) if g["diffusive"]]
+    return min(ts) if ts else None
+
+
 def decide(groups: list[dict], extrapolations: list[dict], beads: list[dict],
            pressure_GPa: float = VERDICT_PRESSURE_GPA) -> dict:
     """Apply the rules; returns ``verdict`` (one sentence), ``status`` (``no_verdict``, ``holds``,
     ``does_not_hold``), ``mechanisms``, ``temperature_K``, ``pressure_GPa``, ``checks`` (each rule's
     inputs and outcome) and ``not_checked``."""
     at_p = [g for g in groups if g["pressure_GPa"] == pressure_GPa]
+    onset = classical_onset(at_p)
     qtb = [g for g in at_p if g["method"] == "qtb" and math.isfinite(g["D_H_cm2_per_s"])]
-    base = {"pressure_GPa": pressure_GPa, "D_min_cm2_per_s": D_MIN_CM2_PER_S, "n_sigma": N_SIGMA}
+    base = {"pressure_GPa": pressure_GPa, "D_min_cm2_per_s": D_MIN_CM2_PER_S, "n_sigma": N_SIGMA,
+            "classical_onset_K": onset}
     if not qtb:
         have = sorted({g["method"] for g in at_p})
         return {**base, "status": "no_verdict", "mechanisms": [], "temperature_K": None, "checks": {},
