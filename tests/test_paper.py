@@ -225,6 +225,9 @@ def test_rule_holds_and_trpmd_contradiction():
     v = _verdict(rows + trp)
     assert v["mechanisms"] == ["unidentified"] and "TRPMD shows no diffusion at 200 K" in v["verdict"]
     assert bead_convergence(group_rows(trp))[0]["converged"] is True
+    unconverged = [_row("trpmd", 200.0, 1e-8, 1e-8, beads=p, K=k) for p, k in ((4, 80.0), (8, 100.0))]
+    v = _verdict(rows + unconverged)  # K_cv still moves with P: the TRPMD check is not made
+    assert v["status"] == "holds" and "no bead-converged TRPMD" in v["verdict"]
 
 
 def test_report_sections_numbers_self_contained(tmp_path, morse_sweep):

@@ -141,17 +141,18 @@ def decide(groups: list[dict], extrapolations: list[dict], beads: list[dict],
             mech.append("leakage")
             phrases.append(f"zero-point-energy leakage (adQTB, which cures it, gives D_H = {_d(a)})")
     # exact quantum statistics: TRPMD/PIMD, bead-converged, T >= 100 K
-    contra = []
+    contra, usable = [], []
     for b in beads:
-        if b["pressure_GPa"] != pressure_GPa or b["temperature_K"] < BEADS_MIN_T_K or b["converged"] is False:
+        if b["pressure_GPa"] != pressure_GPa or b["temperature_K"] < BEADS_MIN_T_K or b["converged"] is not True:
             continue
+        usable.append(b["temperature_K"])
         q_b = _largest([g for g in qtb if g["temperature_K"] == b["temperature_K"]])
         if q_b and any(g["diffusive"] for g in q_b) and not b["diffusive"]:
             contra.append(b["temperature_K"])
     if any(b["pressure_GPa"] == pressure_GPa for b in beads):
-        checks["beads"] = {"qtb_diffusive_trpmd_not_at_K": contra}
-    else:
-        not_checked.append("TRPMD centroid diffusion")
+        checks["beads"] = {"bead_converged_at_K": usable, "qtb_diffusive_trpmd_not_at_K": contra}
+    if not usable:
+        not_checked.append("TRPMD centroid diffusion (no bead-converged TRPMD at T >= 100 K)")
     if not mech and contra:
         mech.append("unidentified")
         phrases.append(f"an unidentified QTB artefact (TRPMD shows no diffusion at {', '.join(f'{x:g}' for x in contra)} K "
