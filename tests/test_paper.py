@@ -325,6 +325,9 @@ def test_cli_runs_the_stages_then_resumes(tmp_path, monkeypatch):
     assert _main(["paper", "--out", str(out), "--serial"]) == 0
     assert [p.stat().st_mtime_ns for p in pts] == before
     assert (out / VERDICT_JSON).read_text() == first
+    # --from the output folder itself finds DIR/sweeps/<stage> (two levels down): the same verdict
+    assert _main(["paper", "--from", str(out), "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / VERDICT_JSON).read_text())["groups"] == json.loads(first)["groups"]
 
 
 def test_cubic_boundary():

@@ -49,14 +49,21 @@ def _finite(x) -> bool:
 
 
 def find_sweeps(root: str | Path) -> list[Path]:
-    """The sweep directories under ``root``: ``root`` itself if it has ``points/``, else its
-    sub-folders (one level) that have one, sorted by name."""
+    """The sweep directories under ``root``: ``root`` itself if it has ``points/``, else its sub-folders
+    and their sub-folders (two levels: ``DIR/sweeps/<stage>`` of ``dpqtb paper --out DIR``) that have
+    one, sorted by path."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"--from {root}: not a directory")
     if (root / SWEEP_POINTS_DIR).is_dir():
         return [root]
-    return sorted(p for p in root.iterdir() if (p / SWEEP_POINTS_DIR).is_dir())
+    found = []
+    for p in sorted(q for q in root.iterdir() if q.is_dir()):
+        if (p / SWEEP_POINTS_DIR).is_dir():
+            found.append(p)
+        else:
+            found += sorted(q for q in p.iterdir() if q.is_dir() and (q / SWEEP_POINTS_DIR).is_dir())
+    return found
 
 
 def _plateau(path: Path, column: str) -> tuple[float, float]:
