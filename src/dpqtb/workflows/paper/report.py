@@ -161,9 +161,23 @@ def sec_fig3(groups: list[dict], sweep_figs: dict, zp: dict | None, ref: dict) -
     q = [g for g in groups if g["method"] in ("qtb", "adqtb") and math.isfinite(g.get("E_per_3NkB_K", math.nan))]
     if q:
         t = min(g["temperature_K"] for g in q)
-        out += _table(["method", "T (K)", "P (GPa)", "atoms", "E/3Nk_B (K), ours", "paper (~, Fig. 3a)", "ratio"],
-                      [[g["method"], g["temperature_K"], g["pressure_GPa"], g["n_atoms"], g["E_per_3NkB_K"], paper_zpe,
+        out += _table(["method", "T (K)", "P (GPa)", "γ (1/ps)", "atoms", "E/3Nk_B (K), ours", "paper (~, Fig. 3a)", "ratio"],
+                      [[g["method"], g["temperature_K"], g["pressure_GPa"], g.get("gamma_per_ps"), g["n_atoms"],
+                        g["E_per_3NkB_K"], paper_zpe,
                         _ratio(g["E_per_3NkB_K"], paper_zpe)] for g in q if g["temperature_K"] == t])
+    tz = [g for g in groups if g["method"] == "qtb" and math.isfinite(g.get("T_zero_K", math.nan))]
+    if tz:
+        t0 = min(g["temperature_K"] for g in tz)
+        by_p: dict = {}
+        for g in tz:
+            if g["temperature_K"] == t0:
+                by_p.setdefault(g["pressure_GPa"], []).append(g["T_zero_K"])
+        ps = sorted(by_p)
+        vals = [sum(by_p[p]) / len(by_p[p]) for p in ps]
+        rising = "yes" if len(vals) > 1 and all(b > a for a, b in zip(vals, vals[1:])) else (
+            "no" if len(vals) > 1 else "one pressure only")
+        out += f"<p>T_zero of QTB at {num(t0)} K (Fig. 3b): increases with pressure — ours: {rising}; paper: yes.</p>"
+        out += _table(["P (GPa)", "T_zero (K)"], [[p, v] for p, v in zip(ps, vals)])
     rows = [r for r in (zp or {}).get("rows", []) if "zero_point_pressure_GPa" in r]
     if rows:
         out += "<p>Zero-point pressure and expansion, 44 atoms, 5 K, QTB vs classical (data/npt/zero_point_expansion.json):</p>"
