@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "dpqtb.md.cli",  # md
     "dpqtb.workflows.cli",  # demo
     "dpqtb.workflows.sweep_cli",  # sweep
+    "dpqtb.workflows.paper.cli",  # paper
     "dpqtb.structures.cli",  # structure
     "dpqtb.dft.cli",  # label
     "dpqtb.data.cli",  # dataset

@@ -1,0 +1,123 @@
+"""Collect sweep directories (and the committed validation data) into ``verdict.json`` and ``report.html``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from dpqtb import InputError
+from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text
+from dpqtb.workflows.paper.reference import load_reference
+from dpqtb.workflows.paper.rules import decide
+from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
+                                           gamma_extrapolations, group_rows)
+
+VERDICT_JSON = "verdict.json"
+REPORT_HTML = "report.html"
+#: the repository of a source checkout (examples/, docs/, data/); absent in an installed wheel
+REPO = Path(__file__).resolve().parents[4]
+DEFAULT_VALIDATION = REPO / "docs" / "validation_builtin" / "report.json"
+DEFAULT_ZERO_POINT = REPO / "data" / "npt" / "zero_point_expansion.json"
+SWEEP_FIGURES = ("fig2a_distortion", "fig2b_face_angles", "fig3a_energy", "fig3b_t_zero")
+
+
+def _jsonable(x):
+    """NaN -> None (strict JSON), recursively."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def build_verdict(sweep_dirs: list[Path]) -> dict:
+    """The verdict dict: sentence and rule outcome (:func:`dpqtb.workflows.paper.rules.decide`), the
+    γ → 0 fits, bead convergence, Fig. 4 exchange statistics, the combined groups and every run."""
+    rows = collect_rows(sweep_dirs)
+    groups = group_rows(rows)
+    ex, beads = gamma_extrapolations(groups), bead_convergence(groups)
+    out = decide(groups, ex, beads)
+    out.update({"rules": "docs/paper.md#verdict-rules", "gamma_extrapolation": ex, "bead_convergence": beads,
+                "exchange_statistics": exchange_statistics(groups), "groups": groups, "runs": rows})
+    return out
+
+
+def _sweep_figures(sweep_dirs: list[Path]) -> dict:
+    """Each P–T figure from the sweep with the most points that has it (base64 URIs)."""
+    from dpqtb.workflows.paper.figures import embed_png
+
+    ranked = sorted(sweep_dirs, key=lambda d: -len(list((d / SWEEP_POINTS_DIR).iterdir())))
+    out = {}
+    for name in SWEEP_FIGURES:
+        for d in ranked:
+            uri = embed_png(d / SWEEP_FIGURES_DIR / f"{name}.png")
+            if uri:
+                out[name] = uri
+                break
+    return out
+
+
+def _rel(path) -> str:
+    """``path`` relative to the working directory when it lies below it (reproducible reports)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _load_json(path: Path | None, what: str) -> dict | None:
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError as exc:
+        raise InputError(f"{what} {path}: not JSON ({exc})") from None
+
+
+def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path | None = DEFAULT_VALIDATION,
+            zero_point: str | Path | None = DEFAULT_ZERO_POINT) -> dict:
+    """Write ``out_dir/verdict.json`` and ``out_dir/report.html`` from the sweeps under ``from_dir``.
+
+    Parameters
+    ----------
+    from_dir : path
+        A sweep directory or a folder of sweep directories (need not hold any: every section is then
+        marked missing).
+    out_dir : path
+        Where the two files go.
+    validation, zero_point : path, optional
+        The model validation report (Table I, Fig. 1) and data/npt/zero_point_expansion.json (Fig. 3);
+        absent files leave their sections missing.
+
+    Returns
+    -------
+    dict
+        The verdict (in memory: NaN kept, run directories absolute).
+    """
+    sweeps = find_sweeps(from_dir)
+    verdict = build_verdict(sweeps)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {out}: {exc.strerror or exc}") from None
+    val_path = Path(validation) if validation else None
+    val = _load_json(val_path, "validation report")
+    zp = _load_json(Path(zero_point) if zero_point else None, "zero-point file")
+    sources = [f"sweep {_rel(d)}" for d in sweeps] + [f"validation {_rel(val_path)}" if val else "validation: none",
+                                                       f"zero point {_rel(zero_point)}" if zp else "zero point: none"]
+    from dpqtb.workflows.paper.report import build_html
+
+    html = build_html(verdict, load_reference(), validation=val, validation_dir=val_path.parent if val else None,
+                      zero_point=zp, sweep_figs=_sweep_figures(sweeps), sources=sources)
+    atomic_write_text(out / REPORT_HTML, html)
+    base = Path(from_dir).resolve()
+    stored = dict(verdict)
+    stored["runs"] = [{**r, "dir": os.path.relpath(r["dir"], base)} for r in verdict["runs"]]
+    atomic_write_json(out / VERDICT_JSON, _jsonable(stored), indent=2)
+    return verdict

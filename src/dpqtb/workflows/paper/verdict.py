@@ -1,0 +1,317 @@
+"""The verdict of issue 25: collect sweep run directories into rows, combine seeds, extrapolate D(γ) to
+γ → 0 and choose the verdict sentence by the fixed rules of docs/paper.md ("Verdict rules").
+
+Nothing here runs MD: the input is one or more sweep directories (``DIR/points/<hash>/`` with
+``point.json``, ``result.json`` and ``analysis/``, docs/sweep.md).  The sentence is computed from the
+rows; the thresholds are the module constants below, written down before any LaH10 data existed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dpqtb import InputError
+from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_RESULT, SWEEP_POINTS_DIR, THERMO, qtb_fd_name,
+                          read_thermo)
+
+#: a D below this is "no diffusion" whatever its error bar (cm²/s; 1/35 of the paper's 3.5e-5; over
+#: 10 ps it is an MSD growth of 0.6 Å², comparable to the vibrational MSD plateau)
+D_MIN_CM2_PER_S = 1.0e-6
+#: a D is resolved ("diffusive") when D > D_MIN and D > N_SIGMA standard errors
+N_SIGMA = 3.0
+#: the pressure of the verdict (GPa) and the paper's Fig. 4 temperature (K)
+VERDICT_PRESSURE_GPA = 200.0
+FIG4_TEMPERATURE_K = 200.0
+#: TRPMD/PIMD: the lowest temperature the verdict uses (K)
+BEADS_MIN_T_K = 100.0
+#: K_cv(P) converged when the last two bead counts differ by < 2 sigma or < 1 %
+KCV_REL_TOL = 0.01
+CLASSICAL = ("langevin", "nve")
+FRICTION_BATHS = ("langevin", "qtb", "adqtb")
+BEAD_BATHS = ("pimd", "trpmd")
+GROUP_KEYS = ("method", "temperature_K", "pressure_GPa", "n_atoms", "gamma_per_ps", "beads")
+
+
+def _f(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def find_sweeps(root: str | Path) -> list[Path]:
+    """The sweep directories under ``root``: ``root`` itself if it has ``points/``, else its sub-folders
+    and their sub-folders (two levels: ``DIR/sweeps/<stage>`` of ``dpqtb paper --out DIR``) that have
+    one, sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"--from {root}: not a directory")
+    if (root / SWEEP_POINTS_DIR).is_dir():
+        return [root]
+    found = []
+    for p in sorted(q for q in root.iterdir() if q.is_dir()):
+        if (p / SWEEP_POINTS_DIR).is_dir():
+            found.append(p)
+        else:
+            found += sorted(q for q in p.iterdir() if q.is_dir() and (q / SWEEP_POINTS_DIR).is_dir())
+    return found
+
+
+def _plateau(path: Path, column: str) -> tuple[float, float]:
+    """Mean and block error (4 blocks) of the second half of an MSD′ column."""
+    if not path.is_file():
+        return math.nan, math.nan
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    y = np.array([_f(r.get(column)) for r in rows], dtype=float)
+    y = y[len(y) // 2:]
+    y = y[np.isfinite(y)]
+    if not len(y):
+        return math.nan, math.nan
+    blocks = [b.mean() for b in np.array_split(y, min(4, len(y)))]
+    err = float(np.std(blocks, ddof=1) / math.sqrt(len(blocks))) if len(blocks) > 1 else math.nan
+    return float(y.mean()), err
+
+
+def fd_ratio(run_dir: Path, species: str) -> float:
+    """Σ|Δ_FD| / Σ m γ_r C_vv over the frequency grid of ``qtb_fd_<species>.csv`` (0 when the
+    fluctuation–dissipation theorem holds at every frequency; the same number as the bath's
+    ``fd_summary``); NaN without the file."""
+    path = run_dir / qtb_fd_name(species)
+    if not path.is_file():
+        return math.nan
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    try:
+        num = sum(abs(float(r["delta_fd_eV"])) for r in rows)
+        den = sum(float(r["gamma_r_per_ps"]) * 1e-3 * float(r["mCvv_eV_fs"]) for r in rows)
+    except (KeyError, ValueError):
+        return math.nan
+    return num / den if den > 0 else math.nan
+
+
+def _kinetic_per_atom_meV(run_dir: Path, eq_steps: int, n_atoms: int) -> tuple[float, float]:
+    """Mean kinetic energy per atom over production (meV): for PIMD/TRPMD the centroid-virial K_cv."""
+    if not (run_dir / THERMO).is_file():
+        return math.nan, math.nan
+    th = read_thermo(run_dir)
+    k = np.asarray(th["kinetic_eV"], dtype=float)[np.asarray(th["step"]) > eq_steps] * 1e3 / n_atoms
+    if len(k) < 4:
+        return math.nan, math.nan
+    blocks = [b.mean() for b in np.array_split(k, 10 if len(k) >= 20 else 2)]
+    return float(k.mean()), float(np.std(blocks, ddof=1) / math.sqrt(len(blocks)))
+
+
+def point_row(point_dir: str | Path) -> dict | None:
+    """One row of verdict.json from a finished sweep point (None when it is not finished).
+
+    Keys: ``method``, ``temperature_K``, ``pressure_GPa``, ``n_atoms``, ``gamma_per_ps`` (friction
+    baths: 1000/damp_fs), ``beads`` (PIMD/TRPMD), ``seed``, ``D_H_cm2_per_s``, ``D_H_err_cm2_per_s``,
+    ``msd_prime_plateau_A2`` (+ ``_err``), ``exchanges`` (none/one/several), ``K_per_atom_meV``
+    (+ ``_err``; PIMD/TRPMD: centroid virial), ``theta_deg``, ``V_A3``, ``E_per_3NkB_K``, ``T_zero_K``,
+    ``production_ps``, ``species``, ``hash``, ``dir``.
+    """
+    d = Path(point_dir)
+    try:
+        res = json.loads((d / POINT_RESULT).read_text())
+        spec = json.loads((d / POINT_JSON).read_text())
+        summary = json.loads((d / POINT_ANALYSIS_DIR / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if res.get("status") != "done":
+        return None
+    cfg, axes, obs = spec.get("config", {}), res.get("axes", {}), res.get("observables", {})
+    th, baro = cfg.get("thermostat", {}), cfg.get("barostat", {})
+    method = str(axes.get("bath", th.get("kind", "nve")))
+    hyd = spec.get("analysis", {}).get("hydrogen", "H")
+    diff = summary.get("diffusion", {})
+    species = hyd if hyd in diff else (next(iter(diff)) if diff else hyd)
+    dh = diff.get(species, {})
+    n_atoms = int(res.get("n_atoms") or summary.get("n_atoms"))
+    eq, prod = int(res.get("equilibration_steps", 0)), int(res.get("production_steps", 0))
+    dt = _f(cfg.get("md", {}).get("timestep_fs"))
+    row = {"method": method, "temperature_K": _f(axes.get("temperature_K", th.get("temperature_K"))),
+           "pressure_GPa": _f(axes.get("pressure_GPa", baro.get("pressure_GPa"))), "n_atoms": n_atoms}
+    if method in FRICTION_BATHS:
+        damp = th.get("damp_fs")
+        if damp is None:
+            from dpqtb.md.config import DEFAULT_DAMP_fs, DEFAULT_DAMP_fs_BY_KIND
+
+            damp = DEFAULT_DAMP_fs_BY_KIND.get(method, DEFAULT_DAMP_fs)
+        row["gamma_per_ps"] = 1000.0 / float(damp)
+    if method in BEAD_BATHS:
+        row["beads"] = int(th.get("beads", 1))
+    prime = _plateau(d / POINT_ANALYSIS_DIR / "msd_prime.csv", f"msd_prime_{species}_A2")
+    if not _finite(prime[0]):
+        prime = (_f(summary.get("msd_prime_final_A2")), math.nan)
+    kin = _kinetic_per_atom_meV(d, eq, n_atoms)
+    row.update({
+        "seed": axes.get("seed", res.get("md_seed")), "md_seed": res.get("md_seed"),
+        "D_H_cm2_per_s": _f(dh.get("D_cm2_per_s")), "D_H_err_cm2_per_s": _f(dh.get("D_err_cm2_per_s")),
+        "msd_prime_plateau_A2": prime[0], "msd_prime_plateau_err_A2": prime[1],
+        "exchanges": dict((summary.get("exchanges") or {}).get("classes") or {}),
+        "K_per_atom_meV": kin[0], "K_per_atom_err_meV": kin[1], "fd_ratio_H": fd_ratio(d, species),
+        "theta_deg": _f(obs.get("theta_frames_deg")), "distortion_avg_deg": _f(obs.get("distortion_avg_deg")),
+        "V_A3": _f(obs.get("V_A3")),
+        "E_per_3NkB_K": _f(obs.get("E_per_3NkB_K")), "T_zero_K": _f(obs.get("T_zero_K")),
+        "production_ps": prod * dt / 1000.0 if _finite(dt) else math.nan,
+        "species": species, "hash": res.get("hash", d.name), "dir": str(d)})
+    return row
+
+
+def collect_rows(sweep_dirs) -> list[dict]:
+    """Every finished point of the sweep directories, sorted by method, T, γ, beads, size, seed."""
+    rows = []
+    for sd in sweep_dirs:
+        pts = Path(sd) / SWEEP_POINTS_DIR
+        for p in sorted(pts.iterdir()) if pts.is_dir() else []:
+            r = point_row(p)
+            if r is not None:
+                rows.append(r)
+    rows.sort(key=lambda r: (r["method"], r["pressure_GPa"], r["temperature_K"], r.get("gamma_per_ps", 0),
+                             r.get("beads", 0), r["n_atoms"], str(r["seed"])))
+    return rows
+
+
+def _key(r: dict) -> tuple:
+    return tuple(r.get(k) for k in GROUP_KEYS)
+
+
+def combine(values, errors) -> tuple[float, float]:
+    """Mean of independent seeds and its error: the larger of the standard error over seeds
+    (n ≥ 2) and the block error of the mean, sqrt(Σσ²)/n."""
+    v = np.asarray(values, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    ok = np.isfinite(v)
+    if not ok.any():
+        return math.nan, math.nan
+    v, e = v[ok], e[ok]
+    n = len(v)
+    block = float(math.sqrt(np.sum(e ** 2)) / n) if np.all(np.isfinite(e)) else math.nan
+    seed = float(np.std(v, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    err = np.nanmax([block, seed]) if np.isfinite([block, seed]).any() else math.nan
+    return float(v.mean()), float(err)
+
+
+def group_rows(rows: list[dict]) -> list[dict]:
+    """Rows sharing method, T, P, size, γ and beads combined over seeds (:func:`combine`)."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(_key(r), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        g = {k: v for k, v in zip(GROUP_KEYS, key) if v is not None}
+        g["n_seeds"] = len(rs)
+        g["D_H_cm2_per_s"], g["D_H_err_cm2_per_s"] = combine([r["D_H_cm2_per_s"] for r in rs],
+                                                             [r["D_H_err_cm2_per_s"] for r in rs])
+        g["msd_prime_plateau_A2"], g["msd_prime_plateau_err_A2"] = combine(
+            [r["msd_prime_plateau_A2"] for r in rs], [r["msd_prime_plateau_err_A2"] for r in rs])
+        g["K_per_atom_meV"], g["K_per_atom_err_meV"] = combine([r["K_per_atom_meV"] for r in rs],
+                                                               [r["K_per_atom_err_meV"] for r in rs])
+        for k in ("E_per_3NkB_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "V_A3", "fd_ratio_H"):
+            v = np.array([r.get(k, math.nan) for r in rs], dtype=float)
+            g[k] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
+        ex: dict = {}
+        for r in rs:
+            for c, n in r.get("exchanges", {}).items():
+                ex[c] = ex.get(c, 0) + int(n)
+        g["exchanges"] = ex
+        g["diffusive"] = diffusive(g["D_H_cm2_per_s"], g["D_H_err_cm2_per_s"])
+        out.append(g)
+    return out
+
+
+def diffusive(d: float, err: float) -> bool:
+    """The rule: D > D_MIN_CM2_PER_S and D > N_SIGMA·σ (a missing σ counts as unresolved)."""
+    return _finite(d) and _finite(err) and d > D_MIN_CM2_PER_S and d > N_SIGMA * err
+
+
+def weighted_line(x, y, sigma) -> dict:
+    """Weighted least squares y = a + b x, weights 1/σ² (σ not rescaled by χ²).
+
+    Returns ``intercept``, ``intercept_err``, ``slope``, ``slope_err``, ``n``; σ_a = sqrt(Sxx/Δ),
+    σ_b = sqrt(S/Δ), Δ = S·Sxx − Sx².
+    """
+    x, y, s = (np.asarray(a, dtype=float) for a in (x, y, sigma))
+    if len(x) < 2 or len(set(x.tolist())) < 2:
+        raise InputError("the γ → 0 fit needs at least two different γ")
+    if not np.all(np.isfinite(s) & (s > 0)):
+        raise InputError("the γ → 0 fit needs a positive error bar on every D")
+    w = 1.0 / s ** 2
+    S, Sx, Sxx, Sy, Sxy = w.sum(), (w * x).sum(), (w * x * x).sum(), (w * y).sum(), (w * x * y).sum()
+    delta = S * Sxx - Sx ** 2
+    return {"intercept": float((Sxx * Sy - Sx * Sxy) / delta), "intercept_err": float(math.sqrt(Sxx / delta)),
+            "slope": float((S * Sxy - Sx * Sy) / delta), "slope_err": float(math.sqrt(S / delta)), "n": int(len(x))}
+
+
+def gamma_extrapolations(groups: list[dict]) -> list[dict]:
+    """D(γ) → γ = 0 for every (method, T, P, size) with ≥ 2 values of γ (QTB and adQTB)."""
+    by: dict = {}
+    for g in groups:
+        if g["method"] in ("qtb", "adqtb") and _finite(g["D_H_cm2_per_s"]) and _finite(g["D_H_err_cm2_per_s"]) \
+                and g["D_H_err_cm2_per_s"] > 0:
+            by.setdefault((g["method"], g["temperature_K"], g["pressure_GPa"], g["n_atoms"]), []).append(g)
+    out = []
+    for (m, t, p, n), gs in sorted(by.items()):
+        if len({g["gamma_per_ps"] for g in gs}) < 2:
+            continue
+        fit = weighted_line([g["gamma_per_ps"] for g in gs], [g["D_H_cm2_per_s"] for g in gs],
+                            [g["D_H_err_cm2_per_s"] for g in gs])
+        out.append({"method": m, "temperature_K": t, "pressure_GPa": p, "n_atoms": n,
+                    "gamma_per_ps": sorted(g["gamma_per_ps"] for g in gs),
+                    "D0_cm2_per_s": fit["intercept"], "D0_err_cm2_per_s": fit["intercept_err"],
+                    "slope_cm2_per_s_ps": fit["slope"], "slope_err_cm2_per_s_ps": fit["slope_err"],
+                    "D0_diffusive": diffusive(fit["intercept"], fit["intercept_err"])})
+    return out
+
+
+def bead_convergence(groups: list[dict]) -> list[dict]:
+    """K_cv vs beads per (method, T, P, size); converged when the two largest bead counts agree."""
+    by: dict = {}
+    for g in groups:
+        if g["method"] in BEAD_BATHS:
+            by.setdefault((g["method"], g["temperature_K"], g["pressure_GPa"], g["n_atoms"]), []).append(g)
+    out = []
+    for (m, t, p, n), gs in sorted(by.items()):
+        gs = sorted(gs, key=lambda g: g["beads"])
+        conv = None
+        if len(gs) >= 2:
+            a, b = gs[-2], gs[-1]
+            diff = abs(b["K_per_atom_meV"] - a["K_per_atom_meV"])
+            sig = math.hypot(a["K_per_atom_err_meV"], b["K_per_atom_err_meV"])
+            conv = bool(diff < 2 * sig or diff < KCV_REL_TOL * abs(b["K_per_atom_meV"]))
+        out.append({"method": m, "temperature_K": t, "pressure_GPa": p, "n_atoms": n,
+                    "beads": [g["beads"] for g in gs], "K_cv_meV_per_atom": [g["K_per_atom_meV"] for g in gs],
+                    "K_cv_err_meV_per_atom": [g["K_per_atom_err_meV"] for g in gs], "converged": conv,
+                    "D_H_cm2_per_s": gs[-1]["D_H_cm2_per_s"], "D_H_err_cm2_per_s": gs[-1]["D_H_err_cm2_per_s"],
+                    "diffusive": gs[-1]["diffusive"]})
+    return out
+
+
+def exchange_statistics(groups: list[dict], temperature_K: float = FIG4_TEMPERATURE_K,
+                        pressure_GPa: float = VERDICT_PRESSURE_GPA) -> dict:
+    """Fig. 4's classes (none / one / several) per method at the Fig. 4 condition, the largest cell
+    (bead methods: the most beads), summed over seeds; with the fractions."""
+    best: dict = {}
+    for g in groups:
+        if g["temperature_K"] != temperature_K or g["pressure_GPa"] != pressure_GPa or not g["exchanges"]:
+            continue
+        label = g["method"] + (f" γ={g['gamma_per_ps']:g}/ps" if "gamma_per_ps" in g else "")
+        rank = (g["n_atoms"], g.get("beads", 0))
+        if label not in best or rank > best[label][0]:
+            best[label] = (rank, g)
+    out = {}
+    for label, (_, g) in sorted(best.items()):
+        total = sum(g["exchanges"].values())
+        out[label] = {**g["exchanges"], "n_atoms": g["n_atoms"],
+                      "fractions": {c: n / total for c, n in g["exchanges"].items()} if total else {}}
+    return out

@@ -1,0 +1,339 @@
+"""``dpqtb paper`` (issue 25): the verdict and the report from run directories.
+
+* a real tiny Morse sweep (2 points, seconds) and synthetic LaH10-like sweep points (files written
+  here) collected into verdict.json rows equal to their inputs;
+* seeds combined, the γ → 0 weighted fit against numpy's, the verdict rules on constructed cases;
+* report.html: every section, the inputs' numbers, self-contained (no external src=);
+* CLI errors exit 2; the shipped paper reference file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_RESULT, SWEEP_POINTS_DIR, THERMO, THERMO_COLUMNS,
+                          qtb_fd_name)
+from dpqtb.workflows.paper.report import SECTIONS, num
+from dpqtb.workflows.paper.rules import decide
+from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, combine, gamma_extrapolations,
+                                           group_rows, weighted_line)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MORSE = """
+[sweep]
+equilibration_steps = 20
+production_steps = 80
+blocks = 4
+hydrogen = "Cu"
+[base.system]
+structure = "builtin:fcc"
+element = "Cu"
+lattice_A = 3.61
+supercell = [2, 2, 2]
+[base.potential]
+kind = "morse"
+D_eV = 0.3429
+a_per_A = 1.3588
+r0_A = 2.866
+cutoff_A = 5.0
+[base.md]
+timestep_fs = 4.0
+steps = 0
+seed = 1
+[base.thermostat]
+damp_fs = 100
+[base.output]
+thermo_every = 5
+trajectory_every = 5
+checkpoint_every = 50
+[baths.qtb]
+f_max_THz = 60
+n_f = 10
+[axes]
+temperature_K = [300]
+bath = ["langevin", "qtb"]
+"""
+
+
+@pytest.fixture(scope="module")
+def morse_sweep(tmp_path_factory):
+    from dpqtb.workflows.sweep import run_sweep
+    from dpqtb.workflows.sweep_spec import load_sweep
+
+    d = tmp_path_factory.mktemp("morse")
+    (d / "s.toml").write_text(MORSE)
+    res = run_sweep(load_sweep(d / "s.toml"), d / "sweep", serial=True, progress=False, plots=False)
+    assert res["done"] == 2
+    return d / "sweep"
+
+
+# ------------------------------------------------------------------------------------ synthetic points
+def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: float, *, n_atoms: int = 44,
+               damp: float | None = None, beads: int | None = None, seed=1, P: float = 200.0,
+               prime=(0.2, 0.21, 0.19, 0.2, 0.2, 0.2, 0.2, 0.2), exchanges=None, kinetic_meV: float = 50.0,
+               E3: float = 900.0) -> Path:
+    """One finished sweep point with the files :func:`collect_rows` reads (values are the inputs)."""
+    d = sweep / SWEEP_POINTS_DIR / name
+    (d / POINT_ANALYSIS_DIR).mkdir(parents=True)
+    th = {"kind": method, "temperature_K": T}
+    if damp is not None:
+        th["damp_fs"] = damp
+    if beads is not None:
+        th["beads"] = beads
+    cfg = {"thermostat": th, "barostat": {"pressure_GPa": P}, "md": {"timestep_fs": 0.5}}
+    (d / POINT_JSON).write_text(json.dumps({"config": cfg, "analysis": {"hydrogen": "H"}}))
+    (d / POINT_RESULT).write_text(json.dumps({
+        "hash": name, "status": "done", "axes": {"bath": method, "temperature_K": T, "seed": seed},
+        "md_seed": 7, "n_atoms": n_atoms, "equilibration_steps": 100, "production_steps": 2000,
+        "observables": {"E_per_3NkB_K": E3, "theta_frames_deg": 90.0, "V_A3": 120.0, "T_zero_K": 800.0}}))
+    summary = {"n_atoms": n_atoms, "diffusion": {"H": {"D_cm2_per_s": D, "D_err_cm2_per_s": Derr},
+                                                 "La": {"D_cm2_per_s": 0.0, "D_err_cm2_per_s": 1e-9}},
+               "exchanges": {"classes": exchanges or {"none": 30, "one": 8, "several": 2}}}
+    (d / POINT_ANALYSIS_DIR / "summary.json").write_text(json.dumps(summary))
+    t = np.arange(len(prime)) * 10.0
+    (d / POINT_ANALYSIS_DIR / "msd_prime.csv").write_text(
+        "time_fs,msd_prime_H_A2\n" + "".join(f"{a},{b}\n" for a, b in zip(t, prime)))
+    (d / POINT_ANALYSIS_DIR / "msd.csv").write_text(
+        "time_fs,msd_H_A2,msd_La_A2\n" + "".join(f"{a},{0.2 + 6 * D * 0.1 * a},{0.01}\n" for a in t))
+    r = np.linspace(1.5, 3.0, 16)
+    (d / POINT_ANALYSIS_DIR / "rdf.csv").write_text(
+        "r_A,g_La-H\n" + "".join(f"{a},{math.exp(-(a - 2.1) ** 2 / 0.02)}\n" for a in r))
+    (d / qtb_fd_name("H")).write_text("frequency_THz,delta_fd_eV,gamma_r_per_ps,mCvv_eV_fs\n1,0.001,10,0.5\n2,-0.002,10,0.5\n")
+    rows = [[s, s * 0.5, 10, T, kinetic_meV * n_atoms / 1e3, -1, -1, -1, 200, 120] for s in range(0, 2200, 100)]
+    (d / THERMO).write_text(",".join(THERMO_COLUMNS) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return d
+
+
+def test_morse_sweep_rows_equal_point_summaries(morse_sweep):
+    rows = collect_rows([morse_sweep])
+    assert sorted(r["method"] for r in rows) == ["langevin", "qtb"]
+    for r in rows:
+        s = json.loads((Path(r["dir"]) / POINT_ANALYSIS_DIR / "summary.json").read_text())
+        assert r["species"] == "Cu" and r["n_atoms"] == 32 and r["temperature_K"] == 300
+        assert r["D_H_cm2_per_s"] == s["diffusion"]["Cu"]["D_cm2_per_s"]
+        assert r["D_H_err_cm2_per_s"] == s["diffusion"]["Cu"]["D_err_cm2_per_s"]
+        assert r["gamma_per_ps"] == pytest.approx(10.0)
+
+
+def test_synthetic_rows_equal_inputs(tmp_path):
+    sw = tmp_path / "s"
+    make_point(sw, "a", "qtb", 5.0, 3.1e-5, 2e-6, damp=1000.0, seed=1, kinetic_meV=40.0)
+    make_point(sw, "b", "trpmd", 200.0, 4e-7, 1e-7, beads=8, damp=100.0, kinetic_meV=77.0)
+    rows = {r["hash"]: r for r in collect_rows([sw])}
+    a, b = rows["a"], rows["b"]
+    assert (a["method"], a["temperature_K"], a["pressure_GPa"], a["n_atoms"]) == ("qtb", 5.0, 200.0, 44)
+    assert a["gamma_per_ps"] == 1.0 and "beads" not in a and b["beads"] == 8 and "gamma_per_ps" not in b
+    assert a["D_H_cm2_per_s"] == 3.1e-5 and a["D_H_err_cm2_per_s"] == 2e-6
+    assert a["msd_prime_plateau_A2"] == pytest.approx(0.2)  # mean of the second half of msd_prime.csv
+    assert a["exchanges"] == {"none": 30, "one": 8, "several": 2}
+    assert a["K_per_atom_meV"] == pytest.approx(40.0) and b["K_per_atom_meV"] == pytest.approx(77.0)
+    assert a["E_per_3NkB_K"] == 900.0
+    assert a["fd_ratio_H"] == pytest.approx(0.003 / (2 * 10e-3 * 0.5))  # Σ|Δ_FD| / Σ m γ_r C_vv
+
+
+def test_combine_seeds():
+    m, e = combine([1e-5, 3e-5], [1e-6, 1e-6])
+    assert m == pytest.approx(2e-5) and e == pytest.approx(1e-5)  # the seed scatter dominates
+    m, e = combine([2e-5, 2e-5], [4e-6, 4e-6])
+    assert e == pytest.approx(math.sqrt(2) * 4e-6 / 2)  # block error of the mean
+
+
+def test_gamma_to_zero_weighted_fit_by_hand():
+    x, y, s = [1.0, 3.0, 10.0, 30.0], [1.2e-5, 2.9e-5, 1.05e-4, 2.95e-4], [1e-6, 2e-6, 4e-6, 1e-5]
+    fit = weighted_line(x, y, s)
+    w = 1 / np.square(s)
+    S, Sx, Sxx = w.sum(), (w * x).sum(), (w * np.square(x)).sum()
+    Sy, Sxy = (w * y).sum(), (w * np.multiply(x, y)).sum()
+    delta = S * Sxx - Sx ** 2
+    assert fit["intercept"] == pytest.approx((Sxx * Sy - Sx * Sxy) / delta, rel=1e-12)
+    assert fit["intercept_err"] == pytest.approx(math.sqrt(Sxx / delta), rel=1e-12)
+    coef, cov = np.polyfit(x, y, 1, w=1 / np.asarray(s), cov="unscaled")
+    assert fit["slope"] == pytest.approx(coef[0], rel=1e-9) and fit["intercept"] == pytest.approx(coef[1], rel=1e-6, abs=1e-12)
+    assert fit["intercept_err"] == pytest.approx(math.sqrt(cov[1, 1]), rel=1e-9)
+
+
+def _row(method, T, D, err, n=44, gamma=None, beads=None, K=50.0, seed=1):
+    r = {"method": method, "temperature_K": T, "pressure_GPa": 200.0, "n_atoms": n, "seed": seed,
+         "D_H_cm2_per_s": D, "D_H_err_cm2_per_s": err, "msd_prime_plateau_A2": 0.2, "msd_prime_plateau_err_A2": 0.01,
+         "K_per_atom_meV": K, "K_per_atom_err_meV": 0.1, "exchanges": {}}
+    if gamma is not None:
+        r["gamma_per_ps"] = gamma
+    if beads is not None:
+        r["beads"] = beads
+    return r
+
+
+def _verdict(rows):
+    g = group_rows(rows)
+    return decide(g, gamma_extrapolations(g), bead_convergence(g))
+
+
+GAMMAS = (1.0, 3.0, 10.0, 30.0)
+
+
+def _friction_rows():  # D proportional to γ: vanishes as γ -> 0
+    return [_row("qtb", 5.0, 1e-5 * g, 5e-7, gamma=g) for g in GAMMAS] + [_row("langevin", 5.0, 1e-8, 1e-8, gamma=10.0)]
+
+
+def test_rule_no_qtb_no_verdict():
+    v = _verdict([_row("langevin", 5.0, 1e-8, 1e-8, gamma=10.0)])
+    assert v["status"] == "no_verdict" and v["verdict"].startswith("No verdict yet")
+
+
+def test_rule_no_diffusion():
+    v = _verdict([_row("qtb", 5.0, 1e-7, 5e-8, gamma=g) for g in GAMMAS])
+    assert v["status"] == "does_not_hold" and v["mechanisms"] == []
+    assert "shows no resolved proton diffusion" in v["verdict"]
+
+
+def test_rule_vanishing_with_gamma_is_friction_or_leakage():
+    v = _verdict(_friction_rows())
+    assert v["mechanisms"] == ["friction_or_leakage"] and "friction or leakage" in v["verdict"]
+    v = _verdict(_friction_rows() + [_row("adqtb", 5.0, 1e-8, 1e-8, gamma=10.0)])
+    assert v["mechanisms"] == ["leakage"] and "zero-point-energy leakage" in v["verdict"]
+    v = _verdict(_friction_rows() + [_row("adqtb", 5.0, 5e-5, 1e-6, gamma=10.0)])
+    assert v["mechanisms"] == ["friction"] and "the bath friction" in v["verdict"]
+
+
+def test_rule_finite_size_and_model():
+    rows = [_row("qtb", 5.0, 3e-5, 1e-6, gamma=g) for g in GAMMAS] + [_row("qtb", 5.0, 1e-8, 1e-8, n=352, gamma=10.0)]
+    # the largest cell (352) has one γ only: no γ fit there; the 44-atom γ = 10 diffuses, 352 does not
+    v = _verdict(rows)
+    assert "finite_size" in v["mechanisms"] and "352-atom cell" in v["verdict"]
+    v = _verdict([_row("qtb", 5.0, 3e-5, 1e-6, gamma=g) for g in GAMMAS] + [_row("langevin", 5.0, 2e-5, 1e-6, gamma=10.0)])
+    assert v["mechanisms"] == ["model"] and "classical Langevin diffuses" in v["verdict"]
+
+
+def test_rule_holds_and_trpmd_contradiction():
+    rows = [_row("qtb", T, 3e-5, 1e-6, gamma=g) for g in GAMMAS for T in (5.0, 200.0)]
+    rows += [_row("qtb", 5.0, 3e-5, 1e-6, n=352, gamma=g) for g in GAMMAS]
+    rows += [_row("adqtb", 5.0, 2.5e-5, 1e-6, gamma=10.0), _row("langevin", 5.0, 1e-9, 1e-9, gamma=10.0)]
+    v = _verdict(rows)
+    assert v["status"] == "holds" and v["verdict"].startswith("The paper's claim holds on this model")
+    assert v["classical_onset_K"] is None
+    assert _verdict(rows + [_row("langevin", 300.0, 2e-5, 1e-6, gamma=10.0),
+                            _row("langevin", 600.0, 9e-5, 1e-6, gamma=10.0)])["classical_onset_K"] == 300.0
+    assert "not checked: TRPMD" in v["verdict"]
+    trp = [_row("trpmd", 200.0, 1e-8, 1e-8, beads=p, K=100.0) for p in (8, 16)]
+    v = _verdict(rows + trp)
+    assert v["mechanisms"] == ["unidentified"] and "TRPMD shows no diffusion at 200 K" in v["verdict"]
+    assert bead_convergence(group_rows(trp))[0]["converged"] is True
+    unconverged = [_row("trpmd", 200.0, 1e-8, 1e-8, beads=p, K=k) for p, k in ((4, 80.0), (8, 100.0))]
+    v = _verdict(rows + unconverged)  # K_cv still moves with P: the TRPMD check is not made
+    assert v["status"] == "holds" and "no bead-converged TRPMD" in v["verdict"]
+
+
+def test_report_sections_numbers_self_contained(tmp_path, morse_sweep):
+    from dpqtb.workflows.paper.collect import collect
+
+    root = tmp_path / "runs"
+    sw = root / "verdict"
+    for k, g in enumerate(GAMMAS):
+        make_point(sw, f"q{k}", "qtb", 5.0, 1.234567e-5 * g, 5.4321e-7, damp=1000.0 / g)
+    make_point(sw, "ad", "adqtb", 5.0, 2.2e-8, 1.1e-8, damp=100.0)
+    make_point(sw, "cl", "langevin", 5.0, 3.3e-9, 1.7e-9, damp=100.0)
+    make_point(sw, "q200", "qtb", 200.0, 4.4e-5, 1e-6, damp=100.0, exchanges={"none": 31, "one": 7, "several": 2})
+    make_point(sw, "tr", "trpmd", 200.0, 5.5e-6, 1e-6, beads=8, damp=100.0)
+    (root / "morse").symlink_to(morse_sweep)
+    out = tmp_path / "out"
+    v = collect(root, out, validation=ROOT / "docs" / "validation_builtin" / "report.json",
+                zero_point=ROOT / "data" / "npt" / "zero_point_expansion.json")
+    html = (out / "report.html").read_text()
+    for sec in SECTIONS:
+        assert f'<section id="{sec}">' in html
+    assert not re.search(r'src="(?!data:)', html) and "<link" not in html and "<script" not in html
+    assert v["mechanisms"] == ["leakage"] and v["verdict"].replace("'", "&#x27;") in html
+    stored = json.loads((out / "verdict.json").read_text())
+    assert stored["verdict"] == v["verdict"] and len(stored["runs"]) == 10
+    for r in v["runs"]:  # every run's D in the HTML as given
+        assert num(r["D_H_cm2_per_s"]) in html
+    assert num(1.234567e-5) in html and num(5.4321e-7) in html
+    assert ">31<" in html and ">7<" in html  # Fig. 4 exchange counts at 200 K
+    val = json.loads((ROOT / "docs" / "validation_builtin" / "report.json").read_text())
+    assert num(val["test"]["rmse_f_eV_per_A"]) in html and num(val["table1"]["pressures"]["300"]["dft"]["a_A"]) in html
+    assert "3.5e-05" in html and "4.749" in html  # the paper's numbers beside ours
+
+
+def test_report_with_nothing_marks_every_run_section_missing(tmp_path):
+    from dpqtb.workflows.paper.collect import collect
+
+    (tmp_path / "empty").mkdir()
+    v = collect(tmp_path / "empty", tmp_path / "out", validation=None, zero_point=None)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert v["status"] == "no_verdict"
+    for sec in SECTIONS:
+        body = html.split(f'<section id="{sec}">')[1].split("</section>")[0]
+        assert "missing:" in body, sec
+
+
+def _main(argv):
+    from dpqtb.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    assert _main(["paper", "--from", str(tmp_path / "nope")]) == 2
+    assert _main(["paper", "--from", str(tmp_path), "--stage", "verdict"]) == 2
+    assert _main(["paper", "--from", str(tmp_path), "--validation", str(tmp_path / "x.json")]) == 2
+    assert _main(["paper", "--scale", "huge"]) == 2
+    import torch
+
+    if not torch.cuda.is_available():
+        assert _main(["paper", "--scale", "full", "--out", str(tmp_path / "o")]) == 2
+        assert "GPU" in capsys.readouterr().err
+    assert _main(["paper", "--from", str(tmp_path), "--out", str(tmp_path / "o2")]) == 0
+    capsys.readouterr()
+    assert _main(["paper", "--list"]) == 0  # the shipped small-scale sweep files expand and validate
+    text = capsys.readouterr().out
+    assert "verdict: examples/verdict_lah10_small.toml, 24 points" in text and "pt: examples/pt_lah10_small.toml, 40 points" in text
+
+
+def test_paper_reference_file():
+    from dpqtb.workflows.paper.reference import load_reference, paper_value
+
+    ref = load_reference()
+    assert paper_value("D_H_cm2_per_s") == 3.5e-5 and paper_value("table1_dft")["a_A"] == 4.749
+    assert all("source" in e and "value" in e for e in ref["numbers"].values())
+
+
+def test_cli_runs_the_stages_then_resumes(tmp_path, monkeypatch):
+    """Run mode through the sweep engine (a Morse stage instead of LaH10), then a second call that
+    recomputes nothing (the point files keep their mtimes) and gives the same verdict.json."""
+    import dpqtb.workflows.paper.cli as pc
+    from dpqtb.workflows.paper.collect import VERDICT_JSON
+
+    toml = tmp_path / "m.toml"
+    toml.write_text(MORSE)
+    monkeypatch.setattr(pc, "STAGES", {"small": (("verdict", str(toml), {}),)})
+    out = tmp_path / "o"
+    assert _main(["paper", "--out", str(out), "--serial"]) == 0
+    pts = sorted((out / pc.SWEEPS_DIR / "verdict" / SWEEP_POINTS_DIR).glob(f"*/{THERMO}"))
+    assert len(pts) == 2 and (out / "report.html").is_file()
+    before = [p.stat().st_mtime_ns for p in pts]
+    first = (out / VERDICT_JSON).read_text()
+    assert _main(["paper", "--out", str(out), "--serial"]) == 0
+    assert [p.stat().st_mtime_ns for p in pts] == before
+    assert (out / VERDICT_JSON).read_text() == first
+    # --from the output folder itself finds DIR/sweeps/<stage> (two levels down): the same verdict
+    assert _main(["paper", "--from", str(out), "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / VERDICT_JSON).read_text())["groups"] == json.loads(first)["groups"]
+
+
+def test_cubic_boundary():
+    from dpqtb.workflows.paper.report import cubic_boundary
+
+    g = [{"method": "langevin", "pressure_GPa": p, "temperature_K": t, "distortion_avg_deg": d}
+         for p, t, d in [(100, 5, 12.0), (150, 5, 0.2), (150, 600, 0.1), (200, 5, 0.0), (250, 300, 0.3), (100, 600, 0.5)]]
+    assert cubic_boundary(g, "langevin") == 150 and math.isnan(cubic_boundary(g, "qtb"))
+    assert math.isnan(cubic_boundary(g[3:4], "langevin"))  # one pressure says nothing
