@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from dpqtb import InputError
 from dpqtb.config_schema import (NUMBER, REQUIRED, check_value, device_name, freeze, int_list, load_toml, nonneg,
                                  positive, thaw, validate_schema)
-from dpqtb.md.barostat import CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS
+from dpqtb.md.barostat import CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS, STRESS_CELL_MODES, stress_tensor
 from dpqtb.md.pimd import DEFAULT_PILE_LAMBDA, DEFAULT_TRPMD_LAMBDA
 from dpqtb.md.qtb import QTB_DEFAULTS
 from dpqtb.potential.neighbors import DEFAULT_SKIN_A
@@ -77,6 +77,18 @@ def _adapt_groups(v):
         return v in ("species", "sites")
     return len(v) >= 1 and all(isinstance(g, list) and len(g) >= 1 and all(
         isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in g) for g in v)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _stress(v):
+    """Six numbers (Voigt xx, yy, zz, yz, xz, xy) or a symmetric 3×3 table of numbers."""
+    if len(v) == 6 and all(_is_number(x) for x in v):
+        return True
+    return (len(v) == 3 and all(isinstance(r, list) and len(r) == 3 and all(_is_number(x) for x in r) for r in v)
+            and all(v[k][j] == v[j][k] for k in range(3) for j in range(k)))
 
 
 def _species_floats(v):
@@ -149,6 +161,10 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "damp_fs": (NUMBER, DEFAULT_BAROSTAT_DAMP_FS, positive, "must be > 0 (relaxation time of the volume)"),
         "compressibility_per_GPa": (NUMBER, None, positive,
                                     "must be > 0 (default 1/(100 GPa + 4 P): sets the speed, not the ensemble)"),
+        "stress_GPa": (list, None, _stress,
+                       "must be six numbers [xx, yy, zz, yz, xz, xy] (GPa, positive = compressive, as pressure_GPa) "
+                       "or a symmetric 3x3 table; cell 'flexible' (or 'anisotropic' without shear); "
+                       "pressure_GPa is then its trace/3"),
     },
     "output": {
         "directory": (str, "run", None, ""),
@@ -328,12 +344,42 @@ class ThermostatConfig(_Section):
 @_section("barostat")
 class BarostatConfig(_Section):
     """``[barostat]``: constant pressure by stochastic cell rescaling (docs/barostat.md); off unless
-    ``pressure_GPa`` is given."""
+    ``pressure_GPa`` or ``stress_GPa`` is given.
+
+    ``stress_GPa`` is stored as its six Voigt components (xx, yy, zz, yz, xz, xy), whichever form was given;
+    with it, ``pressure_GPa`` left out is set to its hydrostatic part (trace/3), and given must equal it.
+    """
 
     pressure_GPa: float | None
     cell: str
     damp_fs: float
     compressibility_per_GPa: float | None
+    stress_GPa: tuple[float, float, float, float, float, float] | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stress_GPa is None:
+            return
+        t = stress_tensor(thaw(self.stress_GPa), "config key 'barostat.stress_GPa'")
+        voigt = tuple(float(t[k, j]) for k, j in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)))
+        p_hyd = sum(voigt[:3]) / 3.0
+        if self.pressure_GPa is None:
+            if not p_hyd >= 0:
+                raise InputError(f"config key 'barostat.stress_GPa' = {list(voigt)!r}: its hydrostatic part "
+                                 f"(trace/3 = {p_hyd:g} GPa) must be >= 0, as pressure_GPa")
+            object.__setattr__(self, "pressure_GPa", p_hyd)
+        elif abs(self.pressure_GPa - p_hyd) > 1e-9 * max(1.0, abs(p_hyd)):
+            raise InputError(f"config key 'barostat.pressure_GPa' = {self.pressure_GPa!r} must be the hydrostatic "
+                             f"part of barostat.stress_GPa (trace/3 = {p_hyd:g}), or be left out")
+        object.__setattr__(self, "stress_GPa", voigt)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`_Section.to_dict`, without ``stress_GPa`` when it is not given (so that a hydrostatic
+        config keeps the table, and the checkpoint hash, it had before ``stress_GPa`` existed)."""
+        d = super().to_dict()
+        if d["stress_GPa"] is None:
+            del d["stress_GPa"]
+        return d
 
     @property
     def enabled(self) -> bool:
@@ -551,11 +597,23 @@ def _cross_checks(cfg: MDConfig) -> None:
         if th.kind == "nve":
             raise InputError("[barostat] needs a thermostat with a temperature (langevin, qtb, adqtb, pimd, trpmd): "
                              "constant pressure at constant energy (NPH) is not supported")
+        if baro.stress_GPa is not None:
+            if baro.cell not in STRESS_CELL_MODES:
+                raise InputError(f"config key 'barostat.stress_GPa' needs barostat.cell = 'flexible' (or 'anisotropic' "
+                                 f"without shear components), not '{baro.cell}'; a uniaxial or isotropic cell takes "
+                                 "pressure_GPa")
+            if baro.cell == "anisotropic" and any(baro.stress_GPa[3:]):
+                raise InputError("config key 'barostat.stress_GPa' with cell = 'anisotropic' must have zero shear "
+                                 "components (yz, xz, xy): the cell keeps its angles; use cell = 'flexible'")
+            if th.kind in ("pimd", "trpmd"):
+                raise InputError(f"config key 'barostat.stress_GPa' is not supported for thermostat '{th.kind}' yet "
+                                 "(the ring-polymer cell move counts only P0*V in the conserved energy); use "
+                                 "pressure_GPa")
         if baro.damp_fs < 10 * md.timestep_fs:
             raise InputError(f"config key 'barostat.damp_fs' = {baro.damp_fs!r} must be >= 10 md.timestep_fs = "
                              f"{10 * md.timestep_fs!r} (the cell must move slowly on the scale of a step)")
     else:
-        for key in ("cell", "damp_fs", "compressibility_per_GPa"):
+        for key in ("cell", "damp_fs", "compressibility_per_GPa", "stress_GPa"):
             if getattr(baro, key) != SCHEMA["barostat"][key][1]:
                 raise InputError(f"config key 'barostat.{key}' needs 'barostat.pressure_GPa' (constant pressure)")
     if th.kind in ("pimd", "trpmd"):  # ω_P = P k_B T/ħ is fixed at the start
