@@ -155,7 +155,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "pile_lambda": (NUMBER, None, positive, "must be > 0"),
     },
     "barostat": {
-        "pressure_GPa": (NUMBER, None, nonneg, "must be >= 0 (GPa; set it to run at constant pressure)"),
+        "pressure_GPa": (NUMBER, None, nonneg, "must be >= 0 (GPa; set it, or stress_GPa, to run at constant pressure)"),
         "cell": (str, "isotropic", lambda v: v in CELL_MODES,
                  "must be one of " + ", ".join(CELL_MODES) + " (anisotropic/flexible/x/y/z: lower-triangular cell)"),
         "damp_fs": (NUMBER, DEFAULT_BAROSTAT_DAMP_FS, positive, "must be > 0 (relaxation time of the volume)"),
