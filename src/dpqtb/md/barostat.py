@@ -116,6 +116,54 @@ def is_lower_triangular(cell: torch.Tensor, tol: float = 1e-10) -> bool:
     return bool(upper.abs().max() <= tol * cell.abs().max())
 
 
+def is_stress_table(v) -> bool:
+    """The config schema's check of ``stress_GPa``: six numbers or a symmetric 3×3 table of numbers."""
+    def num(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if len(v) == 6 and all(num(x) for x in v):
+        return True
+    return (len(v) == 3 and all(isinstance(r, list) and len(r) == 3 and all(num(x) for x in r) for r in v)
+            and all(v[k][j] == v[j][k] for k in range(3) for j in range(k)))
+
+
+def resolve_stress(value, pressure_GPa: float | None) -> tuple[tuple[float, ...], float]:
+    """(six Voigt components, P₀) of a ``stress_GPa`` value and ``pressure_GPa`` (None: set to trace/3).
+
+    Raises
+    ------
+    InputError
+        A bad tensor (:func:`stress_tensor`), a negative trace, or a ``pressure_GPa`` that is not trace/3.
+    """
+    t = stress_tensor(value, "config key 'barostat.stress_GPa'")
+    voigt = tuple(float(t[k, j]) for k, j in VOIGT)
+    p_hyd = sum(voigt[:3]) / 3.0
+    if pressure_GPa is None:
+        if not p_hyd >= 0:
+            raise InputError(f"config key 'barostat.stress_GPa' = {list(voigt)!r}: its hydrostatic part "
+                             f"(trace/3 = {p_hyd:g} GPa) must be >= 0, as pressure_GPa")
+        return voigt, p_hyd
+    if abs(pressure_GPa - p_hyd) > 1e-9 * max(1.0, abs(p_hyd)):
+        raise InputError(f"config key 'barostat.pressure_GPa' = {pressure_GPa!r} must be the hydrostatic part of "
+                         f"barostat.stress_GPa (trace/3 = {p_hyd:g}), or be left out")
+    return voigt, float(pressure_GPa)
+
+
+def check_stress_run(voigt, cell: str, thermostat_kind: str) -> None:
+    """The config's rules between ``stress_GPa`` (Voigt or None), ``cell`` and the thermostat (InputError)."""
+    if voigt is None:
+        return
+    if cell not in STRESS_CELL_MODES:
+        raise InputError(f"config key 'barostat.stress_GPa' needs barostat.cell = 'flexible' (or 'anisotropic' "
+                         f"without shear components), not '{cell}'; a uniaxial or isotropic cell takes pressure_GPa")
+    if cell == "anisotropic" and any(voigt[3:]):
+        raise InputError("config key 'barostat.stress_GPa' with cell = 'anisotropic' must have zero shear "
+                         "components (yz, xz, xy): the cell keeps its angles; use cell = 'flexible'")
+    if thermostat_kind in ("pimd", "trpmd"):
+        raise InputError(f"config key 'barostat.stress_GPa' is not supported for thermostat '{thermostat_kind}' yet "
+                         "(the ring-polymer cell move counts only P0*V in the conserved energy); use pressure_GPa")
+
+
 class StochasticCellRescaling:
     """Stochastic cell rescaling: a barostat component for a splitting integrator.
 
@@ -271,7 +319,7 @@ class StochasticCellRescaling:
             measure = _FLEXIBLE_MEASURE[k] if (self.cell == "flexible" and k == j) else 0.0
             eps[k, j] = (-rate * (target - float(pressure_tensor_GPa[k, j])) + diff * measure) * dt_fs \
                 + math.sqrt(2.0 * diff * dt_fs) * float(xi[n])
-        if self._deviator is not None:
+        if self._deviator is not None and cell is None:  # no state to read the new cell from (ring polymers)
             self._cell = h @ torch.linalg.matrix_exp(eps)
         return eps
 
@@ -351,5 +399,5 @@ def cell_thermo(state: MDState, pressure_tensor: torch.Tensor) -> dict:
 
 
 __all__ = ["StochasticCellRescaling", "DEFAULT_BAROSTAT_DAMP_FS", "CELL_MODES", "STRESS_CELL_MODES", "VOIGT",
-           "stress_tensor", "is_lower_triangular",
+           "stress_tensor", "is_stress_table", "resolve_stress", "check_stress_run", "is_lower_triangular",
            "CELL_COLUMNS", "cell_thermo"]

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 from dpqtb import InputError
 from dpqtb.config_schema import (NUMBER, REQUIRED, check_value, device_name, freeze, int_list, load_toml, nonneg,
                                  positive, thaw, validate_schema)
-from dpqtb.md.barostat import CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS, STRESS_CELL_MODES, stress_tensor
+from dpqtb.md.barostat import (CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS, check_stress_run, is_stress_table,
+                               resolve_stress)
 from dpqtb.md.pimd import DEFAULT_PILE_LAMBDA, DEFAULT_TRPMD_LAMBDA
 from dpqtb.md.qtb import QTB_DEFAULTS
 from dpqtb.potential.neighbors import DEFAULT_SKIN_A
@@ -77,18 +78,6 @@ def _adapt_groups(v):
         return v in ("species", "sites")
     return len(v) >= 1 and all(isinstance(g, list) and len(g) >= 1 and all(
         isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in g) for g in v)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _stress(v):
-    """Six numbers (Voigt xx, yy, zz, yz, xz, xy) or a symmetric 3×3 table of numbers."""
-    if len(v) == 6 and all(_is_number(x) for x in v):
-        return True
-    return (len(v) == 3 and all(isinstance(r, list) and len(r) == 3 and all(_is_number(x) for x in r) for r in v)
-            and all(v[k][j] == v[j][k] for k in range(3) for j in range(k)))
 
 
 def _species_floats(v):
@@ -161,7 +150,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "damp_fs": (NUMBER, DEFAULT_BAROSTAT_DAMP_FS, positive, "must be > 0 (relaxation time of the volume)"),
         "compressibility_per_GPa": (NUMBER, None, positive,
                                     "must be > 0 (default 1/(100 GPa + 4 P): sets the speed, not the ensemble)"),
-        "stress_GPa": (list, None, _stress,
+        "stress_GPa": (list, None, is_stress_table,
                        "must be six numbers [xx, yy, zz, yz, xz, xy] (GPa, positive = compressive, as pressure_GPa) "
                        "or a symmetric 3x3 table; cell 'flexible' (or 'anisotropic' without shear); "
                        "pressure_GPa is then its trace/3"),
@@ -358,20 +347,10 @@ class BarostatConfig(_Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.stress_GPa is None:
-            return
-        t = stress_tensor(thaw(self.stress_GPa), "config key 'barostat.stress_GPa'")
-        voigt = tuple(float(t[k, j]) for k, j in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)))
-        p_hyd = sum(voigt[:3]) / 3.0
-        if self.pressure_GPa is None:
-            if not p_hyd >= 0:
-                raise InputError(f"config key 'barostat.stress_GPa' = {list(voigt)!r}: its hydrostatic part "
-                                 f"(trace/3 = {p_hyd:g} GPa) must be >= 0, as pressure_GPa")
-            object.__setattr__(self, "pressure_GPa", p_hyd)
-        elif abs(self.pressure_GPa - p_hyd) > 1e-9 * max(1.0, abs(p_hyd)):
-            raise InputError(f"config key 'barostat.pressure_GPa' = {self.pressure_GPa!r} must be the hydrostatic "
-                             f"part of barostat.stress_GPa (trace/3 = {p_hyd:g}), or be left out")
-        object.__setattr__(self, "stress_GPa", voigt)
+        if self.stress_GPa is not None:
+            voigt, pressure = resolve_stress(thaw(self.stress_GPa), self.pressure_GPa)
+            object.__setattr__(self, "stress_GPa", voigt)
+            object.__setattr__(self, "pressure_GPa", pressure)
 
     def to_dict(self) -> dict[str, Any]:
         """As :meth:`_Section.to_dict`, without ``stress_GPa`` when it is not given (so that a hydrostatic
@@ -597,18 +576,7 @@ def _cross_checks(cfg: MDConfig) -> None:
         if th.kind == "nve":
             raise InputError("[barostat] needs a thermostat with a temperature (langevin, qtb, adqtb, pimd, trpmd): "
                              "constant pressure at constant energy (NPH) is not supported")
-        if baro.stress_GPa is not None:
-            if baro.cell not in STRESS_CELL_MODES:
-                raise InputError(f"config key 'barostat.stress_GPa' needs barostat.cell = 'flexible' (or 'anisotropic' "
-                                 f"without shear components), not '{baro.cell}'; a uniaxial or isotropic cell takes "
-                                 "pressure_GPa")
-            if baro.cell == "anisotropic" and any(baro.stress_GPa[3:]):
-                raise InputError("config key 'barostat.stress_GPa' with cell = 'anisotropic' must have zero shear "
-                                 "components (yz, xz, xy): the cell keeps its angles; use cell = 'flexible'")
-            if th.kind in ("pimd", "trpmd"):
-                raise InputError(f"config key 'barostat.stress_GPa' is not supported for thermostat '{th.kind}' yet "
-                                 "(the ring-polymer cell move counts only P0*V in the conserved energy); use "
-                                 "pressure_GPa")
+        check_stress_run(baro.stress_GPa, baro.cell, th.kind)
         if baro.damp_fs < 10 * md.timestep_fs:
             raise InputError(f"config key 'barostat.damp_fs' = {baro.damp_fs!r} must be >= 10 md.timestep_fs = "
                              f"{10 * md.timestep_fs!r} (the cell must move slowly on the scale of a step)")
