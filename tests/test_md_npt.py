@@ -174,18 +174,22 @@ PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))  # Voigt xx yy zz yz xz
 def test_npt_uniaxial_stress_cell_is_the_nvt_stress_strain_response(tmp_path):
     """Flexible cell under σ = (5, 5, 8 | 0, 0, 0) GPa (P₀ = 6 GPa, 3 GPa more along z), Langevin at 50 K, 32-atom
     Morse crystal: an NVT run at the NPT-averaged cell must show the target stress. The target of the ensemble
-    at a cell h is P₀I + (V₀/V) hᵀh₀⁻ᵀ S h₀⁻¹h (S = σ − P₀I, h₀ the first cell): σ itself at h₀, and 0.05 GPa
-    from it at the mean cell (~1 % strain), computed here with numpy. Errors: NVT block errors (20 blocks) and
-    the NPT mean cell's block error carried to stress by the static stiffness of the lattice (finite
-    differences of the potential's virial); the O(k_BT/V) terms of the cell measure and of mean vs most
-    probable cell (≤ 3 k_BT/V = 0.005 GPa) are added to the tolerance. A barostat that drove the cell to the
-    hydrostatic 6 GPa would leave P_zz − P_xx = 0 instead of 3 GPa (> 20σ)."""
+    at a cell h is P₀I + (V₀/V) hᵀh₀⁻ᵀ S h₀⁻¹h (S = σ − P₀I, h₀ the first cell): σ itself at h₀, and up to 0.17
+    GPa from it at the mean cell (this Morse crystal is soft along the Bain path: +4 % along x and y, −0.8 %
+    along z), computed here with numpy. Errors: NVT block errors (10 blocks of 0.5 ps) and the NPT mean cell's
+    block error carried to stress by the static stiffness of the lattice (finite differences of the potential's
+    virial); the O(k_BT/V) terms of the cell measure and of mean vs most probable cell (≤ 3 k_BT/V =
+    0.005 GPa) are added to the tolerance. A barostat that drove the cell to the hydrostatic 6 GPa would leave
+    P_zz − P_xx = 0 instead of 2.8 GPa (~20σ; asserted > 10σ). Also: the NPT run's own ⟨P_int − target(h)⟩ = 0
+    per component, and its conserved energy (with the deviatoric work) bounded as in test_npt_conserved_quantity.
+    First run (5,000 + 4,000 steps): NVT at the mean cell (5.02, 4.84, 7.83 | −0.06, 0.09, −0.03) ± (0.09, 0.09,
+    0.10 | 0.11, 0.06, 0.11) GPa against the target (4.99, 4.99, 7.83 | 0.00, 0.00, 0.00)."""
     t_k, sigma = 50.0, [5.0, 5.0, 8.0, 0.0, 0.0, 0.0]
-    cfg = _config("langevin", 3.61, 5000, t_k, seed=2,
+    cfg = _config("langevin", 3.61, 4000, t_k, seed=2,
                   barostat={"cell": "flexible", "stress_GPa": sigma, "damp_fs": 200.0})
     assert cfg.barostat.pressure_GPa == 6.0
     npt = _run(cfg, tmp_path / "npt")
-    keep = slice(len(npt["a_A"]) // 5, None)  # 2 ps of 10 ps discarded (τ_p = 0.2 ps)
+    keep = slice(len(npt["a_A"]) // 5, None)  # 1.6 ps of 8 ps discarded (τ_p = 0.2 ps)
     cells = _lower_triangular_cells({k: npt[k][keep] for k in ("a_A", "b_A", "c_A", "alpha_deg", "beta_deg",
                                                                "gamma_deg")})
     h_mean = cells.mean(0)
@@ -205,6 +209,16 @@ def test_npt_uniaxial_stress_cell_is_the_nvt_stress_strain_response(tmp_path):
         m, e = _block_mean(npt[name][keep] - targets[:, a, b])
         assert abs(m) < 4 * e + finite_n, (name, m, e)
     target = target_of(h_mean)
+    # conserved quantity (K + U + Φ + heats, Φ = P₀V + V₀ tr(S E)): bounded as test_npt_conserved_quantity's,
+    # while the work against the deviatoric stress alone, V₀ tr(S ΔE), is far larger than the drift
+    drift = abs(npt["conserved_eV"][-1] - npt["conserved_eV"][0])
+    exchanged = np.abs(np.diff(npt["total_eV"])).sum()
+    assert drift < 0.01 * exchanged and drift / 32 < 5e-4, (drift, exchanged)
+    h_last = _lower_triangular_cells({k: npt[k][-1:] for k in ("a_A", "b_A", "c_A", "alpha_deg", "beta_deg",
+                                                              "gamma_deg")})[0]
+    mm = np.linalg.solve(h0, h_last)
+    w_dev = np.linalg.det(h0) * (s_dev / GPA_PER_EV_A3 * 0.5 * (mm @ mm.T - np.eye(3))).sum()
+    assert abs(w_dev) > 20 * drift, (w_dev, drift)
     # static stiffness: d(P_static)/d(h_kj) by central differences, to carry the mean cell's error
     jac = np.zeros((6, 6))
     for c, (k, j) in enumerate(LOWER):
@@ -222,20 +236,21 @@ def test_npt_uniaxial_stress_cell_is_the_nvt_stress_strain_response(tmp_path):
     integ = Langevin(Morse(*MORSE_CU), 2.0, TemperatureSchedule(t_k), 200.0, seed=6)
     integ.setup(state)
     samples = []
-    for k in range(4000):
+    for k in range(3000):
         integ.step(state)
         if k >= 500 and k % 5 == 0:
             samples.append([float(x) for x in (integ.pressure_tensor_GPa(state)[a, b] for a, b in PAIRS)])
     p = np.array(samples)
-    p_blocks = p[: len(p) // nb * nb].reshape(nb, -1, 6).mean(1)
-    p_mean, p_err = p.mean(0), p_blocks.std(0, ddof=1) / math.sqrt(nb)
+    nb_nvt = 10  # blocks of 0.5 ps, a few times the energy relaxation time 1/γ = 0.2 ps of the phonons
+    p_blocks = p[: len(p) // nb_nvt * nb_nvt].reshape(nb_nvt, -1, 6).mean(1)
+    p_mean, p_err = p.mean(0), p_blocks.std(0, ddof=1) / math.sqrt(nb_nvt)
     err = np.hypot(p_err, carried)
     for c, (a, b) in enumerate(PAIRS):
         assert abs(p_mean[c] - target[a, b]) < 4 * err[c] + finite_n, (PAIRS[c], p_mean[c], err[c], target[a, b])
     # resolved: the uniaxial part is seen, ~3 GPa against errors of ~0.05 GPa
     diff_err = math.hypot(err[2], err[0])
     assert abs((p_mean[2] - p_mean[0]) - 3.0) < 4 * diff_err + 2 * finite_n + abs(target[2, 2] - target[0, 0] - 3.0)
-    assert p_mean[2] - p_mean[0] > 20 * diff_err
+    assert p_mean[2] - p_mean[0] > 10 * diff_err
     print("NVT at the NPT cell:", p_mean, "+-", err, "target", [target[a, b] for a, b in PAIRS], "cell", h_mean)
 
 
