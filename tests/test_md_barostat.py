@@ -203,7 +203,7 @@ def test_flexible_cell_under_a_shear_and_uniaxial_stress_samples_the_exact_densi
     ⟨c_y²⟩ = kT/(k_s + 2qS_zz); the diagonal means come from a 3D quadrature that includes the factor
     exp((2qS_xy a_x)²/(2k_b kT)) of the integrated b_x. A wrong sign of the shear target flips ⟨b_x⟩ (−0.6 Å,
     ~15σ); the deviatoric target moves ⟨b_y⟩ − ⟨c_z⟩ by 0.65 Å from the hydrostatic one (8σ; asserted > 5σ).
-    First run: all five within 4σ (errors ~0.06 Å), 380 s on 2 cores shared at load ~10."""
+    All five within 4σ (errors ~0.06 Å); 99 s on 2 cores shared at load ~5."""
     n, t_k, dt = 4, 300.0, 1.0
     sigma = [1.0, 1.0, 2.5, 0.0, 0.0, 0.5]
     p_gpa = sum(sigma[:3]) / 3
