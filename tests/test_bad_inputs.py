@@ -187,6 +187,30 @@ CASES = {
     "barostat-cell-unknown": md("[output]", "[barostat]\npressure_GPa = 1.0\ncell = \"cubic\"\n[output]", "barostat.cell"),
     "barostat-nonperiodic": (_nonperiodic_npt, "periodic"),
     "barostat-cell-without-pressure": md("[output]", "[barostat]\ncell = \"flexible\"\n[output]", "barostat.cell"),
+    "barostat-stress-not-symmetric": md("[output]", "[barostat]\ncell = \"flexible\"\n"
+                                        "stress_GPa = [[1, 0.5, 0], [0, 1, 0], [0, 0, 1]]\n[output]",
+                                        "barostat.stress_GPa"),
+    "barostat-stress-nan": md("[output]", "[barostat]\ncell = \"flexible\"\nstress_GPa = [1, 1, nan, 0, 0, 0]\n"
+                              "[output]", "barostat.stress_GPa"),
+    "barostat-stress-inf": md("[output]", "[barostat]\ncell = \"flexible\"\n"
+                              "stress_GPa = [[1, 0, 0], [0, 1, 0], [0, 0, inf]]\n[output]", "barostat.stress_GPa"),
+    "barostat-stress-wrong-shape": md("[output]", "[barostat]\ncell = \"flexible\"\nstress_GPa = [1, 1, 1]\n[output]",
+                                      "barostat.stress_GPa"),
+    "barostat-stress-not-a-list": md("[output]", "[barostat]\ncell = \"flexible\"\nstress_GPa = 5.0\n[output]",
+                                     "barostat.stress_GPa"),
+    "barostat-stress-isotropic-cell": md("[output]", "[barostat]\nstress_GPa = [1, 1, 2, 0, 0, 0]\n[output]",
+                                         "barostat.stress_GPa"),
+    "barostat-stress-axis-cell": md("[output]", "[barostat]\ncell = \"z\"\nstress_GPa = [1, 1, 2, 0, 0, 0]\n[output]",
+                                    "barostat.stress_GPa"),
+    "barostat-stress-anisotropic-shear": md("[output]", "[barostat]\ncell = \"anisotropic\"\n"
+                                            "stress_GPa = [1, 1, 2, 0, 0, 0.5]\n[output]", "barostat.stress_GPa"),
+    "barostat-stress-pressure-mismatch": md("[output]", "[barostat]\npressure_GPa = 1.0\ncell = \"flexible\"\n"
+                                            "stress_GPa = [1, 1, 2, 0, 0, 0]\n[output]", "barostat.pressure_GPa"),
+    "barostat-stress-negative-trace": md("[output]", "[barostat]\ncell = \"flexible\"\n"
+                                         "stress_GPa = [-1, -1, -2, 0, 0, 0]\n[output]", "barostat.stress_GPa"),
+    "barostat-stress-pimd": md('kind = "qtb"\ntemperature_K = 100\ndamp_fs = 100\nf_max_THz = 50\nn_f = 8',
+                               'kind = "pimd"\ntemperature_K = 100\nbeads = 2\n[barostat]\ncell = \"flexible\"\n'
+                               'stress_GPa = [1, 1, 2, 0, 0, 0]', "barostat.stress_GPa"),
     # structure files
     "poscar-overlap": (lambda t: (t.joinpath("POSCAR").write_text(POSCAR_OVERLAP),
                                   ["md", _cfg(t, 'structure = "builtin:fcc"', 'structure = "POSCAR"\nformat = "vasp"')])[1],

@@ -184,3 +184,186 @@ def test_flexible_cell_needs_lower_triangular_cell():
     with pytest.raises(InputError, match="lower-triangular"):
         StochasticCellRescaling(1.0, cell="flexible").setup(s)
     StochasticCellRescaling(1.0, cell="isotropic").setup(s)  # isotropic scaling keeps any shape
+
+
+# ----------------------------------------------------------------------------- target stress (stress_GPa)
+def _strain_energy_cell_virial(h: torch.Tensor, h0: torch.Tensor, dev_ev_a3: np.ndarray) -> float:
+    """V₀ tr(S E) with E = ½(h₀⁻¹ h hᵀ h₀⁻ᵀ − I) (numpy, independent of the barostat's code)."""
+    m = np.linalg.solve(h0.numpy(), h.numpy())
+    return float(abs(np.linalg.det(h0.numpy())) * (dev_ev_a3 * 0.5 * (m @ m.T - np.eye(3))).sum())
+
+
+@pytest.mark.slow
+def test_flexible_cell_under_a_shear_and_uniaxial_stress_samples_the_exact_density():
+    """As the MTK test above, with a non-hydrostatic target σ = (1, 1, 2.5 | yz 0, xz 0, xy 0.5) GPa (P₀ = 1.5 GPa).
+    The density of the cell is then V^(N-2) a_x² b_y exp(-(P₀V + V₀ tr(S E) + U)/kT), S = σ − P₀I, E the
+    Green–Lagrange strain from the first cell h₀ = L₀ I, so V₀ tr(S E) = q[S_xx a_x² + S_yy(b_x² + b_y²)
+    + S_zz(c_x² + c_y² + c_z²) + 2 S_xy a_x b_x] + const with q = V₀/2L₀². Exact: b_x is Gaussian given a_x with
+    mean −(2qS_xy/k_b) a_x, k_b = k_s + 2qS_yy, so ⟨b_x⟩ = −(2qS_xy/k_b)⟨a_x⟩; c_y is Gaussian with
+    ⟨c_y²⟩ = kT/(k_s + 2qS_zz); the diagonal means come from a 3D quadrature that includes the factor
+    exp((2qS_xy a_x)²/(2k_b kT)) of the integrated b_x. A wrong sign of the shear target flips ⟨b_x⟩ (−0.6 Å,
+    ~15σ); the deviatoric target moves ⟨b_y⟩ − ⟨c_z⟩ by 0.65 Å from the hydrostatic one (8σ; asserted > 5σ).
+    All five within 4σ (errors ~0.06 Å); 99 s on 2 cores shared at load ~5."""
+    n, t_k, dt = 4, 300.0, 1.0
+    sigma = [1.0, 1.0, 2.5, 0.0, 0.0, 0.5]
+    p_gpa = sum(sigma[:3]) / 3
+    kt = KB_EV * t_k
+    g = torch.Generator().manual_seed(7)
+    m = torch.full((n,), 1.008, dtype=torch.float64)
+    sd = torch.sqrt(m * kt / AMU_A2_PER_FS2_IN_EV)[:, None]
+    length = ((n + 1) * kt / (p_gpa * GPA_IN_EV_PER_A3)) ** (1 / 3)
+    state = MDState(positions=torch.zeros(n, 3, dtype=torch.float64), momenta=torch.randn((n, 3), generator=g,
+                    dtype=torch.float64) * sd, masses=m, cell=torch.eye(3, dtype=torch.float64) * length,
+                    species=torch.zeros(n, dtype=torch.long), type_map=("H",))
+    h0 = state.cell.clone()
+    baro = StochasticCellRescaling(p_gpa, damp_fs=100.0, compressibility_per_GPa=1.0 / p_gpa, seed=8, cell="flexible",
+                                   stress_GPa=sigma)
+    baro.setup(state)
+    c = math.exp(-0.01 * dt)
+    kick_sd = math.sqrt(1 - c * c) * sd
+    samples = []
+    for k in range(40_000):
+        state.momenta.mul_(c).add_(torch.randn((n, 3), generator=g, dtype=torch.float64) * kick_sd)
+        state.virial = _cell_virial(state.cell)
+        baro.move(state, dt, t_k)
+        if k % 10 == 0:
+            h = state.cell
+            samples.append([float(h[0, 0]), float(h[1, 1]), float(h[2, 2]), float(h[1, 0]), float(h[2, 1]) ** 2])
+    a = np.array(samples[len(samples) // 10:])
+    blocks = a[: len(a) // 20 * 20].reshape(20, -1, a.shape[1]).mean(1)  # 20 blocks of 1.8 ps ≫ τ ≈ 0.1 ps
+    mean, err = a.mean(0), blocks.std(0, ddof=1) / math.sqrt(20)
+    s_dev = np.zeros((3, 3))
+    s_dev[0, 0], s_dev[1, 1], s_dev[2, 2] = (x - p_gpa for x in sigma[:3])
+    s_dev[0, 1] = s_dev[1, 0] = sigma[5]
+    s_dev *= GPA_IN_EV_PER_A3
+    q = length**3 / (2 * length**2)
+    k_b, k_c = KS + 2 * q * s_dev[1, 1], KS + 2 * q * s_dev[2, 2]
+    lin = 2 * q * s_dev[0, 1]  # coefficient of a_x b_x
+    x = np.linspace(0.3, 9.0, 200)
+    ax, by, cz = np.meshgrid(x, x, x, indexing="ij")
+    vol = ax * by * cz
+
+    def diag_means(s):
+        e = (p_gpa * GPA_IN_EV_PER_A3 * vol + 0.5 * KA * ((ax - by) ** 2 + (by - cz) ** 2)
+             + q * (s[0, 0] * ax**2 + s[1, 1] * by**2 + s[2, 2] * cz**2) - (lin * ax) ** 2 / (2 * k_b) * (s is s_dev))
+        w = vol ** (n - 2) * ax**2 * by * np.exp(-(e - e.min()) / kt)
+        w /= w.sum()
+        assert w[-1].sum() + w[:, -1].sum() + w[:, :, -1].sum() < 1e-8  # the grid holds the density
+        return (w * ax).sum(), (w * by).sum(), (w * cz).sum()
+
+    exact_diag = diag_means(s_dev)
+    exact = [*exact_diag, -lin / k_b * exact_diag[0], kt / k_c]
+    for name, mu, e, ref in zip(("a_x", "b_y", "c_z", "b_x", "c_y²"), mean, err, exact):
+        assert abs(mu - ref) < 4 * e, (name, mu, e, ref)
+    hydro = diag_means(np.zeros((3, 3)))  # the same P₀ without the deviator: resolved apart
+    assert abs((exact_diag[1] - exact_diag[2]) - (hydro[1] - hydro[2])) > 5 * math.hypot(err[1], err[2])
+    assert abs(exact[3]) > 5 * err[3]
+    # the barostat's own Φ: V₀ tr(S E) at the last cell, against the numpy formula
+    assert baro.enthalpy_term(state) == pytest.approx(
+        p_gpa * GPA_IN_EV_PER_A3 * state.volume + _strain_energy_cell_virial(state.cell, h0, s_dev), rel=1e-6)
+
+
+def test_stress_forms_agree_and_the_target_is_sigma_at_the_reference_cell():
+    """Six Voigt numbers (xx, yy, zz, yz, xz, xy) and the symmetric 3×3 give one target; at the reference
+    cell (the first one) the drift's target is σ itself, elsewhere P₀I + (V₀/V) hᵀh₀⁻ᵀ S h₀⁻¹h."""
+    voigt = [2.0, 3.0, 4.0, 0.3, -0.2, 0.1]
+    full = [[2.0, 0.1, -0.2], [0.1, 3.0, 0.3], [-0.2, 0.3, 4.0]]
+    s = _tiny_state()
+    a = StochasticCellRescaling(3.0, cell="flexible", stress_GPa=voigt)
+    b = StochasticCellRescaling(3.0, cell="flexible", stress_GPa=full)
+    assert torch.equal(a.stress_GPa, b.stress_GPa)
+    a.setup(s)
+    assert torch.allclose(a.target_tensor_GPa(s.cell), torch.tensor(full, dtype=torch.float64), atol=1e-12)
+    h = torch.tensor([[3.1, 0, 0], [0.2, 2.9, 0], [-0.1, 0.3, 3.05]], dtype=torch.float64)
+    m = np.linalg.solve(s.cell.numpy(), h.numpy())
+    dev = np.array(full) - 3.0 * np.eye(3)
+    ref = 3.0 * np.eye(3) + np.linalg.det(s.cell.numpy()) / np.linalg.det(h.numpy()) * m.T @ dev @ m
+    assert np.allclose(a.target_tensor_GPa(h).numpy(), ref, atol=1e-12)
+    # without stress_GPa the target is P₀ I (the original drift)
+    c = StochasticCellRescaling(3.0, cell="flexible")
+    c.setup(_tiny_state())
+    assert torch.equal(c.target_tensor_GPa(h), 3.0 * torch.eye(3, dtype=torch.float64))
+
+
+def test_stress_heat_counts_the_work_against_the_deviatoric_stress():
+    """Free particles (no forces, no thermostat): every energy change is the barostat's, so
+    K + Φ + barostat_energy is constant to round-off, with Φ = P₀V + V₀ tr(S E) (E from the first cell);
+    the work of the deviatoric part alone is not (it is what a P₀V-only bookkeeping would miss)."""
+    s = _tiny_state()
+    s.virial = torch.zeros(3, 3, dtype=torch.float64)
+    h0 = s.cell.clone()
+    sigma = [2.0, 3.0, 6.0, 0.5, 0.0, -1.0]
+    baro = StochasticCellRescaling(11.0 / 3.0, damp_fs=20.0, compressibility_per_GPa=0.05, seed=4, cell="flexible",
+                                   stress_GPa=sigma)
+    baro.setup(s)
+    total0 = float(s.kinetic_energy()) + baro.enthalpy_term(s) + baro.barostat_energy
+    for _ in range(200):
+        baro.move(s, 1.0, 300.0)
+        baro.after_forces(s)
+    total = float(s.kinetic_energy()) + baro.enthalpy_term(s) + baro.barostat_energy
+    dev = np.diag([2.0, 3.0, 6.0]) - 11.0 / 3.0 * np.eye(3)
+    dev[1, 2] = dev[2, 1] = 0.5
+    dev[0, 1] = dev[1, 0] = -1.0
+    w_dev = _strain_energy_cell_virial(s.cell, h0, dev * GPA_IN_EV_PER_A3)
+    # round-off only: exp(tr dε) against det(matrix_exp(dε)) (~1e-10 eV here, as for a hydrostatic target)
+    assert abs(total - total0) < 1e-8, (total, total0)
+    assert abs(w_dev) > 1e5 * abs(total - total0) and abs(w_dev) > 1e-3  # the deviatoric work is not negligible
+
+
+def test_stress_checkpoint_keeps_the_reference_cell():
+    """A resumed run takes h₀ from the checkpoint, not from its (strained) current cell; a checkpoint and a
+    barostat that disagree about stress_GPa are refused."""
+    a, b = _tiny_state(), _tiny_state()
+    ba = StochasticCellRescaling(2.0, damp_fs=20.0, seed=3, cell="flexible", stress_GPa=[1, 2, 3, 0, 0, 0])
+    ba.setup(a)
+    for _ in range(20):
+        ba.move(a, 1.0, 300.0)
+    saved = ba.state_dict()
+    b.positions, b.cell, b.momenta = a.positions.clone(), a.cell.clone(), a.momenta.clone()
+    bb = StochasticCellRescaling(2.0, damp_fs=20.0, seed=3, cell="flexible", stress_GPa=[1, 2, 3, 0, 0, 0])
+    bb.setup(b)
+    bb.load_state_dict(saved)
+    assert torch.equal(bb.reference_cell, torch.eye(3, dtype=torch.float64) * 3.0)
+    for _ in range(5):
+        ba.move(a, 1.0, 300.0)
+        bb.move(b, 1.0, 300.0)
+    assert torch.equal(a.cell, b.cell) and ba.barostat_energy == bb.barostat_energy
+    plain = StochasticCellRescaling(2.0, seed=3, cell="flexible")
+    plain.setup(_tiny_state())
+    with pytest.raises(InputError, match="stress_GPa"):
+        plain.load_state_dict(saved)
+    with pytest.raises(InputError, match="stress_GPa"):
+        bb.load_state_dict(plain.state_dict())
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"cell": "isotropic", "stress_GPa": [1, 1, 1, 0, 0, 0]}, "flexible"),
+    ({"cell": "z", "stress_GPa": [1, 1, 1, 0, 0, 0]}, "flexible"),
+    ({"cell": "anisotropic", "stress_GPa": [1, 1, 1, 0, 0, 0.5]}, "shear"),
+    ({"cell": "flexible", "stress_GPa": [[1, 0.5, 0], [0, 1, 0], [0, 0, 1]]}, "symmetric"),
+    ({"cell": "flexible", "stress_GPa": [1, 1, float("inf"), 0, 0, 0]}, "finite"),
+    ({"cell": "flexible", "stress_GPa": [1, 1, 1]}, "six numbers"),
+    ({"cell": "flexible", "stress_GPa": "1 1 1 0 0 0"}, "six numbers"),
+    ({"cell": "flexible", "stress_GPa": [2, 2, 2, 0, 0, 0]}, "hydrostatic part"),
+])
+def test_bad_stress(kw, match):
+    with pytest.raises(InputError, match=match):
+        StochasticCellRescaling(1.0, **kw)
+
+
+def test_stress_config_round_trips_and_leaves_hydrostatic_tables_alone():
+    from dpqtb.md.config import MDConfig, validate
+
+    base = {"system": {"structure": "builtin:fcc", "lattice_A": 3.6},
+            "potential": {"kind": "einstein", "frequency_THz": {"H": 5.0}}, "md": {"timestep_fs": 1.0, "steps": 1},
+            "thermostat": {"kind": "langevin", "temperature_K": 300.0}}
+    hydro = validate({**base, "barostat": {"pressure_GPa": 2.0}})
+    assert list(hydro.to_dict()["barostat"]) == ["pressure_GPa", "cell", "damp_fs", "compressibility_per_GPa"]
+    voigt = validate({**base, "barostat": {"cell": "flexible", "stress_GPa": [1, 2, 3, 0, 0.5, 0]}})
+    full = validate({**base, "barostat": {"cell": "flexible", "pressure_GPa": 2.0,
+                                          "stress_GPa": [[1, 0, 0.5], [0, 2, 0], [0.5, 0, 3]]}})
+    assert voigt == full and voigt.barostat.pressure_GPa == 2.0 and voigt.barostat.enabled
+    assert voigt.to_dict()["barostat"]["stress_GPa"] == [1.0, 2.0, 3.0, 0.0, 0.5, 0.0]
+    assert MDConfig.from_dict(voigt.to_dict()) == voigt
+    aniso = validate({**base, "barostat": {"cell": "anisotropic", "stress_GPa": [1, 2, 3, 0, 0, 0]}})
+    assert aniso.barostat.stress_GPa == (1.0, 2.0, 3.0, 0.0, 0.0, 0.0)

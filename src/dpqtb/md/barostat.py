@@ -35,6 +35,17 @@ L_xx² L_yy) is V⁻² a_x² b_y over the six components of L. The Itô drift of
 gradient of that measure and the second-order term of exp(dε) then add c = diag(2, 0, -2)
 (derived symbolically; checked against the exact density by tests/test_md_barostat.py).
 
+Target stress (``stress_GPa``, cell "flexible" or "anisotropic"): a full symmetric target σ (positive =
+compressive, like P₀ and the pressure tensor P_int; P₀ = tr σ/3 its hydrostatic part, S = σ - P₀ I) replaces
+P₀V by the Parrinello–Rahman / Ray–Rahman elastic enthalpy of a reference cell h₀ (the cell at the start of the
+run, kept in the checkpoint):
+
+    Φ(h) = P₀ V + V₀ tr(S E),     E = ½ (h₀⁻¹ h hᵀ h₀⁻ᵀ - I)   (Green–Lagrange strain of h from h₀, rows = cell vectors).
+
+For h → h exp(dε), dΦ = V tr[(P₀ I + Σ) dε] with Σ = (V₀/V) hᵀ h₀⁻ᵀ S h₀⁻¹ h (symmetric; Σ = S at h = h₀), so the
+drift of ε_kj is -(β_T/nτ_p)(P₀δ_kj + Σ_kj - P_int,kj): the Cauchy stress of the sampled cells is P₀ I + Σ. Φ is
+rotation-invariant, so the measure (and c) is unchanged; K + U + Φ + heat is conserved (docs/barostat.md).
+
 Energy bookkeeping: every move exchanges energy with the barostat's bath. ``barostat_energy`` accumulates
 -(ΔK + ΔU + P₀ ΔV) of the moves (ΔU by the trapezoid -½ Σ (W_before + W_after)_kj dε_kj, with the virial
 of the force call that follows the move), so K + U + P₀V + thermostat_energy +
@@ -65,12 +76,92 @@ CELL_MODES = {
     "flexible": ((0, 0), (1, 1), (2, 2), (1, 0), (2, 0), (2, 1)),
 }
 _FLEXIBLE_MEASURE = (2.0, 0.0, -2.0)
+#: Cell modes that take a full target stress (``stress_GPa``); "anisotropic" only without shear components.
+STRESS_CELL_MODES = ("flexible", "anisotropic")
+#: Voigt order of ``stress_GPa`` given as six numbers (ASE's order; LAMMPS names the same components).
+VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def stress_tensor(value, name: str = "stress_GPa") -> torch.Tensor:
+    """The symmetric 3×3 float64 tensor of six Voigt components (xx, yy, zz, yz, xz, xy) or of a 3×3 table.
+
+    Raises
+    ------
+    InputError
+        Not six numbers or a 3×3 of numbers, a non-finite component, or a 3×3 that is not symmetric.
+    """
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be six numbers (Voigt xx, yy, zz, yz, xz, xy) or a symmetric 3×3 table "
+                         f"of numbers, got {value!r}") from None
+    if isinstance(value, (str, bytes)) or arr.shape not in ((6,), (3, 3)):
+        raise InputError(f"{name} must be six numbers (Voigt xx, yy, zz, yz, xz, xy) or a symmetric 3×3 table, "
+                         f"got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} must be finite, got {value!r}")
+    if arr.shape == (6,):
+        t = np.zeros((3, 3))
+        for x, (k, j) in zip(arr, VOIGT):
+            t[k, j] = t[j, k] = x
+        arr = t
+    elif not np.allclose(arr, arr.T, rtol=1e-12, atol=1e-12):
+        raise InputError(f"{name} must be symmetric (a stress tensor without torque), got {value!r}")
+    return torch.tensor(0.5 * (arr + arr.T), dtype=torch.float64)
 
 
 def is_lower_triangular(cell: torch.Tensor, tol: float = 1e-10) -> bool:
     """True if the cell rows are in LAMMPS's orientation (a along x, b in the xy plane)."""
     upper = torch.triu(cell, diagonal=1)
     return bool(upper.abs().max() <= tol * cell.abs().max())
+
+
+def is_stress_table(v) -> bool:
+    """The config schema's check of ``stress_GPa``: six numbers or a symmetric 3×3 table of numbers."""
+    def num(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if len(v) == 6 and all(num(x) for x in v):
+        return True
+    return (len(v) == 3 and all(isinstance(r, list) and len(r) == 3 and all(num(x) for x in r) for r in v)
+            and all(v[k][j] == v[j][k] for k in range(3) for j in range(k)))
+
+
+def resolve_stress(value, pressure_GPa: float | None) -> tuple[tuple[float, ...], float]:
+    """(six Voigt components, P₀) of a ``stress_GPa`` value and ``pressure_GPa`` (None: set to trace/3).
+
+    Raises
+    ------
+    InputError
+        A bad tensor (:func:`stress_tensor`), a negative trace, or a ``pressure_GPa`` that is not trace/3.
+    """
+    t = stress_tensor(value, "config key 'barostat.stress_GPa'")
+    voigt = tuple(float(t[k, j]) for k, j in VOIGT)
+    p_hyd = sum(voigt[:3]) / 3.0
+    if pressure_GPa is None:
+        if not p_hyd >= 0:
+            raise InputError(f"config key 'barostat.stress_GPa' = {list(voigt)!r}: its hydrostatic part "
+                             f"(trace/3 = {p_hyd:g} GPa) must be >= 0, as pressure_GPa")
+        return voigt, p_hyd
+    if abs(pressure_GPa - p_hyd) > 1e-9 * max(1.0, abs(p_hyd)):
+        raise InputError(f"config key 'barostat.pressure_GPa' = {pressure_GPa!r} must be the hydrostatic part of "
+                         f"barostat.stress_GPa (trace/3 = {p_hyd:g}), or be left out")
+    return voigt, float(pressure_GPa)
+
+
+def check_stress_run(voigt, cell: str, thermostat_kind: str) -> None:
+    """The config's rules between ``stress_GPa`` (Voigt or None), ``cell`` and the thermostat (InputError)."""
+    if voigt is None:
+        return
+    if cell not in STRESS_CELL_MODES:
+        raise InputError(f"config key 'barostat.stress_GPa' needs barostat.cell = 'flexible' (or 'anisotropic' "
+                         f"without shear components), not '{cell}'; a uniaxial or isotropic cell takes pressure_GPa")
+    if cell == "anisotropic" and any(voigt[3:]):
+        raise InputError("config key 'barostat.stress_GPa' with cell = 'anisotropic' must have zero shear "
+                         "components (yz, xz, xy): the cell keeps its angles; use cell = 'flexible'")
+    if thermostat_kind in ("pimd", "trpmd"):
+        raise InputError(f"config key 'barostat.stress_GPa' is not supported for thermostat '{thermostat_kind}' yet "
+                         "(the ring-polymer cell move counts only P0*V in the conserved energy); use pressure_GPa")
 
 
 class StochasticCellRescaling:
@@ -90,6 +181,12 @@ class StochasticCellRescaling:
     cell : str
         Which cell components move: "isotropic" (shape fixed), "anisotropic" (the three diagonal
         components of the lower-triangular cell), "x" / "y" / "z" (one axis), "flexible" (all six).
+    stress_GPa : sequence, optional
+        Full target stress σ in GPa, positive = compressive (the sign of ``pressure_GPa`` and of the pressure
+        tensor P_int): six Voigt components (xx, yy, zz, yz, xz, xy) or a symmetric 3×3. Only with
+        ``cell`` = "flexible", or "anisotropic" with zero shear components; ``pressure_GPa`` must be its
+        hydrostatic part tr σ/3. The deviatoric part acts through the elastic enthalpy of the reference cell
+        (the cell at :meth:`setup`), see the module docstring.
 
     Notes
     -----
@@ -100,7 +197,8 @@ class StochasticCellRescaling:
     name = "scr"
 
     def __init__(self, pressure_GPa: float, damp_fs: float = DEFAULT_BAROSTAT_DAMP_FS,
-                 compressibility_per_GPa: float = 1e-3, seed: int = 0, cell: str = "isotropic"):
+                 compressibility_per_GPa: float = 1e-3, seed: int = 0, cell: str = "isotropic",
+                 stress_GPa=None):
         if not math.isfinite(pressure_GPa):
             raise InputError(f"barostat.pressure_GPa must be finite, got {pressure_GPa}")
         if not damp_fs > 0:
@@ -110,6 +208,23 @@ class StochasticCellRescaling:
         if cell not in CELL_MODES:
             raise InputError(f"barostat.cell must be one of {', '.join(CELL_MODES)}, got {cell!r}")
         self.pressure_GPa = float(pressure_GPa)
+        self.stress_GPa = None if stress_GPa is None else stress_tensor(stress_GPa, "barostat.stress_GPa")
+        self._deviator = None  # S = σ - P₀ I in eV/Å³ (None: hydrostatic target, the original code path)
+        if self.stress_GPa is not None:
+            if cell not in STRESS_CELL_MODES:
+                raise InputError(f"barostat.stress_GPa needs barostat.cell = 'flexible' (or 'anisotropic' without "
+                                 f"shear components), not {cell!r}")
+            if cell == "anisotropic" and bool((self.stress_GPa - torch.diag(torch.diagonal(self.stress_GPa))).any()):
+                raise InputError("barostat.stress_GPa with cell = 'anisotropic' must have zero shear components "
+                                 "(yz, xz, xy): the cell keeps its angles; use cell = 'flexible'")
+            p_hyd = float(torch.trace(self.stress_GPa)) / 3.0
+            if abs(p_hyd - self.pressure_GPa) > 1e-9 * max(1.0, abs(p_hyd)):
+                raise InputError(f"barostat.pressure_GPa = {pressure_GPa} must be the hydrostatic part of "
+                                 f"barostat.stress_GPa (trace/3 = {p_hyd:g}), or be left out")
+            dev = self.stress_GPa - p_hyd * torch.eye(3, dtype=torch.float64)
+            self._deviator = dev / EV_PER_A3_TO_GPA
+        self.reference_cell: torch.Tensor | None = None  # h₀ of the elastic enthalpy (stress_GPa only)
+        self._cell: torch.Tensor | None = None  # the barostat's record of the current cell (stress_GPa only)
         self.damp_fs = float(damp_fs)
         self.compressibility_per_GPa = float(compressibility_per_GPa)
         self.seed = int(seed)
@@ -128,13 +243,24 @@ class StochasticCellRescaling:
                              "b in the xy plane, as LAMMPS); rotate the structure (ASE: cell.standard_form())")
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(self.seed)
+        if self._deviator is not None:  # a resumed run takes h₀ from its checkpoint (load_state_dict)
+            self._cell = state.cell.detach().to("cpu", torch.float64).clone()
+            self.reference_cell = self._cell.clone()
 
     def state_dict(self) -> dict:
-        return {"barostat_energy": self.barostat_energy, "generator": self.generator.get_state()}
+        d = {"barostat_energy": self.barostat_energy, "generator": self.generator.get_state()}
+        if self._deviator is not None:
+            d["reference_cell"] = self.reference_cell.clone()
+        return d
 
     def load_state_dict(self, d: dict) -> None:
+        if (self._deviator is not None) != ("reference_cell" in d):
+            raise InputError("checkpoint and config disagree about barostat.stress_GPa (a non-hydrostatic target "
+                             "needs the reference cell of the run that wrote the checkpoint)")
         self.barostat_energy = float(d["barostat_energy"])
         self.generator.set_state(d["generator"])
+        if self._deviator is not None:
+            self.reference_cell = torch.as_tensor(d["reference_cell"], dtype=torch.float64).clone()
 
     # ------------------------------------------------------------------ the move
     def _rate(self) -> float:
@@ -142,9 +268,34 @@ class StochasticCellRescaling:
         n = 1 if self.cell == "isotropic" else sum(1 for k, j in CELL_MODES[self.cell] if k == j)
         return self.compressibility_per_GPa / (n * self.damp_fs)
 
+    def target_tensor_GPa(self, cell: torch.Tensor) -> torch.Tensor:
+        """P₀ I + Σ(h) (GPa, 3×3): the pressure tensor the drift drives P_int to at the cell h (rows);
+        Σ = (V₀/V) hᵀ h₀⁻ᵀ S h₀⁻¹ h, equal to the deviatoric target S at the reference cell h₀."""
+        eye = torch.eye(3, dtype=torch.float64)
+        if self._deviator is None:
+            return self.pressure_GPa * eye
+        h = cell.detach().to("cpu", torch.float64)
+        h0 = self.reference_cell
+        m = torch.linalg.solve(h0, h)  # h₀⁻¹ h
+        sigma = (torch.det(h0) / torch.det(h)) * (m.T @ self._deviator @ m) * EV_PER_A3_TO_GPA
+        return self.pressure_GPa * eye + 0.5 * (sigma + sigma.T)
+
+    def elastic_enthalpy(self, cell: torch.Tensor) -> float:
+        """Φ(h) - P₀V = V₀ tr(S E) in eV, E = ½(h₀⁻¹ h hᵀ h₀⁻ᵀ - I) (0 for a hydrostatic target)."""
+        if self._deviator is None:
+            return 0.0
+        h = cell.detach().to("cpu", torch.float64)
+        h0 = self.reference_cell
+        m = torch.linalg.solve(h0, h)
+        strain = 0.5 * (m @ m.T - torch.eye(3, dtype=torch.float64))
+        return float(torch.det(h0).abs() * (self._deviator * strain).sum())
+
     def log_strain(self, volume_A3: float, pressure_tensor_GPa: torch.Tensor, temperature_K: float,
-                   dt_fs: float) -> torch.Tensor:
-        """The lower-triangular log-strain dε (3×3) of one move over ``dt_fs`` (Euler–Maruyama, Itô)."""
+                   dt_fs: float, cell: torch.Tensor | None = None) -> torch.Tensor:
+        """The lower-triangular log-strain dε (3×3) of one move over ``dt_fs`` (Euler–Maruyama, Itô).
+
+        ``cell`` (the current cell) is only used with ``stress_GPa`` (default: the barostat's own record of
+        the cell, advanced by every dε it returns)."""
         rate = self._rate()
         kt_gpa_a3 = KB * temperature_K * EV_PER_A3_TO_GPA  # k_BT in GPa·Å³
         diff = kt_gpa_a3 * rate / volume_A3  # diffusion coefficient of each free component (1/fs)
@@ -156,11 +307,20 @@ class StochasticCellRescaling:
             return eps + torch.eye(3, dtype=torch.float64) * (d_ln_v / 3.0)
         comps = CELL_MODES[self.cell]
         xi = torch.randn(len(comps), generator=self.generator, dtype=torch.float64)
+        targets = None
+        if self._deviator is not None:
+            h = self._cell if cell is None else cell.detach().to("cpu", torch.float64)
+            targets = self.target_tensor_GPa(h)
         for n, (k, j) in enumerate(comps):
-            target = self.pressure_GPa if k == j else 0.0
+            if targets is not None:
+                target = float(targets[k, j])
+            else:
+                target = self.pressure_GPa if k == j else 0.0
             measure = _FLEXIBLE_MEASURE[k] if (self.cell == "flexible" and k == j) else 0.0
             eps[k, j] = (-rate * (target - float(pressure_tensor_GPa[k, j])) + diff * measure) * dt_fs \
                 + math.sqrt(2.0 * diff * dt_fs) * float(xi[n])
+        if self._deviator is not None and cell is None:  # no state to read the new cell from (ring polymers)
+            self._cell = h @ torch.linalg.matrix_exp(eps)
         return eps
 
     def move(self, state: MDState, dt_fs: float, temperature_K: float,
@@ -175,7 +335,8 @@ class StochasticCellRescaling:
         kt = state.kinetic_tensor() if kinetic_tensor_eV is None else kinetic_tensor_eV
         virial = state.virial.detach().to("cpu", torch.float64)
         p_int = (kt.detach().to("cpu", torch.float64) + virial) / volume * EV_PER_A3_TO_GPA
-        eps = self.log_strain(volume, p_int, temperature_K, dt_fs)
+        phi_before = self.elastic_enthalpy(state.cell) if self._deviator is not None else 0.0
+        eps = self.log_strain(volume, p_int, temperature_K, dt_fs, cell=state.cell)
         if self.cell == "isotropic":  # a scalar scaling: no matrix products over the atoms
             lam = math.exp(float(eps[0, 0]))
             state.positions.mul_(lam)
@@ -190,6 +351,9 @@ class StochasticCellRescaling:
         d_k = float(state.kinetic_energy()) - ke
         d_u = -float((virial * eps).sum())
         d_pv = self.pressure_GPa / EV_PER_A3_TO_GPA * volume * (math.exp(float(torch.trace(eps))) - 1.0)
+        if self._deviator is not None:  # the work against the deviatoric stress, exact: ΔΦ - P₀ΔV
+            d_pv += self.elastic_enthalpy(state.cell) - phi_before
+            self._cell = state.cell.detach().to("cpu", torch.float64).clone()
         self.barostat_energy -= d_k + d_u + d_pv
         self._pending = (eps, virial)
         return eps
@@ -207,8 +371,11 @@ class StochasticCellRescaling:
         self._pending = None
 
     def enthalpy_term(self, state: MDState) -> float:
-        """P₀V in eV (enters the conserved quantity)."""
-        return self.pressure_GPa / EV_PER_A3_TO_GPA * state.volume
+        """Φ(h) in eV: P₀V, plus V₀ tr(S E) with ``stress_GPa`` (enters the conserved quantity)."""
+        pv = self.pressure_GPa / EV_PER_A3_TO_GPA * state.volume
+        if self._deviator is None:
+            return pv
+        return pv + self.elastic_enthalpy(state.cell)
 
 
 #: thermo.csv columns of a run at constant pressure: cell lengths (Å), angles (degrees), pressure tensor (GPa).
@@ -231,5 +398,6 @@ def cell_thermo(state: MDState, pressure_tensor: torch.Tensor) -> dict:
             "P_xy_GPa": 0.5 * (p[0, 1] + p[1, 0])}
 
 
-__all__ = ["StochasticCellRescaling", "DEFAULT_BAROSTAT_DAMP_FS", "CELL_MODES", "is_lower_triangular",
+__all__ = ["StochasticCellRescaling", "DEFAULT_BAROSTAT_DAMP_FS", "CELL_MODES", "STRESS_CELL_MODES", "VOIGT",
+           "stress_tensor", "is_stress_table", "resolve_stress", "check_stress_run", "is_lower_triangular",
            "CELL_COLUMNS", "cell_thermo"]

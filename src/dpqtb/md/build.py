@@ -266,7 +266,7 @@ def build_integrator(cfg: MDConfig, potential):
         b = cfg.barostat
         barostat = StochasticCellRescaling(b.pressure_GPa, damp_fs=b.damp_fs,
                                            compressibility_per_GPa=b.effective_compressibility_per_GPa,
-                                           seed=md.barostat_seed, cell=b.cell)
+                                           seed=md.barostat_seed, cell=b.cell, stress_GPa=b.stress_GPa)
     if th.kind == "langevin":
         return Langevin(potential, dt, schedule, th.damp_fs, seed, th.zero_net_force, barostat=barostat)
     if th.kind in ("pimd", "trpmd"):

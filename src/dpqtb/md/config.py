@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 from dpqtb import InputError
 from dpqtb.config_schema import (NUMBER, REQUIRED, check_value, device_name, freeze, int_list, load_toml, nonneg,
                                  positive, thaw, validate_schema)
-from dpqtb.md.barostat import CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS
+from dpqtb.md.barostat import (CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS, check_stress_run, is_stress_table,
+                               resolve_stress)
 from dpqtb.md.pimd import DEFAULT_PILE_LAMBDA, DEFAULT_TRPMD_LAMBDA
 from dpqtb.md.qtb import QTB_DEFAULTS
 from dpqtb.potential.neighbors import DEFAULT_SKIN_A
@@ -143,12 +144,16 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "pile_lambda": (NUMBER, None, positive, "must be > 0"),
     },
     "barostat": {
-        "pressure_GPa": (NUMBER, None, nonneg, "must be >= 0 (GPa; set it to run at constant pressure)"),
+        "pressure_GPa": (NUMBER, None, nonneg, "must be >= 0 (GPa; set it, or stress_GPa, to run at constant pressure)"),
         "cell": (str, "isotropic", lambda v: v in CELL_MODES,
                  "must be one of " + ", ".join(CELL_MODES) + " (anisotropic/flexible/x/y/z: lower-triangular cell)"),
         "damp_fs": (NUMBER, DEFAULT_BAROSTAT_DAMP_FS, positive, "must be > 0 (relaxation time of the volume)"),
         "compressibility_per_GPa": (NUMBER, None, positive,
                                     "must be > 0 (default 1/(100 GPa + 4 P): sets the speed, not the ensemble)"),
+        "stress_GPa": (list, None, is_stress_table,
+                       "must be six numbers [xx, yy, zz, yz, xz, xy] (GPa, positive = compressive, as pressure_GPa) "
+                       "or a symmetric 3x3 table; cell 'flexible' (or 'anisotropic' without shear); "
+                       "pressure_GPa is then its trace/3"),
     },
     "output": {
         "directory": (str, "run", None, ""),
@@ -330,12 +335,32 @@ class ThermostatConfig(_Section):
 @_section("barostat")
 class BarostatConfig(_Section):
     """``[barostat]``: constant pressure by stochastic cell rescaling (docs/barostat.md); off unless
-    ``pressure_GPa`` is given."""
+    ``pressure_GPa`` or ``stress_GPa`` is given.
+
+    ``stress_GPa`` is stored as its six Voigt components (xx, yy, zz, yz, xz, xy), whichever form was given;
+    with it, ``pressure_GPa`` left out is set to its hydrostatic part (trace/3), and given must equal it.
+    """
 
     pressure_GPa: float | None
     cell: str
     damp_fs: float
     compressibility_per_GPa: float | None
+    stress_GPa: tuple[float, float, float, float, float, float] | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stress_GPa is not None:
+            voigt, pressure = resolve_stress(thaw(self.stress_GPa), self.pressure_GPa)
+            object.__setattr__(self, "stress_GPa", voigt)
+            object.__setattr__(self, "pressure_GPa", pressure)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`_Section.to_dict`, without ``stress_GPa`` when it is not given (so that a hydrostatic
+        config keeps the table, and the checkpoint hash, it had before ``stress_GPa`` existed)."""
+        d = super().to_dict()
+        if d["stress_GPa"] is None:
+            del d["stress_GPa"]
+        return d
 
     @property
     def enabled(self) -> bool:
@@ -555,11 +580,12 @@ def _cross_checks(cfg: MDConfig) -> None:
         if th.kind == "nve":
             raise InputError("[barostat] needs a thermostat with a temperature (langevin, qtb, adqtb, pimd, trpmd): "
                              "constant pressure at constant energy (NPH) is not supported")
+        check_stress_run(baro.stress_GPa, baro.cell, th.kind)
         if baro.damp_fs < 10 * md.timestep_fs:
             raise InputError(f"config key 'barostat.damp_fs' = {baro.damp_fs!r} must be >= 10 md.timestep_fs = "
                              f"{10 * md.timestep_fs!r} (the cell must move slowly on the scale of a step)")
     else:
-        for key in ("cell", "damp_fs", "compressibility_per_GPa"):
+        for key in ("cell", "damp_fs", "compressibility_per_GPa", "stress_GPa"):
             if getattr(baro, key) != SCHEMA["barostat"][key][1]:
                 raise InputError(f"config key 'barostat.{key}' needs 'barostat.pressure_GPa' (constant pressure)")
     if th.kind in ("pimd", "trpmd"):  # ω_P = P k_B T/ħ is fixed at the start
