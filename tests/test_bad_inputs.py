@@ -208,9 +208,6 @@ CASES = {
                                             "stress_GPa = [1, 1, 2, 0, 0, 0]\n[output]", "barostat.pressure_GPa"),
     "barostat-stress-negative-trace": md("[output]", "[barostat]\ncell = \"flexible\"\n"
                                          "stress_GPa = [-1, -1, -2, 0, 0, 0]\n[output]", "barostat.stress_GPa"),
-    "barostat-stress-pimd": md('kind = "qtb"\ntemperature_K = 100\ndamp_fs = 100\nf_max_THz = 50\nn_f = 8',
-                               'kind = "pimd"\ntemperature_K = 100\nbeads = 2\n[barostat]\ncell = \"flexible\"\n'
-                               'stress_GPa = [1, 1, 2, 0, 0, 0]', "barostat.stress_GPa"),
     # structure files
     "poscar-overlap": (lambda t: (t.joinpath("POSCAR").write_text(POSCAR_OVERLAP),
                                   ["md", _cfg(t, 'structure = "builtin:fcc"', 'structure = "POSCAR"\nformat = "vasp"')])[1],

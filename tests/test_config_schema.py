@@ -174,13 +174,13 @@ def test_rules_between_keys_are_in_the_config(section, key, value, message):
 
 
 def test_every_default_is_written_once():
-    from dpqtb.md.integrators import QTB
+    from dpqtb.md.baths import QTBBath
     from dpqtb.md.pimd import DEFAULT_PILE_LAMBDA, PIMD
     from dpqtb.md.qtb import QTB_DEFAULTS, QTBParameters
     from dpqtb.potential.neighbors import DEFAULT_SKIN_A
 
     th = mconfig.SCHEMA["thermostat"]
-    qtb = inspect.signature(QTB).parameters
+    qtb = inspect.signature(QTBBath).parameters  # the QTB integrator passes its bath options through
     for key, value in QTB_DEFAULTS.items():
         assert th[key][1] == value and qtb[key].default == value, key
     params = QTBParameters(10.0, 100.0)

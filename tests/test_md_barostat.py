@@ -310,6 +310,28 @@ def test_stress_heat_counts_the_work_against_the_deviatoric_stress():
     assert abs(w_dev) > 1e5 * abs(total - total0) and abs(w_dev) > 1e-3  # the deviatoric work is not negligible
 
 
+def test_ring_polymer_stress_heat_is_exact_for_free_particles():
+    """PIMD under a non-hydrostatic target stress: with no forces every step is exact (free ring polymer in
+    normal modes, the O step's heat counted, the cell move's virial zero), so H_P + P·Φ + the heats is
+    constant to round-off; the P·ΔΦ of the deviatoric part is what it would miss without it."""
+    from dpqtb.md.pimd import PIMD
+    from dpqtb.md.schedule import TemperatureSchedule
+    from dpqtb.potential.torchfn import TorchFunctionPotential
+
+    s = _tiny_state()
+    s.masses = torch.tensor([1.008, 4.0], dtype=torch.float64)
+    pot = TorchFunctionPotential(lambda x, h, sp: (x * 0.0).sum((-1, -2)), batched=True)
+    baro = StochasticCellRescaling(11.0 / 3.0, damp_fs=20.0, compressibility_per_GPa=0.05, seed=4, cell="flexible",
+                                   stress_GPa=[2.0, 3.0, 6.0, 0.5, 0.0, -1.0])
+    integ = PIMD(pot, 0.5, TemperatureSchedule(300.0), 4, 50.0, seed=2, barostat=baro)
+    integ.setup(s)
+    e0, phi0 = integ.conserved_energy(s), baro.deviatoric_enthalpy(s.cell)
+    for _ in range(300):
+        integ.step(s)
+    assert abs(integ.conserved_energy(s) - e0) < 1e-8
+    assert abs(4 * (baro.deviatoric_enthalpy(s.cell) - phi0)) > 1e-4  # the deviatoric work is counted, not zero
+
+
 def test_stress_checkpoint_keeps_the_reference_cell():
     """A resumed run takes h₀ from the checkpoint, not from its (strained) current cell; a checkpoint and a
     barostat that disagree about stress_GPa are refused."""

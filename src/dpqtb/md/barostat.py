@@ -159,9 +159,6 @@ def check_stress_run(voigt, cell: str, thermostat_kind: str) -> None:
     if cell == "anisotropic" and any(voigt[3:]):
         raise InputError("config key 'barostat.stress_GPa' with cell = 'anisotropic' must have zero shear "
                          "components (yz, xz, xy): the cell keeps its angles; use cell = 'flexible'")
-    if thermostat_kind in ("pimd", "trpmd"):
-        raise InputError(f"config key 'barostat.stress_GPa' is not supported for thermostat '{thermostat_kind}' yet "
-                         "(the ring-polymer cell move counts only P0*V in the conserved energy); use pressure_GPa")
 
 
 class StochasticCellRescaling:
@@ -335,7 +332,7 @@ class StochasticCellRescaling:
         kt = state.kinetic_tensor() if kinetic_tensor_eV is None else kinetic_tensor_eV
         virial = state.virial.detach().to("cpu", torch.float64)
         p_int = (kt.detach().to("cpu", torch.float64) + virial) / volume * EV_PER_A3_TO_GPA
-        phi_before = self.elastic_enthalpy(state.cell) if self._deviator is not None else 0.0
+        phi_before = self.deviatoric_enthalpy(state.cell)
         eps = self.log_strain(volume, p_int, temperature_K, dt_fs, cell=state.cell)
         if self.cell == "isotropic":  # a scalar scaling: no matrix products over the atoms
             lam = math.exp(float(eps[0, 0]))
@@ -350,13 +347,24 @@ class StochasticCellRescaling:
         # heat: -(ΔK + ΔU + P₀ΔV); ΔU to first order here, completed to the trapezoid by after_forces
         d_k = float(state.kinetic_energy()) - ke
         d_u = -float((virial * eps).sum())
-        d_pv = self.pressure_GPa / EV_PER_A3_TO_GPA * volume * (math.exp(float(torch.trace(eps))) - 1.0)
-        if self._deviator is not None:  # the work against the deviatoric stress, exact: ΔΦ - P₀ΔV
-            d_pv += self.elastic_enthalpy(state.cell) - phi_before
-            self._cell = state.cell.detach().to("cpu", torch.float64).clone()
-        self.barostat_energy -= d_k + d_u + d_pv
+        self.barostat_energy -= d_k + d_u + self.enthalpy_change(volume, eps, phi_before, state.cell)
         self._pending = (eps, virial)
         return eps
+
+    def deviatoric_enthalpy(self, cell: torch.Tensor) -> float:
+        """The elastic enthalpy of the non-hydrostatic part of ``stress_GPa`` at ``cell`` (eV); 0 without it."""
+        return self.elastic_enthalpy(cell) if self._deviator is not None else 0.0
+
+    def enthalpy_change(self, volume_before_A3: float, eps: torch.Tensor, phi_before: float,
+                        cell: torch.Tensor) -> float:
+        """Δ of the barostat's enthalpy term over a move by ``eps`` that left the cell at ``cell``: P₀ΔV, plus
+        the exact work against the deviatoric stress ΔΦ (``phi_before`` from :meth:`deviatoric_enthalpy`
+        before the move), in eV; records the new cell."""
+        d = self.pressure_GPa / EV_PER_A3_TO_GPA * volume_before_A3 * (math.exp(float(torch.trace(eps))) - 1.0)
+        if self._deviator is not None:
+            d += self.elastic_enthalpy(cell) - phi_before
+            self._cell = cell.detach().to("cpu", torch.float64).clone()
+        return d
 
     def after_forces(self, state: MDState) -> None:
         """Complete the move's ΔU with the virial at the rescaled positions: -½ Σ (W_before + W_after) dε.

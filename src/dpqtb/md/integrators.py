@@ -19,7 +19,6 @@ integration error.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -51,15 +50,16 @@ def ring_polymer_cell_move(barostat, state: MDState, dt_fs: float, temperature_K
     w_eff = ring.effective_virial().detach().to("cpu", torch.float64)
     volume = state.volume
     p_int = (kc.detach().to("cpu", torch.float64) + w_eff / beads) / volume * EV_PER_A3_TO_GPA
-    eps = barostat.log_strain(volume, p_int, temperature_K, dt_fs)
+    phi_before = barostat.deviatoric_enthalpy(state.cell)
+    eps = barostat.log_strain(volume, p_int, temperature_K, dt_fs, cell=state.cell)
     a = torch.linalg.matrix_exp(eps).to(device=ring.q.device, dtype=ring.q.dtype)
     ke_before = float(ring.bead_kinetic_energy())
     ring.strain_centroids(a)
     state.cell.copy_(state.cell @ a)
     d_k = float(ring.bead_kinetic_energy()) - ke_before
     d_u = -float((w_eff * eps).sum())
-    d_pv = beads * barostat.pressure_GPa / EV_PER_A3_TO_GPA * volume * (math.exp(float(torch.trace(eps))) - 1.0)
-    barostat.barostat_energy -= d_k + d_u + d_pv
+    d_h = beads * barostat.enthalpy_change(volume, eps, phi_before, state.cell)  # P copies of P₀ΔV (+ ΔΦ)
+    barostat.barostat_energy -= d_k + d_u + d_h
     return eps, w_eff
 
 
