@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "dpqtb.analysis.cli",  # analyze
     "dpqtb.train.cli",  # train, validate, deviation, explore
     "dpqtb.potential.cli",  # models
+    "dpqtb.lammps.cli",  # lammps
 )
 
 

@@ -17,6 +17,10 @@ An exploration run directory (``dpqtb explore``, :mod:`dpqtb.train.explore`) add
 ``model_devi.csv`` (the ensemble deviation of its frames); the exploration writes ``explore.json``
 and ``explore.md`` next to its ``runs/``.
 
+LAMMPS run directory (``dpqtb lammps``, :mod:`dpqtb.lammps`): ``in.lammps``, ``data.lammps``, the model,
+``dpqtb_lammps.json`` (type map, time step, output intervals), and after the run ``log.lammps`` and
+``dump.lammpstrj`` (read by ``dpqtb analyze``).
+
 Atomic writers (:func:`atomic_open`, :func:`atomic_write_text`, :func:`atomic_write_bytes`,
 :func:`atomic_write_json`): the data go to a temporary file in the destination's directory, are
 flushed and fsynced, and the file is renamed over the destination (``os.replace``), so a reader or
@@ -56,6 +60,14 @@ MODEL_DEVI_CSV = "model_devi.csv"
 #: the exploration's report, next to its ``runs/``
 EXPLORE_REPORT = "explore.json"
 EXPLORE_MARKDOWN = "explore.md"
+
+#: a LAMMPS deck and run directory (``dpqtb lammps``, :mod:`dpqtb.lammps`): the input, its data file, the
+#: dump of unwrapped positions and velocities, LAMMPS's log, and dpqtb's sidecar (type map, time step, ...)
+LAMMPS_INPUT = "in.lammps"
+LAMMPS_DATA = "data.lammps"
+LAMMPS_DUMP = "dump.lammpstrj"
+LAMMPS_LOG = "log.lammps"
+LAMMPS_META = "dpqtb_lammps.json"
 
 
 def qtb_fd_name(group: str) -> str:
