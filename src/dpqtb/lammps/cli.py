@@ -28,9 +28,11 @@ def _run(args) -> int:
 
 
 def register(subparsers) -> None:
+    from dpqtb.rundir import LAMMPS_INPUT, LAMMPS_META
+
     p = subparsers.add_parser(
         "lammps", help="write the LAMMPS deck (fix qtb, pair_style deepmd) of an md config",
-        description="Write DIR/in.lammps, the data file, the model and dpqtb_lammps.json for the run of an "
+        description=f"Write DIR/{LAMMPS_INPUT}, the data file, the model and {LAMMPS_META} for the run of an "
         "md config in LAMMPS (fix qtb + fix nve/nph, fix langevin, or fix nve; pair_style deepmd). What "
         "LAMMPS cannot do (adQTB, PIMD, a QTB temperature ramp, ...) is an error; the differences it keeps "
         "are printed as warnings and written in the deck. `dpqtb analyze DIR` reads the finished run. "

@@ -33,7 +33,8 @@ import numpy as np
 
 from dpqtb import InputError, __version__
 from dpqtb.md.config import MDConfig
-from dpqtb.rundir import LAMMPS_DATA, LAMMPS_DUMP, LAMMPS_INPUT, LAMMPS_LOG, LAMMPS_META, atomic_write_text
+from dpqtb.rundir import (LAMMPS_DATA, LAMMPS_DUMP, LAMMPS_INPUT, LAMMPS_LOG, LAMMPS_META, QTB_DOS, QTB_FD_GLOB,
+                          THERMO, atomic_write_text)
 
 #: 1 GPa in bar (LAMMPS metal pressure unit)
 BAR_PER_GPA = 1.0e4
@@ -120,8 +121,8 @@ def check_supported(cfg: MDConfig, raw: dict | None = None) -> list[str]:
                 notes.append(f"thermostat.{key} = true: fix qtb {why}")
         notes.append("fix qtb subtracts the unweighted mean random force R_i - R_tot/N (dpqtb: the "
                      "mass-weighted projection); in small cells this heats the light species (docs/qtb.md)")
-        notes.append("fix qtb reports the raw kinetic energy and temperatures (dpqtb's thermo.csv: broadening "
-                     "bias removed, raw values in the *_raw columns); no qtb_fd_*.csv, no qtb_dos.csv")
+        notes.append(f"fix qtb reports the raw kinetic energy and temperatures (dpqtb's {THERMO}: broadening "
+                     f"bias removed, raw values in the *_raw columns); no {QTB_FD_GLOB}, no {QTB_DOS}")
         notes.append("fix qtb draws its white noise from LAMMPS's Marsaglia generator: same statistics, not "
                      "the same random numbers as dpqtb md with the same seed")
         if out.checkpoint_every > 0:
