@@ -91,19 +91,24 @@ def compare(args) -> None:
     cfg_path.write_text(_toml(_config(args.cells, args.steps, "dpqtb")))
     raw = load_toml(cfg_path)
     cfg = validate(raw, base_dir=out)
-    lmp, why = find_lammps()
-    if lmp is None:
-        sys.exit(why)
     deck = write_deck(cfg, out / "lammps", raw=raw)
+    lmp = None
+    if args.only != "dpqtb":
+        lmp, why = find_lammps()
+        if lmp is None:
+            sys.exit(why)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
     procs = {}
     t0 = time.perf_counter()
     dp_dir, lmp_dir = out / "dpqtb", out / "lammps"
-    if not (dp_dir / "thermo.csv").exists() or read_thermo(dp_dir)["step"][-1] < args.steps:
+    if args.only != "lammps" and (not (dp_dir / "thermo.csv").exists()
+                                  or read_thermo(dp_dir)["step"][-1] < args.steps):
+        more = (["--resume", "--steps", str(args.steps)] if (dp_dir / "checkpoint.pt").exists() else ["--overwrite"])
         procs["dpqtb"] = subprocess.Popen([sys.executable, "-m", "dpqtb.cli", "--threads", "1", "md", str(cfg_path),
-                                           "--overwrite"], env=env, cwd=out,
+                                           *more], env=env, cwd=out,
                                           stdout=open(out / "dpqtb.out", "w"), stderr=subprocess.STDOUT)
-    if not (lmp_dir / "log.lammps").exists() or "Total wall time" not in (lmp_dir / "log.lammps").read_text():
+    if lmp is not None and (not (lmp_dir / "log.lammps").exists()
+                            or "Total wall time" not in (lmp_dir / "log.lammps").read_text()):
         env_l = dict(env, DP_INTRA_OP_PARALLELISM_THREADS="1", DP_INTER_OP_PARALLELISM_THREADS="1")
         procs["lammps"] = subprocess.Popen([str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"],
                                            env=env_l, cwd=lmp_dir)
@@ -113,6 +118,8 @@ def compare(args) -> None:
         walls[name] = time.perf_counter() - t0
         if rc:
             sys.exit(f"{name} failed (exit {rc}); see {out}")
+    if args.only:
+        return
     n = deck.meta["n_atoms"]
     th_d, th_l = read_thermo(dp_dir), read_log_thermo(lmp_dir)
     raw_col = "temperature_raw_K" if "temperature_raw_K" in th_d else "temperature_K"
@@ -219,6 +226,7 @@ def main() -> None:
     c.add_argument("--skip-fs", type=float, default=250.0, help="equilibration left out of the averages (fs)")
     c.add_argument("--msd-lag-fs", type=float, default=None)
     c.add_argument("--out", required=True)
+    c.add_argument("--only", choices=("dpqtb", "lammps"), default=None, help="run one side only (no comparison)")
     s = sub.add_parser("speed")
     s.add_argument("--sizes", type=int, nargs="+", default=[352, 5500, 44000])
     s.add_argument("--steps", type=int, default=3)
