@@ -11,8 +11,8 @@ side by side (one thread each), analyses both with ``dpqtb analyze`` and writes 
 Each side is skipped when its output is already complete (rerun to resume).
 
 ``speed`` times the MD step of the same QTB run at each size (1 thread each, the same machine, one after the
-other): dpqtb by its integrator (3 warm-up steps, median of blocks), LAMMPS by its ``Loop time`` of a ``run``
-after a ``run 1`` warm-up; rows {n_atoms, dpqtb_atom_steps_per_s, lammps_atom_steps_per_s} go to
+other, or one code per call with ``--only``): dpqtb by its integrator (setup and one warm-up step, then
+``--steps`` timed), LAMMPS by its ``Loop time`` of a ``run`` after a ``run 1`` warm-up; rows {n_atoms, dpqtb_atom_steps_per_s, lammps_atom_steps_per_s} go to
 benchmarks/results/lammps_cpu.json after each size (a finished size is kept on a rerun).
 """
 
@@ -163,17 +163,16 @@ def speed(args) -> None:
     from dpqtb.md.build import build_simulation
     from dpqtb.md.config import validate
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from timing import time_steps
-
     torch.set_num_threads(1)
-    lmp, why = find_lammps()
-    if lmp is None:
-        sys.exit(why)
+    lmp = None
+    if args.only != "dpqtb":
+        lmp, why = find_lammps()
+        if lmp is None:
+            sys.exit(why)
     out_json = Path(args.out)
     doc = json.loads(out_json.read_text()) if out_json.exists() else {}
     doc.update({"benchmark": "md_step_qtb_dpqtb_vs_lammps", "device": "cpu", "threads": 1,
-                "machine": platform.machine(), "torch": torch.__version__, "lammps": str(lmp),
+                "machine": platform.machine(), "torch": torch.__version__,
                 "model": "builtin:lah10", "system": "Fm-3m LaH10 at 200 GPa, QTB 5 K, 0.5 fs",
                 "load_note": "2-core machine shared with other jobs; nice 5; dpqtb and LAMMPS one after the other"})
     rows = {r["n_atoms"]: r for r in doc.get("results", [])}
@@ -190,26 +189,36 @@ def speed(args) -> None:
         (d / "config.toml").write_text(_toml(raw))
         raw = load_toml(d / "config.toml")
         cfg = validate(raw, base_dir=d)
-        row = {"n_atoms": n_atoms, "steps_timed": args.steps}
-        # LAMMPS: run 1 (warm-up: model load, first neighbour list), then the timed run
-        write_deck(cfg, d / "lammps", raw=raw)
-        deck = (d / "lammps" / "in.lammps").read_text().replace(f"\nrun {args.steps}\n",
-                                                                 f"\nrun 1\nrun {args.steps}\n")
-        (d / "lammps" / "in.lammps").write_text(deck)
-        env = dict(os.environ, OMP_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
-                   DP_INTER_OP_PARALLELISM_THREADS="1")
-        t0 = time.perf_counter()
-        subprocess.run([str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"], cwd=d / "lammps",
-                       env=env, check=True)
-        sec, steps = _lammps_loop_time(d / "lammps" / "log.lammps")
-        row.update(lammps_s_per_step=sec / steps, lammps_atom_steps_per_s=n_atoms * steps / sec,
-                   lammps_wall_s=time.perf_counter() - t0)
-        # dpqtb: the same config's integrator and state
-        t0 = time.perf_counter()
-        sim = build_simulation(cfg, d / "dpqtb", progress=False)
-        s = time_steps(sim.integrator, sim.state, args.steps, repeats=1)
-        row.update(dpqtb_s_per_step=s, dpqtb_atom_steps_per_s=n_atoms / s, dpqtb_wall_s=time.perf_counter() - t0,
-                   complete=True)
+        row = rows.get(n_atoms, {"n_atoms": n_atoms})
+        row["steps_timed"] = args.steps
+        if args.only != "dpqtb" and "lammps_atom_steps_per_s" not in row:
+            # LAMMPS: run 1 (warm-up: model load, first neighbour list), then the timed run
+            write_deck(cfg, d / "lammps", raw=raw)
+            deck = (d / "lammps" / "in.lammps").read_text().replace(f"\nrun {args.steps}\n",
+                                                                     f"\nrun 1\nrun {args.steps}\n")
+            (d / "lammps" / "in.lammps").write_text(deck)
+            env = dict(os.environ, OMP_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
+                       DP_INTER_OP_PARALLELISM_THREADS="1")
+            t0 = time.perf_counter()
+            subprocess.run([str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"],
+                           cwd=d / "lammps", env=env, check=True)
+            sec, steps = _lammps_loop_time(d / "lammps" / "log.lammps")
+            row.update(lammps_s_per_step=sec / steps, lammps_atom_steps_per_s=n_atoms * steps / sec,
+                       lammps_wall_s=time.perf_counter() - t0, lammps_measured=time.strftime("%FT%TZ", time.gmtime()))
+        if args.only != "lammps" and "dpqtb_atom_steps_per_s" not in row:
+            # dpqtb: the same config's integrator and state; setup and one warm-up step, then the timed steps
+            t0 = time.perf_counter()
+            sim = build_simulation(cfg, d / "dpqtb", progress=False)
+            integ, state = sim.integrator, sim.state
+            integ.setup(state)
+            integ.step(state)
+            t1 = time.perf_counter()
+            for _ in range(args.steps):
+                integ.step(state)
+            s = (time.perf_counter() - t1) / args.steps
+            row.update(dpqtb_s_per_step=s, dpqtb_atom_steps_per_s=n_atoms / s,
+                       dpqtb_wall_s=time.perf_counter() - t0, dpqtb_measured=time.strftime("%FT%TZ", time.gmtime()))
+        row["complete"] = "dpqtb_atom_steps_per_s" in row and "lammps_atom_steps_per_s" in row
         rows[n_atoms] = row
         doc["results"] = [rows[k] for k in sorted(rows)]
         out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +241,7 @@ def main() -> None:
     s.add_argument("--steps", type=int, default=3)
     s.add_argument("--work", default=str(REPO / "work" / "lammps_speed"))
     s.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lammps_cpu.json"))
+    s.add_argument("--only", choices=("dpqtb", "lammps"), default=None, help="time one code only (rows keep the other)")
     args = ap.parse_args()
     {"compare": compare, "speed": speed}[args.cmd](args)
 
