@@ -186,6 +186,9 @@ def speed(args) -> None:
         d.mkdir(parents=True, exist_ok=True)
         raw = _config(cells, args.steps, str(d / "dpqtb"))
         raw["output"].update(trajectory_every=0, thermo_every=max(1, args.steps))
+        # dpqtb's model calls in chunks of 512 local atoms (as bench_deepmd.py): one call on 44,000 atoms
+        # allocates nloc x nall type tables (29 GB); LAMMPS has no such knob (see docs/lammps.md)
+        raw["potential"]["chunk_atoms"] = 512
         (d / "config.toml").write_text(_toml(raw))
         raw = load_toml(d / "config.toml")
         cfg = validate(raw, base_dir=d)
