@@ -94,7 +94,8 @@ def test_qtb_deck_matches_config(tmp_path):
     mod = cmd["thermo_modify"][0]
     names = [mod[i + 2] for i, w in enumerate(mod) if w == "colname"]
     assert names == ["step", "time_fs", "temperature_K", "target_temperature_K", "kinetic_eV", "potential_eV",
-                     "total_eV", "pressure_GPa", "volume_A3", "temperature_La_K", "temperature_H_K"]
+                     "total_eV", "pressure_GPa", "volume_A3", "temperature_La_K", "temperature_H_K",
+                     "pressure_bar"]
     # per-species temperatures with dpqtb's degrees of freedom: 3 M_X/M taken by the centre of mass
     extra = {c[0]: float(c[2]) for c in cmd["compute_modify"]}
     m_la, m_h = 138.90547, 1.008

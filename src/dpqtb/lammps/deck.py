@@ -237,6 +237,7 @@ def deck_text(cfg: MDConfig, type_map, extra_dof: dict, model_ref: str, notes: l
     keys += [(f"c_T_{s}", f"temperature_{s}_K") for s in type_map]
     if cfg.barostat.enabled:
         keys += [("cella", "cell_a_A"), ("cellb", "cell_b_A"), ("cellc", "cell_c_A")]
+    keys.append(("press", "pressure_bar"))  # v_pressure_GPa needs thermo to compute press itself
     L.append("thermo_style custom " + " ".join(k for k, _ in keys))
     L.append("thermo_modify norm no flush yes format float %.12g " + " ".join(
         f"colname {k} {n}" for k, n in keys))
