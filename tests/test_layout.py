@@ -9,7 +9,8 @@
 * DeePMD-kit's evaluators (``deepmd.infer``, ``deepmd.calculator``, ``deepmd.pt``) imported in one
   module only, ``dpqtb/potential/deepmd.py``;
 * the run-directory file names (``thermo.csv``, ``trajectory.extxyz``, ``checkpoint.pt``,
-  ``run.json``) written in string constants of one module only, ``dpqtb/rundir.py`` (docstrings and
+  ``run.json``, and the LAMMPS run directory's ``in.lammps``, ``data.lammps``, ``dump.lammpstrj``,
+  ``log.lammps``, ``dpqtb_lammps.json``) written in string constants of one module only, ``dpqtb/rundir.py`` (docstrings and
   argparse ``help=`` texts do not count; error messages do: they name the file through a constant).
 """
 
@@ -26,7 +27,8 @@ PKG = SRC / "dpqtb"
 MAX_LINES = 600
 EVALUATORS = ("deepmd.infer", "deepmd.calculator", "deepmd.pt")
 EVALUATOR_HOME = "dpqtb/potential/deepmd.py"
-RUNDIR_NAMES = ("thermo.csv", "trajectory.extxyz", "checkpoint.pt", "run.json")
+RUNDIR_NAMES = ("thermo.csv", "trajectory.extxyz", "checkpoint.pt", "run.json",
+                "in.lammps", "data.lammps", "dump.lammpstrj", "log.lammps", "dpqtb_lammps.json")
 RUNDIR_HOME = "dpqtb/rundir.py"
 
 

@@ -37,6 +37,7 @@ _COMMAND_MODULES = (
     "dpqtb.analysis.cli",  # analyze
     "dpqtb.train.cli",  # train, validate, deviation, explore
     "dpqtb.potential.cli",  # models
+    "dpqtb.lammps.cli",  # lammps
 )
 
 

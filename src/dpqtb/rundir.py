@@ -22,6 +22,10 @@ point), ``sweep.json`` (the expanded sweep), ``figures/`` and ``points/<hash>/``
 per point, named by the hash of its config, with ``point.json`` (its spec), ``result.json`` (its
 observables; present only when the point is finished), ``point.log`` and ``point.lock``.
 
+A LAMMPS run directory (``dpqtb lammps``, :mod:`dpqtb.lammps`): ``in.lammps``, ``data.lammps``, the model,
+``dpqtb_lammps.json`` (type map, time step, output intervals), and after the run ``log.lammps`` and
+``dump.lammpstrj`` (read by ``dpqtb analyze``).
+
 Atomic writers (:func:`atomic_open`, :func:`atomic_write_text`, :func:`atomic_write_bytes`,
 :func:`atomic_write_json`): the data go to a temporary file in the destination's directory, are
 flushed and fsynced, and the file is renamed over the destination (``os.replace``), so a reader or
@@ -76,6 +80,14 @@ POINT_RESULT = "result.json"
 POINT_LOG = "point.log"
 POINT_LOCK = "point.lock"
 POINT_ANALYSIS_DIR = "analysis"
+
+#: a LAMMPS deck and run directory (``dpqtb lammps``, :mod:`dpqtb.lammps`): the input, its data file, the
+#: dump of unwrapped positions and velocities, LAMMPS's log, and dpqtb's sidecar (type map, time step, ...)
+LAMMPS_INPUT = "in.lammps"
+LAMMPS_DATA = "data.lammps"
+LAMMPS_DUMP = "dump.lammpstrj"
+LAMMPS_LOG = "log.lammps"
+LAMMPS_META = "dpqtb_lammps.json"
 
 
 def qtb_fd_name(group: str) -> str:

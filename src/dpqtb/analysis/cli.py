@@ -75,9 +75,11 @@ def _nonneg_int(text: str) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "analyze", help="trajectory analysis: MSD/MSD′, diffusion, pRDF, VDOS/T_zero, cage angle, exchanges",
-        description="Analyse a `dpqtb md` run directory (or any ASE-readable trajectory file) and "
+        description="Analyse a `dpqtb md` run directory, a LAMMPS run of `dpqtb lammps` (dump + log), or any "
+        "ASE-readable trajectory file or LAMMPS text dump, and "
         "write summary.json, CSV tables and PNG plots (default: RUN_DIR/analysis).")
-    p.add_argument("run_dir", help="run directory (with trajectory.extxyz) or trajectory file")
+    p.add_argument("run_dir", help="run directory (trajectory.extxyz, or a LAMMPS dump with its sidecar) or "
+                   "trajectory file")
     p.add_argument("--out", default=None, help="output directory")
     p.add_argument("--start", type=_nonneg_int, default=0, help="first frame index")
     p.add_argument("--stop", type=int, default=None, help="stop before this frame index")

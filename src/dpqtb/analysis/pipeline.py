@@ -19,7 +19,7 @@ from dpqtb.analysis.observables import (CageAngle, Displacements, Observable, Pr
                                         VibrationalSpectra)
 from dpqtb.analysis.trajectory import Frame, Trajectory
 from dpqtb.analysis.vdos import energy_vs_temperature
-from dpqtb.rundir import THERMO, atomic_write_json, read_run_json, read_thermo
+from dpqtb.rundir import LAMMPS_LOG, THERMO, atomic_write_json, read_run_json, read_thermo
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,9 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     Parameters
     ----------
     run_dir : path
-        Run directory (with ``trajectory.extxyz``, ``thermo.csv``, ``run.json``) or any
-        ASE-readable trajectory file.
+        Run directory (with ``trajectory.extxyz``, ``thermo.csv``, ``run.json``; or a LAMMPS run of
+        ``dpqtb lammps``: ``dump.lammpstrj``, ``log.lammps``, ``dpqtb_lammps.json``), any ASE-readable
+        trajectory file or a LAMMPS text dump.
     out_dir : path, optional
         Output directory (default ``RUN_DIR/analysis``, or ``analysis`` next to a file).
     max_lag_fs : float, optional
@@ -163,6 +164,10 @@ def _observables(run_dir: Path, traj: Trajectory, first: Frame, dt: float, n_tot
     origin_every = max(1, int(round(opts.origin_every_fs / dt))) if opts.origin_every_fs else max(1, max_lag // 20)
     vmax = max(4, int(round(opts.vdos_max_lag_fs / dt))) if opts.vdos_max_lag_fs else max(4, min(500, n_total // 4))
     meta = read_run_json(run_dir) if run_dir.is_dir() else {}
+    if not meta and traj.is_lammps:  # a LAMMPS run: the bath named in the dpqtb lammps sidecar
+        from dpqtb.lammps.dump import read_meta
+
+        meta = {"integrator": read_meta(run_dir if run_dir.is_dir() else run_dir.parent).get("integrator")}
     out: list[Observable] = [
         Displacements(first, opts.hydrogen, max_lag, origin_every, opts.msd_prime_every),
         RadialDistribution(symbols, opts.rdf_r_max_A, opts.rdf_bin_A, opts.rdf_every, run_dir.name, opts.compare),
@@ -209,9 +214,14 @@ def thermo_summary(run_dir: Path, n_atoms: int, e_ref_eV: float | str = 0.0) -> 
         ``[first, last]`` for a ramp, None for NVE (no target).
     """
     run_dir = Path(run_dir)
-    if not (run_dir.is_dir() and (run_dir / THERMO).exists()):
+    if run_dir.is_dir() and not (run_dir / THERMO).exists() and (run_dir / LAMMPS_LOG).exists():
+        from dpqtb.lammps.dump import read_log_thermo
+
+        th = read_log_thermo(run_dir)  # a LAMMPS run: log.lammps under thermo.csv's names
+    elif not (run_dir.is_dir() and (run_dir / THERMO).exists()):
         return {}
-    th = read_thermo(run_dir)
+    else:
+        th = read_thermo(run_dir)
     if e_ref_eV == "first":  # the starting structure's potential energy (static lattice for ideal crystals)
         if th["step"][0] != 0:
             raise InputError(f"--e-ref-eV first: {run_dir}/{THERMO} does not start at step 0")

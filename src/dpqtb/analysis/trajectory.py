@@ -5,6 +5,12 @@ Frames are yielded one at a time (never the whole trajectory in memory).  The en
 ~0.1 s); other formats, and extxyz files the fast path does not understand, go through
 ``ase.io.iread``.  Positions are taken as written: the engine writes *unwrapped* Cartesian
 positions, which is what displacement observables (MSD, diffusion) need.
+
+LAMMPS runs are read too (:mod:`dpqtb.lammps.dump`): a folder with ``dump.lammpstrj`` (and no
+``trajectory.extxyz``), or any text dump file (first line ``ITEM: TIMESTEP``). The sidecar
+``dpqtb_lammps.json`` of a ``dpqtb lammps`` deck, in the dump's folder, gives the species of the LAMMPS
+types and the time step (frame time = LAMMPS step × time step); without it the species are the type
+numbers and the frame spacing must be passed (``timestep_fs``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from dpqtb import DpqtbError, InputError
-from dpqtb.rundir import TRAJECTORY
+from dpqtb.rundir import LAMMPS_DUMP, TRAJECTORY
 
 
 @dataclass
@@ -165,8 +171,20 @@ class Trajectory:
     def __init__(self, path: str | Path, fmt: str | None = None, timestep_fs: float | None = None,
                  start: int = 0, stop: int | None = None, stride: int = 1):
         path = Path(path)
+        self._lammps: dict | None = None  # the sidecar of a LAMMPS dump ({} without one)
         if path.is_dir():
-            path = path / TRAJECTORY
+            from dpqtb.lammps.dump import is_lammps_run, read_meta
+
+            if not (path / TRAJECTORY).exists() and is_lammps_run(path):
+                self._lammps = read_meta(path)
+                path = path / LAMMPS_DUMP
+            else:
+                path = path / TRAJECTORY
+        elif fmt is None and path.suffix not in (".extxyz", ".xyz"):
+            from dpqtb.lammps.dump import is_dump_file, read_meta
+
+            if is_dump_file(path):
+                self._lammps = read_meta(path.parent)
         if not path.exists():
             raise InputError(f"trajectory file {path} does not exist")
         if path.stat().st_size == 0:
@@ -180,6 +198,8 @@ class Trajectory:
         self._first: Frame | None = None
 
     def _raw(self) -> Iterator[Frame]:
+        if self._lammps is not None:
+            return self._iter_lammps()
         use_fast = self.fmt in (None, "extxyz") and self.path.suffix in (".extxyz", ".xyz")
         if not use_fast:
             return _iter_ase(self.path, self.fmt)
@@ -190,6 +210,20 @@ class Trajectory:
             yield from _iter_extxyz_fast(self.path)
         except _NotFast:  # only raised at the first frame, before anything was yielded
             yield from _iter_ase(self.path, "extxyz")
+
+    def _iter_lammps(self) -> Iterator[Frame]:
+        from dpqtb.lammps.dump import iter_dump, species_of
+
+        type_map = self._lammps.get("type_map")
+        dt = self._lammps.get("timestep_fs")
+        for fr in iter_dump(self.path):
+            yield Frame(fr.index, species_of(fr.types, type_map), fr.positions, fr.cell,
+                        fr.step * float(dt) if dt else float("nan"), fr.step, fr.velocities, None)
+
+    @property
+    def is_lammps(self) -> bool:
+        """True when the frames come from a LAMMPS dump."""
+        return self._lammps is not None
 
     def __iter__(self) -> Iterator[Frame]:
         ref = None
@@ -253,7 +287,12 @@ class Trajectory:
 
     def count(self) -> int:
         """Number of selected frames, from the frame headers only on the extxyz fast path (other
-        formats: the full reader)."""
+        formats: the full reader; LAMMPS dumps: their ``ITEM: TIMESTEP`` lines)."""
+        if self._lammps is not None:
+            from dpqtb.lammps.dump import count_dump_frames
+
+            n = count_dump_frames(self.path)
+            return len(range(self.start, n if self.stop is None else min(n, self.stop), self.stride))
         if self.path.suffix not in (".extxyz", ".xyz"):
             return sum(1 for _ in self)
         return sum(1 for k, _, _ in _extxyz_blocks(self.path)

@@ -1,0 +1,253 @@
+"""dpqtb QTB vs LAMMPS fix qtb on the same model and cell (issue 26): statistics and speed.
+
+    python benchmarks/bench_lammps.py compare --cells 1 --steps 2000 --out work/lammps_cmp/n44
+    python benchmarks/bench_lammps.py speed --sizes 352 5500 44000 --steps 3 [--out FILE]
+
+``compare`` writes the ``dpqtb md`` config of Fm-3m LaH10 at 200 GPa, 5 K (QTB, damp 100 fs, f_max 200 THz,
+n_f 100, 0.5 fs), runs it with dpqtb (``OUT/dpqtb``) and, through ``dpqtb lammps``, with LAMMPS (``OUT/lammps``)
+side by side (one thread each), analyses both with ``dpqtb analyze`` and writes ``OUT/compare.json``:
+⟨E_pot⟩/atom, the raw kinetic temperature and per-species temperatures (averages over the run after
+``--skip-fs``, error = standard error of 5 block means), the pressure, and the H MSD at the longest lag.
+Each side is skipped when its output is already complete (rerun to resume).
+
+``speed`` times the MD step of the same QTB run at each size (1 thread each, the same machine, one after the
+other, or one code per call with ``--only``): dpqtb by its integrator (setup and one warm-up step, then
+``--steps`` timed), LAMMPS by its ``Loop time`` of a ``run`` after a ``run 1`` warm-up; rows {n_atoms, dpqtb_atom_steps_per_s, lammps_atom_steps_per_s} go to
+benchmarks/results/lammps_cpu.json after each size (a finished size is kept on a rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {"system": {"structure": "builtin:lah10", "pressure_GPa": 200, "supercell": [1, 1, 1]},
+        "potential": {"kind": "deepmd", "model": "builtin:lah10"},
+        "md": {"timestep_fs": 0.5, "steps": 2000, "seed": 2026},
+        "thermostat": {"kind": "qtb", "temperature_K": 5.0, "damp_fs": 100.0, "f_max_THz": 200.0, "n_f": 100},
+        "output": {"thermo_every": 10, "trajectory_every": 10, "checkpoint_every": 0, "progress": False}}
+
+
+def _toml(raw: dict) -> str:
+    def val(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        return repr(v)
+    return "".join(f"[{s}]\n" + "".join(f"{k} = {val(v)}\n" for k, v in t.items()) + "\n" for s, t in raw.items())
+
+
+def _config(cells: int, steps: int, directory: str) -> dict:
+    raw = json.loads(json.dumps(BASE))
+    raw["system"]["supercell"] = [cells] * 3
+    raw["md"]["steps"] = steps
+    raw["output"]["directory"] = directory
+    return raw
+
+
+def _blocks(x: np.ndarray, n: int = 5) -> tuple[float, float]:
+    """Mean and standard error from n block means."""
+    b = np.array([blk.mean() for blk in np.array_split(x, n)])
+    return float(x.mean()), float(b.std(ddof=1) / np.sqrt(n))
+
+
+def _stats(th: dict, n_atoms: int, skip_fs: float, raw_t: str) -> dict:
+    keep = th["time_fs"] >= skip_fs
+    out = {"rows": int(keep.sum()), "from_fs": skip_fs}
+    for name, col, scale in (("E_pot_eV_per_atom", "potential_eV", 1.0 / n_atoms), ("T_raw_K", raw_t, 1.0),
+                             ("T_La_K", "temperature_La_K", 1.0), ("T_H_K", "temperature_H_K", 1.0),
+                             ("P_GPa", "pressure_GPa", 1.0)):
+        if col in th:
+            m, e = _blocks(th[col][keep] * scale)
+            out[name] = {"mean": m, "err": e}
+    return out
+
+
+def compare(args) -> None:
+    from dpqtb.analysis.pipeline import analyze
+    from dpqtb.config_schema import load_toml
+    from dpqtb.lammps.deck import write_deck
+    from dpqtb.lammps.dump import read_log_thermo
+    from dpqtb.lammps.runner import find_lammps
+    from dpqtb.md.config import validate
+    from dpqtb.rundir import read_thermo
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.toml"
+    cfg_path.write_text(_toml(_config(args.cells, args.steps, "dpqtb")))
+    raw = load_toml(cfg_path)
+    cfg = validate(raw, base_dir=out)
+    deck = write_deck(cfg, out / "lammps", raw=raw)
+    lmp = None
+    if args.only != "dpqtb":
+        lmp, why = find_lammps()
+        if lmp is None:
+            sys.exit(why)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
+    procs = {}
+    t0 = time.perf_counter()
+    dp_dir, lmp_dir = out / "dpqtb", out / "lammps"
+    if args.only != "lammps" and (not (dp_dir / "thermo.csv").exists()
+                                  or read_thermo(dp_dir)["step"][-1] < args.steps):
+        more = (["--resume", "--steps", str(args.steps)] if (dp_dir / "checkpoint.pt").exists() else ["--overwrite"])
+        procs["dpqtb"] = subprocess.Popen([sys.executable, "-m", "dpqtb.cli", "--threads", "1", "md", str(cfg_path),
+                                           *more], env=env, cwd=out,
+                                          stdout=open(out / "dpqtb.out", "w"), stderr=subprocess.STDOUT)
+    if lmp is not None and (not (lmp_dir / "log.lammps").exists()
+                            or "Total wall time" not in (lmp_dir / "log.lammps").read_text()):
+        env_l = dict(env, DP_INTRA_OP_PARALLELISM_THREADS="1", DP_INTER_OP_PARALLELISM_THREADS="1")
+        procs["lammps"] = subprocess.Popen([str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"],
+                                           env=env_l, cwd=lmp_dir)
+    walls = {}
+    for name, p in procs.items():
+        rc = p.wait()
+        walls[name] = time.perf_counter() - t0
+        if rc:
+            sys.exit(f"{name} failed (exit {rc}); see {out}")
+    if args.only:
+        return
+    n = deck.meta["n_atoms"]
+    th_d, th_l = read_thermo(dp_dir), read_log_thermo(lmp_dir)
+    raw_col = "temperature_raw_K" if "temperature_raw_K" in th_d else "temperature_K"
+    res = {"n_atoms": n, "steps": args.steps, "timestep_fs": cfg.md.timestep_fs, "lammps": str(lmp),
+           "config": cfg.to_dict(), "deck_differences": deck.warnings, "wall_s": walls,
+           "dpqtb": _stats(th_d, n, args.skip_fs, raw_col), "lammps_fix_qtb": _stats(th_l, n, args.skip_fs,
+                                                                                   "temperature_K")}
+    for name, d in (("dpqtb", dp_dir), ("lammps_fix_qtb", lmp_dir)):
+        s = analyze(d, d / "analysis", plots=False, max_lag_fs=args.msd_lag_fs)
+        msd = np.loadtxt(d / "analysis" / "msd.csv", delimiter=",", skiprows=1)
+        head = (d / "analysis" / "msd.csv").read_text().splitlines()[0].split(",")
+        col = next(i for i, h in enumerate(head) if h.startswith("msd_H"))
+        res[name]["msd_H_A2_at_max_lag"] = {"lag_fs": float(msd[-1, 0]), "msd_A2": float(msd[-1, col])}
+        res[name]["diffusion_H"] = s.get("diffusion", {}).get("H")
+    diff = {}
+    for key in ("E_pot_eV_per_atom", "T_raw_K", "T_La_K", "T_H_K", "P_GPa"):
+        a, b = res["dpqtb"].get(key), res["lammps_fix_qtb"].get(key)
+        if a and b:
+            d = b["mean"] - a["mean"]
+            e = float(np.hypot(a["err"], b["err"]))
+            diff[key] = {"lammps_minus_dpqtb": d, "err": e, "sigmas": d / e if e > 0 else float("inf")}
+    res["difference"] = diff
+    (out / "compare.json").write_text(json.dumps(res, indent=2, default=float) + "\n")
+    print(json.dumps(diff, indent=1))
+
+
+def _lammps_loop_time(log: Path) -> tuple[float, int]:
+    """(seconds, steps) of the last ``Loop time`` line of a LAMMPS log."""
+    m = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", log.read_text())
+    if not m:
+        raise RuntimeError(f"no Loop time in {log}")
+    return float(m[-1][0]), int(m[-1][1])
+
+
+def speed(args) -> None:
+    import torch
+
+    from dpqtb.config_schema import load_toml
+    from dpqtb.lammps.deck import write_deck
+    from dpqtb.lammps.runner import find_lammps
+    from dpqtb.md.build import build_simulation
+    from dpqtb.md.config import validate
+
+    torch.set_num_threads(1)
+    lmp = None
+    if args.only != "dpqtb":
+        lmp, why = find_lammps()
+        if lmp is None:
+            sys.exit(why)
+    out_json = Path(args.out)
+    doc = json.loads(out_json.read_text()) if out_json.exists() else {}
+    doc.update({"benchmark": "md_step_qtb_dpqtb_vs_lammps", "device": "cpu", "threads": 1,
+                "machine": platform.machine(), "torch": torch.__version__,
+                "model": "builtin:lah10", "system": "Fm-3m LaH10 at 200 GPa, QTB 5 K, 0.5 fs",
+                "load_note": "2-core machine shared with other jobs; nice 5; dpqtb and LAMMPS one after the other"})
+    rows = {r["n_atoms"]: r for r in doc.get("results", [])}
+    work = Path(args.work)
+    for n_atoms in args.sizes:
+        if n_atoms in rows and rows[n_atoms].get("complete"):
+            continue
+        cells = round((n_atoms / 44) ** (1 / 3))
+        assert 44 * cells ** 3 == n_atoms, n_atoms
+        d = work / f"n{n_atoms}"
+        d.mkdir(parents=True, exist_ok=True)
+        raw = _config(cells, args.steps, str(d / "dpqtb"))
+        raw["output"].update(trajectory_every=0, thermo_every=max(1, args.steps))
+        # dpqtb's model calls in chunks of 512 local atoms (as bench_deepmd.py): one call on 44,000 atoms
+        # allocates nloc x nall type tables (29 GB); LAMMPS has no such knob (see docs/lammps.md)
+        raw["potential"]["chunk_atoms"] = 512
+        (d / "config.toml").write_text(_toml(raw))
+        raw = load_toml(d / "config.toml")
+        cfg = validate(raw, base_dir=d)
+        row = rows.get(n_atoms, {"n_atoms": n_atoms})
+        row["steps_timed"] = args.steps
+        if args.only != "dpqtb" and "lammps_atom_steps_per_s" not in row:
+            # LAMMPS: run 1 (warm-up: model load, first neighbour list), then the timed run
+            write_deck(cfg, d / "lammps", raw=raw)
+            deck = (d / "lammps" / "in.lammps").read_text().replace(f"\nrun {args.steps}\n",
+                                                                     f"\nrun 1\nrun {args.steps}\n")
+            (d / "lammps" / "in.lammps").write_text(deck)
+            env = dict(os.environ, OMP_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
+                       DP_INTER_OP_PARALLELISM_THREADS="1")
+            t0 = time.perf_counter()
+            subprocess.run([str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"],
+                           cwd=d / "lammps", env=env, check=True)
+            sec, steps = _lammps_loop_time(d / "lammps" / "log.lammps")
+            row.update(lammps_s_per_step=sec / steps, lammps_atom_steps_per_s=n_atoms * steps / sec,
+                       lammps_wall_s=time.perf_counter() - t0, lammps_measured=time.strftime("%FT%TZ", time.gmtime()))
+        if args.only != "lammps" and "dpqtb_atom_steps_per_s" not in row:
+            # dpqtb: the same config's integrator and state; setup and one warm-up step, then the timed steps
+            t0 = time.perf_counter()
+            sim = build_simulation(cfg, d / "dpqtb", progress=False)
+            integ, state = sim.integrator, sim.state
+            integ.setup(state)
+            integ.step(state)
+            t1 = time.perf_counter()
+            for _ in range(args.steps):
+                integ.step(state)
+            s = (time.perf_counter() - t1) / args.steps
+            row.update(dpqtb_s_per_step=s, dpqtb_atom_steps_per_s=n_atoms / s,
+                       dpqtb_wall_s=time.perf_counter() - t0, dpqtb_measured=time.strftime("%FT%TZ", time.gmtime()))
+        row["complete"] = "dpqtb_atom_steps_per_s" in row and "lammps_atom_steps_per_s" in row
+        rows[n_atoms] = row
+        doc["results"] = [rows[k] for k in sorted(rows)]
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(doc, indent=2, default=float) + "\n")
+        print(json.dumps(row), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("compare")
+    c.add_argument("--cells", type=int, default=1)
+    c.add_argument("--steps", type=int, default=2000)
+    c.add_argument("--skip-fs", type=float, default=250.0, help="equilibration left out of the averages (fs)")
+    c.add_argument("--msd-lag-fs", type=float, default=None)
+    c.add_argument("--out", required=True)
+    c.add_argument("--only", choices=("dpqtb", "lammps"), default=None, help="run one side only (no comparison)")
+    s = sub.add_parser("speed")
+    s.add_argument("--sizes", type=int, nargs="+", default=[352, 5500, 44000])
+    s.add_argument("--steps", type=int, default=3)
+    s.add_argument("--work", default=str(REPO / "work" / "lammps_speed"))
+    s.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lammps_cpu.json"))
+    s.add_argument("--only", choices=("dpqtb", "lammps"), default=None, help="time one code only (rows keep the other)")
+    args = ap.parse_args()
+    {"compare": compare, "speed": speed}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
