@@ -19,7 +19,6 @@ integration error.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 

@@ -10,8 +10,8 @@ Output directory layout (file names and the thermo table: :mod:`dpqtb.rundir`):
     run.json              configuration and versions
 
 Each output is an observer (:mod:`dpqtb.md.observers`); the runner knows only their protocol. A resumed
-run first truncates thermo.csv and trajectory.extxyz back to the byte offsets recorded in the checkpoint, so the outputs of an interrupted-and-resumed run are identical to those of an
-uninterrupted one.
+run first truncates thermo.csv and trajectory.extxyz back to the byte offsets recorded in the checkpoint,
+so the outputs of an interrupted-and-resumed run are identical to those of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -87,7 +87,6 @@ def _upgrade_ring_polymer(ckpt: dict) -> None:
     integrator ("q", "p"): move them to the state's ring polymer, where the integrator now finds them."""
     integ, state = ckpt.get("integrator") or {}, ckpt.get("state") or {}
     if "q" in integ and "p" in integ and "ring" not in state:
-        T = None
         cfg = json.loads(ckpt["physics_config"]) if ckpt.get("physics_config") else {}
         temps = (cfg.get("thermostat") or {}).get("temperature_K")
         T = temps[0] if isinstance(temps, (list, tuple)) else temps
