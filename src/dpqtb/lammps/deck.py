@@ -244,7 +244,7 @@ def deck_text(cfg: MDConfig, type_map, extra_dof: dict, model_ref: str, notes: l
     L.append(f"thermo {out.thermo_every}")
     if out.trajectory_every > 0:
         L += [f"dump traj all custom {out.trajectory_every} {LAMMPS_DUMP} id type xu yu zu vx vy vz",
-              f"dump_modify traj sort id format float %.12g"]
+              "dump_modify traj sort id format float %.12g"]
     L += ["", f"run {md.steps}", ""]
     return "\n".join(L)
 

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import math
 
-from dpqtb.workflows.paper.verdict import (BEADS_MIN_T_K, CLASSICAL, D_MIN_CM2_PER_S, N_SIGMA, VERDICT_PRESSURE_GPA,
-                                           diffusive)
+from dpqtb.workflows.paper.verdict import BEADS_MIN_T_K, CLASSICAL, D_MIN_CM2_PER_S, N_SIGMA, VERDICT_PRESSURE_GPA
 
 PAPER_D = 3.5e-5
 
