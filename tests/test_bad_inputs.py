@@ -159,6 +159,31 @@ def md(old, new, key):
     return lambda t: ["md", _cfg(t, old, new)], key
 
 
+DP_RUN = """
+[system]
+structure = "builtin:lah10"
+pressure_GPa = 200
+[potential]
+kind = "deepmd"
+{potential}
+[md]
+timestep_fs = 0.5
+steps = 10
+[thermostat]
+kind = "langevin"
+temperature_K = 100
+[output]
+thermo_every = 5
+progress = false
+"""
+
+
+def dp(potential, key):
+    """A Deep Potential run (builtin:lah10) whose [potential] also holds ``potential``."""
+    return lambda t: (t.joinpath("run.toml").write_text(DP_RUN.format(potential=potential)),
+                      ["md", str(t / "run.toml")])[1], key
+
+
 CASES = {
     # non-finite numbers, anywhere in a config
     "temperature-inf": md("temperature_K = 100", "temperature_K = inf", "thermostat.temperature_K"),
@@ -283,6 +308,17 @@ CASES = {
                                         ["validate", "--model", "builtin:lah10", "--data", str(t / "data"),
                                          "--out", str(t / "afile"), "--frames-only"])[2], "afile"),
     "models-bad-option": (lambda t: ["models", "--jsn"], "--jsn"),
+    # the model-deviation ensemble
+    "ensemble-not-deepmd": md("cutoff_A = 5.0", 'cutoff_A = 5.0\nensemble = ["m.pth"]', "potential.ensemble"),
+    "ensemble-empty": md("cutoff_A = 5.0", "cutoff_A = 5.0\nensemble = []", "potential.ensemble"),
+    "deviation-every-not-deepmd": md("cutoff_A = 5.0", "cutoff_A = 5.0\ndeviation_every = 5",
+                                     "potential.deviation_every"),
+    "deviation-every-without-ensemble": dp("deviation_every = 5", "potential.deviation_every"),
+    "deviation-every-not-thermo-multiple": dp('ensemble = ["m1.pth"]\ndeviation_every = 7', "potential.deviation_every"),
+    "trust-hi-zero": dp('ensemble = ["m1.pth"]\ntrust_hi_eV_per_A = 0', "potential.trust_hi_eV_per_A"),
+    "ensemble-missing-file": dp('ensemble = ["nope.pth"]', "nope.pth"),
+    "ensemble-only-the-driver": dp('ensemble = ["builtin:lah10"]', "potential.ensemble"),
+    "ensemble-unknown-builtin": dp('ensemble = ["builtin:nosuch"]', "builtin:nosuch"),
 }
 
 

@@ -18,7 +18,7 @@ from dpqtb import InputError
 from dpqtb.md.config import MDConfig, PotentialConfig, SystemConfig
 from dpqtb.md.barostat import StochasticCellRescaling
 from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
-from dpqtb.md.observers import VACFObserver
+from dpqtb.md.observers import ModelDeviationObserver, VACFObserver
 from dpqtb.md.run import Simulation
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
 from dpqtb.structures.checks import check_min_distance
@@ -168,10 +168,12 @@ def build_potential(pot_cfg: PotentialConfig, state: MDState, base_dir: Path):
 
 
 #: Keys that do not touch the trajectory: the step target and output bookkeeping (the VACF sampling may not
-#: change on --resume either: its observer's accumulators are in the checkpoint and refuse another one).
+#: change on --resume either: its observer's accumulators are in the checkpoint and refuse another one), and
+#: the model-deviation ensemble (it only watches the driving model).
 #: Everything else is the run's physics, stored in its checkpoint.
 NOT_PHYSICS = {("md", "steps"), ("output", "directory"), ("output", "progress"), ("output", "checkpoint_every"),
-               ("output", "vacf_every"), ("output", "vacf_max_lag_fs")}
+               ("output", "vacf_every"), ("output", "vacf_max_lag_fs"), ("potential", "ensemble"),
+               ("potential", "deviation_every"), ("potential", "trust_hi_eV_per_A")}
 
 
 def physics_config(cfg: MDConfig) -> dict:
@@ -282,6 +284,25 @@ def build_integrator(cfg: MDConfig, potential):
                gamma_r_min_ratio=th.gamma_r_min_ratio, barostat=barostat)
 
 
+def build_deviation_observer(cfg: MDConfig, state: MDState) -> ModelDeviationObserver:
+    """The model-deviation observer of ``potential.ensemble``: the listed members (a shipped ensemble
+    expands to its files), each loaded like ``potential.model``, every ``potential.deviation_every`` steps
+    (default ``output.thermo_every``)."""
+    from dpqtb.potential.builtin import resolve, resolve_all
+    from dpqtb.potential.deepmd import DeepPotential
+
+    pot = cfg.potential
+    driver = resolve(pot.model, cfg.base_dir).resolve()
+    paths = [p for spec in pot.ensemble for p in resolve_all(spec, cfg.base_dir)]
+    paths = [p for p in dict.fromkeys(Path(p).resolve() for p in paths) if p != driver]  # the driver counts once
+    if not paths:
+        raise InputError("potential.ensemble names no model other than potential.model: the deviation needs "
+                         "at least two members")
+    members = [DeepPotential(p, device=state.device, skin_A=pot.skin_A, chunk_atoms=pot.chunk_atoms) for p in paths]
+    every = pot.deviation_every or cfg.output.thermo_every
+    return ModelDeviationObserver(members, every, pot.trust_hi_eV_per_A)
+
+
 def build_simulation(cfg: MDConfig, output_dir: str | Path | None = None, progress: bool | None = None) -> Simulation:
     """The simulation of a config: structure, potential, integrator, initial momenta, output settings.
 
@@ -318,6 +339,8 @@ def build_simulation(cfg: MDConfig, output_dir: str | Path | None = None, progre
         state.zero_com_momentum()
     out = cfg.output
     observers = [VACFObserver(out.vacf_every, out.vacf_max_lag_fs, cfg.md.timestep_fs)] if out.vacf_every else []
+    if cfg.potential.ensemble:
+        observers.append(build_deviation_observer(cfg, state))
     return Simulation(state, integrator, output_directory(cfg, output_dir),
                       thermo_every=out.thermo_every, trajectory_every=out.trajectory_every,
                       trajectory_velocities=out.trajectory_velocities, checkpoint_every=out.checkpoint_every,

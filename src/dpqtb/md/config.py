@@ -19,11 +19,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dpqtb import InputError
 from dpqtb.config_schema import (NUMBER, REQUIRED, check_value, device_name, freeze, int_list, load_toml, nonneg,
                                  positive, thaw, validate_schema)
-from dpqtb.md.barostat import (CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS, check_stress_run, is_stress_table,
-                               resolve_stress)
+from dpqtb.md.barostat import (CELL_MODES, DEFAULT_BAROSTAT_DAMP_FS, is_stress_table, resolve_stress)
 from dpqtb.md.pimd import DEFAULT_PILE_LAMBDA, DEFAULT_TRPMD_LAMBDA
 from dpqtb.md.qtb import QTB_DEFAULTS
 from dpqtb.potential.neighbors import DEFAULT_SKIN_A
@@ -80,6 +78,15 @@ def _adapt_groups(v):
         isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in g) for g in v)
 
 
+#: ``potential.trust_hi_eV_per_A``: the upper edge of the trust window of dpqtb's own concurrent-learning
+#: exploration (data/concurrent/iter2/explore.toml); DP-GEN counts a frame above it as failed, not learnable.
+DEFAULT_TRUST_HI_EV_PER_A = 0.5
+
+
+def _model_list(v):
+    return len(v) >= 1 and all(isinstance(x, str) and x for x in v)
+
+
 def _species_floats(v):
     return isinstance(v, dict) and len(v) > 0 and all(isinstance(x, (int, float)) and x > 0 for x in v.values())
 
@@ -114,6 +121,14 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "model": (str, "builtin:lah10", None,
                   "a frozen DeePMD-kit PyTorch model (*.pth) or 'builtin:NAME' (deepmd; shipped: lah10)"),
         "chunk_atoms": (int, None, positive, "must be an integer >= 1 (deepmd: local atoms per model call)"),
+        "ensemble": (list, None, _model_list,
+                     "must be a list of frozen DeePMD-kit models (*.pth) or 'builtin:NAME' entries: the other "
+                     "members of the ensemble; their model deviation with potential.model is recorded as the run goes "
+                     "(max_force_dev_eV_A; deepmd)"),
+        "deviation_every": (int, None, positive, "must be an integer >= 1 (steps between model deviations; "
+                            "a multiple of output.thermo_every, default output.thermo_every)"),
+        "trust_hi_eV_per_A": (NUMBER, DEFAULT_TRUST_HI_EV_PER_A, positive,
+                              "must be > 0 (eV/Å: a run warns when max_force_dev_eV_A reaches it)"),
     },
     "md": {
         "timestep_fs": (NUMBER, REQUIRED, positive, "must be > 0"),
@@ -253,6 +268,9 @@ class PotentialConfig(_Section):
     batched: bool
     model: str
     chunk_atoms: int | None
+    ensemble: tuple[str, ...] | None
+    deviation_every: int | None
+    trust_hi_eV_per_A: float
 
 
 @_section("md")
@@ -430,7 +448,9 @@ class MDConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_dir", Path(self.base_dir))
-        _cross_checks(self)
+        from dpqtb.md.config_rules import cross_checks
+
+        cross_checks(self)
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Mapping[str, Any]], base_dir: str | Path = ".") -> "MDConfig":
@@ -534,62 +554,3 @@ def with_steps(cfg: MDConfig, steps: int) -> MDConfig:
     MDConfig
     """
     return replace(cfg, md=replace(cfg.md, steps=steps))
-
-
-# ----------------------------------------------------------------------------- rules between keys
-def _cross_checks(cfg: MDConfig) -> None:
-    """Every rule between keys: values that are each valid but together no physics (or no run)."""
-    sys_, pot, md, th = cfg.system, cfg.potential, cfg.md, cfg.thermostat
-    if th.kind not in ("qtb", "adqtb"):
-        for key in ("adapt_groups", "fd_skip_segments", "gamma_r_min_ratio"):
-            if getattr(th, key) != SCHEMA["thermostat"][key][1]:
-                raise InputError(f"config key 'thermostat.{key}' needs thermostat 'qtb' or 'adqtb', not '{th.kind}'")
-    if th.kind != "nve" and th.temperature_K is None:
-        raise InputError(f"missing required config key 'thermostat.temperature_K' for thermostat '{th.kind}'")
-    if th.kind in ("pimd", "trpmd") and th.beads < 2:
-        raise InputError(f"config key 'thermostat.beads' must be >= 2 for thermostat '{th.kind}'")
-    if th.kind not in ("pimd", "trpmd") and th.beads != 1:
-        raise InputError(f"config key 'thermostat.beads' needs thermostat 'pimd' or 'trpmd', not '{th.kind}'")
-    if pot.kind == "einstein" and (pot.k_eV_per_A2 is None) == (pot.frequency_THz is None):
-        raise InputError("potential 'einstein' needs exactly one of 'potential.k_eV_per_A2' or 'potential.frequency_THz'")
-    if pot.kind == "morse":
-        for key in ("D_eV", "a_per_A", "r0_A", "cutoff_A"):
-            if getattr(pot, key) is None:
-                raise InputError(f"missing required config key 'potential.{key}' for potential 'morse'")
-    if pot.kind == "deepmd" and not pot.model:
-        raise InputError("config key 'potential.model' must name a model file or 'builtin:NAME'")
-    if pot.kind == "function" and not pot.function:
-        raise InputError("missing required config key 'potential.function' for potential 'function'")
-    if th.kind in ("qtb", "adqtb") and th.damp_fs < md.timestep_fs:
-        raise InputError(f"config key 'thermostat.damp_fs' = {th.damp_fs!r} must be >= md.timestep_fs = "
-                         f"{md.timestep_fs!r} for QTB (a friction time below one step stops the atoms: "
-                         "the coloured noise then vanishes and the run sits at 0 K)")
-    if sys_.dtype == "float32" and sys_.device == "cpu":
-        raise InputError("system.dtype = 'float32' is only allowed on a GPU (device = 'cuda')")
-    name = sys_.builtin
-    if name is not None:
-        if name not in BUILTIN_STRUCTURES:
-            raise InputError(f"unknown builtin structure {name!r} (known: {', '.join(BUILTIN_STRUCTURES)})")
-        if name == "lah10" and (sys_.lattice_A is None) == (sys_.pressure_GPa is None):
-            raise InputError("structure 'builtin:lah10' needs exactly one of 'system.lattice_A' or "
-                             "'system.pressure_GPa'")
-        if name != "lah10" and sys_.lattice_A is None:
-            raise InputError(f"missing required config key 'system.lattice_A' for structure 'builtin:{name}'")
-    baro = cfg.barostat
-    if baro.enabled:
-        if th.kind == "nve":
-            raise InputError("[barostat] needs a thermostat with a temperature (langevin, qtb, adqtb, pimd, trpmd): "
-                             "constant pressure at constant energy (NPH) is not supported")
-        check_stress_run(baro.stress_GPa, baro.cell, th.kind)
-        if baro.damp_fs < 10 * md.timestep_fs:
-            raise InputError(f"config key 'barostat.damp_fs' = {baro.damp_fs!r} must be >= 10 md.timestep_fs = "
-                             f"{10 * md.timestep_fs!r} (the cell must move slowly on the scale of a step)")
-    else:
-        for key in ("cell", "damp_fs", "compressibility_per_GPa", "stress_GPa"):
-            if getattr(baro, key) != SCHEMA["barostat"][key][1]:
-                raise InputError(f"config key 'barostat.{key}' needs 'barostat.pressure_GPa' (constant pressure)")
-    if th.kind in ("pimd", "trpmd"):  # ω_P = P k_B T/ħ is fixed at the start
-        if th.is_ramp:
-            raise InputError("thermostat.temperature_K ramps are not supported for PIMD (ω_P depends on T)")
-        if not th.temperatures_K[0] > 0:
-            raise InputError("thermostat.temperature_K must be > 0 for PIMD")

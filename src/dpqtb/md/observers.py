@@ -12,8 +12,10 @@ An observer is called by the runner at fixed points of a run and owns its file(s
 
 The runner itself knows only this protocol: :class:`ThermoObserver` (thermo.csv), :class:`TrajectoryObserver`
 (trajectory.extxyz), :class:`QTBSpectraObserver` (the quantum bath's Δ_FD spectra and phonon DOS) and
-:class:`VACFObserver` (velocity autocorrelation per species, on the fly) are the built-in ones; a user's
-observer is any object with these methods (derive from :class:`Observer`).
+:class:`VACFObserver` (velocity autocorrelation per species, on the fly) and :class:`ModelDeviationObserver`
+(the model deviation of a Deep Potential ensemble) are the built-in ones; a user's observer is any object with
+these methods (derive from :class:`Observer`). An observer with ``thermo_columns`` (a tuple of names) and
+``thermo_values(sim)`` (a dict) adds those columns to thermo.csv.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from dpqtb import InputError
-from dpqtb.rundir import (QTB_DOS, QTB_FD_GLOB, THERMO, THERMO_COLUMNS, TRAJECTORY, VACF, ThermoRow,
+from dpqtb.rundir import (MODEL_DEVI_CSV, QTB_DOS, QTB_FD_GLOB, THERMO, THERMO_COLUMNS, TRAJECTORY, VACF, ThermoRow,
                           atomic_write_text, qtb_fd_name, thermo_header, thermo_line)
 from dpqtb.units import KB
 
@@ -105,7 +107,9 @@ class ThermoObserver(_AppendedFile):
 
     @staticmethod
     def columns(sim) -> tuple:
-        return THERMO_COLUMNS + tuple(sim.integrator.extra_thermo_columns(sim.state.type_map))
+        """THERMO_COLUMNS, the integrator's own columns, then those of observers with ``thermo_columns``."""
+        own = tuple(c for o in getattr(sim, "observers", ()) for c in getattr(o, "thermo_columns", ()))
+        return THERMO_COLUMNS + tuple(sim.integrator.extra_thermo_columns(sim.state.type_map)) + own
 
     @classmethod
     def row(cls, sim) -> ThermoRow:
@@ -116,6 +120,9 @@ class ThermoObserver(_AppendedFile):
         vol = s.volume if all(s.pbc) else float("nan")
         temp = 2.0 * ke / (integ.n_dof(s) * KB)
         extra = integ.extra_thermo(s)
+        for o in getattr(sim, "observers", ()):
+            if getattr(o, "thermo_columns", ()):
+                extra.update(o.thermo_values(sim))
         return ThermoRow((s.step, s.time_fs, temp, integ.target_temperature(s.step), ke, pe, ke + pe,
                           integ.conserved_energy(s), integ.pressure_GPa(s), vol,
                           *(extra[c] for c in columns[len(THERMO_COLUMNS):])), columns)
@@ -279,4 +286,133 @@ class VACFObserver(Observer):
         self.origins = np.asarray(d["origins"], dtype=np.int64)
 
 
-__all__ = ["Observer", "ThermoObserver", "TrajectoryObserver", "QTBSpectraObserver", "VACFObserver", "write_table"]
+class ModelDeviationObserver(_AppendedFile):
+    """The model deviation of a Deep Potential ensemble along the run (DP-GEN's definition,
+    :func:`dpqtb.potential.ensemble.model_deviation`), every ``every`` steps (a multiple of the thermo
+    interval): thermo.csv gets ``max_force_dev_eV_A`` (NaN on rows without a deviation), model_devi.csv
+    the four DP-GEN measures, and the run warns on stderr when the deviation reaches ``trust_hi``.
+
+    The ensemble is the driving potential plus ``members``: the driver's forces and energy are those the
+    integrator already has (no extra call), each member is evaluated once at the same positions and
+    cell. For a ring polymer every bead is a configuration the model sees: the members are evaluated on
+    all beads in one batch and the run's values are the worst bead's (max over beads of max_devi_f and
+    devi_e; min and mean over beads of min/avg_devi_f). Nothing here touches the dynamics.
+
+    Parameters
+    ----------
+    members : sequence of Potential
+        The other members (at least one), bound to the run's type map on first use.
+    every : int
+        Steps between deviations.
+    trust_hi_eV_per_A : float
+        Warn when max_devi_f reaches this (eV/Å): the configuration has left the ensemble's trust region.
+    max_warnings : int
+        Warnings printed (one per excursion above ``trust_hi``) before they are only counted.
+    """
+
+    name = "model_devi"
+    filename = MODEL_DEVI_CSV
+    offset_key = "model_devi"
+    files = (MODEL_DEVI_CSV,)
+    thermo_columns = ("max_force_dev_eV_A",)
+
+    def __init__(self, members, every: int, trust_hi_eV_per_A: float, max_warnings: int = 10):
+        from dpqtb.potential.ensemble import DEVIATION_COLUMNS
+
+        if len(members) < 1:
+            raise InputError("potential.ensemble needs at least one model beside potential.model")
+        if int(every) < 1:
+            raise InputError(f"potential.deviation_every must be >= 1, got {every}")
+        if not trust_hi_eV_per_A > 0:
+            raise InputError(f"potential.trust_hi_eV_per_A must be > 0, got {trust_hi_eV_per_A}")
+        self.members = list(members)
+        self.every = int(every)
+        self.trust_hi = float(trust_hi_eV_per_A)
+        self.max_warnings = int(max_warnings)
+        self.columns = ("step", "time_fs", *DEVIATION_COLUMNS)
+        self._bound = False
+        self._cache: tuple[int, dict] | None = None
+        self.outside = False  # the last deviation was at or above trust_hi
+        self.excursions = 0  # entries into the region above trust_hi
+        self.samples_outside = 0
+        self.samples = 0
+
+    def deviation(self, sim) -> dict[str, float]:
+        """The deviation at the current step (computed once per step)."""
+        from dpqtb.potential.ensemble import model_deviation
+
+        s = sim.state
+        if self._cache is not None and self._cache[0] == s.step:
+            return self._cache[1]
+        if not self._bound:
+            for m in self.members:
+                m.bind(tuple(s.type_map))
+            self._bound = True
+        ring = getattr(s, "ring", None)
+        if ring is not None:
+            pos, e0, f0 = ring.q, ring.e, ring.f  # (P, N, 3), (P,), (P, N, 3)
+        else:
+            pos, e0, f0 = s.positions, s.energy, s.forces
+        outs = [m(pos.detach(), s.cell, s.species, s.pbc) for m in self.members]  # (models take their own grads)
+        energies = torch.stack([e0] + [o.energy.reshape(e0.shape) for o in outs]).detach()
+        forces = torch.stack([f0] + [o.forces.reshape(f0.shape) for o in outs]).detach()
+        d = model_deviation(energies.double(), forces.double())
+        if ring is not None:  # the worst bead
+            d = {"max_devi_f_eV_per_A": d["max_devi_f_eV_per_A"].max(), "min_devi_f_eV_per_A": d["min_devi_f_eV_per_A"].min(),
+                 "avg_devi_f_eV_per_A": d["avg_devi_f_eV_per_A"].mean(), "devi_e_eV_per_atom": d["devi_e_eV_per_atom"].max()}
+        out = {k: float(v) for k, v in d.items()}
+        self._cache = (s.step, out)
+        return out
+
+    def thermo_values(self, sim) -> dict[str, float]:
+        if sim.state.step % self.every:
+            return {"max_force_dev_eV_A": float("nan")}
+        return {"max_force_dev_eV_A": self.deviation(sim)["max_devi_f_eV_per_A"]}
+
+    def start(self, sim) -> None:
+        if sim.dir is not None:
+            (sim.dir / MODEL_DEVI_CSV).write_text(thermo_header(self.columns))
+        self.observe(sim)
+
+    def observe(self, sim) -> None:
+        s = sim.state
+        if s.step % self.every:
+            return
+        d = self.deviation(sim)
+        if sim.dir is not None:
+            with open(sim.dir / MODEL_DEVI_CSV, "a") as fh:
+                fh.write(thermo_line((s.step, s.time_fs, *(d[c] for c in self.columns[2:]))))
+        self.samples += 1
+        above = not d["max_devi_f_eV_per_A"] < self.trust_hi
+        if above:
+            self.samples_outside += 1
+            if not self.outside:
+                self.excursions += 1
+                if self.excursions <= self.max_warnings:
+                    more = " (further excursions are only counted)" if self.excursions == self.max_warnings else ""
+                    print(f"dpqtb: warning: step {s.step}: max force deviation {d['max_devi_f_eV_per_A']:.3g} eV/Å "
+                          f">= potential.trust_hi_eV_per_A = {self.trust_hi:g}: the run has left the ensemble's trust "
+                          f"region ({self.samples_outside} of {self.samples} samples so far); its forces there are "
+                          f"extrapolated{more}", file=sys.stderr)
+        self.outside = above
+
+    def summary(self) -> dict:
+        """Counts so far: samples, samples at or above trust_hi, excursions."""
+        return {"samples": self.samples, "samples_outside": self.samples_outside, "excursions": self.excursions,
+                "trust_hi_eV_per_A": self.trust_hi}
+
+    def state_dict(self) -> dict:
+        return {"every": self.every, "outside": self.outside, "excursions": self.excursions,
+                "samples_outside": self.samples_outside, "samples": self.samples}
+
+    def load_state_dict(self, d: dict) -> None:
+        if int(d["every"]) != self.every:
+            raise InputError("the checkpoint's model deviation interval (potential.deviation_every) differs from "
+                             "this run's")
+        self.outside = bool(d["outside"])
+        self.excursions, self.samples_outside, self.samples = (int(d[k]) for k in
+                                                               ("excursions", "samples_outside", "samples"))
+
+
+__all__ = ["Observer", "ThermoObserver", "TrajectoryObserver", "QTBSpectraObserver", "VACFObserver",
+           "ModelDeviationObserver", "write_table"]

@@ -6,6 +6,7 @@ Output directory layout (file names and the thermo table: :mod:`dpqtb.rundir`):
     qtb_fd_<species>.csv  Δ_FD(ω) diagnostic per species (QTB/adQTB)
     qtb_dos.csv           phonon DOS deconvolved from the QTB spectra (QTB/adQTB)
     vacf.csv              velocity autocorrelation per species (output.vacf_every > 0)
+    model_devi.csv        model deviation of a Deep Potential ensemble (potential.ensemble)
     checkpoint.pt         everything needed to continue bit for bit (written atomically)
     run.json              configuration and versions
 

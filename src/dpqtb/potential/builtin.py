@@ -3,6 +3,8 @@
 Each shipped model is a frozen (compressed) DeePMD-kit PyTorch file in ``dpqtb/data/models/`` with a
 model card ``NAME.json`` beside it: how it was trained (dataset version, config, DeePMD-kit version),
 its validation numbers (held-out RMSE, EOS) and its status. ``dpqtb models`` prints the cards.
+An ensemble (``builtin:lah10-ensemble``: the members trained beside the shipped one) has a card whose
+``files`` lists its members; it is named in ``potential.ensemble`` (:func:`resolve_all`), not as a model.
 """
 
 from __future__ import annotations
@@ -54,12 +56,36 @@ def resolve(spec: str | Path, base_dir: str | Path = ".") -> Path:
     if s.startswith(PREFIX):
         name = s[len(PREFIX):]
         c = card(name)
+        if "file" not in c:
+            raise InputError(f"builtin:{name} is an ensemble of {len(c.get('files', []))} models: name it in "
+                             "potential.ensemble, not as potential.model")
         path = MODELS_DIR / c["file"]
         if not path.is_file():
             raise InputError(f"shipped model file missing: {path} (reinstall dpqtb)")
         return path
     path = Path(s)
     return path if path.is_absolute() else Path(base_dir) / path
+
+
+def resolve_all(spec: str | Path, base_dir: str | Path = ".") -> list[Path]:
+    """Model files of ``spec``: the members of a shipped ensemble (a card with ``files``), else
+    ``[resolve(spec)]``.
+
+    Raises
+    ------
+    InputError
+        As :func:`resolve`; a member file missing from the install.
+    """
+    s = str(spec)
+    if s.startswith(PREFIX):
+        c = card(s[len(PREFIX):])
+        if "files" in c:
+            paths = [MODELS_DIR / f for f in c["files"]]
+            for path in paths:
+                if not path.is_file():
+                    raise InputError(f"shipped model file missing: {path} (reinstall dpqtb)")
+            return paths
+    return [resolve(spec, base_dir)]
 
 
 def summary(name: str) -> str:

@@ -2,8 +2,8 @@
 
 For each configuration the ensemble (models k = 1..M) predicts forces F_i^k; the force deviation of
 atom i is ε_i = sqrt(⟨|F_i^k − ⟨F_i⟩|²⟩_k) (eV/Å) and the configuration's ``max_devi_f_eV_per_A``
-is max_i ε_i (the DP-GEN definition). Configurations with ``trust_lo ≤ max_devi_f < trust_hi`` are
-candidates for DFT labelling; below the window the ensemble agrees (accurate), above it the
+is max_i ε_i (the DP-GEN definition, :mod:`dpqtb.potential.ensemble`). Configurations with
+``trust_lo ≤ max_devi_f < trust_hi`` are candidates for DFT labelling; below the window the ensemble agrees (accurate), above it the
 configuration is unphysical (failed) and is not labelled.
 
     dpqtb deviation --models m0.pth m1.pth m2.pth m3.pth --trajectory run/trajectory.extxyz \
@@ -38,13 +38,13 @@ def ensemble_predictions(models, atoms) -> tuple[np.ndarray, np.ndarray]:
 
 
 def deviation(energies: np.ndarray, forces: np.ndarray) -> dict:
-    """DP-GEN model-deviation measures of one configuration from (M,) energies and (M, N, 3) forces."""
-    if forces.shape[0] < 2:
-        raise InputError("model deviation needs an ensemble of at least 2 models")
-    n = forces.shape[1]
-    eps = np.sqrt(((forces - forces.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0))  # (N,)
-    return {"max_devi_f_eV_per_A": float(eps.max()), "min_devi_f_eV_per_A": float(eps.min()),
-            "avg_devi_f_eV_per_A": float(eps.mean()), "devi_e_eV_per_atom": float(np.std(energies / n))}
+    """DP-GEN model-deviation measures of one configuration from (M,) energies and (M, N, 3) forces
+    (:func:`dpqtb.potential.ensemble.model_deviation`, as floats)."""
+    from dpqtb.potential.ensemble import model_deviation
+
+    d = model_deviation(torch.as_tensor(np.asarray(energies, dtype=float)),
+                        torch.as_tensor(np.asarray(forces, dtype=float)))
+    return {k: float(v) for k, v in d.items()}
 
 
 def select(devi: list[dict], trust_lo: float, trust_hi: float, max_select: int | None = None,
