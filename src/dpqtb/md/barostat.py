@@ -351,6 +351,30 @@ class StochasticCellRescaling:
         self._pending = (eps, virial)
         return eps
 
+    def move_ring_polymer(self, state: MDState, dt_fs: float, temperature_K: float) -> torch.Tensor:
+        """Stochastic cell rescaling of a ring polymer's centroids (positions and momenta) and the cell, as
+        i-PI's BZP moves only the centroid: the Jacobian is that of N particles, and the pressure is the
+        centroid-virial one with the centroid momenta's kinetic tensor, P = [Σ p̄⊗p̄/m + (1/P) Σ_j W_eff,j]/V.
+        The heat is counted in the ring polymer's units (H_P and P·P₀V, P copies of ΔΦ); the springs do not
+        change. Returns dε; :meth:`after_forces` completes the trapezoid with the next effective virial."""
+        ring, beads = state.ring, state.ring.beads
+        kc = ring.centroid_kinetic_tensor()
+        w_eff = ring.effective_virial().detach().to("cpu", torch.float64)
+        volume = state.volume
+        p_int = (kc.detach().to("cpu", torch.float64) + w_eff / beads) / volume * EV_PER_A3_TO_GPA
+        phi_before = self.deviatoric_enthalpy(state.cell)
+        eps = self.log_strain(volume, p_int, temperature_K, dt_fs, cell=state.cell)
+        a = torch.linalg.matrix_exp(eps).to(device=ring.q.device, dtype=ring.q.dtype)
+        ke_before = float(ring.bead_kinetic_energy())
+        ring.strain_centroids(a)
+        state.cell.copy_(state.cell @ a)
+        d_k = float(ring.bead_kinetic_energy()) - ke_before
+        d_u = -float((w_eff * eps).sum())
+        d_h = beads * self.enthalpy_change(volume, eps, phi_before, state.cell)  # P copies of P₀ΔV (+ ΔΦ)
+        self.barostat_energy -= d_k + d_u + d_h
+        self._pending = (eps, w_eff)
+        return eps
+
     def deviatoric_enthalpy(self, cell: torch.Tensor) -> float:
         """The elastic enthalpy of the non-hydrostatic part of ``stress_GPa`` at ``cell`` (eV); 0 without it."""
         return self.elastic_enthalpy(cell) if self._deviator is not None else 0.0
@@ -366,15 +390,16 @@ class StochasticCellRescaling:
             self._cell = cell.detach().to("cpu", torch.float64).clone()
         return d
 
-    def after_forces(self, state: MDState) -> None:
-        """Complete the move's ΔU with the virial at the rescaled positions: -½ Σ (W_before + W_after) dε.
+    def after_forces(self, virial: torch.Tensor) -> None:
+        """Complete the last move's ΔU with the virial at the rescaled positions (eV; a ring polymer's
+        effective centroid virial): -½ Σ (W_before + W_after) dε.
 
         The first-order estimate misses ½ U'' dε², whose mean (the Itô term of the cell's noise) is
         k_BT (β_T B) dt/τ_p per step: a steady drift of the conserved quantity, not an integration error."""
         if self._pending is None:
             return
         eps, w_before = self._pending
-        w_after = state.virial.detach().to("cpu", torch.float64)
+        w_after = virial.detach().to("cpu", torch.float64)
         self.barostat_energy += 0.5 * float(((w_after - w_before) * eps).sum())
         self._pending = None
 

@@ -30,36 +30,12 @@ from dpqtb.md.qtb_groups import adaptation_groups  # noqa: F401 - public (QTB ad
 from dpqtb.md.schedule import TemperatureSchedule
 from dpqtb.md.state import MDState
 from dpqtb.potential.base import Potential
-from dpqtb.units import EV_PER_A3_TO_GPA, MVV2E
+from dpqtb.units import MVV2E
 
 
 def _eval_forces(potential: Potential, state: MDState) -> None:
     out = potential(state.positions, state.cell, state.species, state.pbc)
     state.energy, state.forces, state.virial = out.energy, out.forces, out.virial
-
-
-def ring_polymer_cell_move(barostat, state: MDState, dt_fs: float, temperature_K: float) -> tuple:
-    """Stochastic cell rescaling of a ring polymer's centroids (positions and momenta) and the cell, as
-    i-PI's BZP moves only the centroid: the Jacobian is that of N particles, and the pressure is the
-    centroid-virial one with the centroid momenta's kinetic tensor, P = [Σ p̄⊗p̄/m + (1/P) Σ_j W_eff,j]/V.
-    The heat is counted in the ring polymer's units (H_P and P·P₀V); the springs do not change. Returns
-    (dε, W_eff before) for the trapezoid completed after the next force call."""
-    ring, beads = state.ring, state.ring.beads
-    kc = ring.centroid_kinetic_tensor()
-    w_eff = ring.effective_virial().detach().to("cpu", torch.float64)
-    volume = state.volume
-    p_int = (kc.detach().to("cpu", torch.float64) + w_eff / beads) / volume * EV_PER_A3_TO_GPA
-    phi_before = barostat.deviatoric_enthalpy(state.cell)
-    eps = barostat.log_strain(volume, p_int, temperature_K, dt_fs, cell=state.cell)
-    a = torch.linalg.matrix_exp(eps).to(device=ring.q.device, dtype=ring.q.dtype)
-    ke_before = float(ring.bead_kinetic_energy())
-    ring.strain_centroids(a)
-    state.cell.copy_(state.cell @ a)
-    d_k = float(ring.bead_kinetic_energy()) - ke_before
-    d_u = -float((w_eff * eps).sum())
-    d_h = beads * barostat.enthalpy_change(volume, eps, phi_before, state.cell)  # P copies of P₀ΔV (+ ΔΦ)
-    barostat.barostat_energy -= d_k + d_u + d_h
-    return eps, w_eff
 
 
 class Integrator:
@@ -165,19 +141,16 @@ class Integrator:
         state.time_fs = state.step * self.dt
 
     def _cell_move(self, state: MDState) -> None:
+        temperature = self.bath.target_temperature(state.step)
         if state.ring is None:
-            self.barostat.move(state, self.dt, self.bath.target_temperature(state.step), self.bath.kinetic_tensor(state))
+            self.barostat.move(state, self.dt, temperature, self.bath.kinetic_tensor(state))
         else:
-            self._pending = ring_polymer_cell_move(self.barostat, state, self.dt, self.bath.target_temperature(state.step))
+            self.barostat.move_ring_polymer(state, self.dt, temperature)
 
     def _cell_after_forces(self, state: MDState) -> None:
-        if state.ring is None:
-            self.barostat.after_forces(state)
-        else:
-            eps, w_before = self._pending
-            w_after = state.ring.effective_virial().detach().to("cpu", torch.float64)
-            self.barostat.barostat_energy += 0.5 * float(((w_after - w_before) * eps).sum())
-            self._pending = None
+        """The barostat's trapezoid for ΔU, with the virial of the forces just computed (a ring polymer's:
+        the effective centroid virial)."""
+        self.barostat.after_forces(state.virial if state.ring is None else state.ring.effective_virial())
 
     # ------------------------------------------------------------------ estimators (the bath's)
     def conserved_energy(self, state: MDState) -> float:
