@@ -294,16 +294,20 @@ class _CellSprings(Potential):
 
 
 @pytest.mark.slow
-def test_pimd_flexible_cell_under_a_shear_and_uniaxial_stress_samples_the_exact_density():
-    """The same ideal gas, cell springs and target σ as the test above, run by the PIMD integrator users run
-    (4 beads, PILE, barostat.stress_GPa through the centroid move). Free ring polymers: their internal modes
-    do not depend on the cell (unwrapped beads), so the cell's density is the classical one of N centroids,
-    exactly, for any bead number. zero_net_force = false: the closed form is that of N free particles (with the
-    default the centroids' net momentum is not thermostatted and, without forces, never changes). N = 8, not 4:
-    with 4 the smallest cells (V^(N-2) gives them weight) make a single Euler–Maruyama step of the cell's noise,
-    ∝ V^(-1/2), large enough to collapse an axis within 40,000 steps. Measured: all five means within 1.6σ,
-    the deviator resolved from the hydrostatic answer at 15σ, the shear at 10σ; 116 s on one loaded core."""
-    from dpqtb.md.integrators import TemperatureSchedule
+@pytest.mark.parametrize("bath", ["pimd", "langevin-La-H"])
+def test_integrator_under_a_shear_and_uniaxial_stress_samples_the_exact_density(bath):
+    """The same ideal gas, cell springs and target σ as the test above, run by the integrators users run:
+    - ``pimd``: 8 H atoms, 4 beads, PILE, barostat.stress_GPa through the centroid move. Free ring polymers'
+      internal modes do not depend on the cell (unwrapped beads), so the cell's density is the classical one
+      of N centroids, exactly, for any bead number;
+    - ``langevin-La-H``: 2 La + 6 H atoms under the white-noise bath (BAOAB, the barostat after the drift):
+      the ideal gas's cell density does not depend on the masses, so mixed masses must give the same answer.
+    zero_net_force = false: the closed form is that of N free particles (with the default the net momentum is
+    not thermostatted and, without forces, never changes). N = 8, not 4: with 4 the smallest cells (V^(N-2)
+    gives them weight) make a single Euler–Maruyama step of the cell's noise, ∝ V^(-1/2), large enough to
+    collapse an axis within 40,000 steps. Measured (pimd): all five means within 1.6σ, the deviator resolved
+    from the hydrostatic answer at 15σ, the shear at 10σ; ~2 min on one loaded core."""
+    from dpqtb.md.integrators import Langevin, TemperatureSchedule
     from dpqtb.md.pimd import PIMD
 
     n, t_k, dt, beads = 8, 300.0, 1.0, 4
@@ -311,16 +315,24 @@ def test_pimd_flexible_cell_under_a_shear_and_uniaxial_stress_samples_the_exact_
     p_gpa = sum(sigma[:3]) / 3
     kt = KB_EV * t_k
     length = ((n + 1) * kt / (p_gpa * GPA_IN_EV_PER_A3)) ** (1 / 3)
-    m = torch.full((n,), 1.008, dtype=torch.float64)
+    species = torch.zeros(n, dtype=torch.long)
+    if bath == "pimd":
+        m, type_map = torch.full((n,), 1.008, dtype=torch.float64), ("H",)
+    else:
+        species[:2] = 1
+        m, type_map = torch.where(species == 1, 138.905, 1.008).to(torch.float64), ("H", "La")
     g = torch.Generator().manual_seed(17)
     sd = torch.sqrt(m * kt / AMU_A2_PER_FS2_IN_EV)[:, None]
     state = MDState(positions=torch.rand((n, 3), generator=g, dtype=torch.float64) * length,
                     momenta=torch.randn((n, 3), generator=g, dtype=torch.float64) * sd, masses=m,
-                    cell=torch.eye(3, dtype=torch.float64) * length, species=torch.zeros(n, dtype=torch.long),
-                    type_map=("H",))
+                    cell=torch.eye(3, dtype=torch.float64) * length, species=species, type_map=type_map)
     baro = StochasticCellRescaling(p_gpa, damp_fs=100.0, compressibility_per_GPa=1.0 / p_gpa, seed=18, cell="flexible",
                                    stress_GPa=sigma)
-    integ = PIMD(_CellSprings(), dt, TemperatureSchedule(t_k), beads, 100.0, 19, zero_net_force=False, barostat=baro)
+    if bath == "pimd":
+        integ = PIMD(_CellSprings(), dt, TemperatureSchedule(t_k), beads, 100.0, 19, zero_net_force=False,
+                     barostat=baro)
+    else:
+        integ = Langevin(_CellSprings(), dt, TemperatureSchedule(t_k), 100.0, 19, zero_net_force=False, barostat=baro)
     integ.setup(state)
     samples = []
     for k in range(40_000):
