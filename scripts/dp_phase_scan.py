@@ -4,6 +4,8 @@ grid; enthalpies relative to Fm-3m at each pressure.  Compare with the DFT relax
 data/phases/ (docs/phases.md).
 
     .venv/bin/python scripts/dp_phase_scan.py --model builtin:lah10 --out data/phases/dp_scan_lah10.json
+    .venv/bin/python scripts/dp_phase_scan.py --cell conventional --pressures-GPa 100 125 150 175 \
+        --starts C2:1 C2:2 P-1:0 R-3m:0 --out data/phases/dp_scan_lah10_v2_44.json     # 44-atom cells
 """
 import argparse
 import json
@@ -17,6 +19,9 @@ def main():
     ap.add_argument("--model", default="builtin:lah10")
     ap.add_argument("--pressures-GPa", type=float, nargs="+", default=[100, 110, 120, 130, 140, 150, 200])
     ap.add_argument("--starts", nargs="+", default=["C2:1", "P-1:0", "R-3m:0"], help="PHASE:SEED")
+    ap.add_argument("--cell", default="primitive", choices=["primitive", "conventional"],
+                    help="11-atom primitive or 44-atom conventional cells (distortions that double the primitive "
+                         "cell need the latter)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -27,10 +32,10 @@ def main():
     calc = DP(str(resolve(a.model)))
     rows = []
     for p in a.pressures_GPa:
-        _, ref = relax_phase("Fm-3m", p, calc=calc, fmax=0.002, steps=2000, txt=None, logfile=None)
+        _, ref = relax_phase("Fm-3m", p, cell=a.cell, calc=calc, fmax=0.002, steps=2000, txt=None, logfile=None)
         for start in a.starts:
             phase, seed = start.split(":")
-            _, r = relax_phase(phase, p, amplitude_A=0.15, seed=int(seed), calc=calc, fmax=0.002,
+            _, r = relax_phase(phase, p, cell=a.cell, amplitude_A=0.15, seed=int(seed), calc=calc, fmax=0.002,
                                steps=2000, txt=None, logfile=None)
             f = r["final"]
             rows.append({"pressure_GPa": p, "start": phase, "seed": int(seed),
@@ -41,7 +46,7 @@ def main():
             print(f"{p:g} GPa {phase:5s} seed {seed}: dH {rows[-1]['dH_meV_per_atom']:+.2f} meV/atom, "
                   f"space group (0.01 Å) {f['space_group']['0.01']}", flush=True)
     with open(a.out, "w") as fh:
-        json.dump({"model": a.model, "amplitude_A": 0.15, "fmax_eV_per_A": 0.002, "rows": rows}, fh, indent=1)
+        json.dump({"model": a.model, "cell": a.cell, "amplitude_A": 0.15, "fmax_eV_per_A": 0.002, "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -261,6 +261,28 @@ def test_report_sections_numbers_self_contained(tmp_path, morse_sweep):
     assert "3.5e-05" in html and "4.749" in html  # the paper's numbers beside ours
 
 
+def test_verdict_before_every_planned_run_finished_is_provisional(tmp_path, morse_sweep):
+    """sweep.json plans three points, two finished: the sentence starts "Provisional (2 of 3 ...)" and names the
+    missing one; a finished sweep (the Morse one) is not provisional."""
+    from dpqtb.rundir import SWEEP_JSON
+    from dpqtb.workflows.paper.collect import build_verdict
+
+    sw = tmp_path / "verdict"
+    make_point(sw, "a", "qtb", 5.0, 1e-8, 1e-8, damp=1000.0)
+    make_point(sw, "b", "langevin", 5.0, 1e-10, 1e-10, damp=100.0)
+    plan = [{"hash": "a", "axes": {"temperature_K": 5, "bath": "qtb", "thermostat.damp_fs": 1000.0}},
+            {"hash": "b", "axes": {"temperature_K": 5, "bath": "langevin"}},
+            {"hash": "c", "axes": {"temperature_K": 5, "bath": "qtb", "thermostat.damp_fs": 100.0, "seed": 2}}]
+    (sw / SWEEP_JSON).write_text(json.dumps({"points": plan}))
+    v = build_verdict([sw])
+    assert v["provisional"] and v["plan"] == {"planned": 3, "done": 2, "pending": ["qtb 5 K γ=10/ps seed 2"]}
+    assert v["verdict"].startswith("Provisional (2 of 3 planned runs finished; still to run: qtb 5 K γ=10/ps seed 2). "
+                                   "The paper's claim does not hold")
+    done = build_verdict([morse_sweep])
+    assert not done["provisional"] and done["plan"]["planned"] == done["plan"]["done"] == 2
+    assert not done["verdict"].startswith("Provisional")
+
+
 def test_report_with_nothing_marks_every_run_section_missing(tmp_path):
     from dpqtb.workflows.paper.collect import collect
 

@@ -12,7 +12,7 @@ from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_POINTS_DIR, atomic_write_json,
 from dpqtb.workflows.paper.reference import load_reference
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
-                                           gamma_extrapolations, group_rows)
+                                           gamma_extrapolations, group_rows, planned_points)
 
 VERDICT_JSON = "verdict.json"
 REPORT_HTML = "report.html"
@@ -41,8 +41,15 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
     groups = group_rows(rows)
     ex, beads = gamma_extrapolations(groups), bead_convergence(groups)
     out = decide(groups, ex, beads)
-    out.update({"rules": "docs/paper.md#verdict-rules", "gamma_extrapolation": ex, "bead_convergence": beads,
-                "exchange_statistics": exchange_statistics(groups), "groups": groups, "runs": rows})
+    plan = planned_points(sweep_dirs)
+    out["provisional"] = bool(plan["pending"])
+    if plan["pending"]:  # the rules ran on what finished; say what may still change the sentence
+        shown = "; ".join(plan["pending"][:12]) + (f"; and {len(plan['pending']) - 12} more" if len(plan["pending"]) > 12 else "")
+        out["verdict"] = (f"Provisional ({plan['done']} of {plan['planned']} planned runs finished; still to run: "
+                          f"{shown}). " + out["verdict"])
+    out.update({"rules": "docs/paper.md#verdict-rules", "plan": plan, "gamma_extrapolation": ex,
+                "bead_convergence": beads, "exchange_statistics": exchange_statistics(groups), "groups": groups,
+                "runs": rows})
     return out
 
 

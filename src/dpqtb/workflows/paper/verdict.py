@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dpqtb import InputError
-from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_RESULT, SWEEP_POINTS_DIR, THERMO, qtb_fd_name,
-                          read_thermo)
+from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_RESULT, SWEEP_JSON, SWEEP_POINTS_DIR, THERMO,
+                          qtb_fd_name, read_thermo)
 
 #: a D below this is "no diffusion" whatever its error bar (cm²/s; 1/35 of the paper's 3.5e-5; over
 #: 10 ps it is an MSD growth of 0.6 Å², comparable to the vibrational MSD plateau)
@@ -180,6 +180,47 @@ def collect_rows(sweep_dirs) -> list[dict]:
     rows.sort(key=lambda r: (r["method"], r["pressure_GPa"], r["temperature_K"], r.get("gamma_per_ps", 0),
                              r.get("beads", 0), r["n_atoms"], str(r["seed"])))
     return rows
+
+
+def _point_label(axes: dict) -> str:
+    """A planned point in a few words: ``qtb 5 K γ=10/ps``, ``trpmd 200 K 8 beads``, ``qtb 5 K [2, 2, 2]``."""
+    words = [str(axes.get("bath", "")), f"{axes['temperature_K']:g} K" if "temperature_K" in axes else ""]
+    if "pressure_GPa" in axes:
+        words.append(f"{axes['pressure_GPa']:g} GPa")
+    damp = axes.get("thermostat.damp_fs")
+    if damp:
+        words.append(f"γ={1000.0 / float(damp):.3g}/ps")
+    if axes.get("thermostat.beads"):
+        words.append(f"{axes['thermostat.beads']} beads")
+    if axes.get("supercell"):
+        words.append(str(list(axes["supercell"])))
+    if axes.get("seed") is not None:
+        words.append(f"seed {axes['seed']}")
+    return " ".join(w for w in words if w)
+
+
+def planned_points(sweep_dirs) -> dict:
+    """What the sweeps planned (their ``sweep.json``) against what finished: ``planned``, ``done`` and
+    ``pending`` (the unfinished points' labels, in the sweep's order: a verdict drawn before they finish is
+    provisional)."""
+    planned, done, pending = 0, 0, []
+    for sd in sweep_dirs:
+        try:
+            points = json.loads((Path(sd) / SWEEP_JSON).read_text()).get("points", [])
+        except (OSError, ValueError):
+            continue
+        for p in points:
+            planned += 1
+            try:
+                finished = json.loads((Path(sd) / SWEEP_POINTS_DIR / p["hash"] / POINT_RESULT).read_text()).get(
+                    "status") == "done"
+            except (OSError, ValueError):
+                finished = False
+            if finished:
+                done += 1
+            else:
+                pending.append(_point_label(p.get("axes", {})))
+    return {"planned": planned, "done": done, "pending": pending}
 
 
 def _key(r: dict) -> tuple:
