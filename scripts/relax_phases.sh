@@ -3,6 +3,10 @@
 # the background; a finished one (OUT.json present) is skipped, so re-running resumes.
 #   scripts/relax_phases.sh            (1 MPI rank by default: the labeller keeps the other core)
 #   DPQTB_RELAX_RANKS=2 scripts/relax_phases.sh
+# Issue 27 adds 125 GPa (11 atoms: ~50 DFT steps x ~110 s = 1.5 h) and 44-atom conventional cells at
+# 100-175 GPa (pre-relaxed with builtin:lah10, whose 44-atom minima are those of data/phases/
+# dp_scan_lah10_v2_44.json; ~50 steps x 330-440 s = 4.5-6 h each on one rank): ~25 core-hours in all,
+# resumable from each .traj, so it spans sessions. Fm-3m needs no 44-atom relaxation (the same crystal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" != "--worker" ]; then
@@ -21,17 +25,19 @@ mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
 mkdir -p data/phases
 # a relaxation already running (an earlier worker's) finishes first: re-running never duplicates it
 while pgrep -f "python -m dpqtb.dft.relax" >/dev/null; do sleep 15; done
-# phase  pressure_GPa  seed  prerelax(yes/no)
-while read -r phase p seed pre; do
+# phase  pressure_GPa  seed  prerelax(yes/no)  [cell: primitive (11 atoms, default) or conventional (44)]
+while read -r phase p seed pre cell; do
+    cell=${cell:-primitive}
     suffix=""
     if [ "$pre" = no ]; then suffix=_direct; fi
+    if [ "$cell" = conventional ]; then suffix="${suffix}_44"; fi
     out="data/phases/${phase}_${p}GPa_s${seed}${suffix}.extxyz"
     [ -f "$out.json" ] && continue
     extra=()
     [ "$pre" = yes ] && extra=(--prerelax-model builtin:lah10)
     echo "== $(date -u +%FT%TZ) $out" >> data/phases/relax.log
     nice -n 10 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.relax --phase "$phase" --pressure-GPa "$p" \
-        --seed "$seed" --amplitude-A 0.15 ${extra[@]+"${extra[@]}"} --out "$out" </dev/null >> data/phases/relax.log 2>&1 || true
+        --seed "$seed" --amplitude-A 0.15 --cell "$cell" ${extra[@]+"${extra[@]}"} --out "$out" </dev/null >> data/phases/relax.log 2>&1 || true
 done <<'LIST'
 Fm-3m 100 0 yes
 C2 100 1 yes
@@ -43,4 +49,10 @@ C2 200 0 no
 Fm-3m 200 0 yes
 C2 175 0 no
 Fm-3m 175 0 yes
+Fm-3m 125 0 yes
+C2 125 0 no
+C2 150 2 yes conventional
+C2 100 2 yes conventional
+C2 125 2 yes conventional
+C2 175 2 yes conventional
 LIST
