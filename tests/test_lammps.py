@@ -128,6 +128,28 @@ def test_qtb_deck_matches_config(tmp_path):
     assert any("unweighted" in w for w in deck.warnings)
 
 
+def test_ensemble_deck_writes_deepmd_model_deviation(tmp_path):
+    """potential.ensemble becomes DeePMD-kit's own multi-model pair style: the driving model first, the other
+    members after it (the driver named again in the ensemble counts once), out_freq = potential.deviation_every,
+    out_file model_devi.out; the members are copied under numbered names, and the difference is noted."""
+    from _deepmd_models import frozen_random_model
+
+    (tmp_path / "m").mkdir()
+    m1 = frozen_random_model(tmp_path / "m" / "model.pth", seed=3)
+    raw = _raw(potential={"ensemble": [str(m1), "builtin:lah10"], "deviation_every": 10})
+    cfg, deck = _deck(tmp_path, raw, copy_model=True)
+    cmd = _commands(deck.directory)
+    assert cmd["pair_style"] == [["deepmd", "lah10.pth", "member1_model.pth", "out_freq", "10",
+                                  "out_file", "model_devi.out"]]
+    assert (deck.directory / "member1_model.pth").read_bytes() == m1.read_bytes()
+    meta = json.loads((deck.directory / LAMMPS_META).read_text())
+    assert meta["ensemble"] == ["member1_model.pth"]
+    assert any("model_devi.out every 10 steps" in n for n in deck.warnings)
+    _, by_path = _deck(tmp_path / "abs", raw, copy_model=False)
+    words = _commands(by_path.directory)["pair_style"][0]
+    assert words[2] == str(m1.resolve()) and words[3:] == ["out_freq", "10", "out_file", "model_devi.out"]
+
+
 def test_barostat_langevin_and_nve_decks(tmp_path):
     raw = _raw(barostat={"pressure_GPa": 200.0, "cell": "anisotropic", "damp_fs": 500.0})
     _, deck = _deck(tmp_path, raw)

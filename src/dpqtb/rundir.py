@@ -88,6 +88,8 @@ LAMMPS_DATA = "data.lammps"
 LAMMPS_DUMP = "dump.lammpstrj"
 LAMMPS_LOG = "log.lammps"
 LAMMPS_META = "dpqtb_lammps.json"
+#: DeePMD-kit's model deviation file of a LAMMPS run with an ensemble (pair_style deepmd ... out_file)
+LAMMPS_MODEL_DEVI = "model_devi.out"
 
 
 def qtb_fd_name(group: str) -> str:

@@ -33,8 +33,8 @@ import numpy as np
 
 from dpqtb import InputError, __version__
 from dpqtb.md.config import MDConfig
-from dpqtb.rundir import (LAMMPS_DATA, LAMMPS_DUMP, LAMMPS_INPUT, LAMMPS_LOG, LAMMPS_META, QTB_DOS, QTB_FD_GLOB,
-                          THERMO, atomic_write_text)
+from dpqtb.rundir import (LAMMPS_DATA, LAMMPS_DUMP, LAMMPS_INPUT, LAMMPS_LOG, LAMMPS_META, LAMMPS_MODEL_DEVI,
+                          QTB_DOS, QTB_FD_GLOB, THERMO, atomic_write_text)
 
 #: 1 GPa in bar (LAMMPS metal pressure unit)
 BAR_PER_GPA = 1.0e4
@@ -138,6 +138,11 @@ def check_supported(cfg: MDConfig, raw: dict | None = None) -> list[str]:
                      "random force is subtracted (zero yes)")
         if cfg.md.seed < 1:
             raise InputError("LAMMPS fix langevin needs md.seed >= 1")
+    if cfg.potential.ensemble:
+        every = cfg.potential.deviation_every or cfg.output.thermo_every
+        notes.append(f"the model deviation of potential.ensemble goes to {LAMMPS_MODEL_DEVI} every {every} steps "
+                     "(DeePMD-kit's pair_style deepmd with several models: step, max/min/avg virial and force "
+                     "deviation, eV and eV/Å), not to thermo; no trust_hi warning")
     if baro.enabled:
         notes.append(f"constant pressure by fix nph {NPH_STYLE[baro.cell]} (Nosé-Hoover/MTK barostat, Pdamp = "
                      f"{baro.damp_fs:g} fs); dpqtb uses stochastic cell rescaling: the same NPT ensemble with "
@@ -203,9 +208,14 @@ def _fix_lines(cfg: MDConfig) -> list[str]:
     return lines
 
 
-def deck_text(cfg: MDConfig, type_map, extra_dof: dict, model_ref: str, notes: list[str]) -> str:
-    """The text of ``in.lammps`` (see :func:`write_deck`)."""
+def deck_text(cfg: MDConfig, type_map, extra_dof: dict, model_ref: str, notes: list[str],
+              member_refs: tuple[str, ...] = ()) -> str:
+    """The text of ``in.lammps`` (see :func:`write_deck`); ``member_refs``: the other models of an ensemble."""
     th, md, out, pot = cfg.thermostat, cfg.md, cfg.output, cfg.potential
+    pair = f"pair_style deepmd {model_ref}"
+    if member_refs:  # DeePMD-kit evaluates every model and writes their deviation; the first drives the run
+        pair += (f" {' '.join(member_refs)} out_freq {pot.deviation_every or out.thermo_every} "
+                 f"out_file {LAMMPS_MODEL_DEVI}")
     dt_ps = md.timestep_fs / FS_PER_PS
     if th.kind == "nve":
         target = "NaN"
@@ -224,7 +234,7 @@ def deck_text(cfg: MDConfig, type_map, extra_dof: dict, model_ref: str, notes: l
     head += [f"#  - {n}" for n in notes] or ["#  - none"]
     types = " ".join(type_map)
     L = head + ["", "units metal", "atom_style atomic", "boundary p p p", f"read_data {LAMMPS_DATA}", "",
-                f"pair_style deepmd {model_ref}", f"pair_coeff * * {types}", "",
+                pair, f"pair_coeff * * {types}", "",
                 f"neighbor {pot.skin_A:.10g} bin", "neigh_modify every 1 delay 0 check yes", "",
                 f"timestep {dt_ps:.10g}", "reset_timestep 0", ""]
     for k, s in enumerate(type_map, start=1):
@@ -276,7 +286,7 @@ def write_deck(cfg: MDConfig, out_dir: str | Path, raw: dict | None = None, copy
     from ase.io.lammpsdata import write_lammps_data
 
     from dpqtb.md.build import load_structure
-    from dpqtb.potential.builtin import resolve
+    from dpqtb.potential.builtin import ensemble_members, resolve
 
     notes = check_supported(cfg, raw)
     atoms = load_structure(cfg.system, cfg.base_dir)
@@ -305,6 +315,17 @@ def write_deck(cfg: MDConfig, out_dir: str | Path, raw: dict | None = None, copy
     else:
         model_ref = str(model.resolve())
         deck.files["model"] = model.resolve()
+    member_refs = []
+    if cfg.potential.ensemble:
+        for k, member in enumerate(ensemble_members(cfg.potential.model, cfg.potential.ensemble, cfg.base_dir), 1):
+            if copy_model:  # numbered: members from different folders may share a file name
+                dest = out / f"member{k}_{member.name}"
+                shutil.copyfile(member, dest)
+                member_refs.append(dest.name)
+                deck.files[f"member{k}"] = dest
+            else:
+                member_refs.append(str(member))
+                deck.files[f"member{k}"] = member
 
     from ase import units
 
@@ -315,12 +336,12 @@ def write_deck(cfg: MDConfig, out_dir: str | Path, raw: dict | None = None, copy
         write_lammps_data(fh, atoms, specorder=list(type_map), masses=True, velocities=True, units="metal",
                           atom_style="atomic", force_skew=skew)
     extra = _species_extra_dof(masses, symbols, type_map)
-    atomic_write_text(out / LAMMPS_INPUT, deck_text(cfg, type_map, extra, model_ref, notes))
+    atomic_write_text(out / LAMMPS_INPUT, deck_text(cfg, type_map, extra, model_ref, notes, tuple(member_refs)))
     deck.meta = {"format": "dpqtb-lammps-1", "dpqtb": __version__, "type_map": list(type_map),
                  "timestep_fs": cfg.md.timestep_fs, "steps": cfg.md.steps,
                  "thermo_every": cfg.output.thermo_every, "dump_every": cfg.output.trajectory_every,
                  "integrator": cfg.thermostat.kind, "n_atoms": len(atoms),
-                 "model": str(deck.files["model"] if not copy_model else model_ref),
+                 "model": str(deck.files["model"] if not copy_model else model_ref), "ensemble": member_refs,
                  "differences": notes, "config": cfg.to_dict()}
     atomic_write_text(out / LAMMPS_META, json.dumps(deck.meta, indent=2, default=float) + "\n")
     deck.files.update(input=out / LAMMPS_INPUT, data=out / LAMMPS_DATA, meta=out / LAMMPS_META)

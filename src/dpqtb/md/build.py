@@ -288,16 +288,11 @@ def build_deviation_observer(cfg: MDConfig, state: MDState) -> ModelDeviationObs
     """The model-deviation observer of ``potential.ensemble``: the listed members (a shipped ensemble
     expands to its files), each loaded like ``potential.model``, every ``potential.deviation_every`` steps
     (default ``output.thermo_every``)."""
-    from dpqtb.potential.builtin import resolve, resolve_all
+    from dpqtb.potential.builtin import ensemble_members
     from dpqtb.potential.deepmd import DeepPotential
 
     pot = cfg.potential
-    driver = resolve(pot.model, cfg.base_dir).resolve()
-    paths = [p for spec in pot.ensemble for p in resolve_all(spec, cfg.base_dir)]
-    paths = [p for p in dict.fromkeys(Path(p).resolve() for p in paths) if p != driver]  # the driver counts once
-    if not paths:
-        raise InputError("potential.ensemble names no model other than potential.model: the deviation needs "
-                         "at least two members")
+    paths = ensemble_members(pot.model, pot.ensemble, cfg.base_dir)
     members = [DeepPotential(p, device=state.device, skin_A=pot.skin_A, chunk_atoms=pot.chunk_atoms) for p in paths]
     every = pot.deviation_every or cfg.output.thermo_every
     return ModelDeviationObserver(members, every, pot.trust_hi_eV_per_A)

@@ -88,6 +88,24 @@ def resolve_all(spec: str | Path, base_dir: str | Path = ".") -> list[Path]:
     return [resolve(spec, base_dir)]
 
 
+def ensemble_members(model: str | Path, ensemble, base_dir: str | Path = ".") -> list[Path]:
+    """The model files of ``potential.ensemble`` beside ``potential.model``: every entry's files
+    (:func:`resolve_all`), each once, the driving model left out (it is a member already).
+
+    Raises
+    ------
+    InputError
+        As :func:`resolve`; no member left besides the driving model.
+    """
+    driver = resolve(model, base_dir).resolve()
+    paths = [Path(p).resolve() for spec in ensemble for p in resolve_all(spec, base_dir)]
+    paths = [p for p in dict.fromkeys(paths) if p != driver]
+    if not paths:
+        raise InputError("potential.ensemble names no model other than potential.model: the deviation needs "
+                         "at least two members")
+    return paths
+
+
 def summary(name: str) -> str:
     """One line about a shipped model for logs: name, status, held-out errors."""
     c = card(name)
