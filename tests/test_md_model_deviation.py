@@ -167,6 +167,7 @@ def _read_csv_after(out, cfg):
     s = sim.observers[-1].summary()
     dev = _read_csv(out / "model_devi.csv")["max_devi_f_eV_per_A"]
     assert s["samples_outside"] == int((dev >= s["trust_hi_eV_per_A"]).sum())
+    assert s["max_devi_f_eV_per_A"] == pytest.approx(dev.max(), rel=1e-12)
     return dev
 
 

@@ -49,4 +49,7 @@ def run_md(args) -> int:
     last = sim.thermo_row()
     print(f"done: {sim.state.step} steps, T = {last.temperature_K:.2f} K, E_pot = {last.potential_eV:.6f} eV, "
           f"outputs in {Path(sim.dir)}")
+    for o in sim.observers:
+        if hasattr(o, "summary_line"):
+            print(o.summary_line())
     return 0

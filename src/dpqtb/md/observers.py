@@ -336,6 +336,7 @@ class ModelDeviationObserver(_AppendedFile):
         self.excursions = 0  # entries into the region above trust_hi
         self.samples_outside = 0
         self.samples = 0
+        self.max_seen = 0.0  # the largest max_devi_f so far (eV/Å)
 
     def deviation(self, sim) -> dict[str, float]:
         """The deviation at the current step (computed once per step)."""
@@ -383,6 +384,7 @@ class ModelDeviationObserver(_AppendedFile):
             with open(sim.dir / MODEL_DEVI_CSV, "a") as fh:
                 fh.write(thermo_line((s.step, s.time_fs, *(d[c] for c in self.columns[2:]))))
         self.samples += 1
+        self.max_seen = max(self.max_seen, d["max_devi_f_eV_per_A"])
         above = not d["max_devi_f_eV_per_A"] < self.trust_hi
         if above:
             self.samples_outside += 1
@@ -397,13 +399,18 @@ class ModelDeviationObserver(_AppendedFile):
         self.outside = above
 
     def summary(self) -> dict:
-        """Counts so far: samples, samples at or above trust_hi, excursions."""
+        """Counts so far: samples, samples at or above trust_hi, excursions, the largest max_devi_f."""
         return {"samples": self.samples, "samples_outside": self.samples_outside, "excursions": self.excursions,
-                "trust_hi_eV_per_A": self.trust_hi}
+                "max_devi_f_eV_per_A": self.max_seen, "trust_hi_eV_per_A": self.trust_hi}
+
+    def summary_line(self) -> str:
+        """One line for the end of a run."""
+        return (f"model deviation: {self.samples} samples, largest max_devi_f {self.max_seen:.3g} eV/Å, "
+                f"{self.samples_outside} at or above trust_hi {self.trust_hi:g} eV/Å ({self.excursions} excursions)")
 
     def state_dict(self) -> dict:
         return {"every": self.every, "outside": self.outside, "excursions": self.excursions,
-                "samples_outside": self.samples_outside, "samples": self.samples}
+                "samples_outside": self.samples_outside, "samples": self.samples, "max_seen": self.max_seen}
 
     def load_state_dict(self, d: dict) -> None:
         if int(d["every"]) != self.every:
@@ -412,6 +419,7 @@ class ModelDeviationObserver(_AppendedFile):
         self.outside = bool(d["outside"])
         self.excursions, self.samples_outside, self.samples = (int(d[k]) for k in
                                                                ("excursions", "samples_outside", "samples"))
+        self.max_seen = float(d["max_seen"])
 
 
 __all__ = ["Observer", "ThermoObserver", "TrajectoryObserver", "QTBSpectraObserver", "VACFObserver",
