@@ -72,3 +72,32 @@ def test_models_cli(capsys):
     assert "distorted phases vs Fm-3m at the DFT minima" in out  # the card's phase check (ship_model.py)
     assert main(["models", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "lah10"
+
+
+def test_shipped_ensemble_card_resolves_to_its_members(tmp_path, monkeypatch, capsys):
+    """A card with ``files`` (builtin:NAME-ensemble) is an ensemble: resolve_all gives its members in order,
+    ensemble_members drops the driving model, resolve() refuses it as potential.model, `dpqtb models` lists it."""
+    import shutil
+
+    from dpqtb.cli import main
+
+    for name in ("lah10.json", "lah10.pth"):
+        shutil.copyfile(builtin.MODELS_DIR / name, tmp_path / name)
+    for k in (1, 2):
+        (tmp_path / f"lah10-m{k}.pth").write_bytes(b"member %d" % k)
+    (tmp_path / "lah10-ensemble.json").write_text(json.dumps(
+        {"name": "lah10-ensemble", "status": "test", "shipped": "2026-12-06",
+         "files": ["lah10.pth", "lah10-m1.pth", "lah10-m2.pth"]}))
+    monkeypatch.setattr(builtin, "MODELS_DIR", tmp_path)
+    assert builtin.resolve_all("builtin:lah10-ensemble") == [tmp_path / f for f in
+                                                              ("lah10.pth", "lah10-m1.pth", "lah10-m2.pth")]
+    assert builtin.ensemble_members("builtin:lah10", ["builtin:lah10-ensemble"]) == [
+        (tmp_path / "lah10-m1.pth").resolve(), (tmp_path / "lah10-m2.pth").resolve()]
+    with pytest.raises(DpqtbError, match="is an ensemble of 3 models: name it in potential.ensemble"):
+        builtin.resolve("builtin:lah10-ensemble")
+    (tmp_path / "lah10-m2.pth").unlink()
+    with pytest.raises(DpqtbError, match="shipped model file missing"):
+        builtin.resolve_all("builtin:lah10-ensemble")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "Deep Potential ensemble builtin:lah10-ensemble (test): 3 members" in out and "builtin:lah10 (" in out

@@ -30,6 +30,12 @@ def cmd_models(args) -> int:
         if args.json:
             print(json.dumps(c, indent=1))
             continue
+        if "files" in c:  # an ensemble: the members trained beside a shipped model (potential.ensemble)
+            print(f"Deep Potential ensemble builtin:{name} ({c.get('status', '')}): {len(c['files'])} members, "
+                  f"shipped {c.get('shipped', '?')}; name it in potential.ensemble")
+            for f in c["files"]:
+                print(f"  member {MODELS_DIR / f}")
+            continue
         src = c["source"]
         print(summary(name))
         print(f"  file {MODELS_DIR / c['file']} (sha256 {c['sha256'][:16]}…), shipped {c['shipped']}")
