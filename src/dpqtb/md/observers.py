@@ -82,6 +82,16 @@ class _AppendedFile(Observer):
         path = sim.dir / self.filename
         return {self.offset_key: path.stat().st_size if path.exists() else 0}
 
+    def _write_header(self, sim, columns) -> None:
+        """Start the file (a fresh run) with the header line of ``columns``."""
+        if sim.dir is not None:
+            (sim.dir / self.filename).write_text(thermo_header(columns))
+
+    def _append(self, sim, line: str) -> None:
+        if sim.dir is not None:
+            with open(sim.dir / self.filename, "a") as fh:
+                fh.write(line)
+
     def truncate(self, sim, offsets: dict) -> None:
         path = sim.dir / self.filename
         if path.exists() and self.offset_key in offsets:
@@ -128,8 +138,7 @@ class ThermoObserver(_AppendedFile):
                           *(extra[c] for c in columns[len(THERMO_COLUMNS):])), columns)
 
     def start(self, sim) -> None:
-        if sim.dir is not None:
-            (sim.dir / THERMO).write_text(thermo_header(self.columns(sim)))
+        self._write_header(sim, self.columns(sim))
         self.observe(sim)
 
     def observe(self, sim) -> None:
@@ -139,9 +148,7 @@ class ThermoObserver(_AppendedFile):
         self.last = row
         if self.callback is not None:
             self.callback(row)
-        if sim.dir is not None:
-            with open(sim.dir / THERMO, "a") as fh:
-                fh.write(thermo_line(row))
+        self._append(sim, thermo_line(row))
 
 
 class TrajectoryObserver(_AppendedFile):
@@ -371,8 +378,7 @@ class ModelDeviationObserver(_AppendedFile):
         return {"max_force_dev_eV_A": self.deviation(sim)["max_devi_f_eV_per_A"]}
 
     def start(self, sim) -> None:
-        if sim.dir is not None:
-            (sim.dir / MODEL_DEVI_CSV).write_text(thermo_header(self.columns))
+        self._write_header(sim, self.columns)
         self.observe(sim)
 
     def observe(self, sim) -> None:
@@ -380,9 +386,7 @@ class ModelDeviationObserver(_AppendedFile):
         if s.step % self.every:
             return
         d = self.deviation(sim)
-        if sim.dir is not None:
-            with open(sim.dir / MODEL_DEVI_CSV, "a") as fh:
-                fh.write(thermo_line((s.step, s.time_fs, *(d[c] for c in self.columns[2:]))))
+        self._append(sim, thermo_line((s.step, s.time_fs, *(d[c] for c in self.columns[2:]))))
         self.samples += 1
         self.max_seen = max(self.max_seen, d["max_devi_f_eV_per_A"])
         above = not d["max_devi_f_eV_per_A"] < self.trust_hi
