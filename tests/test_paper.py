@@ -138,6 +138,16 @@ def test_synthetic_rows_equal_inputs(tmp_path):
     assert a["fd_ratio_H"] == pytest.approx(0.003 / (2 * 10e-3 * 0.5))  # Σ|Δ_FD| / Σ m γ_r C_vv
 
 
+def test_friction_written_as_a_rounded_damping_time_groups_as_one_gamma(tmp_path):
+    # the verdict sweep writes γ = 30/ps as damp_fs = 33.33333333: 1000/damp is 30.000000003, and the
+    # grouping key (method, T, P, n_atoms, γ) must put it with the seed written as damp_fs = 100/3
+    sw = tmp_path / "s"
+    make_point(sw, "a", "qtb", 5.0, 1e-8, 1e-8, damp=33.33333333, seed=1)
+    make_point(sw, "b", "qtb", 5.0, 2e-8, 1e-8, damp=100.0 / 3.0, seed=2)
+    rows = collect_rows([sw])
+    assert {r["gamma_per_ps"] for r in rows} == {30.0}
+
+
 def test_combine_seeds():
     m, e = combine([1e-5, 3e-5], [1e-6, 1e-6])
     assert m == pytest.approx(2e-5) and e == pytest.approx(1e-5)  # the seed scatter dominates

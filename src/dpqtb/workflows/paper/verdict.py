@@ -147,7 +147,9 @@ def point_row(point_dir: str | Path) -> dict | None:
             from dpqtb.md.config import DEFAULT_DAMP_fs, DEFAULT_DAMP_fs_BY_KIND
 
             damp = DEFAULT_DAMP_fs_BY_KIND.get(method, DEFAULT_DAMP_fs)
-        row["gamma_per_ps"] = 1000.0 / float(damp)
+        # rounded to 9 significant digits: damp_fs = 33.33333333 is γ = 30/ps, and a grouping key must not
+        # split 30.000000003 from 30.0
+        row["gamma_per_ps"] = float(f"{1000.0 / float(damp):.9g}")
     if method in BEAD_BATHS:
         row["beads"] = int(th.get("beads", 1))
     prime = _plateau(d / POINT_ANALYSIS_DIR / "msd_prime.csv", f"msd_prime_{species}_A2")
