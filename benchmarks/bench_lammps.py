@@ -67,9 +67,12 @@ def _blocks(x: np.ndarray, n: int = 5) -> tuple[float, float]:
 def _stats(th: dict, n_atoms: int, skip_fs: float, raw_t: str) -> dict:
     keep = th["time_fs"] >= skip_fs
     out = {"rows": int(keep.sum()), "from_fs": skip_fs}
+    # raw (uncorrected) kinetic quantities where dpqtb writes both: LAMMPS fix qtb has no kinetic correction
+    t_la = "temperature_raw_La_K" if "temperature_raw_La_K" in th else "temperature_La_K"
+    t_h = "temperature_raw_H_K" if "temperature_raw_H_K" in th else "temperature_H_K"
+    p_col = "pressure_raw_GPa" if "pressure_raw_GPa" in th else "pressure_GPa"
     for name, col, scale in (("E_pot_eV_per_atom", "potential_eV", 1.0 / n_atoms), ("T_raw_K", raw_t, 1.0),
-                             ("T_La_K", "temperature_La_K", 1.0), ("T_H_K", "temperature_H_K", 1.0),
-                             ("P_GPa", "pressure_GPa", 1.0)):
+                             ("T_La_K", t_la, 1.0), ("T_H_K", t_h, 1.0), ("P_GPa", p_col, 1.0)):
         if col in th:
             m, e = _blocks(th[col][keep] * scale)
             out[name] = {"mean": m, "err": e}
@@ -146,6 +149,116 @@ def compare(args) -> None:
     print(json.dumps(diff, indent=1))
 
 
+UNWEIGHTED = ("import dpqtb.md.baths as b; b.remove_net_impulse = lambda r, m: r - r.mean(0); "
+              "from dpqtb.cli import main; main()")
+ARMS = ("dpqtb", "dpqtb_unweighted", "lammps")
+
+
+def _run_arm(arm: str, cfg_path: Path, run_dir: Path, steps: int, lmp) -> None:
+    """One run of one arm, skipped when complete. ``dpqtb_unweighted`` is dpqtb with LAMMPS's net-force rule
+    (R_i - mean_j R_j, patched into this process only: not a user option) to account for that difference."""
+    from dpqtb.rundir import read_thermo
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
+    if arm == "lammps":
+        log = run_dir / "log.lammps"
+        if log.exists() and "Total wall time" in log.read_text():
+            return
+        env.update(DP_INTRA_OP_PARALLELISM_THREADS="1", DP_INTER_OP_PARALLELISM_THREADS="1")
+        cmd = [str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"]
+        cwd = run_dir
+    else:
+        if (run_dir / "thermo.csv").exists() and read_thermo(run_dir)["step"][-1] >= steps:
+            return
+        more = (["--resume", "--steps", str(steps)] if (run_dir / "checkpoint.pt").exists() else ["--overwrite"])
+        head = [sys.executable, "-c", UNWEIGHTED] if arm == "dpqtb_unweighted" else [sys.executable, "-m", "dpqtb.cli"]
+        cmd = [*head, "--threads", "1", "md", str(cfg_path), "--output", str(run_dir), *more]
+        cwd = cfg_path.parent
+    with open(run_dir.parent / f"{arm}.out", "w") as fh:
+        rc = subprocess.run(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if rc:
+        sys.exit(f"{arm} failed (exit {rc}); see {run_dir.parent / (arm + '.out')}")
+
+
+def seeds(args) -> None:
+    """The 44-atom side-by-side repeated over independent seeds, three arms, one run at a time: dpqtb (its
+    mass-weighted net-force removal), dpqtb with LAMMPS's unweighted mean, LAMMPS fix qtb. Per arm: the mean
+    over seeds of each run's average and its standard error from the seed-to-seed scatter (independent runs,
+    so no block-correlation assumption); then each pair's difference in sigmas."""
+    from dpqtb.analysis.pipeline import analyze
+    from dpqtb.config_schema import load_toml
+    from dpqtb.lammps.deck import write_deck
+    from dpqtb.lammps.dump import read_log_thermo
+    from dpqtb.lammps.runner import find_lammps
+    from dpqtb.md.config import validate
+    from dpqtb.rundir import read_thermo
+
+    lmp, why = find_lammps()
+    if lmp is None and "lammps" in args.arms:
+        sys.exit(why)
+    out = Path(args.out).resolve()
+    per_seed = {arm: [] for arm in args.arms}
+    n = None
+    for seed in args.seeds:
+        d = out / f"seed{seed}"
+        d.mkdir(parents=True, exist_ok=True)
+        raw = _config(args.cells, args.steps, "dpqtb")
+        raw["md"]["seed"] = seed
+        cfg_path = d / "config.toml"
+        cfg_path.write_text(_toml(raw))
+        raw = load_toml(cfg_path)
+        cfg = validate(raw, base_dir=d)
+        deck = write_deck(cfg, d / "lammps", raw=raw)
+        n = deck.meta["n_atoms"]
+        for arm in args.arms:
+            run_dir = d / arm
+            run_dir.mkdir(exist_ok=True)
+            t0 = time.perf_counter()
+            _run_arm(arm, cfg_path, run_dir, args.steps, lmp)
+            th = read_log_thermo(run_dir) if arm == "lammps" else read_thermo(run_dir)
+            raw_col = "temperature_raw_K" if "temperature_raw_K" in th else "temperature_K"
+            st = _stats(th, n, args.skip_fs, raw_col)
+            st["seed"], st["wall_s"] = seed, time.perf_counter() - t0
+            if not (run_dir / "analysis" / "msd.csv").exists():
+                analyze(run_dir, run_dir / "analysis", plots=False, max_lag_fs=args.msd_lag_fs)
+            head = (run_dir / "analysis" / "msd.csv").read_text().splitlines()[0].split(",")
+            msd = np.loadtxt(run_dir / "analysis" / "msd.csv", delimiter=",", skiprows=1)
+            col = next(i for i, h in enumerate(head) if h.startswith("msd_H"))
+            st["msd_H_A2"] = {"mean": float(msd[-1, col]), "err": 0.0, "lag_fs": float(msd[-1, 0])}
+            per_seed[arm].append(st)
+            print(f"seed {seed} {arm}: T_H {st['T_H_K']['mean']:.0f} K, T_La {st['T_La_K']['mean']:.0f} K, "
+                  f"E_pot {st['E_pot_eV_per_atom']['mean']:.4f} eV/atom", flush=True)
+    keys = ("E_pot_eV_per_atom", "T_raw_K", "T_La_K", "T_H_K", "P_GPa", "msd_H_A2")
+    summary = {}
+    for arm, rows in per_seed.items():
+        summary[arm] = {}
+        for k in keys:
+            v = np.array([r[k]["mean"] for r in rows])
+            summary[arm][k] = {"mean": float(v.mean()), "err": float(v.std(ddof=1) / np.sqrt(len(v))),
+                               "per_seed": v.tolist()}
+    pairs = {}
+    for a, b in (("lammps", "dpqtb"), ("lammps", "dpqtb_unweighted"), ("dpqtb_unweighted", "dpqtb")):
+        if a in summary and b in summary:
+            pairs[f"{a}_minus_{b}"] = {}
+            for k in keys:
+                dlt = summary[a][k]["mean"] - summary[b][k]["mean"]
+                e = float(np.hypot(summary[a][k]["err"], summary[b][k]["err"]))
+                pairs[f"{a}_minus_{b}"][k] = {"difference": dlt, "err": e, "sigmas": dlt / e if e > 0 else None,
+                                              "relative": dlt / summary[b][k]["mean"]}
+    res = {"benchmark": "lammps_fix_qtb_vs_dpqtb_qtb_seeds", "n_atoms": n, "steps": args.steps,
+           "timestep_fs": 0.5, "skip_fs": args.skip_fs, "seeds": list(args.seeds), "lammps": str(lmp),
+           "arms": {"dpqtb": "dpqtb md, mass-weighted net-force removal (default)",
+                    "dpqtb_unweighted": "dpqtb md with R_i - mean_j R_j (LAMMPS fix qtb's rule), patched in the "
+                                        "benchmark process",
+                    "lammps": "LAMMPS fix qtb + fix nve from dpqtb lammps"},
+           "config": BASE, "per_seed": per_seed, "summary": summary, "differences": pairs,
+           "error_model": "standard error over independent seeds of each run's average after skip_fs"}
+    dest = Path(args.json) if args.json else out / "seeds.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(res, indent=2, default=float) + "\n")
+    print(json.dumps(pairs, indent=1))
+
+
 def _lammps_loop_time(log: Path) -> tuple[float, int]:
     """(seconds, steps) of the last ``Loop time`` line of a LAMMPS log."""
     m = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", log.read_text())
@@ -178,6 +291,8 @@ def speed(args) -> None:
     rows = {r["n_atoms"]: r for r in doc.get("results", [])}
     work = Path(args.work)
     for n_atoms in args.sizes:
+        if args.redo:
+            rows.pop(n_atoms, None)
         if n_atoms in rows and rows[n_atoms].get("complete"):
             continue
         cells = round((n_atoms / 44) ** (1 / 3))
@@ -194,33 +309,52 @@ def speed(args) -> None:
         cfg = validate(raw, base_dir=d)
         row = rows.get(n_atoms, {"n_atoms": n_atoms})
         row["steps_timed"] = args.steps
+        env = dict(os.environ, OMP_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
+                   DP_INTER_OP_PARALLELISM_THREADS="1")
         if args.only != "dpqtb" and "lammps_atom_steps_per_s" not in row:
             # LAMMPS: run 1 (warm-up: model load, first neighbour list), then the timed run
             write_deck(cfg, d / "lammps", raw=raw)
             deck = (d / "lammps" / "in.lammps").read_text().replace(f"\nrun {args.steps}\n",
                                                                      f"\nrun 1\nrun {args.steps}\n")
             (d / "lammps" / "in.lammps").write_text(deck)
-            env = dict(os.environ, OMP_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
-                       DP_INTER_OP_PARALLELISM_THREADS="1")
-            t0 = time.perf_counter()
-            subprocess.run([str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"],
-                           cwd=d / "lammps", env=env, check=True)
-            sec, steps = _lammps_loop_time(d / "lammps" / "log.lammps")
-            row.update(lammps_s_per_step=sec / steps, lammps_atom_steps_per_s=n_atoms * steps / sec,
-                       lammps_wall_s=time.perf_counter() - t0, lammps_measured=time.strftime("%FT%TZ", time.gmtime()))
-        if args.only != "lammps" and "dpqtb_atom_steps_per_s" not in row:
-            # dpqtb: the same config's integrator and state; setup and one warm-up step, then the timed steps
-            t0 = time.perf_counter()
-            sim = build_simulation(cfg, d / "dpqtb", progress=False)
-            integ, state = sim.integrator, sim.state
-            integ.setup(state)
-            integ.step(state)
-            t1 = time.perf_counter()
-            for _ in range(args.steps):
-                integ.step(state)
-            s = (time.perf_counter() - t1) / args.steps
-            row.update(dpqtb_s_per_step=s, dpqtb_atom_steps_per_s=n_atoms / s,
-                       dpqtb_wall_s=time.perf_counter() - t0, dpqtb_measured=time.strftime("%FT%TZ", time.gmtime()))
+        sim = None
+        lmp_s, dp_s = [], []
+        t_l = t_d = 0.0
+        # --repeat R: the two codes alternate R times (same load for both), medians reported
+        for _ in range(args.repeat):
+            if args.only != "dpqtb" and "lammps_atom_steps_per_s" not in row:
+                t0 = time.perf_counter()
+                subprocess.run([str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"],
+                               cwd=d / "lammps", env=env, check=True)
+                sec, steps = _lammps_loop_time(d / "lammps" / "log.lammps")
+                lmp_s.append(sec / steps)
+                t_l += time.perf_counter() - t0
+            if args.only != "lammps" and "dpqtb_atom_steps_per_s" not in row:
+                # dpqtb: the same config's integrator and state; setup and one warm-up step, then the timed steps
+                t0 = time.perf_counter()
+                if sim is None:
+                    sim = build_simulation(cfg, d / "dpqtb", progress=False)
+                    sim.integrator.setup(sim.state)
+                    sim.integrator.step(sim.state)
+                t1 = time.perf_counter()
+                for _ in range(args.steps):
+                    sim.integrator.step(sim.state)
+                dp_s.append((time.perf_counter() - t1) / args.steps)
+                t_d += time.perf_counter() - t0
+        now = time.strftime("%FT%TZ", time.gmtime())
+        if lmp_s:
+            sec = float(np.median(lmp_s))
+            row.update(lammps_s_per_step=sec, lammps_atom_steps_per_s=n_atoms / sec, lammps_wall_s=t_l,
+                       lammps_s_per_step_each=lmp_s, lammps_measured=now)
+        if dp_s:
+            sec = float(np.median(dp_s))
+            row.update(dpqtb_s_per_step=sec, dpqtb_atom_steps_per_s=n_atoms / sec, dpqtb_wall_s=t_d,
+                       dpqtb_s_per_step_each=dp_s, dpqtb_measured=now)
+        if lmp_s or dp_s:
+            row["repeats"] = args.repeat
+            row["load_average_1min_after"] = os.getloadavg()[0]
+        if row.get("dpqtb_atom_steps_per_s") and row.get("lammps_atom_steps_per_s"):
+            row["dpqtb_over_lammps"] = row["dpqtb_atom_steps_per_s"] / row["lammps_atom_steps_per_s"]
         row["complete"] = "dpqtb_atom_steps_per_s" in row and "lammps_atom_steps_per_s" in row
         rows[n_atoms] = row
         doc["results"] = [rows[k] for k in sorted(rows)]
@@ -239,14 +373,25 @@ def main() -> None:
     c.add_argument("--msd-lag-fs", type=float, default=None)
     c.add_argument("--out", required=True)
     c.add_argument("--only", choices=("dpqtb", "lammps"), default=None, help="run one side only (no comparison)")
+    r = sub.add_parser("seeds", help="the 44-atom comparison over independent seeds, three arms")
+    r.add_argument("--cells", type=int, default=1)
+    r.add_argument("--steps", type=int, default=4000)
+    r.add_argument("--skip-fs", type=float, default=250.0)
+    r.add_argument("--msd-lag-fs", type=float, default=500.0)
+    r.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
+    r.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    r.add_argument("--out", required=True)
+    r.add_argument("--json", default=None, help="where the summary goes (default OUT/seeds.json)")
     s = sub.add_parser("speed")
     s.add_argument("--sizes", type=int, nargs="+", default=[352, 5500, 44000])
     s.add_argument("--steps", type=int, default=3)
+    s.add_argument("--repeat", type=int, default=1, help="alternate the two codes this many times; medians")
+    s.add_argument("--redo", action="store_true", help="time again the sizes already in the JSON")
     s.add_argument("--work", default=str(REPO / "work" / "lammps_speed"))
     s.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lammps_cpu.json"))
     s.add_argument("--only", choices=("dpqtb", "lammps"), default=None, help="time one code only (rows keep the other)")
     args = ap.parse_args()
-    {"compare": compare, "speed": speed}[args.cmd](args)
+    {"compare": compare, "seeds": seeds, "speed": speed}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ print("""Notes:
   plain mean that LAMMPS `fix qtb` subtracts heats light atoms: +26 % on H in 44-atom LaH10). `thermo.csv` has
   `temperature_<X>_K` per species (over 3N_X − 3 Σ_{i∈X} m_i/M degrees of freedom when the net impulse is removed).
 - QTB/adQTB: `kinetic_correction` (default true) removes the finite-γ broadening bias from the reported kinetic
-  energy, temperatures and pressure (raw values in `kinetic_raw_eV`, `temperature_raw_K`, `pressure_raw_GPa`);
+  energy, temperatures and pressure (raw values in `kinetic_raw_eV`, `temperature_raw_K`, `pressure_raw_GPa`,
+  `temperature_raw_<X>_K`);
   `adapt_groups` = `"species"`, `"sites"` (symmetry-equivalent sites, spglib) or a list of atom-index lists
   (0-based) sets which atoms share a filter and an adapted γ_r(ω); `fd_skip_segments` start-up Δ_FD segments
   left out of the spectra, the adaptation and the correction; `gamma_r_min_ratio` the floor of γ_r/γ.

@@ -86,7 +86,8 @@ def test_cli_runs_resumes_and_refuses_to_overwrite(tmp_path, capsys):
     thermo = (out / "thermo.csv").read_text().splitlines()
     assert thermo[0].split(",") == ["step", "time_fs", "temperature_K", "target_temperature_K", "kinetic_eV",
                                     "potential_eV", "total_eV", "conserved_eV", "pressure_GPa", "volume_A3",
-                                    "temperature_Cu_K", "kinetic_raw_eV", "temperature_raw_K", "pressure_raw_GPa"]
+                                    "temperature_Cu_K", "kinetic_raw_eV", "temperature_raw_K", "pressure_raw_GPa",
+                                    "temperature_raw_Cu_K"]
     assert len(thermo) == 1 + 3
     before = (out / "thermo.csv").read_bytes()
     assert main(["md", str(cfg), "--output", str(out)]) == 2  # exists: refuse

@@ -131,3 +131,48 @@ def test_vacf_bad_options():
     with pytest.raises(Exception, match="vacf_max_lag_fs"):
         VACFObserver(1, -1.0, 1.0)
     assert math.isclose(VACFObserver(2, 10.0, 0.5).n_lags, 11)
+
+
+def test_qtb_raw_species_temperatures_and_a_resume_from_an_older_header(tmp_path, monkeypatch):
+    """QTB with the kinetic correction also writes ``temperature_raw_<X>_K`` (what LAMMPS fix qtb reports): the
+    species' raw kinetic energies add up to ``kinetic_raw_eV``, and raw / corrected is that species' correction
+    factor. A run begun by an older dpqtb without those columns resumes in its own file's columns."""
+    from test_md_species_statistics import _system
+
+    from dpqtb.md.baths import QTBBath
+    from dpqtb.md.integrators import QTB
+    from dpqtb.rundir import read_thermo
+
+    def make():
+        state, pot = _system()  # La32H320 in a spring network (species groups La, H)
+        return state, QTB(pot, 0.5, TemperatureSchedule(300.0), 100.0, seed=2, n_f=10, fd_skip_segments=0)
+
+    state, integ = make()
+    Simulation(state, integ, tmp_path / "fresh", thermo_every=10, progress=False).run(150)
+    th = read_thermo(tmp_path / "fresh")
+    dof = integ.bath.species_n_dof(state)
+    ke_species = sum(0.5 * dof[i] * KB * th[f"temperature_raw_{x}_K"] for i, x in enumerate(state.type_map))
+    np.testing.assert_allclose(ke_species, th["kinetic_raw_eV"], rtol=1e-12)
+    for g, name in enumerate(integ.bath.group_names):  # the default groups are the species
+        assert integ.bath.kin_corr[g] != 1.0  # a Δ_FD segment (2 n_f α = 100 steps) has been averaged
+        ratio = th[f"temperature_raw_{name}_K"][-1] / th[f"temperature_{name}_K"][-1]
+        assert ratio == pytest.approx(integ.bath.kin_corr[g], rel=1e-12)
+
+    newer = QTBBath.extra_thermo_columns
+    monkeypatch.setattr(QTBBath, "extra_thermo_columns", lambda self, tm: [
+        c for c in newer(self, tm) if c == "temperature_raw_K" or not c.startswith("temperature_raw_")])
+    state, integ = make()
+    Simulation(state, integ, tmp_path / "old", thermo_every=10, checkpoint_every=50, progress=False).run(100)
+    monkeypatch.undo()
+    state, integ = make()
+    Simulation(state, integ, tmp_path / "old", thermo_every=10, checkpoint_every=50, progress=False).run(
+        150, resume=True)
+    lines = (tmp_path / "old" / "thermo.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert "temperature_raw_H_K" not in header and "temperature_raw_K" in header
+    assert all(len(line.split(",")) == len(header) for line in lines[1:]) and lines[-1].startswith("150,")
+    # the resumed lines are the fresh run's values in the old file's columns
+    fresh = (tmp_path / "fresh" / "thermo.csv").read_text().splitlines()
+    cols = fresh[0].split(",")
+    pick = [cols.index(c) for c in header]
+    assert lines[-1].split(",") == [fresh[-1].split(",")[k] for k in pick]

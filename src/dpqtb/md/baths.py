@@ -413,7 +413,11 @@ class QTBBath(WhiteNoiseBath):
         return state.pressure_GPa(self.kinetic_energy(state))
 
     def extra_thermo_columns(self, type_map) -> list[str]:
-        raw = ["kinetic_raw_eV", "temperature_raw_K", "pressure_raw_GPa"] if self.kinetic_correction else []
+        """With the kinetic correction, also the uncorrected values: ``kinetic_raw_eV``, ``temperature_raw_K``,
+        ``pressure_raw_GPa`` and ``temperature_raw_<X>_K`` per species (what a QTB code without the correction,
+        LAMMPS ``fix qtb``, reports)."""
+        raw = (["kinetic_raw_eV", "temperature_raw_K", "pressure_raw_GPa"]
+               + [f"temperature_raw_{name}_K" for name in type_map]) if self.kinetic_correction else []
         return super().extra_thermo_columns(type_map) + raw
 
     def extra_thermo(self, state: MDState) -> dict:
@@ -423,6 +427,12 @@ class QTBBath(WhiteNoiseBath):
             out["kinetic_raw_eV"] = ke_raw
             out["temperature_raw_K"] = 2.0 * ke_raw / (self.n_dof(state) * KB)
             out["pressure_raw_GPa"] = state.pressure_GPa()
+            raw_atom = NoBath.atom_kinetic_energy(self, state)  # the uncorrected per-atom estimator
+            ke = torch.zeros(len(state.type_map), dtype=raw_atom.dtype, device=raw_atom.device).index_add_(
+                0, state.species, raw_atom).cpu().numpy().astype(np.float64)
+            dof = self.species_n_dof(state)
+            for i, name in enumerate(state.type_map):
+                out[f"temperature_raw_{name}_K"] = 2.0 * ke[i] / (dof[i] * KB) if dof[i] > 0 else float("nan")
         return out
 
     def short_run_warning(self, remaining_steps: int) -> str | None:

@@ -114,6 +114,7 @@ class ThermoObserver(_AppendedFile):
         self.every = int(every)
         self.callback = callback
         self.last: ThermoRow | None = None
+        self.file_columns: tuple | None = None  # a resumed file's header, when it differs from columns(sim)
 
     @staticmethod
     def columns(sim) -> tuple:
@@ -138,8 +139,22 @@ class ThermoObserver(_AppendedFile):
                           *(extra[c] for c in columns[len(THERMO_COLUMNS):])), columns)
 
     def start(self, sim) -> None:
+        self.file_columns = None
         self._write_header(sim, self.columns(sim))
         self.observe(sim)
+
+    def truncate(self, sim, offsets: dict) -> None:
+        """Cut back to the checkpoint, and keep the file's own header: a run started by an older dpqtb
+        that wrote fewer (or other) columns goes on in that file's columns (new ones left out, vanished
+        ones NaN), so that every line of the resumed file matches its header."""
+        super().truncate(sim, offsets)
+        path = sim.dir / self.filename
+        self.file_columns = None
+        if path.exists():
+            with open(path) as fh:
+                head = tuple(fh.readline().strip().split(","))
+            if head != self.columns(sim):
+                self.file_columns = head
 
     def observe(self, sim) -> None:
         if sim.state.step % self.every:
@@ -148,7 +163,11 @@ class ThermoObserver(_AppendedFile):
         self.last = row
         if self.callback is not None:
             self.callback(row)
-        self._append(sim, thermo_line(row))
+        if self.file_columns is None:
+            self._append(sim, thermo_line(row))
+        else:
+            have = dict(zip(row.columns, row))
+            self._append(sim, thermo_line(tuple(have.get(c, float("nan")) for c in self.file_columns)))
 
 
 class TrajectoryObserver(_AppendedFile):
