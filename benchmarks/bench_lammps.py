@@ -1,7 +1,9 @@
 """dpqtb QTB vs LAMMPS fix qtb on the same model and cell (issue 26): statistics and speed.
 
     python benchmarks/bench_lammps.py compare --cells 1 --steps 2000 --out work/lammps_cmp/n44
-    python benchmarks/bench_lammps.py speed --sizes 352 5500 44000 --steps 3 [--out FILE]
+    python benchmarks/bench_lammps.py seeds --steps 4000 --seeds 1 2 3 4 5 6 --out work/lammps_cmp/n44_seeds \
+        --json benchmarks/results/lammps_compare/n44_seeds.json
+    python benchmarks/bench_lammps.py speed --sizes 352 5500 --steps 10 --repeat 5 --redo [--out FILE]
 
 ``compare`` writes the ``dpqtb md`` config of Fm-3m LaH10 at 200 GPa, 5 K (QTB, damp 100 fs, f_max 200 THz,
 n_f 100, 0.5 fs), runs it with dpqtb (``OUT/dpqtb``) and, through ``dpqtb lammps``, with LAMMPS (``OUT/lammps``)
@@ -9,6 +11,10 @@ side by side (one thread each), analyses both with ``dpqtb analyze`` and writes 
 ⟨E_pot⟩/atom, the raw kinetic temperature and per-species temperatures (averages over the run after
 ``--skip-fs``, error = standard error of 5 block means), the pressure, and the H MSD at the longest lag.
 Each side is skipped when its output is already complete (rerun to resume).
+
+``seeds`` repeats the 44-atom comparison over independent seeds, one run at a time, in three arms: dpqtb,
+dpqtb with LAMMPS's unweighted mean random force (patched into that process only), LAMMPS; errors from the
+seed-to-seed scatter; dpqtb's raw (uncorrected) kinetic columns against LAMMPS's.
 
 ``speed`` times the MD step of the same QTB run at each size (1 thread each, the same machine, one after the
 other, or one code per call with ``--only``): dpqtb by its integrator (setup and one warm-up step, then
@@ -287,7 +293,8 @@ def speed(args) -> None:
     doc.update({"benchmark": "md_step_qtb_dpqtb_vs_lammps", "device": "cpu", "threads": 1,
                 "machine": platform.machine(), "torch": torch.__version__,
                 "model": "builtin:lah10", "system": "Fm-3m LaH10 at 200 GPa, QTB 5 K, 0.5 fs",
-                "load_note": "2-core machine shared with other jobs; nice 5; dpqtb and LAMMPS one after the other"})
+                "load_note": ("2-core machine; other jobs may run beside (each row: load_average_1min_after); 1 thread "
+                              "each; with --repeat the two codes alternate and the medians are reported")})
     rows = {r["n_atoms"]: r for r in doc.get("results", [])}
     work = Path(args.work)
     for n_atoms in args.sizes:
