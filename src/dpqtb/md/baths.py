@@ -117,9 +117,10 @@ class NoBath:
         """Kinetic energy estimator of each atom (eV), shape (N,); sums to :meth:`kinetic_energy`."""
         return 0.5 * MVV2E * state.momenta.pow(2).sum(-1) / state.masses
 
-    def kinetic_energy_by_species(self, state: MDState) -> np.ndarray:
-        """Kinetic energy estimator of each species (eV): :meth:`atom_kinetic_energy` summed per species."""
-        per_atom = self.atom_kinetic_energy(state)
+    def kinetic_energy_by_species(self, state: MDState, per_atom: torch.Tensor | None = None) -> np.ndarray:
+        """Kinetic energy estimator of each species (eV): :meth:`atom_kinetic_energy` (or ``per_atom``)
+        summed per species."""
+        per_atom = self.atom_kinetic_energy(state) if per_atom is None else per_atom
         n_sp = len(state.type_map)
         return torch.zeros(n_sp, dtype=per_atom.dtype, device=per_atom.device).index_add_(
             0, state.species, per_atom).cpu().numpy().astype(np.float64)
@@ -427,9 +428,7 @@ class QTBBath(WhiteNoiseBath):
             out["kinetic_raw_eV"] = ke_raw
             out["temperature_raw_K"] = 2.0 * ke_raw / (self.n_dof(state) * KB)
             out["pressure_raw_GPa"] = state.pressure_GPa()
-            raw_atom = NoBath.atom_kinetic_energy(self, state)  # the uncorrected per-atom estimator
-            ke = torch.zeros(len(state.type_map), dtype=raw_atom.dtype, device=raw_atom.device).index_add_(
-                0, state.species, raw_atom).cpu().numpy().astype(np.float64)
+            ke = self.kinetic_energy_by_species(state, NoBath.atom_kinetic_energy(self, state))  # uncorrected
             dof = self.species_n_dof(state)
             for i, name in enumerate(state.type_map):
                 out[f"temperature_raw_{name}_K"] = 2.0 * ke[i] / (dof[i] * KB) if dof[i] > 0 else float("nan")
