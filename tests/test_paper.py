@@ -198,9 +198,10 @@ def test_rule_no_qtb_no_verdict():
 
 
 def test_rule_no_diffusion():
-    v = _verdict([_row("qtb", 5.0, 1e-7, 5e-8, gamma=g) for g in GAMMAS])
+    v = _verdict([_row("qtb", 5.0, 1e-7, 5e-8, gamma=g) for g in GAMMAS] + [_row("qtb", 5.0, 2e-7, 1e-7, n=352, gamma=10.0)])
     assert v["status"] == "does_not_hold" and v["mechanisms"] == []
     assert "shows no resolved proton diffusion" in v["verdict"]
+    assert "(44 and 352 atoms)" in v["verdict"] and "2e-07 ± 1e-07 cm²/s in 352 atoms" in v["verdict"]
 
 
 def test_rule_vanishing_with_gamma_is_friction_or_leakage():

@@ -71,12 +71,13 @@ def decide(groups: list[dict], extrapolations: list[dict], beads: list[dict],
                             "largest_D": best["D_H_cm2_per_s"], "largest_D_err": best["D_H_err_cm2_per_s"],
                             "n_atoms": best["n_atoms"]}}
     where = f"at {t:g} K and {pressure_GPa:g} GPa"
+    sizes = " and ".join(str(n) for n in sorted({g["n_atoms"] for g in q_t}))  # every cell size run at T*
     if not any(g["diffusive"] for g in q_t):
         return {**base, "status": "does_not_hold", "mechanisms": [], "temperature_K": t, "checks": checks,
                 "not_checked": [],
-                "verdict": (f"The paper's claim does not hold on this model: QTB {where} ({best['n_atoms']} atoms) "
-                            f"shows no resolved proton diffusion (largest D_H = {_d(best)}, the paper: "
-                            f"{PAPER_D:.2g} cm²/s).")}
+                "verdict": (f"The paper's claim does not hold on this model: QTB {where} ({sizes} atoms) "
+                            f"shows no resolved proton diffusion (largest D_H = {_d(best)} in {best['n_atoms']} "
+                            f"atoms, the paper: {PAPER_D:.2g} cm²/s).")}
     mech, phrases, not_checked = [], [], []
     diff_q = [g for g in q_t if g["diffusive"]]
     shown = max(diff_q, key=lambda g: g["D_H_cm2_per_s"])
