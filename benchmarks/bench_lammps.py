@@ -70,19 +70,32 @@ def _blocks(x: np.ndarray, n: int = 5) -> tuple[float, float]:
     return float(x.mean()), float(b.std(ddof=1) / np.sqrt(n))
 
 
-def _stats(th: dict, n_atoms: int, skip_fs: float, raw_t: str) -> dict:
+def _raw(th: dict, col: str) -> str:
+    """dpqtb's uncorrected twin of a kinetic column (``temperature_H_K`` -> ``temperature_raw_H_K``) where the run
+    wrote one, else the column itself: LAMMPS fix qtb has no kinetic correction."""
+    twin = col.replace("temperature_", "temperature_raw_").replace("pressure_", "pressure_raw_")
+    return twin if twin in th else col
+
+
+def _stats(th: dict, n_atoms: int, skip_fs: float) -> dict:
     keep = th["time_fs"] >= skip_fs
     out = {"rows": int(keep.sum()), "from_fs": skip_fs}
-    # raw (uncorrected) kinetic quantities where dpqtb writes both: LAMMPS fix qtb has no kinetic correction
-    t_la = "temperature_raw_La_K" if "temperature_raw_La_K" in th else "temperature_La_K"
-    t_h = "temperature_raw_H_K" if "temperature_raw_H_K" in th else "temperature_H_K"
-    p_col = "pressure_raw_GPa" if "pressure_raw_GPa" in th else "pressure_GPa"
-    for name, col, scale in (("E_pot_eV_per_atom", "potential_eV", 1.0 / n_atoms), ("T_raw_K", raw_t, 1.0),
-                             ("T_La_K", t_la, 1.0), ("T_H_K", t_h, 1.0), ("P_GPa", p_col, 1.0)):
+    for name, col, scale in (("E_pot_eV_per_atom", "potential_eV", 1.0 / n_atoms),
+                             ("T_raw_K", _raw(th, "temperature_K"), 1.0), ("T_La_K", _raw(th, "temperature_La_K"), 1.0),
+                             ("T_H_K", _raw(th, "temperature_H_K"), 1.0), ("P_GPa", _raw(th, "pressure_GPa"), 1.0)):
         if col in th:
             m, e = _blocks(th[col][keep] * scale)
             out[name] = {"mean": m, "err": e}
     return out
+
+
+def _msd_h_at_max_lag(run_dir: Path) -> tuple[float, float]:
+    """(lag in fs, MSD of H in Å²) at the longest lag of ``RUN/analysis/msd.csv`` (written by dpqtb analyze)."""
+    path = run_dir / "analysis" / "msd.csv"
+    head = path.read_text().splitlines()[0].split(",")
+    msd = np.loadtxt(path, delimiter=",", skiprows=1)
+    col = next(i for i, h in enumerate(head) if h.startswith("msd_H"))
+    return float(msd[-1, 0]), float(msd[-1, col])
 
 
 def compare(args) -> None:
@@ -131,17 +144,13 @@ def compare(args) -> None:
         return
     n = deck.meta["n_atoms"]
     th_d, th_l = read_thermo(dp_dir), read_log_thermo(lmp_dir)
-    raw_col = "temperature_raw_K" if "temperature_raw_K" in th_d else "temperature_K"
     res = {"n_atoms": n, "steps": args.steps, "timestep_fs": cfg.md.timestep_fs, "lammps": str(lmp),
            "config": cfg.to_dict(), "deck_differences": deck.warnings, "wall_s": walls,
-           "dpqtb": _stats(th_d, n, args.skip_fs, raw_col), "lammps_fix_qtb": _stats(th_l, n, args.skip_fs,
-                                                                                   "temperature_K")}
+           "dpqtb": _stats(th_d, n, args.skip_fs), "lammps_fix_qtb": _stats(th_l, n, args.skip_fs)}
     for name, d in (("dpqtb", dp_dir), ("lammps_fix_qtb", lmp_dir)):
         s = analyze(d, d / "analysis", plots=False, max_lag_fs=args.msd_lag_fs)
-        msd = np.loadtxt(d / "analysis" / "msd.csv", delimiter=",", skiprows=1)
-        head = (d / "analysis" / "msd.csv").read_text().splitlines()[0].split(",")
-        col = next(i for i, h in enumerate(head) if h.startswith("msd_H"))
-        res[name]["msd_H_A2_at_max_lag"] = {"lag_fs": float(msd[-1, 0]), "msd_A2": float(msd[-1, col])}
+        lag, value = _msd_h_at_max_lag(d)
+        res[name]["msd_H_A2_at_max_lag"] = {"lag_fs": lag, "msd_A2": value}
         res[name]["diffusion_H"] = s.get("diffusion", {}).get("H")
     diff = {}
     for key in ("E_pot_eV_per_atom", "T_raw_K", "T_La_K", "T_H_K", "P_GPa"):
@@ -222,15 +231,12 @@ def seeds(args) -> None:
             t0 = time.perf_counter()
             _run_arm(arm, cfg_path, run_dir, args.steps, lmp)
             th = read_log_thermo(run_dir) if arm == "lammps" else read_thermo(run_dir)
-            raw_col = "temperature_raw_K" if "temperature_raw_K" in th else "temperature_K"
-            st = _stats(th, n, args.skip_fs, raw_col)
+            st = _stats(th, n, args.skip_fs)
             st["seed"], st["wall_s"] = seed, time.perf_counter() - t0
             if not (run_dir / "analysis" / "msd.csv").exists():
                 analyze(run_dir, run_dir / "analysis", plots=False, max_lag_fs=args.msd_lag_fs)
-            head = (run_dir / "analysis" / "msd.csv").read_text().splitlines()[0].split(",")
-            msd = np.loadtxt(run_dir / "analysis" / "msd.csv", delimiter=",", skiprows=1)
-            col = next(i for i, h in enumerate(head) if h.startswith("msd_H"))
-            st["msd_H_A2"] = {"mean": float(msd[-1, col]), "err": 0.0, "lag_fs": float(msd[-1, 0])}
+            lag, value = _msd_h_at_max_lag(run_dir)
+            st["msd_H_A2"] = {"mean": value, "err": 0.0, "lag_fs": lag}
             per_seed[arm].append(st)
             print(f"seed {seed} {arm}: T_H {st['T_H_K']['mean']:.0f} K, T_La {st['T_La_K']['mean']:.0f} K, "
                   f"E_pot {st['E_pot_eV_per_atom']['mean']:.4f} eV/atom", flush=True)
