@@ -20,6 +20,10 @@ seed-to-seed scatter; dpqtb's raw (uncorrected) kinetic columns against LAMMPS's
 other, or one code per call with ``--only``): dpqtb by its integrator (setup and one warm-up step, then
 ``--steps`` timed), LAMMPS by its ``Loop time`` of a ``run`` after a ``run 1`` warm-up; rows {n_atoms, dpqtb_atom_steps_per_s, lammps_atom_steps_per_s} go to
 benchmarks/results/lammps_cpu.json after each size (a finished size is kept on a rerun).
+``--lammps-ranks R`` runs LAMMPS as ``mpirun -np R`` (a LAMMPS built with ``MPI=1 scripts/install_lammps.sh``;
+the ranks split the cell by domain decomposition, so each hands the model nloc/R atoms: how LAMMPS runs cells
+whose nloc x nall type table does not fit one process); ``--cpus 1`` pins both codes to the same cores (the
+R ranks share them, one thread each), so the row compares the same CPU time.
 """
 
 from __future__ import annotations
@@ -324,6 +328,15 @@ def speed(args) -> None:
         row["steps_timed"] = args.steps
         env = dict(os.environ, OMP_NUM_THREADS="1", DP_INTRA_OP_PARALLELISM_THREADS="1",
                    DP_INTER_OP_PARALLELISM_THREADS="1")
+        if args.cpus:
+            os.sched_setaffinity(0, args.cpus)  # dpqtb here, LAMMPS (a child) inherits it
+        if args.lammps_ranks > 1:
+            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+            # more ranks than cores: OpenMPI must yield while it waits, not spin
+            lmp_cmd = ["mpirun", "-np", str(args.lammps_ranks), "--oversubscribe", "--bind-to", "none",
+                       "--mca", "mpi_yield_when_idle", "1", str(lmp)]
+        else:
+            lmp_cmd = [str(lmp)]
         if args.only != "dpqtb" and "lammps_atom_steps_per_s" not in row:
             # LAMMPS: run 1 (warm-up: model load, first neighbour list), then the timed run
             write_deck(cfg, d / "lammps", raw=raw)
@@ -337,7 +350,7 @@ def speed(args) -> None:
         for _ in range(args.repeat):
             if args.only != "dpqtb" and "lammps_atom_steps_per_s" not in row:
                 t0 = time.perf_counter()
-                subprocess.run([str(lmp), "-in", "in.lammps", "-log", "log.lammps", "-screen", "none"],
+                subprocess.run(lmp_cmd + ["-in", "in.lammps", "-log", "log.lammps", "-screen", "none"],
                                cwd=d / "lammps", env=env, check=True)
                 sec, steps = _lammps_loop_time(d / "lammps" / "log.lammps")
                 lmp_s.append(sec / steps)
@@ -357,6 +370,9 @@ def speed(args) -> None:
         now = time.strftime("%FT%TZ", time.gmtime())
         if lmp_s:
             sec = float(np.median(lmp_s))
+            row.update(lammps_mpi_ranks=args.lammps_ranks, cpus=sorted(args.cpus) if args.cpus else "all")
+            row.pop("lammps_error", None)
+            row.pop("lammps_note", None)
             row.update(lammps_s_per_step=sec, lammps_atom_steps_per_s=n_atoms / sec, lammps_wall_s=t_l,
                        lammps_s_per_step_each=lmp_s, lammps_measured=now)
         if dp_s:
@@ -403,6 +419,8 @@ def main() -> None:
     s.add_argument("--work", default=str(REPO / "work" / "lammps_speed"))
     s.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lammps_cpu.json"))
     s.add_argument("--only", choices=("dpqtb", "lammps"), default=None, help="time one code only (rows keep the other)")
+    s.add_argument("--lammps-ranks", type=int, default=1, help="mpirun -np R (an MPI build of LAMMPS)")
+    s.add_argument("--cpus", type=int, nargs="+", default=None, help="pin both codes to these cores")
     args = ap.parse_args()
     {"compare": compare, "seeds": seeds, "speed": speed}[args.cmd](args)
 

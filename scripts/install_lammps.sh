@@ -16,13 +16,16 @@
 #      MPI stubs, not the system MPI headers); installed in $ROOT/deepmd (lib/deepmd_lmp/);
 #   4. $ROOT/bin/lmp: a wrapper that sets LAMMPS_PLUGIN_PATH and the torch library path, and a smoke run.
 # Environment: DPQTB_LAMMPS_ROOT (default ./.lammps), JOBS (default 1: `nice -n 19 make -j1`, the CPUs are
-# shared), PY (default .venv/bin/python).
+# shared), PY (default .venv/bin/python), MPI (default 0; MPI=1 builds LAMMPS and the plugin against the
+# system OpenMPI, for cells too big for one process: run with `mpirun -np N $ROOT/bin/lmp`; use a ROOT of its
+# own, a ROOT holds one kind of build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 ROOT=${DPQTB_LAMMPS_ROOT:-$REPO/.lammps}
 JOBS=${JOBS:-1}
 PY=${PY:-$REPO/.venv/bin/python}
+MPI=${MPI:-0}
 LMP_DEB_VERSION=20250204+dfsg.1-2
 LMP_ORIG=lammps_20250204+dfsg.1.orig.tar.xz
 LMP_SHA256=3671165bd52fad36734e0a9136c5bc5ecb225e03988f8c89aa13366a8b53b1c7
@@ -36,6 +39,22 @@ say() { echo "== $(date -u +%FT%TZ) install_lammps: $*" | tee -a "$LOG"; }
 stamp() { touch "$ROOT/.done_$1"; }
 done_() { [ -f "$ROOT/.done_$1" ]; }
 NICE=(nice -n 19)
+# a ROOT holds one kind of build: serial (MPI stubs) or MPI, never both
+KIND=$([ "$MPI" = 1 ] && echo mpi || echo serial)
+[ -f "$ROOT/.kind" ] || ! done_ lammps || echo serial > "$ROOT/.kind"   # built before .kind existed
+if [ -f "$ROOT/.kind" ] && [ "$(cat "$ROOT/.kind")" != "$KIND" ]; then
+    echo "install_lammps: $ROOT holds a $(cat "$ROOT/.kind") build; MPI=$MPI needs a DPQTB_LAMMPS_ROOT of its own" >&2
+    exit 2
+fi
+echo "$KIND" > "$ROOT/.kind"
+if [ "$MPI" = 1 ]; then
+    command -v mpicxx > /dev/null || { echo "install_lammps: MPI=1 needs mpicxx (apt-get install libopenmpi-dev openmpi-bin)" >&2; exit 2; }
+    LMP_MPI=(-D BUILD_MPI=ON)
+    DP_MPI=()                                   # the plugin finds the system MPI, as LAMMPS does
+else
+    LMP_MPI=(-D BUILD_MPI=OFF)
+    DP_MPI=(-D CMAKE_DISABLE_FIND_PACKAGE_MPI=ON)  # the plugin must use LAMMPS's MPI stubs
+fi
 
 smoke() {
     [ -x "$ROOT/bin/lmp" ] || { echo "install_lammps: $ROOT/bin/lmp missing" >&2; return 1; }
@@ -86,11 +105,11 @@ fi
 
 # 2. LAMMPS ------------------------------------------------------------------------------------
 if want lammps && ! done_ lammps; then
-    say "step 2: LAMMPS (QTB, PLUGIN, serial) make -j$JOBS"
+    say "step 2: LAMMPS (QTB, PLUGIN, $KIND) make -j$JOBS"
     t0=$(date +%s)
     "$CMAKE" -S "$SRC/cmake" -B "$ROOT/build-lammps" -G "Unix Makefiles" \
         -D CMAKE_BUILD_TYPE=Release -D CMAKE_INSTALL_PREFIX="$ROOT/lammps" -D CMAKE_INSTALL_LIBDIR=lib \
-        -D BUILD_MPI=OFF -D BUILD_OMP=ON -D BUILD_SHARED_LIBS=ON -D LAMMPS_INSTALL_RPATH=ON \
+        "${LMP_MPI[@]}" -D BUILD_OMP=ON -D BUILD_SHARED_LIBS=ON -D LAMMPS_INSTALL_RPATH=ON \
         -D PKG_QTB=ON -D PKG_PLUGIN=ON \
         -D WITH_JPEG=OFF -D WITH_PNG=OFF -D WITH_FFMPEG=OFF -D WITH_CURL=OFF -D BUILD_TOOLS=OFF \
         -D BUILD_LAMMPS_GUI=OFF >> "$LOG" 2>&1
@@ -120,7 +139,7 @@ if want deepmd && ! done_ deepmd; then
         -D ENABLE_TENSORFLOW=OFF -D ENABLE_PYTORCH=ON -D ENABLE_JAX=OFF -D ENABLE_PADDLE=OFF \
         -D USE_PT_PYTHON_LIBS=TRUE -D CMAKE_PREFIX_PATH="$TORCH_CMAKE" \
         -D USE_CUDA_TOOLKIT=OFF -D USE_ROCM_TOOLKIT=OFF -D BUILD_TESTING=OFF \
-        -D Python_EXECUTABLE="$PY" -D CMAKE_DISABLE_FIND_PACKAGE_MPI=ON \
+        -D Python_EXECUTABLE="$PY" "${DP_MPI[@]}" \
         -D LAMMPS_SOURCE_ROOT="$SRC" >> "$LOG" 2>&1
     "${NICE[@]}" make -C "$ROOT/build-deepmd" -j"$JOBS" >> "$LOG" 2>&1
     make -C "$ROOT/build-deepmd" install >> "$LOG" 2>&1

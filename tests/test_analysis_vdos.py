@@ -87,3 +87,42 @@ def test_energy_curve_from_run_directories(tmp_path):
     c = energy_curve([tmp_path / "T300", tmp_path / "T100"])
     np.testing.assert_allclose(c["target_temperature_K"], [100, 300])
     np.testing.assert_allclose(c["E_per_3NkB_K"], [100, 300], rtol=1e-12)
+
+
+def _ring_polymer_energy(beta, omega, beads, h=1e-6):
+    """E = -d ln Z_P / dβ of a P-bead harmonic ring polymer (m = ħ = 1) from the determinant of its
+    quadratic form, by central differences: independent of the normal-mode sum being tested."""
+    lap = 2 * np.eye(beads) - np.roll(np.eye(beads), 1, 0) - np.roll(np.eye(beads), -1, 0)
+    if beads == 1:
+        lap = np.zeros((1, 1))
+
+    def ln_z(b):
+        wp = beads / b                                  # ω_P = P/(βħ)
+        a = (b / beads) * (wp ** 2 * lap + omega ** 2 * np.eye(beads))   # β_P × quadratic form
+        # Z_P = (P/(2πβ))^{P/2} ∫ dx exp(-x·A·x/2) = (P/(2πβ))^{P/2} (2π)^{P/2} det(A)^{-1/2}
+        return 0.5 * beads * np.log(beads / b) - 0.5 * np.linalg.slogdet(a)[1]
+
+    return -(ln_z(beta + h) - ln_z(beta - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("x", [0.5, 4.0, 14.0])       # ħω/k_BT: classical-like, LaH10 H at 600 K and 200 K
+def test_ring_polymer_kinetic_fraction_of_one_mode_is_the_discretised_path_integral(x):
+    """A narrow spectrum at ν0: the share of the exact quantum kinetic energy recovered by P beads equals
+    E_P/E_∞ of one harmonic mode, E_P from the ring polymer's partition function (determinant) and E_∞ =
+    (ħω/2) coth(ħω/2k_BT); P = 1 is the classical k_BT/(2 K_∞)."""
+    from dpqtb.analysis.vdos import ring_polymer_kinetic_fraction
+    nu0 = 40.0                                          # THz
+    temp = HPLANCK * nu0 * THZ / (x * KB)
+    f = np.linspace(nu0 - 0.05, nu0 + 0.05, 2001)
+    g = np.exp(-0.5 * ((f - nu0) / 0.002) ** 2)
+    e_inf = 0.5 * x / np.tanh(0.5 * x)                  # E_∞/k_BT at βħω = x
+    for beads in (1, 2, 3, 8, 32):
+        expected = _ring_polymer_energy(1.0, x, beads) / e_inf     # β = 1, ω = x (m = ħ = 1)
+        got = ring_polymer_kinetic_fraction(f, g, temp, beads)
+        assert abs(got - expected) < 2e-5, (x, beads, got, expected)
+    assert abs(ring_polymer_kinetic_fraction(f, g, temp, 1) - 1.0 / e_inf) < 2e-5
+    assert ring_polymer_kinetic_fraction(f, g, temp, 4096) > 1 - 1e-4
+    with pytest.raises(DpqtbError, match="beads"):
+        ring_polymer_kinetic_fraction(f, g, temp, 0)
+    with pytest.raises(DpqtbError, match="temperature"):
+        ring_polymer_kinetic_fraction(f, g, -1.0, 4)

@@ -132,6 +132,40 @@ def test_help_lists_commands(capsys):
     assert "md" in out and "demo" in out
 
 
+def test_busy_machine_warning_for_torch_default_threads(tmp_path, capsys, monkeypatch):
+    """torch's default threads on a machine where other processes run: one warning line naming --threads;
+    none when they fit, with --threads, or with OMP_NUM_THREADS set."""
+    import torch
+
+    from dpqtb import cli
+
+    assert cli.busy_threads_warning(2, 2, 0) is None
+    assert cli.busy_threads_warning(1, 2, 1) is None
+    assert cli.busy_threads_warning(4, 8, 3) is None
+    msg = cli.busy_threads_warning(2, 2, 1)
+    assert "1 other process running" in msg and msg.endswith("--threads 1")
+    assert cli.busy_threads_warning(16, 16, 5).endswith("--threads 11")
+    assert cli.busy_threads_warning(2, 2, 3).endswith("--threads 1")
+    cfg = _write(tmp_path, GOOD)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cli, "_others_running", lambda: 4)
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 4)
+    n0 = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        assert main(["md", str(cfg), "--output", str(tmp_path / "a"), "--steps", "2"]) == 0
+        err = capsys.readouterr().err
+        assert err.count("dpqtb: warning: 4 other processes running") == 1 and "--threads 1" in err
+        assert main(["--threads", "4", "md", str(cfg), "--output", str(tmp_path / "b"), "--steps", "2"]) == 0
+        assert "other process" not in capsys.readouterr().err
+        torch.set_num_threads(4)
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")
+        assert main(["md", str(cfg), "--output", str(tmp_path / "c"), "--steps", "2"]) == 0
+        assert "other process" not in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(n0)
+
+
 def test_readme_commands_match_ci():
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text().splitlines()

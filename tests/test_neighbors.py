@@ -210,3 +210,45 @@ def test_invalidate_and_take_pairs():
     assert vl.n_builds == 2
     for x, y in zip((i, j, s), (vl.i, vl.j, vl.shifts)):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_list_stays_complete_while_the_cell_changes(full):
+    """A barostat changes the cell every step: the list is kept while the strain-aware bound says no pair
+    closer than the cutoff can be missing, and every pair of the brute-force enumeration at the current
+    positions and cell is then in it (shifts relative to the same unwrapped positions); it is rebuilt far
+    less often than every step, and at once after a strain larger than the skin allows."""
+    rng = np.random.default_rng(7)
+    pos, cell = _triclinic(rng, 24, 7.0, unwrap=0.6)
+    rc, skin = 2.6, 0.5
+    vl = VerletList(rc, skin, full=full)
+    pbc = (True, True, True)
+    frac = pos @ np.linalg.inv(cell)
+    n_steps = 120
+    for step in range(n_steps):
+        # isotropic breathing (±1.5 %) plus a small shear, and a random walk of the fractional positions
+        strain = 0.015 * np.sin(step / 9.0) * np.eye(3) + 0.004 * np.sin(step / 5.0) * np.array(
+            [[0.0, 1.0, 0.0], [1.0, 0.0, 0.3], [0.0, 0.3, 0.0]])
+        h = cell @ (np.eye(3) + strain)
+        frac = frac + rng.normal(0.0, 0.002, frac.shape)
+        x = frac @ h
+        vl.update(torch.tensor(x), torch.tensor(h), pbc)
+        listed = {tuple(r) for r in _listed(vl)}
+        exact = {tuple(r) for r in _brute_force(x, h, pbc, rc, full)}
+        assert exact <= listed, f"step {step}: {len(exact - listed)} pairs within the cutoff are missing"
+    assert 1 < vl.n_builds < n_steps // 3, vl.n_builds
+    # a compression the skin covers keeps the list (pairs left out at >= rc + skin = 3.1 Å come to >= 2.95 Å
+    # at 5 %, minus the motion since the build), one beyond it rebuilds (3.1 Å -> 2.48 Å < rc at 20 %)
+    n = vl.n_builds
+    vl.update(torch.tensor(frac @ (0.95 * h)), torch.tensor(0.95 * h), pbc)
+    assert vl.n_builds == n
+    vl.update(torch.tensor(frac @ (0.8 * h)), torch.tensor(0.8 * h), pbc)
+    assert vl.n_builds == n + 1
+    assert {tuple(r) for r in _brute_force(frac @ (0.8 * h), 0.8 * h, pbc, rc, full)} <= {tuple(r) for r in _listed(vl)}
+    # a singular cell (a zero vector) is not inverted: any change rebuilds
+    vl2 = VerletList(rc, skin, full=full)
+    flat = np.array([[7.0, 0.0, 0.0], [0.0, 7.0, 0.0], [0.0, 0.0, 0.0]])
+    xs = torch.tensor(rng.random((5, 3)) * [7.0, 7.0, 0.0])
+    vl2.update(xs, torch.tensor(flat), (True, True, False))
+    vl2.update(xs, torch.tensor(flat * 1.001), (True, True, False))
+    assert vl2.n_builds == 2

@@ -162,6 +162,38 @@ def test_verlet_list_reuse_and_unwrapped_positions(model):
     assert torch.allclose(far.forces, ref.forces, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("cache_pairs", [True, False])
+@pytest.mark.parametrize("which", ["model", "small_sel_model"])
+def test_list_kept_through_moves_and_a_strained_cell_matches_deeppot_eval(request, which, cache_pairs,
+                                                                          monkeypatch):
+    """A barostat step: atoms moved and the cell strained (1 % compression and a shear) within what the skin
+    covers, so the list is kept (no rebuild) and, with the per-pair integers kept from the build or
+    recomputed (lists above cache_pairs_max), the result is DeepPot.eval's at the new cell; also when
+    sel overflows (the nearest-per-species truncation path)."""
+    from dpqtb.potential.deepmd import _GhostList
+
+    if not cache_pairs:
+        monkeypatch.setattr(_GhostList, "cache_pairs_max", 0)
+    path = request.getfixturevalue(which)
+    atoms = _distorted(seed=9)
+    pot = DeepPotential(path, device=DEVICE, skin_A=1.0, chunk_atoms=17)
+    pot.bind(TYPE_MAP)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the small-sel model warns about the truncation
+        _dpqtb(pot, atoms)
+        rng = np.random.default_rng(2)
+        strained = atoms.copy()
+        strain = -0.01 * np.eye(3) + 0.005 * np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        strained.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+        strained.positions += rng.uniform(-0.15, 0.15, atoms.positions.shape)
+        out = _dpqtb(pot, strained)
+    gl = pot._lists[0]
+    assert gl.vl.n_builds == 1
+    assert all(("pairs" in c) == cache_pairs for c in gl.chunks)
+    assert (pot.n_sel_overflow > 0) == (which == "small_sel_model")
+    _assert_same(out, _reference(path, strained))
+
+
 def test_sel_overflow_truncates_like_deeppot(small_sel_model):
     atoms = _distorted(cell="conventional", seed=6)
     pot = DeepPotential(small_sel_model, device=DEVICE, chunk_atoms=10)

@@ -1,7 +1,7 @@
 """Crash (kill -9) or interrupt (SIGINT, SIGTERM) a ``dpqtb md`` process at a step drawn from a seeded
 RNG, ``--resume`` it in a new process, and compare thermo.csv and trajectory.extxyz byte for byte
-with the uninterrupted run: Langevin, QTB, adQTB and PIMD on Morse copper, QTB and PIMD on the shipped
-LaH10 Deep Potential (44 atoms; its resume is exact since the model runs unoptimised TorchScript)."""
+with the uninterrupted run: Langevin, QTB, adQTB and PIMD on Morse copper, QTB, PIMD and QTB at constant
+pressure on the shipped LaH10 Deep Potential (44 atoms; its resume is exact since the model runs unoptimised TorchScript)."""
 
 import os
 import subprocess
@@ -71,6 +71,9 @@ THERMOSTATS = {
 LAH10_THERMOSTATS = {
     "qtb": 'kind = "qtb"\ntemperature_K = 100\ndamp_fs = 50\nf_max_THz = 100\nn_f = 10',
     "pimd": 'kind = "pimd"\ntemperature_K = 100\nbeads = 2\ndamp_fs = 50',
+    # NPT: the cell changes every step while the Verlet list is kept (strain-aware rebuild test)
+    "qtb_npt": 'kind = "qtb"\ntemperature_K = 100\ndamp_fs = 50\nf_max_THz = 100\nn_f = 10\n'
+               '[barostat]\npressure_GPa = 200\ndamp_fs = 100',
 }
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from dpqtb import InputError, __version__
@@ -74,6 +75,30 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(_run, args)
 
 
+#: commands whose time is torch's: torch's default threads (one per core) wait on each other at every
+#: operation when other processes hold cores (a 44-atom run measured 30x slower beside one other job)
+_TORCH_COMMANDS = ("md", "demo")
+
+
+def busy_threads_warning(threads: int, ncpu: int, others_running: int) -> str | None:
+    """The warning for torch's default ``threads`` on ``ncpu`` cores while ``others_running`` other
+    processes are runnable (the 4th field of /proc/loadavg, less this one), or None when they fit."""
+    free = max(1, ncpu - others_running)
+    if others_running < 1 or threads <= free:
+        return None
+    return (f"{others_running} other process{'es' if others_running > 1 else ''} running on this {ncpu}-core "
+            f"machine and torch uses {threads} threads, which then wait on each other (a run can be many times "
+            f"slower): pass --threads {free}")
+
+
+def _others_running() -> int | None:
+    try:
+        with open("/proc/loadavg") as fh:
+            return max(0, int(fh.read().split()[3].split("/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _run(args) -> int:
     if args.threads is not None:
         if args.threads < 1:
@@ -81,6 +106,13 @@ def _run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    elif args.command in _TORCH_COMMANDS and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        others = _others_running()
+        msg = None if others is None else busy_threads_warning(torch.get_num_threads(), os.cpu_count() or 1, others)
+        if msg:
+            print(f"dpqtb: warning: {msg}", file=sys.stderr)
     return args.func(args)
 
 

@@ -107,12 +107,29 @@ class VerletList:
         return out
 
     def _needs_rebuild(self, positions, cell) -> bool:
+        """Whether a pair closer than ``cutoff`` may be missing from the list built at (r0, h0).
+
+        Fixed cell: when an atom moved more than skin/2.  Changed cell h (a barostat): the positions are
+        carried into the old cell's frame, r' = r h⁻¹ h0 (same fractional coordinates), and with
+        D = max |r' - r0| and M = h0⁻¹ h every pair vector obeys |d| >= (|d0| - 2D) σ_min(M), where
+        |d0| >= cutoff + skin for every pair left out of the list; so the list is still complete while
+        (cutoff + skin - 2D) σ_min(M) > cutoff (for h = h0 this is the fixed-cell rule).  A singular
+        cell (an open axis without a vector) rebuilds on any change."""
         if self._ref_pos is None or self._ref_pos.shape != positions.shape:
             return True
-        if not torch.equal(cell, self._ref_cell):
+        if torch.equal(cell, self._ref_cell):
+            disp = (positions - self._ref_pos).norm(dim=-1).max()
+            return bool(disp > 0.5 * self.skin)
+        h0, h = self._ref_cell.to(positions.dtype), cell.to(positions.dtype)
+        try:
+            to_old = torch.linalg.solve(h, h0)              # h⁻¹ h0: r' = r h⁻¹ h0
+            sigma_min = torch.linalg.svdvals(torch.linalg.solve(h0, h))[-1]
+        except RuntimeError:                                # singular cell
             return True
-        disp = (positions - self._ref_pos).norm(dim=-1).max()
-        return bool(disp > 0.5 * self.skin)
+        if not (torch.isfinite(to_old).all() and torch.isfinite(sigma_min)):
+            return True
+        disp = (positions @ to_old - self._ref_pos).norm(dim=-1).max()
+        return bool((self.cutoff + self.skin - 2.0 * disp) * sigma_min <= self.cutoff)
 
     def update(self, positions: torch.Tensor, cell: torch.Tensor, pbc) -> None:
         """Rebuild the list if needed.  The pairs are in canonical order — lexicographic in
