@@ -18,6 +18,8 @@
 #   builtin     builtin:lah10 (compressed: DeePMD-kit's CUDA kernels) GPU vs CPU at 44/352 atoms,
 #               s/call at 5,500/44,000 atoms                                       -> $OUT/builtin_cuda.json
 #   thermostat  benchmarks/bench_thermostat.py --device cuda (44,000 atoms)       -> $OUT/thermostat_cuda.json
+#   npt         benchmarks/bench_npt.py --device cuda: builtin:lah10 NPT vs NVT step, 5,500 / 44,000 atoms
+#                                                                                   -> $OUT/npt_cuda.json
 #   large       dpqtb alone, chunk 8192: 352,000 atoms (the largest the budget allows), then 44,000
 #                                                                                   -> $OUT/deepmd_cuda_large.json
 # Everything printed also goes to $OUT/log.txt; $OUT/steps.tsv lists each step's exit code and time.
@@ -105,6 +107,13 @@ step_thermostat() {
         --threads "$THREADS" --dp-json "$OUT/deepmd_cuda.json" --out "$OUT/thermostat_cuda.json"
 }
 
+step_npt() {
+    export DPQTB_NL_BACKEND=$(nl_backend)
+    # shellcheck disable=SC2086  # the size and step lists are word lists
+    "$PY" benchmarks/bench_npt.py --device "$DEV" --sizes $NPT_SIZES --steps $NPT_STEPS --repeat 2 \
+        --threads "$THREADS" --out "$OUT/npt_cuda.json"
+}
+
 step_large() {
     export DPQTB_NL_BACKEND=$(nl_backend)  # DeepPotential's default: the device list only if checked equal
     "$PY" benchmarks/bench_deepmd.py --device "$DEV" --methods dpqtb --sizes "$LARGE_SIZES" --nl-backend "$(nl_backend)" \
@@ -127,6 +136,7 @@ if [ "$DRY" = "1" ]; then
     export BENCH_SIZES=44 REPEATS=1 REPEATS_SHORT=1 CASE_TIMEOUT=120
     export TEST_K=${DPQTB_GPU_TEST_K-"matches_deeppot_eval and primitive or bad_inputs"}
     export BUILTIN_COMPARE=44 BUILTIN_TIME=44 THERMO_CELLS=1 THERMO_STEPS=3 LARGE_SIZES=44 LARGE_CHUNK=20
+    export NPT_SIZES=44 NPT_STEPS=5
 else
     export WORK=${DPQTB_GPU_WORK:-/tmp}
     export OUT=${OUT:-/tmp/gpu_out} DEV=cuda PY=${DPQTB_GPU_PYTHON:-python3}
@@ -134,10 +144,10 @@ else
     export BENCH_SIZES=352,5500,44000 REPEATS=5 REPEATS_SHORT=3 CASE_TIMEOUT=100
     export TEST_K=${DPQTB_GPU_TEST_K:-}
     export BUILTIN_COMPARE=44,352 BUILTIN_TIME=5500,44000 THERMO_CELLS=10 THERMO_STEPS=100
-    export LARGE_SIZES=352000,44000 LARGE_CHUNK=8192
+    export LARGE_SIZES=352000,44000 LARGE_CHUNK=8192 NPT_SIZES="5500 44000" NPT_STEPS="20 5"
 fi
 export SITE=$WORK/site MPI=$WORK/mpi CU12=$WORK/cu12
-STEPS=${DPQTB_GPU_STEPS:-setup,check,bench,tests,builtin,thermostat,large}
+STEPS=${DPQTB_GPU_STEPS:-setup,check,bench,tests,builtin,thermostat,npt,large}
 mkdir -p "$OUT"
 T0=$SECONDS
 
@@ -258,6 +268,7 @@ main() {
         run_step builtin 90 30 || true
     fi
     run_step thermostat 60 20 || true
+    [ "$ok_deepmd" = 1 ] && { run_step npt 90 30 || true; }
     [ "$ok_deepmd" = 1 ] && { run_step large 300 60 || true; }
     summary
 }

@@ -50,7 +50,9 @@ echo "$KIND" > "$ROOT/.kind"
 if [ "$MPI" = 1 ]; then
     command -v mpicxx > /dev/null || { echo "install_lammps: MPI=1 needs mpicxx (apt-get install libopenmpi-dev openmpi-bin)" >&2; exit 2; }
     LMP_MPI=(-D BUILD_MPI=ON)
-    DP_MPI=()                                   # the plugin finds the system MPI, as LAMMPS does
+    # the plugin finds the system MPI, as LAMMPS does, and like LAMMPS skips OpenMPI's C++ bindings (else
+    # dpplugin.so needs libmpi_cxx: "undefined symbol: _ZN3MPI8Datatype4FreeEv" and no pair_style deepmd)
+    DP_MPI=(-D "CMAKE_CXX_FLAGS=-DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1")
 else
     LMP_MPI=(-D BUILD_MPI=OFF)
     DP_MPI=(-D CMAKE_DISABLE_FIND_PACKAGE_MPI=ON)  # the plugin must use LAMMPS's MPI stubs
@@ -63,7 +65,8 @@ smoke() {
     local d; d=$(mktemp -d)
     printf 'units metal\nplugin list\n' > "$d/in.plugins"
     (cd "$d" && "$ROOT/bin/lmp" -in in.plugins -log none -screen "$d/out" > /dev/null 2>&1) || true
-    if ! grep -qi "deepmd" "$d/out"; then
+    # the loaded-plugin line itself: a failed load also names the plugin's path (".../deepmd_lmp/dpplugin.so")
+    if ! grep -q "pair style plugin deepmd" "$d/out"; then
         echo "install_lammps: the DeePMD-kit plugin is not loaded by $ROOT/bin/lmp:" >&2
         cat "$d/out" >&2
         rm -rf "$d"; return 1

@@ -383,3 +383,27 @@ def test_deck_runs_in_lammps(tmp_path):
     masses, types, pos, vel = _data_file(deck.directory / LAMMPS_DATA)
     np.testing.assert_allclose(frames[0].positions, pos, atol=1e-6)  # step 0 = the data file
     assert re.search(r"fix qtb", (deck.directory / LAMMPS_INPUT).read_text())
+
+
+def test_probe_names_a_plugin_that_failed_to_load(tmp_path, monkeypatch):
+    """A LAMMPS whose DeePMD-kit plugin fails to load (an MPI build linked against the wrong MPI) is not
+    taken, although its `plugin list` output names the plugin's path; the reason quotes the failure."""
+    from dpqtb.lammps import runner
+
+    def fake(name, plugin_out):
+        exe = tmp_path / name
+        exe.write_text("#!/bin/sh\n"
+                       'if [ "$1" = "-h" ]; then echo "Fix styles:"; echo " nve qtb langevin "; exit 0; fi\n'
+                       f"printf '{plugin_out}'\n")
+        exe.chmod(0o755)
+        return exe
+
+    broken = fake("lmp_broken", "Open of file /x/deepmd_lmp/dpplugin.so failed: /x/deepmd_lmp/dpplugin.so: "
+                                "undefined symbol: _ZN3MPI8Datatype4FreeEv\\nLoaded 0 plugins from /x/deepmd_lmp\\n")
+    good = fake("lmp_good", "Currently loaded plugins\\n   1: pair style plugin deepmd\\n")
+    monkeypatch.setattr(runner, "candidates", lambda: [broken, good])
+    lmp, why = runner.find_lammps()
+    assert lmp == good and why == ""
+    monkeypatch.setattr(runner, "candidates", lambda: [broken])
+    lmp, why = runner.find_lammps()
+    assert lmp is None and "loads no DeePMD-kit plugin" in why and "undefined symbol" in why

@@ -229,7 +229,8 @@ def deck_text(cfg: MDConfig, type_map, extra_dof: dict, model_ref: str, notes: l
             f"# {th.kind} at {target} K, {md.steps} steps of {md.timestep_fs:g} fs"
             + (f", {cfg.barostat.pressure_GPa:g} GPa" if cfg.barostat.enabled else ""),
             "# Needs LAMMPS with the QTB and PLUGIN packages and DeePMD-kit's plugin on LAMMPS_PLUGIN_PATH",
-            f"# (scripts/install_lammps.sh). Run in this folder: lmp -in {LAMMPS_INPUT} (log: {LAMMPS_LOG}).",
+            f"# (scripts/install_lammps.sh). Run in this folder: lmp -in {LAMMPS_INPUT} (log: {LAMMPS_LOG}); a cell",
+            f"# too big for one process: mpirun -np N lmp -in {LAMMPS_INPUT} with an MPI build (MPI=1 in the script).",
             "# Differences from dpqtb md (docs/lammps.md):"]
     head += [f"#  - {n}" for n in notes] or ["#  - none"]
     types = " ".join(type_map)

@@ -45,8 +45,11 @@ def _probe(lmp: Path) -> str | None:
         Path(d, "in.probe").write_text("units metal\nplugin list\n")
         r = subprocess.run([str(lmp), "-in", "in.probe", "-log", "none"], capture_output=True, text=True,
                            cwd=d, timeout=120)
-    if "deepmd" not in (r.stdout + r.stderr).lower():
-        return f"{lmp} loads no DeePMD-kit plugin (pair_style deepmd; LAMMPS_PLUGIN_PATH unset?)"
+    out = r.stdout + r.stderr
+    if "pair style plugin deepmd" not in out:  # a failed load names the plugin's path, so look for this line
+        failed = [ln.strip() for ln in out.splitlines() if "failed" in ln and "deepmd" in ln.lower()]
+        return f"{lmp} loads no DeePMD-kit plugin (pair_style deepmd; LAMMPS_PLUGIN_PATH unset?)" + (
+            f": {failed[0]}" if failed else "")
     return None
 
 

@@ -258,8 +258,8 @@ class _GhostList:
     """
 
     #: lists with at most this many pairs keep their per-pair integers between rebuilds (56 B per pair:
-    #: 117 MB at this bound, ~4,600 atoms of LaH10 with r_cut 6 Å); larger lists recompute them per call
-    cache_pairs_max = 1 << 21
+    #: 235 MB at this bound, ~9,000 atoms of LaH10 with r_cut 6 Å); larger lists recompute them per call
+    cache_pairs_max = 1 << 22
 
     def __init__(self, rcut: float, skin: float, sel: list[int], backend: str = "auto"):
         self.rcut = rcut
