@@ -133,8 +133,9 @@ def test_help_lists_commands(capsys):
 
 
 def test_busy_machine_warning_for_torch_default_threads(tmp_path, capsys, monkeypatch):
-    """torch's default threads on a machine where other processes run: one warning line naming --threads;
-    none when they fit, with --threads, or with OMP_NUM_THREADS set."""
+    """torch's default threads on a machine where other processes run: one warning line naming --threads,
+    once the input is checked; none when they fit, with --threads, with OMP_NUM_THREADS set, or before a
+    bad input's one-line error."""
     import torch
 
     from dpqtb import cli
@@ -156,6 +157,11 @@ def test_busy_machine_warning_for_torch_default_threads(tmp_path, capsys, monkey
         assert main(["md", str(cfg), "--output", str(tmp_path / "a"), "--steps", "2"]) == 0
         err = capsys.readouterr().err
         assert err.count("dpqtb: warning: 4 other processes running") == 1 and "--threads 1" in err
+        # a bad input still gets its one-line error alone (the warning comes once the input is checked)
+        bad = _write(tmp_path, GOOD.replace("temperature_K = 100", "temperature_K = -1"), name="bad.toml")
+        assert main(["md", str(bad), "--output", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0 and "temperature_K" in err and "other process" not in err
         assert main(["--threads", "4", "md", str(cfg), "--output", str(tmp_path / "b"), "--steps", "2"]) == 0
         assert "other process" not in capsys.readouterr().err
         torch.set_num_threads(4)

@@ -75,11 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(_run, args)
 
 
-#: commands whose time is torch's: torch's default threads (one per core) wait on each other at every
-#: operation when other processes hold cores (a 44-atom run measured 30x slower beside one other job)
-_TORCH_COMMANDS = ("md", "demo")
-
-
 def busy_threads_warning(threads: int, ncpu: int, others_running: int) -> str | None:
     """The warning for torch's default ``threads`` on ``ncpu`` cores while ``others_running`` other
     processes are runnable (the 4th field of /proc/loadavg, less this one), or None when they fit."""
@@ -89,6 +84,21 @@ def busy_threads_warning(threads: int, ncpu: int, others_running: int) -> str | 
     return (f"{others_running} other process{'es' if others_running > 1 else ''} running on this {ncpu}-core "
             f"machine and torch uses {threads} threads, which then wait on each other (a run can be many times "
             f"slower): pass --threads {free}")
+
+
+def warn_if_threads_exceed_free_cores(threads_option: int | None) -> None:
+    """One warning line before an MD run that uses torch's default threads (no ``--threads``, no
+    OMP_NUM_THREADS) while other processes hold cores: its threads then wait on each other at every
+    operation (a 44-atom run measured 30x slower beside one other job). Called once the input is
+    checked, so that a bad input still gets its one-line error alone."""
+    if threads_option is not None or "OMP_NUM_THREADS" in os.environ:
+        return
+    import torch
+
+    others = _others_running()
+    msg = None if others is None else busy_threads_warning(torch.get_num_threads(), os.cpu_count() or 1, others)
+    if msg:
+        print(f"dpqtb: warning: {msg}", file=sys.stderr)
 
 
 def _others_running() -> int | None:
@@ -106,13 +116,6 @@ def _run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    elif args.command in _TORCH_COMMANDS and "OMP_NUM_THREADS" not in os.environ:
-        import torch
-
-        others = _others_running()
-        msg = None if others is None else busy_threads_warning(torch.get_num_threads(), os.cpu_count() or 1, others)
-        if msg:
-            print(f"dpqtb: warning: {msg}", file=sys.stderr)
     return args.func(args)
 
 
