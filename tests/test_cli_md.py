@@ -138,19 +138,19 @@ def test_busy_machine_warning_for_torch_default_threads(tmp_path, capsys, monkey
     bad input's one-line error."""
     import torch
 
-    from dpqtb import cli
+    from dpqtb import entry
 
-    assert cli.busy_threads_warning(2, 2, 0) is None
-    assert cli.busy_threads_warning(1, 2, 1) is None
-    assert cli.busy_threads_warning(4, 8, 3) is None
-    msg = cli.busy_threads_warning(2, 2, 1)
+    assert entry.busy_threads_warning(2, 2, 0) is None
+    assert entry.busy_threads_warning(1, 2, 1) is None
+    assert entry.busy_threads_warning(4, 8, 3) is None
+    msg = entry.busy_threads_warning(2, 2, 1)
     assert "1 other process running" in msg and msg.endswith("--threads 1")
-    assert cli.busy_threads_warning(16, 16, 5).endswith("--threads 11")
-    assert cli.busy_threads_warning(2, 2, 3).endswith("--threads 1")
+    assert entry.busy_threads_warning(16, 16, 5).endswith("--threads 11")
+    assert entry.busy_threads_warning(2, 2, 3).endswith("--threads 1")
     cfg = _write(tmp_path, GOOD)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(cli, "_others_running", lambda: 4)
-    monkeypatch.setattr(cli.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(entry, "_others_running", lambda: 4)
+    monkeypatch.setattr(entry.os, "cpu_count", lambda: 4)
     n0 = torch.get_num_threads()
     torch.set_num_threads(4)
     try:

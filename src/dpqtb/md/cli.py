@@ -44,7 +44,7 @@ def run_md(args) -> int:
     # the file (relative to the file's folder): it does not enter the config, whose run.json record keeps the file's
     output = None if args.output is None else Path(args.output)
     sim = build_simulation(cfg, output_dir=output, progress=False if args.no_progress else None)
-    from dpqtb.cli import warn_if_threads_exceed_free_cores
+    from dpqtb.entry import warn_if_threads_exceed_free_cores
 
     warn_if_threads_exceed_free_cores(getattr(args, "threads", None))
     # the step target: md.steps of the file (or --steps); on --resume the total count

@@ -24,7 +24,7 @@ def run(args) -> int:
         raise InputError("--temperature-K must be > 0")
     if not args.time_ps > 0:
         raise InputError("--time-ps must be > 0")
-    from dpqtb.cli import warn_if_threads_exceed_free_cores
+    from dpqtb.entry import warn_if_threads_exceed_free_cores
 
     warn_if_threads_exceed_free_cores(getattr(args, "threads", None))
     summary = run_demo(args.output, temperature_K=args.temperature_K, time_ps=args.time_ps,
