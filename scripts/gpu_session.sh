@@ -22,6 +22,9 @@
 #                                                                                   -> $OUT/npt_cuda.json
 #   large       dpqtb alone, chunk 8192: 352,000 atoms (the largest the budget allows), then 44,000
 #                                                                                   -> $OUT/deepmd_cuda_large.json
+#   trpmd64     verdict run: TRPMD 200 K, 44-atom LaH10, 64 then 32 beads, 2 + 2 ps each (the bead check
+#               of the small verdict, docs/paper.md; resumable: a timed-out point resumes next session)
+#               -> $OUT/sweeps/verdict_gpu (commit it as data/paper/sweeps/verdict_gpu)
 # Everything printed also goes to $OUT/log.txt; $OUT/steps.tsv lists each step's exit code and time.
 #
 # Environment:
@@ -121,6 +124,15 @@ step_large() {
         --case-timeout-s $((STEP_LIMIT - 15)) --deadline-s $((STEP_LIMIT - 10)) --out "$OUT/deepmd_cuda_large.json"
 }
 
+step_trpmd64() {
+    export DPQTB_NL_BACKEND=$(nl_backend)
+    local prev=${DPQTB_GPU_PREVIOUS:-}  # a previous session's $OUT/sweeps/verdict_gpu (resume), if carried
+    [ -n "$prev" ] && [ -d "$prev" ] && [ ! -d "$OUT/sweeps/verdict_gpu" ] && mkdir -p "$OUT/sweeps" \
+        && cp -r "$prev" "$OUT/sweeps/verdict_gpu"
+    "$PY" -c "import sys; from dpqtb.cli import main; sys.exit(main(sys.argv[1:]))" --threads "$THREADS" \
+        sweep "$TRPMD_FILE" --out "$OUT/sweeps/verdict_gpu" --serial --no-progress
+}
+
 if [ "${1:-}" = "--step" ]; then
     "step_$2"
     exit $?
@@ -137,6 +149,10 @@ if [ "$DRY" = "1" ]; then
     export TEST_K=${DPQTB_GPU_TEST_K-"matches_deeppot_eval and primitive or bad_inputs"}
     export BUILTIN_COMPARE=44 BUILTIN_TIME=44 THERMO_CELLS=1 THERMO_STEPS=3 LARGE_SIZES=44 LARGE_CHUNK=20
     export NPT_SIZES=44 NPT_STEPS=5
+    export TRPMD_FILE=$OUT/verdict_beads_dry.toml  # 2 beads, 80 + 320 steps on the CPU
+    mkdir -p "$OUT" && sed -e 's/^device = "cuda".*/device = "cpu"/' -e 's/^equilibration_steps = 4000 .*/equilibration_steps = 80/' \
+        -e 's/^production_steps = 4000 .*/production_steps = 320/' -e 's/^"thermostat.beads" = .*/"thermostat.beads" = [2]/' \
+        examples/verdict_beads_gpu.toml >"$TRPMD_FILE"
 else
     export WORK=${DPQTB_GPU_WORK:-/tmp}
     export OUT=${OUT:-/tmp/gpu_out} DEV=cuda PY=${DPQTB_GPU_PYTHON:-python3}
@@ -145,9 +161,10 @@ else
     export TEST_K=${DPQTB_GPU_TEST_K:-}
     export BUILTIN_COMPARE=44,352 BUILTIN_TIME=5500,44000 THERMO_CELLS=10 THERMO_STEPS=100
     export LARGE_SIZES=352000,44000 LARGE_CHUNK=8192 NPT_SIZES="5500 44000" NPT_STEPS="20 5"
+    export TRPMD_FILE=$ROOT/examples/verdict_beads_gpu.toml
 fi
 export SITE=$WORK/site MPI=$WORK/mpi CU12=$WORK/cu12
-STEPS=${DPQTB_GPU_STEPS:-setup,check,bench,tests,builtin,thermostat,npt,large}
+STEPS=${DPQTB_GPU_STEPS:-setup,check,bench,tests,builtin,thermostat,npt,large,trpmd64}
 mkdir -p "$OUT"
 T0=$SECONDS
 
@@ -270,6 +287,7 @@ main() {
     run_step thermostat 60 20 || true
     [ "$ok_deepmd" = 1 ] && { run_step npt 90 30 || true; }
     [ "$ok_deepmd" = 1 ] && { run_step large 300 60 || true; }
+    [ "$ok_deepmd" = 1 ] && { run_step trpmd64 600 60 || true; }
     summary
 }
 

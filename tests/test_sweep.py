@@ -198,8 +198,29 @@ def test_expansion_named_and_dotted_axes(tmp_path):
     assert c["barostat"]["pressure_GPa"] == 5 and c["thermostat"]["beads"] == 2 and c["thermostat"]["damp_fs"] == 50.0
 
 
+def test_a_grid_sets_its_own_step_split(tmp_path):
+    """Short runs beside long ones in one file (e.g. K_cv vs beads beside a long centroid-MSD run): a grid's
+    production_steps / equilibration_steps axis is the point's split; the point is the same one a [sweep]
+    with that split gives (same hash and seed), and points.csv has one column for each."""
+    from dpqtb.workflows.sweep import csv_columns
+
+    sw = parse_sweep(_raw(grid=[{"bath": ["qtb"], "temperature_K": [300], "production_steps": [200, 300],
+                                 "equilibration_steps": [20]}]), tmp_path)
+    short = [p for p in sw.points if p.axes.get("production_steps")]
+    assert [(p.equilibration_steps, p.production_steps) for p in short] == [(20, 200), (20, 300)]
+    assert [p.config["md"]["steps"] for p in short] == [220, 320]
+    assert all((p.equilibration_steps, p.production_steps) == (10, 100) for p in sw.points if p not in short)
+    alone = parse_sweep(_raw(sweep={"equilibration_steps": 20, "production_steps": 200, "blocks": 2},
+                             axes={"temperature_K": [300], "bath": ["qtb"]}), tmp_path).points[0]
+    assert (alone.hash, alone.md_seed) == (short[0].hash, short[0].md_seed)
+    cols = csv_columns(sw.axis_names, [])
+    assert len(cols) == len(set(cols)) and "production_steps" in cols
+
+
 @pytest.mark.parametrize("over, match", [
     ({"axes": {"temperature_K": 300}}, "non-empty list"),
+    ({"axes": {"production_steps": [1]}}, "integers >= 2"),
+    ({"axes": {"equilibration_steps": [2.5]}}, "integers >= 0"),
     ({"axes": {"bath": ["quantum"]}}, "unknown bath"),
     ({"axes": {"colour": [1]}}, "unknown axis"),
     ({"axes": {"temperature_K": [-5]}}, "sweep point"),
@@ -258,3 +279,14 @@ def test_cli_errors_exit_2(tmp_path):
     assert main(["sweep"]) == 2
     assert main(["sweep", "--plot", str(tmp_path)]) == 2  # no points.csv
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_every_shipped_sweep_file_expands():
+    """examples/*.toml with a [sweep] table: each expands and every point validates (a GPU file too: the
+    device is checked when it runs)."""
+    import tomllib
+
+    files = [f for f in sorted((ROOT / "examples").glob("*.toml")) if "sweep" in tomllib.loads(f.read_text())]
+    assert {"verdict_lah10_small.toml", "verdict_beads_gpu.toml", "sweep_morse.toml"} <= {f.name for f in files}
+    for f in files:
+        assert load_sweep(f).points, f.name

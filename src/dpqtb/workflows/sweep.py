@@ -35,7 +35,7 @@ from dpqtb import DpqtbError, InputError
 from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT,
                           SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text,
                           read_thermo)
-from dpqtb.workflows.sweep_spec import Sweep
+from dpqtb.workflows.sweep_spec import STEP_AXES, Sweep
 
 #: the observables of every point, in points.csv order (per-species columns follow, see :func:`csv_columns`)
 OBSERVABLES = (
@@ -239,6 +239,7 @@ def csv_columns(axis_names: list[str], rows: list[dict]) -> list[str]:
     """The columns of points.csv: hash, status, the axes, the point's numbers, :data:`OBSERVABLES`,
     the per-species columns of every species in the sweep, ``error``."""
     species = sorted({k for r in rows for k in (r.get("observables") or {}) if k not in OBSERVABLES})
+    axis_names = [a for a in axis_names if a not in STEP_AXES]  # their own columns below
     return ["hash", "status", *axis_names, "md_seed", "n_atoms", "equilibration_steps", "production_steps",
             *OBSERVABLES, *species, "error"]
 

@@ -27,6 +27,7 @@ File format (docs/sweep.md)::
     [[grid]]                       # more grids (union); unnamed axes are taken from [axes]
     bath = ["adqtb"]
     pressure_GPa = [150]
+    production_steps = [4000]      # this grid's step split (equilibration_steps too): short runs beside long ones
     [plots]                        # figures: reference pressure, the classical and the quantum bath
     pressure_GPa = 150
 """
@@ -47,6 +48,8 @@ from dpqtb import InputError
 HASH_FORMAT = 1
 #: the named axes, in the column order of points.csv (dotted config keys follow)
 NAMED_AXES = ("pressure_GPa", "temperature_K", "bath", "seed", "supercell")
+#: axes that set a point's step split instead of a config key (default: the [sweep] values)
+STEP_AXES = ("equilibration_steps", "production_steps")
 BATHS = ("nve", "langevin", "qtb", "adqtb", "pimd", "trpmd")
 SWEEP_KEYS = {"equilibration_steps", "production_steps", "base", "blocks", "directory", "name", "metal",
               "hydrogen", "trajectory_every_analysis"}
@@ -129,9 +132,14 @@ def _check_axes(table: Any, where: str) -> dict:
     for k, v in table.items():
         if not isinstance(v, list) or not v:
             raise InputError(f"sweep file: axis '{where}.{k}' must be a non-empty list, got {v!r}")
-        if k not in NAMED_AXES and "." not in k:
-            raise InputError(f"sweep file: unknown axis '{where}.{k}' (named axes: {', '.join(NAMED_AXES)}; "
+        if k not in NAMED_AXES and k not in STEP_AXES and "." not in k:
+            raise InputError(f"sweep file: unknown axis '{where}.{k}' (named axes: {', '.join(NAMED_AXES + STEP_AXES)}; "
                              "any config key as 'section.key')")
+        if k in STEP_AXES:
+            low = 2 if k == "production_steps" else 0
+            bad = [x for x in v if isinstance(x, bool) or not isinstance(x, int) or x < low]
+            if bad:
+                raise InputError(f"sweep file: '{where}.{k}' must list integers >= {low}, got {bad[0]!r}")
         if k == "bath":
             bad = [b for b in v if b not in BATHS]
             if bad:
@@ -175,7 +183,7 @@ def apply_axes(base: dict, baths: dict, axes: dict) -> dict:
     if "supercell" in axes:
         raw.setdefault("system", {})["supercell"] = axes["supercell"]
     for k, v in axes.items():
-        if k not in NAMED_AXES:
+        if k not in NAMED_AXES and k not in STEP_AXES:
             _set_dotted(raw, k, v)
     return raw
 
@@ -289,7 +297,8 @@ def parse_sweep(raw: dict, base_dir: str | Path = ".", overrides: dict | None = 
         for values in itertools.product(*(grid[k] for k in keys)):
             axes = dict(zip(keys, values))
             axes = {n: axes[n] for n in names if n in axes}
-            pt = _make_point(base, baths, axes, cfg_dir, eq, prod, analysis, validate, physics_config)
+            pt = _make_point(base, baths, axes, cfg_dir, axes.get("equilibration_steps", eq),
+                             axes.get("production_steps", prod), analysis, validate, physics_config)
             if pt.hash not in seen:
                 seen.add(pt.hash)
                 points.append(pt)
