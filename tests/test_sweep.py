@@ -83,6 +83,23 @@ def test_local_cluster_two_workers_identical_to_serial(serial, tmp_path):
     _same_as(serial, tmp_path)
 
 
+def test_own_local_cluster_workers_keep_freed_memory():
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes a torch point 1.25-2x slower
+    (benchmarks/results/sweep_malloc_trim.json); dpqtb's LocalCluster starts them without it, and a worker of
+    anyone else's cluster that has it says so in point.log."""
+    from dpqtb.workflows.sweep import make_client, malloc_trim_warning
+
+    client, cluster = make_client(workers=1)
+    try:
+        assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+        assert set(client.run(os.environ.get, "OMP_NUM_THREADS").values()) == {"1"}  # the other defaults stay
+    finally:
+        client.close()
+        cluster.close()
+    assert "1.25-2x slower" in malloc_trim_warning({"MALLOC_TRIM_THRESHOLD_": "65536"})
+    assert malloc_trim_warning({}) is None and malloc_trim_warning({"MALLOC_TRIM_THRESHOLD_": "1073741824"}) is None
+
+
 def test_worker_killed_mid_sweep_still_completes_identically(serial, tmp_path):
     """``dpqtb sweep --scheduler ADDRESS`` on a running LocalCluster; a worker SIGKILLed by PID."""
     from dask.distributed import Client, LocalCluster

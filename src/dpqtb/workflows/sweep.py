@@ -113,6 +113,9 @@ def run_point(spec: dict) -> dict:
         if done is not None:
             return done
         with open(d / POINT_LOG, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            trim = malloc_trim_warning()
+            if trim:
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} warning: {trim}", flush=True)
             try:
                 return _run_locked(spec, d, log)
             except Exception as exc:
@@ -358,6 +361,25 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
             "wall_s": time.perf_counter() - t0, "points_csv": str(out / SWEEP_POINTS_CSV)}
 
 
+#: below this MALLOC_TRIM_THRESHOLD_ (bytes) a worker returns torch's step buffers to the OS every step
+MALLOC_TRIM_SLOW_BYTES = 1 << 24
+
+
+def malloc_trim_warning(environ=None) -> str | None:
+    """The warning for a worker started with a small ``MALLOC_TRIM_THRESHOLD_`` (Dask's nanny sets 65536 on
+    workers it spawns, also on clusters dpqtb does not start), else None. glibc reads it at process start,
+    so the worker has to be started without it: ``--serial`` and dpqtb's own LocalCluster already are."""
+    v = (os.environ if environ is None else environ).get("MALLOC_TRIM_THRESHOLD_")
+    try:
+        small = v is not None and int(v) < MALLOC_TRIM_SLOW_BYTES
+    except ValueError:
+        return None
+    if not small:
+        return None
+    return (f"MALLOC_TRIM_THRESHOLD_={v} in this worker (Dask's default) makes a torch MD point 1.25-2x slower; "
+            "start the workers with MALLOC_TRIM_THRESHOLD_=16777216 in their environment (docs/sweep.md)")
+
+
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: " + " ".join(str(exc).split())
 
@@ -377,7 +399,14 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
     n = workers or os.cpu_count() or 1
     if n < 1:
         raise InputError("--workers must be >= 1")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    import dask
+
+    # Dask's nanny gives each worker MALLOC_TRIM_THRESHOLD_=65536 (return freed memory to the OS at once):
+    # torch then unmaps and maps its step buffers every step. A Deep Potential point spends 18-25 % of its
+    # CPU time in the kernel and takes 1.25-1.46x as long alone, 2x with two workers on two cores
+    # (benchmarks/results/sweep_malloc_trim.json). A point holds its memory to the end anyway.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
 
