@@ -110,7 +110,7 @@ def test_ring_polymer_kinetic_fraction_of_one_mode_is_the_discretised_path_integ
     """A narrow spectrum at ν0: the share of the exact quantum kinetic energy recovered by P beads equals
     E_P/E_∞ of one harmonic mode, E_P from the ring polymer's partition function (determinant) and E_∞ =
     (ħω/2) coth(ħω/2k_BT); P = 1 is the classical k_BT/(2 K_∞)."""
-    from dpqtb.analysis.vdos import ring_polymer_kinetic_fraction
+    from dpqtb.analysis.vdos import ring_polymer_kinetic_energy, ring_polymer_kinetic_fraction
     nu0 = 40.0                                          # THz
     temp = HPLANCK * nu0 * THZ / (x * KB)
     f = np.linspace(nu0 - 0.05, nu0 + 0.05, 2001)
@@ -121,6 +121,11 @@ def test_ring_polymer_kinetic_fraction_of_one_mode_is_the_discretised_path_integ
         got = ring_polymer_kinetic_fraction(f, g, temp, beads)
         assert abs(got - expected) < 2e-5, (x, beads, got, expected)
     assert abs(ring_polymer_kinetic_fraction(f, g, temp, 1) - 1.0 / e_inf) < 2e-5
+    kt = KB * temp                                      # the absolute kinetic energy per degree of freedom
+    for beads in (1, 8, 32):                            # K = E/2 (virial theorem), E from the determinant
+        k = ring_polymer_kinetic_energy(f, g, temp, beads)
+        assert abs(k / kt - 0.5 * _ring_polymer_energy(1.0, x, beads)) < 2e-5 * e_inf, (x, beads, k)
+    assert abs(ring_polymer_kinetic_energy(f, g, temp, None) / kt - 0.5 * e_inf) < 2e-5 * e_inf
     assert ring_polymer_kinetic_fraction(f, g, temp, 4096) > 1 - 1e-4
     with pytest.raises(DpqtbError, match="beads"):
         ring_polymer_kinetic_fraction(f, g, temp, 0)

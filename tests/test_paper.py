@@ -122,6 +122,35 @@ def test_morse_sweep_rows_equal_point_summaries(morse_sweep):
         assert r["gamma_per_ps"] == pytest.approx(10.0)
 
 
+def test_harmonic_reference_of_a_bead_ladder_from_the_classical_vdos(tmp_path):
+    """harmonic_kinetic weights each species' modes by its atom count: with H at one frequency (40 THz) and
+    La at another (6 THz), P = 1 gives the classical 3k_BT/2 per atom and P → ∞ the closed form
+    3(ħω/4)coth(ħω/2k_BT) averaged 40:4 over the atoms; no classical run at that T: None."""
+    from dpqtb.units import HBAR, KB, THZ
+    from dpqtb.workflows.paper.verdict import harmonic_kinetic
+
+    sw = tmp_path / "s"
+    d = make_point(sw, "c", "langevin", 200.0, 1e-9, 1e-9, damp=100.0)
+    s = json.loads((d / POINT_ANALYSIS_DIR / "summary.json").read_text())
+    (d / POINT_ANALYSIS_DIR / "summary.json").write_text(json.dumps({**s, "species": {"La": 4, "H": 40}}))
+    f = np.linspace(0.0, 60.0, 6001)
+    gh, gla = np.exp(-0.5 * ((f - 40.0) / 0.02) ** 2), np.exp(-0.5 * ((f - 6.0) / 0.02) ** 2)
+    (d / POINT_ANALYSIS_DIR / "vdos.csv").write_text(
+        "freq_THz,g_La_per_THz,g_H_per_THz,g_total_per_THz\n" + "".join(f"{a},{b},{c},{c}\n" for a, b, c in zip(f, gla, gh)))
+    rows = collect_rows([sw])
+    h = harmonic_kinetic(rows, 200.0, 200.0, 44, [1, 8])
+    kt = KB * 200.0
+
+    def exact(nu):
+        x = HBAR * 2 * np.pi * nu * THZ / (2 * kt)
+        return 0.5 * kt * x / np.tanh(x)
+
+    assert h["source"] == "c" and h["K_meV_per_atom"][0] == pytest.approx(1000 * 1.5 * kt, rel=1e-6)
+    assert h["K_inf_meV_per_atom"] == pytest.approx(1000 * 3 * (40 * exact(40.0) + 4 * exact(6.0)) / 44, rel=1e-4)
+    assert h["K_meV_per_atom"][0] < h["K_meV_per_atom"][1] < h["K_inf_meV_per_atom"]
+    assert harmonic_kinetic(rows, 300.0, 200.0, 44, [8]) is None
+
+
 def test_synthetic_rows_equal_inputs(tmp_path):
     sw = tmp_path / "s"
     make_point(sw, "a", "qtb", 5.0, 3.1e-5, 2e-6, damp=1000.0, seed=1, kinetic_meV=40.0)

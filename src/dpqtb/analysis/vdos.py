@@ -79,43 +79,59 @@ def zero_point_temperature(freq_THz: np.ndarray, g_per_THz: np.ndarray) -> float
     return float(np.trapezoid(g_per_THz * 0.5 * HPLANCK * nu_per_fs, freq_THz) / area / KB)
 
 
-def ring_polymer_kinetic_fraction(freq_THz: np.ndarray, g_per_THz: np.ndarray, temperature_K: float,
-                                  beads: int) -> float:
-    """Share of the exact quantum kinetic energy that a ``beads``-bead path integral recovers, for harmonic
-    modes distributed as g(ν): a bead-convergence estimate before running PIMD.
+def ring_polymer_kinetic_energy(freq_THz: np.ndarray, g_per_THz: np.ndarray, temperature_K: float,
+                                beads: int | None) -> float:
+    """Mean kinetic energy per degree of freedom (eV) of harmonic modes distributed as g(ν), as a
+    ``beads``-bead path integral gives it (None: the exact quantum value): a bead-convergence estimate
+    before running PIMD, and the reference its K_cv(P) is read against.
 
     For one harmonic mode ω the P-bead discretisation gives, exactly (normal modes of the ring polymer,
     ω_k = (2P k_BT/ħ) sin(πk/P); the virial theorem K = E/2),
     K_P(ω) = (k_BT/2) Σ_{k=0}^{P-1} ω² / (ω² + ω_k²), which is k_BT/2 at P = 1 and tends to
-    (ħω/4) coth(ħω/2k_BT). Returns ∫ g K_P dν / ∫ g K_∞ dν (g normalised here; ν = 0 counts as classical).
+    K_∞(ω) = (ħω/4) coth(ħω/2k_BT). Returns ∫ g K_P dν / ∫ g dν (ν = 0 counts as classical). Per atom:
+    3 × this, with the species' VDOS (the velocity spectrum of a species weights every mode by that
+    species' share of its kinetic energy).
 
     Parameters
     ----------
     freq_THz, g_per_THz : array
-        A vibrational density of states (e.g. :class:`VDOSResult` of one species); negative values of g
-        (noise of the lag window) are set to zero.
+        A vibrational density of states (e.g. :class:`VDOSResult` of one species, or ``vdos.csv``);
+        negative values of g (noise of the lag window) are set to zero.
     temperature_K : float
         Temperature (K), > 0.
-    beads : int
-        Number of beads P, >= 1.
+    beads : int or None
+        Number of beads P (>= 1), None for P → ∞.
     """
     if not temperature_K > 0:
         raise InputError(f"temperature must be > 0 K, got {temperature_K}")
-    if int(beads) != beads or beads < 1:
+    if beads is not None and (int(beads) != beads or beads < 1):
         raise InputError(f"beads must be an integer >= 1, got {beads}")
     f = np.asarray(freq_THz, dtype=float)
     g = np.clip(np.asarray(g_per_THz, dtype=float), 0.0, None)
-    if not np.trapezoid(g, f) > 0:
+    area = np.trapezoid(g, f)
+    if not area > 0:
         raise InputError("VDOS has zero or negative area")
     kt = KB * temperature_K
     w = 2.0 * np.pi * f * THZ                                   # rad/fs
-    wk = 2.0 * beads * kt / HBAR * np.sin(np.pi * np.arange(int(beads)) / beads)
     with np.errstate(invalid="ignore", divide="ignore"):
-        k_p = 0.5 * kt * np.sum(w[:, None] ** 2 / (w[:, None] ** 2 + wk[None, :] ** 2), axis=1)
-        x = HBAR * w / (2.0 * kt)
-        k_inf = np.where(x > 1e-8, 0.5 * kt * x / np.tanh(x), 0.5 * kt)
-    k_p = np.where(w > 0, k_p, 0.5 * kt)                        # ν = 0: the k = 0 term alone, k_BT/2
-    return float(np.trapezoid(g * k_p, f) / np.trapezoid(g * k_inf, f))
+        if beads is None:
+            x = HBAR * w / (2.0 * kt)
+            k = np.where(x > 1e-8, 0.5 * kt * x / np.tanh(x), 0.5 * kt)
+        else:
+            wk = 2.0 * beads * kt / HBAR * np.sin(np.pi * np.arange(int(beads)) / beads)
+            k = 0.5 * kt * np.sum(w[:, None] ** 2 / (w[:, None] ** 2 + wk[None, :] ** 2), axis=1)
+            k = np.where(w > 0, k, 0.5 * kt)                    # ν = 0: the k = 0 term alone, k_BT/2
+    return float(np.trapezoid(g * k, f) / area)
+
+
+def ring_polymer_kinetic_fraction(freq_THz: np.ndarray, g_per_THz: np.ndarray, temperature_K: float,
+                                  beads: int) -> float:
+    """Share of the exact quantum kinetic energy that a ``beads``-bead path integral recovers, for harmonic
+    modes distributed as g(ν): K_P / K_∞ of :func:`ring_polymer_kinetic_energy` (``beads`` >= 1)."""
+    if beads is None:
+        raise InputError("beads must be an integer >= 1, got None")
+    k_p = ring_polymer_kinetic_energy(freq_THz, g_per_THz, temperature_K, beads)
+    return k_p / ring_polymer_kinetic_energy(freq_THz, g_per_THz, temperature_K, None)
 
 
 class VDOSAccumulator:

@@ -12,7 +12,7 @@ from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_POINTS_DIR, atomic_write_json,
 from dpqtb.workflows.paper.reference import load_reference
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
-                                           gamma_extrapolations, group_rows, planned_points)
+                                           gamma_extrapolations, group_rows, harmonic_kinetic, planned_points)
 
 VERDICT_JSON = "verdict.json"
 REPORT_HTML = "report.html"
@@ -40,6 +40,8 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
     rows = collect_rows(sweep_dirs)
     groups = group_rows(rows)
     ex, beads = gamma_extrapolations(groups), bead_convergence(groups)
+    for b in beads:  # the harmonic reference from the classical run's VDOS (informative, not a rule)
+        b["harmonic"] = harmonic_kinetic(rows, b["temperature_K"], b["pressure_GPa"], b["n_atoms"], b["beads"])
     out = decide(groups, ex, beads)
     plan = planned_points(sweep_dirs)
     out["provisional"] = bool(plan["pending"])

@@ -291,13 +291,21 @@ def sec_verdict(verdict: dict, groups: list[dict], rows: list[dict]) -> str:
             + _img(fd, "Delta_FD")) if fd else missing("qtb_fd_H.csv of QTB/adQTB points (verdict sweep)")
     bc = verdict.get("bead_convergence") or []
     if bc:
-        out += _table(["method", "T (K)", "atoms", "beads", "K_cv ± σ (meV/atom)", "production (ps)",
-                       "converged (1 %, σ ≤ 0.5 %)", "D_H from (beads)", "D_H (cm²/s)", "±"],
+        def harm(b):
+            h = b.get("harmonic")
+            return "–" if not h else (", ".join(num(x, ".4g") for x in h["K_meV_per_atom"])
+                                      + f"; P → ∞: {num(h['K_inf_meV_per_atom'], '.4g')}")
+
+        out += _table(["method", "T (K)", "atoms", "beads", "K_cv ± σ (meV/atom)", "harmonic K(P) (meV/atom)",
+                       "production (ps)", "converged (1 %, σ ≤ 0.5 %)", "D_H from (beads)", "D_H (cm²/s)", "±"],
                       [[b["method"], b["temperature_K"], b["n_atoms"], ", ".join(str(x) for x in b["beads"]),
                         ", ".join(f"{num(x, '.5g')} ± {num(e, '.2g')}" for x, e in
-                                  zip(b["K_cv_meV_per_atom"], b["K_cv_err_meV_per_atom"])),
+                                  zip(b["K_cv_meV_per_atom"], b["K_cv_err_meV_per_atom"])), harm(b),
                         ", ".join(num(x, "g") for x in b.get("production_ps", [])), str(b["converged"]),
                         b.get("D_beads"), b["D_H_cm2_per_s"], b["D_H_err_cm2_per_s"]] for b in bc])
+        out += ("<p>Harmonic K(P): what P beads give for the modes of the classical run at the same T, P and size "
+                "(its VDOS per species, exact ring-polymer sums; docs/paper.md). A measured K_cv(P) far from it "
+                "means anharmonicity or an unconverged run, not necessarily too few beads.</p>")
     else:
         out += missing("TRPMD at ≥ 2 bead counts at 100 and 200 K (verdict sweep) for K_cv vs P and the centroid MSD")
     return out

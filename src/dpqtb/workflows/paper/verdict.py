@@ -353,6 +353,38 @@ def bead_convergence(groups: list[dict]) -> list[dict]:
     return out
 
 
+def harmonic_kinetic(rows: list[dict], temperature_K: float, pressure_GPa: float, n_atoms: int,
+                     beads: list[int]) -> dict | None:
+    """The harmonic reference of a bead ladder: K per atom (meV) that P beads give for the modes of a
+    classical run at the same T, P and size (its ``analysis/vdos.csv`` per species, the species counts of
+    its ``summary.json``; :func:`dpqtb.analysis.vdos.ring_polymer_kinetic_energy`), for each P of ``beads``
+    and P → ∞. None when no such classical run has a VDOS. Independent of the path-integral runs: it
+    says how far from converged a measured K_cv(P) should be if the modes were harmonic."""
+    from dpqtb.analysis.vdos import ring_polymer_kinetic_energy
+
+    for r in rows:
+        if r["method"] not in CLASSICAL or (r["temperature_K"], r["pressure_GPa"], r["n_atoms"]) != \
+                (temperature_K, pressure_GPa, n_atoms):
+            continue
+        d = Path(r["dir"]) / POINT_ANALYSIS_DIR
+        try:
+            counts = json.loads((d / "summary.json").read_text())["species"]
+            with open(d / "vdos.csv", newline="") as fh:
+                table = list(csv.DictReader(fh))
+            f = np.array([float(x["freq_THz"]) for x in table])
+            g = {s: np.array([float(x[f"g_{s}_per_THz"]) for x in table]) for s in counts}
+        except (OSError, ValueError, KeyError):
+            continue
+        n = sum(counts.values())
+
+        def k_cell(p):
+            return 1000.0 * sum(counts[s] * 3.0 * ring_polymer_kinetic_energy(f, g[s], temperature_K, p)
+                                for s in counts) / n
+
+        return {"source": r["hash"], "K_meV_per_atom": [k_cell(p) for p in beads], "K_inf_meV_per_atom": k_cell(None)}
+    return None
+
+
 def exchange_statistics(groups: list[dict], temperature_K: float = FIG4_TEMPERATURE_K,
                         pressure_GPa: float = VERDICT_PRESSURE_GPA) -> dict:
     """Fig. 4's classes (none / one / several) per method at the Fig. 4 condition, the largest cell
