@@ -162,6 +162,18 @@ def test_busy_machine_warning_for_torch_default_threads(tmp_path, capsys, monkey
         assert main(["md", str(bad), "--output", str(tmp_path / "bad")]) == 2
         err = capsys.readouterr().err
         assert err.strip().count("\n") == 0 and "temperature_K" in err and "other process" not in err
+        # ... also for the inputs the run itself checks: no checkpoint to resume, an output that is a file
+        # (on a busy machine without OMP_NUM_THREADS these printed the warning first: README's test command)
+        assert main(["md", str(cfg), "--output", str(tmp_path / "none"), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0 and "checkpoint" in err and "other process" not in err
+        (tmp_path / "afile").write_text("x")
+        assert main(["md", str(cfg), "--output", str(tmp_path / "afile"), "--steps", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0 and "other process" not in err
+        assert main(["demo", "--output", str(tmp_path / "afile")]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0 and "not a folder" in err and "other process" not in err
         assert main(["--threads", "4", "md", str(cfg), "--output", str(tmp_path / "b"), "--steps", "2"]) == 0
         assert "other process" not in capsys.readouterr().err
         torch.set_num_threads(4)

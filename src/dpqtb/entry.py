@@ -118,17 +118,22 @@ def busy_threads_warning(threads: int, ncpu: int, others_running: int) -> str | 
             f"slower): pass --threads {free}")
 
 
-def warn_if_threads_exceed_free_cores(threads_option: int | None) -> None:
-    """One warning line before an MD run that uses torch's default threads (no ``--threads``, no
-    OMP_NUM_THREADS) while other processes hold cores: its threads then wait on each other at every
-    operation (a 44-atom run measured 30x slower beside one other job). Called once the input is
-    checked, so that a bad input still gets its one-line error alone."""
+def threads_warning(threads_option: int | None) -> str | None:
+    """The warning for an MD run that uses torch's default threads (no ``--threads``, no OMP_NUM_THREADS)
+    while other processes hold cores, else None: its threads then wait on each other at every operation
+    (a 44-atom run measured 30x slower beside one other job). Print it only once every input check has
+    passed (``Simulation.run(warnings=...)`` does), so that a bad input still gets its one-line error alone."""
     if threads_option is not None or "OMP_NUM_THREADS" in os.environ:
-        return
+        return None
     import torch
 
     others = _others_running()
-    msg = None if others is None else busy_threads_warning(torch.get_num_threads(), os.cpu_count() or 1, others)
+    return None if others is None else busy_threads_warning(torch.get_num_threads(), os.cpu_count() or 1, others)
+
+
+def warn_if_threads_exceed_free_cores(threads_option: int | None) -> None:
+    """Print :func:`threads_warning` (one line) if there is one; call it once the input is checked."""
+    msg = threads_warning(threads_option)
     if msg:
         print(f"dpqtb: warning: {msg}", file=sys.stderr)
 

@@ -44,11 +44,12 @@ def run_md(args) -> int:
     # the file (relative to the file's folder): it does not enter the config, whose run.json record keeps the file's
     output = None if args.output is None else Path(args.output)
     sim = build_simulation(cfg, output_dir=output, progress=False if args.no_progress else None)
-    from dpqtb.entry import warn_if_threads_exceed_free_cores
+    from dpqtb.entry import threads_warning
 
-    warn_if_threads_exceed_free_cores(getattr(args, "threads", None))
-    # the step target: md.steps of the file (or --steps); on --resume the total count
-    sim.run(cfg.md.steps, resume=args.resume, overwrite=args.overwrite)
+    busy = threads_warning(getattr(args, "threads", None))
+    # the step target: md.steps of the file (or --steps); on --resume the total count. The busy-machine
+    # warning is printed by run() once its own checks (output folder, checkpoint) have passed.
+    sim.run(cfg.md.steps, resume=args.resume, overwrite=args.overwrite, warnings=[busy] if busy else ())
     last = sim.thermo_row()
     print(f"done: {sim.state.step} steps, T = {last.temperature_K:.2f} K, E_pot = {last.potential_eV:.6f} eV, "
           f"outputs in {Path(sim.dir)}")

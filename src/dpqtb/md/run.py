@@ -385,9 +385,11 @@ class Simulation:
             raise KeyboardInterrupt
 
     # ------------------------------------------------------------------ main loop
-    def run(self, n_steps: int | None = None, resume: bool = False, overwrite: bool = False) -> MDState:
+    def run(self, n_steps: int | None = None, resume: bool = False, overwrite: bool = False,
+            warnings=()) -> MDState:
         """Run until ``state.step`` reaches the target (``n_steps`` from a fresh start; with ``resume``,
-        the total step count, default the checkpoint's target).
+        the total step count, default the checkpoint's target). ``warnings`` (one line each) are printed
+        to stderr once every check has passed, just before the first step.
 
         Raises :class:`~dpqtb.SimulationUnstable` when the guard trips (nothing of the bad step is
         written, the last good checkpoint is kept) and :class:`~dpqtb.RunInterrupted` on SIGINT/SIGTERM,
@@ -415,10 +417,10 @@ class Simulation:
                 self.checkpoint(target)  # a run that fails later can always be resumed or inspected
             warn = getattr(self.integrator, "short_run_warning", None)
             msg = warn(target - self.state.step) if warn is not None else None
-            if msg:
+            for m in [*warnings, *([msg] if msg else [])]:
                 import sys
 
-                print(f"dpqtb: warning: {msg}", file=sys.stderr)
+                print(f"dpqtb: warning: {m}", file=sys.stderr)
             self._loop(target)
         return self.state
 

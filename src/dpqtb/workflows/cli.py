@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,9 @@ def run(args) -> int:
         raise InputError("--temperature-K must be > 0")
     if not args.time_ps > 0:
         raise InputError("--time-ps must be > 0")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():  # before the busy-machine warning: a bad input gets one line
+        raise InputError(f"--output {out}: exists and is not a folder")
     from dpqtb.entry import warn_if_threads_exceed_free_cores
 
     warn_if_threads_exceed_free_cores(getattr(args, "threads", None))
