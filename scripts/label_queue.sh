@@ -10,6 +10,8 @@
 #   DPQTB_LABEL_SMALLEST_FIRST=1 scripts/label_queue.sh ...   (the cells with the fewest atoms first,
 #       across the stores: a lane labels the smallest cells of the first store no other lane holds,
 #       then the next size; most frames per hour. Store order still breaks ties)
+#   DPQTB_LABEL_NICE=0 scripts/label_queue.sh ...   (the queue's scheduler-group nice, default 19: it
+#       yields to everything; 0 when it must progress beside other full-load work, as its test does)
 # If one of the stores is already being labelled, this asks that runner to stop after its frame in
 # flight (SIGUSR1, as dpqtb label --stop), waits for it, and starts the queue (nothing is lost).
 # Logs: STORE/runner.log.
@@ -26,15 +28,17 @@ if [ "${1:-}" != "--worker" ]; then
     [[ "$ranks" =~ ^[1-9][0-9]*$ ]] || { echo "label_queue: DPQTB_LABEL_RANKS must be a positive integer, got '$ranks'" >&2; exit 2; }
     small=${DPQTB_LABEL_SMALLEST_FIRST:-0}
     [[ "$small" =~ ^[01]$ ]] || { echo "label_queue: DPQTB_LABEL_SMALLEST_FIRST must be 0 or 1, got '$small'" >&2; exit 2; }
+    nice=${DPQTB_LABEL_NICE:-19}
+    [[ "$nice" =~ ^(1?[0-9])$ ]] || { echo "label_queue: DPQTB_LABEL_NICE must be an integer 0-19, got '$nice'" >&2; exit 2; }
     # fail here, in the foreground, if the MPI command cannot be built (before older queues are ended)
     .venv/bin/python -m dpqtb.dft.mpi "$ranks" >/dev/null || { echo "label_queue: cannot build the mpiexec command" >&2; exit 1; }
     # own session = own scheduler autogroup, so nice 19 really yields to interactive work
-    DPQTB_LABEL_LANES=$lanes DPQTB_LABEL_RANKS=$ranks DPQTB_LABEL_SMALLEST_FIRST=$small setsid nohup bash "$0" --worker "$@" </dev/null >/dev/null 2>&1 &
+    DPQTB_LABEL_LANES=$lanes DPQTB_LABEL_RANKS=$ranks DPQTB_LABEL_SMALLEST_FIRST=$small DPQTB_LABEL_NICE=$nice setsid nohup bash "$0" --worker "$@" </dev/null >/dev/null 2>&1 &
     echo "labelling in order: $* ($lanes lane(s) of $ranks MPI rank(s); background pid $!); progress: .venv/bin/dpqtb label --store STORE --status"
     exit 0
 fi
 shift
-echo 19 > "/proc/$$/autogroup" 2>/dev/null || true
+echo "${DPQTB_LABEL_NICE:-19}" > "/proc/$$/autogroup" 2>/dev/null || true
 # Processes are told apart by their working directory: only this checkout's queue workers and
 # runners are continued, ended or stopped here (a test run, or a second checkout, never touches
 # another's labelling).
