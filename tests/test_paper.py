@@ -21,7 +21,7 @@ from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_RESULT, SWEEP_PO
                           qtb_fd_name)
 from dpqtb.workflows.paper.report import SECTIONS, num
 from dpqtb.workflows.paper.rules import decide
-from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, combine, exchange_statistics,
+from dpqtb.workflows.paper.verdict import (bead_convergence, trotter_extrapolation, collect_rows, combine, exchange_statistics,
                                            gamma_extrapolations, group_rows, weighted_line)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,6 +286,34 @@ def test_bead_convergence_needs_the_precision_and_takes_d_from_the_long_run():
     assert (b["D_beads"], b["D_H_cm2_per_s"], b["diffusive"]) == (32, 2e-7, False)
     ex = exchange_statistics(group_rows(ladder))["trpmd"]
     assert (ex["none"], ex["one"], ex["several"]) == (30, 6, 4)
+
+
+def test_trotter_extrapolation_is_exact_for_the_inverse_square_law_and_decides_convergence():
+    """K(P) = K∞ − c/P² through any two counts gives K∞ back exactly (worked by hand for 16/32: w = 1/3).
+    The rule asks the largest count's residual to be < 1 % at 2σ: the harmonic ladder of the 44-atom
+    cell at 200 K (K(P) from the classical VDOS: 111.1, 115.6, 116.8 at 16, 32, 64; 117.3 at P → ∞)
+    fails at 16/32 (residual ≈ 1.3 %) and passes at 32/64 (≈ 0.34 %) although 32 and 64 differ by 1.03 %,
+    and two close counts that agree (8 vs 10 beads 0.9 % apart) do not pass."""
+    k_inf, c = 117.3, 1536.0
+    for pa, pb in ((16, 32), (8, 10), (32, 64)):
+        e = trotter_extrapolation(pa, k_inf - c / pa**2, 0.0, pb, k_inf - c / pb**2, 0.0)
+        assert e["K_inf_meV_per_atom"] == pytest.approx(k_inf, rel=1e-12)
+        assert e["residual_rel"] == pytest.approx(c / pb**2 / k_inf, rel=1e-12)
+    e = trotter_extrapolation(16, 111.1, 0.3, 32, 115.6, 0.4)
+    assert e["K_inf_meV_per_atom"] == pytest.approx(115.6 + 4.5 / 3)  # K_32 + (K_32 − K_16)/3
+    assert e["K_inf_err_meV_per_atom"] == pytest.approx(math.hypot(4 / 3 * 0.4, 0.3 / 3))
+    assert e["residual_rel_err"] == pytest.approx(0.5 / 3 / (115.6 + 1.5))
+
+    def conv(ladder, err=0.25):
+        return bead_convergence(group_rows([_row("trpmd", 200.0, 1e-8, 1e-8, beads=p, K=k, K_err=err, ps=2.0)
+                                            for p, k in ladder]))[0]
+
+    assert conv([(16, 111.1), (32, 115.6)])["converged"] is False
+    b = conv([(16, 111.1), (32, 115.6), (64, 116.8)])
+    assert b["converged"] is True and b["extrapolation"]["residual_rel"] == pytest.approx(1.2 / 3 / 117.2, rel=1e-9)
+    assert conv([(32, 115.6), (64, 116.8)], err=1.0)["converged"] is False  # 0.34 % + 2 × 0.40 %: not seen
+    assert conv([(8, 100.0), (10, 100.9)])["converged"] is False  # 0.9 % apart, residual 1.6 %
+    assert conv([(16, 116.0)])["converged"] is None and conv([(16, 116.0)])["extrapolation"] is None
 
 
 def test_report_sections_numbers_self_contained(tmp_path, morse_sweep):
