@@ -56,6 +56,10 @@ print("""Notes:
   every `vacf_every` steps up to `vacf_max_lag_fs`, rewritten at every checkpoint; for PIMD/TRPMD the
   centroid's velocities. It needs no velocities in the trajectory; it cannot be switched on or changed on
   `--resume` (its accumulators are in the checkpoint).
+- `output.bead_trajectory_every` > 0 (PIMD/TRPMD only): every bead's configuration in `trajectory_beads.extxyz`,
+  P frames per sample in bead order (`step`, `time_fs`, `bead`, `beads`, `energy_eV` of that bead; unwrapped
+  positions, the shared cell); trajectory.extxyz holds the centroids. These are the configurations the model
+  sees: `dpqtb label --store S trajectory_beads.extxyz` puts path-integral frames into a data set.
 - Numbers: every number must be finite, inside lists and tables too (`inf`, `nan` are refused); `system.device`
   is `cpu`, `cuda` or `cuda:N`. Two atoms closer than 0.5 Å (periodic images included) are refused, by `dpqtb md`
   and `dpqtb label` alike (`dpqtb.structures.checks.check_min_distance`). `system.supercell` is refused when its

@@ -156,6 +156,11 @@ progress = false
     assert main(["md", str(cfg), "--output", str(tmp_path / "o2")]) == 2
     cfg.write_text(base.replace('kind = "pimd"', 'kind = "qtb"'))
     assert main(["md", str(cfg), "--output", str(tmp_path / "o3")]) == 2
+    cfg.write_text(base.replace('kind = "pimd"', 'kind = "langevin"').replace("beads = 4\n", "")
+                   + "bead_trajectory_every = 5\n")  # every bead of a run without beads
+    assert main(["md", str(cfg), "--output", str(tmp_path / "o4")]) == 2
+    cfg.write_text(base + "bead_trajectory_every = -1\n")
+    assert main(["md", str(cfg), "--output", str(tmp_path / "o5")]) == 2
     state, pot, _ = oscillator_crystal([10.0], 2)
     with pytest.raises(DpqtbError, match="ramps"):
         PIMD(pot, 1.0, TemperatureSchedule(10.0, 20.0, 10), 4, 100.0, 1)
@@ -201,3 +206,68 @@ def test_pimd_exact_where_qtb_leaks():
 
     qtb_values, _ = leak._run(model, adaptive=False, n_equil=2000, n_prod=4000, temperature=T)  # same bath
     assert qtb_values[1] / ref[1] - 1 > 0.10 and qtb_values[3] / ref[3] - 1 > 0.10
+
+
+def test_bead_trajectory_holds_the_ring_polymer_of_a_mixed_mass_harmonic_crystal(tmp_path):
+    """output.bead_trajectory_every: trajectory_beads.extxyz holds every bead (P frames per sample). Checked
+    against things computed here, not by the engine: (1) each bead's energy_eV is ½ k |q_j − site|² summed
+    over atoms; (2) the mean of the P bead frames is the centroid frame of trajectory.extxyz at that step;
+    (3) the spread of the beads about their centroid per species, ⟨Σ_d (q_jd − q̄_d)²⟩ averaged over beads,
+    is the exact value for a harmonic ring polymer: 3 Σ_{k=1}^{P−1} 1/(β (κ + m ω_k²)) with
+    ω_k = 2 (P k_B T/ħ) sin(πk/P) (normal modes of the discretised path integral), in LaH10 (4 La, 40 H)
+    with the same spring κ on both, so ħω/k_BT = 5.6 for H and 0.47 for La at 300 K. Tolerance 4 block
+    errors (10 blocks of the sampled frames)."""
+    from ase.io import read
+
+    from dpqtb.cli import main
+
+    P, T, kappa = 4, 300.0, 5.0
+    cfg = tmp_path / "beads.toml"
+    cfg.write_text(f"""
+[system]
+structure = "builtin:lah10"
+lattice_A = 5.0
+[potential]
+kind = "einstein"
+k_eV_per_A2 = {{ La = {kappa}, H = {kappa} }}
+[md]
+timestep_fs = 0.5
+steps = 3000
+seed = 5
+[thermostat]
+kind = "pimd"
+temperature_K = {T}
+beads = {P}
+damp_fs = 50
+[output]
+progress = false
+trajectory_every = 10
+bead_trajectory_every = 10
+""")
+    assert main(["--threads", "1", "md", str(cfg), "--output", str(tmp_path / "o")]) == 0
+    beads = read(tmp_path / "o" / "trajectory_beads.extxyz", index=":")
+    cents = read(tmp_path / "o" / "trajectory.extxyz", index=":")
+    assert len(beads) == P * len(cents) == P * 301
+    assert [a.info["bead"] for a in beads[:P]] == list(range(P)) and beads[0].info["beads"] == P
+    sites = cents[0].get_positions()  # step 0: the beads start on the centroid, the centroid on the sites
+    assert np.allclose([a.get_positions() for a in beads[:P]], sites, atol=1e-12)
+    for n in (7, 150, 300):
+        frames = beads[P * n: P * (n + 1)]
+        assert {a.info["step"] for a in frames} == {cents[n].info["step"]} == {10 * n}
+        q = np.array([a.get_positions() for a in frames])
+        assert np.allclose(q.mean(0), cents[n].get_positions(), atol=2e-8)  # extxyz: 8 decimals
+        for a in frames:
+            assert a.info["energy_eV"] == pytest.approx(0.5 * kappa * ((a.get_positions() - sites) ** 2).sum(), rel=1e-6)
+    symbols = np.array(beads[0].get_chemical_symbols())
+    masses = {"H": 1.008, "La": 138.90547}
+    assert {s: beads[0].get_masses()[symbols == s][0] for s in masses} == pytest.approx(masses, rel=1e-4)
+    beta = 1.0 / (KB * T)
+    wp = P * KB * T / HBAR
+    q = np.array([a.get_positions() for a in beads]).reshape(-1, P, len(symbols), 3)[50:]  # drop 250 fs
+    spread = ((q - q.mean(1, keepdims=True)) ** 2).sum(-1).mean(1)  # (samples, atoms)
+    for s, m in masses.items():
+        exact = 3 * sum(1.0 / (beta * (kappa + m * MVV2E * (2 * wp * math.sin(math.pi * k / P)) ** 2))
+                        for k in range(1, P))
+        mean, err = _block_mean_err(spread[:, symbols == s].mean(1))
+        assert abs(mean - exact) < 4 * err, (s, mean, exact, err)
+        assert err < 0.05 * exact, (s, err / exact)

@@ -50,6 +50,8 @@ from dpqtb import InputError
 # ------------------------------------------------------------------------------------ file names
 THERMO = "thermo.csv"
 TRAJECTORY = "trajectory.extxyz"
+#: every bead of a ring polymer (PIMD/TRPMD, output.bead_trajectory_every)
+BEAD_TRAJECTORY = "trajectory_beads.extxyz"
 CHECKPOINT = "checkpoint.pt"
 RUN_JSON = "run.json"
 #: phonon density of states deconvolved from the QTB spectra (QTB/adQTB runs; see QTB.phonon_dos)

@@ -18,7 +18,7 @@ from dpqtb import InputError
 from dpqtb.md.config import MDConfig, PotentialConfig, SystemConfig
 from dpqtb.md.barostat import StochasticCellRescaling
 from dpqtb.md.integrators import NVE, QTB, Langevin, TemperatureSchedule
-from dpqtb.md.observers import ModelDeviationObserver, VACFObserver
+from dpqtb.md.observers import BeadTrajectoryObserver, ModelDeviationObserver, VACFObserver
 from dpqtb.md.run import Simulation
 from dpqtb.md.state import MDState, maxwell_boltzmann_momenta
 from dpqtb.structures.checks import check_min_distance
@@ -172,7 +172,8 @@ def build_potential(pot_cfg: PotentialConfig, state: MDState, base_dir: Path):
 #: the model-deviation ensemble (it only watches the driving model).
 #: Everything else is the run's physics, stored in its checkpoint.
 NOT_PHYSICS = {("md", "steps"), ("output", "directory"), ("output", "progress"), ("output", "checkpoint_every"),
-               ("output", "vacf_every"), ("output", "vacf_max_lag_fs"), ("potential", "ensemble"),
+               ("output", "vacf_every"), ("output", "vacf_max_lag_fs"),
+               ("output", "bead_trajectory_every"), ("potential", "ensemble"),
                ("potential", "deviation_every"), ("potential", "trust_hi_eV_per_A")}
 
 
@@ -334,6 +335,8 @@ def build_simulation(cfg: MDConfig, output_dir: str | Path | None = None, progre
         state.zero_com_momentum()
     out = cfg.output
     observers = [VACFObserver(out.vacf_every, out.vacf_max_lag_fs, cfg.md.timestep_fs)] if out.vacf_every else []
+    if out.bead_trajectory_every:
+        observers.append(BeadTrajectoryObserver(out.bead_trajectory_every))
     if cfg.potential.ensemble:
         observers.append(build_deviation_observer(cfg, state))
     return Simulation(state, integrator, output_directory(cfg, output_dir),

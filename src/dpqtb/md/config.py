@@ -179,6 +179,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "progress": (bool, True, None, ""),
         "vacf_every": (int, 0, nonneg, "must be >= 0 (steps between velocity samples of vacf.csv; 0: none)"),
         "vacf_max_lag_fs": (NUMBER, 1000.0, positive, "must be > 0 (longest lag of vacf.csv)"),
+        "bead_trajectory_every": (int, 0, nonneg, "must be >= 0 (steps between frames of every bead in "
+                                  "trajectory_beads.extxyz, PIMD/TRPMD; 0: none)"),
     },
 }
 
@@ -406,6 +408,7 @@ class OutputConfig(_Section):
     progress: bool
     vacf_every: int
     vacf_max_lag_fs: float
+    bead_trajectory_every: int
 
 
 _SECTIONS = {"system": SystemConfig, "potential": PotentialConfig, "md": DynamicsConfig,

@@ -21,6 +21,8 @@ def cross_checks(cfg: MDConfig) -> None:
         raise InputError(f"config key 'thermostat.beads' must be >= 2 for thermostat '{th.kind}'")
     if th.kind not in ("pimd", "trpmd") and th.beads != 1:
         raise InputError(f"config key 'thermostat.beads' needs thermostat 'pimd' or 'trpmd', not '{th.kind}'")
+    if th.kind not in ("pimd", "trpmd") and cfg.output.bead_trajectory_every:
+        raise InputError(f"config key 'output.bead_trajectory_every' needs thermostat 'pimd' or 'trpmd', not '{th.kind}'")
     if pot.kind == "einstein" and (pot.k_eV_per_A2 is None) == (pot.frequency_THz is None):
         raise InputError("potential 'einstein' needs exactly one of 'potential.k_eV_per_A2' or 'potential.frequency_THz'")
     if pot.kind == "morse":

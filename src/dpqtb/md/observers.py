@@ -11,7 +11,7 @@ An observer is called by the runner at fixed points of a run and owns its file(s
                             accumulators that a resumed run needs (kept in the checkpoint)
 
 The runner itself knows only this protocol: :class:`ThermoObserver` (thermo.csv), :class:`TrajectoryObserver`
-(trajectory.extxyz), :class:`QTBSpectraObserver` (the quantum bath's Δ_FD spectra and phonon DOS) and
+(trajectory.extxyz), :class:`BeadTrajectoryObserver` (trajectory_beads.extxyz, every bead of a ring polymer), :class:`QTBSpectraObserver` (the quantum bath's Δ_FD spectra and phonon DOS) and
 :class:`VACFObserver` (velocity autocorrelation per species, on the fly) and :class:`ModelDeviationObserver`
 (the model deviation of a Deep Potential ensemble) are the built-in ones; a user's observer is any object with
 these methods (derive from :class:`Observer`). An observer with ``thermo_columns`` (a tuple of names) and
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dpqtb import InputError
-from dpqtb.rundir import (MODEL_DEVI_CSV, QTB_DOS, QTB_FD_GLOB, THERMO, THERMO_COLUMNS, TRAJECTORY, VACF, ThermoRow,
+from dpqtb.rundir import (BEAD_TRAJECTORY, MODEL_DEVI_CSV, QTB_DOS, QTB_FD_GLOB, THERMO, THERMO_COLUMNS, TRAJECTORY, VACF, ThermoRow,
                           atomic_write_text, qtb_fd_name, thermo_header, thermo_line)
 from dpqtb.units import KB
 
@@ -198,6 +198,48 @@ class TrajectoryObserver(_AppendedFile):
             atoms.new_array("velocities_A_per_fs", s.velocities.detach().cpu().numpy())
         with open(sim.dir / TRAJECTORY, "a") as fh:
             write(fh, atoms, format="extxyz")
+
+
+class BeadTrajectoryObserver(_AppendedFile):
+    """trajectory_beads.extxyz (PIMD/TRPMD): every bead's configuration every ``every`` steps, P frames per
+    sample in bead order, each with ``step``, ``time_fs``, ``bead`` (0 … P−1), ``beads`` (P) and ``energy_eV``
+    (the model's energy of that bead) in its comment line; positions unwrapped (Å), the shared cell.
+
+    Each bead is a configuration the potential is evaluated on: the path-integral frames a data set or a
+    held-out set takes (``dpqtb label --store S trajectory_beads.extxyz``), as i-PI's per-bead ``positions{…}``
+    output. trajectory.extxyz holds the centroids."""
+
+    name = "bead_trajectory"
+    filename = BEAD_TRAJECTORY
+    offset_key = "bead_trajectory"
+    files = (BEAD_TRAJECTORY,)
+
+    def __init__(self, every: int):
+        if int(every) < 1:
+            raise InputError(f"output.bead_trajectory_every must be >= 1, got {every}")
+        self.every = int(every)
+
+    def start(self, sim) -> None:
+        self.observe(sim)
+
+    def observe(self, sim) -> None:
+        ring = getattr(sim.state, "ring", None)
+        if sim.dir is None or ring is None or sim.state.step % self.every:
+            return
+        from ase import Atoms
+        from ase.io import write
+
+        s = sim.state
+        symbols = [s.type_map[i] for i in s.species.tolist()]
+        cell, q = s.cell.detach().cpu().numpy(), ring.q.detach().cpu().numpy()
+        energies = ring.e.detach().cpu().numpy() if ring.e is not None else np.full(ring.beads, np.nan)
+        frames = []
+        for j in range(ring.beads):
+            atoms = Atoms(symbols=symbols, positions=q[j], cell=cell, pbc=s.pbc)
+            atoms.info.update(step=s.step, time_fs=s.time_fs, bead=j, beads=ring.beads, energy_eV=float(energies[j]))
+            frames.append(atoms)
+        with open(sim.dir / self.filename, "a") as fh:
+            write(fh, frames, format="extxyz")
 
 
 class QTBSpectraObserver(Observer):
