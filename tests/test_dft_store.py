@@ -528,3 +528,36 @@ def test_gpaw_environment_for_the_shell_drivers():
     bad = subprocess.run([sys.executable, "-m", "dpqtb.dft.mpi", "0"], capture_output=True,
                          text=True)
     assert bad.returncode != 0 and "positive integer" in bad.stderr
+
+
+def test_label_cli_index_kind_and_frame_provenance(tmp_path, capsys):
+    """Frames of an MD trajectory: --index picks them with ASE's (Python) slicing, --kind names them, and
+    each job keeps the file, its position there and the comment-line scalars (step, bead, …)."""
+    from ase.io import write
+
+    frames = _configs(6)
+    for n, a in enumerate(frames):
+        a.info.update(step=10 * n, bead=n % 2, beads=2, note="x")
+        a.info["vector"] = np.arange(3)  # not a scalar: left out
+    f = tmp_path / "trajectory_beads.extxyz"
+    write(str(f), frames, format="extxyz")
+    store = tmp_path / "s"
+    args = _parser().parse_args(["label", str(f), "--store", str(store), "--cheap", "--no-run",
+                                 "--index", "1::2", "--kind", "pimd-bead"])
+    assert args.func(args) == 0
+    assert "3 configuration(s) registered" in capsys.readouterr().out
+    s = JobStore(store)
+    metas = sorted((s.job_record(j)["meta"] for j in s.job_ids()), key=lambda m: m["index_in_source"])
+    assert [m["index_in_source"] for m in metas] == [1, 3, 5]
+    assert all(m["kind"] == "pimd-bead" and m["source"] == f.name for m in metas)
+    assert [m["frame_info"]["step"] for m in metas] == [10, 30, 50]
+    assert metas[0]["frame_info"]["bead"] == 1 and "vector" not in metas[0]["frame_info"]
+    args = _parser().parse_args(["label", str(f), "--store", str(store), "--cheap", "--no-run", "--index", "-1"])
+    assert args.func(args) == 0
+    assert "0 configuration" not in capsys.readouterr().out and len(JobStore(store).job_ids()) == 3  # frame 5 again
+    for bad, msg in (("1:2:0", "not an ASE frame index"), ("a:b", "not an ASE frame index"), ("", "not an ASE"),
+                     ("7", "outside its 6"), ("10:", "selects none")):
+        args = _parser().parse_args(["label", str(f), "--store", str(tmp_path / "s2"), "--no-run", "--index", bad])
+        with pytest.raises(DpqtbError, match=msg):
+            args.func(args)
+    assert _run_cli(["label", str(f), "--store", str(tmp_path / "s3"), "--no-run", "--index", "::0"]) == 2

@@ -7,6 +7,7 @@ summary) is in :mod:`dpqtb.data.cli`, ``dpqtb structure`` in :mod:`dpqtb.structu
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import sys
@@ -32,12 +33,41 @@ def _settings(args):
     return base.replace(**kw) if kw else base
 
 
-def read_structures(path: str):
-    """All structures in ``path`` (any ASE-readable format), validated for labelling."""
+def frame_index(text: str):
+    """An ASE index (``":"``, ``"-1"``, ``"200::25"``) checked here, so that a typo is a one-line error."""
+    from ase.io.formats import string2index
+
+    t = text.strip()
+    parts = t.split(":")
+    try:
+        if len(parts) > 3 or not all(x.strip().lstrip("-").isdigit() for x in parts if x.strip()) \
+                or (len(parts) == 3 and parts[2].strip() and int(parts[2]) == 0) or not t:
+            raise ValueError
+        return string2index(t)
+    except ValueError:
+        raise InputError(f"--index {text!r} is not an ASE frame index (N, START:STOP:STEP, e.g. '200::25')") from None
+
+
+def frame_meta(atoms, path: str, index: int) -> dict:
+    """Provenance of a frame read from a file: the file's name, its position there, and the scalar values of
+    its comment line (step, time_fs, bead, … of a dpqtb trajectory) under ``frame_info``."""
+    info = {k: (v.item() if getattr(v, "ndim", None) == 0 else v) for k, v in atoms.info.items()}
+    info = {k: v for k, v in info.items()
+            if isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v))}
+    meta = {"source": os.path.basename(path), "index_in_source": index}
+    if info:
+        meta["frame_info"] = info
+    return meta
+
+
+def read_structures(path: str, index: str = ":") -> list[tuple[int, object]]:
+    """(position in the file, Atoms) of the structures ``index`` (ASE's index syntax, as Python slicing)
+    of ``path`` (any ASE-readable format), validated for labelling."""
     from ase.io import read
 
     from dpqtb.dft.store import validate_atoms
 
+    sel = frame_index(index)
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: no such file")
@@ -50,9 +80,18 @@ def read_structures(path: str):
         raise InputError(f"{path}: cannot read structures ({msg})") from None
     if not images:
         raise InputError(f"{path}: no structures in file")
-    for n, atoms in enumerate(images):
-        validate_atoms(atoms, where=f"{path} structure {n}")
-    return images
+    positions = list(range(len(images)))
+    if isinstance(sel, int):
+        if not -len(images) <= sel < len(images):
+            raise InputError(f"{path}: --index {index} is outside its {len(images)} structures")
+        positions = [positions[sel]]
+    else:
+        positions = positions[sel]
+    if not positions:
+        raise InputError(f"{path}: --index {index} selects none of its {len(images)} structures")
+    for n in positions:
+        validate_atoms(images[n], where=f"{path} structure {n}")
+    return [(n, images[n]) for n in positions]
 
 
 def cmd_label(args) -> int:
@@ -66,8 +105,11 @@ def cmd_label(args) -> int:
     settings = _settings(args)
     added = 0
     for path in args.inputs:
-        for atoms in read_structures(path):
-            store.add(atoms, settings, {"source": os.path.basename(path)})
+        for n, atoms in read_structures(path, args.index):
+            meta = frame_meta(atoms, path, n)
+            if args.kind:
+                meta["kind"] = args.kind
+            store.add(atoms, settings, meta)
             added += 1
     if args.retire_kind:
         retired = _retire_kind(store, args.retire_kind, args.reason)
@@ -170,6 +212,12 @@ def register(subparsers) -> None:
         "resumes; every configuration is labelled once. Units: eV, Å, GPa.")
     p.add_argument("inputs", nargs="*", help="structure files (any ASE format) to add")
     p.add_argument("--store", required=True, help="job store directory (e.g. data/labels/round0)")
+    p.add_argument("--index", default=":", metavar="SLICE",
+                   help="which frames of each input file (ASE's index: ':' all, '-1' the last, '200::25' every 25th "
+                        "from the 200th); default ':'")
+    p.add_argument("--kind", default=None, metavar="KIND",
+                   help="meta 'kind' of the added frames (e.g. qtb-md, pimd-bead): `dpqtb validate` reports its "
+                        "errors per kind; the file name, the frame's position and its comment-line values are kept too")
     p.add_argument("--plan", choices=["round0", "pair-exchange"],
                    help="add a sampling plan: round0 (thermal, strained, rigid pair rotations) or "
                         "pair-exchange (pair rotations with the cage relaxed by --relax-model)")
