@@ -554,7 +554,7 @@ def test_label_cli_index_kind_and_frame_provenance(tmp_path, capsys):
     assert metas[0]["frame_info"]["bead"] == 1 and "vector" not in metas[0]["frame_info"]
     args = _parser().parse_args(["label", str(f), "--store", str(store), "--cheap", "--no-run", "--index", "-1"])
     assert args.func(args) == 0
-    assert "0 configuration" not in capsys.readouterr().out and len(JobStore(store).job_ids()) == 3  # frame 5 again
+    assert "(0 new, 1 already there)" in capsys.readouterr().out and len(JobStore(store).job_ids()) == 3  # frame 5
     for bad, msg in (("1:2:0", "not an ASE frame index"), ("a:b", "not an ASE frame index"), ("", "not an ASE"),
                      ("7", "outside its 6"), ("10:", "selects none")):
         args = _parser().parse_args(["label", str(f), "--store", str(tmp_path / "s2"), "--no-run", "--index", bad])

@@ -103,7 +103,7 @@ def cmd_label(args) -> int:
         return _stop_runner(args)
     store = JobStore(args.store)
     settings = _settings(args)
-    added = 0
+    added, before = 0, len(store.job_ids())
     for path in args.inputs:
         for n, atoms in read_structures(path, args.index):
             meta = frame_meta(atoms, path, n)
@@ -138,7 +138,9 @@ def cmd_label(args) -> int:
             added += 1
     done, total, failed = store.progress()
     if added:
-        print(f"{added} configuration(s) registered in {args.store}")
+        new = len(store.job_ids()) - before
+        print(f"{added} configuration(s) registered in {args.store}"
+              + (f" ({new} new, {added - new} already there)" if new != added else ""))
     n_retired = len(store.retired_ids() - store.done_ids())
     from dpqtb.dft.runner import skipped_failures
 
