@@ -160,6 +160,48 @@ def test_client_killed_then_rerun_recomputes_nothing_finished(serial, tmp_path):
         os.killpg(proc.pid, 0)
 
 
+def _running_point(out: Path) -> Path | None:
+    """A point directory with MD under way (thermo rows past step 20) and no result yet."""
+    for d in (out / SWEEP_POINTS_DIR).glob("*"):
+        t = d / THERMO
+        if not (d / POINT_RESULT).exists() and t.exists() and len(t.read_text().splitlines()) > 5:
+            return d
+    return None
+
+
+@pytest.mark.parametrize("mode", ["workers", "serial"])
+def test_sigterm_checkpoints_running_points_then_the_same_command_resumes(serial, tmp_path, mode):
+    """SIGTERM to ``dpqtb sweep`` (a batch system ending the job): with Dask workers the client asks them to
+    stop this run's points after their current step, each writes a checkpoint there (not only at its last
+    periodic one), the command exits 143 with one line; serially the point in flight does the same. The
+    same command then finishes the sweep with the bytes of an uninterrupted serial run."""
+    from dpqtb.md.checkpoint import load
+
+    cmd = _sweep_cmd(tmp_path) if mode == "workers" else [*_sweep_cmd(tmp_path)[:7], "--serial", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _running_point(tmp_path) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("dpqtb: sweep interrupted by SIGTERM") and "the same command resumes" in last, stderr
+    stopped = [d for d in (tmp_path / SWEEP_POINTS_DIR).glob("*") if "stopped at step" in (d / "point.log").read_text()]
+    assert stopped and len(stopped) <= 2, stderr
+    for d in stopped:
+        step = int((d / "point.log").read_text().split("stopped at step ")[-1].split()[0])
+        assert load(d / "checkpoint.pt")["state"]["step"] == step  # the step in flight, not a periodic one
+    if mode == "workers":
+        assert f"{len(stopped)} running point(s) stopped with a checkpoint" in last
+    rerun = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    for d in stopped:
+        assert "resume on" in (d / "point.log").read_text().split("stopped at step")[-1]
+    _same_as(serial, tmp_path)
+
+
 def test_interrupted_point_resumes_from_checkpoint(serial, tmp_path):
     from dpqtb.md.build import build_simulation
     from dpqtb.md.config import validate

@@ -156,6 +156,7 @@ class Simulation:
             raise InputError(f"observers need distinct names, got {names}")
         self._setup_done = False
         self._signal: int | None = None
+        self._stop = None
         self._guard: dict = {}
         self._checkpoint_step: int | None = None
 
@@ -386,17 +387,20 @@ class Simulation:
 
     # ------------------------------------------------------------------ main loop
     def run(self, n_steps: int | None = None, resume: bool = False, overwrite: bool = False,
-            warnings=()) -> MDState:
+            warnings=(), stop=None) -> MDState:
         """Run until ``state.step`` reaches the target (``n_steps`` from a fresh start; with ``resume``,
         the total step count, default the checkpoint's target). ``warnings`` (one line each) are printed
-        to stderr once every check has passed, just before the first step.
+        to stderr once every check has passed, just before the first step. ``stop``: a callable asked
+        after every step; True stops the run as SIGTERM does (for runs off the main thread, where no
+        signal handler can be installed: a sweep's Dask worker).
 
         Raises :class:`~dpqtb.SimulationUnstable` when the guard trips (nothing of the bad step is
-        written, the last good checkpoint is kept) and :class:`~dpqtb.RunInterrupted` on SIGINT/SIGTERM,
-        after a checkpoint at the current step (exactly resumable)."""
+        written, the last good checkpoint is kept) and :class:`~dpqtb.RunInterrupted` on SIGINT/SIGTERM
+        (or ``stop``), after a checkpoint at the current step (exactly resumable)."""
         from dpqtb.signals import handling
 
         self._signal = None
+        self._stop = stop
         with handling(signal.SIGINT, self._on_signal), handling(signal.SIGTERM, self._on_signal):
             if resume:
                 if self.dir is None:
@@ -441,6 +445,8 @@ class Simulation:
                 if ckpt_now:
                     self.checkpoint(target)
                 bar.update(1)
+                if self._stop is not None and self._signal is None and self._stop():
+                    self._signal = signal.SIGTERM
         finally:
             bar.close()
         if self._signal is not None:

@@ -15,7 +15,12 @@ Nothing is lost, nothing done twice:
 * ``point.lock`` (an exclusive ``flock``, released by the OS when its holder dies) keeps two tasks
   from ever writing one point directory at once;
 * the client alone writes ``DIR/points.csv``, atomically, after every finished point, with the rows in
-  the sweep's expansion order (so its bytes do not depend on which worker finished first).
+  the sweep's expansion order (so its bytes do not depend on which worker finished first);
+* a client stopped by Ctrl-C or SIGTERM asks every worker to stop this sweep's running points after their
+  current step (:func:`stop_points`: a task runs off the worker's main thread, where no signal handler can
+  be installed, so the MD loop polls the request), waits for their checkpoints (at most
+  :data:`STOP_GRACE_S`), and exits 130 / 143: the same command resumes them where they stopped, as
+  ``--serial`` does. A second Ctrl-C stops at once (points then resume from their last periodic checkpoint).
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError, InputError
+from dpqtb import DpqtbError, InputError, RunInterrupted
 from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT,
                           SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text,
                           read_thermo)
@@ -51,6 +58,50 @@ _CAGE = {"theta_mean_deg": "theta", "deviation_mean_deg": "distortion", "theta_s
          "face_max_mean_deg": "face_max", "face_min_mean_deg": "face_min"}
 _THETA_CSV = "theta.csv"  # written by dpqtb.analysis (CageAngle)
 NAN = float("nan")
+
+
+#: how long (s) a stopped client waits for its running points to write their checkpoints
+STOP_GRACE_S = 120.0
+#: the stop requests this process has received: tokens of sweep runs (one per client run) whose points stop
+_STOP_TOKENS: set[str] = set()
+
+
+def stop_points(token: str) -> None:
+    """Ask this process's points of the sweep run ``token`` to stop after their current step, with a
+    checkpoint; points of that run not started yet do not start. Run on every worker by a stopping client
+    (``client.run``); a new run of the same sweep has a new token, so the request never outlives its run."""
+    _STOP_TOKENS.add(token)
+
+
+class PointStopped(DpqtbError):
+    """A point stopped at the request of its sweep's client (``step``: the step of its checkpoint; None
+    when it had not started)."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.message, self.step = message, step
+
+    def __reduce__(self):  # to the client, with its step
+        return (PointStopped, (self.message, self.step))
+
+
+class SweepInterrupted(RunInterrupted):
+    """``dpqtb sweep`` stopped by SIGINT/SIGTERM after its running points wrote checkpoints; exit 128 + signal."""
+
+    def __init__(self, signum: int, message: str):
+        KeyboardInterrupt.__init__(self, message)
+        self.signum, self.step, self.directory = int(signum), None, None
+        self.exit_code = 128 + self.signum
+
+
+class _Signalled(KeyboardInterrupt):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_signalled(signum, frame):
+    raise _Signalled(signum)
 
 
 # ------------------------------------------------------------------------------------ one point
@@ -105,6 +156,9 @@ def run_point(spec: dict) -> dict:
     """
     import torch
 
+    token = spec.get("stop_token")
+    if token is not None and token in _STOP_TOKENS:
+        raise PointStopped(f"point {spec['hash'][:16]} not started: its sweep was stopped")
     torch.set_num_threads(1)  # bitwise-reproducible reductions, one core per point
     d = Path(spec["dir"])
     d.mkdir(parents=True, exist_ok=True)
@@ -116,14 +170,23 @@ def run_point(spec: dict) -> dict:
             trim = malloc_trim_warning()
             if trim:
                 print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} warning: {trim}", flush=True)
+            stop = (lambda: token in _STOP_TOKENS) if token is not None else None
             try:
-                return _run_locked(spec, d, log)
+                return _run_locked(spec, d, log, stop)
+            except RunInterrupted as exc:
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} stopped at step {exc.step} "
+                      f"({signal.Signals(exc.signum).name if stop is None else 'by the sweep client'}); "
+                      "checkpoint written", flush=True)
+                if stop is not None:  # a plain error in the worker: a KeyboardInterrupt would end its thread
+                    raise PointStopped(f"point {spec['hash'][:16]} stopped at step {exc.step} with a checkpoint",
+                                       exc.step) from None
+                raise
             except Exception as exc:
                 print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} failed: {_one_line(exc)}", flush=True)
                 raise
 
 
-def _run_locked(spec: dict, d: Path, log) -> dict:
+def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     from dpqtb.analysis.pipeline import analyze
     from dpqtb.md.build import build_simulation
     from dpqtb.md.config import validate
@@ -131,13 +194,13 @@ def _run_locked(spec: dict, d: Path, log) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     where = f"{socket.gethostname()} pid {os.getpid()}"
     if not (d / POINT_JSON).exists():
-        atomic_write_json(d / POINT_JSON, {k: v for k, v in spec.items() if k != "dir"}, indent=2)
+        atomic_write_json(d / POINT_JSON, {k: v for k, v in spec.items() if k not in ("dir", "stop_token")}, indent=2)
     cfg = validate(spec["config"], base_dir=spec["base_dir"])
     eq, prod = spec["equilibration_steps"], spec["production_steps"]
     resume = (d / CHECKPOINT).is_file()
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {'resume' if resume else 'start'} on {where}", flush=True)
     sim = build_simulation(cfg, output_dir=d, progress=False)
-    sim.run(eq + prod, resume=resume, overwrite=not resume)
+    sim.run(eq + prod, resume=resume, overwrite=not resume, stop=stop)
     t_md = time.perf_counter() - t0
     a = spec["analysis"]
     start = eq // cfg.output.trajectory_every
@@ -348,6 +411,10 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
                     finish(s, run_point(s), None)
                 except DpqtbError as exc:
                     finish(s, None, exc)
+                except RunInterrupted as exc:
+                    raise SweepInterrupted(exc.signum, f"sweep interrupted by {signal.Signals(exc.signum).name}: "
+                                           f"point {s['hash'][:16]} stopped at step {exc.step} with a checkpoint; "
+                                           "the same command resumes it") from None
         else:
             _run_dask(todo, finish, workers, scheduler, scheduler_file, client)
     finally:
@@ -413,27 +480,75 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
 def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, client=None) -> None:
     from dask.distributed import as_completed
 
+    from dpqtb.signals import handling
+
     own = client is None
     cluster = None
     if own:
         client, cluster = make_client(workers, scheduler, scheduler_file)
+    token = uuid.uuid4().hex  # this run's name for stop requests
+    by_key: dict = {}
+    consumed: set = set()
     try:
-        by_key = {}
-        for s in todo:
-            fut = client.submit(run_point, s, pure=False, key=f"point-{s['hash']}")
-            by_key[fut.key] = (fut, s)
-        for fut in as_completed([f for f, _ in by_key.values()]):
-            spec = by_key[fut.key][1]
+        with handling(signal.SIGTERM, _raise_signalled):
             try:
-                result = fut.result()  # a result lost with its worker is recomputed (read back) elsewhere
-            except Exception as exc:  # noqa: BLE001 - the point failed (unstable, bad input, KilledWorker)
-                finish(spec, None, exc)
-            else:
-                finish(spec, result, None)
-            fut.release()
+                for s in todo:
+                    fut = client.submit(run_point, {**s, "stop_token": token}, pure=False, key=f"point-{s['hash']}")
+                    by_key[fut.key] = (fut, s)
+                for fut in as_completed([f for f, _ in by_key.values()]):
+                    _collect(fut, by_key, finish)
+                    consumed.add(fut.key)
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+                stopped, late = _stop_running(client, token, {k: v for k, v in by_key.items() if k not in consumed},
+                                              finish)
+                raise SweepInterrupted(signum, f"sweep interrupted by {signal.Signals(signum).name}: {stopped} running "
+                                       f"point(s) stopped with a checkpoint at their current step"
+                                       + (f", {late} not stopped within {STOP_GRACE_S:g} s (they resume from their "
+                                          "last periodic checkpoint)" if late else "")
+                                       + "; the same command resumes the sweep") from None
     finally:
         if own:
             client.close()
         if cluster is not None:
             cluster.close()
 
+
+def _collect(fut, by_key: dict, finish) -> int | None:
+    """Record one finished future; the step of a point that stopped on request (else None)."""
+    spec = by_key[fut.key][1]
+    try:
+        result = fut.result()  # a result lost with its worker is recomputed (read back) elsewhere
+    except PointStopped as exc:
+        return -1 if exc.step is None else exc.step
+    except Exception as exc:  # noqa: BLE001 - the point failed (unstable, bad input, KilledWorker)
+        finish(spec, None, exc)
+    else:
+        finish(spec, result, None)
+    finally:
+        fut.release()
+    return None
+
+
+def _stop_running(client, token: str, by_key: dict, finish) -> tuple[int, int]:
+    """Ask every worker to stop this run's points (:func:`stop_points`) and wait for the futures of ``by_key``
+    (those not recorded yet): (points stopped
+    with a checkpoint, points still running after :data:`STOP_GRACE_S`). Points that finish meanwhile are
+    recorded as usual. A second Ctrl-C ends the wait."""
+    from dask.distributed import as_completed
+
+    pending = [f for f, _ in by_key.values()]
+    if not pending:
+        return 0, 0
+    print(f"dpqtb: stopping: {len(pending)} point(s) not recorded yet; running ones write a checkpoint "
+          "(Ctrl-C again: stop at once)", file=sys.stderr, flush=True)
+    client.run(stop_points, token)
+    stopped, seen = 0, set()
+    try:
+        for fut in as_completed(pending, timeout=STOP_GRACE_S):
+            seen.add(fut.key)
+            step = _collect(fut, by_key, finish)
+            stopped += step is not None and step >= 0
+    except TimeoutError:
+        pass
+    return stopped, len(pending) - len(seen)
