@@ -532,9 +532,8 @@ def _collect(fut, by_key: dict, finish) -> int | None:
 
 def _stop_running(client, token: str, by_key: dict, finish) -> tuple[int, int]:
     """Ask every worker to stop this run's points (:func:`stop_points`) and wait for the futures of ``by_key``
-    (those not recorded yet): (points stopped
-    with a checkpoint, points still running after :data:`STOP_GRACE_S`). Points that finish meanwhile are
-    recorded as usual. A second Ctrl-C ends the wait."""
+    (those not recorded yet). Returns (points stopped with a checkpoint, points still running after
+    :data:`STOP_GRACE_S`). Points that finish meanwhile are recorded as usual. A second Ctrl-C ends the wait."""
     from dask.distributed import as_completed
 
     pending = [f for f, _ in by_key.values()]
