@@ -271,3 +271,44 @@ bead_trajectory_every = 10
         mean, err = _block_mean_err(spread[:, symbols == s].mean(1))
         assert abs(mean - exact) < 4 * err, (s, mean, exact, err)
         assert err < 0.05 * exact, (s, err / exact)
+
+
+def test_bead_trajectory_never_continues_a_file_its_checkpoint_did_not_record(tmp_path, capsys):
+    """A fresh run removes a trajectory_beads.extxyz left by another run; switching the option on at
+    --resume with such a file present is a one-line error (exit 2), not a file with a gap."""
+    from dpqtb.cli import main
+
+    cfg = tmp_path / "p.toml"
+    base = """
+[system]
+structure = "builtin:fcc"
+element = "Cu"
+lattice_A = 3.61
+[potential]
+kind = "morse"
+D_eV = 0.3429
+a_per_A = 1.3588
+r0_A = 2.866
+cutoff_A = 5.0
+[md]
+timestep_fs = 1.0
+steps = 20
+[thermostat]
+kind = "pimd"
+temperature_K = 100
+beads = 2
+damp_fs = 100
+[output]
+progress = false
+"""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "trajectory_beads.extxyz").write_text("stale")
+    cfg.write_text(base)
+    assert main(["md", str(cfg), "--output", str(out), "--overwrite"]) == 0
+    assert not (out / "trajectory_beads.extxyz").exists()  # the other run's file is gone
+    (out / "trajectory_beads.extxyz").write_text("stale")
+    cfg.write_text(base.replace("steps = 20", "steps = 30") + "bead_trajectory_every = 5\n")
+    assert main(["md", str(cfg), "--output", str(out), "--resume"]) == 2
+    assert "did not record it" in capsys.readouterr().err
+    assert (out / "trajectory_beads.extxyz").read_text() == "stale"

@@ -169,31 +169,37 @@ def _running_point(out: Path) -> Path | None:
     return None
 
 
-@pytest.mark.parametrize("mode", ["workers", "serial"])
+@pytest.mark.parametrize("mode", ["workers", "workers-ctrl-c", "serial"])
 def test_sigterm_checkpoints_running_points_then_the_same_command_resumes(serial, tmp_path, mode):
-    """SIGTERM to ``dpqtb sweep`` (a batch system ending the job): with Dask workers the client asks them to
-    stop this run's points after their current step, each writes a checkpoint there (not only at its last
-    periodic one), the command exits 143 with one line; serially the point in flight does the same. The
-    same command then finishes the sweep with the bytes of an uninterrupted serial run."""
+    """SIGTERM to ``dpqtb sweep`` (a batch system ending the job), or Ctrl-C in its terminal (SIGINT to the
+    whole process group, workers included): with Dask workers the client asks them to stop this run's points
+    after their current step, each writes a checkpoint there (not only at its last periodic one), the
+    command exits 143 / 130 with one line; serially the point in flight does the same. The same command
+    then finishes the sweep with the bytes of an uninterrupted serial run."""
     from dpqtb.md.checkpoint import load
 
-    cmd = _sweep_cmd(tmp_path) if mode == "workers" else [*_sweep_cmd(tmp_path)[:7], "--serial", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = _sweep_cmd(tmp_path) if mode != "serial" else [*_sweep_cmd(tmp_path)[:7], "--serial", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 300
     while _running_point(tmp_path) is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGTERM)
+    sig = signal.SIGINT if mode == "workers-ctrl-c" else signal.SIGTERM
+    if mode == "workers-ctrl-c":
+        os.killpg(proc.pid, sig)  # what a terminal does: the client and its worker processes
+    else:
+        proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 143, stderr
+    assert proc.returncode == 128 + sig, stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("dpqtb: sweep interrupted by SIGTERM") and "the same command resumes" in last, stderr
+    assert last.startswith(f"dpqtb: sweep interrupted by {sig.name}") and "the same command resumes" in last, stderr
     stopped = [d for d in (tmp_path / SWEEP_POINTS_DIR).glob("*") if "stopped at step" in (d / "point.log").read_text()]
     assert stopped and len(stopped) <= 2, stderr
     for d in stopped:
         step = int((d / "point.log").read_text().split("stopped at step ")[-1].split()[0])
         assert load(d / "checkpoint.pt")["state"]["step"] == step  # the step in flight, not a periodic one
-    if mode == "workers":
+    if mode != "serial":
         assert f"{len(stopped)} running point(s) stopped with a checkpoint" in last
     rerun = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr

@@ -222,6 +222,16 @@ class BeadTrajectoryObserver(_AppendedFile):
     def start(self, sim) -> None:
         self.observe(sim)
 
+    def truncate(self, sim, offsets: dict) -> None:
+        """Cut back to the checkpoint; a file the checkpoint did not record (the option switched on at
+        ``--resume``, or left by another run) is refused rather than continued with a gap."""
+        path = sim.dir / self.filename
+        if self.offset_key not in offsets and path.exists() and path.stat().st_size:
+            raise InputError(f"{path} exists but the checkpoint in {sim.dir} did not record it "
+                             "(output.bead_trajectory_every switched on at --resume?): move it away, or start "
+                             "again with --overwrite")
+        super().truncate(sim, offsets)
+
     def observe(self, sim) -> None:
         ring = getattr(sim.state, "ring", None)
         if sim.dir is None or ring is None or sim.state.step % self.every:
@@ -231,11 +241,11 @@ class BeadTrajectoryObserver(_AppendedFile):
 
         s = sim.state
         symbols = [s.type_map[i] for i in s.species.tolist()]
-        cell, q = s.cell.detach().cpu().numpy(), ring.q.detach().cpu().numpy()
+        cell, q, masses = s.cell.detach().cpu().numpy(), ring.q.detach().cpu().numpy(), s.masses.detach().cpu().numpy()
         energies = ring.e.detach().cpu().numpy() if ring.e is not None else np.full(ring.beads, np.nan)
         frames = []
         for j in range(ring.beads):
-            atoms = Atoms(symbols=symbols, positions=q[j], cell=cell, pbc=s.pbc)
+            atoms = Atoms(symbols=symbols, positions=q[j], cell=cell, pbc=s.pbc, masses=masses)
             atoms.info.update(step=s.step, time_fs=s.time_fs, bead=j, beads=ring.beads, energy_eV=float(energies[j]))
             frames.append(atoms)
         with open(sim.dir / self.filename, "a") as fh:

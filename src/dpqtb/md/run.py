@@ -31,7 +31,8 @@ from dpqtb import InputError, RunInterrupted, SimulationUnstable, __version__
 from dpqtb.md import checkpoint as checkpoint_io
 from dpqtb.md.state import MDState
 from dpqtb.md.observers import Observer, QTBSpectraObserver, ThermoObserver, TrajectoryObserver
-from dpqtb.rundir import (CHECKPOINT, QTB_DOS, QTB_FD_GLOB, RUN_JSON, ThermoRow, atomic_write_text, read_thermo_rows)
+from dpqtb.rundir import (BEAD_TRAJECTORY, CHECKPOINT, QTB_DOS, QTB_FD_GLOB, RUN_JSON, ThermoRow, atomic_write_text,
+                          read_thermo_rows)
 from dpqtb.units import KB
 
 #: Stability bounds (see docs/config.md, "Exit status and stability guard"): the run stops when the
@@ -208,7 +209,8 @@ class Simulation:
             return
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            for p in (*self._observer_files(), self.dir / CHECKPOINT, *self.dir.glob(QTB_FD_GLOB), self.dir / QTB_DOS):
+            for p in (*self._observer_files(), self.dir / CHECKPOINT, *self.dir.glob(QTB_FD_GLOB), self.dir / QTB_DOS,
+                      self.dir / BEAD_TRAJECTORY):  # optional outputs a previous run may have left
                 if p.exists():
                     p.unlink()
             meta = {"dpqtb_version": __version__, "torch_version": torch.__version__,

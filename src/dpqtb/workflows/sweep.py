@@ -73,9 +73,9 @@ def stop_points(token: str) -> None:
     _STOP_TOKENS.add(token)
 
 
-class PointStopped(DpqtbError):
+class PointStopped(Exception):
     """A point stopped at the request of its sweep's client (``step``: the step of its checkpoint; None
-    when it had not started)."""
+    when it had not started). Internal: from a worker to its client, never shown to a user."""
 
     def __init__(self, message: str, step: int | None = None):
         super().__init__(message)
@@ -472,7 +472,13 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
     # torch then unmaps and maps its step buffers every step. A Deep Potential point spends 18-25 % of its
     # CPU time in the kernel and takes 1.25-1.46x as long alone, 2x with two workers on two cores
     # (benchmarks/results/sweep_malloc_trim.json). A point holds its memory to the end anyway.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    from dpqtb.signals import handling
+
+    # Ctrl-C in a terminal goes to the whole process group: workers that inherit SIGINT ignored stay up
+    # (neither Python nor asyncio replaces an inherited SIG_IGN), so the client alone decides how its
+    # points stop (stop_points: a checkpoint at the step in flight) instead of losing them.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+            handling(signal.SIGINT, signal.SIG_IGN):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
@@ -496,8 +502,8 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
                     fut = client.submit(run_point, {**s, "stop_token": token}, pure=False, key=f"point-{s['hash']}")
                     by_key[fut.key] = (fut, s)
                 for fut in as_completed([f for f, _ in by_key.values()]):
+                    consumed.add(fut.key)  # first: an interrupt inside _collect must not collect it twice
                     _collect(fut, by_key, finish)
-                    consumed.add(fut.key)
             except KeyboardInterrupt as exc:
                 signum = getattr(exc, "signum", signal.SIGINT)
                 stopped, late = _stop_running(client, token, {k: v for k, v in by_key.items() if k not in consumed},
@@ -541,13 +547,29 @@ def _stop_running(client, token: str, by_key: dict, finish) -> tuple[int, int]:
         return 0, 0
     print(f"dpqtb: stopping: {len(pending)} point(s) not recorded yet; running ones write a checkpoint "
           "(Ctrl-C again: stop at once)", file=sys.stderr, flush=True)
-    client.run(stop_points, token)
     stopped, seen = 0, set()
     try:
+        _ask_workers(client, stop_points, token, timeout=min(30.0, STOP_GRACE_S))
         for fut in as_completed(pending, timeout=STOP_GRACE_S):
             seen.add(fut.key)
             step = _collect(fut, by_key, finish)
             stopped += step is not None and step >= 0
-    except TimeoutError:
+    except (TimeoutError, KeyboardInterrupt):  # the grace time is over, or a second Ctrl-C / SIGTERM
         pass
     return stopped, len(pending) - len(seen)
+
+
+def _ask_workers(client, function, *args, timeout: float) -> None:
+    """``client.run(function, *args)`` on every worker, waiting at most ``timeout`` s; a worker that is gone,
+    closing or hung is skipped (its points resume from their last periodic checkpoint)."""
+    import threading
+
+    def call():
+        try:
+            client.run(function, *args, on_error="ignore")
+        except Exception:  # noqa: BLE001 - a closing comm, a worker that left: nothing to stop there
+            pass
+
+    t = threading.Thread(target=call, daemon=True, name="dpqtb-stop-points")
+    t.start()
+    t.join(timeout)
