@@ -37,7 +37,7 @@ def run(cmd):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default="data/labels/heldout_quantum")
+    ap.add_argument("--store", default="data/labels/heldout_quantum", help="job store (relative to the repository)")
     ap.add_argument("--no-md", action="store_true", help="register only what exists (no TRPMD run)")
     a = ap.parse_args()
     for sweep, (keep, index) in QTB_SWEEPS.items():
@@ -51,7 +51,8 @@ def main():
                 print(f"skipped (no trajectory on this machine): {traj}")
     beads = ROOT / TRPMD_DIR / "trajectory_beads.extxyz"
     if not a.no_md:
-        resume = ["--resume"] if (ROOT / TRPMD_DIR / "checkpoint.pt").is_file() else []  # a finished run: 0 steps
+        # a checkpoint: resume it (a finished run: 0 steps); none: start afresh over whatever is there
+        resume = ["--resume"] if (ROOT / TRPMD_DIR / "checkpoint.pt").is_file() else ["--overwrite"]
         run(DPQTB + ["md", TRPMD_CONFIG, *resume])
     if beads.is_file():
         run(DPQTB + ["label", "--store", a.store, "--no-run", "--kind", "pimd-bead", "--index", BEAD_INDEX, beads])
