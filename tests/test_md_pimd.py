@@ -121,12 +121,8 @@ def test_pimd_morse_oscillator_matches_exact_diagonalisation():
     assert abs(harm - k_ex) > 2 * tol, (harm / k_ex - 1, tol / k_ex)
 
 
-def test_pimd_config_and_errors(tmp_path):
-    from dpqtb import DpqtbError
-    from dpqtb.cli import main
-
-    cfg = tmp_path / "p.toml"
-    base = """
+#: a Morse copper PIMD run of 20 steps (the CLI tests below)
+MORSE_PIMD = """
 [system]
 structure = "builtin:fcc"
 element = "Cu"
@@ -143,11 +139,19 @@ steps = 20
 [thermostat]
 kind = "pimd"
 temperature_K = 100
-beads = 4
+beads = {beads}
 damp_fs = 100
 [output]
 progress = false
 """
+
+
+def test_pimd_config_and_errors(tmp_path):
+    from dpqtb import DpqtbError
+    from dpqtb.cli import main
+
+    cfg = tmp_path / "p.toml"
+    base = MORSE_PIMD.format(beads=4)
     cfg.write_text(base)
     assert main(["md", str(cfg), "--output", str(tmp_path / "o")]) == 0
     rows = (tmp_path / "o" / "thermo.csv").read_text().splitlines()
@@ -279,28 +283,7 @@ def test_bead_trajectory_never_continues_a_file_its_checkpoint_did_not_record(tm
     from dpqtb.cli import main
 
     cfg = tmp_path / "p.toml"
-    base = """
-[system]
-structure = "builtin:fcc"
-element = "Cu"
-lattice_A = 3.61
-[potential]
-kind = "morse"
-D_eV = 0.3429
-a_per_A = 1.3588
-r0_A = 2.866
-cutoff_A = 5.0
-[md]
-timestep_fs = 1.0
-steps = 20
-[thermostat]
-kind = "pimd"
-temperature_K = 100
-beads = 2
-damp_fs = 100
-[output]
-progress = false
-"""
+    base = MORSE_PIMD.format(beads=2)
     out = tmp_path / "o"
     out.mkdir()
     (out / "trajectory_beads.extxyz").write_text("stale")
