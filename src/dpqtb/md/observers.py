@@ -11,7 +11,8 @@ An observer is called by the runner at fixed points of a run and owns its file(s
                             accumulators that a resumed run needs (kept in the checkpoint)
 
 The runner itself knows only this protocol: :class:`ThermoObserver` (thermo.csv), :class:`TrajectoryObserver`
-(trajectory.extxyz), :class:`BeadTrajectoryObserver` (trajectory_beads.extxyz, every bead of a ring polymer), :class:`QTBSpectraObserver` (the quantum bath's Δ_FD spectra and phonon DOS) and
+(trajectory.extxyz), :class:`BeadTrajectoryObserver` (trajectory_beads.extxyz, every bead of a ring polymer),
+:class:`QTBSpectraObserver` (the quantum bath's Δ_FD spectra and phonon DOS) and
 :class:`VACFObserver` (velocity autocorrelation per species, on the fly) and :class:`ModelDeviationObserver`
 (the model deviation of a Deep Potential ensemble) are the built-in ones; a user's observer is any object with
 these methods (derive from :class:`Observer`). An observer with ``thermo_columns`` (a tuple of names) and
@@ -28,8 +29,8 @@ import numpy as np
 import torch
 
 from dpqtb import InputError
-from dpqtb.rundir import (BEAD_TRAJECTORY, MODEL_DEVI_CSV, QTB_DOS, QTB_FD_GLOB, THERMO, THERMO_COLUMNS, TRAJECTORY, VACF, ThermoRow,
-                          atomic_write_text, qtb_fd_name, thermo_header, thermo_line)
+from dpqtb.rundir import (BEAD_TRAJECTORY, MODEL_DEVI_CSV, QTB_DOS, QTB_FD_GLOB, THERMO, THERMO_COLUMNS, TRAJECTORY,
+                          VACF, ThermoRow, atomic_write_text, qtb_fd_name, thermo_header, thermo_line)
 from dpqtb.units import KB
 
 
@@ -236,16 +237,16 @@ class BeadTrajectoryObserver(_AppendedFile):
         ring = getattr(sim.state, "ring", None)
         if sim.dir is None or ring is None or sim.state.step % self.every:
             return
-        from ase import Atoms
         from ase.io import write
 
         s = sim.state
-        symbols = [s.type_map[i] for i in s.species.tolist()]
-        cell, q, masses = s.cell.detach().cpu().numpy(), ring.q.detach().cpu().numpy(), s.masses.detach().cpu().numpy()
+        base = s.to_atoms(include_velocities=False)  # symbols, cell, pbc, masses: the centroid frame's
+        q = ring.q.detach().cpu().numpy()
         energies = ring.e.detach().cpu().numpy() if ring.e is not None else np.full(ring.beads, np.nan)
         frames = []
         for j in range(ring.beads):
-            atoms = Atoms(symbols=symbols, positions=q[j], cell=cell, pbc=s.pbc, masses=masses)
+            atoms = base.copy()
+            atoms.positions = q[j]
             atoms.info.update(step=s.step, time_fs=s.time_fs, bead=j, beads=ring.beads, energy_eV=float(energies[j]))
             frames.append(atoms)
         with open(sim.dir / self.filename, "a") as fh:
