@@ -50,6 +50,9 @@ print("""Notes:
   left out of the spectra, the adaptation and the correction; `gamma_r_min_ratio` the floor of γ_r/γ.
   `damp_fs` defaults to 1000 fs, and to 100 fs for adQTB (docs/qtb.md says why).
 - `output.checkpoint_every`: steps between atomic checkpoints (and always at step 0 and at the end);
+  `output.checkpoint_every_min` (default 10) also writes one at the first step that ends that many wall-clock
+  minutes after the last, so that a run killed without warning (kill -9, a lost node, a batch walltime) loses at
+  most about that much time however long a step takes (0: off); where checkpoints fall changes no output;
   `dpqtb md CONFIG --resume` continues exactly, truncating thermo.csv/trajectory.extxyz back to the checkpoint first.
 - `output.vacf_every` > 0: the velocity autocorrelation of each species, on the fly (`vacf.csv`: `lag_fs`,
   `vacf_<X>_A2_per_fs2` = ⟨v_i(t)·v_i(t+τ)⟩ over the species' atoms and every time origin, `n_origins`), sampled
@@ -84,7 +87,7 @@ nothing in it runs.
 ## Restart (`--resume`)
 
 The checkpoint stores the run's physics config (every key except `md.steps`, `output.directory`,
-`output.progress`, `output.checkpoint_every`; with a temperature ramp `md.steps` too, as the ramp's length)
+`output.progress`, `output.checkpoint_every`, `output.checkpoint_every_min`; with a temperature ramp `md.steps` too, as the ramp's length)
 and its SHA-256. `--resume` refuses any other change, naming the keys that differ. The step target on resume
 is `--steps N` if given, else `md.steps` of the file (a raised value continues the run); a target below the
 checkpoint's step is an error. `--resume` also refuses when thermo.csv or trajectory.extxyz is missing or

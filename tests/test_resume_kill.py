@@ -134,3 +134,31 @@ def test_kill9_then_resume_is_bitwise_exact_deep_potential(tmp_path, kind):
     steps = 60
     _check_resume(tmp_path, LAH10.format(steps=steps, thermostat=LAH10_THERMOSTATS[kind]), steps, "SIGKILL",
                   seed=20 + len(kind))
+
+
+def test_wall_clock_checkpoints_bound_what_a_kill9_loses_morse(tmp_path):
+    """output.checkpoint_every_min: with step checkpoints off (checkpoint_every = 0) and a wall-clock interval
+    far shorter than a step (6 µs), every step writes a checkpoint. kill -9 after the outputs of step k leaves
+    the checkpoint of step k - 1 (without the interval: step 0, the run's start); --resume is the uninterrupted
+    run byte for byte, and that run's outputs are those of a run without wall-clock checkpoints."""
+    from dpqtb.md.checkpoint import load
+
+    steps = 60
+    text = MORSE.format(steps=steps, thermostat=THERMOSTATS["qtb"]).replace("checkpoint_every = 20",
+                                                                           "checkpoint_every = 0")
+    runs = {}
+    for name, every_min in (("plain", 0), ("wall", 1e-7)):
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(text + f"checkpoint_every_min = {every_min}\n")
+        ref = _dpqtb("md", cfg, "--output", tmp_path / f"{name}_ref")
+        assert ref.returncode == 0, ref.stderr
+        kill_step = 37
+        crash = _dpqtb("md", cfg, "--output", tmp_path / f"{name}_crash", sig="SIGKILL", step=kill_step)
+        assert crash.returncode == -9, crash.stderr
+        runs[name] = load(tmp_path / f"{name}_crash" / "checkpoint.pt")["state"]["step"]
+        resumed = _dpqtb("md", cfg, "--output", tmp_path / f"{name}_crash", "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        for out in ("thermo.csv", "trajectory.extxyz", "vacf.csv"):
+            assert (tmp_path / f"{name}_crash" / out).read_bytes() == (tmp_path / f"{name}_ref" / out).read_bytes()
+            assert (tmp_path / f"{name}_ref" / out).read_bytes() == (tmp_path / f"plain_ref" / out).read_bytes()
+    assert runs == {"plain": 0, "wall": kill_step - 1}

@@ -172,6 +172,7 @@ def build_potential(pot_cfg: PotentialConfig, state: MDState, base_dir: Path):
 #: the model-deviation ensemble (it only watches the driving model).
 #: Everything else is the run's physics, stored in its checkpoint.
 NOT_PHYSICS = {("md", "steps"), ("output", "directory"), ("output", "progress"), ("output", "checkpoint_every"),
+               ("output", "checkpoint_every_min"),
                ("output", "vacf_every"), ("output", "vacf_max_lag_fs"),
                ("output", "bead_trajectory_every"), ("potential", "ensemble"),
                ("potential", "deviation_every"), ("potential", "trust_hi_eV_per_A")}
@@ -342,6 +343,7 @@ def build_simulation(cfg: MDConfig, output_dir: str | Path | None = None, progre
     return Simulation(state, integrator, output_directory(cfg, output_dir),
                       thermo_every=out.thermo_every, trajectory_every=out.trajectory_every,
                       trajectory_velocities=out.trajectory_velocities, checkpoint_every=out.checkpoint_every,
+                      checkpoint_every_min=out.checkpoint_every_min,
                       progress=out.progress if progress is None else progress,
                       metadata={"config": cfg.to_dict()}, physics_config=physics_config(cfg),
                       observers=observers)

@@ -176,6 +176,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "trajectory_every": (int, 100, nonneg, "must be >= 0 (0: no trajectory)"),
         "trajectory_velocities": (bool, False, None, ""),
         "checkpoint_every": (int, 1000, nonneg, "must be >= 0 (0: only at the end)"),
+        "checkpoint_every_min": (NUMBER, 10.0, nonneg, "must be >= 0 (wall-clock minutes after which a step also "
+                                 "writes a checkpoint; 0: steps only)"),
         "progress": (bool, True, None, ""),
         "vacf_every": (int, 0, nonneg, "must be >= 0 (steps between velocity samples of vacf.csv; 0: none)"),
         "vacf_max_lag_fs": (NUMBER, 1000.0, positive, "must be > 0 (longest lag of vacf.csv)"),
@@ -405,6 +407,7 @@ class OutputConfig(_Section):
     trajectory_every: int
     trajectory_velocities: bool
     checkpoint_every: int
+    checkpoint_every_min: float
     progress: bool
     vacf_every: int
     vacf_max_lag_fs: float

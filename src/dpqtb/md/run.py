@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -121,6 +122,11 @@ class Simulation:
         Also write ``velocities_A_per_fs`` in the trajectory.
     checkpoint_every : int
         Steps between checkpoints (0: only at the start, the end and on a signal).
+    checkpoint_every_min : float
+        Also write a checkpoint after the first step that ends this many wall-clock minutes after the
+        last checkpoint (0: off), so that a run killed without warning (SIGKILL, a node lost, a batch
+        walltime) loses at most about this much time whatever a step costs. Where checkpoints fall does
+        not change any output: a resumed run is the uninterrupted one byte for byte.
     progress : bool
         Show a progress bar.
     metadata : dict, optional
@@ -137,12 +143,16 @@ class Simulation:
 
     def __init__(self, state: MDState, integrator, output_dir: str | Path | None, thermo_every: int = 10,
                  trajectory_every: int = 100, trajectory_velocities: bool = False, checkpoint_every: int = 1000,
-                 progress: bool = True, metadata: dict | None = None, physics_config: dict | None = None,
+                 checkpoint_every_min: float = 0.0, progress: bool = True, metadata: dict | None = None, physics_config: dict | None = None,
                  thermo_callback=None, observers=()):
         self.state = state
         self.integrator = integrator
         self.dir = None if output_dir is None else Path(output_dir)
         self.checkpoint_every = int(checkpoint_every)
+        if not checkpoint_every_min >= 0:
+            raise InputError(f"checkpoint_every_min must be >= 0, got {checkpoint_every_min}")
+        self._checkpoint_every_s = 60.0 * float(checkpoint_every_min)
+        self._checkpoint_time = time.monotonic()
         self.progress = progress
         self.metadata = metadata or {}
         self.physics_config = physics_config
@@ -315,6 +325,11 @@ class Simulation:
         except OSError as exc:
             raise InputError(f"cannot write checkpoint in {self.dir}: {exc.strerror or exc}") from None
         self._checkpoint_step = self.state.step
+        self._checkpoint_time = time.monotonic()
+
+    def _checkpoint_due(self) -> bool:
+        """The wall-clock checkpoint interval (``checkpoint_every_min``) has passed since the last one."""
+        return self._checkpoint_every_s > 0 and time.monotonic() - self._checkpoint_time >= self._checkpoint_every_s
 
     def _load_checkpoint(self) -> dict:
         ckpt_path = self.dir / CHECKPOINT
@@ -440,7 +455,7 @@ class Simulation:
                 self.integrator.step(self.state)
                 self._check_finite()
                 step = self.state.step
-                ckpt_now = bool(self.checkpoint_every) and step % self.checkpoint_every == 0
+                ckpt_now = (bool(self.checkpoint_every) and step % self.checkpoint_every == 0) or self._checkpoint_due()
                 if step % self._thermo.every == 0 or ckpt_now or step == target:
                     self._check_bounds()
                 self._observe()
