@@ -27,6 +27,7 @@ import pytest
 from dpqtb import InputError
 from dpqtb.rundir import POINT_RESULT, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, THERMO, TRAJECTORY
 from dpqtb.workflows.sweep_spec import load_sweep, parse_sweep
+from dpqtb.workflows.sweep_status import sweep_status
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "examples" / "sweep_morse.toml"
@@ -199,6 +200,13 @@ def test_sigterm_checkpoints_running_points_then_the_same_command_resumes(serial
     for d in stopped:
         step = int((d / "point.log").read_text().split("stopped at step ")[-1].split()[0])
         assert load(d / "checkpoint.pt")["state"]["step"] == step  # the step in flight, not a periodic one
+    status = {r["hash"]: r for r in sweep_status(tmp_path)}  # dpqtb sweep --status, from the files alone
+    assert len(status) == 8 and {r["status"] for r in status.values()} <= {"done", "stopped", "pending"}
+    for d in stopped:
+        step = int((d / "point.log").read_text().split("stopped at step ")[-1].split()[0])
+        spec = json.loads((d / "point.json").read_text())
+        target = spec["equilibration_steps"] + spec["production_steps"]
+        assert (status[d.name]["status"], status[d.name]["step"], status[d.name]["target"]) == ("stopped", step, target)
     if mode != "serial":
         assert f"{len(stopped)} running point(s) stopped with a checkpoint" in last
     rerun = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
@@ -206,6 +214,7 @@ def test_sigterm_checkpoints_running_points_then_the_same_command_resumes(serial
     for d in stopped:
         assert "resume on" in (d / "point.log").read_text().split("stopped at step")[-1]
     _same_as(serial, tmp_path)
+    assert all(r["status"] == "done" and r["step"] == r["target"] > 0 for r in sweep_status(tmp_path))
 
 
 def test_interrupted_point_resumes_from_checkpoint(serial, tmp_path):
@@ -336,6 +345,51 @@ def test_failed_point_is_marked_and_the_others_finish(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "out" / SWEEP_POINTS_CSV)))
     assert [r["status"] for r in rows] == ["done", "failed"] and rows[1]["error"]
     assert "failed:" in next((tmp_path / "out" / SWEEP_POINTS_DIR / rows[1]["hash"]).glob("point.log")).read_text()
+    status = sweep_status(tmp_path / "out")
+    assert [r["status"] for r in status] == ["done", "failed"] and "failed:" not in status[1]["error"]
+    assert status[1]["error"].startswith("SimulationUnstable: ")
+
+
+def test_status_of_a_running_point_from_its_lock_log_and_thermo(tmp_path):
+    """A point whose point.lock another open file holds is running; its steps/min is the current attempt's
+    (the lines after the last resume), its ETA (target - last checkpoint's step) / rate less the time since;
+    without the lock it is stopped (it has a checkpoint); thermo.csv's last row gives a later step."""
+    import fcntl
+
+    from dpqtb.cli import main
+    from dpqtb.workflows.sweep_status import point_status
+
+    d = tmp_path / SWEEP_POINTS_DIR / "abc"
+    d.mkdir(parents=True)
+    (tmp_path / "sweep.json").write_text(json.dumps({"points": [{"hash": "abc", "axes": {"temperature_K": 5}},
+                                                                {"hash": "def", "axes": {"temperature_K": 9}}]}))
+    (d / "point.json").write_text(json.dumps({"equilibration_steps": 400, "production_steps": 1600}))
+    t0 = time.mktime((2026, 12, 7, 4, 0, 0, 0, 0, -1))
+
+    def stamp(dt):
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0 + dt))
+
+    (d / "point.log").write_text(
+        f"{stamp(-900)} start on host pid 1\n{stamp(-900)} step 0/2000 (started)\n{stamp(-300)} step 100/2000 "
+        f"(checkpoint)\n{stamp(-200)} stopped at step 130 (SIGTERM); checkpoint written\n"
+        f"{stamp(0)} resume on host pid 2\n{stamp(0)} step 130/2000 (resumed)\n"
+        f"{stamp(600)} step 430/2000 (checkpoint)\n{stamp(1200)} step 730/2000 (checkpoint)\n")
+    (d / "checkpoint.pt").write_bytes(b"")
+    (d / "point.lock").write_text("")
+    now = t0 + 1260
+    with open(d / "point.lock") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        row = point_status(d, "abc", now=now)
+        assert row["status"] == "running" and (row["step"], row["target"]) == (730, 2000)
+        assert row["steps_per_min"] == pytest.approx(30.0)  # (730 - 130) steps / 20 min
+        assert row["eta_h"] == pytest.approx(((2000 - 730) * 2.0 - 60.0) / 3600.0)
+        assert row["last_line_min"] == pytest.approx(1.0)
+    assert point_status(d, "abc", now=now)["status"] == "stopped"
+    (d / "thermo.csv").write_text("step,time_fs\n0,0.0\n10,5.0\n740,370.0\n75")  # a row being written
+    assert point_status(d, "abc", now=now)["step"] == 740
+    assert [r["status"] for r in sweep_status(tmp_path, now=now)] == ["stopped", "pending"]
+    assert main(["sweep", "--status", str(tmp_path)]) == 0
+    assert main(["sweep", "--status", str(d)]) == 2  # not a sweep directory
 
 
 def test_cli_errors_exit_2(tmp_path):

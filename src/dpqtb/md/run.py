@@ -170,6 +170,9 @@ class Simulation:
         self._stop = None
         self._guard: dict = {}
         self._checkpoint_step: int | None = None
+        #: called as ``on_progress(event, step, target)`` with event "started" or "resumed" just before the
+        #: first step, and "checkpoint" after every checkpoint (the sweep's point.log lines)
+        self.on_progress = None
 
     @property
     def last_thermo(self) -> ThermoRow | None:
@@ -326,6 +329,8 @@ class Simulation:
             raise InputError(f"cannot write checkpoint in {self.dir}: {exc.strerror or exc}") from None
         self._checkpoint_step = self.state.step
         self._checkpoint_time = time.monotonic()
+        if self.on_progress is not None:
+            self.on_progress("checkpoint", self.state.step, int(target_steps))
 
     def _checkpoint_due(self) -> bool:
         """The wall-clock checkpoint interval (``checkpoint_every_min``) has passed since the last one."""
@@ -442,6 +447,8 @@ class Simulation:
                 import sys
 
                 print(f"dpqtb: warning: {m}", file=sys.stderr)
+            if self.on_progress is not None:
+                self.on_progress("resumed" if resume else "started", self.state.step, target)
             self._loop(target)
         return self.state
 

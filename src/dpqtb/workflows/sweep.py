@@ -200,6 +200,7 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     resume = (d / CHECKPOINT).is_file()
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {'resume' if resume else 'start'} on {where}", flush=True)
     sim = build_simulation(cfg, output_dir=d, progress=False)
+    sim.on_progress = lambda event, step, target: print(progress_line(event, step, target), flush=True)
     sim.run(eq + prod, resume=resume, overwrite=not resume, stop=stop)
     t_md = time.perf_counter() - t0
     a = spec["analysis"]
@@ -216,6 +217,11 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} done in {wall:.1f} s (MD {t_md:.1f} s)", flush=True)
     log.flush()
     return result
+
+
+def progress_line(event: str, step: int, target: int) -> str:
+    """A point.log line ``<time> step <step>/<target> (<event>)``: what ``dpqtb sweep --status`` reads."""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S')} step {step}/{target} ({event})"
 
 
 def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict) -> dict:

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override a key of the base config, e.g. --set system.supercell=[10,10,10] "
                         "--set system.device=cuda (VALUE in TOML; repeatable; axes still win)")
     p.add_argument("--plot", metavar="DIR", help="only (re)write the figures of sweep directory DIR")
+    p.add_argument("--status", metavar="DIR", help="print where each point of sweep directory DIR stands (done, "
+                                                     "running, stopped, failed, pending; step, steps/min, ETA) "
+                                                     "from its files, and exit")
     p.add_argument("--list", action="store_true", help="print the expanded points and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -35,6 +38,13 @@ def run(args) -> int:
 
     from dpqtb import InputError
 
+    if args.status:
+        if args.sweep or args.plot:
+            raise InputError("give either SWEEP.toml, --plot DIR or --status DIR")
+        from dpqtb.workflows.sweep_status import format_status, sweep_status
+
+        print(format_status(sweep_status(args.status)))
+        return 0
     if args.plot:
         if args.sweep:
             raise InputError("give either SWEEP.toml or --plot DIR")
