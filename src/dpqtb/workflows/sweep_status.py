@@ -13,8 +13,9 @@ milliseconds and disturbs nothing.
 
 The steps come from ``point.log`` (and the last row of ``thermo.csv`` where it is further on): every (re)start and every checkpoint of a point writes a line
 ``<local time> step <step>/<target> (<event>)`` (:func:`dpqtb.workflows.sweep.progress_line`). The rate is
-that of the current attempt (its first and last such lines), the remaining time (target − last
-checkpoint's step) / rate less the time since that checkpoint.
+that of the current attempt (from its first such line to the last one, or to thermo.csv's last row and
+the file's modification time where that is further on), the remaining time (target − that step) / rate
+less the time since.
 """
 
 from __future__ import annotations
@@ -118,19 +119,22 @@ def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> 
     if log["steps"]:
         t1, s1, target, _ = log["steps"][-1]
         row.update(step=s1, target=target, last_line_min=max(0.0, (now - t1) / 60.0))
+    points = [(t, s) for t, s, _, _ in log["steps"]]
     last = _last_thermo_step(d / THERMO)
     if last is not None and (row["step"] is None or last > row["step"]):
         row["step"] = last
+        try:
+            points.append((os.stat(d / THERMO).st_mtime, last))
+        except OSError:
+            pass
     if lock_held(d / POINT_LOCK):
         row["status"] = "running"
-        first = log["steps"][0] if log["steps"] else None
-        if first is not None:
-            t0, s0 = first[0], first[1]
-            t1, s1, target, _ = log["steps"][-1]
+        if len(points) >= 2 and row["target"] is not None:
+            (t0, s0), (t1, s1) = points[0], points[-1]
             if t1 > t0 and s1 > s0:
                 rate = (s1 - s0) / (t1 - t0)  # steps per second
                 row["steps_per_min"] = 60.0 * rate
-                row["eta_h"] = max(0.0, (target - s1) / rate - (now - t1)) / 3600.0
+                row["eta_h"] = max(0.0, (row["target"] - s1) / rate - (now - t1)) / 3600.0
     elif log["failed"] is not None:
         row.update(status="failed", error=log["failed"])
     elif (d / CHECKPOINT).is_file():
