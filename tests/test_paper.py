@@ -19,10 +19,10 @@ import pytest
 
 from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_RESULT, SWEEP_POINTS_DIR, THERMO, THERMO_COLUMNS,
                           qtb_fd_name)
-from dpqtb.workflows.paper.report import SECTIONS, num
+from dpqtb.workflows.paper.report import SECTIONS, num, sec_verdict
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, trotter_extrapolation, collect_rows, combine, exchange_statistics,
-                                           gamma_extrapolations, group_rows, weighted_line)
+                                           gamma_extrapolations, group_rows, quantum_expansion, weighted_line)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def morse_sweep(tmp_path_factory):
 def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: float, *, n_atoms: int = 44,
                damp: float | None = None, beads: int | None = None, seed=1, P: float = 200.0,
                prime=(0.2, 0.21, 0.19, 0.2, 0.2, 0.2, 0.2, 0.2), exchanges=None, kinetic_meV: float = 50.0,
-               E3: float = 900.0) -> Path:
+               E3: float = 900.0, V: float = 120.0, Verr: float = math.nan) -> Path:
     """One finished sweep point with the files :func:`collect_rows` reads (values are the inputs)."""
     d = sweep / SWEEP_POINTS_DIR / name
     (d / POINT_ANALYSIS_DIR).mkdir(parents=True)
@@ -92,7 +92,7 @@ def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: fl
     (d / POINT_RESULT).write_text(json.dumps({
         "hash": name, "status": "done", "axes": {"bath": method, "temperature_K": T, "seed": seed},
         "md_seed": 7, "n_atoms": n_atoms, "equilibration_steps": 100, "production_steps": 2000,
-        "observables": {"E_per_3NkB_K": E3, "theta_frames_deg": 90.0, "V_A3": 120.0, "T_zero_K": 800.0}}))
+        "observables": {"E_per_3NkB_K": E3, "theta_frames_deg": 90.0, "V_A3": V, "V_A3_err": Verr, "T_zero_K": 800.0}}))
     summary = {"n_atoms": n_atoms, "diffusion": {"H": {"D_cm2_per_s": D, "D_err_cm2_per_s": Derr},
                                                  "La": {"D_cm2_per_s": 0.0, "D_err_cm2_per_s": 1e-9}},
                "exchanges": {"classes": exchanges or {"none": 30, "one": 8, "several": 2}}}
@@ -165,6 +165,37 @@ def test_synthetic_rows_equal_inputs(tmp_path):
     assert a["K_per_atom_meV"] == pytest.approx(40.0) and b["K_per_atom_meV"] == pytest.approx(77.0)
     assert a["E_per_3NkB_K"] == 900.0
     assert a["fd_ratio_H"] == pytest.approx(0.003 / (2 * 10e-3 * 0.5))  # Σ|Δ_FD| / Σ m γ_r C_vv
+
+
+def test_quantum_expansion_by_hand(tmp_path):
+    """a = (V/k³)^(1/3) of k×k×k conventional cells (44·k³ atoms), against Langevin at the same T, P and size;
+    σ_a = a σ_V/(3V), errors of the difference in quadrature; two seeds combined as the other observables."""
+    sw = tmp_path / "s"
+    make_point(sw, "c", "langevin", 200.0, 0.0, 1e-9, damp=100.0, V=122.0, Verr=0.3)
+    make_point(sw, "q", "qtb", 200.0, 0.0, 1e-9, damp=100.0, V=125.0, Verr=0.4)
+    make_point(sw, "t1", "trpmd", 200.0, 0.0, 1e-9, beads=32, damp=100.0, V=124.4, Verr=0.1, seed=1)
+    make_point(sw, "t2", "trpmd", 200.0, 0.0, 1e-9, beads=32, damp=100.0, V=124.6, Verr=0.1, seed=2)
+    make_point(sw, "C", "langevin", 200.0, 0.0, 1e-9, damp=100.0, n_atoms=352, V=8 * 122.5, Verr=0.8)
+    make_point(sw, "Q", "qtb", 200.0, 0.0, 1e-9, damp=100.0, n_atoms=352, V=8 * 125.5, Verr=0.8)
+    make_point(sw, "odd", "qtb", 200.0, 0.0, 1e-9, damp=100.0, n_atoms=45, V=125.0, Verr=0.4)  # not 44·k³
+    make_point(sw, "cold", "qtb", 5.0, 0.0, 1e-9, damp=100.0, V=124.0, Verr=0.4)  # no classical run at 5 K
+    qe = {(r["method"], r["n_atoms"]): r for r in quantum_expansion(group_rows(collect_rows([sw])))}
+    assert set(qe) == {("qtb", 44), ("trpmd", 44), ("qtb", 352)}
+    q, t, big = qe[("qtb", 44)], qe[("trpmd", 44)], qe[("qtb", 352)]
+    assert q["a_A"] == pytest.approx(4.99999999999, abs=1e-10)  # 125^(1/3) = 5
+    assert q["a_classical_A"] == pytest.approx(4.959675664, abs=1e-9)  # 122^(1/3)
+    assert q["a_err_A"] == pytest.approx(5.0 * 0.4 / 375.0)
+    assert q["expansion_A"] == pytest.approx(5.0 - 4.959675664, abs=1e-9)
+    s_cl = 4.959675664 * 0.3 / 366.0
+    assert q["expansion_err_A"] == pytest.approx(math.hypot(5.0 * 0.4 / 375.0, s_cl))
+    assert q["expansion_percent"] == pytest.approx(100 * (5.0 - 4.959675664) / 4.959675664)
+    # two seeds: mean 124.5, error max(block error sqrt(0.1² + 0.1²)/2 = 0.071, seed scatter std/√2 = 0.1)
+    assert t["V_A3"] == pytest.approx(124.5) and t["V_A3_err"] == pytest.approx(0.1) and t["beads"] == 32
+    assert t["a_A"] == pytest.approx(124.5 ** (1 / 3))
+    assert big["a_A"] == pytest.approx(125.5 ** (1 / 3)) and big["a_classical_A"] == pytest.approx(122.5 ** (1 / 3))
+    assert big["a_err_A"] == pytest.approx(125.5 ** (1 / 3) * 0.8 / (3 * 8 * 125.5))
+    html = sec_verdict({"verdict": "x", "status": "s", "quantum_expansion": list(qe.values())}, [], [])
+    assert "Quantum expansion" in html and f"{q['a_A']:.5f}" in html and f"{t['expansion_percent']:.3f}" in html
 
 
 def test_friction_written_as_a_rounded_damping_time_groups_as_one_gamma(tmp_path):

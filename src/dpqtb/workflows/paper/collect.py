@@ -12,7 +12,8 @@ from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_POINTS_DIR, atomic_write_json,
 from dpqtb.workflows.paper.reference import load_reference
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
-                                           gamma_extrapolations, group_rows, harmonic_kinetic, planned_points)
+                                           gamma_extrapolations, group_rows, harmonic_kinetic, planned_points,
+                                           quantum_expansion)
 
 VERDICT_JSON = "verdict.json"
 REPORT_HTML = "report.html"
@@ -50,7 +51,8 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
         out["verdict"] = (f"Provisional ({plan['done']} of {plan['planned']} planned runs finished; still to run: "
                           f"{shown}). " + out["verdict"])
     out.update({"rules": "docs/paper.md#verdict-rules", "plan": plan, "gamma_extrapolation": ex,
-                "bead_convergence": beads, "exchange_statistics": exchange_statistics(groups), "groups": groups,
+                "bead_convergence": beads, "quantum_expansion": quantum_expansion(groups),
+                "exchange_statistics": exchange_statistics(groups), "groups": groups,
                 "runs": rows})
     return out
 

@@ -316,6 +316,19 @@ def sec_verdict(verdict: dict, groups: list[dict], rows: list[dict]) -> str:
                 "(K∞ − K_cv)/K∞ is below 1 % at 2σ.</p>")
     else:
         out += missing("TRPMD at ≥ 2 bead counts at 100 and 200 K (verdict sweep) for K_cv vs P and the centroid MSD")
+    qe = verdict.get("quantum_expansion") or []
+    if qe:
+        out += ("<p>Quantum expansion at constant pressure: the lattice constant of each bath against classical "
+                "Langevin at the same T, P and size (a = (V/k³)^(1/3) for k×k×k conventional cells; "
+                "PIMD/TRPMD: the cell under the centroid-virial pressure). Short path-integral runs (2 ps) "
+                "were still expanding (docs/paper.md): their volumes are not a result.</p>")
+        out += _table(["method", "T (K)", "P (GPa)", "atoms", "γ (1/ps)", "beads", "production (ps)", "a (Å)", "±",
+                       "a classical (Å)", "±", "Δa (Å)", "±", "Δa/a (%)", "±"],
+                      [[r["method"], r["temperature_K"], r["pressure_GPa"], r["n_atoms"], r.get("gamma_per_ps"),
+                        r.get("beads"), r["production_ps"], num(r["a_A"], ".5f"), num(r["a_err_A"], ".1g"),
+                        num(r["a_classical_A"], ".5f"), num(r["a_classical_err_A"], ".1g"),
+                        num(r["expansion_A"], ".4f"), num(r["expansion_err_A"], ".1g"),
+                        num(r["expansion_percent"], ".3f"), num(r["expansion_err_percent"], ".1g")] for r in qe])
     return out
 
 

@@ -166,7 +166,7 @@ def point_row(point_dir: str | Path) -> dict | None:
         "exchanges": dict((summary.get("exchanges") or {}).get("classes") or {}),
         "K_per_atom_meV": kin[0], "K_per_atom_err_meV": kin[1], "fd_ratio_H": fd_ratio(d, species),
         "theta_deg": _f(obs.get("theta_frames_deg")), "distortion_avg_deg": _f(obs.get("distortion_avg_deg")),
-        "V_A3": _f(obs.get("V_A3")),
+        "V_A3": _f(obs.get("V_A3")), "V_A3_err": _f(obs.get("V_A3_err")),
         "E_per_3NkB_K": _f(obs.get("E_per_3NkB_K")), "T_zero_K": _f(obs.get("T_zero_K")),
         "production_ps": prod * dt / 1000.0 if _finite(dt) else math.nan,
         "species": species, "hash": res.get("hash", d.name), "dir": str(d)})
@@ -264,7 +264,8 @@ def group_rows(rows: list[dict]) -> list[dict]:
         g["K_per_atom_meV"], g["K_per_atom_err_meV"] = combine([r["K_per_atom_meV"] for r in rs],
                                                                [r["K_per_atom_err_meV"] for r in rs])
         g["production_ps"] = min((r.get("production_ps", math.nan) for r in rs), default=math.nan)
-        for k in ("E_per_3NkB_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "V_A3", "fd_ratio_H"):
+        g["V_A3"], g["V_A3_err"] = combine([r.get("V_A3", math.nan) for r in rs], [r.get("V_A3_err", math.nan) for r in rs])
+        for k in ("E_per_3NkB_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "fd_ratio_H"):
             v = np.array([r.get(k, math.nan) for r in rs], dtype=float)
             g[k] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
         ex: dict = {}
@@ -318,6 +319,56 @@ def gamma_extrapolations(groups: list[dict]) -> list[dict]:
                     "D0_cm2_per_s": fit["intercept"], "D0_err_cm2_per_s": fit["intercept_err"],
                     "slope_cm2_per_s_ps": fit["slope"], "slope_err_cm2_per_s_ps": fit["slope_err"],
                     "D0_diffusive": diffusive(fit["intercept"], fit["intercept_err"])})
+    return out
+
+
+#: atoms in the conventional cell of Fm-3m LaH10 (4 La + 40 H): a cell of 44·k³ atoms is k×k×k of it
+CONVENTIONAL_ATOMS = 44
+
+
+def quantum_expansion(groups: list[dict]) -> list[dict]:
+    """The lattice constant of every constant-pressure group against the classical (Langevin) group at the
+    same T, P and size: the quantum (zero-point and thermal-quantum) expansion each bath gives.
+
+    a = (V/k³)^(1/3) for a cell of 44·k³ atoms (k×k×k conventional cells; other sizes are left out),
+    σ_a = a σ_V/(3V); the expansion Δa = a − a_classical with σ = sqrt(σ_a² + σ_a,cl²), and 100 Δa/a_classical
+    in %. PIMD/TRPMD volumes are those of the (shared) cell under the centroid-virial pressure.
+
+    Returns
+    -------
+    list of dict
+        ``method``, ``temperature_K``, ``pressure_GPa``, ``n_atoms``, ``gamma_per_ps``?, ``beads``?,
+        ``production_ps``, ``V_A3`` (+ ``_err``), ``a_A`` (+ ``_err``), ``a_classical_A`` (+ ``_err``),
+        ``expansion_A`` (+ ``_err``), ``expansion_percent`` (+ ``_err``); sorted by T, P, size, method, γ, beads.
+    """
+    def lattice(g):
+        n, v, s = g["n_atoms"], g.get("V_A3", math.nan), g.get("V_A3_err", math.nan)
+        k = round((n / CONVENTIONAL_ATOMS) ** (1.0 / 3.0))
+        if k < 1 or CONVENTIONAL_ATOMS * k ** 3 != n or not _finite(v) or v <= 0:
+            return None
+        a = (v / k ** 3) ** (1.0 / 3.0)
+        return a, (a * s / (3.0 * v) if _finite(s) else math.nan)
+
+    ref = {}
+    for g in groups:
+        if g["method"] == "langevin" and lattice(g) is not None:
+            ref[(g["temperature_K"], g["pressure_GPa"], g["n_atoms"])] = g
+    out = []
+    for g in groups:
+        c = ref.get((g["temperature_K"], g["pressure_GPa"], g["n_atoms"]))
+        la = lattice(g)
+        if g["method"] in CLASSICAL or c is None or la is None:
+            continue
+        (a, sa), (ac, sc) = la, lattice(c)
+        da, sda = a - ac, math.hypot(sa, sc)
+        row = {k: g[k] for k in GROUP_KEYS if k in g}
+        row.update({"production_ps": g.get("production_ps", math.nan), "V_A3": g["V_A3"],
+                    "V_A3_err": g.get("V_A3_err", math.nan), "a_A": a, "a_err_A": sa, "a_classical_A": ac,
+                    "a_classical_err_A": sc, "expansion_A": da, "expansion_err_A": sda,
+                    "expansion_percent": 100.0 * da / ac, "expansion_err_percent": 100.0 * sda / ac})
+        out.append(row)
+    out.sort(key=lambda r: (r["temperature_K"], r["pressure_GPa"], r["n_atoms"], r["method"],
+                            r.get("gamma_per_ps", 0), r.get("beads", 0)))
     return out
 
 
