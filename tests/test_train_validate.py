@@ -285,6 +285,18 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
                  "--frames-only", "--no-plots", "--all-frames"]) == 0
     u = json.loads((tmp_path / "u" / "report.json").read_text())
     assert u["data"]["test_ids"] == ids and u["test"] == a["test"]
+    # --quantum-data: a store never trained on, every frame tested, errors per sample kind, in the same report
+    assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "q"), "--frames-only",
+                 "--no-plots", "--test-modulus", "3", "--quantum-data", str(unseen.root)]) == 0
+    q = json.loads((tmp_path / "q" / "report.json").read_text())
+    assert q["quantum"]["metrics"] == u["test"] and q["test"] == a["test"]
+    kinds = {JobStore(store).frame(i).get("meta", {}).get("kind", "unknown") for i in ids}
+    assert set(q["quantum"]["by_kind"]) == kinds
+    assert sum(k["frames"] for k in q["quantum"]["by_kind"].values()) == len(ids)
+    assert "## Quantum configurations" in (tmp_path / "q" / "report.md").read_text()
+    assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "q2"), "--frames-only",
+                 "--no-plots", "--test-modulus", "3", "--quantum-data", str(store)]) == 2
+    assert "frames of the quantum store were trained on" in capsys.readouterr().err
     man = json.loads((Path(model).parent.parent / "data" / "manifest.json").read_text())
     assert train_ids == set(man["train"]["ids"])
     # a dataset folder split another way is checked against the training ids too

@@ -65,7 +65,7 @@ def test_phase_enthalpies_exact(tmp_path):
     # the structures as stored (extxyz keeps 8 decimals of Å)
     ref, c2 = (read(tmp_path / f"{k}.extxyz") for k in ("Fm-3m_100GPa_s0", "C2_100GPa_s1"))
     m = LinearVolumeModel(r0=ref.positions.copy())
-    out = V.phase_enthalpies(m, tmp_path)
+    out = V.phase_enthalpies(m, tmp_path, relax=False)  # at the DFT structures only (this stub has no minimum)
     assert len(out["rows"]) == 1
     r = out["rows"][0]
     n = len(ref)
@@ -87,7 +87,7 @@ def test_phase_enthalpies_in_the_report_markdown(tmp_path):
                                           "mae_e_meV_per_atom": 1.0, "rmse_f_eV_per_A": 0.1,
                                           "mae_f_eV_per_A": 0.1, "rmse_f_by_species_eV_per_A": {"H": 0.1},
                                           "force_rms_dft_eV_per_A": 1.0},
-           "phases": V.phase_enthalpies(LinearVolumeModel(r0=ref.positions.copy()), tmp_path)}
+           "phases": V.phase_enthalpies(LinearVolumeModel(r0=ref.positions.copy()), tmp_path, relax=False)}
     md = V._markdown(rep)
     assert "## Distorted phases at the DFT minima" in md
     assert "| C2 | 100 | 1 | C2 | -16.80 |" in md
@@ -102,3 +102,109 @@ def test_phase_enthalpies_bad_input(tmp_path):
     (tmp_path / "x.extxyz.json").unlink()
     with pytest.raises(DpqtbError, match="no distorted-phase record"):
         V.phase_enthalpies(LinearVolumeModel(), tmp_path)
+
+
+class TwoMinimaModel:
+    """E = min_t [k Σ_i |r_i − s_t,i h|² + (c/2)‖G − G_t‖² − P0 V + N δ_t] with the metric G = h hᵀ: under the
+    target pressure P0 (eV/Å³) H = E + P0 V has exactly two minima, r = s_t h_t with G = G_t (any rotation of
+    h_t), at H/N = δ_t. Forces −2k(r − s_t h); virial W = −∂E/∂ε = −(2k DᵀD + 2c hᵀ(G − G_t)h − P0 V I)."""
+    type_map = ["La", "H"]
+    name = "two minima"
+
+    def __init__(self, targets, p0, k=2.0, c=1.0):
+        self.targets, self.p0, self.k, self.c = targets, p0, k, c  # targets: [(s (N,3), h (3,3), δ eV/atom)]
+
+    def _one(self, pos, cell, s, h_t, delta):
+        d = pos - s @ cell
+        g, g_t = cell @ cell.T, h_t @ h_t.T
+        vol = abs(np.linalg.det(cell))
+        e = self.k * (d * d).sum() + 0.5 * self.c * ((g - g_t) ** 2).sum() - self.p0 * vol + len(pos) * delta
+        w = -(2 * self.k * d.T @ d + 2 * self.c * cell.T @ (g - g_t) @ cell - self.p0 * vol * np.eye(3))
+        return e, -2 * self.k * d, w
+
+    def evaluate(self, symbols, coords_A, cells_A):
+        out = [min((self._one(p, h, *t) for t in self.targets), key=lambda x: x[0])
+               for p, h in zip(np.asarray(coords_A), np.asarray(cells_A))]
+        return np.array([o[0] for o in out]), np.array([o[1] for o in out]), np.array([o[2] for o in out])
+
+
+def test_the_model_s_own_minimum_next_to_each_dft_minimum(tmp_path):
+    """Relaxed from each DFT record (positions and cell at the record's pressure, no symmetry imposed), the
+    model reaches its own minimum: its distance from the record, its space group, and ΔH between the model's
+    own minima (δ_C2 − δ_Fm) are the closed-form values."""
+    from dpqtb.train.validate.phases import relax_with_model, space_group, structure_match
+
+    p_gpa = 100.0
+    fm = fm3m(5.1, "primitive")
+    rng = np.random.default_rng(5)
+    c2_cell = fm.cell.array @ np.array([[1.02, 0.01, 0.0], [0.01, 1.0, 0.0], [0.0, 0.0, 0.99]])
+    c2_s = fm.get_scaled_positions() + rng.normal(0, 0.01, (len(fm), 3))
+    c2 = Atoms(fm.get_chemical_symbols(), scaled_positions=c2_s, cell=c2_cell, pbc=True)
+    model = TwoMinimaModel([(fm.get_scaled_positions(), fm.cell.array, 0.0), (c2_s, c2_cell, -0.004)],
+                           p0=p_gpa * GPa)
+    # the DFT records: each minimum displaced (fractional δs, and the cell strained by ~0.5 %)
+    ds = rng.normal(0, 0.002, (len(fm), 3))
+    rec_fm = Atoms(fm.get_chemical_symbols(), scaled_positions=fm.get_scaled_positions() + ds,
+                   cell=fm.cell.array @ np.diag([1.005, 0.997, 1.0]), pbc=True)
+    rec_c2 = Atoms(c2.get_chemical_symbols(), scaled_positions=c2_s - ds, cell=c2_cell @ np.diag([0.996, 1.0, 1.004]),
+                   pbc=True)
+    _record(tmp_path, "Fm-3m_100GPa_s0", rec_fm, "Fm-3m", p_gpa, -0.60)
+    _record(tmp_path, "C2_100GPa_s1", rec_c2, "C2", p_gpa, -0.6168, seed=1)
+    mine, steps, ok = relax_with_model(model, read(tmp_path / "C2_100GPa_s1.extxyz"), p_gpa)
+    assert ok and steps > 0
+    g_t = c2_cell @ c2_cell.T
+    assert np.abs(mine.cell.array @ mine.cell.array.T - g_t).max() < 2e-3  # the metric of the minimum
+    # the internal RMSD by hand: fractional displacement (record → minimum) = +ds, in the record's cell
+    stored = read(tmp_path / "C2_100GPa_s1.extxyz")
+    disp = (c2_s - stored.get_scaled_positions(wrap=False))
+    disp = (disp - np.round(disp)) @ stored.cell.array
+    disp -= disp.mean(axis=0)
+    m = structure_match(stored, mine)
+    assert m["rmsd_A"] == pytest.approx(np.sqrt((disp ** 2).sum(axis=1).mean()), abs=2e-3)
+    assert m["volume_ratio"] == pytest.approx(abs(np.linalg.det(c2_cell)) / stored.get_volume(), abs=1e-3)
+    out = V.phase_enthalpies(model, tmp_path)
+    (r,) = out["rows"]
+    assert r["dH_dp_min_meV_per_atom"] == pytest.approx(-4.0, abs=0.01)  # δ_C2 − δ_Fm
+    assert r["dp_min_rmsd_A"] == pytest.approx(m["rmsd_A"], abs=2e-3) and r["dp_min_converged"]
+    assert r["reference_dp_min_rmsd_A"] > 0.005  # Fm-3m's record was displaced too
+    assert r["space_group_dp_min"] == space_group(c2) and space_group(fm) == "Fm-3m (225)"
+    md = V._markdown({"model": {"path": "m", "sha256": "0" * 64}, "date": "d", "evaluator": "x", "data": {"dir": "x"},
+                      "test": {"frames": 1, "atoms": 11, "rmse_e_meV_per_atom": 1.0, "mae_e_meV_per_atom": 1.0,
+                               "rmse_f_eV_per_A": 0.1, "mae_f_eV_per_A": 0.1, "rmse_f_by_species_eV_per_A": {},
+                               "force_rms_dft_eV_per_A": 1.0}, "phases": out})
+    assert "The model's own minimum next to each DFT minimum" in md and f"{r['dp_min_rmsd_A']:.3f}" in md
+
+
+def _acc_report(err=1.0, dp=-15.0, rmsd=0.01, sg="C2 (5)", f=0.08, e=1.5, quantum=True, p=100.0):
+    rows = [{"phase_start": "C2", "pressure_GPa": p, "seed": 1, "dH_dft_meV_per_atom": dp - err,
+             "dH_dp_meV_per_atom": dp, "error_meV_per_atom": err, "space_group_dft": "C2 (5)",
+             "dp_min_rmsd_A": rmsd, "space_group_dp_min": sg, "dp_min_converged": True,
+             "dH_dp_min_meV_per_atom": dp},
+            {"phase_start": "C2", "pressure_GPa": 175.0, "seed": 0, "dH_dft_meV_per_atom": 0.5,  # |ΔH| ≤ 1: not judged
+             "dH_dp_min_meV_per_atom": 3.0, "dH_dp_meV_per_atom": 3.0, "error_meV_per_atom": 2.5,
+             "space_group_dft": "C2/m (12)", "dp_min_rmsd_A": 0.3, "space_group_dp_min": "R-3m (166)"}]
+    kinds = {"qtb-md": {"frames": 3, "rmse_f_eV_per_A": 0.12, "rmse_e_meV_per_atom": 2.5},
+             "pimd-bead": {"frames": 2, "rmse_f_eV_per_A": 0.15, "rmse_e_meV_per_atom": 3.0}}
+    return {"phases": {"rows": rows}, "test": {"rmse_f_eV_per_A": f, "rmse_e_meV_per_atom": e, "frames": 40},
+            "quantum": {"by_kind": kinds} if quantum else None, "eos": {"x": 1}, "table1": {"y": 1}}
+
+
+def test_acceptance_rules_of_issue_27():
+    from dpqtb.train.validate.acceptance import acceptance, acceptance_markdown
+
+    acc = acceptance(_acc_report())
+    assert acc["passed"] and len(acc["criteria"]) == 7  # ΔH, structure, F, E, 2 quantum kinds, EOS
+    for over, failing in [({"err": 2.1}, "ΔH C2 100 GPa"), ({"err": 2.0, "dp": 0.5}, "ΔH C2 100 GPa"),  # DFT −1.5, DP +0.5: the sign
+                          ({"rmsd": 0.031}, "model's minimum"), ({"sg": "C2/m (12)"}, "model's minimum"),
+                          ({"f": 0.101}, "held-out force"), ({"e": 2.01}, "held-out energy")]:
+        acc = acceptance(_acc_report(**over))
+        bad = [c["criterion"] for c in acc["criteria"] if c["passed"] is not True]
+        assert not acc["passed"] and len(bad) == 1 and bad[0].startswith(failing), (over, bad)
+    acc = acceptance(_acc_report(quantum=False))
+    assert not acc["passed"] and sum(c["passed"] is None for c in acc["criteria"]) == 2  # not measured
+    acc = acceptance(_acc_report(p=200.0))  # outside 100–175 GPa: nothing judged there
+    assert acc["passed"] and len(acc["criteria"]) == 5
+    acc = acceptance({"test": {"rmse_f_eV_per_A": 0.05, "rmse_e_meV_per_atom": 1.0}})
+    assert not acc["passed"] and acc["criteria"][0]["passed"] is None  # no phase records
+    md = "\n".join(acceptance_markdown(acceptance(_acc_report(rmsd=0.05))))
+    assert "NOT PASSED" in md and "| **FAIL** |" in md and "6 of 7 criteria pass" in md

@@ -140,4 +140,36 @@ def _markdown(rep: dict) -> str:
                      f"{r['max_force_dp_eV_per_A']:.3f} |")
         L += ["", f"Max |DP − DFT| {ph['max_abs_error_meV_per_atom']:.2f} meV/atom, RMS "
               f"{ph['rms_error_meV_per_atom']:.2f} meV/atom over {len(ph['rows'])} structures.", ""]
+        if any("dp_min_rmsd_A" in r for r in ph["rows"]):
+            L += ["The model's own minimum next to each DFT minimum: the DFT structure relaxed with the model "
+                  "(positions and cell at the target pressure, BFGS with ASE's FrechetCellFilter, no symmetry "
+                  "imposed; Fm-3m the same way). RMSD: internal displacements from the DFT structure (rigid "
+                  "translation removed); strain: largest Green–Lagrange component of the cell change.", "",
+                  "| start | P (GPa) | seed | DFT group | model's group (0.01 Å) | RMSD / max (Å) | cell strain | "
+                  "V ratio | ΔH of the model's own minima (meV/atom) | BFGS steps |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+            for r in ph["rows"]:
+                if "dp_min_rmsd_A" not in r:
+                    continue
+                L.append(f"| {r['phase_start']} | {r['pressure_GPa']:g} | {r['seed']} | {r['space_group_dft']} | "
+                         f"{r['space_group_dp_min']} | {r['dp_min_rmsd_A']:.3f} / {r['dp_min_max_displacement_A']:.3f} | "
+                         f"{r['dp_min_cell_strain_max']:.4f} | {r['dp_min_volume_ratio']:.4f} | "
+                         f"{r['dH_dp_min_meV_per_atom']:+.2f} | {r['dp_min_steps']}"
+                         f"{'' if r.get('dp_min_converged', True) else ' (not converged)'} |")
+            L.append("")
+    if rep.get("quantum"):
+        q = rep["quantum"]
+        L += ["## Quantum configurations (held out, never trained on)", "",
+              f"Every labelled frame of {', '.join(f'`{s}`' for s in q['stores'])}: QTB-MD frames and "
+              "path-integral beads (docs/dataset.md).", "",
+              "| kind | frames | energy RMSE (meV/atom) | mean DP − DFT (meV/atom) | force RMSE (eV/Å) |",
+              "|---|---|---|---|---|"]
+        for k, e in q["by_kind"].items():
+            L.append(f"| {k} | {e['frames']} | {e['rmse_e_meV_per_atom']:.2f} | {e['mean_e_meV_per_atom']:+.2f} | "
+                     f"{e['rmse_f_eV_per_A']:.4f} |")
+        L.append("")
+    if rep.get("acceptance"):
+        from dpqtb.train.validate.acceptance import acceptance_markdown
+
+        L += acceptance_markdown(rep["acceptance"])
     return "\n".join(L)

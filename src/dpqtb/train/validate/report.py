@@ -23,7 +23,8 @@ from dpqtb.train.validate.splits import (_all_frames_as_test, find_test_data, fr
 
 def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
              evaluator=None, structure: bool = True, plots: bool = True, compare=(),
-             test_modulus: int | None = 10, phases: str | os.PathLike | None = None, log=print) -> dict:
+             test_modulus: int | None = 10, phases: str | os.PathLike | None = None,
+             quantum_data=None, log=print) -> dict:
     """Write the validation report of ``model`` on the held-out data ``data`` to ``out``.
 
     ``data``: a ``dpqtb train`` output, a dataset folder with ``manifest.json``, a folder of
@@ -36,7 +37,14 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     frames; the report then has a paired comparison of ``model`` with each (:func:`compare_models`).
 
     ``phases``: a folder of ``dpqtb.dft.relax`` records; the report then compares the relative
-    enthalpies of the distorted phases at their DFT minima (:func:`phase_enthalpies`).
+    enthalpies of the distorted phases at their DFT minima and the model's own minima next to them
+    (:func:`phase_enthalpies`).
+
+    ``quantum_data``: DFT job stores of QTB-MD and path-integral bead frames that the model never trained
+    on; every labelled frame is a test frame, errors reported per sample kind (``report["quantum"]``).
+
+    A LaH10 report (EOS computed) also gets the acceptance table of issue 27
+    (:func:`dpqtb.train.validate.acceptance.acceptance`).
     """
     model = Path(model)
     out_path = Path(out)
@@ -138,13 +146,50 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                     + ("not found" if r["dp"] is None else f"{r['dp']['a_A']:.4f} Å"))
         else:
             log("skipping EOS/Table I: the model has no La and H types")
+    if quantum_data:
+        rep["quantum"] = _quantum_errors(evaluator, quantum_data, train_ids, log)
     if phases is not None:
         rep["phases"] = phase_enthalpies(evaluator, phases)
         for r in rep["phases"]["rows"]:
             log(f"{r['phase_start']} {r['pressure_GPa']:g} GPa (seed {r['seed']}): ΔH DFT "
                 f"{r['dH_dft_meV_per_atom']:+.2f}, DP {r['dH_dp_meV_per_atom']:+.2f} meV/atom")
+    if "eos" in rep:
+        from dpqtb.train.validate.acceptance import acceptance
+
+        rep["acceptance"] = acceptance(rep)
+        log(f"acceptance (issue 27): {'passed' if rep['acceptance']['passed'] else 'not passed'} "
+            f"({sum(c['passed'] is True for c in rep['acceptance']['criteria'])} of "
+            f"{len(rep['acceptance']['criteria'])} criteria)")
     rep["wall_s"] = round(time.time() - t0, 2)
     (outdir / "report.json").write_text(json.dumps(rep, indent=1, default=float))
     (outdir / "report.md").write_text(_markdown(rep))
     log(f"report written to {outdir / 'report.md'}")
     return rep
+
+
+def _quantum_errors(evaluator, data, train_ids: dict, log=print) -> dict:
+    """Errors on every labelled frame of the job stores ``data`` (none trained on), per sample kind."""
+    import tempfile
+
+    stores = job_stores(data)
+    if not stores:
+        raise InputError("--quantum-data takes DFT job stores (e.g. data/labels/heldout_quantum)")
+    with tempfile.TemporaryDirectory(prefix="dpqtb-validate-q-") as tmp:
+        manifest = _all_frames_as_test(stores, tmp)
+        if manifest["test"]["frames"] == 0:
+            raise InputError(f"no labelled frames in {', '.join(map(str, stores))} (label them first: dpqtb label)")
+        held = set(manifest["test"]["ids"])
+        for m, ids in train_ids.items():
+            seen = held & (ids or set())
+            if seen:
+                raise InputError(f"{len(seen)} frames of the quantum store were trained on by {m}")
+        systems = read_systems(Path(tmp) / "test", type_map=None)
+        metas = frame_meta(Path(tmp) / "test", systems)
+    res = test_errors(evaluator, systems)
+    kinds = [m.get("kind", "unknown") for m in metas]
+    out = {"stores": [str(s) for s in stores], "metrics": res["metrics"],
+           "by_kind": subset_errors(res["arrays"], kinds)}
+    for k, e in out["by_kind"].items():
+        log(f"quantum held-out {k}: {e['frames']} frames, energy RMSE {e['rmse_e_meV_per_atom']:.3f} meV/atom, "
+            f"force RMSE {e['rmse_f_eV_per_A']:.4f} eV/Å")
+    return out
