@@ -208,3 +208,41 @@ def test_acceptance_rules_of_issue_27():
     assert not acc["passed"] and acc["criteria"][0]["passed"] is None  # no phase records
     md = "\n".join(acceptance_markdown(acceptance(_acc_report(rmsd=0.05))))
     assert "NOT PASSED" in md and "| **FAIL** |" in md and "6 of 7 criteria pass" in md
+
+
+def test_converged_k_single_points_give_the_acceptance_targets(tmp_path):
+    """--phases-dense: a job store of single points of the same relaxed structures (meta.source NAME_N.extxyz)
+    gives ΔH_DFT at converged k, H = (E + P V)/N with the record's target pressure, and the acceptance then
+    judges against it; a single point of another geometry is refused."""
+    from dpqtb.dft.store import JobStore
+    from dpqtb.train.validate.acceptance import acceptance
+
+    (tmp_path / "phases").mkdir()
+    _phases(tmp_path / "phases")
+    ref, c2 = (read(tmp_path / "phases" / f"{k}.extxyz") for k in ("Fm-3m_100GPa_s0", "C2_100GPa_s1"))
+    store = JobStore(tmp_path / "dense")
+    energies = {"Fm-3m_100GPa_s0": -6.62, "C2_100GPa_s1": -6.84}
+    for i, (name, atoms) in enumerate((("Fm-3m_100GPa_s0", ref), ("C2_100GPa_s1", c2))):
+        store.write_frame({"id": f"{i:016x}", "symbols": atoms.get_chemical_symbols(), "cell_A": atoms.cell.array.tolist(),
+                           "positions_A": atoms.positions.tolist(), "pbc": [True] * 3, "energy_eV": energies[name],
+                           "settings": {"kspacing_invA": 0.14}, "meta": {"source": f"{name}_{len(atoms)}.extxyz"},
+                           "forces_eV_per_A": np.zeros((len(atoms), 3)).tolist(), "stress_eV_per_A3": np.zeros((3, 3)).tolist(),
+                           "pressure_GPa": 100.0})
+    m = LinearVolumeModel(r0=ref.positions.copy())
+    (r,) = V.phase_enthalpies(m, tmp_path / "phases", relax=False, dense=tmp_path / "dense")["rows"]
+    h = {k: (energies[k] + 100.0 * GPa * a.get_volume()) / len(a) for k, a in (("Fm-3m_100GPa_s0", ref),
+                                                                             ("C2_100GPa_s1", c2))}
+    dense = 1000 * (h["C2_100GPa_s1"] - h["Fm-3m_100GPa_s0"])
+    assert r["dH_dft_dense_meV_per_atom"] == pytest.approx(dense, rel=1e-12) and r["kspacing_dense_invA"] == 0.14
+    assert r["error_dense_meV_per_atom"] == pytest.approx(r["dH_dp_meV_per_atom"] - dense, rel=1e-12)
+    assert r["dH_dft_meV_per_atom"] == pytest.approx(-16.8, abs=1e-9)  # the record's own (label-rule) ΔH kept
+    crit = acceptance({"phases": {"rows": [r]}, "test": {}})["criteria"][0]
+    assert crit["value"] == pytest.approx(r["dH_dp_meV_per_atom"] - dense) and "converged k (0.14" in crit["detail"]
+    moved = c2.copy()
+    moved.positions[3] += 0.01
+    store.write_frame({"id": "f" * 16, "symbols": moved.get_chemical_symbols(), "cell_A": moved.cell.array.tolist(),
+                       "positions_A": moved.positions.tolist(), "pbc": [True] * 3, "energy_eV": -6.8, "settings": {},
+                       "meta": {"source": "C2_100GPa_s1_11.extxyz"}, "forces_eV_per_A": np.zeros((11, 3)).tolist(),
+                       "stress_eV_per_A3": np.zeros((3, 3)).tolist(), "pressure_GPa": 100.0})
+    with pytest.raises(DpqtbError, match="is not the geometry of the phase record C2_100GPa_s1"):
+        V.phase_enthalpies(m, tmp_path / "phases", relax=False, dense=tmp_path / "dense")

@@ -43,7 +43,7 @@ def cmd_validate(args) -> int:
     validate(_model_arg(args.model), args.data, args.out, structure=not args.frames_only, plots=not args.no_plots,
              compare=[_model_arg(m) for m in args.compare],
              test_modulus=None if args.all_frames else args.test_modulus, phases=args.phases,
-             quantum_data=args.quantum_data)
+             quantum_data=args.quantum_data, phases_dense=args.phases_dense)
     return 0
 
 
@@ -89,6 +89,9 @@ def register(subparsers) -> None:
     v.add_argument("--phases", default=None, metavar="DIR",
                    help="folder of DFT phase relaxations (python -m dpqtb.dft.relax records, e.g. "
                    "data/phases): add ΔH of the distorted phases vs Fm-3m, DP vs DFT at the DFT minima (meV/atom)")
+    v.add_argument("--phases-dense", default=None, metavar="STORE",
+                   help="job store of converged-k single points of the --phases structures (e.g. "
+                   "data/labels/kdense_0.14): their ΔH beside the label-rule ones, the acceptance's targets")
     v.add_argument("--quantum-data", nargs="+", default=None, metavar="STORE",
                    help="DFT job stores of QTB-MD / path-integral bead frames the model never trained on (e.g. "
                    "data/labels/heldout_quantum): every labelled frame is tested, errors per sample kind")

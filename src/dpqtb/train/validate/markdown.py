@@ -140,6 +140,16 @@ def _markdown(rep: dict) -> str:
                      f"{r['max_force_dp_eV_per_A']:.3f} |")
         L += ["", f"Max |DP − DFT| {ph['max_abs_error_meV_per_atom']:.2f} meV/atom, RMS "
               f"{ph['rms_error_meV_per_atom']:.2f} meV/atom over {len(ph['rows'])} structures.", ""]
+        dense = [r for r in ph["rows"] if r.get("dH_dft_dense_meV_per_atom") is not None]
+        if dense:
+            L += ["At converged k (single points of the same DFT structures, docs/dft_convergence.md):", "",
+                  "| start | P (GPa) | seed | k-spacing (Å⁻¹) | ΔH DFT converged (meV/atom) | ΔH DFT label rule | "
+                  "ΔH DP | DP − DFT converged |", "|---|---|---|---|---|---|---|---|"]
+            for r in dense:
+                L.append(f"| {r['phase_start']} | {r['pressure_GPa']:g} | {r['seed']} | {r.get('kspacing_dense_invA')} | "
+                         f"{r['dH_dft_dense_meV_per_atom']:+.2f} | {r['dH_dft_meV_per_atom']:+.2f} | "
+                         f"{r['dH_dp_meV_per_atom']:+.2f} | {r['error_dense_meV_per_atom']:+.2f} |")
+            L.append("")
         if any("dp_min_rmsd_A" in r for r in ph["rows"]):
             L += ["The model's own minimum next to each DFT minimum: the DFT structure relaxed with the model "
                   "(positions and cell at the target pressure, BFGS with ASE's FrechetCellFilter, no symmetry "

@@ -84,7 +84,32 @@ def space_group(atoms, symprec: float = SPACE_GROUP_SYMPREC_A) -> str:
                                      symprec=symprec))
 
 
-def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True) -> dict:
+def _dense_enthalpies(store, recs: list[dict], atoms_by_name: dict) -> None:
+    """Add ``h_dense_eV_per_atom`` (and the k-spacing) to the records that have a single point in the job
+    store ``store`` (``meta.source`` = ``NAME_<natoms>.extxyz``, the same geometry to 1e-4 Å)."""
+    from dpqtb.data.export import load_frames
+
+    by_name = {r["name"]: r for r in recs}
+    for fr in load_frames([store]):
+        src = Path(str((fr.get("meta") or {}).get("source", ""))).stem
+        n = len(fr["symbols"])
+        name = src[:-len(f"_{n}")] if src.endswith(f"_{n}") else src
+        r, atoms = by_name.get(name), atoms_by_name.get(name)
+        if r is None:
+            continue
+        cell, pos = np.asarray(fr["cell_A"], float), np.asarray(fr["positions_A"], float)
+        if n != len(atoms) or np.abs(cell - atoms.cell.array).max() > 1e-4 \
+                or np.abs(pos - atoms.positions).max() > 1e-4:
+            raise InputError(f"{store}: frame {fr['id']} (source {src}) is not the geometry of the phase record {name}")
+        v = abs(float(np.linalg.det(cell)))
+        from ase.units import GPa
+
+        r["h_dense_eV_per_atom"] = (float(fr["energy_eV"]) + r["pressure_GPa"] * GPa * v) / n
+        r["kspacing_dense_invA"] = (fr.get("settings") or {}).get("kspacing_invA")
+
+
+def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True,
+                     dense: str | os.PathLike | None = None) -> dict:
     """Relative enthalpies of the DFT-relaxed distorted phases, DP vs DFT, at the DFT geometries.
 
     ``phase_dir`` holds the records of ``python -m dpqtb.dft.relax`` (``NAME.extxyz`` with the
@@ -98,6 +123,10 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
     (:func:`relax_with_model`): the rows then give the model's own minimum there — its distance from
     the DFT structure (:func:`structure_match`), its space group at 0.01 Å, and ΔH between the model's
     own minima (``dH_dp_min_meV_per_atom``: distorted vs Fm-3m, both relaxed by the model).
+
+    ``dense``: a job store of single points of the same relaxed structures at converged k (e.g.
+    ``data/labels/kdense_0.14``, docs/dft_convergence.md); rows with both structures there get
+    ``dH_dft_dense_meV_per_atom`` and ``error_dense_meV_per_atom`` (the targets of issue 27's acceptance).
     """
     from ase.io import read
     from ase.units import GPa
@@ -105,7 +134,7 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
     d = Path(phase_dir)
     if not d.is_dir():
         raise InputError(f"phase records folder not found: {d}")
-    recs = []
+    recs, atoms_by_name = [], {}
     for jp in sorted(d.glob("*.extxyz.json")):
         try:
             r = json.loads(jp.read_text())
@@ -124,6 +153,7 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
             own = {"h_dp_min_eV_per_atom": (e_min + p * GPa * float(mine.get_volume())) / n,
                    "space_group_dp_min": space_group(mine), "dp_min_steps": steps, "dp_min_converged": ok,
                    **{f"dp_min_{k}": x for k, x in structure_match(atoms, mine).items()}}
+        atoms_by_name[jp.name[:-len(".extxyz.json")]] = atoms
         recs.append({**own, "name": jp.name[:-len(".extxyz.json")], "phase_start": r["phase_start"],
                      "seed": int(r.get("seed", 0)), "pressure_GPa": p, "natoms": n,
                      "space_group_dft": f["space_group"].get("0.01"),
@@ -133,6 +163,8 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
                      "pressure_dp_GPa": _pressure_GPa(w[0], atoms.cell.array),
                      "max_force_dft_eV_per_A": float(f["max_force_eV_per_A"]),
                      "max_force_dp_eV_per_A": float(np.linalg.norm(forces[0], axis=1).max())})
+    if dense is not None:
+        _dense_enthalpies(dense, recs, atoms_by_name)
     ref = {}
     for r in recs:
         if r["phase_start"] == "Fm-3m":
@@ -152,6 +184,10 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
             row.update({k: r[k] for k in r if k.startswith("dp_min_") or k == "space_group_dp_min"})
             row["dH_dp_min_meV_per_atom"] = 1000 * (r["h_dp_min_eV_per_atom"] - r0["h_dp_min_eV_per_atom"])
             row["reference_dp_min_rmsd_A"] = r0["dp_min_rmsd_A"]
+        if "h_dense_eV_per_atom" in r and "h_dense_eV_per_atom" in r0:
+            row["dH_dft_dense_meV_per_atom"] = 1000 * (r["h_dense_eV_per_atom"] - r0["h_dense_eV_per_atom"])
+            row["error_dense_meV_per_atom"] = dp - row["dH_dft_dense_meV_per_atom"]
+            row["kspacing_dense_invA"] = r.get("kspacing_dense_invA")
         rows.append(row)
     rows.sort(key=lambda r: (r["pressure_GPa"], r["phase_start"], r["seed"]))
     if not rows:

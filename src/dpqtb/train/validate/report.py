@@ -24,7 +24,7 @@ from dpqtb.train.validate.splits import (_all_frames_as_test, find_test_data, fr
 def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
              evaluator=None, structure: bool = True, plots: bool = True, compare=(),
              test_modulus: int | None = 10, phases: str | os.PathLike | None = None,
-             quantum_data=None, log=print) -> dict:
+             quantum_data=None, phases_dense: str | os.PathLike | None = None, log=print) -> dict:
     """Write the validation report of ``model`` on the held-out data ``data`` to ``out``.
 
     ``data``: a ``dpqtb train`` output, a dataset folder with ``manifest.json``, a folder of
@@ -40,12 +40,17 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     enthalpies of the distorted phases at their DFT minima and the model's own minima next to them
     (:func:`phase_enthalpies`).
 
+    ``phases_dense``: a job store of converged-k single points of the phase records (their ΔH at converged
+    k beside the label-rule ones; the acceptance then judges against them).
+
     ``quantum_data``: DFT job stores of QTB-MD and path-integral bead frames that the model never trained
     on; every labelled frame is a test frame, errors reported per sample kind (``report["quantum"]``).
 
     A LaH10 report (EOS computed) also gets the acceptance table of issue 27
     (:func:`dpqtb.train.validate.acceptance.acceptance`).
     """
+    if phases_dense is not None and phases is None:
+        raise InputError("--phases-dense needs --phases (the records whose converged-k single points it holds)")
     model = Path(model)
     out_path = Path(out)
     if out_path.exists() and not out_path.is_dir():
@@ -149,7 +154,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     if quantum_data:
         rep["quantum"] = _quantum_errors(evaluator, quantum_data, train_ids, log)
     if phases is not None:
-        rep["phases"] = phase_enthalpies(evaluator, phases)
+        rep["phases"] = phase_enthalpies(evaluator, phases, dense=phases_dense)
         for r in rep["phases"]["rows"]:
             log(f"{r['phase_start']} {r['pressure_GPa']:g} GPa (seed {r['seed']}): ΔH DFT "
                 f"{r['dH_dft_meV_per_atom']:+.2f}, DP {r['dH_dp_meV_per_atom']:+.2f} meV/atom")
