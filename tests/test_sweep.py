@@ -126,6 +126,42 @@ def test_worker_killed_mid_sweep_still_completes_identically(serial, tmp_path):
     _same_as(serial, tmp_path)
 
 
+def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(serial, tmp_path):
+    """A batch system ending a job that runs only workers sends them SIGTERM: the worker stops its running point
+    after the current step with a checkpoint there, exits without reporting the task (so it is not a failure),
+    and the scheduler reruns the point on another worker, which resumes from that step; the sweep completes
+    with the bytes of the serial run."""
+    import re
+
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        cmd = _sweep_cmd(tmp_path, "--scheduler", cluster.scheduler_address)
+        cmd.remove("--workers"), cmd.remove("2")
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while (d := _running_point(tmp_path)) is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None and d is not None, proc.communicate()
+        pid = int(re.findall(r"(?:start|resume) on \S+ pid (\d+)", (d / "point.log").read_text())[-1])
+        os.kill(pid, signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        new_pids = set(client.run(os.getpid).values())
+    assert pid not in new_pids and len(new_pids) == 2  # it exited; the nanny started another
+    assert "0 finished before, 8 run now, 0 failed" in stdout
+    log = (d / "point.log").read_text()
+    stopped = re.search(r"stopped at step (\d+) \(SIGTERM to its worker; it reruns elsewhere\); checkpoint written", log)
+    assert stopped, log
+    after = log[stopped.end():]
+    resumed = re.search(r"resume on \S+ pid (\d+)", after)
+    assert resumed and int(resumed.group(1)) != pid, log
+    first = next(ln for ln in after[resumed.end():].splitlines() if " step " in ln)
+    assert f" step {stopped.group(1)}/" in first and first.endswith("(resumed)"), log  # from the checkpoint of the SIGTERM
+    _same_as(serial, tmp_path)
+
+
 def _sweep_cmd(out: Path, *extra) -> list[str]:
     return [sys.executable, "-m", "dpqtb.cli", "sweep", str(TOY), "--out", str(out), "--workers", "2",
             "--no-progress", *extra]

@@ -20,7 +20,11 @@ Nothing is lost, nothing done twice:
   current step (:func:`stop_points`: a task runs off the worker's main thread, where no signal handler can
   be installed, so the MD loop polls the request), waits for their checkpoints (at most
   :data:`STOP_GRACE_S`), and exits 130 / 143: the same command resumes them where they stopped, as
-  ``--serial`` does. A second Ctrl-C stops at once (points then resume from their last periodic checkpoint).
+  ``--serial`` does. A second Ctrl-C stops at once (points then resume from their last periodic checkpoint);
+* a *worker* process sent SIGTERM on its own (a batch system ending a job that runs only workers, as
+  dask-jobqueue's) stops its running points the same way, each with a checkpoint at the step in flight, then
+  exits without reporting them (:func:`_on_worker_sigterm`): the scheduler reruns them on another worker,
+  which resumes them bitwise.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -71,6 +76,62 @@ def stop_points(token: str) -> None:
     checkpoint; points of that run not started yet do not start. Run on every worker by a stopping client
     (``client.run``); a new run of the same sweep has a new token, so the request never outlives its run."""
     _STOP_TOKENS.add(token)
+
+
+#: set by a SIGTERM to this worker process: its points stop after their current step with a checkpoint
+_WORKER_STOP = threading.Event()
+#: points of this process inside run_point's lock, and those of them parked after their checkpoint
+_POINTS = {"running": 0, "parked": 0}
+_POINTS_LOCK = threading.Lock()
+#: how long (s) a worker sent SIGTERM waits for its running points' checkpoints before it exits anyway
+WORKER_GRACE_S = 60.0
+
+
+def _on_worker_sigterm(signum, frame) -> None:
+    """SIGTERM in a Dask worker process (installed by :func:`worker_sigterm_plugin`): the batch system is
+    ending the job. The running points stop after their current step with a checkpoint and are *parked*
+    (their tasks never return, so no worker reports them as failed); once all are parked, or after
+    :data:`WORKER_GRACE_S`, the process exits 128 + signum, the scheduler finds the worker gone and reruns
+    the points elsewhere, from their checkpoints. A second SIGTERM exits at once."""
+    if _WORKER_STOP.is_set():
+        os._exit(128 + signum)
+    _WORKER_STOP.set()
+    threading.Thread(target=_exit_when_parked, args=(signum,), daemon=True, name="dpqtb-worker-exit").start()
+
+
+def _exit_when_parked(signum: int) -> None:
+    deadline = time.monotonic() + WORKER_GRACE_S
+    while time.monotonic() < deadline:
+        with _POINTS_LOCK:
+            if _POINTS["running"] <= _POINTS["parked"]:
+                break
+        time.sleep(0.02)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(128 + signum)
+
+
+def _park() -> None:
+    """Never return: a point of a worker that is ending waits here for the process to exit."""
+    with _POINTS_LOCK:
+        _POINTS["parked"] += 1
+    threading.Event().wait()
+
+
+def worker_sigterm_plugin():
+    """A Dask WorkerPlugin that installs :func:`_on_worker_sigterm` in each worker process (its event loop
+    runs in the process's main thread; elsewhere the plugin does nothing)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class CheckpointOnSigterm(WorkerPlugin):
+        name = "dpqtb-checkpoint-on-sigterm"
+
+        def setup(self, worker):
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _on_worker_sigterm)
+
+    return CheckpointOnSigterm()
 
 
 class PointStopped(Exception):
@@ -159,10 +220,12 @@ def run_point(spec: dict) -> dict:
     token = spec.get("stop_token")
     if token is not None and token in _STOP_TOKENS:
         raise PointStopped(f"point {spec['hash'][:16]} not started: its sweep was stopped")
+    if token is not None and _WORKER_STOP.is_set():  # this worker is ending: let the scheduler rerun it elsewhere
+        _park()
     torch.set_num_threads(1)  # bitwise-reproducible reductions, one core per point
     d = Path(spec["dir"])
     d.mkdir(parents=True, exist_ok=True)
-    with _locked(d / POINT_LOCK):
+    with _locked(d / POINT_LOCK), _counted():
         done = read_result(d, spec["hash"])
         if done is not None:
             return done
@@ -170,13 +233,17 @@ def run_point(spec: dict) -> dict:
             trim = malloc_trim_warning()
             if trim:
                 print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} warning: {trim}", flush=True)
-            stop = (lambda: token in _STOP_TOKENS) if token is not None else None
+            stop = (lambda: token in _STOP_TOKENS or _WORKER_STOP.is_set()) if token is not None else None
             try:
                 return _run_locked(spec, d, log, stop)
             except RunInterrupted as exc:
-                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} stopped at step {exc.step} "
-                      f"({signal.Signals(exc.signum).name if stop is None else 'by the sweep client'}); "
+                ending = stop is not None and token not in _STOP_TOKENS and _WORKER_STOP.is_set()
+                by = signal.Signals(exc.signum).name if stop is None else \
+                    ("SIGTERM to its worker; it reruns elsewhere" if ending else "by the sweep client")
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} stopped at step {exc.step} ({by}); "
                       "checkpoint written", flush=True)
+                if ending:
+                    _park()
                 if stop is not None:  # a plain error in the worker: a KeyboardInterrupt would end its thread
                     raise PointStopped(f"point {spec['hash'][:16]} stopped at step {exc.step} with a checkpoint",
                                        exc.step) from None
@@ -184,6 +251,17 @@ def run_point(spec: dict) -> dict:
             except Exception as exc:
                 print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} failed: {_one_line(exc)}", flush=True)
                 raise
+
+
+@contextlib.contextmanager
+def _counted():
+    with _POINTS_LOCK:
+        _POINTS["running"] += 1
+    try:
+        yield
+    finally:
+        with _POINTS_LOCK:
+            _POINTS["running"] -= 1
 
 
 def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
@@ -499,6 +577,10 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
     if own:
         client, cluster = make_client(workers, scheduler, scheduler_file)
     token = uuid.uuid4().hex  # this run's name for stop requests
+    try:  # each worker checkpoints its points on SIGTERM (a batch walltime); best effort on foreign clusters
+        client.register_plugin(worker_sigterm_plugin(), name="dpqtb-checkpoint-on-sigterm")
+    except Exception:  # noqa: BLE001 - an old or restricted scheduler: points keep the periodic checkpoints
+        pass
     by_key: dict = {}
     consumed: set = set()
     try:
