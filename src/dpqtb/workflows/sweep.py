@@ -36,7 +36,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -48,6 +47,11 @@ from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK
                           SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text,
                           read_thermo)
 from dpqtb.workflows.sweep_spec import STEP_AXES, Sweep
+from dpqtb.workflows.sweep_stop import (_STOP_TOKENS, _WORKER_STOP, STOP_GRACE_S, PointStopped, SweepInterrupted,
+                                        _counted, _park, _raise_signalled, _stop_running, stop_points,
+                                        worker_sigterm_plugin)
+
+__all__ = ["run_sweep", "run_point", "stop_points", "make_client", "points_csv", "csv_columns", "progress_line"]
 
 #: the observables of every point, in points.csv order (per-species columns follow, see :func:`csv_columns`)
 OBSERVABLES = (
@@ -65,107 +69,6 @@ _THETA_CSV = "theta.csv"  # written by dpqtb.analysis (CageAngle)
 NAN = float("nan")
 
 
-#: how long (s) a stopped client waits for its running points to write their checkpoints
-STOP_GRACE_S = 120.0
-#: the stop requests this process has received: tokens of sweep runs (one per client run) whose points stop
-_STOP_TOKENS: set[str] = set()
-
-
-def stop_points(token: str) -> None:
-    """Ask this process's points of the sweep run ``token`` to stop after their current step, with a
-    checkpoint; points of that run not started yet do not start. Run on every worker by a stopping client
-    (``client.run``); a new run of the same sweep has a new token, so the request never outlives its run."""
-    _STOP_TOKENS.add(token)
-
-
-#: set by a SIGTERM to this worker process: its points stop after their current step with a checkpoint
-_WORKER_STOP = threading.Event()
-#: points of this process inside run_point's lock, and those of them parked after their checkpoint
-_POINTS = {"running": 0, "parked": 0}
-_POINTS_LOCK = threading.Lock()
-#: how long (s) a worker sent SIGTERM waits for its running points' checkpoints before it exits anyway
-WORKER_GRACE_S = 60.0
-
-
-def _on_worker_sigterm(signum, frame) -> None:
-    """SIGTERM in a Dask worker process (installed by :func:`worker_sigterm_plugin`): the batch system is
-    ending the job. The running points stop after their current step with a checkpoint and are *parked*
-    (their tasks never return, so no worker reports them as failed); once all are parked, or after
-    :data:`WORKER_GRACE_S`, the process exits 128 + signum, the scheduler finds the worker gone and reruns
-    the points elsewhere, from their checkpoints. A second SIGTERM exits at once."""
-    if _WORKER_STOP.is_set():
-        os._exit(128 + signum)
-    _WORKER_STOP.set()
-    threading.Thread(target=_exit_when_parked, args=(signum,), daemon=True, name="dpqtb-worker-exit").start()
-
-
-def _exit_when_parked(signum: int) -> None:
-    deadline = time.monotonic() + WORKER_GRACE_S
-    while time.monotonic() < deadline:
-        with _POINTS_LOCK:
-            if _POINTS["running"] <= _POINTS["parked"]:
-                break
-        time.sleep(0.02)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(128 + signum)
-
-
-def _park() -> None:
-    """Never return: a point of a worker that is ending waits here for the process to exit."""
-    with _POINTS_LOCK:
-        _POINTS["parked"] += 1
-    threading.Event().wait()
-
-
-def worker_sigterm_plugin():
-    """A Dask WorkerPlugin that installs :func:`_on_worker_sigterm` in each worker process (its event loop
-    runs in the process's main thread; elsewhere the plugin does nothing)."""
-    from distributed.diagnostics.plugin import WorkerPlugin
-
-    class CheckpointOnSigterm(WorkerPlugin):
-        name = "dpqtb-checkpoint-on-sigterm"
-
-        def setup(self, worker):
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, _on_worker_sigterm)
-
-    return CheckpointOnSigterm()
-
-
-class PointStopped(Exception):
-    """A point stopped at the request of its sweep's client (``step``: the step of its checkpoint; None
-    when it had not started). Internal: from a worker to its client, never shown to a user."""
-
-    def __init__(self, message: str, step: int | None = None):
-        super().__init__(message)
-        self.message, self.step = message, step
-
-    def __reduce__(self):  # to the client, with its step
-        return (PointStopped, (self.message, self.step))
-
-
-class SweepInterrupted(RunInterrupted):
-    """``dpqtb sweep`` stopped by SIGINT/SIGTERM after its running points wrote checkpoints; exit 128 + signal."""
-
-    def __init__(self, signum: int, message: str):
-        KeyboardInterrupt.__init__(self, message)
-        self.signum, self.step, self.directory = int(signum), None, None
-        self.exit_code = 128 + self.signum
-
-
-class _Signalled(KeyboardInterrupt):
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_signalled(signum, frame):
-    raise _Signalled(signum)
-
-
-# ------------------------------------------------------------------------------------ one point
 def _blocks(x: np.ndarray, n: int) -> tuple[float, float]:
     """Mean of ``x`` and its standard error from ``n`` contiguous blocks (NaN without data)."""
     x = np.asarray(x, dtype=float)
@@ -251,17 +154,6 @@ def run_point(spec: dict) -> dict:
             except Exception as exc:
                 print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} failed: {_one_line(exc)}", flush=True)
                 raise
-
-
-@contextlib.contextmanager
-def _counted():
-    with _POINTS_LOCK:
-        _POINTS["running"] += 1
-    try:
-        yield
-    finally:
-        with _POINTS_LOCK:
-            _POINTS["running"] -= 1
 
 
 def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
@@ -595,7 +487,7 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
             except KeyboardInterrupt as exc:
                 signum = getattr(exc, "signum", signal.SIGINT)
                 stopped, late = _stop_running(client, token, {k: v for k, v in by_key.items() if k not in consumed},
-                                              finish)
+                                              lambda f: _collect(f, by_key, finish))
                 raise SweepInterrupted(signum, f"sweep interrupted by {signal.Signals(signum).name}: {stopped} running "
                                        f"point(s) stopped with a checkpoint at their current step"
                                        + (f", {late} not stopped within {STOP_GRACE_S:g} s (they resume from their "
@@ -622,42 +514,3 @@ def _collect(fut, by_key: dict, finish) -> int | None:
     finally:
         fut.release()
     return None
-
-
-def _stop_running(client, token: str, by_key: dict, finish) -> tuple[int, int]:
-    """Ask every worker to stop this run's points (:func:`stop_points`) and wait for the futures of ``by_key``
-    (those not recorded yet). Returns (points stopped with a checkpoint, points still running after
-    :data:`STOP_GRACE_S`). Points that finish meanwhile are recorded as usual. A second Ctrl-C ends the wait."""
-    from dask.distributed import as_completed
-
-    pending = [f for f, _ in by_key.values()]
-    if not pending:
-        return 0, 0
-    print(f"dpqtb: stopping: {len(pending)} point(s) not recorded yet; running ones write a checkpoint "
-          "(Ctrl-C again: stop at once)", file=sys.stderr, flush=True)
-    stopped, seen = 0, set()
-    try:
-        _ask_workers(client, stop_points, token, timeout=min(30.0, STOP_GRACE_S))
-        for fut in as_completed(pending, timeout=STOP_GRACE_S):
-            seen.add(fut.key)
-            step = _collect(fut, by_key, finish)
-            stopped += step is not None and step >= 0
-    except (TimeoutError, KeyboardInterrupt):  # the grace time is over, or a second Ctrl-C / SIGTERM
-        pass
-    return stopped, len(pending) - len(seen)
-
-
-def _ask_workers(client, function, *args, timeout: float) -> None:
-    """``client.run(function, *args)`` on every worker, waiting at most ``timeout`` s; a worker that is gone,
-    closing or hung is skipped (its points resume from their last periodic checkpoint)."""
-    import threading
-
-    def call():
-        try:
-            client.run(function, *args, on_error="ignore")
-        except Exception:  # noqa: BLE001 - a closing comm, a worker that left: nothing to stop there
-            pass
-
-    t = threading.Thread(target=call, daemon=True, name="dpqtb-stop-points")
-    t.start()
-    t.join(timeout)
