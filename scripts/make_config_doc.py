@@ -50,7 +50,7 @@ print("""Notes:
   left out of the spectra, the adaptation and the correction; `gamma_r_min_ratio` the floor of γ_r/γ.
   `damp_fs` defaults to 1000 fs, and to 100 fs for adQTB (docs/qtb.md says why).
 - `output.checkpoint_every`: steps between atomic checkpoints (and always at step 0 and at the end);
-  `output.checkpoint_every_min` (default 10) also writes one at the first step that ends that many wall-clock
+  `output.checkpoint_every_min` (default 10) also writes one at the first thermo step that ends that many wall-clock
   minutes after the last, so that a run killed without warning (kill -9, a lost node, a batch walltime) loses at
   most about that much time however long a step takes (0: off); where checkpoints fall changes no output;
   `dpqtb md CONFIG --resume` continues exactly, truncating thermo.csv/trajectory.extxyz back to the checkpoint first.

@@ -78,7 +78,7 @@ def morse_sweep(tmp_path_factory):
 def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: float, *, n_atoms: int = 44,
                damp: float | None = None, beads: int | None = None, seed=1, P: float = 200.0,
                prime=(0.2, 0.21, 0.19, 0.2, 0.2, 0.2, 0.2, 0.2), exchanges=None, kinetic_meV: float = 50.0,
-               E3: float = 900.0, V: float = 120.0, Verr: float = math.nan) -> Path:
+               E3: float = 900.0, V: float = 120.0, Verr: float = math.nan, npt: bool = True) -> Path:
     """One finished sweep point with the files :func:`collect_rows` reads (values are the inputs)."""
     d = sweep / SWEEP_POINTS_DIR / name
     (d / POINT_ANALYSIS_DIR).mkdir(parents=True)
@@ -88,6 +88,8 @@ def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: fl
     if beads is not None:
         th["beads"] = beads
     cfg = {"thermostat": th, "barostat": {"pressure_GPa": P}, "md": {"timestep_fs": 0.5}}
+    if not npt:  # a fixed cell at the volume of pressure P (the axis carries P)
+        cfg.pop("barostat")
     (d / POINT_JSON).write_text(json.dumps({"config": cfg, "analysis": {"hydrogen": "H"}}))
     (d / POINT_RESULT).write_text(json.dumps({
         "hash": name, "status": "done", "axes": {"bath": method, "temperature_K": T, "seed": seed},
@@ -179,8 +181,11 @@ def test_quantum_expansion_by_hand(tmp_path):
     make_point(sw, "Q", "qtb", 200.0, 0.0, 1e-9, damp=100.0, n_atoms=352, V=8 * 125.5, Verr=0.8)
     make_point(sw, "odd", "qtb", 200.0, 0.0, 1e-9, damp=100.0, n_atoms=45, V=125.0, Verr=0.4)  # not 44·k³
     make_point(sw, "cold", "qtb", 5.0, 0.0, 1e-9, damp=100.0, V=124.0, Verr=0.4)  # no classical run at 5 K
+    make_point(sw, "nvt", "adqtb", 200.0, 0.0, 1e-9, damp=100.0, V=122.0, Verr=0.1, npt=False)  # fixed cell: out
+    make_point(sw, "c20", "langevin", 200.0, 0.0, 1e-9, damp=50.0, V=121.0, Verr=0.3)  # γ = 20/ps: not the reference
     qe = {(r["method"], r["n_atoms"]): r for r in quantum_expansion(group_rows(collect_rows([sw])))}
     assert set(qe) == {("qtb", 44), ("trpmd", 44), ("qtb", 352)}
+    assert {r["classical_gamma_per_ps"] for r in qe.values()} == {10.0}  # same production: the smallest γ
     q, t, big = qe[("qtb", 44)], qe[("trpmd", 44)], qe[("qtb", 352)]
     assert q["a_A"] == pytest.approx(4.99999999999, abs=1e-10)  # 125^(1/3) = 5
     assert q["a_classical_A"] == pytest.approx(4.959675664, abs=1e-9)  # 122^(1/3)

@@ -138,9 +138,9 @@ def test_kill9_then_resume_is_bitwise_exact_deep_potential(tmp_path, kind):
 
 def test_wall_clock_checkpoints_bound_what_a_kill9_loses_morse(tmp_path):
     """output.checkpoint_every_min: with step checkpoints off (checkpoint_every = 0) and a wall-clock interval
-    far shorter than a step (6 µs), every step writes a checkpoint. kill -9 after the outputs of step k leaves
-    the checkpoint of step k - 1 (without the interval: step 0, the run's start); --resume is the uninterrupted
-    run byte for byte, and that run's outputs are those of a run without wall-clock checkpoints."""
+    far shorter than a step (6 µs), every thermo step (every 3rd) writes a checkpoint. kill -9 after the outputs of
+    step 37 leaves the checkpoint of step 36 (without the interval: step 0, the run's start); --resume is the
+    uninterrupted run byte for byte, and that run's outputs are those of a run without wall-clock checkpoints."""
     from dpqtb.md.checkpoint import load
 
     steps = 60
@@ -161,4 +161,4 @@ def test_wall_clock_checkpoints_bound_what_a_kill9_loses_morse(tmp_path):
         for out in ("thermo.csv", "trajectory.extxyz", "vacf.csv"):
             assert (tmp_path / f"{name}_crash" / out).read_bytes() == (tmp_path / f"{name}_ref" / out).read_bytes()
             assert (tmp_path / f"{name}_ref" / out).read_bytes() == (tmp_path / f"plain_ref" / out).read_bytes()
-    assert runs == {"plain": 0, "wall": kill_step - 1}
+    assert runs == {"plain": 0, "wall": 36}  # the last thermo step (thermo_every = 3) before the kill

@@ -149,7 +149,9 @@ def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(seria
         stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr
         new_pids = set(client.run(os.getpid).values())
+        handlers = set(client.run(signal.getsignal, signal.SIGTERM).values())
     assert pid not in new_pids and len(new_pids) == 2  # it exited; the nanny started another
+    assert handlers == {signal.SIG_DFL}  # the sweep over, its plugin is gone: the workers' own SIGTERM handling
     assert "0 finished before, 8 run now, 0 failed" in stdout
     log = (d / "point.log").read_text()
     stopped = re.search(r"stopped at step (\d+) \(SIGTERM to its worker; it reruns elsewhere\); checkpoint written", log)
@@ -393,7 +395,7 @@ def test_status_of_a_running_point_from_its_lock_log_and_thermo(tmp_path):
     import fcntl
 
     from dpqtb.cli import main
-    from dpqtb.workflows.sweep_status import point_status
+    from dpqtb.workflows.sweep_status import parse_log, point_status
 
     d = tmp_path / SWEEP_POINTS_DIR / "abc"
     d.mkdir(parents=True)
@@ -420,9 +422,18 @@ def test_status_of_a_running_point_from_its_lock_log_and_thermo(tmp_path):
         assert row["steps_per_min"] == pytest.approx(30.0)  # (730 - 130) steps / 20 min
         assert row["eta_h"] == pytest.approx(((2000 - 730) * 2.0 - 60.0) / 3600.0)
         assert row["last_line_min"] == pytest.approx(1.0)
-    assert point_status(d, "abc", now=now)["status"] == "stopped"
-    (d / "thermo.csv").write_text("step,time_fs\n0,0.0\n10,5.0\n740,370.0\n75")  # a row being written
-    assert point_status(d, "abc", now=now)["step"] == 740
+        (d / "thermo.csv").write_text("step,time_fs\n0,0.0\n10,5.0\n740,370.0\n75")  # a row being written
+        assert point_status(d, "abc", now=now)["step"] == 740  # running: thermo.csv is further on
+    row = point_status(d, "abc", now=now)
+    assert (row["status"], row["step"]) == ("stopped", 730)  # it resumes from its checkpoint, not thermo's 740
+    # progress lines carry their UTC offset: the same instant read in any time zone
+    from dpqtb.workflows.sweep import progress_line
+    from dpqtb.workflows.sweep_status import _when
+
+    line = progress_line("checkpoint", 5, 10)
+    stamp = line.split(" ")[0]
+    assert len(stamp) == 24 and _when(stamp) == pytest.approx(time.time(), abs=5)
+    assert parse_log(line + "\n")["steps"][0][1:] == (5, 10, "checkpoint")
     assert [r["status"] for r in sweep_status(tmp_path, now=now)] == ["stopped", "pending"]
     assert main(["sweep", "--status", str(tmp_path)]) == 0
     assert main(["sweep", "--status", str(d)]) == 2  # not a sweep directory

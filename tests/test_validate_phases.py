@@ -202,8 +202,9 @@ def test_acceptance_rules_of_issue_27():
         assert not acc["passed"] and len(bad) == 1 and bad[0].startswith(failing), (over, bad)
     acc = acceptance(_acc_report(quantum=False))
     assert not acc["passed"] and sum(c["passed"] is None for c in acc["criteria"]) == 2  # not measured
-    acc = acceptance(_acc_report(p=200.0))  # outside 100–175 GPa: nothing judged there
-    assert acc["passed"] and len(acc["criteria"]) == 5
+    acc = acceptance(_acc_report(p=200.0))  # outside 100–175 GPa: nothing judged, which is not a pass
+    assert not acc["passed"] and len(acc["criteria"]) == 6 and acc["criteria"][0]["passed"] is None
+    assert "no distorted minimum at 100–175 GPa" in acc["criteria"][0]["detail"]
     acc = acceptance({"test": {"rmse_f_eV_per_A": 0.05, "rmse_e_meV_per_atom": 1.0}})
     assert not acc["passed"] and acc["criteria"][0]["passed"] is None  # no phase records
     md = "\n".join(acceptance_markdown(acceptance(_acc_report(rmsd=0.05))))

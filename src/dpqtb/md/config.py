@@ -176,8 +176,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "trajectory_every": (int, 100, nonneg, "must be >= 0 (0: no trajectory)"),
         "trajectory_velocities": (bool, False, None, ""),
         "checkpoint_every": (int, 1000, nonneg, "must be >= 0 (0: only at the end)"),
-        "checkpoint_every_min": (NUMBER, 10.0, nonneg, "must be >= 0 (wall-clock minutes after which a step also "
-                                 "writes a checkpoint; 0: steps only)"),
+        "checkpoint_every_min": (NUMBER, 10.0, nonneg, "must be >= 0 (wall-clock minutes after which the next thermo "
+                                 "step also writes a checkpoint; 0: steps only)"),
         "progress": (bool, True, None, ""),
         "vacf_every": (int, 0, nonneg, "must be >= 0 (steps between velocity samples of vacf.csv; 0: none)"),
         "vacf_max_lag_fs": (NUMBER, 1000.0, positive, "must be > 0 (longest lag of vacf.csv)"),

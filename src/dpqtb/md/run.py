@@ -123,7 +123,7 @@ class Simulation:
     checkpoint_every : int
         Steps between checkpoints (0: only at the start, the end and on a signal).
     checkpoint_every_min : float
-        Also write a checkpoint after the first step that ends this many wall-clock minutes after the
+        Also write a checkpoint at the first thermo step that ends this many wall-clock minutes after the
         last checkpoint (0: off), so that a run killed without warning (SIGKILL, a node lost, a batch
         walltime) loses at most about this much time whatever a step costs. Where checkpoints fall does
         not change any output: a resumed run is the uninterrupted one byte for byte.
@@ -462,7 +462,10 @@ class Simulation:
                 self.integrator.step(self.state)
                 self._check_finite()
                 step = self.state.step
-                ckpt_now = (bool(self.checkpoint_every) and step % self.checkpoint_every == 0) or self._checkpoint_due()
+                # the wall-clock checkpoints fall on thermo steps, whose bounds are checked anyway: where they
+                # fall then changes nothing, not even when a run is found unstable
+                ckpt_now = (bool(self.checkpoint_every) and step % self.checkpoint_every == 0) or \
+                    (step % self._thermo.every == 0 and self._checkpoint_due())
                 if step % self._thermo.every == 0 or ckpt_now or step == target:
                     self._check_bounds()
                 self._observe()

@@ -47,7 +47,8 @@ from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK
                           SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text,
                           read_thermo)
 from dpqtb.workflows.sweep_spec import STEP_AXES, Sweep
-from dpqtb.workflows.sweep_stop import (_STOP_TOKENS, _WORKER_STOP, STOP_GRACE_S, PointStopped, SweepInterrupted,
+from dpqtb.workflows.sweep_stop import (_STOP_TOKENS, _WORKER_STOP, SIGTERM_PLUGIN, STOP_GRACE_S, PointStopped,
+                                        SweepInterrupted,
                                         _counted, _park, _raise_signalled, _stop_running, stop_points,
                                         worker_sigterm_plugin)
 
@@ -124,7 +125,7 @@ def run_point(spec: dict) -> dict:
     if token is not None and token in _STOP_TOKENS:
         raise PointStopped(f"point {spec['hash'][:16]} not started: its sweep was stopped")
     if token is not None and _WORKER_STOP.is_set():  # this worker is ending: let the scheduler rerun it elsewhere
-        _park()
+        _park(counted=False)
     torch.set_num_threads(1)  # bitwise-reproducible reductions, one core per point
     d = Path(spec["dir"])
     d.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,7 @@ def run_point(spec: dict) -> dict:
                 print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} stopped at step {exc.step} ({by}); "
                       "checkpoint written", flush=True)
                 if ending:
-                    _park()
+                    _park(counted=True)
                 if stop is not None:  # a plain error in the worker: a KeyboardInterrupt would end its thread
                     raise PointStopped(f"point {spec['hash'][:16]} stopped at step {exc.step} with a checkpoint",
                                        exc.step) from None
@@ -170,7 +171,8 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     resume = (d / CHECKPOINT).is_file()
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {'resume' if resume else 'start'} on {where}", flush=True)
     sim = build_simulation(cfg, output_dir=d, progress=False)
-    sim.on_progress = lambda event, step, target: print(progress_line(event, step, target), flush=True)
+    # to this point's log itself: redirect_stdout swaps sys.stdout for the whole process (threads of a worker)
+    sim.on_progress = lambda event, step, target: print(progress_line(event, step, target), file=log, flush=True)
     sim.run(eq + prod, resume=resume, overwrite=not resume, stop=stop)
     t_md = time.perf_counter() - t0
     a = spec["analysis"]
@@ -190,8 +192,9 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 
 
 def progress_line(event: str, step: int, target: int) -> str:
-    """A point.log line ``<time> step <step>/<target> (<event>)``: what ``dpqtb sweep --status`` reads."""
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S')} step {step}/{target} ({event})"
+    """A point.log line ``<local time with UTC offset> step <step>/<target> (<event>)``: what ``dpqtb sweep
+    --status`` reads (the offset makes the time mean the same on a login node in another zone)."""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} step {step}/{target} ({event})"
 
 
 def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict) -> dict:
@@ -450,11 +453,13 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
     # (benchmarks/results/sweep_malloc_trim.json). A point holds its memory to the end anyway.
     from dpqtb.signals import handling
 
-    # Ctrl-C in a terminal goes to the whole process group: workers that inherit SIGINT ignored stay up
-    # (neither Python nor asyncio replaces an inherited SIG_IGN), so the client alone decides how its
-    # points stop (stop_points: a checkpoint at the step in flight) instead of losing them.
+    # Ctrl-C in a terminal goes to the whole process group, and so does a SIGTERM to the group (a batch job
+    # holding client and workers, `timeout`): workers that inherit SIGINT and SIGTERM ignored stay up (neither
+    # Python nor asyncio replaces an inherited SIG_IGN), so the client alone decides how its points stop
+    # (stop_points: a checkpoint at the step in flight) instead of losing them. The nanny (in this process)
+    # still stops them with its stop queue, and SIGKILL after its timeout.
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
-            handling(signal.SIGINT, signal.SIG_IGN):
+            handling(signal.SIGINT, signal.SIG_IGN), handling(signal.SIGTERM, signal.SIG_IGN):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
@@ -469,10 +474,14 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
     if own:
         client, cluster = make_client(workers, scheduler, scheduler_file)
     token = uuid.uuid4().hex  # this run's name for stop requests
-    try:  # each worker checkpoints its points on SIGTERM (a batch walltime); best effort on foreign clusters
-        client.register_plugin(worker_sigterm_plugin(), name="dpqtb-checkpoint-on-sigterm")
-    except Exception:  # noqa: BLE001 - an old or restricted scheduler: points keep the periodic checkpoints
-        pass
+    plugin = None
+    if cluster is None:  # workers of another cluster: each checkpoints its points on SIGTERM (a batch walltime)
+        try:
+            client.register_plugin(worker_sigterm_plugin(), name=SIGTERM_PLUGIN)
+            plugin = SIGTERM_PLUGIN
+        except Exception as exc:  # noqa: BLE001 - an old or restricted scheduler: the periodic checkpoints remain
+            print(f"dpqtb: warning: the workers do not checkpoint on SIGTERM ({_one_line(exc)}); a point of a "
+                  "worker ended by its batch system resumes from its last periodic checkpoint", file=sys.stderr)
     by_key: dict = {}
     consumed: set = set()
     try:
@@ -494,6 +503,9 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
                                           "last periodic checkpoint)" if late else "")
                                        + "; the same command resumes the sweep") from None
     finally:
+        if plugin is not None:  # the workers' own SIGTERM handling again once this sweep is over
+            with contextlib.suppress(Exception):
+                client.unregister_worker_plugin(SIGTERM_PLUGIN)
         if own:
             client.close()
         if cluster is not None:

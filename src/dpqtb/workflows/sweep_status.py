@@ -11,7 +11,8 @@ milliseconds and disturbs nothing.
 * ``stopped``: a checkpoint and nobody running it (the same sweep command resumes it);
 * ``pending``: nothing yet.
 
-The steps come from ``point.log`` (and the last row of ``thermo.csv`` where it is further on): every (re)start and every checkpoint of a point writes a line
+The steps come from ``point.log`` (and, for a running point, the last row of ``thermo.csv`` where it is
+further on; a stopped point shows its checkpoint's step, where it resumes): every (re)start and every checkpoint of a point writes a line
 ``<local time> step <step>/<target> (<event>)`` (:func:`dpqtb.workflows.sweep.progress_line`). The rate is
 that of the current attempt (from its first such line to the last one, or to thermo.csv's last row and
 the file's modification time where that is further on), the remaining time (target − that step) / rate
@@ -33,28 +34,36 @@ from dpqtb import InputError
 from dpqtb.rundir import (CHECKPOINT, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT, SWEEP_JSON, SWEEP_POINTS_DIR,
                           THERMO)
 
-_STEP_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) step (\d+)/(\d+) \((\w+)\)\s*$")
+_STEP_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[+-]\d{4})?) step (\d+)/(\d+) \((\w+)\)\s*$")
 _EVENT_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) (start|resume|failed:|stopped|done)(?=\s|$)")
 
-STATES = ("done", "running", "stopped", "failed", "pending")
+STATES = ("done", "running", "stopped", "failed", "pending", "unknown")
 
 
 def _when(stamp: str) -> float:
+    """Epoch seconds of a log time: with its UTC offset (progress lines), else read as this machine's local time."""
+    if len(stamp) > 19:
+        from datetime import datetime
+
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
     return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
 
 
-def lock_held(path: Path) -> bool:
-    """True if another process holds an flock on ``path`` (False if it does not exist)."""
+def lock_held(path: Path) -> bool | None:
+    """True if another process holds an flock on ``path``, False if not (or no such file), None if the file
+    system cannot tell (an flock emulation that refuses the test: the point's state is then unknown).
+
+    A shared non-blocking lock is tried and dropped at once: it never waits and conflicts only with the
+    exclusive lock of a running point. On a file system whose locks are local to each node (Lustre with
+    ``localflock``), points running on other nodes are not seen as running."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return True
-        raise
+        return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return False
@@ -120,14 +129,18 @@ def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> 
         t1, s1, target, _ = log["steps"][-1]
         row.update(step=s1, target=target, last_line_min=max(0.0, (now - t1) / 60.0))
     points = [(t, s) for t, s, _, _ in log["steps"]]
-    last = _last_thermo_step(d / THERMO)
+    held = lock_held(d / POINT_LOCK)
+    # a stopped point resumes from its checkpoint's step (thermo.csv may hold rows past it after a kill -9)
+    last = _last_thermo_step(d / THERMO) if held or not log["steps"] else None
     if last is not None and (row["step"] is None or last > row["step"]):
         row["step"] = last
         try:
             points.append((os.stat(d / THERMO).st_mtime, last))
         except OSError:
             pass
-    if lock_held(d / POINT_LOCK):
+    if held is None:
+        row.update(status="unknown", error="the file system cannot test point.lock")
+    elif held:
         row["status"] = "running"
         if len(points) >= 2 and row["target"] is not None:
             (t0, s0), (t1, s1) = points[0], points[-1]

@@ -60,11 +60,30 @@ def _exit_when_parked(signum: int) -> None:
     os._exit(128 + signum)
 
 
-def _park() -> None:
-    """Never return: a point of a worker that is ending waits here for the process to exit."""
-    with _POINTS_LOCK:
-        _POINTS["parked"] += 1
+def _park(counted: bool) -> None:
+    """Never return: a point of a worker that is ending waits here for the process to exit. ``counted``: the
+    point is one of the running ones (:func:`_counted`), which the exit waits for; a task that has not started
+    its point is not."""
+    if counted:
+        with _POINTS_LOCK:
+            _POINTS["parked"] += 1
     threading.Event().wait()
+
+
+def _install_sigterm():
+    """Install :func:`_on_worker_sigterm` (main thread only); the previous handler, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_worker_sigterm)
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None and threading.current_thread() is threading.main_thread() and not _WORKER_STOP.is_set():
+        signal.signal(signal.SIGTERM, previous)
+
+
+#: the name of :func:`worker_sigterm_plugin` on a cluster
+SIGTERM_PLUGIN = "dpqtb-checkpoint-on-sigterm"
 
 
 def worker_sigterm_plugin():
@@ -73,11 +92,15 @@ def worker_sigterm_plugin():
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class CheckpointOnSigterm(WorkerPlugin):
-        name = "dpqtb-checkpoint-on-sigterm"
+        name = SIGTERM_PLUGIN
 
+        # the methods call module functions only: cloudpickle sends this local class by value, and a global it
+        # referenced directly (an Event) would be copied, or fail to pickle
         def setup(self, worker):
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, _on_worker_sigterm)
+            self._previous = _install_sigterm()
+
+        def teardown(self, worker):  # unregistered at the end of the sweep: the worker's own handling again
+            _restore_sigterm(self._previous)
 
     return CheckpointOnSigterm()
 

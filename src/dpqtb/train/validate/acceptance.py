@@ -67,10 +67,12 @@ def acceptance(rep: dict) -> dict:
     """
     crit = []
     rows = judged_minima(rep.get("phases"))
-    if not rep.get("phases"):
+    if not rows:
+        lo, hi = PHASE_PRESSURES_GPA
         crit.append(_criterion("distorted minima: ΔH_DP vs ΔH_DFT", None,
                                f"|error| ≤ {PHASE_MAX_ERROR_MEV:g} meV/atom, same sign", None,
-                               "no phase records (dpqtb validate --phases DIR)"))
+                               "no phase records (dpqtb validate --phases DIR)" if not rep.get("phases") else
+                               f"no distorted minimum at {lo:g}–{hi:g} GPa with |ΔH_DFT| > {PHASE_MIN_DH_MEV:g} meV/atom"))
     for r in rows:
         (dft, which), dp = dft_dh(r), r["dH_dp_meV_per_atom"]
         err = dp - dft

@@ -104,6 +104,8 @@ def _dense_enthalpies(store, recs: list[dict], atoms_by_name: dict) -> None:
         v = abs(float(np.linalg.det(cell)))
         from ase.units import GPa
 
+        if "h_dense_eV_per_atom" in r:
+            raise InputError(f"{store}: two single points of the phase record {name} (frame {fr['id']} is the second)")
         r["h_dense_eV_per_atom"] = (float(fr["energy_eV"]) + r["pressure_GPa"] * GPa * v) / n
         r["kspacing_dense_invA"] = (fr.get("settings") or {}).get("kspacing_invA")
 

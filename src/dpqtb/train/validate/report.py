@@ -191,7 +191,7 @@ def _quantum_errors(evaluator, data, train_ids: dict, log=print) -> dict:
         systems = read_systems(Path(tmp) / "test", type_map=None)
         metas = frame_meta(Path(tmp) / "test", systems)
     res = test_errors(evaluator, systems)
-    kinds = [m.get("kind", "unknown") for m in metas]
+    kinds = [(m or {}).get("kind", "unknown") for m in metas]
     out = {"stores": [str(s) for s in stores], "metrics": res["metrics"],
            "by_kind": subset_errors(res["arrays"], kinds)}
     for k, e in out["by_kind"].items():

@@ -167,6 +167,9 @@ def point_row(point_dir: str | Path) -> dict | None:
         "K_per_atom_meV": kin[0], "K_per_atom_err_meV": kin[1], "fd_ratio_H": fd_ratio(d, species),
         "theta_deg": _f(obs.get("theta_frames_deg")), "distortion_avg_deg": _f(obs.get("distortion_avg_deg")),
         "V_A3": _f(obs.get("V_A3")), "V_A3_err": _f(obs.get("V_A3_err")),
+        # the cell under constant pressure ("isotropic", "flexible", ...; None at a fixed cell)
+        "barostat_cell": (str(baro.get("cell", "isotropic")) if baro.get("pressure_GPa") is not None
+                          or baro.get("stress_GPa") is not None else None),
         "E_per_3NkB_K": _f(obs.get("E_per_3NkB_K")), "T_zero_K": _f(obs.get("T_zero_K")),
         "production_ps": prod * dt / 1000.0 if _finite(dt) else math.nan,
         "species": species, "hash": res.get("hash", d.name), "dir": str(d)})
@@ -265,6 +268,8 @@ def group_rows(rows: list[dict]) -> list[dict]:
                                                                [r["K_per_atom_err_meV"] for r in rs])
         g["production_ps"] = min((r.get("production_ps", math.nan) for r in rs), default=math.nan)
         g["V_A3"], g["V_A3_err"] = combine([r.get("V_A3", math.nan) for r in rs], [r.get("V_A3_err", math.nan) for r in rs])
+        cells = {r.get("barostat_cell") for r in rs}
+        g["barostat_cell"] = cells.pop() if len(cells) == 1 else None
         for k in ("E_per_3NkB_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "fd_ratio_H"):
             v = np.array([r.get(k, math.nan) for r in rs], dtype=float)
             g[k] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
@@ -332,7 +337,10 @@ def quantum_expansion(groups: list[dict]) -> list[dict]:
 
     a = (V/k³)^(1/3) for a cell of 44·k³ atoms (k×k×k conventional cells; other sizes are left out),
     σ_a = a σ_V/(3V); the expansion Δa = a − a_classical with σ = sqrt(σ_a² + σ_a,cl²), and 100 Δa/a_classical
-    in %. PIMD/TRPMD volumes are those of the (shared) cell under the centroid-virial pressure.
+    in %. PIMD/TRPMD volumes are those of the (shared) cell under the centroid-virial pressure. Only groups
+    whose cell was isotropic under a barostat (a cubic cell stays cubic) take part; where several Langevin
+    groups share T, P and size, the reference is the one with the longest production, then the smallest γ
+    (``classical_gamma_per_ps`` says which).
 
     Returns
     -------
@@ -349,20 +357,26 @@ def quantum_expansion(groups: list[dict]) -> list[dict]:
         a = (v / k ** 3) ** (1.0 / 3.0)
         return a, (a * s / (3.0 * v) if _finite(s) else math.nan)
 
+    def npt(g):
+        return g.get("barostat_cell") == "isotropic"
+
     ref = {}
     for g in groups:
-        if g["method"] == "langevin" and lattice(g) is not None:
-            ref[(g["temperature_K"], g["pressure_GPa"], g["n_atoms"])] = g
+        if g["method"] == "langevin" and npt(g) and lattice(g) is not None:
+            key = (g["temperature_K"], g["pressure_GPa"], g["n_atoms"])
+            rank = (-_finite_or(g.get("production_ps"), -1.0), g.get("gamma_per_ps", math.inf))
+            if key not in ref or rank < ref[key][0]:
+                ref[key] = (rank, g)
     out = []
     for g in groups:
-        c = ref.get((g["temperature_K"], g["pressure_GPa"], g["n_atoms"]))
+        c = ref.get((g["temperature_K"], g["pressure_GPa"], g["n_atoms"]), (None, None))[1]
         la = lattice(g)
-        if g["method"] in CLASSICAL or c is None or la is None:
+        if g["method"] in CLASSICAL or c is None or la is None or not npt(g):
             continue
         (a, sa), (ac, sc) = la, lattice(c)
         da, sda = a - ac, math.hypot(sa, sc)
         row = {k: g[k] for k in GROUP_KEYS if k in g}
-        row.update({"production_ps": g.get("production_ps", math.nan), "V_A3": g["V_A3"],
+        row.update({"classical_gamma_per_ps": c.get("gamma_per_ps"), "production_ps": g.get("production_ps", math.nan), "V_A3": g["V_A3"],
                     "V_A3_err": g.get("V_A3_err", math.nan), "a_A": a, "a_err_A": sa, "a_classical_A": ac,
                     "a_classical_err_A": sc, "expansion_A": da, "expansion_err_A": sda,
                     "expansion_percent": 100.0 * da / ac, "expansion_err_percent": 100.0 * sda / ac})
@@ -370,6 +384,10 @@ def quantum_expansion(groups: list[dict]) -> list[dict]:
     out.sort(key=lambda r: (r["temperature_K"], r["pressure_GPa"], r["n_atoms"], r["method"],
                             r.get("gamma_per_ps", 0), r.get("beads", 0)))
     return out
+
+
+def _finite_or(x, default: float) -> float:
+    return float(x) if _finite(x) else default
 
 
 def _longest(g: dict) -> tuple:
