@@ -51,6 +51,23 @@ def test_relax_x_recovers_the_minimum_and_pressure():
         assert r["max_force_32f_eV_per_A"] < 1e-3 and not r["at_bound"]
 
 
+class RoundedEnergyModel(ShiftedEOSModel):
+    """The same model with its energy rounded to 1e-4 eV (a float32 sum of atomic energies is flat at that
+    scale near a minimum) and its forces exact: the energy alone cannot place x closer than
+    ~sqrt(1e-4 / k) ≈ 1.6e-3 here; the root of the generalised force can."""
+
+    def evaluate(self, symbols, coords_A, cells_A):
+        e, f, w = super().evaluate(symbols, coords_A, cells_A)
+        return np.round(e, 4), f, w
+
+
+def test_relax_x_takes_x_from_the_force_root_not_the_flat_rounded_energy():
+    m = RoundedEnergyModel(dx=0.0013)
+    for r in V.relax_x_batch(m, [4.75, 4.95, 5.15]):
+        assert r["x32f"] == pytest.approx(m.eos.x32f(r["a_A"]) + 0.0013, abs=1e-8)
+        assert r["max_force_32f_eV_per_A"] < 1e-6
+
+
 @pytest.mark.parametrize("dp_GPa,dx", [(0.0, 0.0), (12.0, -0.003)])
 def test_eos_and_table1_exact(dp_GPa, dx):
     m = ShiftedEOSModel(dp_GPa, dx)
