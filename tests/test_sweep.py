@@ -456,3 +456,31 @@ def test_every_shipped_sweep_file_expands():
     assert {"verdict_lah10_small.toml", "verdict_beads_gpu.toml", "sweep_morse.toml"} <= {f.name for f in files}
     for f in files:
         assert load_sweep(f).points, f.name
+
+
+def test_each_thread_writes_its_own_point_log(tmp_path):
+    """Several points in one worker run in threads: each one's prints (its log lines, the MD's warnings) go to
+    its own point.log, never another's, and the process's streams are intact afterwards."""
+    import threading
+
+    from dpqtb.workflows.sweep import thread_output_to
+
+    barrier = threading.Barrier(4)
+
+    def point(k):
+        with open(tmp_path / f"{k}.log", "w") as log, thread_output_to(log):
+            barrier.wait()
+            for i in range(200):
+                print(f"point {k} line {i}")
+                print(f"point {k} warning {i}", file=sys.stderr)
+
+    threads = [threading.Thread(target=point, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        lines = (tmp_path / f"{k}.log").read_text().splitlines()
+        assert len(lines) == 400 and all(ln.startswith(f"point {k} ") for ln in lines)
+    print("the process's own stdout still works")
+    sys.stderr.write("and its stderr\n")

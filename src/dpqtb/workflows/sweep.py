@@ -36,6 +36,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -78,6 +79,50 @@ def _blocks(x: np.ndarray, n: int) -> tuple[float, float]:
     n = max(2, min(n, len(x)))
     means = np.array([b.mean() for b in np.array_split(x, n)])
     return float(means.mean()), float(means.std(ddof=1) / math.sqrt(n))
+
+
+class _ThreadRouted:
+    """A stand-in for sys.stdout / sys.stderr that writes each thread's output where that thread asked
+    (:func:`thread_output_to`), else to the original stream. contextlib.redirect_stdout swaps the stream of
+    the whole process: with several points in one worker (threads), one point's lines would go to another's
+    log, and the second to leave would put back a closed file."""
+
+    def __init__(self, original):
+        self.original = original
+        self.local = threading.local()
+
+    def _target(self):
+        return getattr(self.local, "target", None) or self.original
+
+    def write(self, s):
+        return self._target().write(s)
+
+    def flush(self):
+        return self._target().flush()
+
+    def __getattr__(self, name):
+        return getattr(self.original, name)
+
+
+_ROUTE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def thread_output_to(stream):
+    """This thread's sys.stdout and sys.stderr go to ``stream`` inside the block; other threads' do not."""
+    with _ROUTE_LOCK:
+        for name in ("stdout", "stderr"):
+            if not isinstance(getattr(sys, name), _ThreadRouted):
+                setattr(sys, name, _ThreadRouted(getattr(sys, name)))
+    routers = (sys.stdout, sys.stderr)
+    previous = [getattr(r.local, "target", None) for r in routers]
+    for r in routers:
+        r.local.target = stream
+    try:
+        yield
+    finally:
+        for r, p in zip(routers, previous):
+            r.local.target = p
 
 
 @contextlib.contextmanager
@@ -133,10 +178,10 @@ def run_point(spec: dict) -> dict:
         done = read_result(d, spec["hash"])
         if done is not None:
             return done
-        with open(d / POINT_LOG, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with open(d / POINT_LOG, "a") as log, thread_output_to(log):
             trim = malloc_trim_warning()
             if trim:
-                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} warning: {trim}", flush=True)
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} warning: {trim}", file=log, flush=True)
             stop = (lambda: token in _STOP_TOKENS or _WORKER_STOP.is_set()) if token is not None else None
             try:
                 return _run_locked(spec, d, log, stop)
@@ -145,7 +190,7 @@ def run_point(spec: dict) -> dict:
                 by = signal.Signals(exc.signum).name if stop is None else \
                     ("SIGTERM to its worker; it reruns elsewhere" if ending else "by the sweep client")
                 print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} stopped at step {exc.step} ({by}); "
-                      "checkpoint written", flush=True)
+                      "checkpoint written", file=log, flush=True)
                 if ending:
                     _park(counted=True)
                 if stop is not None:  # a plain error in the worker: a KeyboardInterrupt would end its thread
@@ -153,7 +198,7 @@ def run_point(spec: dict) -> dict:
                                        exc.step) from None
                 raise
             except Exception as exc:
-                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} failed: {_one_line(exc)}", flush=True)
+                print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} failed: {_one_line(exc)}", file=log, flush=True)
                 raise
 
 
@@ -169,7 +214,7 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     cfg = validate(spec["config"], base_dir=spec["base_dir"])
     eq, prod = spec["equilibration_steps"], spec["production_steps"]
     resume = (d / CHECKPOINT).is_file()
-    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {'resume' if resume else 'start'} on {where}", flush=True)
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {'resume' if resume else 'start'} on {where}", file=log, flush=True)
     sim = build_simulation(cfg, output_dir=d, progress=False)
     # to this point's log itself: redirect_stdout swaps sys.stdout for the whole process (threads of a worker)
     sim.on_progress = lambda event, step, target: print(progress_line(event, step, target), file=log, flush=True)
@@ -186,7 +231,7 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
               "timing": {"wall_s": wall, "cpu_s": time.process_time() - c0, "md_s": t_md,
                          "analysis_s": wall - t_md, "where": where, "resumed": resume}}
     atomic_write_json(d / POINT_RESULT, result, indent=2)
-    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} done in {wall:.1f} s (MD {t_md:.1f} s)", flush=True)
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} done in {wall:.1f} s (MD {t_md:.1f} s)", file=log, flush=True)
     log.flush()
     return result
 
