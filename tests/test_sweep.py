@@ -126,7 +126,8 @@ def test_worker_killed_mid_sweep_still_completes_identically(serial, tmp_path):
     _same_as(serial, tmp_path)
 
 
-def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(serial, tmp_path):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(serial, tmp_path, threads):
     """A batch system ending a job that runs only workers sends them SIGTERM: the worker stops its running point
     after the current step with a checkpoint there, exits without reporting the task (so it is not a failure),
     and the scheduler reruns the point on another worker, which resumes from that step; the sweep completes
@@ -135,8 +136,9 @@ def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(seria
 
     from dask.distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    # threads = 2: one worker process running two points at once (the docs' GPU-node layout): both stop
+    with LocalCluster(n_workers=2 // threads, threads_per_worker=threads, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
         cmd = _sweep_cmd(tmp_path, "--scheduler", cluster.scheduler_address)
         cmd.remove("--workers"), cmd.remove("2")
         proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -150,7 +152,7 @@ def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(seria
         assert proc.returncode == 0, stderr
         new_pids = set(client.run(os.getpid).values())
         handlers = set(client.run(signal.getsignal, signal.SIGTERM).values())
-    assert pid not in new_pids and len(new_pids) == 2  # it exited; the nanny started another
+    assert pid not in new_pids and len(new_pids) == 2 // threads  # it exited; the nanny started another
     assert handlers == {signal.SIG_DFL}  # the sweep over, its plugin is gone: the workers' own SIGTERM handling
     assert "0 finished before, 8 run now, 0 failed" in stdout
     log = (d / "point.log").read_text()
@@ -161,6 +163,12 @@ def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(seria
     assert resumed and int(resumed.group(1)) != pid, log
     first = next(ln for ln in after[resumed.end():].splitlines() if " step " in ln)
     assert f" step {stopped.group(1)}/" in first and first.endswith("(resumed)"), log  # from the checkpoint of the SIGTERM
+    logs = [p.read_text() for p in (tmp_path / SWEEP_POINTS_DIR).glob("*/point.log")]
+    for text in logs:  # every point stopped by it: checkpoint, then resumed from that step
+        for m in re.finditer(r"stopped at step (\d+) \(SIGTERM to its worker", text):
+            nxt = next(ln for ln in text[m.end():].splitlines() if ln.endswith("(resumed)"))
+            assert f" step {m.group(1)}/" in nxt, text
+    assert all(t.count("(started)") == 1 for t in logs)  # each point started once: no line in another's log
     _same_as(serial, tmp_path)
 
 
