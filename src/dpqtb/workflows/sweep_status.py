@@ -187,7 +187,7 @@ def format_status(rows: list[dict]) -> str:
     for r in rows:
         st = "-" if r["step"] is None else f"{r['step']}/{r['target'] if r['target'] is not None else '?'}"
         pct = 100.0 * r["step"] / r["target"] if r["step"] is not None and r["target"] else None
-        axes = " ".join(f"{k}={v}" for k, v in r["axes"].items())
+        axes = " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["axes"].items())
         if r["error"]:
             axes += f"  [{r['error']}]"
         out.append(f"{r['hash'][:16]:16s}  {r['status']:8s}  {st:>13s}  {num(pct, '.1f'):>5s}  "
