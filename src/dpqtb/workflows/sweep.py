@@ -216,7 +216,7 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     resume = (d / CHECKPOINT).is_file()
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {'resume' if resume else 'start'} on {where}", file=log, flush=True)
     sim = build_simulation(cfg, output_dir=d, progress=False)
-    # to this point's log itself: redirect_stdout swaps sys.stdout for the whole process (threads of a worker)
+    # straight to this point's log (as every line run_point writes)
     sim.on_progress = lambda event, step, target: print(progress_line(event, step, target), file=log, flush=True)
     sim.run(eq + prod, resume=resume, overwrite=not resume, stop=stop)
     t_md = time.perf_counter() - t0
