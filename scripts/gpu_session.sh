@@ -22,6 +22,12 @@
 #                                                                                   -> $OUT/npt_cuda.json
 #   large       dpqtb alone, chunk 8192: 352,000 atoms (the largest the budget allows), then 44,000
 #                                                                                   -> $OUT/deepmd_cuda_large.json
+#   train       (only when named in DPQTB_GPU_STEPS) DPQTB_GPU_TRAIN_MEMBERS (default 0) of the carried
+#               `dpqtb train` directory DPQTB_GPU_TRAIN_DIR (exported data/, sel_statistics.json; made here by
+#               `dpqtb train CONFIG --out DIR --members 0` stopped after its export, or any partial run), resumed
+#               from its checkpoint, frozen and compressed on the GPU; the session records host and device
+#               (state.json, metrics.json "sessions"; the card's "trained_on")   -> $OUT/train/<DIR>
+#               e.g. DPQTB_GPU_STEPS=setup,check,train DPQTB_GPU_TRAIN_DIR=models/v3 bash scripts/gpu_session.sh
 #   trpmd64     verdict run: TRPMD 200 K, 44-atom LaH10, 64 then 32 beads, 2 + 2 ps each (the bead check
 #               of the small verdict, docs/paper.md; resumable: a timed-out point resumes next session)
 #               -> $OUT/sweeps/verdict_gpu (commit it as data/paper/sweeps/verdict_gpu)
@@ -122,6 +128,19 @@ step_large() {
     "$PY" benchmarks/bench_deepmd.py --device "$DEV" --methods dpqtb --sizes "$LARGE_SIZES" --nl-backend "$(nl_backend)" \
         --chunk-atoms "$LARGE_CHUNK" --repeats "$REPEATS_SHORT" --threads "$THREADS" \
         --case-timeout-s $((STEP_LIMIT - 15)) --deadline-s $((STEP_LIMIT - 10)) --out "$OUT/deepmd_cuda_large.json"
+}
+
+step_train() {  # ensemble members of a carried `dpqtb train` directory (its data/ exported; resumable)
+    local src=${DPQTB_GPU_TRAIN_DIR:?set DPQTB_GPU_TRAIN_DIR to a dpqtb train directory carried to this machine}
+    local dst
+    dst="$OUT/train/$(basename "$src")"
+    mkdir -p "$OUT/train"
+    [ -d "$dst" ] || cp -r "$src" "$dst"  # trained here, returned through $OUT (the latest checkpoint too)
+    export PATH="$SITE/bin:$(dirname "$PY"):$PATH"  # the wheel's `dp`
+    "$PY" -c "import sys; from dpqtb.cli import main; sys.exit(main(sys.argv[1:]))" \
+        train "$dst/config.toml" --out "$dst" --members "${DPQTB_GPU_TRAIN_MEMBERS:-0}" --reuse-data --no-progress
+    # keep what resumes and what ships: the latest training checkpoint only
+    find "$dst" -name 'model.ckpt-*.pt' | sort -V | head -n -1 | xargs -r rm -f
 }
 
 step_trpmd64() {
@@ -288,6 +307,7 @@ main() {
     [ "$ok_deepmd" = 1 ] && { run_step npt 90 30 || true; }
     [ "$ok_deepmd" = 1 ] && { run_step large 300 60 || true; }
     [ "$ok_deepmd" = 1 ] && { run_step trpmd64 600 60 || true; }
+    [ "$ok_deepmd" = 1 ] && { run_step train 600 60 || true; }
     summary
 }
 

@@ -71,7 +71,10 @@ def main() -> int:
                    "train_ids": sorted(manifest["train"]["ids"]),  # validate refuses to hold these out
                    "stores": [_rel(x) for x in manifest.get("stores", [])], "config": (a.train_dir / "config.toml").read_text(),
                    "deepmd_input": json.loads((a.train_dir / f"model_{a.member}" / "input.json").read_text()),
-                   "code_versions": metrics.get("codes"), "lcurve_final": mem["lcurve_final"]},
+                   "code_versions": metrics.get("codes"), "lcurve_final": mem["lcurve_final"],
+                   # which machine made the member (older members recorded no machine)
+                   "trained_on": [{k: s.get(k) for k in ("host", "device", "from_step", "to_step", "wall_s")}
+                                  for s in metrics.get("sessions", [])]},
         "validation": {
             "test": {"frames": t["frames"], "energy_meV_per_atom": t["rmse_e_meV_per_atom"],
                      "force_eV_per_A": t["rmse_f_eV_per_A"], "virial_meV_per_atom": t.get("rmse_v_meV_per_atom"),

@@ -82,6 +82,11 @@ def test_training_outputs_and_metrics(trained):
     assert metrics["codes"]["deepmd"] and metrics["wall_s"]["train"] > 0
     assert metrics["lcurve_final"]["step"] == STEPS
     assert set(metrics["files"]) == {"frozen_model.pth", "compressed_model.pth"}
+    import socket
+
+    # which machine made the member: every session (the interrupted one and its resume) names host and device
+    assert len(metrics["sessions"]) == 2 and all(s["host"] == socket.gethostname() for s in metrics["sessions"])
+    assert all(s["device"].startswith(("cpu: ", "cuda: ")) for s in metrics["sessions"])
     ens = json.loads((out / "ensemble.json").read_text())
     assert ens["members"]["0"]["model"] == "model_0/compressed_model.pth"
     # the held-out frames are not in the training data DeePMD-kit reads

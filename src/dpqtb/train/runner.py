@@ -60,6 +60,28 @@ def code_versions() -> dict:
     return out
 
 
+def train_machine(env: dict | None = None) -> dict:
+    """Where a training session ran (the card says which machine made which member): ``host`` and
+    ``device`` — the CUDA device `dp` sees (``CUDA_VISIBLE_DEVICES`` of its environment respected), else
+    the CPU with its thread count."""
+    import socket
+
+    env = dict(os.environ if env is None else env)
+    device = None
+    if env.get("CUDA_VISIBLE_DEVICES", None) != "":
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                device = f"cuda: {torch.cuda.get_device_name(0)}"
+        except Exception:  # noqa: BLE001 - no usable torch/CUDA here: the CPU
+            device = None
+    if device is None:
+        device = f"cpu: {platform.processor() or platform.machine()}, {env.get('OMP_NUM_THREADS', '?')} threads " \
+                 f"of {os.cpu_count()} cores"
+    return {"host": socket.gethostname(), "device": device}
+
+
 def dp_executable() -> str:
     """The ``dp`` command of this environment (next to the Python interpreter, else on PATH)."""
     cand = Path(sys.executable).parent / "dp"
@@ -324,7 +346,7 @@ def train_member(mdir: Path, jdata: dict, cfg: dict, stats: dict, manifest: dict
             st["sessions"].append({"start": t0, "wall_s": round(time.time() - start, 2),
                                    "restart": state == "interrupted", "from_step": from_step,
                                    "to_step": _last_step(read_lcurve(mdir / "lcurve.out")),
-                                   "completed": ok})
+                                   "completed": ok, **train_machine(env)})
             state_path.write_text(json.dumps(st, indent=1))
 
         try:
