@@ -54,6 +54,8 @@ def _exit_when_parked(signum: int) -> None:
             if _POINTS["running"] <= _POINTS["parked"]:
                 break
         time.sleep(0.02)
+    # a point that finished meanwhile: let its result reach the scheduler (else it is rerun, and read back)
+    time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
