@@ -88,7 +88,8 @@ def test_own_local_cluster_workers_keep_freed_memory():
     """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes a torch point 1.25-2x slower
     (benchmarks/results/sweep_malloc_trim.json); dpqtb's LocalCluster starts them without it, and a worker of
     anyone else's cluster that has it says so in point.log."""
-    from dpqtb.workflows.sweep import make_client, malloc_trim_warning
+    from dpqtb.workflows.sweep import malloc_trim_warning
+    from dpqtb.workflows.sweep_dask import make_client
 
     client, cluster = make_client(workers=1)
     try:
@@ -169,6 +170,38 @@ def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(seria
             nxt = next(ln for ln in text[m.end():].splitlines() if ln.endswith("(resumed)"))
             assert f" step {m.group(1)}/" in nxt, text
     assert all(t.count("(started)") == 1 for t in logs)  # each point started once: no line in another's log
+    _same_as(serial, tmp_path)
+
+
+def test_a_point_that_keeps_losing_workers_but_advances_is_submitted_again(serial, tmp_path):
+    """Dask gives up on a task after `allowed-failures` lost workers (KilledWorker): on a long sweep of short batch
+    jobs a point would be marked failed although every worker advanced it. The client submits such a point again
+    while its point.log shows progress since it was submitted, and a point that never started (only queued on the
+    dying worker) too (here allowed-failures = 0 and one SIGKILL)."""
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        pids = set(client.run(os.getpid).values())
+        cmd = _sweep_cmd(tmp_path, "--scheduler", cluster.scheduler_address)
+        cmd.remove("--workers"), cmd.remove("2")
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while (d := _running_point(tmp_path)) is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None and d is not None, proc.communicate()
+        import re
+
+        pid = int(re.findall(r"(?:start|resume) on \S+ pid (\d+)", (d / "point.log").read_text())[-1])
+        assert pid in pids
+        os.kill(pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert f"point {d.name[:16]} lost its workers past Dask's allowed-failures but its checkpoint advanced" in stderr, stderr
+    assert "submitted again (1)" in stderr
+    assert "0 finished before, 8 run now, 0 failed" in stdout
     _same_as(serial, tmp_path)
 
 

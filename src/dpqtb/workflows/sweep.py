@@ -38,7 +38,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +47,10 @@ from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK
                           SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text,
                           read_thermo)
 from dpqtb.workflows.sweep_spec import STEP_AXES, Sweep
-from dpqtb.workflows.sweep_stop import (_STOP_TOKENS, _WORKER_STOP, SIGTERM_PLUGIN, STOP_GRACE_S, PointStopped,
-                                        SweepInterrupted,
-                                        _counted, _park, _raise_signalled, _stop_running, stop_points,
-                                        worker_sigterm_plugin)
+from dpqtb.workflows.sweep_stop import (_STOP_TOKENS, _WORKER_STOP, PointStopped, SweepInterrupted, _counted,
+                                        _park, stop_points)
 
-__all__ = ["run_sweep", "run_point", "stop_points", "make_client", "points_csv", "csv_columns", "progress_line"]
+__all__ = ["run_sweep", "run_point", "stop_points", "points_csv", "csv_columns", "progress_line", "thread_output_to"]
 
 #: the observables of every point, in points.csv order (per-species columns follow, see :func:`csv_columns`)
 OBSERVABLES = (
@@ -440,6 +437,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
                                            f"point {s['hash'][:16]} stopped at step {exc.step} with a checkpoint; "
                                            "the same command resumes it") from None
         else:
+            from dpqtb.workflows.sweep_dask import _run_dask
+
             _run_dask(todo, finish, workers, scheduler, scheduler_file, client)
     finally:
         bar.close()
@@ -473,101 +472,3 @@ def malloc_trim_warning(environ=None) -> str | None:
 
 def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: " + " ".join(str(exc).split())
-
-
-def make_client(workers: int | None = None, scheduler: str | None = None, scheduler_file: str | None = None):
-    """A Dask client: of an existing scheduler, else of a new LocalCluster with ``workers`` single-threaded
-    worker processes (default: one per core).  Returns ``(client, cluster or None)``."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise InputError("dpqtb sweep needs dask[distributed] (pip install 'dask[distributed]'), "
-                         "or run with --serial") from None
-    if scheduler_file:
-        return Client(scheduler_file=scheduler_file), None
-    if scheduler:
-        return Client(scheduler), None
-    n = workers or os.cpu_count() or 1
-    if n < 1:
-        raise InputError("--workers must be >= 1")
-    import dask
-
-    # Dask's nanny gives each worker MALLOC_TRIM_THRESHOLD_=65536 (return freed memory to the OS at once):
-    # torch then unmaps and maps its step buffers every step. A Deep Potential point spends 18-25 % of its
-    # CPU time in the kernel and takes 1.25-1.46x as long alone, 2x with two workers on two cores
-    # (benchmarks/results/sweep_malloc_trim.json). A point holds its memory to the end anyway.
-    from dpqtb.signals import handling
-
-    # Ctrl-C in a terminal goes to the whole process group, and so does a SIGTERM to the group (a batch job
-    # holding client and workers, `timeout`): workers that inherit SIGINT and SIGTERM ignored stay up (neither
-    # Python nor asyncio replaces an inherited SIG_IGN), so the client alone decides how its points stop
-    # (stop_points: a checkpoint at the step in flight) instead of losing them. The nanny (in this process)
-    # still stops them with its stop queue, and SIGKILL after its timeout.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
-            handling(signal.SIGINT, signal.SIG_IGN), handling(signal.SIGTERM, signal.SIG_IGN):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
-
-
-def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, client=None) -> None:
-    from dask.distributed import as_completed
-
-    from dpqtb.signals import handling
-
-    own = client is None
-    cluster = None
-    if own:
-        client, cluster = make_client(workers, scheduler, scheduler_file)
-    token = uuid.uuid4().hex  # this run's name for stop requests
-    plugin = None
-    if cluster is None:  # workers of another cluster: each checkpoints its points on SIGTERM (a batch walltime)
-        try:
-            client.register_plugin(worker_sigterm_plugin(), name=SIGTERM_PLUGIN)
-            plugin = SIGTERM_PLUGIN
-        except Exception as exc:  # noqa: BLE001 - an old or restricted scheduler: the periodic checkpoints remain
-            print(f"dpqtb: warning: the workers do not checkpoint on SIGTERM ({_one_line(exc)}); a point of a "
-                  "worker ended by its batch system resumes from its last periodic checkpoint", file=sys.stderr)
-    by_key: dict = {}
-    consumed: set = set()
-    try:
-        with handling(signal.SIGTERM, _raise_signalled):
-            try:
-                for s in todo:
-                    fut = client.submit(run_point, {**s, "stop_token": token}, pure=False, key=f"point-{s['hash']}")
-                    by_key[fut.key] = (fut, s)
-                for fut in as_completed([f for f, _ in by_key.values()]):
-                    consumed.add(fut.key)  # first: an interrupt inside _collect must not collect it twice
-                    _collect(fut, by_key, finish)
-            except KeyboardInterrupt as exc:
-                signum = getattr(exc, "signum", signal.SIGINT)
-                stopped, late = _stop_running(client, token, {k: v for k, v in by_key.items() if k not in consumed},
-                                              lambda f: _collect(f, by_key, finish))
-                raise SweepInterrupted(signum, f"sweep interrupted by {signal.Signals(signum).name}: {stopped} running "
-                                       f"point(s) stopped with a checkpoint at their current step"
-                                       + (f", {late} not stopped within {STOP_GRACE_S:g} s (they resume from their "
-                                          "last periodic checkpoint)" if late else "")
-                                       + "; the same command resumes the sweep") from None
-    finally:
-        if plugin is not None:  # the workers' own SIGTERM handling again once this sweep is over
-            with contextlib.suppress(Exception):
-                client.unregister_worker_plugin(SIGTERM_PLUGIN)
-        if own:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _collect(fut, by_key: dict, finish) -> int | None:
-    """Record one finished future; the step of a point that stopped on request (else None)."""
-    spec = by_key[fut.key][1]
-    try:
-        result = fut.result()  # a result lost with its worker is recomputed (read back) elsewhere
-    except PointStopped as exc:
-        return -1 if exc.step is None else exc.step
-    except Exception as exc:  # noqa: BLE001 - the point failed (unstable, bad input, KilledWorker)
-        finish(spec, None, exc)
-    else:
-        finish(spec, result, None)
-    finally:
-        fut.release()
-    return None

@@ -1,0 +1,174 @@
+"""``dpqtb sweep`` on Dask: the client (dpqtb's own LocalCluster, or an existing scheduler), one task per point,
+points recorded as they finish, and the points Dask gives up on after lost workers submitted again where they
+were not at fault (docs/sweep.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+from dpqtb import InputError
+from dpqtb.rundir import POINT_LOG
+from dpqtb.workflows.sweep_stop import (SIGTERM_PLUGIN, STOP_GRACE_S, PointStopped, SweepInterrupted, _raise_signalled,
+                                        _stop_running, worker_sigterm_plugin)
+
+
+def make_client(workers: int | None = None, scheduler: str | None = None, scheduler_file: str | None = None):
+    """A Dask client: of an existing scheduler, else of a new LocalCluster with ``workers`` single-threaded
+    worker processes (default: one per core).  Returns ``(client, cluster or None)``."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("dpqtb sweep needs dask[distributed] (pip install 'dask[distributed]'), "
+                         "or run with --serial") from None
+    if scheduler_file:
+        return Client(scheduler_file=scheduler_file), None
+    if scheduler:
+        return Client(scheduler), None
+    n = workers or os.cpu_count() or 1
+    if n < 1:
+        raise InputError("--workers must be >= 1")
+    import dask
+
+    # Dask's nanny gives each worker MALLOC_TRIM_THRESHOLD_=65536 (return freed memory to the OS at once):
+    # torch then unmaps and maps its step buffers every step. A Deep Potential point spends 18-25 % of its
+    # CPU time in the kernel and takes 1.25-1.46x as long alone, 2x with two workers on two cores
+    # (benchmarks/results/sweep_malloc_trim.json). A point holds its memory to the end anyway.
+    from dpqtb.signals import handling
+
+    # Ctrl-C in a terminal goes to the whole process group, and so does a SIGTERM to the group (a batch job
+    # holding client and workers, `timeout`): workers that inherit SIGINT and SIGTERM ignored stay up (neither
+    # Python nor asyncio replaces an inherited SIG_IGN), so the client alone decides how its points stop
+    # (stop_points: a checkpoint at the step in flight) instead of losing them. The nanny (in this process)
+    # still stops them with its stop queue, and SIGKILL after its timeout.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+            handling(signal.SIGINT, signal.SIG_IGN), handling(signal.SIGTERM, signal.SIG_IGN):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, client=None) -> None:
+    from dask.distributed import as_completed
+
+    from dpqtb.signals import handling
+    from dpqtb.workflows.sweep import _one_line, run_point
+
+    own = client is None
+    cluster = None
+    if own:
+        client, cluster = make_client(workers, scheduler, scheduler_file)
+    token = uuid.uuid4().hex  # this run's name for stop requests
+    plugin = None
+    if cluster is None:  # workers of another cluster: each checkpoints its points on SIGTERM (a batch walltime)
+        try:
+            client.register_plugin(worker_sigterm_plugin(), name=SIGTERM_PLUGIN)
+            plugin = SIGTERM_PLUGIN
+        except Exception as exc:  # noqa: BLE001 - an old or restricted scheduler: the periodic checkpoints remain
+            print(f"dpqtb: warning: the workers do not checkpoint on SIGTERM ({_one_line(exc)}); a point of a "
+                  "worker ended by its batch system resumes from its last periodic checkpoint", file=sys.stderr)
+    by_key: dict = {}
+    consumed: set = set()
+    logged: dict = {}  # hash -> the step point.log recorded when the point was (re)submitted
+    retries: dict = {}
+
+    def submit(s: dict):
+        n = retries.get(s["hash"], 0)
+        key = f"point-{s['hash']}" + (f"-retry{n}" if n else "")
+        fut = client.submit(run_point, {**s, "stop_token": token}, pure=False, key=key)
+        by_key[fut.key] = (fut, s)
+        logged[s["hash"]] = log_state(Path(s["dir"]))
+        return fut
+
+    try:
+        with handling(signal.SIGTERM, _raise_signalled):
+            try:
+                for s in todo:
+                    submit(s)
+                ac = as_completed([f for f, _ in by_key.values()])
+                for fut in ac:
+                    consumed.add(fut.key)  # first: an interrupt inside _collect must not collect it twice
+                    s = by_key[fut.key][1]
+                    why = _lost_but_not_bad(fut, logged[s["hash"]], log_state(Path(s["dir"])),
+                                            retries.get(s["hash"], 0))
+                    if why:  # Dask gave up on it after allowed-failures lost workers: submit it again
+                        fut.release()
+                        retries[s["hash"]] = retries.get(s["hash"], 0) + 1
+                        print(f"dpqtb: point {s['hash'][:16]} lost its workers past Dask's allowed-failures but "
+                              f"{why}: submitted again ({retries[s['hash']]})", file=sys.stderr, flush=True)
+                        ac.add(submit(s))
+                        continue
+                    _collect(fut, by_key, finish)
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+                stopped, late = _stop_running(client, token, {k: v for k, v in by_key.items() if k not in consumed},
+                                              lambda f: _collect(f, by_key, finish))
+                raise SweepInterrupted(signum, f"sweep interrupted by {signal.Signals(signum).name}: {stopped} running "
+                                       f"point(s) stopped with a checkpoint at their current step"
+                                       + (f", {late} not stopped within {STOP_GRACE_S:g} s (they resume from their "
+                                          "last periodic checkpoint)" if late else "")
+                                       + "; the same command resumes the sweep") from None
+    finally:
+        if plugin is not None:  # the workers' own SIGTERM handling again once this sweep is over
+            with contextlib.suppress(Exception):
+                client.unregister_worker_plugin(SIGTERM_PLUGIN)
+        if own:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+#: resubmissions of a point that lost its workers before it ever ran (a cluster whose workers keep dying)
+MAX_UNSTARTED_RETRIES = 10
+
+
+def _lost_but_not_bad(fut, before: tuple[int, int], now: tuple[int, int], retries: int) -> str | None:
+    """Why a point whose future failed with Dask's KilledWorker (its workers died ``allowed-failures`` + 1 times
+    under it: batch walltimes on a long sweep of short jobs) is not a bad point, or None. ``before`` / ``now``:
+    :func:`log_state` when it was submitted and now. Not bad: it advanced its checkpoint meanwhile, or it never
+    started (it was only queued on the dying workers). A point that started and crashed its workers without
+    advancing is bad (failed, as Dask says)."""
+    from distributed import KilledWorker
+
+    try:
+        if fut.status != "error" or not isinstance(fut.exception(timeout=5), KilledWorker):
+            return None
+    except Exception:  # noqa: BLE001 - a cancelled or lost future: not this case
+        return None
+    if now[1] > before[1]:
+        return f"its checkpoint advanced to step {now[1]}" + (f" from {before[1]}" if before[1] >= 0 else "")
+    if now[0] == before[0] and retries < MAX_UNSTARTED_RETRIES:
+        return "it never started"
+    return None
+
+
+def log_state(point_dir: Path) -> tuple[int, int]:
+    """(attempts started, last step) of a point's point.log: its start/resume lines, and the step of its last
+    checkpoint or (re)start (-1: none)."""
+    try:
+        text = (point_dir / POINT_LOG).read_text(errors="replace")
+    except OSError:
+        return 0, -1
+    steps = re.findall(r" step (\d+)/\d+ \(", text)
+    starts = len(re.findall(r"^\S+ (?:start|resume) on ", text, flags=re.M))
+    return starts, (int(steps[-1]) if steps else -1)
+
+
+def _collect(fut, by_key: dict, finish) -> int | None:
+    """Record one finished future; the step of a point that stopped on request (else None)."""
+    spec = by_key[fut.key][1]
+    try:
+        result = fut.result()  # a result lost with its worker is recomputed (read back) elsewhere
+    except PointStopped as exc:
+        return -1 if exc.step is None else exc.step
+    except Exception as exc:  # noqa: BLE001 - the point failed (unstable, bad input, KilledWorker)
+        finish(spec, None, exc)
+    else:
+        finish(spec, result, None)
+    finally:
+        fut.release()
+    return None
