@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -127,6 +128,30 @@ def test_worker_killed_mid_sweep_still_completes_identically(serial, tmp_path):
     _same_as(serial, tmp_path)
 
 
+@contextlib.contextmanager
+def _signal_a_running_point_worker(out: Path, sig, threads: int = 1):
+    """``dpqtb sweep --scheduler`` on a LocalCluster of 2 single-threaded workers (or one with 2 threads); once a
+    point runs, ``sig`` to the worker process running it. Yields (client, the sweep's Popen, point dir, pid)."""
+    import re
+
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2 // threads, threads_per_worker=threads, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        pids = set(client.run(os.getpid).values())
+        cmd = _sweep_cmd(out, "--scheduler", cluster.scheduler_address)
+        cmd.remove("--workers"), cmd.remove("2")
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while (d := _running_point(out)) is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None and d is not None, proc.communicate()
+        pid = int(re.findall(r"(?:start|resume) on \S+ pid (\d+)", (d / "point.log").read_text())[-1])
+        assert pid in pids
+        os.kill(pid, sig)
+        yield client, proc, d, pid
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(serial, tmp_path, threads):
     """A batch system ending a job that runs only workers sends them SIGTERM: the worker stops its running point
@@ -135,20 +160,8 @@ def test_worker_sent_sigterm_checkpoints_its_point_which_resumes_elsewhere(seria
     with the bytes of the serial run."""
     import re
 
-    from dask.distributed import Client, LocalCluster
-
     # threads = 2: one worker process running two points at once (the docs' GPU-node layout): both stop
-    with LocalCluster(n_workers=2 // threads, threads_per_worker=threads, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        cmd = _sweep_cmd(tmp_path, "--scheduler", cluster.scheduler_address)
-        cmd.remove("--workers"), cmd.remove("2")
-        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 300
-        while (d := _running_point(tmp_path)) is None and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None and d is not None, proc.communicate()
-        pid = int(re.findall(r"(?:start|resume) on \S+ pid (\d+)", (d / "point.log").read_text())[-1])
-        os.kill(pid, signal.SIGTERM)
+    with _signal_a_running_point_worker(tmp_path, signal.SIGTERM, threads=threads) as (client, proc, d, pid):
         stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr
         new_pids = set(client.run(os.getpid).values())
@@ -179,24 +192,9 @@ def test_a_point_that_keeps_losing_workers_but_advances_is_submitted_again(seria
     while its point.log shows progress since it was submitted, and a point that never started (only queued on the
     dying worker) too (here allowed-failures = 0 and one SIGKILL)."""
     import dask
-    from dask.distributed import Client, LocalCluster
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        pids = set(client.run(os.getpid).values())
-        cmd = _sweep_cmd(tmp_path, "--scheduler", cluster.scheduler_address)
-        cmd.remove("--workers"), cmd.remove("2")
-        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 300
-        while (d := _running_point(tmp_path)) is None and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None and d is not None, proc.communicate()
-        import re
-
-        pid = int(re.findall(r"(?:start|resume) on \S+ pid (\d+)", (d / "point.log").read_text())[-1])
-        assert pid in pids
-        os.kill(pid, signal.SIGKILL)
+            _signal_a_running_point_worker(tmp_path, signal.SIGKILL) as (_, proc, d, _):
         stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     assert f"point {d.name[:16]} lost its workers past Dask's allowed-failures but its checkpoint advanced" in stderr, stderr
