@@ -137,10 +137,22 @@ step_train() {  # ensemble members of a carried `dpqtb train` directory (its dat
     mkdir -p "$OUT/train"
     [ -d "$dst" ] || cp -r "$src" "$dst"  # trained here, returned through $OUT (the latest checkpoint too)
     export PATH="$SITE/bin:$(dirname "$PY"):$PATH"  # the wheel's `dp`
+    local members=${DPQTB_GPU_TRAIN_MEMBERS:-0} rc=0
+    trap 'prune_checkpoints "$dst" "$members"' TERM  # cut short by the step limit: still prune, then go
     "$PY" -c "import sys; from dpqtb.cli import main; sys.exit(main(sys.argv[1:]))" \
-        train "$dst/config.toml" --out "$dst" --members "${DPQTB_GPU_TRAIN_MEMBERS:-0}" --reuse-data --no-progress
-    # keep what resumes and what ships: the latest training checkpoint only
-    find "$dst" -name 'model.ckpt-*.pt' | sort -V | head -n -1 | xargs -r rm -f
+        train "$dst/config.toml" --out "$dst" --members "$members" --reuse-data --no-progress || rc=$?
+    prune_checkpoints "$dst" "$members"
+    return "$rc"
+}
+
+prune_checkpoints() {  # DIR MEMBERS: in each trained member, keep its latest model.ckpt-N.pt only (links do not travel)
+    local m d
+    for m in ${2//,/ }; do
+        d="$1/model_$m"
+        [ -d "$d" ] || continue
+        rm -f "$d/model.ckpt.pt"
+        find "$d" -maxdepth 1 -name 'model.ckpt-*.pt' | sort -V | head -n -1 | xargs -r rm -f
+    done
 }
 
 step_trpmd64() {

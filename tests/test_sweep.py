@@ -523,3 +523,35 @@ def test_each_thread_writes_its_own_point_log(tmp_path):
         assert len(lines) == 400 and all(ln.startswith(f"point {k} ") for ln in lines)
     print("the process's own stdout still works")
     sys.stderr.write("and its stderr\n")
+
+
+def test_which_points_dask_gave_up_on_are_submitted_again(tmp_path):
+    """The rule behind the resubmission, on point.log states: finished, advanced, stopped by a worker SIGTERM or
+    never started (at most MAX_UNSTARTED_RETRIES times) are not the point's fault; started and not advanced is."""
+    from distributed import KilledWorker
+
+    from dpqtb.workflows.sweep_dask import MAX_UNSTARTED_RETRIES, NEVER_STARTED, _lost_but_not_bad, log_state
+
+    class Fut:
+        def __init__(self, exc, status="error"):
+            self.status, self.exc = status, exc
+
+        def exception(self, timeout=None):
+            return self.exc
+
+    killed = Fut(KilledWorker("point-x", None, 3))
+    log = tmp_path / "point.log"
+    assert log_state(tmp_path) == (0, -1, 0, 0)
+    log.write_text("2026-12-07T04:00:00 start on vm pid 1\n2026-12-07T04:00:00+0000 step 0/250 (checkpoint)\n"
+                   "2026-12-07T04:00:01+0000 step 50/250 (checkpoint)\n")
+    before = log_state(tmp_path)
+    assert before == (1, 50, 0, 0)
+    assert _lost_but_not_bad(killed, before, (2, 50, 0, 0), 0) is None  # (re)started, crashed, did not advance: bad
+    assert _lost_but_not_bad(killed, before, before, 0) == NEVER_STARTED  # no new start line since submission
+    assert _lost_but_not_bad(killed, (0, -1, 0, 0), before, 0).startswith("its checkpoint advanced to step 50")
+    assert _lost_but_not_bad(killed, before, before[:2] + (1, 0), 0).startswith("a SIGTERM to its worker")
+    assert _lost_but_not_bad(killed, before, before[:3] + (1,), 0) == "it finished"
+    assert _lost_but_not_bad(killed, (0, -1, 0, 0), (0, -1, 0, 0), 0) == NEVER_STARTED
+    assert _lost_but_not_bad(killed, (0, -1, 0, 0), (0, -1, 0, 0), MAX_UNSTARTED_RETRIES) is None
+    assert _lost_but_not_bad(Fut(ValueError("bad input")), (0, -1, 0, 0), before, 0) is None  # not KilledWorker
+    assert _lost_but_not_bad(Fut(None, status="finished"), (0, -1, 0, 0), before, 0) is None

@@ -315,3 +315,16 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
     with pytest.raises(DpqtbError, match="no held-out frames"):  # a model of unknown split
         validate(tmp_path / "unknown.pth", [store], tmp_path / "z", evaluator=DeepPotentialEvaluator(model),
                  structure=False, plots=False, test_modulus=none_held_out)
+
+
+def test_resume_takes_the_highest_numbered_checkpoint_not_a_stale_link(tmp_path):
+    """A member directory copied back from the GPU machine (links do not travel) over a local one keeps the local
+    model.ckpt.pt link to an older checkpoint: the resume must take the newest model.ckpt-N.pt."""
+    for n in (10, 30, 200):
+        (tmp_path / f"model.ckpt-{n}.pt").write_bytes(b"x")
+    (tmp_path / "model.ckpt.pt").symlink_to("model.ckpt-30.pt")
+    assert runner._latest_checkpoint(tmp_path).name == "model.ckpt-200.pt"
+    for n in (10, 30, 200):
+        (tmp_path / f"model.ckpt-{n}.pt").unlink()
+    (tmp_path / "model.ckpt.pt").unlink()
+    assert runner._latest_checkpoint(tmp_path) is None

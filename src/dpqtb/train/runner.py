@@ -68,7 +68,7 @@ def train_machine(env: dict | None = None) -> dict:
 
     env = dict(os.environ if env is None else env)
     device = None
-    if env.get("CUDA_VISIBLE_DEVICES", None) != "":
+    if env.get("CUDA_VISIBLE_DEVICES", None) != "" and env.get("DEVICE", "").lower() != "cpu":  # DeePMD's switch
         try:
             import torch
 
@@ -131,11 +131,13 @@ def _last_step(lcurve: dict) -> int:
 
 
 def _latest_checkpoint(mdir: Path) -> Path | None:
-    link = mdir / "model.ckpt.pt"
-    if link.exists():
-        return link
+    """The highest-numbered ``model.ckpt-N.pt``: not DeePMD-kit's ``model.ckpt.pt`` link, which a directory
+    copied back from another machine (links do not travel) may leave pointing at an older checkpoint."""
     ckpts = sorted(mdir.glob("model.ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[-1]))
-    return ckpts[-1] if ckpts else None
+    if ckpts:
+        return ckpts[-1]
+    link = mdir / "model.ckpt.pt"
+    return link if link.exists() else None
 
 
 def _log_tail(path: Path, n: int = 1) -> str:
@@ -341,12 +343,13 @@ def train_member(mdir: Path, jdata: dict, cfg: dict, stats: dict, manifest: dict
             log(f"model_{member}: training {numb_steps} steps (log {logfile})")
         bar = _Progress(mdir / "lcurve.out", numb_steps, f"model_{member}", progress, on_step)
         t0, start = time.strftime("%Y-%m-%dT%H:%M:%S"), time.time()
+        machine = train_machine(env)  # now: an interrupted session must not need a (slow) torch import to record
 
         def record(ok: bool) -> None:
             st["sessions"].append({"start": t0, "wall_s": round(time.time() - start, 2),
                                    "restart": state == "interrupted", "from_step": from_step,
                                    "to_step": _last_step(read_lcurve(mdir / "lcurve.out")),
-                                   "completed": ok, **train_machine(env)})
+                                   "completed": ok, **machine})
             state_path.write_text(json.dumps(st, indent=1))
 
         try:

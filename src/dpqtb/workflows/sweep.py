@@ -94,6 +94,9 @@ class _ThreadRouted:
     def write(self, s):
         return self._target().write(s)
 
+    def writelines(self, lines):
+        return self._target().writelines(lines)
+
     def flush(self):
         return self._target().flush()
 
@@ -109,9 +112,9 @@ def thread_output_to(stream):
     """This thread's sys.stdout and sys.stderr go to ``stream`` inside the block; other threads' do not."""
     with _ROUTE_LOCK:
         for name in ("stdout", "stderr"):
-            if not isinstance(getattr(sys, name), _ThreadRouted):
+            if getattr(sys, name) is not None and not isinstance(getattr(sys, name), _ThreadRouted):
                 setattr(sys, name, _ThreadRouted(getattr(sys, name)))
-    routers = (sys.stdout, sys.stderr)
+        routers = tuple(r for r in (sys.stdout, sys.stderr) if isinstance(r, _ThreadRouted))
     previous = [getattr(r.local, "target", None) for r in routers]
     for r in routers:
         r.local.target = stream

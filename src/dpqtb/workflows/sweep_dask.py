@@ -73,15 +73,16 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
                   "worker ended by its batch system resumes from its last periodic checkpoint", file=sys.stderr)
     by_key: dict = {}
     consumed: set = set()
-    logged: dict = {}  # hash -> the step point.log recorded when the point was (re)submitted
+    logged: dict = {}  # hash -> log_state of the point when it was (re)submitted
     retries: dict = {}
+    unstarted: dict = {}  # hash -> resubmissions because it never started
 
     def submit(s: dict):
         n = retries.get(s["hash"], 0)
         key = f"point-{s['hash']}" + (f"-retry{n}" if n else "")
+        logged[s["hash"]] = log_state(Path(s["dir"]))  # before the task can write to it
         fut = client.submit(run_point, {**s, "stop_token": token}, pure=False, key=key)
         by_key[fut.key] = (fut, s)
-        logged[s["hash"]] = log_state(Path(s["dir"]))
         return fut
 
     try:
@@ -94,10 +95,12 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
                     consumed.add(fut.key)  # first: an interrupt inside _collect must not collect it twice
                     s = by_key[fut.key][1]
                     why = _lost_but_not_bad(fut, logged[s["hash"]], log_state(Path(s["dir"])),
-                                            retries.get(s["hash"], 0))
+                                            unstarted.get(s["hash"], 0))
                     if why:  # Dask gave up on it after allowed-failures lost workers: submit it again
                         fut.release()
                         retries[s["hash"]] = retries.get(s["hash"], 0) + 1
+                        if why == NEVER_STARTED:
+                            unstarted[s["hash"]] = unstarted.get(s["hash"], 0) + 1
                         print(f"dpqtb: point {s['hash'][:16]} lost its workers past Dask's allowed-failures but "
                               f"{why}: submitted again ({retries[s['hash']]})", file=sys.stderr, flush=True)
                         ac.add(submit(s))
@@ -126,12 +129,17 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
 MAX_UNSTARTED_RETRIES = 10
 
 
-def _lost_but_not_bad(fut, before: tuple[int, int], now: tuple[int, int], retries: int) -> str | None:
+NEVER_STARTED = "it never started"
+
+
+def _lost_but_not_bad(fut, before: tuple, now: tuple, unstarted: int) -> str | None:
     """Why a point whose future failed with Dask's KilledWorker (its workers died ``allowed-failures`` + 1 times
     under it: batch walltimes on a long sweep of short jobs) is not a bad point, or None. ``before`` / ``now``:
-    :func:`log_state` when it was submitted and now. Not bad: it advanced its checkpoint meanwhile, or it never
-    started (it was only queued on the dying workers). A point that started and crashed its workers without
-    advancing is bad (failed, as Dask says)."""
+    :func:`log_state` when it was submitted and now. Not bad: it finished (result.json; read back when submitted
+    again), advanced its checkpoint, was stopped with a checkpoint by a SIGTERM to its worker, or never started
+    (it was only queued on the dying workers; ``unstarted`` such resubmissions so far, at most
+    MAX_UNSTARTED_RETRIES). A point that started and crashed its workers without advancing is bad (failed, as
+    Dask says)."""
     from distributed import KilledWorker
 
     try:
@@ -139,23 +147,29 @@ def _lost_but_not_bad(fut, before: tuple[int, int], now: tuple[int, int], retrie
             return None
     except Exception:  # noqa: BLE001 - a cancelled or lost future: not this case
         return None
+    if now[3] > before[3]:
+        return "it finished"
     if now[1] > before[1]:
         return f"its checkpoint advanced to step {now[1]}" + (f" from {before[1]}" if before[1] >= 0 else "")
-    if now[0] == before[0] and retries < MAX_UNSTARTED_RETRIES:
-        return "it never started"
+    if now[2] > before[2]:
+        return "a SIGTERM to its worker stopped it with a checkpoint"
+    if now[0] == before[0] and unstarted < MAX_UNSTARTED_RETRIES:
+        return NEVER_STARTED
     return None
 
 
-def log_state(point_dir: Path) -> tuple[int, int]:
-    """(attempts started, last step) of a point's point.log: its start/resume lines, and the step of its last
-    checkpoint or (re)start (-1: none)."""
+def log_state(point_dir: Path) -> tuple[int, int, int, int]:
+    """(attempts started, last step, worker-SIGTERM stops, done) of a point's point.log: its start/resume lines,
+    the step of its last checkpoint or (re)start (-1: none), its "stopped … (SIGTERM to its worker" lines and
+    its "done in" lines."""
     try:
         text = (point_dir / POINT_LOG).read_text(errors="replace")
     except OSError:
-        return 0, -1
+        return 0, -1, 0, 0
     steps = re.findall(r" step (\d+)/\d+ \(", text)
     starts = len(re.findall(r"^\S+ (?:start|resume) on ", text, flags=re.M))
-    return starts, (int(steps[-1]) if steps else -1)
+    return (starts, (int(steps[-1]) if steps else -1), text.count("(SIGTERM to its worker"),
+            len(re.findall(r"^\S+ done in ", text, flags=re.M)))
 
 
 def _collect(fut, by_key: dict, finish) -> int | None:
