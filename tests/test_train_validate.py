@@ -59,7 +59,11 @@ def test_restart_after_interrupt_resumes_from_checkpoint(trained):
     sessions = json.loads((mdir / "state.json").read_text())["sessions"]
     assert [s["restart"] for s in sessions] == [False, True]
     assert sessions[1]["from_step"] >= 10 and sessions[1]["to_step"] == STEPS
-    assert "--restart model.ckpt.pt" in (mdir / "train.log").read_text()
+    import re
+
+    # from the newest numbered checkpoint of the interrupted session (the checkpoint step the resume starts at)
+    restart = re.search(r"--restart model\.ckpt-(\d+)\.pt", (mdir / "train.log").read_text())
+    assert restart and int(restart.group(1)) == first["checkpoint_step"]
     # the resumed session continues from the checkpoint's step, not from step 1
     text = (mdir / "lcurve.out").read_text().splitlines()
     headers = [k for k, ln in enumerate(text) if ln.startswith("# step")]
