@@ -460,7 +460,7 @@ def test_status_of_a_running_point_from_its_lock_log_and_thermo(tmp_path):
         assert row["status"] == "running" and (row["step"], row["target"]) == (730, 2000)
         assert row["steps_per_min"] == pytest.approx(30.0)  # (730 - 130) steps / 20 min
         assert row["eta_h"] == pytest.approx(((2000 - 730) * 2.0 - 60.0) / 3600.0)
-        assert row["last_line_min"] == pytest.approx(1.0)
+        assert row["last_line_min"] == pytest.approx(1.0) and row["where"] == "host:2"  # the current attempt's
         (d / "thermo.csv").write_text("step,time_fs\n0,0.0\n10,5.0\n740,370.0\n75")  # a row being written
         assert point_status(d, "abc", now=now)["step"] == 740  # running: thermo.csv is further on
     row = point_status(d, "abc", now=now)

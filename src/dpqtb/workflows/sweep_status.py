@@ -74,15 +74,18 @@ def lock_held(path: Path) -> bool | None:
 def parse_log(text: str) -> dict:
     """The current (last) attempt of a point.log: its progress lines and whether it ended in failure.
 
-    Returns ``{"steps": [(time_s, step, target, event), ...], "failed": str | None}`` for the lines after
-    the last ``start`` / ``resume`` line (the whole log if there is none).
+    Returns ``{"steps": [(time_s, step, target, event), ...], "failed": str | None, "where": str | None}`` for
+    the lines after the last ``start`` / ``resume`` line (the whole log if there is none); ``where``: the host
+    and pid that line names.
     """
     lines = text.splitlines()
-    begin = 0
+    begin, where = 0, None
     for i, ln in enumerate(lines):
         m = _EVENT_LINE.match(ln)
         if m and m.group(2) in ("start", "resume"):
             begin = i
+            on = re.search(r" on (\S+) pid (\d+)", ln)
+            where = f"{on.group(1)}:{on.group(2)}" if on else None
     steps, failed = [], None
     for ln in lines[begin:]:
         m = _STEP_LINE.match(ln)
@@ -94,7 +97,7 @@ def parse_log(text: str) -> dict:
             failed = ln[m.end():].strip()
         elif m and m.group(2) in ("stopped", "done"):
             failed = None
-    return {"steps": steps, "failed": failed}
+    return {"steps": steps, "failed": failed, "where": where}
 
 
 def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> dict:
@@ -105,12 +108,12 @@ def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> 
     dict
         ``status``, ``step`` and ``target`` (None where unknown), ``steps_per_min`` and ``eta_h`` (None
         unless running with two progress lines), ``last_line_min`` (minutes since the last progress line),
-        ``error`` (the failure line of a failed point).
+        ``error`` (the failure line of a failed point), ``where`` (host:pid of a running point).
     """
     now = time.time() if now is None else now
     d = Path(point_dir)
     row = {"status": "pending", "step": None, "target": None, "steps_per_min": None, "eta_h": None,
-           "last_line_min": None, "error": None}
+           "last_line_min": None, "error": None, "where": None}
     spec = _read_json(d / POINT_JSON)
     if spec is not None:
         try:
@@ -124,7 +127,7 @@ def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> 
     try:
         log = parse_log((d / POINT_LOG).read_text(errors="replace"))
     except OSError:
-        log = {"steps": [], "failed": None}
+        log = {"steps": [], "failed": None, "where": None}
     if log["steps"]:
         t1, s1, target, _ = log["steps"][-1]
         row.update(step=s1, target=target, last_line_min=max(0.0, (now - t1) / 60.0))
@@ -141,7 +144,7 @@ def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> 
     if held is None:
         row.update(status="unknown", error="the file system cannot test point.lock")
     elif held:
-        row["status"] = "running"
+        row.update(status="running", where=log.get("where"))
         if len(points) >= 2 and row["target"] is not None:
             (t0, s0), (t1, s1) = points[0], points[-1]
             if t1 > t0 and s1 > s0:
@@ -190,6 +193,8 @@ def format_status(rows: list[dict]) -> str:
         axes = " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["axes"].items())
         if r["error"]:
             axes += f"  [{r['error']}]"
+        if r.get("where"):
+            axes += f"  (on {r['where']})"
         out.append(f"{r['hash'][:16]:16s}  {r['status']:8s}  {st:>13s}  {num(pct, '.1f'):>5s}  "
                    f"{num(r['steps_per_min'], '.1f'):>9s}  {num(r['eta_h'], '.1f'):>6s}  "
                    f"{num(r['last_line_min'], '.0f'):>8s}  {axes}")
