@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import sys
 import uuid
@@ -166,10 +165,13 @@ def log_state(point_dir: Path) -> tuple[int, int, int, int]:
         text = (point_dir / POINT_LOG).read_text(errors="replace")
     except OSError:
         return 0, -1, 0, 0
-    steps = re.findall(r" step (\d+)/\d+ \(", text)
-    starts = len(re.findall(r"^\S+ (?:start|resume) on ", text, flags=re.M))
-    return (starts, (int(steps[-1]) if steps else -1), text.count("(SIGTERM to its worker"),
-            len(re.findall(r"^\S+ done in ", text, flags=re.M)))
+    from dpqtb.workflows.sweep_status import _EVENT_LINE, _STEP_LINE  # the one reader of point.log's lines
+
+    lines = text.splitlines()
+    steps = [int(m.group(2)) for m in map(_STEP_LINE.match, lines) if m]
+    events = [m.group(2) for m in map(_EVENT_LINE.match, lines) if m]
+    starts = sum(e in ("start", "resume") for e in events)
+    return starts, (steps[-1] if steps else -1), text.count("(SIGTERM to its worker"), events.count("done")
 
 
 def _collect(fut, by_key: dict, finish) -> int | None:
