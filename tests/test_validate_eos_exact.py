@@ -6,6 +6,8 @@ P(a) = P_DFT(a) + ΔP (virial V·P·1), and an energy k (x − x_DFT(a) − Δx)
 (forces its exact gradient). Its lattice constant at pressure p is therefore a_DFT(p − ΔP), its
 relaxed x is x_DFT(a) + Δx, and its Table I row is the DFT geometry at those (a, x)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,16 @@ def test_eos_and_table1_exact(dp_GPa, dx):
         assert fit["v0_A3_per_11_atoms"] == pytest.approx(ref["v0_A3_per_11_atoms"], rel=1e-6)
         assert fit["b0_GPa"] == pytest.approx(ref["b0_GPa"], rel=1e-5)
         assert fit["b0_prime"] == pytest.approx(ref["b0_prime"], rel=1e-5)
+
+
+@pytest.mark.parametrize("a, x", [(4.749, 0.3794), (5.1, 0.37), (4.6, 0.39)])
+def test_table1_distances_equal_their_closed_forms(a, x):
+    """Fm-3m LaH10 (La 4a (0,0,0), H 8c (¼,¼,¼), H 32f (x,x,x)), written here from the Wyckoff positions:
+    La–H¹ = La (½,½,0) to 32f (x,x,x): a √(x² + 2(½ − x)²); La–H² = a√3/4; H–H¹ = the square edge (x,x,x) to
+    (x,x,1 − x): a (1 − 2x); H–H² = (x,x,x) to 8c (¼,¼,¼): a √3 (x − ¼); La–La = a/√2 (every x in 0.34–0.42)."""
+    d = V.fm3m_distances(a, x)
+    assert d["La-H1_A"] == pytest.approx(a * math.sqrt(x**2 + 2 * (0.5 - x) ** 2), rel=1e-12)
+    assert d["La-H2_A"] == pytest.approx(a * math.sqrt(3) / 4, rel=1e-12)
+    assert d["H-H1_A"] == pytest.approx(a * (1 - 2 * x), rel=1e-12)
+    assert d["H-H2_A"] == pytest.approx(a * math.sqrt(3) * (x - 0.25), rel=1e-12)
+    assert d["La-La_A"] == pytest.approx(a / math.sqrt(2), rel=1e-12)

@@ -481,4 +481,6 @@ class Simulation:
             self.checkpoint(target)
             raise RunInterrupted(self._signal, self.state.step, self.dir)
         self.checkpoint(target)
+        if self._signal is not None:  # a signal while the last checkpoint was written: the caller must stop too
+            raise RunInterrupted(self._signal, self.state.step, self.dir)
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpqtb import DpqtbError, InputError, RunInterrupted
+from dpqtb import InputError, RunInterrupted
 from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT,
                           SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text,
                           read_thermo)
@@ -144,6 +144,8 @@ def read_result(point_dir: Path, point_hash: str) -> dict | None:
     try:
         res = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    if not isinstance(res, dict):
         return None
     return res if res.get("hash") == point_hash and res.get("status") == "done" else None
 
@@ -344,7 +346,9 @@ def _fmt(v) -> str:
     if isinstance(v, (list, tuple)):
         return "x".join(_fmt(x) for x in v)
     s = str(v)
-    return f'"{s}"' if ("," in s or '"' in s) else s
+    if any(c in s for c in ',"\r\n'):  # RFC 4180: quoted, inner quotes doubled
+        return '"' + s.replace('"', '""') + '"'
+    return s
 
 
 def points_csv(axis_names: list[str], rows: list[dict]) -> str:
@@ -422,7 +426,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
                dynamic_ncols=True, file=sys.stderr)
 
     def finish(spec: dict, result: dict | None, error: BaseException | None) -> None:
-        rows[spec["hash"]] = result if error is None else _stub(spec, "failed", _one_line(error))
+        status = "stopped" if isinstance(error, PointStopped) else "failed"
+        rows[spec["hash"]] = result if error is None else _stub(spec, status, _one_line(error))
         write()
         bar.update(1)
 
@@ -433,12 +438,12 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
             for s in todo:
                 try:
                     finish(s, run_point(s), None)
-                except DpqtbError as exc:
-                    finish(s, None, exc)
                 except RunInterrupted as exc:
                     raise SweepInterrupted(exc.signum, f"sweep interrupted by {signal.Signals(exc.signum).name}: "
                                            f"point {s['hash'][:16]} stopped at step {exc.step} with a checkpoint; "
                                            "the same command resumes it") from None
+                except Exception as exc:  # noqa: BLE001 - the point failed (as a Dask task would): the sweep goes on
+                    finish(s, None, exc)
         else:
             from dpqtb.workflows.sweep_dask import _run_dask
 
@@ -446,11 +451,13 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
     finally:
         bar.close()
     failed = sum(r["status"] == "failed" for r in rows.values())
+    stopped = sum(r["status"] == "stopped" for r in rows.values())
     if plots:
         from dpqtb.workflows.sweep_plots import plot_sweep
 
         plot_sweep(out)
-    return {"n_points": len(specs), "skipped": skipped, "done": len(todo) - failed, "failed": failed,
+    return {"n_points": len(specs), "skipped": skipped, "done": len(todo) - failed - stopped, "failed": failed,
+            "stopped": stopped,
             "wall_s": time.perf_counter() - t0, "points_csv": str(out / SWEEP_POINTS_CSV)}
 
 

@@ -71,6 +71,12 @@ def run(args) -> int:
                     serial=args.serial, progress=not args.no_progress)
     print(f"{res['n_points']} points: {res['skipped']} finished before, {res['done']} run now, "
           f"{res['failed']} failed ({res['wall_s']:.1f} s); {res['points_csv']}")
+    if res.get("stopped"):
+        from dpqtb import CalculationError
+
+        if not res["failed"]:
+            raise CalculationError(f"{res['stopped']} point(s) stopped by a request from outside this command: "
+                                   "the same command resumes them")
     if res["failed"]:
         from dpqtb import CalculationError
 

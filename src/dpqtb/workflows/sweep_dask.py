@@ -26,6 +26,9 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
         raise InputError("dpqtb sweep needs dask[distributed] (pip install 'dask[distributed]'), "
                          "or run with --serial") from None
     if scheduler_file:
+        if not Path(scheduler_file).is_file():  # distributed would wait for it forever
+            raise InputError(f"--scheduler-file {scheduler_file}: no such file (start the scheduler first, "
+                             "e.g. `dask scheduler --scheduler-file FILE`)")
         return Client(scheduler_file=scheduler_file), None
     if scheduler:
         return Client(scheduler), None
@@ -78,7 +81,9 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
 
     def submit(s: dict):
         n = retries.get(s["hash"], 0)
-        key = f"point-{s['hash']}" + (f"-retry{n}" if n else "")
+        # the run's token in the key: a scheduler keeps the first task of a key, so two sweeps (or two runs of
+        # one) sharing a scheduler and a point must not share its task (the other's directory, stop token)
+        key = f"point-{s['hash']}-{token[:12]}" + (f"-retry{n}" if n else "")
         logged[s["hash"]] = log_state(Path(s["dir"]))  # before the task can write to it
         fut = client.submit(run_point, {**s, "stop_token": token}, pure=False, key=key)
         by_key[fut.key] = (fut, s)
@@ -104,7 +109,10 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
                               f"{why}: submitted again ({retries[s['hash']]})", file=sys.stderr, flush=True)
                         ac.add(submit(s))
                         continue
-                    _collect(fut, by_key, finish)
+                    step = _collect(fut, by_key, finish)
+                    if step is not None:  # stopped by a request that was not this client's interrupt
+                        finish(s, None, PointStopped(f"stopped with a checkpoint at step {step} by a stop request "
+                                                     "from outside this command; the same command resumes it", step))
             except KeyboardInterrupt as exc:
                 signum = getattr(exc, "signum", signal.SIGINT)
                 stopped, late = _stop_running(client, token, {k: v for k, v in by_key.items() if k not in consumed},

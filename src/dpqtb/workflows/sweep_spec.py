@@ -265,7 +265,14 @@ def parse_sweep(raw: dict, base_dir: str | Path = ".", overrides: dict | None = 
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise InputError(f"sweep file: unknown table(s) {sorted(unknown)} (known: {sorted(TOP_KEYS)})")
+    for name in ("sweep", "base", "plots"):  # tables, not values (a [base] table or sweep.base = FILE)
+        if name in raw and not isinstance(raw[name], dict):
+            raise InputError(f"sweep file: '{name}' must be a table [{name}]"
+                             + (" (or give the base config as 'sweep.base = FILE')" if name == "base" else ""))
     sw = raw.get("sweep", {})
+    for name in ("base", "directory"):
+        if name in sw and not isinstance(sw[name], str):
+            raise InputError(f"sweep file: sweep.{name} must be a path (a string), got {sw[name]!r}")
     bad = set(sw) - SWEEP_KEYS
     if bad:
         raise InputError(f"sweep file: unknown key(s) {sorted('sweep.' + k for k in bad)}")

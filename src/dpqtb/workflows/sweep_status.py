@@ -90,7 +90,10 @@ def parse_log(text: str) -> dict:
     for ln in lines[begin:]:
         m = _STEP_LINE.match(ln)
         if m:
-            steps.append((_when(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
+            try:
+                steps.append((_when(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)))
+            except (ValueError, OverflowError):  # a time that matches the pattern but is no date (a damaged line)
+                pass
             continue
         m = _EVENT_LINE.match(ln)
         if m and m.group(2) == "failed:":
@@ -153,7 +156,7 @@ def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> 
                 row["eta_h"] = max(0.0, (row["target"] - s1) / rate - (now - t1)) / 3600.0
     elif log["failed"] is not None:
         row.update(status="failed", error=log["failed"])
-    elif (d / CHECKPOINT).is_file():
+    elif _is_file(d / CHECKPOINT):
         row["status"] = "stopped"
     return row
 
@@ -173,6 +176,8 @@ def sweep_status(out: str | os.PathLike, now: float | None = None) -> list[dict]
         raise InputError(f"{out} is not a sweep directory (no readable {SWEEP_JSON}; run the sweep first)")
     rows = []
     for p in meta["points"]:
+        if not isinstance(p, dict) or "hash" not in p:
+            raise InputError(f"{out / SWEEP_JSON}: damaged (a point without a hash); run the sweep again to rewrite it")
         h = str(p["hash"])
         rows.append({"hash": h, "axes": p.get("axes", {}), **point_status(out / SWEEP_POINTS_DIR / h, h, now)})
     return rows
@@ -226,7 +231,16 @@ def _last_thermo_step(path: Path) -> int | None:
 
 
 def _read_json(path: Path) -> dict | None:
+    """A JSON object from ``path``, or None (absent, unreadable, damaged, or not an object)."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a directory that cannot be searched (Python 3.11 raises PermissionError here)
+        return False
