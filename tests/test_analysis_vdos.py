@@ -37,9 +37,20 @@ def test_harmonic_vdos_peaks_and_zero_point_temperature(use_velocities):
         # T_zero = h nu / (2 k_B): the Hann-broadened line is symmetric about nu; the residual
         # is the tail of the mirror line at −nu (< 0.5 % for nu·M·dt ≥ 3)
         assert res.zero_point_temperature_K(s) == pytest.approx(HPLANCK * f * THZ / (2 * KB), rel=5e-3)
-    # total spectrum is mass-weighted: both lines present, in proportion to Σ m <v²>
+    # total spectrum is mass-weighted: each line's area is its species' share of Σ m⟨v²⟩, computed here from
+    # the arrays with ASE's masses (La 138.9, H 1.008): H 0.70 here; unweighted it would be 0.997, with m² 0.02
     g = res.g_per_THz["total"]
     assert g[np.argmin(np.abs(res.freq_THz - nu["H"]))] > 0.1 * g.max()
+    if use_velocities:
+        from ase.data import atomic_masses, atomic_numbers
+
+        m = {s: atomic_masses[atomic_numbers[s]] for s in nu}
+        ke = {"La": m["La"] * (vl**2).sum(axis=(1, 2)).mean(), "H": m["H"] * (vh**2).sum(axis=(1, 2)).mean()}
+        share_h = ke["H"] / (ke["H"] + ke["La"])
+        assert 0.6 < share_h < 0.8
+        high = res.freq_THz > 0.5 * (nu["La"] + nu["H"])
+        # the lines' Hann tails across the midpoint and the mirror tail at −ν hold < 0.5 % of the area
+        assert np.trapezoid(g[high], res.freq_THz[high]) == pytest.approx(share_h, abs=5e-3)
 
 
 def test_zero_point_temperature_of_a_box_spectrum():
