@@ -96,6 +96,18 @@ def _crafted_checkpoint(tmp):
     return cfg
 
 
+def _damaged_checkpoint(tmp, mutate):
+    """The finished run's checkpoint re-saved with a field removed or replaced (plain data: nothing runs)."""
+    from dpqtb.md import checkpoint as checkpoint_io
+
+    cfg = _done_run(tmp)
+    path = tmp / "out" / "checkpoint.pt"
+    ckpt = checkpoint_io.load(path)
+    mutate(ckpt)
+    checkpoint_io.save(ckpt, path)
+    return cfg
+
+
 def _crafted_torch_checkpoint(tmp):
     import torch
 
@@ -255,6 +267,15 @@ CASES = {
     "resume-no-checkpoint": (lambda t: ["md", _cfg(t), "--resume"], "checkpoint"),
     "resume-crafted-pickle": (lambda t: ["md", _crafted_checkpoint(t), "--resume"], "checkpoint.pt"),
     "resume-crafted-torch-save": (lambda t: ["md", _crafted_torch_checkpoint(t), "--resume"], "checkpoint.pt"),
+    "resume-checkpoint-without-state": (lambda t: ["md", _damaged_checkpoint(t, lambda c: c.pop("state")), "--resume",
+                                                   "--steps", "40"], "checkpoint.pt"),
+    "resume-checkpoint-bad-step": (lambda t: ["md", _damaged_checkpoint(t, lambda c: c["state"].update(step="x")),
+                                              "--resume", "--steps", "40"], "checkpoint.pt"),
+    "resume-checkpoint-without-integrator": (lambda t: ["md", _damaged_checkpoint(t, lambda c: c.pop("integrator")),
+                                                        "--resume", "--steps", "40"], "checkpoint.pt"),
+    "resume-checkpoint-bad-tag": (lambda t: (_done_run(t), __import__("torch").save(
+        {"format": 2, "state": {"__ndarray__": 5}}, t / "out" / "checkpoint.pt"),
+        ["md", _cfg(t), "--resume", "--steps", "40"])[2], "checkpoint.pt"),
     "resume-timestep-changed": (lambda t: (_done_run(t), ["md", _cfg(t, "timestep_fs = 1.0", "timestep_fs = 0.5"),
                                                           "--resume", "--steps", "40"])[1], "md.timestep_fs"),
     "resume-potential-changed": (lambda t: (_done_run(t), ["md", _cfg(t, "D_eV = 0.3429", "D_eV = 0.4"),

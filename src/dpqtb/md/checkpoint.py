@@ -91,4 +91,7 @@ def load(path: str | os.PathLike):
         raise InputError(f"checkpoint {path} cannot be read: {first}") from None
     if not isinstance(data, dict):
         raise InputError(f"checkpoint {path} is not a dpqtb checkpoint")
-    return decode(data)
+    try:
+        return decode(data)
+    except (AttributeError, TypeError, ValueError) as exc:  # e.g. {"__ndarray__": 5}: a tagged value that is not
+        raise InputError(f"checkpoint {path} is damaged ({type(exc).__name__}: {exc})") from None

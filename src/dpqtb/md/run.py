@@ -379,25 +379,28 @@ class Simulation:
 
     def _resume(self, n_steps: int | None) -> int:
         ckpt = self._load_checkpoint()
-        step = int(ckpt["state"]["step"])
-        target = int(ckpt["target_steps"]) if n_steps is None else int(n_steps)
-        if target < step:
-            raise InputError(f"the step target {target} is below the checkpoint's step {step} in {self.dir}")
-        self._check_outputs_for_resume(ckpt)
-        _upgrade_ring_polymer(ckpt)
-        self.state.load_tensors_state_dict(ckpt["state"])
+        damaged = _damaged_checkpoint(self.dir / CHECKPOINT)
+        with damaged:
+            step = int(ckpt["state"]["step"])
+            target = int(ckpt["target_steps"]) if n_steps is None else int(n_steps)
+            if target < step:
+                raise InputError(f"the step target {target} is below the checkpoint's step {step} in {self.dir}")
+            self._check_outputs_for_resume(ckpt)
+            _upgrade_ring_polymer(ckpt)
+            self.state.load_tensors_state_dict(ckpt["state"])
         self.integrator.setup(self.state)  # forces at the checkpointed positions, fresh objects
-        self.integrator.load_state_dict(ckpt["integrator"])
-        self._guard = dict(ckpt.get("guard") or {})
-        self._checkpoint_step = self.state.step
-        stored = ckpt.get("observers") or {}
-        for o in self.observers:
-            if o.name in stored:
-                o.load_state_dict(stored[o.name])
-            elif o.state_dict():
-                raise InputError(f"the checkpoint in {self.dir} has no state of the {o.name!r} observer this run "
-                                 "has (added after the start?); rerun with --overwrite")
-            o.truncate(self, ckpt["offsets"])
+        with damaged:
+            self.integrator.load_state_dict(ckpt["integrator"])
+            self._guard = dict(ckpt.get("guard") or {})
+            self._checkpoint_step = self.state.step
+            stored = ckpt.get("observers") or {}
+            for o in self.observers:
+                if o.name in stored:
+                    o.load_state_dict(stored[o.name])
+                elif o.state_dict():
+                    raise InputError(f"the checkpoint in {self.dir} has no state of the {o.name!r} observer this "
+                                     "run has (added after the start?); rerun with --overwrite")
+                o.truncate(self, ckpt["offsets"])
         return target
 
     # ------------------------------------------------------------------ signals
@@ -484,3 +487,20 @@ class Simulation:
         if self._signal is not None:  # a signal while the last checkpoint was written: the caller must stop too
             raise RunInterrupted(self._signal, self.state.step, self.dir)
 
+
+class _damaged_checkpoint:
+    """Turns a missing or malformed field of a checkpoint that loaded (tensors and plain data only, so nothing
+    ran) into one line: a hand-edited or truncated-then-repaired file, or one of another program."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                                                  RuntimeError)):
+            raise InputError(f"checkpoint {self.path} is damaged or not of this run: {kind.__name__}: {exc}"
+                             "; rerun with --overwrite") from None
+        return False
