@@ -125,3 +125,99 @@ def test_a_point_stopped_from_outside_is_stopped_not_done(tmp_path, monkeypatch)
     assert res["stopped"] == len(sweep.points) and res["done"] == 0 and res["failed"] == 0
     rows = list(csv.DictReader(open(tmp_path / SWEEP_POINTS_CSV)))
     assert {r["status"] for r in rows} == {"stopped"}
+
+
+def test_a_second_client_on_the_same_sweep_directory_is_refused(tmp_path):
+    import fcntl
+
+    from dpqtb.cli import main
+    from dpqtb.rundir import SWEEP_LOCK
+
+    (tmp_path / "out").mkdir()
+    with open(tmp_path / "out" / SWEEP_LOCK, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fh.write("otherhost pid 4242\n")
+        fh.flush()
+        csv_before = (tmp_path / "out" / SWEEP_POINTS_CSV).exists()
+        assert main(["sweep", str(TOY), "--out", str(tmp_path / "out"), "--serial", "--no-progress"]) == 2
+        assert not (tmp_path / "out" / SWEEP_JSON).exists() and not csv_before  # nothing written
+        assert "otherhost pid 4242" in (tmp_path / "out" / SWEEP_LOCK).read_text()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def test_the_client_lock_names_its_holder_and_is_released(tmp_path, monkeypatch):
+    import dpqtb.workflows.sweep as sweep_mod
+    from dpqtb.rundir import SWEEP_LOCK
+
+    seen = []
+
+    def peek(spec):
+        seen.append((tmp_path / SWEEP_LOCK).read_text())
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(sweep_mod, "run_point", peek)
+    sweep = load_sweep(TOY)
+    sweep_mod.run_sweep(sweep, tmp_path, serial=True, progress=False, plots=False)
+    import os
+    import socket
+
+    assert seen and seen[0] == f"{socket.gethostname()} pid {os.getpid()}\n"
+    sweep_mod.run_sweep(sweep, tmp_path, serial=True, progress=False, plots=False)  # released: a second run works
+
+
+def test_own_cluster_workers_ignore_stop_signals_also_after_a_nanny_restart():
+    """A worker of dpqtb's own LocalCluster killed (as by the OOM killer) is restarted by its nanny; the restarted
+    worker must ignore SIGINT/SIGTERM like the first ones (else a Ctrl-C to the process group kills its point)."""
+    import os
+    import signal
+    import time
+
+    from dpqtb.workflows.sweep_dask import make_client
+
+    def dispositions():
+        return (signal.getsignal(signal.SIGINT) == signal.SIG_IGN, signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+
+    client, cluster = make_client(workers=1)
+    try:
+        first = client.run(os.getpid)
+        assert set(client.run(dispositions).values()) == {(True, True)}
+        os.kill(next(iter(first.values())), signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                now = client.run(os.getpid)
+            except Exception:  # noqa: BLE001 - the worker is between lives
+                continue
+            if now and set(now.values()).isdisjoint(first.values()):
+                break
+        else:
+            pytest.fail("the nanny did not restart the worker within 60 s")
+        assert set(client.run(dispositions).values()) == {(True, True)}
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_two_sweeps_sharing_a_worker_keep_its_sigterm_checkpointing_until_the_last_ends():
+    """Each sweep on a foreign cluster registers its own plugin; the worker's own SIGTERM handler comes back
+    when the last one is torn down, not the first (which left the other sweep's points to the walltime)."""
+    import signal
+
+    from dpqtb.workflows.sweep_stop import _install_sigterm, _on_worker_sigterm, _restore_sigterm
+
+    def own(signum, frame):  # the worker's own handler (Dask's, in a real worker)
+        pass
+
+    before = signal.signal(signal.SIGTERM, own)
+    try:
+        a, b = _install_sigterm(), _install_sigterm()
+        assert a and b and signal.getsignal(signal.SIGTERM) is _on_worker_sigterm
+        _restore_sigterm(a)  # the first sweep ends
+        assert signal.getsignal(signal.SIGTERM) is _on_worker_sigterm
+        _restore_sigterm(b)  # the last one
+        assert signal.getsignal(signal.SIGTERM) is own
+        _restore_sigterm(b)  # a second teardown changes nothing
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, before)

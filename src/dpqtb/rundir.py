@@ -70,11 +70,13 @@ MODEL_DEVI_CSV = "model_devi.csv"
 EXPLORE_REPORT = "explore.json"
 EXPLORE_MARKDOWN = "explore.md"
 
-#: sweep directories (``dpqtb sweep``, :mod:`dpqtb.workflows.sweep`): DIR/points.csv, DIR/sweep.json,
+#: sweep directories (``dpqtb sweep``, :mod:`dpqtb.workflows.sweep`): DIR/points.csv, DIR/sweep.json, DIR/sweep.lock,
 #: DIR/points/<hash>/ (an MD run directory plus point.json, result.json, point.log, point.lock),
 #: DIR/figures/
 SWEEP_POINTS_CSV = "points.csv"
 SWEEP_JSON = "sweep.json"
+#: held (flock) by the one client that runs a sweep directory; it holds "host pid" of that client
+SWEEP_LOCK = "sweep.lock"
 SWEEP_POINTS_DIR = "points"
 SWEEP_FIGURES_DIR = "figures"
 POINT_JSON = "point.json"

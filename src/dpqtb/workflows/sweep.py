@@ -44,7 +44,8 @@ import numpy as np
 
 from dpqtb import InputError, RunInterrupted
 from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT,
-                          SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text,
+                          SWEEP_JSON, SWEEP_LOCK, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json,
+                          atomic_write_text,
                           read_thermo)
 from dpqtb.workflows.sweep_spec import STEP_AXES, Sweep
 from dpqtb.workflows.sweep_stop import (_STOP_TOKENS, _WORKER_STOP, PointStopped, SweepInterrupted, _counted,
@@ -133,6 +134,38 @@ def _locked(path: Path):
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _one_client(out: Path):
+    """This process is the one client of the sweep directory ``out`` for the block (an exclusive non-blocking
+    flock on DIR/sweep.lock, released by the OS if it dies), else one InputError naming the holder. Two clients
+    would each rewrite points.csv and sweep.json from their own view (the last writer wins)."""
+    import fcntl
+
+    path = out / SWEEP_LOCK
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise InputError(f"{out} is being run by another `dpqtb sweep` ({holder}); wait for it or stop it "
+                             "(its points resume), then run this command again") from None
+        except OSError:  # a file system without flock: go on as before (the point locks still hold)
+            locked = False
+        if not locked:
+            yield
+            return
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{socket.gethostname()} pid {os.getpid()}\n")
+            fh.flush()
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
@@ -398,15 +431,25 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None, sche
     Returns
     -------
     dict
-        ``n_points``, ``skipped`` (finished before), ``done``, ``failed``, ``wall_s``, ``points_csv``.
-    """
-    from tqdm.auto import tqdm
+        ``n_points``, ``skipped`` (finished before), ``done``, ``failed``, ``stopped``, ``wall_s``, ``points_csv``.
 
+    Raises
+    ------
+    InputError
+        Another client runs the same directory (DIR/sweep.lock).
+    """
     out = Path(out).resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create sweep directory {out}: {exc.strerror or exc}") from None
+    with _one_client(out):
+        return _run_sweep(sweep, out, workers, scheduler, scheduler_file, serial, progress, plots, client)
+
+
+def _run_sweep(sweep, out, workers, scheduler, scheduler_file, serial, progress, plots, client) -> dict:
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
     specs = [p.spec(out / SWEEP_POINTS_DIR / p.hash) for p in sweep.points]
     atomic_write_json(out / SWEEP_JSON, {"source": sweep.source, "axes": sweep.axis_names, "plots": sweep.plots,

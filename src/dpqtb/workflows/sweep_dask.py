@@ -13,8 +13,8 @@ from pathlib import Path
 
 from dpqtb import InputError
 from dpqtb.rundir import POINT_LOG
-from dpqtb.workflows.sweep_stop import (SIGTERM_PLUGIN, STOP_GRACE_S, PointStopped, SweepInterrupted, _raise_signalled,
-                                        _stop_running, worker_sigterm_plugin)
+from dpqtb.workflows.sweep_stop import (IGNORE_PLUGIN, SIGTERM_PLUGIN, STOP_GRACE_S, PointStopped, SweepInterrupted,
+                                        _raise_signalled, _stop_running, ignore_signals_plugin, worker_sigterm_plugin)
 
 
 def make_client(workers: int | None = None, scheduler: str | None = None, scheduler_file: str | None = None):
@@ -51,7 +51,9 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
             handling(signal.SIGINT, signal.SIG_IGN), handling(signal.SIGTERM, signal.SIG_IGN):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
+    client = Client(cluster)
+    client.register_plugin(ignore_signals_plugin(), name=IGNORE_PLUGIN)  # workers the nanny restarts, too
+    return client, cluster
 
 
 def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, client=None) -> None:
@@ -68,8 +70,9 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
     plugin = None
     if cluster is None:  # workers of another cluster: each checkpoints its points on SIGTERM (a batch walltime)
         try:
-            client.register_plugin(worker_sigterm_plugin(), name=SIGTERM_PLUGIN)
-            plugin = SIGTERM_PLUGIN
+            name = f"{SIGTERM_PLUGIN}-{token[:12]}"  # this sweep's: another sweep's end does not remove it
+            client.register_plugin(worker_sigterm_plugin(), name=name)
+            plugin = name
         except Exception as exc:  # noqa: BLE001 - an old or restricted scheduler: the periodic checkpoints remain
             print(f"dpqtb: warning: the workers do not checkpoint on SIGTERM ({_one_line(exc)}); a point of a "
                   "worker ended by its batch system resumes from its last periodic checkpoint", file=sys.stderr)
@@ -125,7 +128,7 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
     finally:
         if plugin is not None:  # the workers' own SIGTERM handling again once this sweep is over
             with contextlib.suppress(Exception):
-                client.unregister_worker_plugin(SIGTERM_PLUGIN)
+                client.unregister_worker_plugin(plugin)
         if own:
             client.close()
         if cluster is not None:

@@ -72,19 +72,34 @@ def _park(counted: bool) -> None:
     threading.Event().wait()
 
 
-def _install_sigterm():
-    """Install :func:`_on_worker_sigterm` (main thread only); the previous handler, or None."""
+#: sweeps whose plugin installed :func:`_on_worker_sigterm` in this worker process, and the handler it replaced:
+#: two sweeps sharing a cluster each register their own plugin, and the worker's own handler comes back only
+#: when the last of them ends (not when the first does, which would leave the other's points unprotected)
+_SIGTERM_USERS = [0, None]
+
+
+def _install_sigterm() -> bool:
+    """Install :func:`_on_worker_sigterm` (main thread only) for one more sweep; whether this sweep counts."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _on_worker_sigterm)
+        return False
+    if _SIGTERM_USERS[0] == 0:
+        _SIGTERM_USERS[1] = signal.signal(signal.SIGTERM, _on_worker_sigterm)
+    _SIGTERM_USERS[0] += 1
+    return True
 
 
-def _restore_sigterm(previous) -> None:
-    if previous is not None and threading.current_thread() is threading.main_thread() and not _WORKER_STOP.is_set():
-        signal.signal(signal.SIGTERM, previous)
+def _restore_sigterm(counted: bool) -> None:
+    """One sweep fewer; the worker's own SIGTERM handler again when none is left (unless a SIGTERM is being
+    acted on)."""
+    if not counted or _SIGTERM_USERS[0] == 0:
+        return
+    _SIGTERM_USERS[0] -= 1
+    if _SIGTERM_USERS[0] == 0 and threading.current_thread() is threading.main_thread() \
+            and not _WORKER_STOP.is_set() and _SIGTERM_USERS[1] is not None:
+        signal.signal(signal.SIGTERM, _SIGTERM_USERS[1])
 
 
-#: the name of :func:`worker_sigterm_plugin` on a cluster
+#: the name of :func:`worker_sigterm_plugin` on a cluster (followed by the sweep run's token: one per sweep)
 SIGTERM_PLUGIN = "dpqtb-checkpoint-on-sigterm"
 
 
@@ -94,7 +109,7 @@ def worker_sigterm_plugin():
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class CheckpointOnSigterm(WorkerPlugin):
-        name = SIGTERM_PLUGIN
+        name = SIGTERM_PLUGIN  # registered as SIGTERM_PLUGIN-<token>
 
         # the methods call module functions only: cloudpickle sends this local class by value, and a global it
         # referenced directly (an Event) would be copied, or fail to pickle
@@ -105,6 +120,33 @@ def worker_sigterm_plugin():
             _restore_sigterm(self._previous)
 
     return CheckpointOnSigterm()
+
+
+def _ignore_stop_signals() -> None:
+    """SIGINT and SIGTERM ignored in this process (main thread only; elsewhere nothing)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+#: the name of :func:`ignore_signals_plugin` on dpqtb's own LocalCluster
+IGNORE_PLUGIN = "dpqtb-ignore-stop-signals"
+
+
+def ignore_signals_plugin():
+    """A WorkerPlugin for dpqtb's own LocalCluster: each worker, also one its nanny restarts after a crash or an
+    out-of-memory kill, ignores SIGINT and SIGTERM, so a Ctrl-C to the terminal's process group reaches the client
+    alone, which stops the points with a checkpoint at their current step. (The workers started with the cluster
+    inherit SIG_IGN anyway; a restarted one is spawned later, from the client's handlers, and gets the defaults.)"""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreStopSignals(WorkerPlugin):
+        name = IGNORE_PLUGIN
+
+        def setup(self, worker):
+            _ignore_stop_signals()
+
+    return IgnoreStopSignals()
 
 
 class PointStopped(Exception):

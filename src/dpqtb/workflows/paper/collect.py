@@ -12,7 +12,8 @@ from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_POINTS_DIR, atomic_write_json,
 from dpqtb.workflows.paper.reference import load_reference
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
-                                           gamma_extrapolations, group_rows, harmonic_kinetic, planned_points,
+                                           gamma_extrapolations, group_rows, harmonic_kinetic, harmonic_residual_check,
+                                           planned_points,
                                            quantum_expansion)
 
 VERDICT_JSON = "verdict.json"
@@ -43,6 +44,7 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
     ex, beads = gamma_extrapolations(groups), bead_convergence(groups)
     for b in beads:  # the harmonic reference from the classical run's VDOS (informative, not a rule)
         b["harmonic"] = harmonic_kinetic(rows, b["temperature_K"], b["pressure_GPa"], b["n_atoms"], b["beads"])
+        harmonic_residual_check(b)
     out = decide(groups, ex, beads)
     plan = planned_points(sweep_dirs)
     out["provisional"] = bool(plan["pending"])
