@@ -52,7 +52,14 @@ def test_pimd_harmonic_matches_exact_finite_p_and_quantum():
     integ = PIMD(pot, 0.5, TemperatureSchedule(T), P, centroid_damp_fs=50.0, seed=1)
     integ.setup(state)
     w = 2 * math.pi * f * 1e-3
-    ref = harmonic_pimd_potential_energy(w, T, P)
+    # the exact P-bead value, written out here (not the engine's helper): (k_BT/2) Σ_k ω²/(ω² + ω_k²),
+    # ω_k = 2 (P k_BT/ħ) sin(kπ/P), with scipy's constants
+    import scipy.constants as C
+
+    kt = C.k * T / C.e
+    wk = 2 * P * kt / (C.hbar / C.e * 1e15) * np.sin(np.arange(P) * np.pi / P)
+    ref = 0.5 * kt * float(np.sum(w**2 / (w**2 + wk**2)))
+    assert ref == pytest.approx(harmonic_pimd_potential_energy(w, T, P), rel=1e-6)  # the helper agrees
     ndof = 3 * state.n_atoms
     V, K, Kp = [], [], []
     for i in range(3000):
