@@ -22,6 +22,8 @@ REPORT_HTML = "report.html"
 REPO = Path(__file__).resolve().parents[4]
 DEFAULT_VALIDATION = REPO / "docs" / "validation_builtin" / "report.json"
 DEFAULT_ZERO_POINT = REPO / "data" / "npt" / "zero_point_expansion.json"
+#: scripts/qha_zero_point.py's output, read from beside the zero-point file
+QHA_NAME = "qha_zero_point.json"
 SWEEP_FIGURES = ("fig2a_distortion", "fig2b_face_angles", "fig3a_energy", "fig3b_t_zero")
 
 
@@ -122,12 +124,16 @@ def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path
     val_path = Path(validation) if validation else None
     val = _load_json(val_path, "validation report")
     zp = _load_json(Path(zero_point) if zero_point else None, "zero-point file")
+    # the quasi-harmonic reference beside it (scripts/qha_zero_point.py), when present
+    qha_path = Path(zero_point).with_name(QHA_NAME) if zero_point else None
+    qha = _load_json(qha_path, "quasi-harmonic file") if qha_path is not None and qha_path.is_file() else None
     sources = [f"sweep {_rel(d)}" for d in sweeps] + [f"validation {_rel(val_path)}" if val else "validation: none",
-                                                       f"zero point {_rel(zero_point)}" if zp else "zero point: none"]
+                                                       f"zero point {_rel(zero_point)}" if zp else "zero point: none"] \
+        + ([f"quasi-harmonic {_rel(qha_path)}"] if qha else [])
     from dpqtb.workflows.paper.report import build_html
 
     html = build_html(verdict, load_reference(), validation=val, validation_dir=val_path.parent if val else None,
-                      zero_point=zp, sweep_figs=_sweep_figures(sweeps), sources=sources)
+                      zero_point=zp, sweep_figs=_sweep_figures(sweeps), sources=sources, qha=qha)
     atomic_write_text(out / REPORT_HTML, html)
     base = Path(from_dir).resolve()
     stored = dict(verdict)

@@ -155,7 +155,7 @@ def sec_fig2(groups: list[dict], sweep_figs: dict, ref: dict) -> str:
         + _src(ref, "qtb_cubic_min_P_GPa")
 
 
-def sec_fig3(groups: list[dict], sweep_figs: dict, zp: dict | None, ref: dict) -> str:
+def sec_fig3(groups: list[dict], sweep_figs: dict, zp: dict | None, ref: dict, qha: dict | None = None) -> str:
     out = "".join(_img(sweep_figs.get(k), k) for k in ("fig3a_energy", "fig3b_t_zero"))
     paper_zpe = ref["numbers"]["fig3a_zero_point_energy_K"]["value"]
     q = [g for g in groups if g["method"] in ("qtb", "adqtb") and math.isfinite(g.get("E_per_3NkB_K", math.nan))]
@@ -179,11 +179,24 @@ def sec_fig3(groups: list[dict], sweep_figs: dict, zp: dict | None, ref: dict) -
         out += f"<p>T_zero of QTB at {num(t0)} K (Fig. 3b): increases with pressure — ours: {rising}; paper: yes.</p>"
         out += _table(["P (GPa)", "T_zero (K)"], [[p, v] for p, v in zip(ps, vals)])
     rows = [r for r in (zp or {}).get("rows", []) if "zero_point_pressure_GPa" in r]
+    harm = {float(p["pressure_GPa"]): p for p in (qha or {}).get("pressures", [])}
     if rows:
-        out += "<p>Zero-point pressure and expansion, 44 atoms, 5 K, QTB vs classical (data/npt/zero_point_expansion.json):</p>"
-        out += _table(["P (GPa)", "zero-point pressure (GPa)", "±", "a classical (Å)", "a QTB (Å)", "expansion (%)"],
+        out += ("<p>Zero-point pressure and expansion, 44 atoms, 5 K, QTB vs classical (data/npt/zero_point_expansion.json)"
+                + (", beside the quasi-harmonic phonons of the same model (data/npt/qha_zero_point.json: the harmonic "
+                   "reference; imaginary modes mean the static Fm-3m is not a harmonic minimum and the QHA is invalid)"
+                   if harm else "") + ":</p>")
+
+        def qh(r, key):
+            h = harm.get(float(r["pressure_GPa"]))
+            return None if h is None else h[key]
+
+        out += _table(["P (GPa)", "zero-point pressure (GPa)", "±", "a classical (Å)", "a QTB (Å)", "expansion (%)"]
+                      + (["QHA zero-point pressure (GPa)", "QHA expansion (%)", "QHA imaginary modes (fraction)"]
+                         if harm else []),
                       [[r["pressure_GPa"], r["zero_point_pressure_GPa"], r["zero_point_pressure_err_GPa"],
-                        r["a_classical_A"], r["a_qtb_A"], r["zero_point_expansion_percent"]] for r in rows])
+                        r["a_classical_A"], r["a_qtb_A"], r["zero_point_expansion_percent"]]
+                       + ([qh(r, "zero_point_pressure_GPa"), qh(r, "zero_point_expansion_percent"),
+                           qh(r, "imaginary_fraction_max")] if harm else []) for r in rows])
     if not out:
         return missing("QTB runs at low T (the P–T sweep, or the verdict sweep's 5 K points) and data/npt/zero_point_expansion.json")
     if not q:
@@ -347,13 +360,14 @@ def sec_runs(rows: list[dict]) -> str:
 
 
 def build_html(verdict: dict, ref: dict, *, validation: dict | None = None, validation_dir: Path | None = None,
-               zero_point: dict | None = None, sweep_figs: dict | None = None, sources: list[str] = ()) -> str:
+               zero_point: dict | None = None, sweep_figs: dict | None = None, sources: list[str] = (),
+               qha: dict | None = None) -> str:
     """The report as one HTML string (see module doc)."""
     rows, groups = verdict.get("runs", []), verdict.get("groups", [])
     sweep_figs = sweep_figs or {}
     body = {"table1": sec_table1(validation, ref), "fig1a": sec_fig1a(validation, ref),
             "fig1cd": sec_fig1cd(validation, validation_dir, ref), "fig2": sec_fig2(groups, sweep_figs, ref),
-            "fig3": sec_fig3(groups, sweep_figs, zero_point, ref), "fig4": sec_fig4(verdict, ref),
+            "fig3": sec_fig3(groups, sweep_figs, zero_point, ref, qha), "fig4": sec_fig4(verdict, ref),
             "fig5": sec_fig5(groups, rows, ref), "fig6": sec_fig6(groups, rows, ref),
             "verdict": sec_verdict(verdict, groups, rows), "runs": sec_runs(rows)}
     toc = "".join(f'<li><a href="#{k}">{_esc(TITLES[k])}</a></li>' for k in SECTIONS)
