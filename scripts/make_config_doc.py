@@ -36,7 +36,10 @@ print("""Notes:
   Verlet list, `chunk_atoms` local atoms per model call (bounds memory; results do not depend on it).
 - `thermostat`: see docs/qtb.md. `temperature_K = [T0, T1]` is a linear ramp over `md.steps` (Langevin, QTB, adQTB).
   `pimd`/`trpmd`: `beads` ≥ 2, `damp_fs` is the centroid thermostat time (ignored by trpmd), `pile_lambda`
-  (default 1 for pimd, 0.5 for trpmd) scales the internal-mode friction γ_k = 2λω_k.
+  (default 1 for pimd, 0.5 for trpmd) scales the internal-mode friction γ_k = 2λω_k. `centroid_thermostat_steps`
+  (trpmd): the centroid keeps the `damp_fs` thermostat for the first N steps, then runs free. Set it to the
+  equilibration length: centroids started at the minimum with momenta at T otherwise sit near T/2 until the
+  anharmonic coupling heats them (heavy atoms: picoseconds; La in LaH10 ~4 ps at 200 K).
 - `thermostat.zero_net_force` (Langevin, QTB, adQTB and the PIMD centroid; default: true for translation-invariant
   potentials, false for `einstein`, whose springs to fixed sites make the centre of mass a real mode): the net
   random impulse is removed mass-weighted, Δp_i −= (m_i/M) Σ_j Δp_j, which keeps equipartition per species (the

@@ -151,3 +151,74 @@ def test_pimd_centroid_thermostat_breaks_the_free_map():
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-q"])
+
+
+def _centroid_temperature(state, m):
+    p = state.ring.p.mean(0).numpy()
+    return float((p**2 / m[:, None]).sum() * AMU_A2_PER_FS2_EV / (3 * len(m) * KB_EV))
+
+
+@pytest.mark.parametrize("thermalize", [False, True])
+def test_trpmd_centroid_thermostat_steps_thermalise_the_centroids_then_free_them(thermalize):
+    """Started as `dpqtb md` starts (atoms at their minimum, momenta drawn at T), a harmonic centroid without a
+    thermostat keeps the energy it started with: on average half in potential energy, so its kinetic temperature
+    is T/2 for ever (exactly decoupled here; for La in LaH10 for picoseconds). With
+    ``centroid_thermostat_steps = N`` the centroids are thermostatted for N steps (20 friction times here) and
+    their energy at the switch is canonical: the kinetic temperature averages T. 128 oscillators, 384 quadratic
+    pairs: the centroid energy at the switch is known to √(1/384) = 5 %, the tolerance is 4σ. After step N the
+    centroid follows the free velocity-Verlet map exactly."""
+    from dpqtb.md.state import maxwell_boltzmann_momenta
+
+    state, pot, m, omega, k, _ = _system(64)
+    n_therm, damp = 800, 10.0
+    th = {"kind": "trpmd", "temperature_K": T_K, "beads": BEADS, "damp_fs": damp}
+    if thermalize:
+        th["centroid_thermostat_steps"] = n_therm
+    integ = build_integrator(validate({"system": {"structure": "builtin:fcc", "element": "Cu", "lattice_A": 3.61}, **POT,
+                                       "md": {"timestep_fs": DT, "steps": 0, "seed": 3}, "thermostat": th}), pot)
+    state.momenta = maxwell_boltzmann_momenta(state.masses, T_K, torch.Generator().manual_seed(9), zero_com=False)
+    t_start = float((state.momenta.numpy() ** 2 / m[:, None]).sum() * AMU_A2_PER_FS2_EV / (3 * len(m) * KB_EV))
+    integ.setup(state)
+    for _ in range(n_therm):
+        integ.step(state)
+    assert state.step == n_therm
+    sites = pot.sites(state.cell).numpy()
+    x = state.ring.q.mean(0).numpy() - sites
+    p = state.ring.p.mean(0).numpy()
+    mm, kk = m[:, None], k[:, None] / AMU_A2_PER_FS2_EV
+    temps = []
+    for _ in range(1200):  # 300 fs: ~1.5 La periods, 9 H periods
+        integ.step(state)
+        p = p - 0.5 * DT * kk * x
+        x = x + DT * p / mm
+        p = p - 0.5 * DT * kk * x
+        temps.append(_centroid_temperature(state, m))
+    np.testing.assert_allclose(state.ring.q.mean(0).numpy() - sites, x, rtol=0, atol=1e-7)  # free after step N
+    # the energy at the switch, from the state itself (exact for the decoupled harmonic centroids)
+    e_c = 0.5 * float((p**2 / mm).sum() * AMU_A2_PER_FS2_EV + (kk * x**2).sum() * AMU_A2_PER_FS2_EV)
+    t_equip = e_c / (3 * len(m) * KB_EV)  # the time-averaged kinetic temperature of that energy
+    if thermalize:
+        assert t_equip == pytest.approx(T_K, rel=4 * math.sqrt(1 / 384))
+    else:
+        # never thermalised: the start's energy, conserved (velocity Verlet's shadow energy differs by ~(ωdt)²/4)
+        assert t_equip == pytest.approx(t_start / 2, rel=2e-3)
+    assert np.mean(temps) == pytest.approx(t_equip, rel=0.15)  # 300 fs of La's slow oscillation: a rough average
+
+
+def test_centroid_thermostat_steps_is_trpmd_only_and_leaves_other_configs_hashes_alone():
+    from dpqtb import InputError
+    from dpqtb.md.build import physics_config
+
+    base = {"system": {"structure": "builtin:fcc", "element": "Cu", "lattice_A": 3.61}, **POT,
+            "md": {"timestep_fs": DT, "steps": 0, "seed": 3}}
+    with pytest.raises(InputError, match="centroid_thermostat_steps"):
+        validate({**base, "thermostat": {"kind": "pimd", "temperature_K": T_K, "beads": 4,
+                                         "centroid_thermostat_steps": 10}})
+    with pytest.raises(InputError, match="centroid_thermostat_steps"):
+        validate({**base, "thermostat": {"kind": "trpmd", "temperature_K": T_K, "beads": 4,
+                                         "centroid_thermostat_steps": -1}})
+    plain = physics_config(validate({**base, "thermostat": {"kind": "trpmd", "temperature_K": T_K, "beads": 4}}))
+    assert "centroid_thermostat_steps" not in plain["thermostat"]
+    given = physics_config(validate({**base, "thermostat": {"kind": "trpmd", "temperature_K": T_K, "beads": 4,
+                                                            "centroid_thermostat_steps": 10}}))
+    assert given["thermostat"]["centroid_thermostat_steps"] == 10

@@ -277,7 +277,8 @@ def build_integrator(cfg: MDConfig, potential):
         from dpqtb.md.pimd import PIMD
 
         return PIMD(potential, dt, schedule, th.beads, th.damp_fs, seed, pile_lambda=th.effective_pile_lambda,
-                    trpmd=(th.kind == "trpmd"), zero_net_force=th.zero_net_force, barostat=barostat)
+                    trpmd=(th.kind == "trpmd"), zero_net_force=th.zero_net_force, barostat=barostat,
+                    centroid_thermostat_steps=th.centroid_thermostat_steps or 0)
     return QTB(potential, dt, schedule, th.damp_fs, seed, f_max_THz=th.f_max_THz, n_f=th.n_f,
                classical_kernel=th.classical_kernel, zero_net_force=th.zero_net_force,
                adaptive=(th.kind == "adqtb"), fd_diagnostic=th.fd_diagnostic, tau_ad_fs=th.tau_ad_fs,

@@ -157,6 +157,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "gamma_r_min_ratio": (NUMBER, QTB_DEFAULTS["gamma_r_min_ratio"], lambda v: 0 < v < 1, "must lie in (0, 1)"),
         "beads": (int, 1, positive, "must be an integer >= 1"),
         "pile_lambda": (NUMBER, None, positive, "must be > 0"),
+        "centroid_thermostat_steps": (int, None, nonneg, "must be an integer >= 0 (TRPMD: steps with a centroid "
+                                      "thermostat before the centroid runs free)"),
     },
     "barostat": {
         "pressure_GPa": (NUMBER, None, nonneg, "must be >= 0 (GPa; set it, or stress_GPa, to run at constant pressure)"),
@@ -326,11 +328,21 @@ class ThermostatConfig(_Section):
     gamma_r_min_ratio: float
     beads: int
     pile_lambda: float | None
+    centroid_thermostat_steps: int | None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.damp_fs is None:
             object.__setattr__(self, "damp_fs", DEFAULT_DAMP_fs_BY_KIND.get(self.kind, DEFAULT_DAMP_fs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`_Section.to_dict`, without ``centroid_thermostat_steps`` when it is not given (so that a
+        config without it keeps the table, and the checkpoint and sweep-point hash, it had before the key
+        existed)."""
+        d = super().to_dict()
+        if d["centroid_thermostat_steps"] is None:
+            del d["centroid_thermostat_steps"]
+        return d
 
     @property
     def temperatures_K(self) -> tuple[float, float] | None:

@@ -68,13 +68,20 @@ class PILEBath(NoBath):
         Thermostatted RPMD: no centroid thermostat.
     zero_net_force : bool, optional
         Remove the net random impulse of the centroid; None: when the potential is translation-invariant.
+    centroid_thermostat_steps : int
+        TRPMD only: the centroid has the Langevin thermostat of ``centroid_damp_fs`` while ``state.step`` is below
+        this, then runs free. Without it, centroids started at the lattice minimum with momenta at T share
+        their energy with their own potential energy and sit near T/2 until the anharmonic coupling to the
+        thermostatted internal modes heats them, which for heavy atoms takes picoseconds (La in LaH10:
+        ~4 ps at 200 K; docs/paper.md).
     """
 
     name = "pimd"
     has_temperature = True
 
     def __init__(self, temperature: TemperatureSchedule, beads: int, centroid_damp_fs: float | None, seed: int,
-                 pile_lambda: float = DEFAULT_PILE_LAMBDA, trpmd: bool = False, zero_net_force: bool | None = None):
+                 pile_lambda: float = DEFAULT_PILE_LAMBDA, trpmd: bool = False, zero_net_force: bool | None = None,
+                 centroid_thermostat_steps: int = 0):
         super().__init__()
         if int(beads) != beads or beads < 1:
             raise InputError(f"thermostat.beads must be an integer >= 1, got {beads}")
@@ -90,6 +97,14 @@ class PILEBath(NoBath):
         self.schedule = temperature
         self.T = temperature(0)
         self.trpmd = bool(trpmd)
+        if int(centroid_thermostat_steps) != centroid_thermostat_steps or centroid_thermostat_steps < 0:
+            raise InputError(f"thermostat.centroid_thermostat_steps must be an integer >= 0, got {centroid_thermostat_steps}")
+        if centroid_thermostat_steps and not self.trpmd:
+            raise InputError("thermostat.centroid_thermostat_steps is for TRPMD (PIMD's centroid is always thermostatted)")
+        if centroid_thermostat_steps and centroid_damp_fs is None:
+            raise InputError("thermostat.centroid_thermostat_steps needs thermostat.damp_fs (the centroid's friction time)")
+        self.centroid_thermostat_steps = int(centroid_thermostat_steps)
+        self.thermalizing_damp = centroid_damp_fs if self.centroid_thermostat_steps else None
         if self.trpmd:
             self.name = "trpmd"
             centroid_damp_fs = None
@@ -123,17 +138,25 @@ class PILEBath(NoBath):
         gamma[0] = 0.0 if self.centroid_damp is None else 1.0 / self.centroid_damp
         self.c1 = torch.tensor(np.exp(-gamma * self.dt), dtype=state.dtype, device=state.device)
         self.c2 = torch.sqrt(1.0 - self.c1**2)
+        self._thermalizing = None
+        if self.thermalizing_damp is not None:  # TRPMD's first steps: the centroid thermostatted too
+            gamma[0] = 1.0 / self.thermalizing_damp
+            c1 = torch.tensor(np.exp(-gamma * self.dt), dtype=state.dtype, device=state.device)
+            self._thermalizing = (c1, torch.sqrt(1.0 - c1**2))
 
     def o_step(self, state: MDState) -> None:
         ring = state.ring
         ke_before = ring.bead_kinetic_energy()
         pn = ring.to_nm(ring.p)
+        c1, c2 = self.c1, self.c2
+        if self._thermalizing is not None and state.step < self.centroid_thermostat_steps:
+            c1, c2 = self._thermalizing
         std = torch.sqrt(state.masses * self.P * KB * self.T / MVV2E)[None, :, None]
         xi = torch.randn(pn.shape, generator=self.generator, dtype=pn.dtype, device=pn.device)
-        noise = self.c2.view(-1, 1, 1) * std * xi
-        if self.zero_net_force_used and state.n_atoms > 1 and float(self.c2[0]) > 0.0:
+        noise = c2.view(-1, 1, 1) * std * xi
+        if self.zero_net_force_used and state.n_atoms > 1 and float(c2[0]) > 0.0:
             noise[0] = remove_net_impulse(noise[0], state.masses)
-        pn = self.c1.view(-1, 1, 1) * pn + noise
+        pn = c1.view(-1, 1, 1) * pn + noise
         ring.p = ring.from_nm(pn)
         self.thermostat_energy += float(ke_before - ring.bead_kinetic_energy())
 
@@ -195,7 +218,7 @@ class PIMD(Integrator):
         Evaluated on all beads at once (positions of shape (P, N, 3)).
     dt_fs : float
         Time step (fs), > 0.
-    temperature, beads, centroid_damp_fs, seed, pile_lambda, trpmd, zero_net_force
+    temperature, beads, centroid_damp_fs, seed, pile_lambda, trpmd, zero_net_force, centroid_thermostat_steps
         As for :class:`PILEBath`.
     barostat : StochasticCellRescaling, optional
         Constant pressure: scales the centroids and the cell (docs/barostat.md).
@@ -208,8 +231,10 @@ class PIMD(Integrator):
 
     def __init__(self, potential: Potential, dt_fs: float, temperature: TemperatureSchedule, beads: int,
                  centroid_damp_fs: float | None, seed: int, pile_lambda: float = DEFAULT_PILE_LAMBDA,
-                 trpmd: bool = False, zero_net_force: bool | None = None, barostat=None):
-        bath = PILEBath(temperature, beads, centroid_damp_fs, seed, pile_lambda, trpmd, zero_net_force)
+                 trpmd: bool = False, zero_net_force: bool | None = None, barostat=None,
+                 centroid_thermostat_steps: int = 0):
+        bath = PILEBath(temperature, beads, centroid_damp_fs, seed, pile_lambda, trpmd, zero_net_force,
+                        centroid_thermostat_steps)
         super().__init__(potential, dt_fs, bath, barostat)
 
     @property
