@@ -80,7 +80,11 @@ def test_langevin_temperature_ramp_follows_target():
     # a 50 fs bath tracks a 0.1 K/fs ramp with a lag of ~damp: T(t) ≈ T_target(t - damp) (thermostat lag)
     late = rows[rows[:, 0] >= 1000]
     lagged = 50.0 + 400.0 * (late[:, 0] - 50.0) / 4000
-    assert np.abs(late[:, 2] / lagged - 1).max() < 0.08  # 6000 dof: 1σ of T is 1.8 %
+    dev = late[:, 2] / lagged - 1
+    assert np.abs(dev).max() < 0.08  # 6000 dof: 1σ of T is 1.8 %
+    # the mean over the 31 rows (100 fs apart: ~independent) is good to 1.8 %/√31 = 0.32 %; a lag of 2·damp would
+    # move it by ~2 % (the target then 5 K lower, at 150-450 K)
+    assert abs(dev.mean()) < 4 * 0.018 / math.sqrt(len(dev))
     assert late[-1, 3] == pytest.approx(450.0)
 
 
@@ -185,9 +189,22 @@ def test_trajectory_is_ase_readable_with_unwrapped_positions(tmp_path):
 def test_qtb_temperature_ramp_follows_quantum_curve():
     """QTB ramp 50 K → 1000 K over 8 ps on 6,000 H oscillators at 20 THz (ħω/kT from 19 to 1): the filter is
     rebuilt at every noise period, so the potential energy per dof tracks (ħω/4)coth(ħω/2kT(t − lag)), with
-    the bath lag = 1/γ = 100 fs. Checked in 1-ps windows (linear in T inside a window to < 0.5 %); 1σ ≈ 1 %."""
-    from dpqtb.md.qtb import harmonic_energy_per_dof
-    from dpqtb.units import MVV2E
+    the bath lag = 1/γ = 100 fs. Checked in 1-ps windows (linear in T inside a window to < 0.5 %); 1σ ≈ 1 % per
+    window: each within 4σ, and their mean within 4σ/√8 (a lag twice as long would shift it by ~2 %). The reference is
+    written here with scipy's constants, not taken from the engine's θ, which shapes the noise, and includes the
+    finite-γ broadening of any QTB (the continuous-time response ½∫θ(ω)(2γ/π) ω0²/((ω0² − ω²)² + γ²ω²) dω up to
+    f_max: −2.6 % at 100 K, −0.2 % at 930 K), so that the mean residual is the bath's error, not that bias."""
+    import scipy.constants as C
+    from scipy.integrate import quad
+
+    def broadened(temp):  # ⟨½kx²⟩ per dof (eV) under noise 2mγθ(ω) up to f_max: the harmonic QTB closed form
+        def theta(w):
+            return C.hbar * w / C.e * (0.5 + 1 / math.expm1(C.hbar * w / (C.k * temp)))
+
+        w0, g, wc = 2 * math.pi * 20e12, 1e15 / damp, 2 * math.pi * 60e12  # rad/s
+        pts = [1e3, w0 - 50 * g, w0, w0 + 50 * g, wc]
+        return 0.5 * sum(quad(lambda w: theta(w) * (2 * g / math.pi) * w0**2 / ((w0**2 - w**2) ** 2 + g**2 * w**2),
+                              a, b, limit=500)[0] for a, b in zip(pts[:-1], pts[1:]))
 
     n_steps, dt, damp = 8000, 1.0, 100.0
     state, pot, freqs = oscillator_crystal([20.0], 6000)
@@ -195,15 +212,14 @@ def test_qtb_temperature_ramp_follows_quantum_curve():
     integ = QTB(pot, dt, TemperatureSchedule(50.0, 1000.0, n_steps), damp, seed=9, f_max_THz=60.0, n_f=50,
                 zero_net_force=False, fd_diagnostic=False)
     integ.setup(state)
-    w = 2 * math.pi * 20e-3
-    window, acc, checked = 1000, 0.0, 0
+    window, acc, residuals = 1000, 0.0, []
     for i in range(1, n_steps + 1):
         integ.step(state)
         acc += float(state.energy) / (3 * state.n_atoms)
         if i % window == 0:
             t_mid = (i - window / 2 - damp / dt)
             temp = 50.0 + 950.0 * t_mid / n_steps
-            exact = harmonic_energy_per_dof(np.array([w]), temp)[0]
-            assert abs(acc / window / exact - 1) < 0.05, (i, temp, acc / window / exact)
-            acc, checked = 0.0, checked + 1
-    assert checked == 8
+            residuals.append(acc / window / broadened(temp) - 1)
+            assert abs(residuals[-1]) < 0.04, (i, temp, residuals[-1])
+            acc = 0.0
+    assert len(residuals) == 8 and abs(np.mean(residuals)) < 0.04 / math.sqrt(8), residuals
