@@ -128,7 +128,9 @@ def test_noise_spectrum_matches_closed_form():
     rel_err = 1.0 / np.sqrt(n_rep * 3 * n_atoms)  # each periodogram bin is χ²₂: relative sd 1 per estimate
     band = (k >= 3) & (k <= n_f - 3)  # the window smears the DC and Nyquist ends
     dev = psd[band] / expected[band] - 1.0
-    assert np.abs(dev).max() < 6 * rel_err + 0.03, np.abs(dev).max()
+    # every bin within 5σ, no slack: over ~95 bins P(max |z| > 5) ≈ 95 × 5.7e-7; the Hann window's smoothing of
+    # θ/hold² is far below σ here (this seed: largest |dev| 1.1 % = 2.3σ)
+    assert np.abs(dev).max() < 5 * rel_err, (np.abs(dev).max(), rel_err)
     assert abs(dev.mean()) < 0.01
 
 
