@@ -283,6 +283,7 @@ class QTBBath(WhiteNoiseBath):
         self.group_names: list[str] = []
         self.kin_corr = None  # per group: raw / deconvolved kinetic energy (1 until the first segment)
         self._kernel_matrix = None
+        self._response_matrix = None
         self.reported: set = set()  # diagnoses already printed (not part of the physics state)
         self._groups_provisional = False
 
@@ -387,8 +388,12 @@ class QTBBath(WhiteNoiseBath):
         from dpqtb.md.qtb_response import kinetic_correction_factor
 
         theta, dos = self._deconvolved_dos()
+        if self._response_matrix is None:  # the response truncated at the noise cutoff (see kinetic_kernel_matrix)
+            from dpqtb.md.qtb_response import kinetic_kernel_matrix
+
+            self._response_matrix = kinetic_kernel_matrix(self.noise.n_f, self.noise.h, self.gamma, open_last_bin=False)
         for g in range(self.noise.n_groups):
-            self.kin_corr[g] = kinetic_correction_factor(dos[g], theta, self._kernel_matrix)
+            self.kin_corr[g] = kinetic_correction_factor(dos[g], theta, self._response_matrix)
 
     def atom_kinetic_energy(self, state: MDState) -> torch.Tensor:
         """Per-atom kinetic energy (eV) with the broadening bias removed per group (raw without the correction)."""
