@@ -203,14 +203,14 @@ def test_kinetic_correction_of_a_line_matches_quadrature():
     from dpqtb.md.qtb import frequency_grid
     from dpqtb.md.qtb_response import deconvolve_richardson_lucy, kinetic_correction_factor, kinetic_kernel_matrix
 
-    n_f, h, damp, T = 100, 2.5, 100.0, 50.0  # Δf = 2 THz, γ = 10 ps⁻¹
-    g_gamma = 1.0 / damp
-    a = kinetic_kernel_matrix(n_f, h, g_gamma)
-    a_resp = kinetic_kernel_matrix(n_f, h, g_gamma, open_last_bin=False)  # what the bath's correction uses
+    n_f, h, T = 100, 2.5, 50.0  # Δf = 2 THz
     f = frequency_grid(n_f, h)
     w = 2 * np.pi * f
     theta = np.where(f == 0, KB * T, _theta(np.where(f == 0, 1.0, w), T))
-    for k0 in (3, 12, 40):  # 6, 24, 80 THz
+    for damp, k0 in [(d, k) for d in (100.0, 100.0 / 3) for k in (3, 12, 40)]:  # γ = 10, 30 ps⁻¹; 6, 24, 80 THz
+        g_gamma = 1.0 / damp
+        a = kinetic_kernel_matrix(n_f, h, g_gamma)
+        a_resp = kinetic_kernel_matrix(n_f, h, g_gamma, open_last_bin=False)  # what the bath's correction uses
         w0 = w[k0]
         dos = np.zeros(n_f + 1)
         dos[k0] = 1.0
@@ -219,9 +219,11 @@ def test_kinetic_correction_of_a_line_matches_quadrature():
         kern = lambda x: _theta(x, T) * (2 * g_gamma / np.pi) * x * x / ((w0 * w0 - x * x) ** 2 + (g_gamma * x) ** 2)
         num = quad(kern, 1e-9, w0, limit=400)[0] + quad(kern, w0, wc, limit=400)[0]
         expected = num / _theta(w0, T)  # the response truncated at the cutoff
-        assert abs(c / expected - 1) < 0.01, (k0, c, expected)
+        # the bin-integrated kernel against the quadrature: 1e-3 at 6 THz (a line 3 bins from 0), < 3e-4 above
+        assert abs(c / expected - 1) < 2e-3, (damp, k0, c, expected)
         back = deconvolve_richardson_lucy(a @ dos, a)
-        assert back[k0] > 0.98 and abs(back.sum() - 1) < 1e-9
+        # 500 Richardson–Lucy iterations restore a γ = 10 ps⁻¹ line to > 98 %, a 3× broader one to > 95 %
+        assert back[k0] > (0.98 if damp == 100.0 else 0.95) and abs(back.sum() - 1) < 1e-9
 
 
 def test_kinetic_correction_matches_the_raw_kinetic_energy_of_a_la_h_network():
@@ -267,6 +269,34 @@ def test_kinetic_correction_matches_the_raw_kinetic_energy_of_a_la_h_network():
                            weights=weights)[0]  # the species' DOS on the bath's grid
         c = kinetic_correction_factor(dos, theta, a)
         expected = raw_over_exact(weights)
-        # binning the modes on the 2 THz grid: < 1 % for La's 9 THz line, less for H
-        assert c == pytest.approx(expected, rel=0.01), (name, c, expected)
+        # binning the modes on the 2 THz grid: 0.13 % for La's 9 THz line, 0.01 % for H
+        assert c == pytest.approx(expected, rel=0.003), (name, c, expected)
     assert 1.12 < raw_over_exact((v[(state.species == 0).numpy()] ** 2).sum(0)) < 1.16  # La: the size measured
+
+
+def test_a_checkpoint_of_the_old_kinetic_correction_gets_the_factor_again_on_load():
+    """A QTB checkpoint written before the truncated-response correction (no ``kin_corr_version``) resumes with
+    the factor recomputed from its stored spectra at once, not with the old factor until the next segment ends;
+    a current checkpoint keeps its factor as stored (bitwise resume)."""
+    from dpqtb.md.integrators import QTB, TemperatureSchedule
+
+    def run():
+        state, pot, _ = oscillator_crystal([9.0, 60.0], 8)
+        integ = QTB(pot, 0.5, TemperatureSchedule(300.0), 100.0, seed=5, zero_net_force=False)
+        integ.setup(state)
+        for _ in range(2500):  # at least one Δ_FD segment at the defaults
+            integ.step(state)
+        return state, pot, integ
+
+    state, pot, integ = run()
+    good = integ.bath.kin_corr.copy()
+    assert integ.bath.s0_n >= 1 and np.all(good > 1.0)
+    d = integ.bath.state_dict()
+    old = {k: v for k, v in d.items() if k != "kin_corr_version"}
+    old["kin_corr"] = np.full_like(good, 1.5)  # what an old factor would hold
+    _, _, fresh = run()
+    fresh.bath.load_state_dict(old)
+    np.testing.assert_allclose(fresh.bath.kin_corr, good, rtol=1e-12)
+    current = dict(d, kin_corr=np.full_like(good, 1.5))  # a current checkpoint: its factor is taken as stored
+    fresh.bath.load_state_dict(current)
+    assert np.all(fresh.bath.kin_corr == 1.5)

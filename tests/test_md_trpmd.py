@@ -222,3 +222,6 @@ def test_centroid_thermostat_steps_is_trpmd_only_and_leaves_other_configs_hashes
     given = physics_config(validate({**base, "thermostat": {"kind": "trpmd", "temperature_K": T_K, "beads": 4,
                                                             "centroid_thermostat_steps": 10}}))
     assert given["thermostat"]["centroid_thermostat_steps"] == 10
+    zero = physics_config(validate({**base, "thermostat": {"kind": "trpmd", "temperature_K": T_K, "beads": 4,
+                                                           "centroid_thermostat_steps": 0}}))
+    assert zero == plain  # 0 is the run without it: the same hash

@@ -52,6 +52,10 @@ def resolve_zero_net_force(requested: bool | None, potential: Potential, state: 
     return test(state.positions, state.cell, state.species, state.pbc)
 
 
+
+#: the kinetic-correction factor's definition: 2 = the response truncated at the noise cutoff (session 22)
+KIN_CORR_VERSION = 2
+
 class NoBath:
     """No bath (NVE): the O step is the identity. Owns the estimators every bath shares — kinetic energy,
     temperature per species over its degrees of freedom, pressure — which the baths below refine.
@@ -507,7 +511,8 @@ class QTBBath(WhiteNoiseBath):
 
     def state_dict(self) -> dict:
         d = {**super().state_dict(), "noise": self.noise.state_dict(), "counter": self.counter,
-             "kin_corr": self.kin_corr.copy(), "s0_sum": self.s0_sum.copy(), "s0_n": self.s0_n,
+             "kin_corr": self.kin_corr.copy(), "kin_corr_version": KIN_CORR_VERSION,
+             "s0_sum": self.s0_sum.copy(), "s0_n": self.s0_n,
              "groups": self.groups.detach().cpu().clone(), "group_names": list(self.group_names)}
         if self.fd is not None:
             d["fd"] = self.fd.state_dict()
@@ -529,6 +534,10 @@ class QTBBath(WhiteNoiseBath):
         self.kin_corr = np.array(d["kin_corr"], dtype=np.float64)
         self.s0_sum = np.array(d["s0_sum"], dtype=np.float64)
         self.s0_n = int(d["s0_n"])
+        if self.kinetic_correction and self.s0_n > 0 and d.get("kin_corr_version") != KIN_CORR_VERSION:
+            # a checkpoint of the correction before session 22 (the open last bin): the factor again, now,
+            # from the stored spectra, so that the resumed run does not drive on the old one until a segment ends
+            self._update_kinetic_correction()
         self._update_applied_force(self._state)
         if self.fd is not None:
             self.fd.load_state_dict(d["fd"])

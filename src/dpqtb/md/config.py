@@ -340,7 +340,7 @@ class ThermostatConfig(_Section):
         config without it keeps the table, and the checkpoint and sweep-point hash, it had before the key
         existed)."""
         d = super().to_dict()
-        if d["centroid_thermostat_steps"] is None:
+        if not d["centroid_thermostat_steps"]:  # None or 0: the same run
             del d["centroid_thermostat_steps"]
         return d
 

@@ -19,7 +19,7 @@ def cross_checks(cfg: MDConfig) -> None:
         raise InputError(f"missing required config key 'thermostat.temperature_K' for thermostat '{th.kind}'")
     if th.kind in ("pimd", "trpmd") and th.beads < 2:
         raise InputError(f"config key 'thermostat.beads' must be >= 2 for thermostat '{th.kind}'")
-    if th.centroid_thermostat_steps is not None and th.kind != "trpmd":
+    if th.centroid_thermostat_steps and th.kind != "trpmd":
         raise InputError(f"config key 'thermostat.centroid_thermostat_steps' needs thermostat 'trpmd' (PIMD's centroid "
                          f"is always thermostatted), not '{th.kind}'")
     if th.kind not in ("pimd", "trpmd") and th.beads != 1:

@@ -63,7 +63,8 @@ def kinetic_kernel_matrix(n_f: int, h_fs: float, gamma: float, open_last_bin: bo
         if open_last_bin:
             cdf[-1] = 1.0
         a[:, j] = np.diff(np.concatenate(([0.0], cdf)))
-    return a / a.sum(0, keepdims=True)
+    # open: columns sum to 1 up to the cdf's rounding (renormalised); truncated: the tail is gone, not spread back
+    return a / a.sum(0, keepdims=True) if open_last_bin else a
 
 
 def deconvolve_richardson_lucy(s0: np.ndarray, a: np.ndarray, n_iter: int = 500, tol: float = 1e-6) -> np.ndarray:

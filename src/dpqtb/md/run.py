@@ -499,6 +499,9 @@ class _damaged_checkpoint:
         return self
 
     def __exit__(self, kind, exc, tb):
+        if kind is not None and issubclass(kind, RuntimeError) and (
+                isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or "CUDA" in str(exc)):
+            return False  # the device, not the file: never advise --overwrite for that
         if kind is not None and issubclass(kind, (KeyError, TypeError, ValueError, AttributeError, IndexError,
                                                   RuntimeError)):
             raise InputError(f"checkpoint {self.path} is damaged or not of this run: {kind.__name__}: {exc}"

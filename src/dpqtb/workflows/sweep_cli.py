@@ -70,7 +70,8 @@ def run(args) -> int:
     res = run_sweep(sweep, out, workers=args.workers, scheduler=args.scheduler, scheduler_file=args.scheduler_file,
                     serial=args.serial, progress=not args.no_progress)
     print(f"{res['n_points']} points: {res['skipped']} finished before, {res['done']} run now, "
-          f"{res['failed']} failed ({res['wall_s']:.1f} s); {res['points_csv']}")
+          f"{res['failed']} failed" + (f", {res['stopped']} stopped" if res.get("stopped") else "")
+          + f" ({res['wall_s']:.1f} s); {res['points_csv']}")
     if res.get("stopped"):
         from dpqtb import CalculationError
 

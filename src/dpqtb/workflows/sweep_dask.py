@@ -52,7 +52,12 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
             handling(signal.SIGINT, signal.SIG_IGN), handling(signal.SIGTERM, signal.SIG_IGN):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(cluster)
-    client.register_plugin(ignore_signals_plugin(), name=IGNORE_PLUGIN)  # workers the nanny restarts, too
+    try:
+        client.register_plugin(ignore_signals_plugin(), name=IGNORE_PLUGIN)  # workers the nanny restarts, too
+    except BaseException:
+        client.close()
+        cluster.close()
+        raise
     return client, cluster
 
 
