@@ -155,7 +155,6 @@ def test_adqtb_per_species_energies_match_exact_quantum_default_options():
     for s, name in enumerate(state.type_map):
         e = exact[name]
         kin, kin_err, epot, epot_err = mean[s] / e, err[s] / e, mean[2 + s] / e, err[2 + s] / e
-        print("adqtb", name, kin, kin_err, epot, epot_err)
         assert kin_err < 0.025 and epot_err < 0.025
         assert abs(kin - 1) < 4 * kin_err + 0.015, (name, kin, kin_err)
         assert abs(epot - 1) < 4 * epot_err + 0.015, (name, epot, epot_err)
