@@ -52,9 +52,9 @@ def resolve_zero_net_force(requested: bool | None, potential: Potential, state: 
     return test(state.positions, state.cell, state.species, state.pbc)
 
 
-
 #: the kinetic-correction factor's definition: 2 = the response truncated at the noise cutoff (session 22)
 KIN_CORR_VERSION = 2
+
 
 class NoBath:
     """No bath (NVE): the O step is the identity. Owns the estimators every bath shares — kinetic energy,

@@ -30,7 +30,6 @@ Nothing is lost, nothing done twice:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -173,14 +172,10 @@ def _one_client(out: Path):
 
 def read_result(point_dir: Path, point_hash: str) -> dict | None:
     """The finished point's result.json, or None (absent, unreadable, another hash)."""
-    path = Path(point_dir) / POINT_RESULT
-    try:
-        res = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(res, dict):
-        return None
-    return res if res.get("hash") == point_hash and res.get("status") == "done" else None
+    from dpqtb.workflows.sweep_status import _read_json  # the one reader of the sweep's JSON files
+
+    res = _read_json(Path(point_dir) / POINT_RESULT)
+    return res if res is not None and res.get("hash") == point_hash and res.get("status") == "done" else None
 
 
 def run_point(spec: dict) -> dict:
