@@ -58,7 +58,10 @@ def _summary(grid: dict, pressure: float) -> dict:
     from dpqtb.analysis.qha import quasi_harmonic
 
     q = quasi_harmonic([r["V_A3"] for r in grid["rows"]], [r["static_pressure_GPa"] for r in grid["rows"]],
-                       grid["phonons"], pressure, TEMPERATURES_K)
+                       grid["phonons"], pressure, TEMPERATURES_K,
+                       # computed also where the phonons have imaginary modes (150 GPa: up to 4 %), to show how
+                       # far the model's Fm-3m is from a harmonic minimum; the report marks those rows invalid
+                       max_imaginary_fraction=1.0)
     a_of = lambda v: (4 * v) ** (1 / 3)  # noqa: E731  (primitive fcc cell: V = a³/4)
     out = {"a_static_A": a_of(q["static"]["V_A3"]),
            "zero_point_pressure_GPa": q["zero_point"]["P_zp_at_static_V_GPa"],

@@ -225,3 +225,45 @@ def test_centroid_thermostat_steps_is_trpmd_only_and_leaves_other_configs_hashes
     zero = physics_config(validate({**base, "thermostat": {"kind": "trpmd", "temperature_K": T_K, "beads": 4,
                                                            "centroid_thermostat_steps": 0}}))
     assert zero == plain  # 0 is the run without it: the same hash
+
+
+def test_a_centroid_thermostat_covering_the_whole_run_warns_once(tmp_path, capsys):
+    """``centroid_thermostat_steps`` ≥ the run's last step: the centroids never run free, so the run is PIMD
+    with a Langevin centroid, not TRPMD. `dpqtb md` says so on stderr (once), and not for a run that goes past
+    it, also when resumed past it."""
+    from dpqtb.cli import main
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("""
+[system]
+structure = "builtin:fcc"
+element = "Cu"
+lattice_A = 3.61
+[potential]
+kind = "morse"
+D_eV = 0.3429
+a_per_A = 1.3588
+r0_A = 2.866
+cutoff_A = 5.0
+[md]
+timestep_fs = 1.0
+steps = 10
+seed = 3
+[thermostat]
+kind = "trpmd"
+temperature_K = 100
+beads = 2
+damp_fs = 50
+centroid_thermostat_steps = 20
+[output]
+thermo_every = 5
+checkpoint_every = 5
+progress = false
+""")
+    out = tmp_path / "out"
+    assert main(["md", str(cfg), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("dpqtb: warning: thermostat.centroid_thermostat_steps = 20 covers the whole run") == 1, err
+    assert "steps 0 to 10" in err
+    assert main(["md", str(cfg), "--output", str(out), "--resume", "--steps", "30"]) == 0  # to step 30 > 20
+    assert "centroid_thermostat_steps" not in capsys.readouterr().err

@@ -153,3 +153,20 @@ def test_bad_input_is_one_clear_error(grid):
         quasi_harmonic([2 * r**3 for r in rs], [0.0, 1, 2, 3, 4, 5, 6], phs, 100.0, [])
     with pytest.raises(InputError, match="classical"):
         phs[0].free_energy_eV(0.0, quantum=False)
+    # one mode of a band imaginary at the largest volume (a fraction 1/n_bands of its modes): refused by
+    # default, computed on request with the fraction reported
+    import dataclasses
+
+    nu = phs[-1].frequencies_THz.copy()
+    nu[:, 0] = -1.0
+    soft = [*phs[:-1], dataclasses.replace(phs[-1], frequencies_THz=nu)]
+    vols = [2 * r**3 for r in rs]
+    p_static = [-_dphi(r)[0] / r**2 * C.e * 1e30 / 1e9 for r in rs]
+    with pytest.raises(InputError, match="imaginary at V = "):
+        quasi_harmonic(vols, p_static, soft, p_static[1], [])
+    # (computed on request: here with the same band imaginary at every volume, so F_vib(V) has no jump from
+    # the count and the target stays in range; the jump of ``soft`` puts it out of range, as it should)
+    every = [dataclasses.replace(ph, frequencies_THz=np.where(np.arange(nu.shape[1]) == 0, -1.0,
+                                                              ph.frequencies_THz)) for ph in phs]
+    out = quasi_harmonic(vols, p_static, every, p_static[1], [], max_imaginary_fraction=1.0)
+    assert out["imaginary_fraction_max"] == pytest.approx(1 / nu.shape[1])

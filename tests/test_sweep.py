@@ -555,3 +555,60 @@ def test_which_points_dask_gave_up_on_are_submitted_again(tmp_path):
     assert _lost_but_not_bad(killed, (0, -1, 0, 0), (0, -1, 0, 0), MAX_UNSTARTED_RETRIES) is None
     assert _lost_but_not_bad(Fut(ValueError("bad input")), (0, -1, 0, 0), before, 0) is None  # not KilledWorker
     assert _lost_but_not_bad(Fut(None, status="finished"), (0, -1, 0, 0), before, 0) is None
+
+
+def test_production_frames_exclude_the_last_equilibration_frame(serial):
+    """The toy points: equilibration 50 steps, production 200, a frame every 5 steps from step 0. The
+    production frames are steps 55 ... 250: 40 frames, as the 40 production thermo rows (step > 50)."""
+    for d in _finished(serial):
+        summary = json.loads((d / "analysis" / "summary.json").read_text())
+        assert summary["n_frames"] == 200 // 5
+        assert json.loads((d / POINT_RESULT).read_text())["analysis_version"] == 2
+
+
+def test_reanalyze_brings_old_points_up_to_date_without_md(serial, tmp_path):
+    """A copy of the toy sweep made by analysis version 1 (no analysis_version, the frame at step eq in):
+    `dpqtb sweep --reanalyze` re-analyses every finished point from its files, leaves the MD files untouched,
+    and gives exactly the results a fresh run gives; a point without its trajectory keeps its result and
+    is named (one line, exit 2); a second call has nothing to do; a sweep directory a client holds is refused."""
+    import csv
+    import shutil
+
+    from dpqtb.cli import main
+    from dpqtb.workflows.sweep import production_start_frame
+
+    assert production_start_frame(50, 5) == 11  # frame 10 is step 50, the last of equilibration
+    out = tmp_path / "old"
+    shutil.copytree(serial, out)
+    points = _finished(out)
+    md_bytes = {(d.name, n): (d / n).read_bytes() for d in points for n in (THERMO, TRAJECTORY)}
+    for d in points:  # as version 1 wrote them: other numbers, no version
+        res = json.loads((d / POINT_RESULT).read_text())
+        del res["analysis_version"]
+        res["observables"]["a_A"] = 0.0
+        (d / POINT_RESULT).write_text(json.dumps(res))
+        shutil.rmtree(d / "analysis")
+    (out / SWEEP_POINTS_CSV).write_text("stale\n")
+    lost = points[0]
+    (lost / TRAJECTORY).rename(lost / "moved.extxyz")
+    assert main(["sweep", "--reanalyze", str(out)]) == 2  # one point could not be re-analysed: one line, exit 2
+    assert json.loads((lost / POINT_RESULT).read_text())["observables"]["a_A"] == 0.0  # kept as it was
+    rows = {r["hash"]: r for r in csv.DictReader(open(out / SWEEP_POINTS_CSV))}
+    assert len(rows) == 8 and rows[lost.name]["a_A"] == "0"
+    (lost / "moved.extxyz").rename(lost / TRAJECTORY)
+    assert main(["sweep", "--reanalyze", str(out)]) == 0  # now only that one is stale
+    assert (out / SWEEP_POINTS_CSV).read_text() == (serial / SWEEP_POINTS_CSV).read_text()
+    for d in points:
+        new, ref = (json.loads((p / POINT_RESULT).read_text()) for p in (d, serial / SWEEP_POINTS_DIR / d.name))
+        assert new["observables"] == ref["observables"] and new["analysis_version"] == 2
+        assert "reanalysis_s" in new["timing"] and new["timing"]["md_s"] == ref["timing"]["md_s"]
+        assert not (d / "analysis.new").exists() and not (d / "analysis.old").exists()
+    assert {k: (out / SWEEP_POINTS_DIR / k[0] / k[1]).read_bytes() for k in md_bytes} == md_bytes
+    stamp = (points[1] / POINT_RESULT).stat().st_mtime_ns
+    assert main(["sweep", "--reanalyze", str(out)]) == 0 and (points[1] / POINT_RESULT).stat().st_mtime_ns == stamp
+    from dpqtb.workflows.sweep import _one_client
+
+    with _one_client(out.resolve()):
+        assert main(["sweep", "--reanalyze", str(out)]) == 2  # a client holds it
+    assert main(["sweep", "--reanalyze", str(tmp_path)]) == 2  # not a sweep directory
+    assert main(["sweep", str(TOY), "--status", str(out)]) == 2  # one mode at a time

@@ -161,8 +161,12 @@ def _poly(x, y, degree):
     return np.poly1d(c), x0, s
 
 
+#: the largest fraction of imaginary modes at any volume that :func:`quasi_harmonic` accepts by default
+MAX_IMAGINARY_FRACTION = 0.01
+
+
 def quasi_harmonic(volumes_A3, static_pressures_GPa, phonon_list, pressure_GPa: float, temperatures_K,
-                   degree: int = 3) -> dict:
+                   degree: int = 3, max_imaginary_fraction: float = MAX_IMAGINARY_FRACTION) -> dict:
     """Quasi-harmonic volumes at ``pressure_GPa``, quantum and classical, at each temperature.
 
     Parameters
@@ -180,6 +184,12 @@ def quasi_harmonic(volumes_A3, static_pressures_GPa, phonon_list, pressure_GPa: 
         Temperatures (K, > 0; the quantum T → 0 limit is reported as ``zero_point``).
     degree : int
         Degree of the polynomials fitted to F_vib(V) and P_st(V).
+    max_imaginary_fraction : float
+        Refuse a grid where more than this fraction of the modes is imaginary at some volume. Imaginary modes
+        have no harmonic free energy and are left out of F_vib; where their number changes with V, F_vib(V)
+        jumps and its derivative (the vibrational pressure) is an artefact of the count. The structure is
+        then not a harmonic minimum (it distorts) and the QHA is not the right reference; a larger value
+        computes it anyway (``imaginary_fraction_max`` in the result says how far off).
 
     Returns
     -------
@@ -201,6 +211,12 @@ def quasi_harmonic(volumes_A3, static_pressures_GPa, phonon_list, pressure_GPa: 
     p_st = np.asarray(static_pressures_GPa, dtype=float)
     if len(v) < degree + 2 or len(p_st) != len(v) or len(phonon_list) != len(v):
         raise InputError(f"quasi_harmonic needs >= {degree + 2} volumes with a static pressure and phonons each")
+    frac = np.array([ph.imaginary_fraction for ph in phonon_list])
+    if frac.max() > max_imaginary_fraction:
+        k = int(frac.argmax())
+        raise InputError(f"{100 * frac[k]:.2f} % of the modes are imaginary at V = {v[k]:.3f} Å3 (more than "
+                         f"max_imaginary_fraction = {max_imaginary_fraction}): not a harmonic minimum, the QHA "
+                         "is not defined there")
     pst, p0, ps = _poly(v, p_st, degree)
 
     def static_p(x):

@@ -443,9 +443,10 @@ class QTBBath(WhiteNoiseBath):
                 out[f"temperature_raw_{name}_K"] = 2.0 * ke[i] / (dof[i] * KB) if dof[i] > 0 else float("nan")
         return out
 
-    def short_run_warning(self, remaining_steps: int) -> str | None:
+    def short_run_warning(self, remaining_steps: int, step: int = 0) -> str | None:
         """A one-line warning when no Δ_FD segment will be averaged in a run of ``remaining_steps``: adQTB
-        would then be plain QTB and the kinetic correction would stay 1."""
+        would then be plain QTB and the kinetic correction would stay 1 (``step``, the run's first, is unused:
+        the bath counts its own segments)."""
         if self.fd is None or self.fd.n_segments > 0 or not (self.adaptive or self.kinetic_correction):
             return None
         seg_steps = self.fd.n_seg * self.noise.alpha

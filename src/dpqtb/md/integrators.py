@@ -197,9 +197,9 @@ class Integrator:
     def target_temperature(self, step: int) -> float:
         return self.bath.target_temperature(step)
 
-    def short_run_warning(self, remaining_steps: int) -> str | None:
+    def short_run_warning(self, remaining_steps: int, step: int = 0) -> str | None:
         warn = getattr(self.bath, "short_run_warning", None)
-        return None if warn is None else warn(remaining_steps)
+        return None if warn is None else warn(remaining_steps, step)
 
     # ------------------------------------------------------------------ restart
     def state_dict(self) -> dict:

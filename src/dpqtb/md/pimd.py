@@ -136,13 +136,16 @@ class PILEBath(NoBath):
         wk = free_ring_frequencies(self.P, self.T)
         gamma = 2.0 * self.lam * wk
         gamma[0] = 0.0 if self.centroid_damp is None else 1.0 / self.centroid_damp
-        self.c1 = torch.tensor(np.exp(-gamma * self.dt), dtype=state.dtype, device=state.device)
-        self.c2 = torch.sqrt(1.0 - self.c1**2)
+
+        def ou(gamma):  # the exact Ornstein–Uhlenbeck step of every normal mode: p → c1 p + c2 σ ξ
+            c1 = torch.tensor(np.exp(-gamma * self.dt), dtype=state.dtype, device=state.device)
+            return c1, torch.sqrt(1.0 - c1**2)
+
+        self.c1, self.c2 = ou(gamma)
         self._thermalizing = None
         if self.thermalizing_damp is not None:  # TRPMD's first steps: the centroid thermostatted too
             gamma[0] = 1.0 / self.thermalizing_damp
-            c1 = torch.tensor(np.exp(-gamma * self.dt), dtype=state.dtype, device=state.device)
-            self._thermalizing = (c1, torch.sqrt(1.0 - c1**2))
+            self._thermalizing = ou(gamma)
 
     def o_step(self, state: MDState) -> None:
         ring = state.ring
@@ -161,6 +164,15 @@ class PILEBath(NoBath):
         self.thermostat_energy += float(ke_before - ring.bead_kinetic_energy())
 
     # ------------------------------------------------------------------ estimators (the ring polymer's)
+    def short_run_warning(self, remaining_steps: int, step: int = 0) -> str | None:
+        """A one-line warning when the centroid thermostat of ``centroid_thermostat_steps`` covers the whole
+        run from ``step``: the run is then PIMD with a Langevin centroid, not TRPMD."""
+        if not self.centroid_thermostat_steps or step + remaining_steps > self.centroid_thermostat_steps:
+            return None
+        return (f"thermostat.centroid_thermostat_steps = {self.centroid_thermostat_steps} covers the whole run "
+                f"(steps {step} to {step + remaining_steps}): the centroids stay thermostatted, so this is PIMD, "
+                "not TRPMD; run longer, or lower centroid_thermostat_steps")
+
     def kinetic_energy(self, state: MDState) -> float:
         """Centroid-virial kinetic energy estimator (eV)."""
         return state.ring.centroid_virial_kinetic()

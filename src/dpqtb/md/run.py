@@ -445,7 +445,7 @@ class Simulation:
                     o.start(self)
                 self.checkpoint(target)  # a run that fails later can always be resumed or inspected
             warn = getattr(self.integrator, "short_run_warning", None)
-            msg = warn(target - self.state.step) if warn is not None else None
+            msg = warn(target - self.state.step, self.state.step) if warn is not None else None
             for m in [*warnings, *([msg] if msg else [])]:
                 import sys
 

@@ -233,7 +233,6 @@ def run_point(spec: dict) -> dict:
 
 
 def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
-    from dpqtb.analysis.pipeline import analyze
     from dpqtb.md.build import build_simulation
     from dpqtb.md.config import validate
 
@@ -250,14 +249,11 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     sim.on_progress = lambda event, step, target: print(progress_line(event, step, target), file=log, flush=True)
     sim.run(eq + prod, resume=resume, overwrite=not resume, stop=stop)
     t_md = time.perf_counter() - t0
-    a = spec["analysis"]
-    start = eq // cfg.output.trajectory_every
-    summary = analyze(d, d / POINT_ANALYSIS_DIR, start=start, plots=False, metal=a["metal"], hydrogen=a["hydrogen"])
-    obs = point_observables(d, cfg, eq, a["blocks"], summary)
+    n_atoms, obs = analyze_point(spec, d, d / POINT_ANALYSIS_DIR)
     wall = time.perf_counter() - t0
     result = {"hash": spec["hash"], "status": "done", "axes": spec["axes"], "md_seed": spec["md_seed"],
-              "n_atoms": summary["n_atoms"], "equilibration_steps": eq, "production_steps": prod,
-              "observables": obs,
+              "n_atoms": n_atoms, "equilibration_steps": eq, "production_steps": prod,
+              "analysis_version": ANALYSIS_VERSION, "observables": obs,
               "timing": {"wall_s": wall, "cpu_s": time.process_time() - c0, "md_s": t_md,
                          "analysis_s": wall - t_md, "where": where, "resumed": resume}}
     atomic_write_json(d / POINT_RESULT, result, indent=2)
@@ -266,13 +262,39 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     return result
 
 
+#: the version of a point's analysis, stored in result.json (``analysis_version``; absent: 1). A point analysed
+#: by an older version is brought up to date by ``dpqtb sweep --reanalyze DIR``, from its run files, without MD.
+#: 2: the production frames start after step ``equilibration_steps`` (1 took the frame at that step too).
+ANALYSIS_VERSION = 2
+
+
+def production_start_frame(eq: int, trajectory_every: int) -> int:
+    """The index of the first production frame in trajectory.extxyz: frame k is step k·trajectory_every (frame
+    0 is step 0), so the frame at step ``eq`` (the last of equilibration) is left out, as the thermo row of
+    step ``eq`` is."""
+    return eq // trajectory_every + 1
+
+
+def analyze_point(spec: dict, run_dir: Path, analysis_dir: Path) -> tuple[int, dict]:
+    """Analyse the production part of a finished point's run directory into ``analysis_dir``: the number
+    of atoms and :func:`point_observables`."""
+    from dpqtb.analysis.pipeline import analyze
+    from dpqtb.md.config import validate
+
+    cfg = validate(spec["config"], base_dir=spec["base_dir"])
+    eq, a = int(spec["equilibration_steps"]), spec["analysis"]
+    summary = analyze(run_dir, analysis_dir, start=production_start_frame(eq, cfg.output.trajectory_every),
+                      plots=False, metal=a["metal"], hydrogen=a["hydrogen"])
+    return int(summary["n_atoms"]), point_observables(run_dir, cfg, eq, a["blocks"], summary, analysis_dir)
+
+
 def progress_line(event: str, step: int, target: int) -> str:
     """A point.log line ``<local time with UTC offset> step <step>/<target> (<event>)``: what ``dpqtb sweep
     --status`` reads (the offset makes the time mean the same on a login node in another zone)."""
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} step {step}/{target} ({event})"
 
 
-def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict) -> dict:
+def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict, analysis_dir: Path | None = None) -> dict:
     """The observables of one finished point: production averages with block errors (NaN where
     an observable does not apply, e.g. the cage angle of a non-clathrate).
 
@@ -288,6 +310,8 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict) -
         Blocks for the standard errors.
     summary : dict
         :func:`dpqtb.analysis.pipeline.analyze`'s summary of the production frames.
+    analysis_dir : path, optional
+        Where that analysis wrote its files (default: ``run_dir/analysis``).
 
     Returns
     -------
@@ -311,11 +335,11 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict) -
     out["P_dev_GPa"] = out["P_mean_GPa"] - float(target)
     out["V_A3"], out["V_A3_err"] = _blocks(th["volume_A3"][prod], blocks)
     sc = np.asarray(cfg.system.supercell, dtype=float)
-    lengths = np.array([np.linalg.norm(f.cell, axis=1) / sc
-                        for f in Trajectory(run_dir, start=eq // cfg.output.trajectory_every)])
+    frames = Trajectory(run_dir, start=production_start_frame(eq, cfg.output.trajectory_every))
+    lengths = np.array([np.linalg.norm(f.cell, axis=1) / sc for f in frames]).reshape(-1, 3)
     for k, name in enumerate("abc"):
         out[f"{name}_A"], out[f"{name}_A_err"] = _blocks(lengths[:, k], blocks)
-    _cage(out, run_dir, summary, blocks)
+    _cage(out, Path(analysis_dir) if analysis_dir is not None else run_dir / POINT_ANALYSIS_DIR, summary, blocks)
     _t_zero(out, summary)
     for sp in summary.get("species", {}):
         col = f"temperature_{sp}_K"
@@ -323,11 +347,11 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict) -
     return out
 
 
-def _cage(out: dict, run_dir: Path, summary: dict, blocks: int) -> None:
+def _cage(out: dict, analysis_dir: Path, summary: dict, blocks: int) -> None:
     cage = summary.get("cage_angle") or {}
     frames, avg = cage.get("frames_mean") or {}, cage.get("time_averaged_structure") or {}
     per = {}
-    path = run_dir / POINT_ANALYSIS_DIR / _THETA_CSV
+    path = analysis_dir / _THETA_CSV
     if frames and path.exists():
         tab = np.genfromtxt(path, delimiter=",", names=True)
         per = {k: np.atleast_1d(tab[k]) for k in _CAGE if k in tab.dtype.names}

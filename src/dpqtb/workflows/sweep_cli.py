@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--status", metavar="DIR", help="print where each point of sweep directory DIR stands (done, "
                                                      "running, stopped, failed, pending; step, steps/min, ETA) "
                                                      "from its files, and exit")
+    p.add_argument("--reanalyze", metavar="DIR", help="re-analyse, from their run files and without MD, the "
+                                                       "finished points of sweep directory DIR that an older "
+                                                       "analysis version made (result.json analysis_version), "
+                                                       "rewrite points.csv and the figures, and exit")
     p.add_argument("--list", action="store_true", help="print the expanded points and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -38,23 +42,30 @@ def run(args) -> int:
 
     from dpqtb import InputError
 
+    if sum(bool(x) for x in (args.sweep, args.plot, args.status, args.reanalyze)) > 1:
+        raise InputError("give one of SWEEP.toml, --plot DIR, --status DIR or --reanalyze DIR")
+    if args.reanalyze:
+        import sys
+
+        from dpqtb.workflows.sweep_reanalyze import reanalyze_sweep
+
+        res = reanalyze_sweep(args.reanalyze, log=sys.stderr)
+        print(f"{res['n_points']} points: {len(res['reanalyzed'])} re-analysed, {len(res['current'])} already "
+              f"current, {len(res['unfinished'])} not finished; {res['points_csv']}")
+        return 0
     if args.status:
-        if args.sweep or args.plot:
-            raise InputError("give either SWEEP.toml, --plot DIR or --status DIR")
         from dpqtb.workflows.sweep_status import format_status, sweep_status
 
         print(format_status(sweep_status(args.status)))
         return 0
     if args.plot:
-        if args.sweep:
-            raise InputError("give either SWEEP.toml or --plot DIR")
         from dpqtb.workflows.sweep_plots import plot_sweep
 
         for png in plot_sweep(args.plot):
             print(png)
         return 0
     if not args.sweep:
-        raise InputError("dpqtb sweep needs SWEEP.toml (or --plot DIR)")
+        raise InputError("dpqtb sweep needs SWEEP.toml (or --plot DIR, --status DIR, --reanalyze DIR)")
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be >= 1")
     from dpqtb.workflows.sweep import run_sweep

@@ -1,0 +1,123 @@
+"""``dpqtb sweep --reanalyze DIR``: bring the analysis of a sweep's finished points up to date from their run
+files (thermo.csv, trajectory.extxyz, the bath's spectra), without running any MD.
+
+A point's ``result.json`` records the :data:`~dpqtb.workflows.sweep.ANALYSIS_VERSION` that made it (absent:
+1). When the analysis changes (a fix that changes numbers), the version goes up and this command re-analyses
+every finished point of an older version: the MD is expensive, its analysis is not.
+
+Nothing is lost: a point is re-analysed into ``analysis.new/`` beside its ``analysis/``, which is swapped in
+only when the whole analysis has succeeded, then ``result.json`` is rewritten atomically (its timing, seed and
+axes kept). A point interrupted between the two steps still has the old version in ``result.json`` and is
+re-analysed again by the next call. A point without its trajectory (e.g. a clone that has the committed
+results but not the large run files) keeps its result and is named in the error at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from dpqtb import CalculationError, InputError
+from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_RESULT, SWEEP_JSON, SWEEP_POINTS_CSV,
+                          SWEEP_POINTS_DIR, THERMO, TRAJECTORY, atomic_write_json, atomic_write_text)
+from dpqtb.workflows.sweep import (ANALYSIS_VERSION, _locked, _one_client, _one_line, _stub, analyze_point,
+                                   points_csv, read_result)
+from dpqtb.workflows.sweep_status import _read_json, point_status
+
+def analysis_version(result: dict) -> int:
+    """The analysis version of a point's result (1 where result.json predates the versions)."""
+    v = result.get("analysis_version", 1)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 1
+
+
+def reanalyze_sweep(out: str | Path, *, every: bool = False, plots: bool = True, log=None) -> dict:
+    """Re-analyse the finished points of the sweep directory ``out`` whose analysis is older than
+    :data:`ANALYSIS_VERSION` (``every``: all finished points), then rewrite points.csv and the figures.
+
+    Returns
+    -------
+    dict
+        ``n_points``, ``reanalyzed`` (hashes), ``current`` (finished points already up to date),
+        ``unfinished`` (points without a result), ``failed`` ({hash: one-line reason}), ``points_csv``.
+
+    Raises
+    ------
+    InputError
+        ``out`` is not a sweep directory, or another client runs it (DIR/sweep.lock).
+    CalculationError
+        Some points could not be re-analysed (each keeps its previous result); the others are done.
+    """
+    out = Path(out).resolve()
+    meta = _read_json(out / SWEEP_JSON)
+    if meta is None or not isinstance(meta.get("points"), list) or not isinstance(meta.get("axes"), list):
+        raise InputError(f"{out} is not a sweep directory (no readable {SWEEP_JSON}; run the sweep first)")
+    with _one_client(out):
+        rows, done, current, unfinished, failed = [], [], [], [], {}
+        for p in meta["points"]:
+            h = str(p.get("hash", "")) if isinstance(p, dict) else ""
+            if not h:
+                raise InputError(f"{out / SWEEP_JSON}: damaged (a point without a hash); run the sweep again")
+            d = out / SWEEP_POINTS_DIR / h
+            res = read_result(d, h)
+            if res is None:
+                unfinished.append(h)
+                spec = _read_json(d / POINT_JSON) or {}
+                st = point_status(d, h)
+                rows.append(_stub({"hash": h, "axes": p.get("axes", {}), "md_seed": spec.get("md_seed"),
+                                   "equilibration_steps": spec.get("equilibration_steps"),
+                                   "production_steps": spec.get("production_steps")},
+                                  st["status"], st.get("error")))
+                continue
+            if analysis_version(res) >= ANALYSIS_VERSION and not every:
+                current.append(h)
+                rows.append(res)
+                continue
+            try:
+                res = _reanalyze_point(d, res)
+                done.append(h)
+                if log is not None:
+                    print(f"{h} re-analysed (analysis version {ANALYSIS_VERSION})", file=log, flush=True)
+            except (InputError, OSError, ValueError, KeyError) as exc:
+                failed[h] = _one_line(exc)
+                if log is not None:
+                    print(f"{h} not re-analysed: {failed[h]}", file=log, flush=True)
+            rows.append(res)
+        atomic_write_text(out / SWEEP_POINTS_CSV, points_csv(meta["axes"], rows))
+        if plots:
+            from dpqtb.workflows.sweep_plots import plot_sweep
+
+            plot_sweep(out)
+    summary = {"n_points": len(rows), "reanalyzed": done, "current": current, "unfinished": unfinished,
+               "failed": failed, "points_csv": str(out / SWEEP_POINTS_CSV)}
+    if failed:
+        first = next(iter(failed.items()))
+        raise CalculationError(f"{len(failed)} finished point(s) not re-analysed (they keep their previous "
+                               f"result), e.g. {first[0][:16]}: {first[1]}")
+    return summary
+
+
+def _reanalyze_point(d: Path, old: dict) -> dict:
+    """Re-analyse one finished point (its lock held) and return its new result (also written)."""
+    with _locked(d / POINT_LOCK):
+        spec = _read_json(d / POINT_JSON)
+        if spec is None:
+            raise InputError(f"{d / POINT_JSON} is missing or unreadable")
+        for name in (THERMO, TRAJECTORY):
+            if not (d / name).is_file():
+                raise InputError(f"{name} is missing from {d} (only the MD's own files can be re-analysed; "
+                                 "delete its result.json to rerun the point)")
+        new_dir, old_dir = d / (POINT_ANALYSIS_DIR + ".new"), d / (POINT_ANALYSIS_DIR + ".old")
+        shutil.rmtree(new_dir, ignore_errors=True)
+        t0 = time.perf_counter()
+        n_atoms, obs = analyze_point({**spec, "dir": str(d)}, d, new_dir)
+        shutil.rmtree(old_dir, ignore_errors=True)
+        if (d / POINT_ANALYSIS_DIR).exists():
+            (d / POINT_ANALYSIS_DIR).rename(old_dir)
+        new_dir.rename(d / POINT_ANALYSIS_DIR)
+        shutil.rmtree(old_dir, ignore_errors=True)
+        result = {**old, "n_atoms": n_atoms, "analysis_version": ANALYSIS_VERSION, "observables": obs,
+                  "timing": {**(old.get("timing") or {}), "reanalysis_s": time.perf_counter() - t0,
+                             "reanalyzed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
+        atomic_write_json(d / POINT_RESULT, result, indent=2)
+    return result
