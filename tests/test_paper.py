@@ -473,7 +473,7 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     capsys.readouterr()
     assert _main(["paper", "--list"]) == 0  # the shipped small-scale sweep files expand and validate
     text = capsys.readouterr().out
-    assert "verdict: examples/verdict_lah10_small.toml, 26 points" in text and "pt: examples/pt_lah10_small.toml, 40 points" in text
+    assert "verdict: examples/verdict_lah10_small.toml, 28 points" in text and "pt: examples/pt_lah10_small.toml, 40 points" in text
 
 
 def test_paper_reference_file():
