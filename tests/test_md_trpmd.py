@@ -265,5 +265,7 @@ progress = false
     err = capsys.readouterr().err
     assert err.count("dpqtb: warning: thermostat.centroid_thermostat_steps = 20 covers the whole run") == 1, err
     assert "steps 0 to 10" in err
+    assert main(["md", str(cfg), "--output", str(out), "--resume", "--steps", "15"]) == 0  # still inside it
+    assert "covers the whole run (steps 10 to 15)" in capsys.readouterr().err
     assert main(["md", str(cfg), "--output", str(out), "--resume", "--steps", "30"]) == 0  # to step 30 > 20
     assert "centroid_thermostat_steps" not in capsys.readouterr().err

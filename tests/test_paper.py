@@ -93,7 +93,7 @@ def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: fl
     (d / POINT_JSON).write_text(json.dumps({"config": cfg, "analysis": {"hydrogen": "H"}}))
     (d / POINT_RESULT).write_text(json.dumps({
         "hash": name, "status": "done", "axes": {"bath": method, "temperature_K": T, "seed": seed},
-        "md_seed": 7, "n_atoms": n_atoms, "equilibration_steps": 100, "production_steps": 2000,
+        "md_seed": 7, "n_atoms": n_atoms, "equilibration_steps": 100, "production_steps": 2000, "analysis_version": 2,
         "observables": {"E_per_3NkB_K": E3, "theta_frames_deg": 90.0, "V_A3": V, "V_A3_err": Verr, "T_zero_K": 800.0}}))
     summary = {"n_atoms": n_atoms, "diffusion": {"H": {"D_cm2_per_s": D, "D_err_cm2_per_s": Derr},
                                                  "La": {"D_cm2_per_s": 0.0, "D_err_cm2_per_s": 1e-9}},
@@ -122,6 +122,32 @@ def test_morse_sweep_rows_equal_point_summaries(morse_sweep):
         assert r["D_H_cm2_per_s"] == s["diffusion"]["Cu"]["D_cm2_per_s"]
         assert r["D_H_err_cm2_per_s"] == s["diffusion"]["Cu"]["D_err_cm2_per_s"]
         assert r["gamma_per_ps"] == pytest.approx(10.0)
+
+
+def test_runs_of_an_older_analysis_version_are_flagged(tmp_path, morse_sweep, capsys):
+    """A point whose result.json predates the analysis versions (1), or whose analysis/summary.json and
+    result.json disagree (a re-analysis stopped between its writes), carries the older version in its row and
+    the verdict warns once on stderr with the command that brings it up to date; current points do not."""
+    import shutil
+
+    from dpqtb.workflows.paper.collect import build_verdict
+
+    sw = tmp_path / "sweep"
+    shutil.copytree(morse_sweep, sw)
+    build_verdict([sw])
+    assert "older analysis version" not in capsys.readouterr().err
+    a, b = sorted((sw / SWEEP_POINTS_DIR).iterdir())
+    res = json.loads((a / POINT_RESULT).read_text())
+    del res["analysis_version"]
+    (a / POINT_RESULT).write_text(json.dumps(res))
+    s = json.loads((b / POINT_ANALYSIS_DIR / "summary.json").read_text())
+    s["analysis_version"] = 1
+    (b / POINT_ANALYSIS_DIR / "summary.json").write_text(json.dumps(s))
+    v = build_verdict([sw])
+    assert sorted(r["analysis_version"] for r in v["runs"]) == [1, 1]
+    err = capsys.readouterr().err
+    assert err.count("dpqtb: warning: 2 run(s) analysed by an older analysis version") == 1
+    assert f"dpqtb sweep --reanalyze {sw}" in err
 
 
 def test_harmonic_reference_of_a_bead_ladder_from_the_classical_vdos(tmp_path):

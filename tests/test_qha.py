@@ -153,7 +153,7 @@ def test_bad_input_is_one_clear_error(grid):
         quasi_harmonic([2 * r**3 for r in rs], [0.0, 1, 2, 3, 4, 5, 6], phs, 100.0, [])
     with pytest.raises(InputError, match="classical"):
         phs[0].free_energy_eV(0.0, quantum=False)
-    # one mode of a band imaginary at the largest volume (a fraction 1/n_bands of its modes): refused by
+    # one band imaginary at every q of the largest volume (a fraction 1/n_bands of its modes): refused by
     # default, computed on request with the fraction reported
     import dataclasses
 
@@ -170,3 +170,11 @@ def test_bad_input_is_one_clear_error(grid):
                                                               ph.frequencies_THz)) for ph in phs]
     out = quasi_harmonic(vols, p_static, every, p_static[1], [], max_imaginary_fraction=1.0)
     assert out["imaginary_fraction_max"] == pytest.approx(1 / nu.shape[1])
+    # the bound itself: a fraction equal to it is accepted, one just above refused; NaN or < 0 is an error
+    f = 1 / nu.shape[1]
+    assert quasi_harmonic(vols, p_static, every, p_static[1], [], max_imaginary_fraction=f)["static"]["V_A3"] > 0
+    with pytest.raises(InputError, match="imaginary at V = "):
+        quasi_harmonic(vols, p_static, every, p_static[1], [], max_imaginary_fraction=0.999 * f)
+    for bad in (float("nan"), -0.1):
+        with pytest.raises(InputError, match="max_imaginary_fraction"):
+            quasi_harmonic(vols, p_static, phs, p_static[1], [], max_imaginary_fraction=bad)

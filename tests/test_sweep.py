@@ -574,6 +574,8 @@ def test_reanalyze_brings_old_points_up_to_date_without_md(serial, tmp_path):
     import csv
     import shutil
 
+    import numpy as np
+
     from dpqtb.cli import main
     from dpqtb.workflows.sweep import production_start_frame
 
@@ -582,17 +584,29 @@ def test_reanalyze_brings_old_points_up_to_date_without_md(serial, tmp_path):
     shutil.copytree(serial, out)
     points = _finished(out)
     md_bytes = {(d.name, n): (d / n).read_bytes() for d in points for n in (THERMO, TRAJECTORY)}
-    for d in points:  # as version 1 wrote them: other numbers, no version
+    for i, d in enumerate(points):  # as version 1 wrote them: other numbers, no version
         res = json.loads((d / POINT_RESULT).read_text())
         del res["analysis_version"]
         res["observables"]["a_A"] = 0.0
         (d / POINT_RESULT).write_text(json.dumps(res))
-        shutil.rmtree(d / "analysis")
+        if i == 0:  # a call stopped between its renames: the old analysis in analysis.old, a partial new one
+            (d / "analysis").rename(d / "analysis.old")
+            (d / "analysis.new").mkdir()
+            (d / "analysis.new" / "partial").write_text("x")
+        elif i == 1:  # an old analysis in place: replaced whole
+            (d / "analysis" / "v1_only.csv").write_text("x")
+        else:
+            shutil.rmtree(d / "analysis")
     (out / SWEEP_POINTS_CSV).write_text("stale\n")
+    from dpqtb.workflows.sweep_status import format_status
+
+    text = format_status(sweep_status(out))
+    assert text.count("(older analysis version)") == 8 and "8 done point(s) analysed by an older version" in text
     lost = points[0]
     (lost / TRAJECTORY).rename(lost / "moved.extxyz")
     assert main(["sweep", "--reanalyze", str(out)]) == 2  # one point could not be re-analysed: one line, exit 2
     assert json.loads((lost / POINT_RESULT).read_text())["observables"]["a_A"] == 0.0  # kept as it was
+    assert (lost / "analysis" / "summary.json").is_file() and not (lost / "analysis.old").exists()  # put back
     rows = {r["hash"]: r for r in csv.DictReader(open(out / SWEEP_POINTS_CSV))}
     assert len(rows) == 8 and rows[lost.name]["a_A"] == "0"
     (lost / "moved.extxyz").rename(lost / TRAJECTORY)
@@ -603,7 +617,19 @@ def test_reanalyze_brings_old_points_up_to_date_without_md(serial, tmp_path):
         assert new["observables"] == ref["observables"] and new["analysis_version"] == 2
         assert "reanalysis_s" in new["timing"] and new["timing"]["md_s"] == ref["timing"]["md_s"]
         assert not (d / "analysis.new").exists() and not (d / "analysis.old").exists()
+        assert not (d / "analysis" / "v1_only.csv").exists()
+        summary = json.loads((d / "analysis" / "summary.json").read_text())
+        assert summary["analysis_version"] == 2 and summary["n_frames"] == 40
+        # the lattice parameter: the mean over the production frames (steps 55 ... 250, frames 11 ...) of the
+        # cell length over the supercell's 2, read here with ASE
+        from ase.io import read
+
+        frames = read(str(d / TRAJECTORY), index=f"{production_start_frame(50, 5)}:")
+        assert len(frames) == 40
+        a = np.mean([np.linalg.norm(f.cell[0]) / 2 for f in frames])
+        assert new["observables"]["a_A"] == pytest.approx(a, rel=1e-12)
     assert {k: (out / SWEEP_POINTS_DIR / k[0] / k[1]).read_bytes() for k in md_bytes} == md_bytes
+    assert "older analysis version" not in format_status(sweep_status(out))
     stamp = (points[1] / POINT_RESULT).stat().st_mtime_ns
     assert main(["sweep", "--reanalyze", str(out)]) == 0 and (points[1] / POINT_RESULT).stat().st_mtime_ns == stamp
     from dpqtb.workflows.sweep import _one_client
@@ -612,3 +638,22 @@ def test_reanalyze_brings_old_points_up_to_date_without_md(serial, tmp_path):
         assert main(["sweep", "--reanalyze", str(out)]) == 2  # a client holds it
     assert main(["sweep", "--reanalyze", str(tmp_path)]) == 2  # not a sweep directory
     assert main(["sweep", str(TOY), "--status", str(out)]) == 2  # one mode at a time
+
+
+def test_cage_columns_come_from_the_analysis_directory_given(tmp_path):
+    """point_observables reads the per-frame cage angles (theta.csv) from the analysis directory it is
+    given (a re-analysis writes to analysis.new/ before the swap), not from run_dir/analysis."""
+    from dpqtb.workflows.sweep import _cage
+
+    a = tmp_path / "analysis.new"
+    a.mkdir()
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "theta.csv").write_text("theta_mean_deg\n1\n1\n1\n1\n")  # must not be read
+    (a / "theta.csv").write_text("theta_mean_deg,deviation_mean_deg\n88,2\n89,1\n90,0\n91,1\n")
+    summary = {"cage_angle": {"frames_mean": {"theta_mean_deg": 89.5, "theta_std_deg": 0.3},
+                              "time_averaged_structure": {"theta_mean_deg": 89.4}}}
+    out = {}
+    _cage(out, a, summary, 2)
+    assert out["theta_frames_deg"] == pytest.approx(89.5) and out["theta_frames_deg_err"] == pytest.approx(1.0)
+    assert out["distortion_frames_deg"] == pytest.approx(1.0) and out["theta_avg_deg"] == pytest.approx(89.4)
+    assert out["face_spread_frames_deg"] == pytest.approx(0.3)

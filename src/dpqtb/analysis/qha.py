@@ -15,7 +15,11 @@ quantum baths' NPT runs measure (QTB, adQTB, PIMD against classical Langevin): t
 anharmonicity a leak-free QTB gives the quasi-harmonic value, and PIMD gives the exact one.
 
 Imaginary modes (|ν| counted on the mesh) are left out of both free energies and reported as a
-fraction: a structure with any is not a harmonic minimum, and its quasi-harmonic numbers are flagged.
+fraction: a structure with any is not a harmonic minimum. :func:`quasi_harmonic` refuses a volume grid where
+more than ``max_imaginary_fraction`` (default 1 %) of the modes are imaginary at some volume; below that the
+jump in F_vib(V) from the modes left out is at most their ħω/2 each, small because they are the softest
+(200 GPa, `builtin:lah10`: 0 → 0.17 % of the modes over the grid). A grid with more needs another reference
+(the structure distorts: 150 GPa, up to 4.3 %).
 
 Units: THz (ν = ω/2π), eV, Å³, GPa, K.
 """
@@ -211,6 +215,8 @@ def quasi_harmonic(volumes_A3, static_pressures_GPa, phonon_list, pressure_GPa: 
     p_st = np.asarray(static_pressures_GPa, dtype=float)
     if len(v) < degree + 2 or len(p_st) != len(v) or len(phonon_list) != len(v):
         raise InputError(f"quasi_harmonic needs >= {degree + 2} volumes with a static pressure and phonons each")
+    if not 0.0 <= max_imaginary_fraction <= 1.0:  # also refuses NaN
+        raise InputError(f"max_imaginary_fraction must be within [0, 1], got {max_imaginary_fraction}")
     frac = np.array([ph.imaginary_fraction for ph in phonon_list])
     if frac.max() > max_imaginary_fraction:
         k = int(frac.argmax())

@@ -282,9 +282,15 @@ def analyze_point(spec: dict, run_dir: Path, analysis_dir: Path) -> tuple[int, d
     from dpqtb.md.config import validate
 
     cfg = validate(spec["config"], base_dir=spec["base_dir"])
-    eq, a = int(spec["equilibration_steps"]), spec["analysis"]
-    summary = analyze(run_dir, analysis_dir, start=production_start_frame(eq, cfg.output.trajectory_every),
+    eq, a, every = int(spec["equilibration_steps"]), spec["analysis"], cfg.output.trajectory_every
+    summary = analyze(run_dir, analysis_dir, start=production_start_frame(eq, every),
                       plots=False, metal=a["metal"], hydrogen=a["hydrogen"])
+    expected = (eq + int(spec["production_steps"])) // every - eq // every
+    if summary["n_frames"] != expected:
+        raise InputError(f"{run_dir}: {summary['n_frames']} production frames in the trajectory, expected "
+                         f"{expected} (a truncated or foreign trajectory)")
+    summary["analysis_version"] = ANALYSIS_VERSION  # beside result.json's: a reader can tell a mismatch
+    atomic_write_json(Path(analysis_dir) / "summary.json", summary, indent=2, default=float)
     return int(summary["n_atoms"]), point_observables(run_dir, cfg, eq, a["blocks"], summary, analysis_dir)
 
 
@@ -294,7 +300,8 @@ def progress_line(event: str, step: int, target: int) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} step {step}/{target} ({event})"
 
 
-def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict, analysis_dir: Path | None = None) -> dict:
+def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
+                      analysis_dir: Path | None = None) -> dict:
     """The observables of one finished point: production averages with block errors (NaN where
     an observable does not apply, e.g. the cage angle of a non-clathrate).
 

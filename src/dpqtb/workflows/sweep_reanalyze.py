@@ -7,8 +7,8 @@ every finished point of an older version: the MD is expensive, its analysis is n
 
 Nothing is lost: a point is re-analysed into ``analysis.new/`` beside its ``analysis/``, which is swapped in
 only when the whole analysis has succeeded, then ``result.json`` is rewritten atomically (its timing, seed and
-axes kept). A point interrupted between the two steps still has the old version in ``result.json`` and is
-re-analysed again by the next call. A point without its trajectory (e.g. a clone that has the committed
+axes kept); an interruption anywhere is repaired or redone by the next call (:func:`_reanalyze_point`). Every
+analysis writes its version into ``analysis/summary.json`` too, so a reader can tell a mismatch. A point without its trajectory (e.g. a clone that has the committed
 results but not the large run files) keeps its result and is named in the error at the end.
 """
 
@@ -74,11 +74,11 @@ def reanalyze_sweep(out: str | Path, *, every: bool = False, plots: bool = True,
                 rows.append(res)
                 continue
             try:
-                res = _reanalyze_point(d, res)
+                res = _reanalyze_point(d, h, res)
                 done.append(h)
                 if log is not None:
                     print(f"{h} re-analysed (analysis version {ANALYSIS_VERSION})", file=log, flush=True)
-            except (InputError, OSError, ValueError, KeyError) as exc:
+            except Exception as exc:  # noqa: BLE001 - this point keeps its result; the others go on (as a sweep)
                 failed[h] = _one_line(exc)
                 if log is not None:
                     print(f"{h} not re-analysed: {failed[h]}", file=log, flush=True)
@@ -97,27 +97,37 @@ def reanalyze_sweep(out: str | Path, *, every: bool = False, plots: bool = True,
     return summary
 
 
-def _reanalyze_point(d: Path, old: dict) -> dict:
-    """Re-analyse one finished point (its lock held) and return its new result (also written)."""
+def _reanalyze_point(d: Path, h: str, old: dict) -> dict:
+    """Re-analyse one finished point under its lock and return its new result (also written).
+
+    The order makes every interruption recoverable: the analysis goes to ``analysis.new/``; then
+    ``analysis/`` → ``analysis.old/``, ``analysis.new/`` → ``analysis/``, result.json, and ``analysis.old/`` is
+    removed. A call that finds ``analysis.old/`` without ``analysis/`` (stopped between the renames) puts it
+    back first; one stopped after the second rename left a version-2 ``analysis/`` (its summary.json says so)
+    beside an older result.json, which the next call redoes."""
+    analysis = d / POINT_ANALYSIS_DIR
+    new_dir, old_dir = d / (POINT_ANALYSIS_DIR + ".new"), d / (POINT_ANALYSIS_DIR + ".old")
     with _locked(d / POINT_LOCK):
+        if not analysis.exists() and old_dir.is_dir():
+            old_dir.rename(analysis)
+        old = read_result(d, h) or old  # read again under the lock
         spec = _read_json(d / POINT_JSON)
-        if spec is None:
-            raise InputError(f"{d / POINT_JSON} is missing or unreadable")
+        if spec is None or spec.get("hash") != h:
+            raise InputError(f"{d / POINT_JSON} is missing, unreadable or of another point")
         for name in (THERMO, TRAJECTORY):
             if not (d / name).is_file():
                 raise InputError(f"{name} is missing from {d} (only the MD's own files can be re-analysed; "
                                  "delete its result.json to rerun the point)")
-        new_dir, old_dir = d / (POINT_ANALYSIS_DIR + ".new"), d / (POINT_ANALYSIS_DIR + ".old")
         shutil.rmtree(new_dir, ignore_errors=True)
         t0 = time.perf_counter()
         n_atoms, obs = analyze_point({**spec, "dir": str(d)}, d, new_dir)
         shutil.rmtree(old_dir, ignore_errors=True)
-        if (d / POINT_ANALYSIS_DIR).exists():
-            (d / POINT_ANALYSIS_DIR).rename(old_dir)
-        new_dir.rename(d / POINT_ANALYSIS_DIR)
-        shutil.rmtree(old_dir, ignore_errors=True)
+        if analysis.exists():
+            analysis.rename(old_dir)
+        new_dir.rename(analysis)
         result = {**old, "n_atoms": n_atoms, "analysis_version": ANALYSIS_VERSION, "observables": obs,
                   "timing": {**(old.get("timing") or {}), "reanalysis_s": time.perf_counter() - t0,
                              "reanalyzed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
         atomic_write_json(d / POINT_RESULT, result, indent=2)
+        shutil.rmtree(old_dir, ignore_errors=True)
     return result

@@ -4,7 +4,8 @@ Nothing here talks to Dask or loads a model: the state of a point is read from i
 status of a sweep running elsewhere (another terminal, a cluster sharing the file system) costs
 milliseconds and disturbs nothing.
 
-* ``done``: ``result.json`` of the point's hash;
+* ``done``: ``result.json`` of the point's hash (``stale_analysis``: made by an older analysis version,
+  brought up to date by ``dpqtb sweep --reanalyze DIR``);
 * ``running``: another process holds the point's ``point.lock`` (an exclusive ``flock``; the test takes
   and drops a non-blocking one, so it never waits);
 * ``failed``: the last attempt in ``point.log`` ended in a ``failed:`` line;
@@ -125,7 +126,10 @@ def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> 
             pass
     res = _read_json(d / POINT_RESULT)
     if res is not None and res.get("hash") == point_hash and res.get("status") == "done":
-        row.update(status="done", step=row["target"])
+        from dpqtb.workflows.sweep import ANALYSIS_VERSION
+        from dpqtb.workflows.sweep_reanalyze import analysis_version
+
+        row.update(status="done", step=row["target"], stale_analysis=analysis_version(res) < ANALYSIS_VERSION)
         return row
     try:
         log = parse_log((d / POINT_LOG).read_text(errors="replace"))
@@ -200,6 +204,8 @@ def format_status(rows: list[dict]) -> str:
             axes += f"  [{r['error']}]"
         if r.get("where"):
             axes += f"  (on {r['where']})"
+        if r.get("stale_analysis"):
+            axes += "  (older analysis version)"
         out.append(f"{r['hash'][:16]:16s}  {r['status']:8s}  {st:>13s}  {num(pct, '.1f'):>5s}  "
                    f"{num(r['steps_per_min'], '.1f'):>9s}  {num(r['eta_h'], '.1f'):>6s}  "
                    f"{num(r['last_line_min'], '.0f'):>8s}  {axes}")
@@ -208,6 +214,9 @@ def format_status(rows: list[dict]) -> str:
     etas = [r["eta_h"] for r in rows if r["eta_h"] is not None]
     if etas:
         tail += f"; the running points end in {max(etas):.1f} h at their current rates"
+    stale = sum(bool(r.get("stale_analysis")) for r in rows)
+    if stale:
+        tail += f"; {stale} done point(s) analysed by an older version: dpqtb sweep --reanalyze DIR"
     out.append(tail)
     return "\n".join(out)
 

@@ -38,10 +38,25 @@ def _jsonable(x):
     return x
 
 
+def _warn_stale(rows: list[dict]) -> None:
+    """One stderr line when some runs were analysed by an older sweep analysis (their numbers are used as
+    they are: the MD is right, only the analysis has changed since)."""
+    import sys
+
+    from dpqtb.workflows.sweep import ANALYSIS_VERSION
+
+    stale = [r for r in rows if r.get("analysis_version", ANALYSIS_VERSION) < ANALYSIS_VERSION]
+    if stale:
+        sweeps = sorted({str(Path(r["dir"]).parent.parent) for r in stale})
+        print(f"dpqtb: warning: {len(stale)} run(s) analysed by an older analysis version: "
+              + "; ".join(f"dpqtb sweep --reanalyze {s}" for s in sweeps), file=sys.stderr)
+
+
 def build_verdict(sweep_dirs: list[Path]) -> dict:
     """The verdict dict: sentence and rule outcome (:func:`dpqtb.workflows.paper.rules.decide`), the
     γ → 0 fits, bead convergence, Fig. 4 exchange statistics, the combined groups and every run."""
     rows = collect_rows(sweep_dirs)
+    _warn_stale(rows)
     groups = group_rows(rows)
     ex, beads = gamma_extrapolations(groups), bead_convergence(groups)
     for b in beads:  # the harmonic reference from the classical run's VDOS (informative, not a rule)

@@ -121,7 +121,9 @@ def point_row(point_dir: str | Path) -> dict | None:
     baths: 1000/damp_fs), ``beads`` (PIMD/TRPMD), ``seed``, ``D_H_cm2_per_s``, ``D_H_err_cm2_per_s``,
     ``msd_prime_plateau_A2`` (+ ``_err``), ``exchanges`` (none/one/several), ``K_per_atom_meV``
     (+ ``_err``; PIMD/TRPMD: centroid virial), ``theta_deg``, ``V_A3``, ``E_per_3NkB_K``, ``T_zero_K``,
-    ``production_ps``, ``species``, ``hash``, ``dir``.
+    ``production_ps``, ``species``, ``hash``, ``dir``, ``analysis_version`` (of the sweep analysis that made its
+    numbers: :data:`dpqtb.workflows.sweep.ANALYSIS_VERSION`; an older one is brought up to date by
+    ``dpqtb sweep --reanalyze``).
     """
     d = Path(point_dir)
     try:
@@ -172,8 +174,19 @@ def point_row(point_dir: str | Path) -> dict | None:
                           or baro.get("stress_GPa") is not None else None),
         "E_per_3NkB_K": _f(obs.get("E_per_3NkB_K")), "T_zero_K": _f(obs.get("T_zero_K")),
         "production_ps": prod * dt / 1000.0 if _finite(dt) else math.nan,
-        "species": species, "hash": res.get("hash", d.name), "dir": str(d)})
+        "species": species, "hash": res.get("hash", d.name), "dir": str(d),
+        "analysis_version": _analysis_version(res, summary)})
     return row
+
+
+def _analysis_version(result: dict, summary: dict) -> int:
+    """The analysis version a point's numbers come from: result.json's, or the older of it and
+    analysis/summary.json's where they differ (a re-analysis stopped between its two writes)."""
+    from dpqtb.workflows.sweep_reanalyze import analysis_version
+
+    v = analysis_version(result)
+    s = summary.get("analysis_version")
+    return min(v, s) if isinstance(s, int) and s != v else v
 
 
 def collect_rows(sweep_dirs) -> list[dict]:
