@@ -657,3 +657,26 @@ def test_cage_columns_come_from_the_analysis_directory_given(tmp_path):
     assert out["theta_frames_deg"] == pytest.approx(89.5) and out["theta_frames_deg_err"] == pytest.approx(1.0)
     assert out["distortion_frames_deg"] == pytest.approx(1.0) and out["theta_avg_deg"] == pytest.approx(89.4)
     assert out["face_spread_frames_deg"] == pytest.approx(0.3)
+
+
+def test_figures_mark_where_the_model_is_not_trusted(serial, tmp_path):
+    """[plots] model_trusted_from_GPa: Fig. 2a's CSV says, per row, whether the model is trusted at its
+    pressure (the PNG hatches those rows); a value that is not a number is one error."""
+    import csv
+    import shutil
+
+    from dpqtb.rundir import SWEEP_JSON
+    from dpqtb.workflows.sweep_plots import plot_sweep
+
+    out = tmp_path / "s"
+    shutil.copytree(serial, out)
+    meta = json.loads((out / SWEEP_JSON).read_text())
+    meta["plots"]["model_trusted_from_GPa"] = 5
+    (out / SWEEP_JSON).write_text(json.dumps(meta))
+    plot_sweep(out)
+    rows = list(csv.DictReader(open(out / "figures" / "fig2a_distortion.csv")))
+    assert rows and {(r["pressure_GPa"], r["model_trusted"]) for r in rows} == {("0", "False"), ("10", "True")}
+    raw = {"sweep": {"equilibration_steps": 10, "production_steps": 100}, "base": {"md": {"steps": 0}},
+           "axes": {"temperature_K": [100], "bath": ["langevin"]}, "plots": {"model_trusted_from_GPa": "high"}}
+    with pytest.raises(InputError, match="plots.model_trusted_from_GPa must be a number"):
+        parse_sweep(raw, tmp_path)

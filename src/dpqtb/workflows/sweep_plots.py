@@ -81,8 +81,15 @@ def _settings(out_dir: Path, groups: dict) -> dict:
         ref = min(pressures, key=lambda p: abs(p - ref))
     classical = plots.get("classical", "langevin")
     quantum = plots.get("quantum", "qtb" if "qtb" in baths else next((b for b in baths if b != classical), "qtb"))
+    trusted = plots.get("model_trusted_from_GPa")
     return {"ref_P": ref, "classical": classical, "quantum": quantum, "baths": baths,
-            "distortion": plots.get("distortion", "distortion_avg_deg")}
+            "distortion": plots.get("distortion", "distortion_avg_deg"),
+            "trusted_from": float(trusted) if isinstance(trusted, (int, float)) else NAN}
+
+
+def _trusted(p: float, st: dict) -> bool:
+    """Whether the model is trusted at pressure ``p`` (``[plots] model_trusted_from_GPa``; all without it)."""
+    return not (p < st["trusted_from"])
 
 
 def _same(a: float, b: float) -> bool:
@@ -146,7 +153,7 @@ def _fig2a(plt, groups, st, csv_path):
             if b == bath and t in temps and any(_same(p, q) for q in press):
                 i = next(i for i, q in enumerate(press) if _same(p, q))
                 grid[i, temps.index(t)] = vals[col][0]
-                rows_csv.append((bath, p, t, vals[col][0]))
+                rows_csv.append((bath, p, t, vals[col][0], _trusted(p, st)))
         grids.append(grid)
     finite = np.concatenate([g[np.isfinite(g)] for g in grids]) if grids else np.array([])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -157,9 +164,15 @@ def _fig2a(plt, groups, st, csv_path):
         ax.set_yticks(range(len(press)), [f"{p:g}" for p in press])
         ax.set_xlabel("T (K)")
         ax.set_title(f"{what} ({bath})" + ("" if finite.size else ": no cage data"))
+        untrusted = [i for i, q in enumerate(press) if not _trusted(q, st)]
+        if untrusted:  # the rows where the model's phases are not trusted: hatched, and said so
+            ax.axhspan(-0.5, max(untrusted) + 0.5, facecolor="none", edgecolor="red", hatch="//", linewidth=0)
+            ax.text(0.02, (max(untrusted) + 0.5) / len(press) - 0.02, f"model not trusted < {st['trusted_from']:g} GPa",
+                    transform=ax.transAxes, va="top", fontsize=7, color="red")
     axes[0].set_ylabel("P (GPa)")
     fig.colorbar(im, ax=list(axes), label=col.replace("_deg", " (deg)"))
-    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", col], sorted(rows_csv, key=lambda r: (r[0], r[1], r[2])))
+    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", col, "model_trusted"],
+         sorted(rows_csv, key=lambda r: (r[0], r[1], r[2])))
     return fig
 
 
@@ -226,6 +239,9 @@ def _fig3b(plt, groups, st, csv_path):
             continue
         ax.plot([p for p, _ in s], [v["T_zero_K"][0] for _, v in s], marker="o", label=bath)
         rows_csv += [(bath, p, t_low, v["T_zero_K"][0]) for p, v in s]
+    if math.isfinite(st["trusted_from"]) and rows_csv and min(p for _, p, _, _ in rows_csv) < st["trusted_from"]:
+        ax.axvspan(min(p for _, p, _, _ in rows_csv), st["trusted_from"], color="red", alpha=0.1,
+                   label=f"model not trusted (< {st['trusted_from']:g} GPa)")
     ax.set_xlabel("P (GPa)")
     ax.set_ylabel("T_zero (K)")
     ax.set_title(f"T = {t_low:g} K")

@@ -38,6 +38,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ STEP_AXES = ("equilibration_steps", "production_steps")
 BATHS = ("nve", "langevin", "qtb", "adqtb", "pimd", "trpmd")
 SWEEP_KEYS = {"equilibration_steps", "production_steps", "base", "blocks", "directory", "name", "metal",
               "hydrogen", "trajectory_every_analysis"}
-PLOT_KEYS = {"pressure_GPa", "classical", "quantum", "distortion"}
+PLOT_KEYS = {"pressure_GPa", "classical", "quantum", "distortion", "model_trusted_from_GPa"}
 TOP_KEYS = {"sweep", "base", "baths", "axes", "grid", "plots"}
 
 
@@ -296,6 +297,10 @@ def parse_sweep(raw: dict, base_dir: str | Path = ".", overrides: dict | None = 
     plots = raw.get("plots", {})
     if set(plots) - PLOT_KEYS:
         raise InputError(f"sweep file: unknown key(s) in [plots]: {sorted(set(plots) - PLOT_KEYS)}")
+    for key in ("pressure_GPa", "model_trusted_from_GPa"):
+        v = plots.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise InputError(f"sweep file: plots.{key} must be a number (GPa), got {v!r}")
     grids = _grids(raw)
     names = _ordered_names(grids)
     points, seen = [], set()
