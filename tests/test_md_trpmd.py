@@ -231,35 +231,14 @@ def test_a_centroid_thermostat_covering_the_whole_run_warns_once(tmp_path, capsy
     """``centroid_thermostat_steps`` ≥ the run's last step: the centroids never run free, so the run is PIMD
     with a Langevin centroid, not TRPMD. `dpqtb md` says so on stderr (once), and not for a run that goes past
     it, also when resumed past it."""
+    from test_md_pimd import MORSE_PIMD  # the Morse copper PIMD run of the CLI tests: as TRPMD, 10 steps
+
     from dpqtb.cli import main
 
     cfg = tmp_path / "run.toml"
-    cfg.write_text("""
-[system]
-structure = "builtin:fcc"
-element = "Cu"
-lattice_A = 3.61
-[potential]
-kind = "morse"
-D_eV = 0.3429
-a_per_A = 1.3588
-r0_A = 2.866
-cutoff_A = 5.0
-[md]
-timestep_fs = 1.0
-steps = 10
-seed = 3
-[thermostat]
-kind = "trpmd"
-temperature_K = 100
-beads = 2
-damp_fs = 50
-centroid_thermostat_steps = 20
-[output]
-thermo_every = 5
-checkpoint_every = 5
-progress = false
-""")
+    cfg.write_text(MORSE_PIMD.format(beads=2).replace('kind = "pimd"', 'kind = "trpmd"')
+                   .replace("steps = 20", "steps = 10")
+                   .replace("damp_fs = 100", "damp_fs = 100\ncentroid_thermostat_steps = 20"))
     out = tmp_path / "out"
     assert main(["md", str(cfg), "--output", str(out)]) == 0
     err = capsys.readouterr().err

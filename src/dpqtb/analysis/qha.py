@@ -17,7 +17,7 @@ anharmonicity a leak-free QTB gives the quasi-harmonic value, and PIMD gives the
 Imaginary modes (|ν| counted on the mesh) are left out of both free energies and reported as a
 fraction: a structure with any is not a harmonic minimum. :func:`quasi_harmonic` refuses a volume grid where
 more than ``max_imaginary_fraction`` (default 1 %) of the modes are imaginary at some volume; below that the
-jump in F_vib(V) from the modes left out is at most their ħω/2 each, small because they are the softest
+jump in F_vib(V) from the modes left out is at most ħ|ω|/2 per mode for that small fraction of the modes
 (200 GPa, `builtin:lah10`: 0 → 0.17 % of the modes over the grid). A grid with more needs another reference
 (the structure distorts: 150 GPa, up to 4.3 %).
 

@@ -268,6 +268,12 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 ANALYSIS_VERSION = 2
 
 
+def analysis_version(result: dict) -> int:
+    """The analysis version of a point's result (1 where result.json predates the versions)."""
+    v = result.get("analysis_version", 1)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 1
+
+
 def production_start_frame(eq: int, trajectory_every: int) -> int:
     """The index of the first production frame in trajectory.extxyz: frame k is step k·trajectory_every (frame
     0 is step 0), so the frame at step ``eq`` (the last of equilibration) is left out, as the thermo row of

@@ -239,8 +239,9 @@ def _fig3b(plt, groups, st, csv_path):
             continue
         ax.plot([p for p, _ in s], [v["T_zero_K"][0] for _, v in s], marker="o", label=bath)
         rows_csv += [(bath, p, t_low, v["T_zero_K"][0]) for p, v in s]
-    if math.isfinite(st["trusted_from"]) and rows_csv and min(p for _, p, _, _ in rows_csv) < st["trusted_from"]:
-        ax.axvspan(min(p for _, p, _, _ in rows_csv), st["trusted_from"], color="red", alpha=0.1,
+    p_low = min((p for _, p, _, _ in rows_csv), default=NAN)
+    if p_low < st["trusted_from"]:  # False while either is NaN
+        ax.axvspan(p_low, st["trusted_from"], color="red", alpha=0.1,
                    label=f"model not trusted (< {st['trusted_from']:g} GPa)")
     ax.set_xlabel("P (GPa)")
     ax.set_ylabel("T_zero (K)")

@@ -8,8 +8,9 @@ every finished point of an older version: the MD is expensive, its analysis is n
 Nothing is lost: a point is re-analysed into ``analysis.new/`` beside its ``analysis/``, which is swapped in
 only when the whole analysis has succeeded, then ``result.json`` is rewritten atomically (its timing, seed and
 axes kept); an interruption anywhere is repaired or redone by the next call (:func:`_reanalyze_point`). Every
-analysis writes its version into ``analysis/summary.json`` too, so a reader can tell a mismatch. A point without its trajectory (e.g. a clone that has the committed
-results but not the large run files) keeps its result and is named in the error at the end.
+analysis writes its version into ``analysis/summary.json`` too, so a reader can tell a mismatch. A point
+without its trajectory (e.g. a clone that has the committed results but not the large run files) keeps its
+result and is named in the error at the end.
 """
 
 from __future__ import annotations
@@ -21,19 +22,14 @@ from pathlib import Path
 from dpqtb import CalculationError, InputError
 from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_RESULT, SWEEP_JSON, SWEEP_POINTS_CSV,
                           SWEEP_POINTS_DIR, THERMO, TRAJECTORY, atomic_write_json, atomic_write_text)
-from dpqtb.workflows.sweep import (ANALYSIS_VERSION, _locked, _one_client, _one_line, _stub, analyze_point,
-                                   points_csv, read_result)
+from dpqtb.workflows.sweep import (ANALYSIS_VERSION, _locked, _one_client, _one_line, _stub, analysis_version,
+                                   analyze_point, points_csv, read_result)
 from dpqtb.workflows.sweep_status import _read_json, point_status
 
-def analysis_version(result: dict) -> int:
-    """The analysis version of a point's result (1 where result.json predates the versions)."""
-    v = result.get("analysis_version", 1)
-    return v if isinstance(v, int) and not isinstance(v, bool) else 1
 
-
-def reanalyze_sweep(out: str | Path, *, every: bool = False, plots: bool = True, log=None) -> dict:
+def reanalyze_sweep(out: str | Path, *, plots: bool = True, log=None) -> dict:
     """Re-analyse the finished points of the sweep directory ``out`` whose analysis is older than
-    :data:`ANALYSIS_VERSION` (``every``: all finished points), then rewrite points.csv and the figures.
+    :data:`ANALYSIS_VERSION`, then rewrite points.csv and the figures.
 
     Returns
     -------
@@ -69,7 +65,7 @@ def reanalyze_sweep(out: str | Path, *, every: bool = False, plots: bool = True,
                                    "production_steps": spec.get("production_steps")},
                                   st["status"], st.get("error")))
                 continue
-            if analysis_version(res) >= ANALYSIS_VERSION and not every:
+            if analysis_version(res) >= ANALYSIS_VERSION:
                 current.append(h)
                 rows.append(res)
                 continue
@@ -120,7 +116,7 @@ def _reanalyze_point(d: Path, h: str, old: dict) -> dict:
                                  "delete its result.json to rerun the point)")
         shutil.rmtree(new_dir, ignore_errors=True)
         t0 = time.perf_counter()
-        n_atoms, obs = analyze_point({**spec, "dir": str(d)}, d, new_dir)
+        n_atoms, obs = analyze_point(spec, d, new_dir)
         shutil.rmtree(old_dir, ignore_errors=True)
         if analysis.exists():
             analysis.rename(old_dir)

@@ -126,8 +126,7 @@ def point_status(point_dir: Path, point_hash: str, now: float | None = None) -> 
             pass
     res = _read_json(d / POINT_RESULT)
     if res is not None and res.get("hash") == point_hash and res.get("status") == "done":
-        from dpqtb.workflows.sweep import ANALYSIS_VERSION
-        from dpqtb.workflows.sweep_reanalyze import analysis_version
+        from dpqtb.workflows.sweep import ANALYSIS_VERSION, analysis_version
 
         row.update(status="done", step=row["target"], stale_analysis=analysis_version(res) < ANALYSIS_VERSION)
         return row

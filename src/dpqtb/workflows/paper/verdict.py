@@ -182,11 +182,10 @@ def point_row(point_dir: str | Path) -> dict | None:
 def _analysis_version(result: dict, summary: dict) -> int:
     """The analysis version a point's numbers come from: result.json's, or the older of it and
     analysis/summary.json's where they differ (a re-analysis stopped between its two writes)."""
-    from dpqtb.workflows.sweep_reanalyze import analysis_version
+    from dpqtb.workflows.sweep import analysis_version
 
-    v = analysis_version(result)
-    s = summary.get("analysis_version")
-    return min(v, s) if isinstance(s, int) and s != v else v
+    v, s = analysis_version(result), summary.get("analysis_version")
+    return min(v, s) if isinstance(s, int) else v
 
 
 def collect_rows(sweep_dirs) -> list[dict]:
