@@ -540,3 +540,56 @@ def test_cubic_boundary():
          for p, t, d in [(100, 5, 12.0), (150, 5, 0.2), (150, 600, 0.1), (200, 5, 0.0), (250, 300, 0.3), (100, 600, 0.5)]]
     assert cubic_boundary(g, "langevin") == 150 and math.isnan(cubic_boundary(g, "qtb"))
     assert math.isnan(cubic_boundary(g[3:4], "langevin"))  # one pressure says nothing
+
+
+def test_model_limit_from_the_sweeps_marks_the_report(tmp_path):
+    """The sweeps' [plots] model_trusted_from_GPa (the highest of them) reaches the report: Fig. 2's cubic
+    boundaries and Fig. 3b's T_zero rows below it say 'no' under 'model trusted', with the note once; none
+    given: no mark."""
+    from dpqtb.rundir import SWEEP_JSON
+    from dpqtb.workflows.paper.collect import model_trusted_from
+    from dpqtb.workflows.paper.reference import load_reference
+    from dpqtb.workflows.paper.report import sec_fig2, sec_fig3
+
+    dirs = [tmp_path / n for n in "abcd"]
+    for d, plots in zip(dirs, ({"model_trusted_from_GPa": 150}, {"model_trusted_from_GPa": 175}, {}, None)):
+        d.mkdir()
+        if plots is not None:
+            (d / SWEEP_JSON).write_text(json.dumps({"plots": plots}))
+    assert model_trusted_from(dirs) == 175 and math.isnan(model_trusted_from(dirs[2:]))
+    g = [{"method": m, "pressure_GPa": p, "temperature_K": 5.0, "distortion_avg_deg": d, "T_zero_K": 700.0 + p}
+         for m, p, d in [("langevin", 100.0, 12.0), ("langevin", 150.0, 0.1), ("langevin", 200.0, 0.0),
+                         ("qtb", 100.0, 0.1), ("qtb", 150.0, 0.1), ("qtb", 200.0, 0.0)]]
+    ref = load_reference()
+    html = sec_fig2(g, {}, ref, 175.0)  # cubic from 150 (classical) and 100 GPa (QTB): both below 175
+    assert html.count("<td>no</td>") == 2 and html.count("Model limit") == 1 and "below 175 GPa" in html
+    assert "<td>no</td>" not in sec_fig2(g, {}, ref) and "Model limit" not in sec_fig2(g, {}, ref)
+    html = sec_fig3(g, {}, None, ref, trusted_from=175.0)
+    assert "<tr><td>100</td><td>800</td><td>no</td></tr>" in html and "<tr><td>200</td><td>900</td><td>yes</td></tr>" in html
+    assert html.count("Model limit") == 1 and "Model limit" not in sec_fig3(g, {}, None, ref)
+
+
+def test_a_sweep_across_pressures_feeds_figs_2_3_not_the_verdict(tmp_path):
+    """The P-T stage's runs at P* (short, one γ) neither join the verdict's seeds nor make it provisional while
+    the P-T sweep runs; they reach Figs. 2-3 (pt_groups), whose section says how far that sweep is."""
+    from dpqtb.rundir import SWEEP_JSON
+    from dpqtb.workflows.paper.collect import build_verdict, spans_pressures
+    from dpqtb.workflows.paper.reference import load_reference
+    from dpqtb.workflows.paper.report import sec_fig2
+
+    ver, pt = tmp_path / "verdict", tmp_path / "pt"
+    make_point(ver, "q", "qtb", 5.0, 1e-8, 1e-8, damp=100.0)
+    make_point(ver, "c", "langevin", 5.0, 1e-9, 1e-9, damp=100.0)
+    (ver / SWEEP_JSON).write_text(json.dumps({"points": [{"hash": h, "axes": {"temperature_K": 5}} for h in "qc"]}))
+    make_point(pt, "p200", "qtb", 5.0, 9e-5, 1e-6, damp=100.0, P=200.0)  # diffusive if it counted
+    make_point(pt, "p150", "qtb", 5.0, 9e-5, 1e-6, damp=100.0, P=150.0)
+    (pt / SWEEP_JSON).write_text(json.dumps({"points": [
+        {"hash": h, "axes": {"pressure_GPa": p, "temperature_K": 5, "bath": "qtb"}}
+        for h, p in (("p200", 200), ("p150", 150), ("p100", 100))]}))
+    assert spans_pressures(pt) and not spans_pressures(ver) and not spans_pressures(tmp_path)
+    alone, both = build_verdict([ver]), build_verdict([pt, ver])
+    assert both["verdict"] == alone["verdict"] and both["status"] == "does_not_hold" and not both["provisional"]
+    assert [r["hash"] for r in both["runs"]] == ["c", "q"] and len(both["groups"]) == 2
+    assert sorted(g["pressure_GPa"] for g in both["pt_groups"]) == [150.0, 200.0]
+    assert both["pt_plan"]["planned"] == 3 and both["pt_plan"]["done"] == 2
+    assert "2 of 3 points of the P–T sweep" in sec_fig2(both["pt_groups"], {}, load_reference(), plan=both["pt_plan"])

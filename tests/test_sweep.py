@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from dpqtb import InputError
-from dpqtb.rundir import POINT_RESULT, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, THERMO, TRAJECTORY
+from dpqtb.rundir import POINT_LOCK, POINT_RESULT, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, THERMO, TRAJECTORY
 from dpqtb.workflows.sweep_spec import load_sweep, parse_sweep
 from dpqtb.workflows.sweep_status import sweep_status
 
@@ -632,8 +632,14 @@ def test_reanalyze_brings_old_points_up_to_date_without_md(serial, tmp_path):
     assert "older analysis version" not in format_status(sweep_status(out))
     stamp = (points[1] / POINT_RESULT).stat().st_mtime_ns
     assert main(["sweep", "--reanalyze", str(out)]) == 0 and (points[1] / POINT_RESULT).stat().st_mtime_ns == stamp
-    from dpqtb.workflows.sweep import _one_client
+    from dpqtb.workflows.sweep import _locked, _one_client
 
+    (points[2] / POINT_RESULT).unlink()  # a point without a result whose lock someone holds: 'pending' in the
+    with _locked(points[2] / POINT_LOCK):  # file (as the sweep writes it), not the moment's 'running'
+        assert {r["hash"]: r for r in sweep_status(out)}[points[2].name]["status"] == "running"
+        assert main(["sweep", "--reanalyze", str(out)]) == 0
+    rows = {r["hash"]: r for r in csv.DictReader(open(out / SWEEP_POINTS_CSV))}
+    assert rows[points[2].name]["status"] == "pending" and rows[points[3].name]["status"] == "done"
     with _one_client(out.resolve()):
         assert main(["sweep", "--reanalyze", str(out)]) == 2  # a client holds it
     assert main(["sweep", "--reanalyze", str(tmp_path)]) == 2  # not a sweep directory
@@ -676,6 +682,11 @@ def test_figures_mark_where_the_model_is_not_trusted(serial, tmp_path):
     plot_sweep(out)
     rows = list(csv.DictReader(open(out / "figures" / "fig2a_distortion.csv")))
     assert rows and {(r["pressure_GPa"], r["model_trusted"]) for r in rows} == {("0", "False"), ("10", "True")}
+    rows = list(csv.DictReader(open(out / "figures" / "fig3b_t_zero.csv")))  # across pressures
+    assert rows and {(r["pressure_GPa"], r["model_trusted"]) for r in rows} == {("0", "False"), ("10", "True")}
+    for name in ("fig2b_face_angles", "fig3a_energy"):  # at the reference pressure, [plots] pressure_GPa = 0
+        rows = list(csv.DictReader(open(out / "figures" / f"{name}.csv")))
+        assert rows and {(r["pressure_GPa"], r["model_trusted"]) for r in rows} == {("0", "False")}
     raw = {"sweep": {"equilibration_steps": 10, "production_steps": 100}, "base": {"md": {"steps": 0}},
            "axes": {"temperature_K": [100], "bath": ["langevin"]}, "plots": {"model_trusted_from_GPa": "high"}}
     with pytest.raises(InputError, match="plots.model_trusted_from_GPa must be a number"):

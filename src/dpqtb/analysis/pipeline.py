@@ -53,7 +53,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
             angle_every: int = 1, compare: str | Path | None = None, e_ref_eV: float | str = 0.0,
             start: int = 0, stop: int | None = None, stride: int = 1, metal: str = "La",
             hydrogen: str = "H", plots: bool = True, reference: str | Path | None = None,
-            frame_dt_fs: float | None = None) -> dict:
+            frame_dt_fs: float | None = None, summary_extra: dict | None = None) -> dict:
     """Analyse a ``dpqtb md`` run directory or a trajectory file in one pass over its frames.
 
     Writes ``summary.json``, ``msd.csv``, ``msd_prime.csv``, ``rdf.csv``, ``vdos.csv``,
@@ -92,6 +92,8 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
         Ideal structure (same atom order) defining the proton sites; default the first frame.
     frame_dt_fs : float, optional
         Time between stored frames (fs) for files without ``time_fs``.
+    summary_extra : dict, optional
+        Entries added to ``summary.json`` (e.g. a sweep's analysis version), which is written once.
 
     Returns
     -------
@@ -135,6 +137,7 @@ def analyze(run_dir: str | Path, out_dir: str | Path | None = None, *, max_lag_f
     for obs in observables:
         summary.update(obs.write(out))
     summary.update(thermo_summary(run_dir, len(first.symbols), e_ref_eV))
+    summary.update(summary_extra or {})
     if plots:
         for obs in observables:
             obs.plot(out)

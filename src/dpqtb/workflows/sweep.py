@@ -289,14 +289,13 @@ def analyze_point(spec: dict, run_dir: Path, analysis_dir: Path) -> tuple[int, d
 
     cfg = validate(spec["config"], base_dir=spec["base_dir"])
     eq, a, every = int(spec["equilibration_steps"]), spec["analysis"], cfg.output.trajectory_every
-    summary = analyze(run_dir, analysis_dir, start=production_start_frame(eq, every),
-                      plots=False, metal=a["metal"], hydrogen=a["hydrogen"])
+    # the version beside result.json's too: a reader can tell a mismatch
+    summary = analyze(run_dir, analysis_dir, start=production_start_frame(eq, every), plots=False,
+                      metal=a["metal"], hydrogen=a["hydrogen"], summary_extra={"analysis_version": ANALYSIS_VERSION})
     expected = (eq + int(spec["production_steps"])) // every - eq // every
     if summary["n_frames"] != expected:
         raise InputError(f"{run_dir}: {summary['n_frames']} production frames in the trajectory, expected "
                          f"{expected} (a truncated or foreign trajectory)")
-    summary["analysis_version"] = ANALYSIS_VERSION  # beside result.json's: a reader can tell a mismatch
-    atomic_write_json(Path(analysis_dir) / "summary.json", summary, indent=2, default=float)
     return int(summary["n_atoms"]), point_observables(run_dir, cfg, eq, a["blocks"], summary, analysis_dir)
 
 

@@ -9,6 +9,9 @@ Written to ``DIR/figures/``, each as PNG and as the CSV of what it plots (paper 
 * ``fig3a_energy``: E/(3N k_B) against T at the reference pressure, every bath, with E = 3N k_B T;
 * ``fig3b_t_zero``: T_zero against P at the lowest temperature, every bath.
 
+With ``[plots] model_trusted_from_GPa`` every CSV has a ``model_trusted`` column, and the pressures below it are
+hatched (2a), shaded (3b) or named in the title (2b, 3a at such a reference pressure).
+
 Points that share bath, pressure and temperature (seeds, sizes) are averaged; failed and unfinished
 points are left out; an observable that does not apply (NaN: the cage of a non-clathrate) leaves its
 panel empty rather than failing.
@@ -90,6 +93,12 @@ def _settings(out_dir: Path, groups: dict) -> dict:
 def _trusted(p: float, st: dict) -> bool:
     """Whether the model is trusted at pressure ``p`` (``[plots] model_trusted_from_GPa``; all without it)."""
     return not (p < st["trusted_from"])
+
+
+def _title_at_P(st: dict) -> str:
+    """The title of a figure at the reference pressure; it says so where the model is not trusted there."""
+    p = st["ref_P"]
+    return f"P = {p:g} GPa" + ("" if _trusted(p, st) else f" (model not trusted below {st['trusted_from']:g} GPa)")
 
 
 def _same(a: float, b: float) -> bool:
@@ -197,13 +206,15 @@ def _fig2b(plt, groups, st, csv_path):
         for col, colour in (("face_max_avg_deg", "tab:red"), ("face_min_avg_deg", "tab:blue")):
             ax.plot([t for t, _ in s], [v[col][0] for _, v in s], ls, marker="o", color=colour,
                     label=f"{bath}: {'largest' if 'max' in col else 'smallest'}")
-        rows_csv += [(bath, st["ref_P"], t, v["face_max_avg_deg"][0], v["face_min_avg_deg"][0]) for t, v in s]
+        rows_csv += [(bath, st["ref_P"], t, v["face_max_avg_deg"][0], v["face_min_avg_deg"][0],
+                      _trusted(st["ref_P"], st)) for t, v in s]
     ax.axhline(90.0, color="k", lw=0.5)
     ax.set_xlabel("T (K)")
     ax.set_ylabel("H4-face angle (deg)")
-    ax.set_title(f"P = {st['ref_P']:g} GPa")
+    ax.set_title(_title_at_P(st), fontsize=9)
     ax.legend(fontsize=7)
-    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", "face_max_avg_deg", "face_min_avg_deg"], rows_csv)
+    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", "face_max_avg_deg", "face_min_avg_deg", "model_trusted"],
+         rows_csv)
     return fig
 
 
@@ -218,13 +229,15 @@ def _fig3a(plt, groups, st, csv_path):
         tmax = max(tmax, max(t))
         ax.errorbar(t, [v["E_per_3NkB_K"][0] for _, v in s], yerr=[v["E_per_3NkB_K"][1] for _, v in s],
                     marker="o", capsize=2, label=bath)
-        rows_csv += [(bath, st["ref_P"], x, v["E_per_3NkB_K"][0], v["E_per_3NkB_K"][1]) for x, v in s]
+        rows_csv += [(bath, st["ref_P"], x, v["E_per_3NkB_K"][0], v["E_per_3NkB_K"][1], _trusted(st["ref_P"], st))
+                     for x, v in s]
     ax.plot([0, tmax or 1.0], [0, tmax or 1.0], "k:", lw=0.8, label="E = 3Nk_B T")
     ax.set_xlabel("T (K)")
     ax.set_ylabel("E / 3Nk_B (K)")
-    ax.set_title(f"P = {st['ref_P']:g} GPa")
+    ax.set_title(_title_at_P(st), fontsize=9)
     ax.legend(fontsize=7)
-    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", "E_per_3NkB_K", "E_per_3NkB_K_err"], rows_csv)
+    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", "E_per_3NkB_K", "E_per_3NkB_K_err", "model_trusted"],
+         rows_csv)
     return fig
 
 
@@ -238,8 +251,8 @@ def _fig3b(plt, groups, st, csv_path):
         if not s:
             continue
         ax.plot([p for p, _ in s], [v["T_zero_K"][0] for _, v in s], marker="o", label=bath)
-        rows_csv += [(bath, p, t_low, v["T_zero_K"][0]) for p, v in s]
-    p_low = min((p for _, p, _, _ in rows_csv), default=NAN)
+        rows_csv += [(bath, p, t_low, v["T_zero_K"][0], _trusted(p, st)) for p, v in s]
+    p_low = min((r[1] for r in rows_csv), default=NAN)
     if p_low < st["trusted_from"]:  # False while either is NaN
         ax.axvspan(p_low, st["trusted_from"], color="red", alpha=0.1,
                    label=f"model not trusted (< {st['trusted_from']:g} GPa)")
@@ -247,5 +260,5 @@ def _fig3b(plt, groups, st, csv_path):
     ax.set_ylabel("T_zero (K)")
     ax.set_title(f"T = {t_low:g} K")
     ax.legend(fontsize=7)
-    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", "T_zero_K"], rows_csv)
+    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", "T_zero_K", "model_trusted"], rows_csv)
     return fig

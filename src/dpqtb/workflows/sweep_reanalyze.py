@@ -60,10 +60,13 @@ def reanalyze_sweep(out: str | Path, *, plots: bool = True, log=None) -> dict:
                 unfinished.append(h)
                 spec = _read_json(d / POINT_JSON) or {}
                 st = point_status(d, h)
+                # the sweep's own words for a row without a result: 'running' (a lock held elsewhere) or
+                # 'unknown' (no flock) describe this moment, not the file; the sweep writes them 'pending'
+                status = st["status"] if st["status"] in ("failed", "stopped") else "pending"
                 rows.append(_stub({"hash": h, "axes": p.get("axes", {}), "md_seed": spec.get("md_seed"),
                                    "equilibration_steps": spec.get("equilibration_steps"),
                                    "production_steps": spec.get("production_steps")},
-                                  st["status"], st.get("error")))
+                                  status, st.get("error")))
                 continue
             if analysis_version(res) >= ANALYSIS_VERSION:
                 current.append(h)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from dpqtb import InputError
-from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text
+from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_JSON, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text
 from dpqtb.workflows.paper.reference import load_reference
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
@@ -52,11 +52,42 @@ def _warn_stale(rows: list[dict]) -> None:
               + "; ".join(f"dpqtb sweep --reanalyze {s}" for s in sweeps), file=sys.stderr)
 
 
+def model_trusted_from(sweep_dirs: list[Path]) -> float:
+    """The highest ``[plots] model_trusted_from_GPa`` among the sweeps' sweep.json (NaN where none gives one):
+    the report marks results below it as the model's, not LaH10's (docs/phases.md)."""
+    best = math.nan
+    for d in sweep_dirs:
+        try:
+            v = json.loads((d / SWEEP_JSON).read_text()).get("plots", {}).get("model_trusted_from_GPa")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            best = v if math.isnan(best) else max(best, float(v))
+    return best
+
+
+def spans_pressures(sweep_dir: Path) -> bool:
+    """Whether a sweep's planned points (sweep.json) lie at more than one pressure: a P–T sweep (the ``pt``
+    stage), which gives Figs. 2–3, not the verdict."""
+    try:
+        points = json.loads((Path(sweep_dir) / SWEEP_JSON).read_text()).get("points", [])
+        return len({p.get("axes", {}).get("pressure_GPa") for p in points}) > 1
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def build_verdict(sweep_dirs: list[Path]) -> dict:
     """The verdict dict: sentence and rule outcome (:func:`dpqtb.workflows.paper.rules.decide`), the
-    γ → 0 fits, bead convergence, Fig. 4 exchange statistics, the combined groups and every run."""
+    γ → 0 fits, bead convergence, Fig. 4 exchange statistics, the combined groups and every run.
+
+    The verdict is drawn from the sweeps at one pressure (its plan, ``examples/verdict_lah10_*.toml``) only;
+    a sweep across pressures (:func:`spans_pressures`: the ``pt`` stage) gives ``pt_groups`` and ``pt_plan``
+    for Figs. 2–3, so that its short runs at P* neither join the verdict's seeds nor keep it provisional."""
+    pt = [d for d in sweep_dirs if spans_pressures(d)]
+    sweep_dirs = [d for d in sweep_dirs if d not in pt]
+    pt_rows = collect_rows(pt)
     rows = collect_rows(sweep_dirs)
-    _warn_stale(rows)
+    _warn_stale(rows + pt_rows)
     groups = group_rows(rows)
     ex, beads = gamma_extrapolations(groups), bead_convergence(groups)
     for b in beads:  # the harmonic reference from the classical run's VDOS (informative, not a rule)
@@ -71,7 +102,9 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
                           f"{shown}). " + out["verdict"])
     out.update({"rules": "docs/paper.md#verdict-rules", "plan": plan, "gamma_extrapolation": ex,
                 "bead_convergence": beads, "quantum_expansion": quantum_expansion(groups),
-                "exchange_statistics": exchange_statistics(groups), "groups": groups,
+                "exchange_statistics": exchange_statistics(groups),
+                "model_trusted_from_GPa": model_trusted_from(sweep_dirs + pt), "groups": groups,
+                "pt_plan": planned_points(pt), "pt_groups": group_rows(pt_rows),
                 "runs": rows})
     return out
 

@@ -139,15 +139,36 @@ def cubic_boundary(groups: list[dict], method: str) -> float:
     return best
 
 
-def sec_fig2(groups: list[dict], sweep_figs: dict, ref: dict) -> str:
+def _trust_note(trusted_from: float) -> str:
+    """The sweeps' ``[plots] model_trusted_from_GPa`` said once (nothing without one)."""
+    if not math.isfinite(trusted_from):
+        return ""
+    return (f"<p><b>Model limit:</b> below {num(trusted_from)} GPa the model misorders the distorted phases "
+            "(docs/phases.md); results there (hatched or shaded in the figures, 'no' in the tables' 'model trusted' "
+            "column) are the model's, not LaH10's.</p>")
+
+
+def _trusted(p: float, trusted_from: float) -> str:
+    return "no" if p < trusted_from else "yes"  # 'yes' where no limit is given (NaN)
+
+
+def sec_fig2(groups: list[dict], sweep_figs: dict, ref: dict, trusted_from: float = math.nan,
+             plan: dict | None = None) -> str:
     out = "".join(_img(sweep_figs.get(k), k) for k in ("fig2a_distortion", "fig2b_face_angles"))
+    if plan and plan.get("pending"):
+        out = (f"<p><b>Provisional:</b> {plan['done']} of {plan['planned']} points of the P–T sweep have finished "
+               "(dpqtb paper resumes it).</p>") + out
     pc, pq = cubic_boundary(groups, "langevin"), cubic_boundary(groups, "qtb")
     n = ref["numbers"]
     if any(math.isfinite(x) for x in (pc, pq)):
-        out += _table(["quantity", "ours", "paper", "difference (GPa)"],
+        out += _table(["quantity", "ours", "paper", "difference (GPa)", "model trusted at ours"],
                       [[f"lowest P (GPa) cubic at every T run (|θ−90°| < {CUBIC_TOL_DEG:g}°), classical", pc,
-                        n["cubic_stable_classical_min_P_GPa"]["value"], pc - n["cubic_stable_classical_min_P_GPa"]["value"]],
-                       ["the same, QTB", pq, n["qtb_cubic_min_P_GPa"]["value"], pq - n["qtb_cubic_min_P_GPa"]["value"]]])
+                        n["cubic_stable_classical_min_P_GPa"]["value"], pc - n["cubic_stable_classical_min_P_GPa"]["value"],
+                        _trusted(pc, trusted_from) if math.isfinite(pc) else "–"],
+                       ["the same, QTB", pq, n["qtb_cubic_min_P_GPa"]["value"], pq - n["qtb_cubic_min_P_GPa"]["value"],
+                        _trusted(pq, trusted_from) if math.isfinite(pq) else "–"]])
+    if out:
+        out += _trust_note(trusted_from)
     if not out:
         return missing("the P–T sweep: dpqtb paper (stage pt: examples/pt_lah10_small.toml, full: "
                        "examples/sweep_lah10.toml), or dpqtb sweep FILE then dpqtb paper --from DIR")
@@ -155,29 +176,43 @@ def sec_fig2(groups: list[dict], sweep_figs: dict, ref: dict) -> str:
         + _src(ref, "qtb_cubic_min_P_GPa")
 
 
-def sec_fig3(groups: list[dict], sweep_figs: dict, zp: dict | None, ref: dict, qha: dict | None = None) -> str:
+def sec_fig3(groups: list[dict], sweep_figs: dict, zp: dict | None, ref: dict, qha: dict | None = None,
+             trusted_from: float = math.nan) -> str:
     out = "".join(_img(sweep_figs.get(k), k) for k in ("fig3a_energy", "fig3b_t_zero"))
     paper_zpe = ref["numbers"]["fig3a_zero_point_energy_K"]["value"]
     q = [g for g in groups if g["method"] in ("qtb", "adqtb") and math.isfinite(g.get("E_per_3NkB_K", math.nan))]
     if q:
         t = min(g["temperature_K"] for g in q)
-        out += _table(["method", "T (K)", "P (GPa)", "γ (1/ps)", "atoms", "E/3Nk_B (K), ours", "paper (~, Fig. 3a)", "ratio"],
+        out += _table(["method", "T (K)", "P (GPa)", "γ (1/ps)", "atoms", "production (ps)", "E/3Nk_B (K), ours",
+                       "paper (~, Fig. 3a)", "ratio", "model trusted"],
                       [[g["method"], g["temperature_K"], g["pressure_GPa"], g.get("gamma_per_ps"), g["n_atoms"],
-                        g["E_per_3NkB_K"], paper_zpe,
-                        _ratio(g["E_per_3NkB_K"], paper_zpe)] for g in q if g["temperature_K"] == t])
+                        g.get("production_ps"), g["E_per_3NkB_K"], paper_zpe, _ratio(g["E_per_3NkB_K"], paper_zpe),
+                        _trusted(g["pressure_GPa"], trusted_from)]
+                       for g in sorted(q, key=lambda g: (g["pressure_GPa"], g["method"])) if g["temperature_K"] == t])
     tz = [g for g in groups if g["method"] == "qtb" and math.isfinite(g.get("T_zero_K", math.nan))]
     if tz:
         t0 = min(g["temperature_K"] for g in tz)
+        tz = [g for g in tz if g["temperature_K"] == t0]
+        # one series: the friction and cell size found at the most pressures (the P-T sweep's), not a mean over
+        # the verdict's γ and sizes at its one pressure
+        at = {}
+        for g in tz:
+            at.setdefault((g.get("gamma_per_ps"), g.get("n_atoms")), set()).add(g["pressure_GPa"])
+        gamma, n_atoms = max(at, key=lambda k: (len(at[k]), k[1] or 0))
         by_p: dict = {}
         for g in tz:
-            if g["temperature_K"] == t0:
+            if (g.get("gamma_per_ps"), g.get("n_atoms")) == (gamma, n_atoms):
                 by_p.setdefault(g["pressure_GPa"], []).append(g["T_zero_K"])
         ps = sorted(by_p)
         vals = [sum(by_p[p]) / len(by_p[p]) for p in ps]
         rising = "yes" if len(vals) > 1 and all(b > a for a, b in zip(vals, vals[1:])) else (
             "no" if len(vals) > 1 else "one pressure only")
-        out += f"<p>T_zero of QTB at {num(t0)} K (Fig. 3b): increases with pressure — ours: {rising}; paper: yes.</p>"
-        out += _table(["P (GPa)", "T_zero (K)"], [[p, v] for p, v in zip(ps, vals)])
+        out += (f"<p>T_zero of QTB at {num(t0)} K (Fig. 3b; γ = {num(gamma)}/ps, {n_atoms} atoms): increases with "
+                f"pressure — ours: {rising}; paper: yes.</p>")
+        out += _table(["P (GPa)", "T_zero (K)", "model trusted"],
+                      [[p, v, _trusted(p, trusted_from)] for p, v in zip(ps, vals)])
+        if ps and ps[0] < trusted_from:
+            out += _trust_note(trusted_from)
     rows = [r for r in (zp or {}).get("rows", []) if "zero_point_pressure_GPa" in r]
     harm = {float(p["pressure_GPa"]): p for p in (qha or {}).get("pressures", [])}
     if rows:
@@ -364,10 +399,14 @@ def build_html(verdict: dict, ref: dict, *, validation: dict | None = None, vali
                qha: dict | None = None) -> str:
     """The report as one HTML string (see module doc)."""
     rows, groups = verdict.get("runs", []), verdict.get("groups", [])
+    pt_groups = groups + verdict.get("pt_groups", [])  # Figs. 2-3: the P-T sweep beside the verdict's runs
     sweep_figs = sweep_figs or {}
+    trusted = verdict.get("model_trusted_from_GPa")
+    trusted = float(trusted) if isinstance(trusted, (int, float)) else math.nan  # None in a stored verdict.json
     body = {"table1": sec_table1(validation, ref), "fig1a": sec_fig1a(validation, ref),
-            "fig1cd": sec_fig1cd(validation, validation_dir, ref), "fig2": sec_fig2(groups, sweep_figs, ref),
-            "fig3": sec_fig3(groups, sweep_figs, zero_point, ref, qha), "fig4": sec_fig4(verdict, ref),
+            "fig1cd": sec_fig1cd(validation, validation_dir, ref),
+            "fig2": sec_fig2(pt_groups, sweep_figs, ref, trusted, verdict.get("pt_plan")),
+            "fig3": sec_fig3(pt_groups, sweep_figs, zero_point, ref, qha, trusted), "fig4": sec_fig4(verdict, ref),
             "fig5": sec_fig5(groups, rows, ref), "fig6": sec_fig6(groups, rows, ref),
             "verdict": sec_verdict(verdict, groups, rows), "runs": sec_runs(rows)}
     toc = "".join(f'<li><a href="#{k}">{_esc(TITLES[k])}</a></li>' for k in SECTIONS)
