@@ -6,10 +6,15 @@
   ``dpqtb.structures.sampling``), kind ``phase-thermal``.
 
 The labels are computed by the job-store runner with the production settings, like every other
-frame (the relaxation's own energies are not imported: its k-mesh was fixed at the start cell).
+frame (the relaxation's own energies are not imported: its k-mesh was fixed at the start cell), except that
+``--path-kspacing-invA`` labels the path structures (and so the minimum) on a denser k-mesh: v3's data plan
+(docs/training.md) takes 0.16 Å⁻¹ there, since the production rule's k error on the distortion enthalpy
+(1-3 meV/atom, docs/dft_convergence.md) is as large as the distortion.
 
     .venv/bin/python scripts/queue_phase_frames.py data/phases/C2_100GPa_s1.extxyz \\
         --store data/labels/round0_phases --every 4 --n-thermal 10 --seed 1
+    .venv/bin/python scripts/queue_phase_frames.py data/phases/C2_125GPa_s0_direct.extxyz \\
+        --store data/labels/v3_phases --path-kspacing-invA 0.16 --seed 125      (v3)
 """
 import argparse
 import json
@@ -32,7 +37,10 @@ def main():
     ap.add_argument("--n-thermal", type=int, default=10)
     ap.add_argument("--t-range-K", type=float, nargs=2, default=(0.0, 600.0))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--path-kspacing-invA", type=float, default=PRODUCTION.kspacing_invA,
+                    help="k-point spacing (1/Å, with 2π) of the path structures' labels (default: production)")
     a = ap.parse_args()
+    path_settings = PRODUCTION.replace(kspacing_invA=a.path_kspacing_invA)
     rec = json.load(open(a.relaxed + ".json"))
     base = {"phase": f"{rec['phase_start']} (DFT-relaxed)", "target_pressure_GPa": rec["pressure_target_GPa"],
             "relaxation": a.relaxed, "space_group": rec["final"]["space_group"]["0.01"]}
@@ -45,7 +53,7 @@ def main():
         at = path[k].copy()
         at.calc = None
         at.wrap()
-        store.add(at, PRODUCTION, {**base, "kind": "relax-path", "relax_step": k, "temperature_K": 0.0,
+        store.add(at, path_settings, {**base, "kind": "relax-path", "relax_step": k, "temperature_K": 0.0,
                                    "cell": "primitive", "order": order + n, "round": 0})
         n += 1
     final = read(a.relaxed)

@@ -75,6 +75,8 @@ def test_prepare_dataset_grows_without_moving_frames(tmp_path):
     for part in ("train", "test"):
         nat = sum(np.load(p).shape[0] for p in (tmp_path / "d2" / part).rglob("energy.npy"))
         assert nat == m2[part]["frames"]
+    # the labels' DFT settings, counted (the helper labels with CHEAP: 200 eV, k spacing 10/Å, σ 0.1 eV)
+    assert m2["train"]["by_dft_settings"] == {"PBE 200.0 eV k 10.0/Å σ 0.1 eV": m2["train"]["frames"]}
 
 
 def test_prepare_dataset_errors(tmp_path):

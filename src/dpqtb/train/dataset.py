@@ -72,6 +72,12 @@ def _systems(root: Path) -> list[str]:
     return sorted(str(p.parent.relative_to(root)) for p in root.rglob("type.raw"))
 
 
+def settings_label(settings: dict) -> str:
+    """The DFT settings of a label in a few words: ``PBE 500 eV k 0.25/Å σ 0.1 eV``."""
+    return (f"{settings.get('xc', '?')} {settings.get('ecut_eV', '?')} eV k {settings.get('kspacing_invA', '?')}/Å "
+            f"σ {settings.get('smearing_eV', '?')} eV")
+
+
 def _describe(frames: list[dict]) -> dict:
     if not frames:
         return {"frames": 0}
@@ -81,6 +87,8 @@ def _describe(frames: list[dict]) -> dict:
         "by_natoms": {str(k): v for k, v in sorted(Counter(len(fr["symbols"]) for fr in frames).items())},
         "by_phase": dict(sorted(Counter(fr.get("meta", {}).get("phase", "?") for fr in frames).items())),
         "by_kind": dict(sorted(Counter(fr.get("meta", {}).get("kind", "?") for fr in frames).items())),
+        # the DFT settings of the labels: a set that mixes them (v3: dense k on the phase-deciding frames) says so
+        "by_dft_settings": dict(sorted(Counter(settings_label(fr.get("settings") or {}) for fr in frames).items())),
         "pressure_GPa_range": [float(p.min()), float(p.max())],
     }
 
