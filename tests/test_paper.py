@@ -20,6 +20,7 @@ import pytest
 from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_RESULT, SWEEP_POINTS_DIR, THERMO, THERMO_COLUMNS,
                           qtb_fd_name)
 from dpqtb.workflows.paper.report import SECTIONS, num, sec_verdict
+from dpqtb.workflows.sweep import ANALYSIS_VERSION
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, trotter_extrapolation, collect_rows, combine, exchange_statistics,
                                            gamma_extrapolations, group_rows, quantum_expansion, weighted_line)
@@ -93,7 +94,8 @@ def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: fl
     (d / POINT_JSON).write_text(json.dumps({"config": cfg, "analysis": {"hydrogen": "H"}}))
     (d / POINT_RESULT).write_text(json.dumps({
         "hash": name, "status": "done", "axes": {"bath": method, "temperature_K": T, "seed": seed},
-        "md_seed": 7, "n_atoms": n_atoms, "equilibration_steps": 100, "production_steps": 2000, "analysis_version": 2,
+        "md_seed": 7, "n_atoms": n_atoms, "equilibration_steps": 100, "production_steps": 2000,
+        "analysis_version": ANALYSIS_VERSION,
         "observables": {"E_per_3NkB_K": E3, "theta_frames_deg": 90.0, "V_A3": V, "V_A3_err": Verr, "T_zero_K": 800.0}}))
     summary = {"n_atoms": n_atoms, "diffusion": {"H": {"D_cm2_per_s": D, "D_err_cm2_per_s": Derr},
                                                  "La": {"D_cm2_per_s": 0.0, "D_err_cm2_per_s": 1e-9}},

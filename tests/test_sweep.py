@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 
 from dpqtb import InputError
 from dpqtb.rundir import POINT_LOCK, POINT_RESULT, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, THERMO, TRAJECTORY
+from dpqtb.workflows.sweep import ANALYSIS_VERSION
 from dpqtb.workflows.sweep_spec import load_sweep, parse_sweep
 from dpqtb.workflows.sweep_status import sweep_status
 
@@ -563,7 +565,7 @@ def test_production_frames_exclude_the_last_equilibration_frame(serial):
     for d in _finished(serial):
         summary = json.loads((d / "analysis" / "summary.json").read_text())
         assert summary["n_frames"] == 200 // 5
-        assert json.loads((d / POINT_RESULT).read_text())["analysis_version"] == 2
+        assert json.loads((d / POINT_RESULT).read_text())["analysis_version"] == ANALYSIS_VERSION
 
 
 def test_reanalyze_brings_old_points_up_to_date_without_md(serial, tmp_path):
@@ -614,12 +616,12 @@ def test_reanalyze_brings_old_points_up_to_date_without_md(serial, tmp_path):
     assert (out / SWEEP_POINTS_CSV).read_text() == (serial / SWEEP_POINTS_CSV).read_text()
     for d in points:
         new, ref = (json.loads((p / POINT_RESULT).read_text()) for p in (d, serial / SWEEP_POINTS_DIR / d.name))
-        assert new["observables"] == ref["observables"] and new["analysis_version"] == 2
+        assert new["observables"] == ref["observables"] and new["analysis_version"] == ANALYSIS_VERSION
         assert "reanalysis_s" in new["timing"] and new["timing"]["md_s"] == ref["timing"]["md_s"]
         assert not (d / "analysis.new").exists() and not (d / "analysis.old").exists()
         assert not (d / "analysis" / "v1_only.csv").exists()
         summary = json.loads((d / "analysis" / "summary.json").read_text())
-        assert summary["analysis_version"] == 2 and summary["n_frames"] == 40
+        assert summary["analysis_version"] == ANALYSIS_VERSION and summary["n_frames"] == 40
         # the lattice parameter: the mean over the production frames (steps 55 ... 250, frames 11 ...) of the
         # cell length over the supercell's 2, read here with ASE
         from ase.io import read
@@ -665,6 +667,22 @@ def test_cage_columns_come_from_the_analysis_directory_given(tmp_path):
     assert out["face_spread_frames_deg"] == pytest.approx(0.3)
 
 
+def test_diffusion_observables_from_the_summary():
+    """D per species with its error, and the fraction of the H atoms that changed site at least once."""
+    from dpqtb.workflows.sweep import _diffusion
+
+    summary = {"species": {"La": 4, "H": 40},
+               "diffusion": {"H": {"D_cm2_per_s": 2.5e-6, "D_err_cm2_per_s": 4e-7}},
+               "exchanges": {"classes": {"none": 30, "one": 7, "several": 3}}}
+    out = {}
+    _diffusion(out, summary)
+    assert out["D_H_cm2_per_s"] == 2.5e-6 and out["D_H_cm2_per_s_err"] == 4e-7 and out["exchanged_fraction"] == 0.25
+    assert math.isnan(out["D_La_cm2_per_s"]) and math.isnan(out["D_La_cm2_per_s_err"])  # not in the summary
+    out = {}
+    _diffusion(out, {"species": {}})
+    assert math.isnan(out["exchanged_fraction"])
+
+
 def test_figures_mark_where_the_model_is_not_trusted(serial, tmp_path):
     """[plots] model_trusted_from_GPa: Fig. 2a's CSV says, per row, whether the model is trusted at its
     pressure (the PNG hatches those rows); a value that is not a number is one error."""
@@ -687,6 +705,21 @@ def test_figures_mark_where_the_model_is_not_trusted(serial, tmp_path):
     for name in ("fig2b_face_angles", "fig3a_energy"):  # at the reference pressure, [plots] pressure_GPa = 0
         rows = list(csv.DictReader(open(out / "figures" / f"{name}.csv")))
         assert rows and {(r["pressure_GPa"], r["model_trusted"]) for r in rows} == {("0", "False")}
+    # protons that diffuse (rule 2: D > 1e-6 cm²/s and > 3σ) are marked in Fig. 2a's CSV (and a "D" on the PNG)
+    with open(out / SWEEP_POINTS_CSV, newline="") as fh:
+        pts = list(csv.DictReader(fh))
+    d_h = {0: ("2e-05", "1e-06"), 1: ("2e-05", "1e-05"), 2: ("5e-07", "1e-08")}  # resolved; 2σ; below D_min
+    for k, r in enumerate(pts):
+        r["D_H_cm2_per_s"], r["D_H_cm2_per_s_err"] = d_h.get(k, ("", ""))
+    with open(out / SWEEP_POINTS_CSV, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(pts[0]))
+        w.writeheader()
+        w.writerows(pts)
+    plot_sweep(out)
+    marked = {(r["bath"], r["pressure_GPa"], r["temperature_K"]): r["H_diffusive"]
+              for r in csv.DictReader(open(out / "figures" / "fig2a_distortion.csv"))}
+    key = [(r["bath"], r["pressure_GPa"], r["temperature_K"]) for r in pts]  # 2 x 2 x 2: one point per cell
+    assert len(set(key)) == len(key) == 8 and [marked[k] for k in key] == ["True"] + ["False"] * 7
     raw = {"sweep": {"equilibration_steps": 10, "production_steps": 100}, "base": {"md": {"steps": 0}},
            "axes": {"temperature_K": [100], "bath": ["langevin"]}, "plots": {"model_trusted_from_GPa": "high"}}
     with pytest.raises(InputError, match="plots.model_trusted_from_GPa must be a number"):

@@ -17,6 +17,18 @@ from dpqtb.analysis.neighbors import cross_pairs, min_image
 
 #: 1 Å²/fs in cm²/s.
 A2_PER_FS_TO_CM2_PER_S = 1e-16 / 1e-15
+#: a D below this is "no diffusion" whatever its error bar (cm²/s; 1/35 of the LaH10 paper's 3.5e-5; over
+#: 10 ps it is an MSD growth of 0.6 Å², comparable to the vibrational MSD plateau)
+D_MIN_CM2_PER_S = 1.0e-6
+#: a D is resolved ("diffusive") when D > D_MIN and D > N_SIGMA standard errors
+N_SIGMA = 3.0
+
+
+def diffusive(d: float, err: float) -> bool:
+    """Whether a diffusion coefficient is resolved (docs/paper.md, rule 2): D > :data:`D_MIN_CM2_PER_S` and
+    D > :data:`N_SIGMA`·σ (a missing σ counts as unresolved)."""
+    ok = all(isinstance(x, (int, float)) and np.isfinite(x) for x in (d, err))
+    return bool(ok and d > D_MIN_CM2_PER_S and d > N_SIGMA * err)
 
 
 def species_indices(symbols, species: list[str] | None = None) -> dict[str, np.ndarray]:

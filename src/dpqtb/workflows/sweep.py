@@ -60,7 +60,7 @@ OBSERVABLES = (
     "theta_frames_deg", "theta_frames_deg_err", "distortion_frames_deg", "distortion_frames_deg_err",
     "face_spread_frames_deg", "face_max_frames_deg", "face_max_frames_deg_err", "face_min_frames_deg",
     "face_min_frames_deg_err", "theta_avg_deg", "distortion_avg_deg", "face_spread_avg_deg", "face_max_avg_deg",
-    "face_min_avg_deg", "T_zero_K", "T_zero_source")
+    "face_min_avg_deg", "T_zero_K", "T_zero_source", "exchanged_fraction")
 #: θ statistics of dpqtb.analysis (AngleStats field) -> points.csv name stem
 _CAGE = {"theta_mean_deg": "theta", "deviation_mean_deg": "distortion", "theta_std_deg": "face_spread",
          "face_max_mean_deg": "face_max", "face_min_mean_deg": "face_min"}
@@ -265,7 +265,8 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 #: the version of a point's analysis, stored in result.json (``analysis_version``; absent: 1). A point analysed
 #: by an older version is brought up to date by ``dpqtb sweep --reanalyze DIR``, from its run files, without MD.
 #: 2: the production frames start after step ``equilibration_steps`` (1 took the frame at that step too).
-ANALYSIS_VERSION = 2
+#: 3: D of every species and the exchanged fraction of H in the observables (numbers of 2 unchanged).
+ANALYSIS_VERSION = 3
 
 
 def analysis_version(result: dict) -> int:
@@ -328,7 +329,8 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     Returns
     -------
     dict
-        :data:`OBSERVABLES` plus ``T_<X>_K``/``T_<X>_K_err`` per species and ``T_zero_<X>_K``.
+        :data:`OBSERVABLES` plus ``T_<X>_K``/``T_<X>_K_err``, ``T_zero_<X>_K`` and
+        ``D_<X>_cm2_per_s``/``D_<X>_cm2_per_s_err`` per species.
     """
     from dpqtb.analysis.trajectory import Trajectory
     from dpqtb.units import KB
@@ -353,6 +355,7 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
         out[f"{name}_A"], out[f"{name}_A_err"] = _blocks(lengths[:, k], blocks)
     _cage(out, Path(analysis_dir) if analysis_dir is not None else run_dir / POINT_ANALYSIS_DIR, summary, blocks)
     _t_zero(out, summary)
+    _diffusion(out, summary)
     for sp in summary.get("species", {}):
         col = f"temperature_{sp}_K"
         out[f"T_{sp}_K"], out[f"T_{sp}_K_err"] = _blocks(th[col][prod], blocks) if col in th else (NAN, NAN)
@@ -388,6 +391,19 @@ def _t_zero(out: dict, summary: dict) -> None:
     out["T_zero_source"] = src
     for sp in summary.get("species", {}):
         out[f"T_zero_{sp}_K"] = float(tz.get(sp, NAN))
+
+
+def _diffusion(out: dict, summary: dict) -> None:
+    """D of every species (Einstein fit with its block error, cm²/s) and the fraction of the hydrogen atoms
+    that changed site at least once (``exchanged_fraction``): where protons diffuse, the time-averaged
+    structure, and with it the cage distortion of Fig. 2a, is not a structure."""
+    for sp in summary.get("species", {}):
+        d = (summary.get("diffusion") or {}).get(sp) or {}
+        out[f"D_{sp}_cm2_per_s"] = float(d.get("D_cm2_per_s", NAN))
+        out[f"D_{sp}_cm2_per_s_err"] = float(d.get("D_err_cm2_per_s", NAN))
+    classes = (summary.get("exchanges") or {}).get("classes") or {}
+    n = sum(classes.values())
+    out["exchanged_fraction"] = (n - classes.get("none", 0)) / n if n else NAN
 
 
 # ------------------------------------------------------------------------------------ points.csv

@@ -4,7 +4,9 @@ Written to ``DIR/figures/``, each as PNG and as the CSV of what it plots (paper 
 
 * ``fig2a_distortion``: two heat maps side by side, classical | quantum bath, temperature across and
   pressure up, colour = cage distortion |θ − 90°| of the time-averaged structure (``[plots] distortion``
-  picks another column, e.g. the face-angle spread ``face_spread_avg_deg``);
+  picks another column, e.g. the face-angle spread ``face_spread_avg_deg``); a "D" marks the points where
+  the protons diffuse (:func:`dpqtb.analysis.msd.diffusive` on D_H), whose time-averaged cage is not a
+  structure (the CSV has D_H, its error, ``H_diffusive`` and the exchanged fraction of H);
 * ``fig2b_face_angles``: largest and smallest H4-face angle against T at the reference pressure;
 * ``fig3a_energy``: E/(3N k_B) against T at the reference pressure, every bath, with E = 3N k_B T;
 * ``fig3b_t_zero``: T_zero against P at the lowest temperature, every bath.
@@ -26,9 +28,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from dpqtb import InputError
+from dpqtb.analysis.msd import D_MIN_CM2_PER_S, N_SIGMA, diffusive
 from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_JSON, SWEEP_POINTS_CSV, atomic_write_text
 
 FIGURES = ("fig2a_distortion", "fig2b_face_angles", "fig3a_energy", "fig3b_t_zero")
+#: the protons' diffusion coefficient column of points.csv (analysis version ≥ 3)
+D_H = "D_H_cm2_per_s"
 NAN = float("nan")
 
 
@@ -132,7 +137,7 @@ def plot_sweep(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     rows = read_points(out_dir)
     cols = ["distortion_avg_deg", "face_spread_avg_deg", "distortion_frames_deg", "face_max_avg_deg",
-            "face_min_avg_deg", "E_per_3NkB_K", "T_zero_K", "T_kin_K"]
+            "face_min_avg_deg", "E_per_3NkB_K", "T_zero_K", "T_kin_K", D_H, "exchanged_fraction"]
     groups = _group(rows, cols)
     st = _settings(out_dir, groups)
     if st["distortion"] not in cols:
@@ -155,14 +160,18 @@ def _fig2a(plt, groups, st, csv_path):
     temps = sorted({k[2] for k in groups if math.isfinite(k[2])})
     press = sorted({k[1] for k in groups if math.isfinite(k[1])}) or [NAN]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True, layout="constrained")
-    rows_csv, grids = [], []
+    rows_csv, grids, moving = [], [], {}
     for bath in (st["classical"], st["quantum"]):
         grid = np.full((len(press), len(temps)), np.nan)
         for (b, p, t), vals in groups.items():
             if b == bath and t in temps and any(_same(p, q) for q in press):
                 i = next(i for i, q in enumerate(press) if _same(p, q))
                 grid[i, temps.index(t)] = vals[col][0]
-                rows_csv.append((bath, p, t, vals[col][0], _trusted(p, st)))
+                d, d_err = vals[D_H]
+                rows_csv.append((bath, p, t, vals[col][0], _trusted(p, st), d, d_err, diffusive(d, d_err),
+                                 vals["exchanged_fraction"][0]))
+                if diffusive(d, d_err):
+                    moving.setdefault(bath, []).append((temps.index(t), i))
         grids.append(grid)
     finite = np.concatenate([g[np.isfinite(g)] for g in grids]) if grids else np.array([])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -173,6 +182,8 @@ def _fig2a(plt, groups, st, csv_path):
         ax.set_yticks(range(len(press)), [f"{p:g}" for p in press])
         ax.set_xlabel("T (K)")
         ax.set_title(f"{what} ({bath})" + ("" if finite.size else ": no cage data"))
+        for x, y in moving.get(bath, []):  # protons diffuse: the time-averaged cage is not a structure
+            ax.text(x, y, "D", ha="center", va="center", color="white", fontsize=11, fontweight="bold")
         untrusted = [i for i, q in enumerate(press) if not _trusted(q, st)]
         if untrusted:  # the rows where the model's phases are not trusted: hatched, and said so
             ax.axhspan(-0.5, max(untrusted) + 0.5, facecolor="none", edgecolor="red", hatch="//", linewidth=0)
@@ -180,8 +191,11 @@ def _fig2a(plt, groups, st, csv_path):
                     transform=ax.transAxes, va="top", fontsize=7, color="red")
     axes[0].set_ylabel("P (GPa)")
     fig.colorbar(im, ax=list(axes), label=col.replace("_deg", " (deg)"))
-    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", col, "model_trusted"],
-         sorted(rows_csv, key=lambda r: (r[0], r[1], r[2])))
+    if moving:
+        fig.suptitle(f"D: protons diffuse (D_H > {D_MIN_CM2_PER_S:g} cm²/s and > {N_SIGMA:g}σ); the time-averaged "
+                     "cage there is not a structure", fontsize=8)
+    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", col, "model_trusted", D_H, D_H + "_err", "H_diffusive",
+                    "exchanged_fraction"], sorted(rows_csv, key=lambda r: (r[0], r[1], r[2])))
     return fig
 
 

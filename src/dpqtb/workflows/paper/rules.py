@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import math
 
-from dpqtb.workflows.paper.verdict import BEADS_MIN_T_K, CLASSICAL, D_MIN_CM2_PER_S, N_SIGMA, VERDICT_PRESSURE_GPA
+from dpqtb.analysis.msd import D_MIN_CM2_PER_S, N_SIGMA
+from dpqtb.workflows.paper.verdict import BEADS_MIN_T_K, CLASSICAL, VERDICT_PRESSURE_GPA
 
 PAPER_D = 3.5e-5
 

@@ -16,14 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from dpqtb import InputError
+from dpqtb.analysis.msd import diffusive
 from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_RESULT, SWEEP_JSON, SWEEP_POINTS_DIR, THERMO,
                           qtb_fd_name, read_thermo)
 
-#: a D below this is "no diffusion" whatever its error bar (cm²/s; 1/35 of the paper's 3.5e-5; over
-#: 10 ps it is an MSD growth of 0.6 Å², comparable to the vibrational MSD plateau)
-D_MIN_CM2_PER_S = 1.0e-6
-#: a D is resolved ("diffusive") when D > D_MIN and D > N_SIGMA standard errors
-N_SIGMA = 3.0
 #: the pressure of the verdict (GPa) and the paper's Fig. 4 temperature (K)
 VERDICT_PRESSURE_GPA = 200.0
 FIG4_TEMPERATURE_K = 200.0
@@ -293,11 +289,6 @@ def group_rows(rows: list[dict]) -> list[dict]:
         g["diffusive"] = diffusive(g["D_H_cm2_per_s"], g["D_H_err_cm2_per_s"])
         out.append(g)
     return out
-
-
-def diffusive(d: float, err: float) -> bool:
-    """The rule: D > D_MIN_CM2_PER_S and D > N_SIGMA·σ (a missing σ counts as unresolved)."""
-    return _finite(d) and _finite(err) and d > D_MIN_CM2_PER_S and d > N_SIGMA * err
 
 
 def weighted_line(x, y, sigma) -> dict:
