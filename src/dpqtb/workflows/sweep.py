@@ -55,7 +55,7 @@ __all__ = ["run_sweep", "run_point", "stop_points", "points_csv", "csv_columns",
 #: the observables of every point, in points.csv order (per-species columns follow, see :func:`csv_columns`)
 OBSERVABLES = (
     "T_kin_K", "T_kin_K_err", "E_per_3NkB_K", "E_per_3NkB_K_err",
-    "P_mean_GPa", "P_mean_GPa_err", "P_target_GPa", "P_dev_GPa", "V_A3", "V_A3_err",
+    "P_mean_GPa", "P_mean_GPa_err", "P_target_GPa", "P_dev_GPa", "P_drift_GPa", "P_drift_GPa_err", "V_A3", "V_A3_err",
     "a_A", "a_A_err", "b_A", "b_A_err", "c_A", "c_A_err",
     "theta_frames_deg", "theta_frames_deg_err", "distortion_frames_deg", "distortion_frames_deg_err",
     "face_spread_frames_deg", "face_max_frames_deg", "face_max_frames_deg_err", "face_min_frames_deg",
@@ -76,6 +76,17 @@ def _blocks(x: np.ndarray, n: int) -> tuple[float, float]:
     n = max(2, min(n, len(x)))
     means = np.array([b.mean() for b in np.array_split(x, n)])
     return float(means.mean()), float(means.std(ddof=1) / math.sqrt(n))
+
+
+def _drift(x: np.ndarray, n: int) -> tuple[float, float]:
+    """Mean of the second half of ``x`` less that of the first, with its standard error (``n`` blocks in all):
+    the equilibration check (a cell or bath still relaxing in production shows a drift of many σ)."""
+    x = np.asarray(x, dtype=float)
+    half = len(x) // 2
+    if half < 2:
+        return NAN, NAN
+    (a, ea), (b, eb) = _blocks(x[:half], max(2, n // 2)), _blocks(x[half:], max(2, n // 2))
+    return b - a, math.hypot(ea, eb)
 
 
 class _ThreadRouted:
@@ -265,7 +276,8 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 #: the version of a point's analysis, stored in result.json (``analysis_version``; absent: 1). A point analysed
 #: by an older version is brought up to date by ``dpqtb sweep --reanalyze DIR``, from its run files, without MD.
 #: 2: the production frames start after step ``equilibration_steps`` (1 took the frame at that step too).
-#: 3: D of every species and the exchanged fraction of H in the observables (numbers of 2 unchanged).
+#: 3: D of every species, the exchanged fraction of H and the pressure drift over production in the observables
+#: (the numbers of 2 unchanged).
 ANALYSIS_VERSION = 3
 
 
@@ -344,6 +356,7 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     e = (th["total_eV"][prod] - e_ref) / (3 * n_atoms * KB)
     out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = _blocks(e, blocks)
     out["P_mean_GPa"], out["P_mean_GPa_err"] = _blocks(th["pressure_GPa"][prod], blocks)
+    out["P_drift_GPa"], out["P_drift_GPa_err"] = _drift(th["pressure_GPa"][prod], blocks)
     target = cfg.barostat.pressure_GPa if cfg.barostat.enabled else NAN
     out["P_target_GPa"] = float(target)
     out["P_dev_GPa"] = out["P_mean_GPa"] - float(target)
