@@ -276,9 +276,9 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 #: the version of a point's analysis, stored in result.json (``analysis_version``; absent: 1). A point analysed
 #: by an older version is brought up to date by ``dpqtb sweep --reanalyze DIR``, from its run files, without MD.
 #: 2: the production frames start after step ``equilibration_steps`` (1 took the frame at that step too).
-#: 3: D of every species, the exchanged fraction of H and the pressure drift over production in the observables
-#: (the numbers of 2 unchanged).
-ANALYSIS_VERSION = 3
+#: 3: D of every species and the exchanged fraction of H in the observables (the numbers of 2 unchanged).
+#: 4: the pressure drift over production, P_drift_GPa (the numbers of 3 unchanged).
+ANALYSIS_VERSION = 4
 
 
 def analysis_version(result: dict) -> int:
