@@ -439,6 +439,8 @@ def test_report_sections_numbers_self_contained(tmp_path, morse_sweep):
     val = json.loads((ROOT / "docs" / "validation_builtin" / "report.json").read_text())
     assert num(val["test"]["rmse_f_eV_per_A"]) in html and num(val["table1"]["pressures"]["300"]["dft"]["a_A"]) in html
     assert "3.5e-05" in html and "4.749" in html  # the paper's numbers beside ours
+    # the sweep figures are drawn from points.csv when the sweep has none (a clone: --plot never ran there)
+    assert (morse_sweep / "figures" / "fig3a_energy.png").is_file() and 'alt="fig3a_energy"' in html
     qha = json.loads((ROOT / "data" / "npt" / "qha_zero_point.json").read_text())  # read from beside the zero point
     for p in qha["pressures"]:
         assert num(p["zero_point_pressure_GPa"]) in html and num(p["zero_point_expansion_percent"]) in html

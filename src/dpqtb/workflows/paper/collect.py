@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from dpqtb import InputError
-from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_JSON, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text
+from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text
 from dpqtb.workflows.paper.reference import load_reference
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
@@ -110,9 +110,17 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
 
 
 def _sweep_figures(sweep_dirs: list[Path]) -> dict:
-    """Each P–T figure from the sweep with the most points that has it (base64 URIs)."""
+    """Each P–T figure from the sweep with the most points that has it (base64 URIs). A sweep whose figures are
+    missing or older than its points.csv (a clone has the committed points.csv) is plotted first, as
+    ``dpqtb sweep --plot DIR`` does."""
     from dpqtb.workflows.paper.figures import embed_png
+    from dpqtb.workflows.sweep_plots import plot_sweep
 
+    for d in sweep_dirs:
+        table = d / SWEEP_POINTS_CSV
+        pngs = [d / SWEEP_FIGURES_DIR / f"{name}.png" for name in SWEEP_FIGURES]
+        if table.is_file() and any(not p.is_file() or p.stat().st_mtime < table.stat().st_mtime for p in pngs):
+            plot_sweep(d)
     ranked = sorted(sweep_dirs, key=lambda d: -len(list((d / SWEEP_POINTS_DIR).iterdir())))
     out = {}
     for name in SWEEP_FIGURES:
