@@ -168,9 +168,10 @@ def _fig2a(plt, groups, st, csv_path):
                 i = next(i for i, q in enumerate(press) if _same(p, q))
                 grid[i, temps.index(t)] = vals[col][0]
                 d, d_err = vals[D_H]
-                rows_csv.append((bath, p, t, vals[col][0], _trusted(p, st), d, d_err, diffusive(d, d_err),
+                moves = diffusive(d, d_err)
+                rows_csv.append((bath, p, t, vals[col][0], _trusted(p, st), d, d_err, moves,
                                  vals["exchanged_fraction"][0]))
-                if diffusive(d, d_err):
+                if moves:
                     moving.setdefault(bath, []).append((temps.index(t), i))
         grids.append(grid)
     finite = np.concatenate([g[np.isfinite(g)] for g in grids]) if grids else np.array([])
