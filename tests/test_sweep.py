@@ -259,8 +259,12 @@ def test_sigterm_checkpoints_running_points_then_the_same_command_resumes(serial
     from dpqtb.md.checkpoint import load
 
     cmd = _sweep_cmd(tmp_path) if mode != "serial" else [*_sweep_cmd(tmp_path)[:7], "--serial", "--no-progress"]
+    # Ctrl-C: the client starts with SIGINT ignored, as from a script run in the background (`cmd &`, nohup,
+    # where Python leaves SIGINT alone): it must install its own handler, as `dpqtb md` does, or `kill -INT`
+    # is lost and the sweep runs on (a fresh-clone suite run in the background failed this way)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if mode == "workers-ctrl-c" else None
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=ignore)
     deadline = time.time() + 300
     while _running_point(tmp_path) is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)

@@ -98,7 +98,9 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
         return fut
 
     try:
-        with handling(signal.SIGTERM, _raise_signalled):
+        # SIGINT handled here as `dpqtb md` does, not left to Python's default: a client started with SIGINT
+        # ignored (from a script run in the background, `nohup`) then still stops its points on `kill -INT`
+        with handling(signal.SIGTERM, _raise_signalled), handling(signal.SIGINT, _raise_signalled):
             try:
                 for s in todo:
                     submit(s)
