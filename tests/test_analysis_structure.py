@@ -132,3 +132,50 @@ def test_theta_bad_input():
     at = fm3m(A, "conventional")
     with pytest.raises(DpqtbError):
         quadrilateral_angles(at.positions[:4], at.cell.array, at.get_chemical_symbols()[:4])
+
+
+def test_time_averaged_cage_is_a_site_average_under_hops_strain_and_drift():
+    """CageAngle's time-averaged structure averages sites, not labelled atoms. Frames of Fm-3m (exact: every
+    face angle 90°) with 0.05 Å of antithetic noise (frame pairs +e, −e in fractional coordinates, so that it
+    averages to zero exactly), a cell breathing by ±1 % (NPT), the crystal drifting by 0.8 Å (more than half
+    the H–H spacing), and from frame 100 on a 2-cycle (two neighbouring protons swapped) and a 3-ring of
+    protons: the site average is Fm-3m exactly, while the labelled average of the same frames is distorted by
+    the hoppers. 100 frames are relabelled."""
+    from dpqtb.analysis.observables import CageAngle
+    from dpqtb.analysis.trajectory import Frame
+    from dpqtb.structures.periodic import min_image
+
+    at = fm3m(A, "conventional")
+    symbols = np.array(at.get_chemical_symbols())
+    cell0, frac0 = at.cell.array, at.get_scaled_positions()
+    h = np.flatnonzero(symbols == "H")
+    d = np.linalg.norm(min_image(at.positions[h][:, None] - at.positions[h][None], cell0), axis=-1)
+    d[np.diag_indices_from(d)] = np.inf
+
+    def nearest(q, but=()):  # the proton site nearest to site q (indices into h), other than ``but``
+        return int(np.argmin(np.where(np.isin(np.arange(len(h)), but), np.inf, d[q])))
+
+    i, j = int(h[0]), int(h[nearest(0)])
+    r1 = nearest(5, [0, nearest(0)])
+    r2 = nearest(r1, [0, nearest(0), 5])
+    ring = [int(h[5]), int(h[r1]), int(h[r2])]
+    assert len({i, j, *ring}) == 5
+    rng = np.random.default_rng(11)
+    obs, labelled, n = CageAngle(symbols), np.zeros((len(at), 3)), 200
+    for t in range(n):
+        cell = cell0 * (1.0 + 0.01 * np.sin(0.3 * t))
+        frac = frac0.copy()
+        if t >= 100:  # protons i <-> j swapped; ring[0] -> ring[1] -> ring[2] -> ring[0]
+            frac[[i, j]] = frac0[[j, i]]
+            frac[ring] = frac0[np.roll(ring, -1)]
+        if t % 2 == 0:  # antithetic noise (+e, then -e): its average is zero, so the site average is exact
+            e = rng.normal(0.0, 0.05 / A, (len(at), 3))
+        pos = (frac + (e if t % 2 == 0 else -e)) @ cell + np.array([0.004 * t, 0.0, 0.0])
+        labelled += pos @ np.linalg.inv(cell)
+        obs.update(Frame(t, symbols, pos, cell, float(t)))
+    pos, cell = obs.site_averaged_positions()
+    site = quadrilateral_angles(pos, cell, symbols)
+    np.testing.assert_allclose(site, 90.0, atol=1e-6)
+    lab = quadrilateral_angles(labelled / n @ (cell0), cell0, symbols)
+    assert np.abs(lab - 90.0).max() > 5.0  # the labelled average: the hoppers' cages distorted
+    assert obs.relabelled == 100

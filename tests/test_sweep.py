@@ -687,22 +687,6 @@ def test_diffusion_observables_from_the_summary():
     assert math.isnan(out["exchanged_fraction"])
 
 
-def test_pressure_drift_over_production():
-    """P_drift: the mean of the second half less that of the first; a linear ramp of slope s over 2m rows
-    drifts by s·m exactly; white noise around a constant gives ~0 within its error."""
-    import numpy as np
-
-    from dpqtb.workflows.sweep import _drift
-
-    d, err = _drift(200.0 + 0.01 * np.arange(1000), 10)
-    assert d == pytest.approx(0.01 * 500) and err > 0
-    rng = np.random.default_rng(3)
-    x = 200.0 + rng.normal(0.0, 1.0, 4000)
-    d, err = _drift(x, 10)
-    assert err == pytest.approx(math.sqrt(2 * 1.0 / 2000), rel=0.5) and abs(d) < 4 * err
-    assert all(math.isnan(v) for v in _drift(np.ones(3), 10))
-
-
 def test_figures_mark_where_the_model_is_not_trusted(serial, tmp_path):
     """[plots] model_trusted_from_GPa: Fig. 2a's CSV says, per row, whether the model is trusted at its
     pressure (the PNG hatches those rows); a value that is not a number is one error."""

@@ -18,7 +18,7 @@ import numpy as np
 from dpqtb import DpqtbError, InputError
 from dpqtb.analysis.cage import AngleAccumulator, angle_stats, quadrilateral_angles
 from dpqtb.analysis.exchange import SiteTracker, pick_examples, plot_examples
-from dpqtb.analysis.msd import MSDAccumulator, ReorderedMSD, diffusion_coefficient
+from dpqtb.analysis.msd import MSDAccumulator, ReorderedMSD, diffusion_coefficient, species_indices
 from dpqtb.analysis.rdf import RDFAccumulator, plot_rdf
 from dpqtb.analysis.trajectory import Frame, Trajectory
 from dpqtb.analysis.vdos import ALIAS_LIMIT, VDOSAccumulator, zero_point_temperature
@@ -323,6 +323,15 @@ class CageAngle(Observable):
     time-averaged structure (all frames); skipped with the reason when the structure is not a LaH10
     clathrate.
 
+    The time-averaged structure is an average over *sites*, not over labelled atoms: in every frame each
+    species' atoms are matched to the first frame's sites by the reordered-MSD′ assignment (the minimum of
+    Σ|r_P(i) − s_i|², :class:`~dpqtb.analysis.msd.ReorderedMSD`), the sites scaled with the cell, and the
+    displacement of the atom on each site is averaged in fractional coordinates; the structure is the sites
+    plus their mean displacements in the mean cell. A proton that hops to a neighbouring site then adds to
+    that site's average, not a point halfway between the two (a labelled average puts a proton that spent
+    half the run on each of two sites between them, and a cubic cage with a few hopping protons reads as
+    distorted). ``frames_relabelled``: the frames in which some atom sat on another's starting site.
+
     Parameters
     ----------
     symbols : array of str
@@ -335,7 +344,10 @@ class CageAngle(Observable):
         self.symbols, self.every = symbols, every
         self.angles = AngleAccumulator(symbols)
         self.error: str | None = None
-        self.pos_sum, self.cell_sum, self.n = np.zeros((len(symbols), 3)), np.zeros((3, 3)), 0
+        self.groups = list(species_indices(symbols).values())
+        self.ref_frac: np.ndarray | None = None  # the first frame's sites (fractional coordinates)
+        self.dfrac_sum, self.cell_sum, self.n = np.zeros((len(symbols), 3)), np.zeros((3, 3)), 0
+        self.relabelled = 0
 
     def update(self, frame: Frame) -> None:
         if self.error is None and self.n % self.every == 0:
@@ -343,9 +355,28 @@ class CageAngle(Observable):
                 self.angles.update(frame.positions, frame.cell, frame.time_fs)
             except DpqtbError as exc:  # not a LaH10 clathrate: skip θ, report why
                 self.error = str(exc)
-        self.pos_sum += frame.positions
-        self.cell_sum += frame.cell
+        cell = np.asarray(frame.cell, dtype=float)
+        frac = np.asarray(frame.positions, dtype=float) @ np.linalg.inv(cell)
+        if self.ref_frac is None:
+            self.ref_frac = frac.copy()
+        # the crystal's drift (the median displacement: robust to the few atoms that hop) is taken out before
+        # matching, so a drift of half a site spacing cannot relabel every site
+        shift = frac - self.ref_frac
+        frac = frac - np.median(shift - np.round(shift), axis=0)
+        moved = False
+        for idx in self.groups:  # each species' atoms onto the (cell-scaled) sites of the first frame
+            assign = ReorderedMSD(self.ref_frac[idx] @ cell)(frac[idx] @ cell, cell).assignment
+            d = frac[idx][assign] - self.ref_frac[idx]
+            self.dfrac_sum[idx] += d - np.round(d)
+            moved |= bool(np.any(assign != np.arange(len(idx))))
+        self.relabelled += moved
+        self.cell_sum += cell
         self.n += 1
+
+    def site_averaged_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, cell) of the site-averaged structure (Å)."""
+        cell = self.cell_sum / self.n
+        return (self.ref_frac + self.dfrac_sum / self.n) @ cell, cell
 
     def write(self, out: Path) -> dict:
         if self.error:
@@ -355,8 +386,8 @@ class CageAngle(Observable):
                                       "face_max_mean_deg", "face_min_mean_deg", "deviation_mean_deg"],
                   [(t, *asdict(st).values()) for t, st in rows])
         try:
-            avg = asdict(angle_stats(quadrilateral_angles(self.pos_sum / self.n, self.cell_sum / self.n,
-                                                          self.symbols)))
+            avg = asdict(angle_stats(quadrilateral_angles(*self.site_averaged_positions(), self.symbols)))
+            avg["frames_relabelled"] = int(self.relabelled)
         except DpqtbError as exc:
             avg = {"error": str(exc)}
         per = np.array([list(asdict(st).values()) for _, st in rows])

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from dpqtb import InputError, RunInterrupted
+from dpqtb.analysis.stats import drift, integrated_time, mean_error
 from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT,
                           SWEEP_JSON, SWEEP_LOCK, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json,
                           atomic_write_text,
@@ -55,7 +56,7 @@ __all__ = ["run_sweep", "run_point", "stop_points", "points_csv", "csv_columns",
 #: the observables of every point, in points.csv order (per-species columns follow, see :func:`csv_columns`)
 OBSERVABLES = (
     "T_kin_K", "T_kin_K_err", "E_per_3NkB_K", "E_per_3NkB_K_err",
-    "P_mean_GPa", "P_mean_GPa_err", "P_target_GPa", "P_dev_GPa", "P_drift_GPa", "P_drift_GPa_err", "V_A3", "V_A3_err",
+    "P_mean_GPa", "P_mean_GPa_err", "P_target_GPa", "P_dev_GPa", "P_drift_GPa", "P_drift_GPa_err", "P_tau_ps", "V_A3", "V_A3_err",
     "a_A", "a_A_err", "b_A", "b_A_err", "c_A", "c_A_err",
     "theta_frames_deg", "theta_frames_deg_err", "distortion_frames_deg", "distortion_frames_deg_err",
     "face_spread_frames_deg", "face_max_frames_deg", "face_max_frames_deg_err", "face_min_frames_deg",
@@ -69,24 +70,10 @@ NAN = float("nan")
 
 
 def _blocks(x: np.ndarray, n: int) -> tuple[float, float]:
-    """Mean of ``x`` and its standard error from ``n`` contiguous blocks (NaN without data)."""
-    x = np.asarray(x, dtype=float)
-    if len(x) == 0 or not np.all(np.isfinite(x)):
-        return NAN, NAN
-    n = max(2, min(n, len(x)))
-    means = np.array([b.mean() for b in np.array_split(x, n)])
-    return float(means.mean()), float(means.std(ddof=1) / math.sqrt(n))
-
-
-def _drift(x: np.ndarray, n: int) -> tuple[float, float]:
-    """Mean of the second half of ``x`` less that of the first, with its standard error (``n`` blocks in all):
-    the equilibration check (a cell or bath still relaxing in production shows a drift of many σ)."""
-    x = np.asarray(x, dtype=float)
-    half = len(x) // 2
-    if half < 2:
-        return NAN, NAN
-    (a, ea), (b, eb) = _blocks(x[:half], max(2, n // 2)), _blocks(x[half:], max(2, n // 2))
-    return b - a, math.hypot(ea, eb)
+    """Mean of ``x`` and its standard error, the larger of the ``n``-block error and the correlation-time
+    error (:func:`dpqtb.analysis.stats.mean_error`; NaN without data)."""
+    m, e, _ = mean_error(x, n)
+    return m, e
 
 
 class _ThreadRouted:
@@ -278,7 +265,11 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 #: 2: the production frames start after step ``equilibration_steps`` (1 took the frame at that step too).
 #: 3: D of every species and the exchanged fraction of H in the observables (the numbers of 2 unchanged).
 #: 4: the pressure drift over production, P_drift_GPa (the numbers of 3 unchanged).
-ANALYSIS_VERSION = 4
+#: 5: error bars of time averages no smaller than the correlation-time error (dpqtb.analysis.stats; the block
+#:    error alone was too small where a block is shorter than the series' correlation time), P_tau_ps.
+#: 6: the time-averaged structure (the *_avg_deg columns) averages sites, not labelled atoms (protons that change
+#:    site no longer distort it; dpqtb.analysis.observables.CageAngle), in fractional coordinates (NPT).
+ANALYSIS_VERSION = 6
 
 
 def analysis_version(result: dict) -> int:
@@ -356,7 +347,10 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     e = (th["total_eV"][prod] - e_ref) / (3 * n_atoms * KB)
     out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = _blocks(e, blocks)
     out["P_mean_GPa"], out["P_mean_GPa_err"] = _blocks(th["pressure_GPa"][prod], blocks)
-    out["P_drift_GPa"], out["P_drift_GPa_err"] = _drift(th["pressure_GPa"][prod], blocks)
+    out["P_drift_GPa"], out["P_drift_GPa_err"] = drift(th["pressure_GPa"][prod], blocks)
+    # the pressure's correlation time: a production of fewer than ~50 τ_int cannot test its drift at 3σ
+    dt_ps = cfg.md.timestep_fs * cfg.output.thermo_every / 1000.0
+    out["P_tau_ps"] = integrated_time(th["pressure_GPa"][prod]) * dt_ps if prod.sum() > 1 else NAN
     target = cfg.barostat.pressure_GPa if cfg.barostat.enabled else NAN
     out["P_target_GPa"] = float(target)
     out["P_dev_GPa"] = out["P_mean_GPa"] - float(target)

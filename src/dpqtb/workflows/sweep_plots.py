@@ -95,9 +95,14 @@ def _settings(out_dir: Path, groups: dict) -> dict:
             "trusted_from": float(trusted) if isinstance(trusted, (int, float)) else NAN}
 
 
+def model_trusted(p: float, trusted_from: float) -> bool:
+    """Whether the model is trusted at pressure ``p`` (GPa) given ``[plots] model_trusted_from_GPa`` (NaN: no
+    limit, trusted everywhere). The one rule of the figures, their CSVs and the paper report's tables."""
+    return not (p < trusted_from)
+
+
 def _trusted(p: float, st: dict) -> bool:
-    """Whether the model is trusted at pressure ``p`` (``[plots] model_trusted_from_GPa``; all without it)."""
-    return not (p < st["trusted_from"])
+    return model_trusted(p, st["trusted_from"])
 
 
 def _title_at_P(st: dict) -> str:

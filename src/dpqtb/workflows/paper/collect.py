@@ -8,13 +8,12 @@ import os
 from pathlib import Path
 
 from dpqtb import InputError
-from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_JSON, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text
+from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text
 from dpqtb.workflows.paper.reference import load_reference
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
                                            gamma_extrapolations, group_rows, harmonic_kinetic, harmonic_residual_check,
-                                           planned_points,
-                                           quantum_expansion)
+                                           planned_points, quantum_expansion, sweep_meta)
 
 VERDICT_JSON = "verdict.json"
 REPORT_HTML = "report.html"
@@ -52,28 +51,26 @@ def _warn_stale(rows: list[dict]) -> None:
               + "; ".join(f"dpqtb sweep --reanalyze {s}" for s in sweeps), file=sys.stderr)
 
 
-def model_trusted_from(sweep_dirs: list[Path]) -> float:
-    """The highest ``[plots] model_trusted_from_GPa`` among the sweeps' sweep.json (NaN where none gives one):
-    the report marks results below it as the model's, not LaH10's (docs/phases.md)."""
+def model_trusted_from(sweep_dirs: list[Path], metas: dict | None = None) -> float:
+    """The highest ``[plots] model_trusted_from_GPa`` among the sweeps' sweep.json (``metas[dir]`` where given;
+    NaN where none gives one): the report marks results below it as the model's, not LaH10's
+    (docs/phases.md)."""
     best = math.nan
     for d in sweep_dirs:
-        try:
-            v = json.loads((d / SWEEP_JSON).read_text()).get("plots", {}).get("model_trusted_from_GPa")
-        except (OSError, ValueError, AttributeError):
-            continue
+        plots = (metas[d] if metas is not None and d in metas else sweep_meta(d)).get("plots", {})
+        v = plots.get("model_trusted_from_GPa") if isinstance(plots, dict) else None
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             best = v if math.isnan(best) else max(best, float(v))
     return best
 
 
-def spans_pressures(sweep_dir: Path) -> bool:
-    """Whether a sweep's planned points (sweep.json) lie at more than one pressure: a P–T sweep (the ``pt``
-    stage), which gives Figs. 2–3, not the verdict."""
-    try:
-        points = json.loads((Path(sweep_dir) / SWEEP_JSON).read_text()).get("points", [])
-        return len({p.get("axes", {}).get("pressure_GPa") for p in points}) > 1
-    except (OSError, ValueError, AttributeError):
+def spans_pressures(sweep_dir: Path, meta: dict | None = None) -> bool:
+    """Whether a sweep's planned points (sweep.json, or ``meta``) lie at more than one pressure: a P–T sweep
+    (the ``pt`` stage), which gives Figs. 2–3, not the verdict."""
+    points = (sweep_meta(sweep_dir) if meta is None else meta).get("points", [])
+    if not isinstance(points, list):
         return False
+    return len({(p.get("axes") or {}).get("pressure_GPa") if isinstance(p, dict) else None for p in points}) > 1
 
 
 def build_verdict(sweep_dirs: list[Path]) -> dict:
@@ -83,7 +80,8 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
     The verdict is drawn from the sweeps at one pressure (its plan, ``examples/verdict_lah10_*.toml``) only;
     a sweep across pressures (:func:`spans_pressures`: the ``pt`` stage) gives ``pt_groups`` and ``pt_plan``
     for Figs. 2–3, so that its short runs at P* neither join the verdict's seeds nor keep it provisional."""
-    pt = [d for d in sweep_dirs if spans_pressures(d)]
+    metas = {d: sweep_meta(d) for d in sweep_dirs}  # each sweep.json read once
+    pt = [d for d in sweep_dirs if spans_pressures(d, metas[d])]
     sweep_dirs = [d for d in sweep_dirs if d not in pt]
     pt_rows = collect_rows(pt)
     rows = collect_rows(sweep_dirs)
@@ -94,7 +92,7 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
         b["harmonic"] = harmonic_kinetic(rows, b["temperature_K"], b["pressure_GPa"], b["n_atoms"], b["beads"])
         harmonic_residual_check(b)
     out = decide(groups, ex, beads)
-    plan = planned_points(sweep_dirs)
+    plan = planned_points(sweep_dirs, metas)
     out["provisional"] = bool(plan["pending"])
     if plan["pending"]:  # the rules ran on what finished; say what may still change the sentence
         shown = "; ".join(plan["pending"][:12]) + (f"; and {len(plan['pending']) - 12} more" if len(plan["pending"]) > 12 else "")
@@ -103,8 +101,8 @@ def build_verdict(sweep_dirs: list[Path]) -> dict:
     out.update({"rules": "docs/paper.md#verdict-rules", "plan": plan, "gamma_extrapolation": ex,
                 "bead_convergence": beads, "quantum_expansion": quantum_expansion(groups),
                 "exchange_statistics": exchange_statistics(groups),
-                "model_trusted_from_GPa": model_trusted_from(sweep_dirs + pt), "groups": groups,
-                "pt_plan": planned_points(pt), "pt_groups": group_rows(pt_rows),
+                "model_trusted_from_GPa": model_trusted_from(sweep_dirs + pt, metas), "groups": groups,
+                "pt_plan": planned_points(pt, metas), "pt_groups": group_rows(pt_rows),
                 "runs": rows})
     return out
 

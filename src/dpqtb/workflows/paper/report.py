@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dpqtb.workflows.paper import figures as F
 from dpqtb.workflows.paper.verdict import VERDICT_PRESSURE_GPA
+from dpqtb.workflows.sweep_plots import model_trusted
 
 SECTIONS = ("table1", "fig1a", "fig1cd", "fig2", "fig3", "fig4", "fig5", "fig6", "verdict", "runs")
 TITLES = {"table1": "Table I — lattice of Fm-3m at 0 K, DFT vs DP", "fig1a": "Fig. 1a — enthalpy of distorted phases vs P",
@@ -149,7 +150,7 @@ def _trust_note(trusted_from: float) -> str:
 
 
 def _trusted(p: float, trusted_from: float) -> str:
-    return "no" if p < trusted_from else "yes"  # 'yes' where no limit is given (NaN)
+    return "yes" if model_trusted(p, trusted_from) else "no"
 
 
 def sec_fig2(groups: list[dict], sweep_figs: dict, ref: dict, trusted_from: float = math.nan,

@@ -215,17 +215,27 @@ def _point_label(axes: dict) -> str:
     return " ".join(w for w in words if w)
 
 
-def planned_points(sweep_dirs) -> dict:
-    """What the sweeps planned (their ``sweep.json``) against what finished: ``planned``, ``done`` and
-    ``pending`` (the unfinished points' labels, in the sweep's order: a verdict drawn before they finish is
-    provisional)."""
+def sweep_meta(sweep_dir) -> dict:
+    """A sweep's ``sweep.json`` ({} where it is missing or unreadable): read once per sweep by ``dpqtb paper``
+    and passed to :func:`planned_points` and :mod:`~dpqtb.workflows.paper.collect`'s readers."""
+    try:
+        meta = json.loads((Path(sweep_dir) / SWEEP_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def planned_points(sweep_dirs, metas: dict | None = None) -> dict:
+    """What the sweeps planned (their ``sweep.json``, or ``metas[dir]`` where given) against what finished:
+    ``planned``, ``done`` and ``pending`` (the unfinished points' labels, in the sweep's order: a verdict
+    drawn before they finish is provisional)."""
     planned, done, pending = 0, 0, []
     for sd in sweep_dirs:
-        try:
-            points = json.loads((Path(sd) / SWEEP_JSON).read_text()).get("points", [])
-        except (OSError, ValueError):
-            continue
-        for p in points:
+        meta = metas[sd] if metas is not None and sd in metas else sweep_meta(sd)
+        points = meta.get("points", [])
+        for p in points if isinstance(points, list) else []:
+            if not isinstance(p, dict):
+                continue
             planned += 1
             try:
                 finished = json.loads((Path(sd) / SWEEP_POINTS_DIR / p["hash"] / POINT_RESULT).read_text()).get(
