@@ -118,9 +118,42 @@ def test_relax_phase_resumes_from_its_trajectory(tmp_path, relaxed_c2):
     n = len(read(traj, ":"))
     assert r2["resumed_after_steps"] == 3 and r2["final"]["steps"] == n - 1 > 3  # no duplicate start
     assert r2["prerelax"] == r1["prerelax"]  # read back, not recomputed
-    # the same minimum (to the optimiser's tolerance: the resumed BFGS starts a fresh Hessian)
+    # the same minimum (the optimiser's state is restored: the steps themselves are compared below)
     assert r2["final"]["enthalpy_eV_per_atom"] == pytest.approx(rfull["final"]["enthalpy_eV_per_atom"],
                                                                 abs=1e-6)
+    assert r2["resumed_optimizer_state"] == "restart file"
+
+
+@pytest.mark.parametrize("state", ["restart file", "missing", "torn"])
+def test_resumed_relaxation_takes_the_steps_of_an_uninterrupted_one(tmp_path, state):
+    """Stopped after 4 steps and resumed, the relaxation continues with the optimiser's state of the
+    interrupted run, so its structures are those of an uninterrupted run, step for step: from BFGS's
+    restart file (written after every step), or, where that file is missing (a trajectory of an older
+    dpqtb) or torn (killed while writing it), rebuilt by replaying the trajectory. (A fresh Hessian, what
+    a resume did before, takes other steps: 91 structures instead of 104 here, so a relaxation's end
+    depended on where it had been stopped.)"""
+    from ase.io import read
+
+    from dpqtb.dft.relax import relax_phase
+
+    kw = {**RELAX_KW, "fmax": 1e-4}
+    full = str(tmp_path / "full.traj")
+    relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=400, trajectory=full, **kw)
+    cut = str(tmp_path / "cut.traj")
+    relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=4, trajectory=cut, **kw)
+    restart = tmp_path / "cut.traj.bfgs.json"
+    assert restart.is_file()
+    if state == "missing":
+        restart.unlink()
+    elif state == "torn":
+        restart.write_text(restart.read_text()[:100])
+    _, rec = relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=400, trajectory=cut, **kw)
+    a, b = read(full, ":"), read(cut, ":")
+    assert rec["resumed_optimizer_state"] == ("restart file" if state == "restart file" else "replayed 5 structures")
+    assert len(b) == len(a) > 10
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(y.positions, x.positions, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(y.cell.array, x.cell.array, rtol=0, atol=1e-10)
 
 
 def test_cage_face_angles_of_relaxed_cells_match_the_closed_form(tmp_path):

@@ -38,7 +38,7 @@ SYMPREC_A = (1e-3, 1e-2, 1e-1)
 def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0.02,
           steps: int = 200, txt: str | None = "-", trajectory: str | None = None, calc=None,
           symmetry_from=None, logfile: str | None = "-", append: bool = False,
-          cell_filter: str = "frechet"):
+          cell_filter: str = "frechet", restart: str | None = None, history=None):
     """Relax positions and cell of ``atoms`` at ``pressure_GPa`` keeping its space group (that of
     ``symmetry_from`` if given: same atom order and lattice basis, e.g. the unrelaxed start).
 
@@ -46,7 +46,16 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     :class:`dpqtb.potential.calculator.PotentialCalculator`, or a stand-in in tests).  Each step's
     structure (with energy, forces, stress) goes to ``trajectory``, appended to when ``append``.
     ``cell_filter``: ASE's FrechetCellFilter (default) or "unit" (UnitCellFilter: the same minimum,
-    without the matrix exponentials that dominate the cost with a cheap stand-in model)."""
+    without the matrix exponentials that dominate the cost with a cheap stand-in model).
+
+    Resuming (``atoms`` = the last structure of ``history``, the trajectory so far): BFGS's state (Hessian
+    estimate, last step, the filter's reference cell) is read from ``restart`` (ASE's JSON restart file,
+    written after every step) when it is there and readable, else rebuilt by replaying ``history``'s
+    positions and forces in the coordinates of the first run (its reference cell: ``history[0]``'s). Either
+    way a resumed relaxation is the computation of an uninterrupted one, step for step (with a deterministic
+    calculator: tests/test_dft_relax.py), so where it ends does not depend on where it was stopped. (Before,
+    each resume started a fresh Hessian: other steps, sometimes fewer, sometimes more.) ``info["bfgs_state"]``
+    says which state was used."""
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter, UnitCellFilter
     from ase.optimize import BFGS
@@ -62,13 +71,61 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
         raise ValueError(f"cell_filter must be 'frechet' or 'unit', not {cell_filter!r}")
     Filter = FrechetCellFilter if cell_filter == "frechet" else UnitCellFilter
     flt = Filter(atoms, scalar_pressure=pressure_GPa * GPa)
+    state = "fresh"
+    if history:
+        flt.orig_cell = np.asarray(history[0].cell.array, dtype=float)  # the first run's coordinates
+    readable = bool(history) and restart is not None and _restart_fits(restart, 3 * (len(atoms) + 3))
+    if restart is not None and not readable and os.path.isfile(restart) and _is_master():
+        os.remove(restart)  # torn or foreign: ASE would refuse it; the replay below rebuilds the state
     # ASE writes the start and every step (n steps: n + 1 structures); appending to a non-empty
     # trajectory it does not write the start again (it is the last structure already there)
     opt = BFGS(flt, logfile=logfile, trajectory=trajectory, append_trajectory=append,
-               master=_is_master())
+               master=_is_master(), restart=restart if readable else None)
+    opt.restart = restart  # the state after every step, for the next resume
+    if readable:
+        state = "restart file"
+    elif history:
+        _replay(opt, Filter, history, atoms.constraints[0], pressure_GPa, flt.orig_cell)
+        state = f"replayed {len(history)} structures"
     opt.run(fmax=fmax, steps=steps)
     atoms.info["relax_steps"] = int(opt.nsteps)
+    atoms.info["bfgs_state"] = state
     return atoms
+
+
+def _restart_fits(path: str, n: int) -> bool:
+    """Whether ``path`` is a BFGS restart file (ASE JSON: Hessian, last position, last force, max step,
+    reference cell) for ``n`` coordinates."""
+    from ase.io.jsonio import read_json
+
+    try:
+        with open(path) as fh:
+            data = read_json(fh, always_array=False)
+        h, pos0, f0 = (np.asarray(x, dtype=float) for x in data[:3])
+        return len(data) == 5 and h.shape == (n, n) and pos0.size == n and f0.size == n
+    except Exception:  # noqa: BLE001 - missing, torn or foreign: not usable
+        return False
+
+
+def _replay(opt, Filter, history, constraint, pressure_GPa: float, orig_cell) -> None:
+    """Rebuild ``opt``'s BFGS state from the structures of an earlier run (ASE's ``replay_trajectory``
+    in the cell filter's coordinates: each structure with its stored energy, forces and stress, the
+    symmetry constraint, and the first run's reference cell)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    pos0 = f0 = None
+    opt.state = None
+    for img in history:
+        res = img.calc.results
+        w = img.copy()
+        w.set_constraint(constraint)
+        w.calc = SinglePointCalculator(w, energy=res.get("energy"), forces=res["forces"], stress=res["stress"])
+        f = Filter(w, scalar_pressure=pressure_GPa * GPa)
+        f.orig_cell = orig_cell
+        pos, forces = f.get_positions().ravel(), f.get_forces().ravel()
+        opt.update(pos, forces, pos if pos0 is None else pos0, forces if f0 is None else f0)
+        pos0, f0 = pos, forces
+    opt.pos0, opt.forces0 = pos0, f0
 
 
 def _is_master() -> bool:
@@ -123,8 +180,9 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
     pre-relaxed structure to every MPI rank; None when serial.
 
     With ``trajectory``, a killed run resumes: if the trajectory holds steps, the relaxation goes on
-    from its last structure (appending; the optimiser's Hessian estimate starts afresh) and the
-    pre-relaxation record is read back from ``TRAJECTORY.prerelax.json``."""
+    from its last structure (appending), with the optimiser's state of the interrupted run
+    (``TRAJECTORY.bfgs.json``, else replayed from the trajectory: :func:`relax`), and the pre-relaxation
+    record is read back from ``TRAJECTORY.prerelax.json``."""
     import os
 
     from ase.io import read
@@ -139,6 +197,7 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
            "amplitude_A": amplitude_A, "seed": seed, "space_group_start": space_groups(start)}
     geo = start
     done_steps = 0
+    history = None
     pre_path = f"{trajectory}.prerelax.json" if trajectory else None
     share = share if share is not None else _SERIAL
     root = share.rank == 0
@@ -153,10 +212,10 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
                 if pre_path and os.path.isfile(pre_path):
                     with open(pre_path) as fh:
                         pre_rec = json.load(fh)
-                resume = (last, len(images) - 1, pre_rec)  # the start is stored too
+                resume = (last, len(images) - 1, pre_rec, images)  # the start is stored too
     resume = share(resume)
     if resume is not None:
-        geo, done_steps, pre_rec = resume
+        geo, done_steps, pre_rec, history = resume
         rec["resumed_after_steps"] = done_steps
         if pre_rec is not None:
             rec["prerelax"] = pre_rec
@@ -179,9 +238,12 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
     out = relax(geo, settings=settings, pressure_GPa=pressure_GPa, fmax=fmax,
                 steps=max(steps - done_steps, 0), txt=txt, trajectory=trajectory, calc=calc,
                 symmetry_from=start, logfile=logfile, append=bool(done_steps),
-                cell_filter=cell_filter)
+                cell_filter=cell_filter, restart=f"{trajectory}.bfgs.json" if trajectory else None,
+                history=history if resume is not None else None)
     rec["final"] = {**record(out, pressure_GPa), "steps": done_steps + int(out.info["relax_steps"]),
                     "converged_fmax_eV_per_A": fmax}
+    if resume is not None:
+        rec["resumed_optimizer_state"] = out.info["bfgs_state"]
     return out, rec
 
 
