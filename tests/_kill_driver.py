@@ -26,4 +26,7 @@ def _observe_then_signal(self):
 
 
 run.Simulation._observe = _observe_then_signal
+# SIGINT as a terminal's foreground job has it: a suite run from a background script inherits it ignored,
+# and dpqtb then (rightly) leaves it ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.exit(main(sys.argv[3:]))

@@ -240,6 +240,10 @@ def test_client_killed_then_rerun_recomputes_nothing_finished(serial, tmp_path):
         os.killpg(proc.pid, 0)
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _running_point(out: Path) -> Path | None:
     """A point directory with MD under way (thermo rows past step 20) and no result yet."""
     for d in (out / SWEEP_POINTS_DIR).glob("*"):
@@ -259,12 +263,11 @@ def test_sigterm_checkpoints_running_points_then_the_same_command_resumes(serial
     from dpqtb.md.checkpoint import load
 
     cmd = _sweep_cmd(tmp_path) if mode != "serial" else [*_sweep_cmd(tmp_path)[:7], "--serial", "--no-progress"]
-    # Ctrl-C: the client starts with SIGINT ignored, as from a script run in the background (`cmd &`, nohup,
-    # where Python leaves SIGINT alone): it must install its own handler, as `dpqtb md` does, or `kill -INT`
-    # is lost and the sweep runs on (a fresh-clone suite run in the background failed this way)
-    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if mode == "workers-ctrl-c" else None
+    # the client starts with SIGINT at its default, as a terminal's foreground job does: a suite run from a
+    # background script inherits SIGINT ignored, which the client rightly leaves ignored (a fresh-clone
+    # suite run in the background failed here, exit 0, before the test set this)
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=ignore)
+                            start_new_session=True, preexec_fn=_sigint_default)
     deadline = time.time() + 300
     while _running_point(tmp_path) is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -728,3 +731,25 @@ def test_figures_mark_where_the_model_is_not_trusted(serial, tmp_path):
            "axes": {"temperature_K": [100], "bath": ["langevin"]}, "plots": {"model_trusted_from_GPa": "high"}}
     with pytest.raises(InputError, match="plots.model_trusted_from_GPa must be a number"):
         parse_sweep(raw, tmp_path)
+
+
+def test_sigint_ignored_on_entry_stays_ignored():
+    """The Unix convention, for `dpqtb md` and the sweep client alike: a process that inherited SIGINT
+    ignored (a job a script put in the background) leaves it ignored, so a Ctrl-C to that script does not
+    stop it; otherwise SIGINT is handled inside the block and the previous handler restored after."""
+    from dpqtb.signals import interrupt_handling
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with interrupt_handling(mine):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with interrupt_handling(mine):
+            assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)

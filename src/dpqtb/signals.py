@@ -21,3 +21,16 @@ def handling(sig: int, handler):
         yield
     finally:
         signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+
+
+@contextmanager
+def interrupt_handling(handler):
+    """SIGINT handled by ``handler`` inside the block, unless the process runs with SIGINT ignored, as a
+    job started in the background by a shell without job control inherits it (``cmd &`` in a script). The
+    Unix convention is to leave a signal that was ignored on entry ignored: a Ctrl-C meant for the script
+    then does not stop its background runs (SIGTERM still does, with a checkpoint)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield
+        return
+    with handling(signal.SIGINT, handler):
+        yield

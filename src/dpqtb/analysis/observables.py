@@ -324,10 +324,13 @@ class CageAngle(Observable):
     clathrate.
 
     The time-averaged structure is an average over *sites*, not over labelled atoms: in every frame each
-    species' atoms are matched to the first frame's sites by the reordered-MSD′ assignment (the minimum of
-    Σ|r_P(i) − s_i|², :class:`~dpqtb.analysis.msd.ReorderedMSD`), the sites scaled with the cell, and the
-    displacement of the atom on each site is averaged in fractional coordinates; the structure is the sites
-    plus their mean displacements in the mean cell. A proton that hops to a neighbouring site then adds to
+    species' atoms are matched to the sites by the reordered-MSD′ assignment (the minimum of
+    Σ|r_P(i) − s_i|², :class:`~dpqtb.analysis.msd.ReorderedMSD`), and the position of the atom on each site
+    is averaged in fractional coordinates (the structure: those means in the mean cell). The sites are the
+    running site average (the first frame's positions for the first frame): matched against one noisy
+    snapshot, the cut between neighbouring sites would follow that snapshot's thermal distortion and bias
+    the average toward it. The crystal's drift, followed frame to frame on the ``metal`` atoms (all atoms
+    without them), is taken out before matching. A proton that hops to a neighbouring site then adds to
     that site's average, not a point halfway between the two (a labelled average puts a proton that spent
     half the run on each of two sites between them, and a cubic cage with a few hopping protons reads as
     distorted). ``frames_relabelled``: the frames in which some atom sat on another's starting site.
@@ -340,13 +343,16 @@ class CageAngle(Observable):
         θ every this many frames.
     """
 
-    def __init__(self, symbols, every: int = 1):
+    def __init__(self, symbols, every: int = 1, metal: str = "La"):
         self.symbols, self.every = symbols, every
         self.angles = AngleAccumulator(symbols)
         self.error: str | None = None
         self.groups = list(species_indices(symbols).values())
-        self.ref_frac: np.ndarray | None = None  # the first frame's sites (fractional coordinates)
-        self.dfrac_sum, self.cell_sum, self.n = np.zeros((len(symbols), 3)), np.zeros((3, 3)), 0
+        framework = np.flatnonzero(np.asarray(symbols) == metal)
+        self.framework = framework if len(framework) else np.arange(len(symbols))
+        self.prev: np.ndarray | None = None  # the framework's fractional positions in the last frame
+        self.drift = np.zeros(3)  # its mean displacement since the first frame (fractional, unwrapped)
+        self.site_sum, self.cell_sum, self.n = np.zeros((len(symbols), 3)), np.zeros((3, 3)), 0
         self.relabelled = 0
 
     def update(self, frame: Frame) -> None:
@@ -357,17 +363,17 @@ class CageAngle(Observable):
                 self.error = str(exc)
         cell = np.asarray(frame.cell, dtype=float)
         frac = np.asarray(frame.positions, dtype=float) @ np.linalg.inv(cell)
-        if self.ref_frac is None:
-            self.ref_frac = frac.copy()
-        # the crystal's drift (the median displacement: robust to the few atoms that hop) is taken out before
-        # matching, so a drift of half a site spacing cannot relabel every site
-        shift = frac - self.ref_frac
-        frac = frac - np.median(shift - np.round(shift), axis=0)
+        if self.prev is not None:  # the framework moves far less than a site spacing between frames
+            step = frac[self.framework] - self.prev
+            self.drift += (step - np.round(step)).mean(axis=0)
+        self.prev = frac[self.framework]
+        frac = frac - self.drift
+        ref = frac if self.n == 0 else self.site_sum / self.n  # the sites: their running average
         moved = False
-        for idx in self.groups:  # each species' atoms onto the (cell-scaled) sites of the first frame
-            assign = ReorderedMSD(self.ref_frac[idx] @ cell)(frac[idx] @ cell, cell).assignment
-            d = frac[idx][assign] - self.ref_frac[idx]
-            self.dfrac_sum[idx] += d - np.round(d)
+        for idx in self.groups:  # each species' atoms onto its sites (scaled with the cell)
+            assign = ReorderedMSD(ref[idx] @ cell)(frac[idx] @ cell, cell).assignment
+            d = frac[idx][assign] - ref[idx]
+            self.site_sum[idx] += ref[idx] + d - np.round(d)
             moved |= bool(np.any(assign != np.arange(len(idx))))
         self.relabelled += moved
         self.cell_sum += cell
@@ -376,7 +382,7 @@ class CageAngle(Observable):
     def site_averaged_positions(self) -> tuple[np.ndarray, np.ndarray]:
         """(positions, cell) of the site-averaged structure (Å)."""
         cell = self.cell_sum / self.n
-        return (self.ref_frac + self.dfrac_sum / self.n) @ cell, cell
+        return (self.site_sum / self.n) @ cell, cell
 
     def write(self, out: Path) -> dict:
         if self.error:

@@ -177,7 +177,7 @@ def _observables(run_dir: Path, traj: Trajectory, first: Frame, dt: float, n_tot
         VibrationalSpectra(symbols, dt, vmax, n_total, bool(opts.vdos_max_lag_fs), meta.get("integrator"),
                            run_dir if run_dir.is_dir() else None)]
     if opts.metal in symbols and opts.hydrogen in symbols:
-        out += [CageAngle(symbols, opts.angle_every),
+        out += [CageAngle(symbols, opts.angle_every, opts.metal),
                 ProtonExchanges(traj, first, _site_positions(first, opts.reference), opts.metal, opts.hydrogen)]
     return out
 

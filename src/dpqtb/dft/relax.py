@@ -38,7 +38,8 @@ SYMPREC_A = (1e-3, 1e-2, 1e-1)
 def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0.02,
           steps: int = 200, txt: str | None = "-", trajectory: str | None = None, calc=None,
           symmetry_from=None, logfile: str | None = "-", append: bool = False,
-          cell_filter: str = "frechet", restart: str | None = None, history=None):
+          cell_filter: str = "frechet", restart: str | None = None, history=None,
+          restart_usable: bool | None = None):
     """Relax positions and cell of ``atoms`` at ``pressure_GPa`` keeping its space group (that of
     ``symmetry_from`` if given: same atom order and lattice basis, e.g. the unrelaxed start).
 
@@ -55,7 +56,8 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     way a resumed relaxation is the computation of an uninterrupted one, step for step (with a deterministic
     calculator: tests/test_dft_relax.py), so where it ends does not depend on where it was stopped. (Before,
     each resume started a fresh Hessian: other steps, sometimes fewer, sometimes more.) ``info["bfgs_state"]``
-    says which state was used."""
+    says which state was used. ``restart_usable``: whether ``restart`` fits (decided once, on MPI rank 0,
+    by :func:`relax_phase`; None: decided here)."""
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter, UnitCellFilter
     from ase.optimize import BFGS
@@ -74,9 +76,11 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     state = "fresh"
     if history:
         flt.orig_cell = np.asarray(history[0].cell.array, dtype=float)  # the first run's coordinates
-    readable = bool(history) and restart is not None and _restart_fits(restart, 3 * (len(atoms) + 3))
-    if restart is not None and not readable and os.path.isfile(restart) and _is_master():
-        os.remove(restart)  # torn or foreign: ASE would refuse it; the replay below rebuilds the state
+    if restart_usable is None:
+        restart_usable = bool(history) and restart is not None and _restart_fits(restart, 3 * (len(atoms) + 3))
+        if restart is not None and not restart_usable and os.path.isfile(restart) and _is_master():
+            os.remove(restart)  # stale, torn or foreign: ASE would refuse it; the replay below rebuilds the state
+    readable = bool(history) and bool(restart_usable)
     # ASE writes the start and every step (n steps: n + 1 structures); appending to a non-empty
     # trajectory it does not write the start again (it is the last structure already there)
     opt = BFGS(flt, logfile=logfile, trajectory=trajectory, append_trajectory=append,
@@ -85,8 +89,12 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     if readable:
         state = "restart file"
     elif history:
-        _replay(opt, Filter, history, atoms.constraints[0], pressure_GPa, flt.orig_cell)
-        state = f"replayed {len(history)} structures"
+        try:
+            _replay(opt, Filter, history, atoms.constraints[0], pressure_GPa, flt.orig_cell)
+            state = f"replayed {len(history)} structures"
+        except KeyError as exc:  # a structure stored without forces or stress: a fresh Hessian, as before
+            opt.initialize()
+            state = f"fresh (the trajectory lacks {exc.args[0]})"
     opt.run(fmax=fmax, steps=steps)
     atoms.info["relax_steps"] = int(opt.nsteps)
     atoms.info["bfgs_state"] = state
@@ -212,10 +220,14 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
                 if pre_path and os.path.isfile(pre_path):
                     with open(pre_path) as fh:
                         pre_rec = json.load(fh)
-                resume = (last, len(images) - 1, pre_rec, images)  # the start is stored too
+                restart = f"{trajectory}.bfgs.json"
+                usable = _restart_fits(restart, 3 * (len(last) + 3))
+                if not usable and os.path.isfile(restart):
+                    os.remove(restart)  # torn or foreign: the state is replayed from the trajectory
+                resume = (last, len(images) - 1, pre_rec, images, usable)  # the start is stored too
     resume = share(resume)
     if resume is not None:
-        geo, done_steps, pre_rec, history = resume
+        geo, done_steps, pre_rec, history, usable = resume
         rec["resumed_after_steps"] = done_steps
         if pre_rec is not None:
             rec["prerelax"] = pre_rec
@@ -239,7 +251,8 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
                 steps=max(steps - done_steps, 0), txt=txt, trajectory=trajectory, calc=calc,
                 symmetry_from=start, logfile=logfile, append=bool(done_steps),
                 cell_filter=cell_filter, restart=f"{trajectory}.bfgs.json" if trajectory else None,
-                history=history if resume is not None else None)
+                history=history if resume is not None else None,
+                restart_usable=usable if resume is not None else None)
     rec["final"] = {**record(out, pressure_GPa), "steps": done_steps + int(out.info["relax_steps"]),
                     "converged_fmax_eV_per_A": fmax}
     if resume is not None:

@@ -422,11 +422,11 @@ class Simulation:
         Raises :class:`~dpqtb.SimulationUnstable` when the guard trips (nothing of the bad step is
         written, the last good checkpoint is kept) and :class:`~dpqtb.RunInterrupted` on SIGINT/SIGTERM
         (or ``stop``), after a checkpoint at the current step (exactly resumable)."""
-        from dpqtb.signals import handling
+        from dpqtb.signals import handling, interrupt_handling
 
         self._signal = None
         self._stop = stop
-        with handling(signal.SIGINT, self._on_signal), handling(signal.SIGTERM, self._on_signal):
+        with interrupt_handling(self._on_signal), handling(signal.SIGTERM, self._on_signal):
             if resume:
                 if self.dir is None:
                     raise InputError("a run without an output directory cannot be resumed")

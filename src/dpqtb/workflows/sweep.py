@@ -56,7 +56,7 @@ __all__ = ["run_sweep", "run_point", "stop_points", "points_csv", "csv_columns",
 #: the observables of every point, in points.csv order (per-species columns follow, see :func:`csv_columns`)
 OBSERVABLES = (
     "T_kin_K", "T_kin_K_err", "E_per_3NkB_K", "E_per_3NkB_K_err",
-    "P_mean_GPa", "P_mean_GPa_err", "P_target_GPa", "P_dev_GPa", "P_drift_GPa", "P_drift_GPa_err", "P_tau_ps", "V_A3", "V_A3_err",
+    "P_mean_GPa", "P_mean_GPa_err", "P_target_GPa", "P_dev_GPa", "P_drift_GPa", "P_drift_GPa_err", "P_tau_ps", "P_n_indep", "V_A3", "V_A3_err",
     "a_A", "a_A_err", "b_A", "b_A_err", "c_A", "c_A_err",
     "theta_frames_deg", "theta_frames_deg_err", "distortion_frames_deg", "distortion_frames_deg_err",
     "face_spread_frames_deg", "face_max_frames_deg", "face_max_frames_deg_err", "face_min_frames_deg",
@@ -269,7 +269,10 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 #:    error alone was too small where a block is shorter than the series' correlation time), P_tau_ps.
 #: 6: the time-averaged structure (the *_avg_deg columns) averages sites, not labelled atoms (protons that change
 #:    site no longer distort it; dpqtb.analysis.observables.CageAngle), in fractional coordinates (NPT).
-ANALYSIS_VERSION = 6
+#: 7: (review of 5-6) the sites matched against their running average, not the first frame (which biased the
+#:    average toward that frame's thermal distortion), the drift followed on the metal atoms; τ_int corrected
+#:    for the variance of the sample mean, the variance for N/(N − τ_int); P_n_indep.
+ANALYSIS_VERSION = 7
 
 
 def analysis_version(result: dict) -> int:
@@ -348,9 +351,11 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = _blocks(e, blocks)
     out["P_mean_GPa"], out["P_mean_GPa_err"] = _blocks(th["pressure_GPa"][prod], blocks)
     out["P_drift_GPa"], out["P_drift_GPa_err"] = drift(th["pressure_GPa"][prod], blocks)
-    # the pressure's correlation time: a production of fewer than ~50 τ_int cannot test its drift at 3σ
+    # the pressure's correlation time and the independent samples it leaves: below ~50 the error bars of
+    # the means are too small (dpqtb.analysis.stats.mean_error: ~1.3x at 10)
     dt_ps = cfg.md.timestep_fs * cfg.output.thermo_every / 1000.0
-    out["P_tau_ps"] = integrated_time(th["pressure_GPa"][prod]) * dt_ps if prod.sum() > 1 else NAN
+    tau = integrated_time(th["pressure_GPa"][prod]) if prod.sum() > 1 else NAN
+    out["P_tau_ps"], out["P_n_indep"] = tau * dt_ps, float(prod.sum()) / tau
     target = cfg.barostat.pressure_GPa if cfg.barostat.enabled else NAN
     out["P_target_GPa"] = float(target)
     out["P_dev_GPa"] = out["P_mean_GPa"] - float(target)

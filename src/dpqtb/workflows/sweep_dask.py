@@ -64,7 +64,7 @@ def make_client(workers: int | None = None, scheduler: str | None = None, schedu
 def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, client=None) -> None:
     from dask.distributed import as_completed
 
-    from dpqtb.signals import handling
+    from dpqtb.signals import handling, interrupt_handling
     from dpqtb.workflows.sweep import _one_line, run_point
 
     own = client is None
@@ -98,9 +98,9 @@ def _run_dask(todo: list[dict], finish, workers, scheduler, scheduler_file, clie
         return fut
 
     try:
-        # SIGINT handled here as `dpqtb md` does, not left to Python's default: a client started with SIGINT
-        # ignored (from a script run in the background, `nohup`) then still stops its points on `kill -INT`
-        with handling(signal.SIGTERM, _raise_signalled), handling(signal.SIGINT, _raise_signalled):
+        # SIGINT as `dpqtb md` handles it (left ignored where the process inherited it ignored: a job put in
+        # the background by a script, which a Ctrl-C to that script must not stop)
+        with handling(signal.SIGTERM, _raise_signalled), interrupt_handling(_raise_signalled):
             try:
                 for s in todo:
                     submit(s)

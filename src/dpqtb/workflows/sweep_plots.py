@@ -92,7 +92,8 @@ def _settings(out_dir: Path, groups: dict) -> dict:
     trusted = plots.get("model_trusted_from_GPa")
     return {"ref_P": ref, "classical": classical, "quantum": quantum, "baths": baths,
             "distortion": plots.get("distortion", "distortion_avg_deg"),
-            "trusted_from": float(trusted) if isinstance(trusted, (int, float)) else NAN}
+            "trusted_from": float(trusted) if isinstance(trusted, (int, float)) and not isinstance(trusted, bool)
+            else NAN}
 
 
 def model_trusted(p: float, trusted_from: float) -> bool:
