@@ -43,18 +43,17 @@ def test_error_bars_cover_the_true_mean(phi, n, blocks):
         assert np.std(zb) > 1.4
 
 
-@pytest.mark.parametrize("ratio,spread", [(10, (1.1, 1.5)), (50, (0.95, 1.25))])
+@pytest.mark.parametrize("ratio,spread", [(10, (1.2, 1.65)), (50, (0.95, 1.25))])
 def test_short_series_error_bars_are_as_documented(ratio, spread):
-    """Series of N = 10 and 50 τ_int (the verdict's and the pt stage's pressures hold 8–60): the error bar
-    of the mean is too small by the factor mean_error's docstring states (spread of z ≈ 1.3 and 1.1; the
-    ranges are ±3σ of a spread measured over 400 series, 1/√800 ≈ 0.035 relative, plus the estimator's own
-    scatter), while the drift's error (two halves) is right (spread 1 ± 0.15)."""
+    """Series of N = 10 and 50 τ_int (the pressures of the verdict's and the pt stage's runs hold ~5–60):
+    the error bars of the mean and of the drift (two halves) are too small by the factor that
+    mean_error's docstring and docs/sweep.md state (spread of z ≈ 1.4 and 1.1). The ranges are ±3σ of a
+    spread measured over 400 series (1/√800 ≈ 0.035 relative) plus the estimator's own scatter."""
     phi = 0.9  # τ_int = 19
     x = _ar1(phi, int(ratio * (1 + phi) / (1 - phi)), 400, seed=4)
     z = [mean_error(s)[0] / mean_error(s)[1] for s in x]
-    assert spread[0] < np.std(z) < spread[1]
     zd = [d / e for d, e in (drift(s) for s in x)]
-    assert np.std(zd) == pytest.approx(1.0, abs=0.15)
+    assert spread[0] < np.std(z) < spread[1] and spread[0] - 0.1 < np.std(zd) < spread[1]
 
 
 def test_pressure_drift_over_production():

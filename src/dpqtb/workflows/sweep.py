@@ -272,7 +272,9 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 #: 7: (review of 5-6) the sites matched against their running average, not the first frame (which biased the
 #:    average toward that frame's thermal distortion), the drift followed on the metal atoms; τ_int corrected
 #:    for the variance of the sample mean, the variance for N/(N − τ_int); P_n_indep.
-ANALYSIS_VERSION = 7
+#: 8: that τ_int correction applied once: iterated to self-consistency (7) it diverged on barostat pressures
+#:    (τ_int → N/2, P_n_indep = 2, error bars as wide as the fluctuations).
+ANALYSIS_VERSION = 8
 
 
 def analysis_version(result: dict) -> int:
