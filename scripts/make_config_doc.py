@@ -105,7 +105,7 @@ directory, so a run that fails in setup leaves the previous results (or nothing)
 | 0 | done |
 | 2 | bad input: a one-line `dpqtb: error: …` naming the key or file; no output file was changed |
 | 3 | the simulation went unstable (`dpqtb.SimulationUnstable`): nothing of the bad step is written and the last good checkpoint is kept |
-| 130 | SIGINT (Ctrl-C): a checkpoint at the current step was written first; `--resume` continues bit for bit |
+| 130 | SIGINT (Ctrl-C): a checkpoint at the current step was written first; `--resume` continues bit for bit. A run that inherited SIGINT ignored (started in the background by a script, `cmd &`) leaves it ignored, the Unix convention: a Ctrl-C meant for the script does not stop it (SIGTERM does) |
 | 143 | SIGTERM: as SIGINT |
 
 The guard stops a run (exit 3) when, after any step, a position, momentum, force or the energy is not finite;
