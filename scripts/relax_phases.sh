@@ -6,7 +6,9 @@
 # Issue 27 adds 125 GPa (11 atoms: ~50 DFT steps x ~110 s = 1.5 h) and 44-atom conventional cells at
 # 100-175 GPa (pre-relaxed with builtin:lah10, whose 44-atom minima are those of data/phases/
 # dp_scan_lah10_v2_44.json; ~50 steps x 330-440 s = 4.5-6 h each on one rank): ~25 core-hours in all,
-# resumable from each .traj, so it spans sessions. Fm-3m needs no 44-atom relaxation (the same crystal).
+# resumable from each .traj, so it spans sessions. Fm-3m is relaxed in the 44-atom cell too (session 25): the
+# same crystal, but the k-point rule samples the 11- and 44-atom cells differently (the held-out bias differs by
+# cell size), so a 44-atom ΔH is referenced to Fm-3m in the same cell; a few steps (cubic, volume only) each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" != "--worker" ]; then
@@ -52,7 +54,11 @@ Fm-3m 175 0 yes
 Fm-3m 125 0 yes
 C2 125 0 no
 C2 150 2 yes conventional
+Fm-3m 150 0 no conventional
+Fm-3m 100 0 no conventional
 C2 100 2 yes conventional
+Fm-3m 125 0 no conventional
 C2 125 2 yes conventional
+Fm-3m 175 0 no conventional
 C2 175 2 yes conventional
 LIST
