@@ -77,9 +77,7 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     if history:
         flt.orig_cell = np.asarray(history[0].cell.array, dtype=float)  # the first run's coordinates
     if restart_usable is None:
-        restart_usable = bool(history) and restart is not None and _restart_fits(restart, 3 * (len(atoms) + 3))
-        if restart is not None and not restart_usable and os.path.isfile(restart) and _is_master():
-            os.remove(restart)  # stale, torn or foreign: ASE would refuse it; the replay below rebuilds the state
+        restart_usable = restart is not None and _usable_restart(restart, len(atoms), bool(history))
     readable = bool(history) and bool(restart_usable)
     # ASE writes the start and every step (n steps: n + 1 structures); appending to a non-empty
     # trajectory it does not write the start again (it is the last structure already there)
@@ -99,6 +97,16 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     atoms.info["relax_steps"] = int(opt.nsteps)
     atoms.info["bfgs_state"] = state
     return atoms
+
+
+def _usable_restart(path: str, n_atoms: int, resumed: bool) -> bool:
+    """Whether the BFGS restart file ``path`` can resume a relaxation of ``n_atoms`` (never a fresh one). One
+    that cannot (stale, torn or foreign: ASE would refuse it; the state is then replayed from the trajectory)
+    is removed, by MPI rank 0."""
+    usable = resumed and _restart_fits(path, 3 * (n_atoms + 3))
+    if not usable and _is_master() and os.path.isfile(path):
+        os.remove(path)
+    return usable
 
 
 def _restart_fits(path: str, n: int) -> bool:
@@ -220,10 +228,7 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
                 if pre_path and os.path.isfile(pre_path):
                     with open(pre_path) as fh:
                         pre_rec = json.load(fh)
-                restart = f"{trajectory}.bfgs.json"
-                usable = _restart_fits(restart, 3 * (len(last) + 3))
-                if not usable and os.path.isfile(restart):
-                    os.remove(restart)  # torn or foreign: the state is replayed from the trajectory
+                usable = _usable_restart(f"{trajectory}.bfgs.json", len(last), resumed=True)
                 resume = (last, len(images) - 1, pre_rec, images, usable)  # the start is stored too
     resume = share(resume)
     if resume is not None:
