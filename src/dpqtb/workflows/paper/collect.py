@@ -57,7 +57,7 @@ def model_trusted_from(sweep_dirs: list[Path], metas: dict | None = None) -> flo
     (docs/phases.md)."""
     best = math.nan
     for d in sweep_dirs:
-        plots = (metas[d] if metas is not None and d in metas else sweep_meta(d)).get("plots", {})
+        plots = sweep_meta(d, metas).get("plots", {})
         v = plots.get("model_trusted_from_GPa") if isinstance(plots, dict) else None
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             best = v if math.isnan(best) else max(best, float(v))

@@ -215,9 +215,12 @@ def _point_label(axes: dict) -> str:
     return " ".join(w for w in words if w)
 
 
-def sweep_meta(sweep_dir) -> dict:
-    """A sweep's ``sweep.json`` ({} where it is missing or unreadable): read once per sweep by ``dpqtb paper``
-    and passed to :func:`planned_points` and :mod:`~dpqtb.workflows.paper.collect`'s readers."""
+def sweep_meta(sweep_dir, metas: dict | None = None) -> dict:
+    """A sweep's ``sweep.json`` ({} where it is missing or unreadable), or ``metas[sweep_dir]`` where given:
+    read once per sweep by ``dpqtb paper`` and passed to :func:`planned_points` and
+    :mod:`~dpqtb.workflows.paper.collect`'s readers."""
+    if metas is not None and sweep_dir in metas:
+        return metas[sweep_dir]
     try:
         meta = json.loads((Path(sweep_dir) / SWEEP_JSON).read_text())
     except (OSError, ValueError):
@@ -231,8 +234,7 @@ def planned_points(sweep_dirs, metas: dict | None = None) -> dict:
     drawn before they finish is provisional)."""
     planned, done, pending = 0, 0, []
     for sd in sweep_dirs:
-        meta = metas[sd] if metas is not None and sd in metas else sweep_meta(sd)
-        points = meta.get("points", [])
+        points = sweep_meta(sd, metas).get("points", [])
         for p in points if isinstance(points, list) else []:
             if not isinstance(p, dict):
                 continue
