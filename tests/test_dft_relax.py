@@ -124,15 +124,23 @@ def test_relax_phase_resumes_from_its_trajectory(tmp_path, relaxed_c2):
     assert r2["resumed_optimizer_state"] == "restart file"
 
 
-@pytest.mark.parametrize("state", ["restart file", "missing", "torn"])
+RESUMED_STATE = {"restart file": "restart file", "killed in a force call": "restart file",
+                 "missing": "replayed 5 structures", "torn": "replayed 5 structures",
+                 "foreign": "replayed 5 structures", "stale": "replayed 5 structures"}
+
+
+@pytest.mark.parametrize("state", list(RESUMED_STATE))
 def test_resumed_relaxation_takes_the_steps_of_an_uninterrupted_one(tmp_path, state):
     """Stopped after 4 steps and resumed, the relaxation continues with the optimiser's state of the
     interrupted run, so its structures are those of an uninterrupted run, step for step: from BFGS's
-    restart file (written after every step), or, where that file is missing (a trajectory of an older
-    dpqtb) or torn (killed while writing it), rebuilt by replaying the trajectory. (A fresh Hessian, what
-    a resume did before, takes other steps: 91 structures instead of 104 here, so a relaxation's end
-    depended on where it had been stopped.)"""
-    from ase.io import read
+    restart file (written at every step, before the move: a run stopped after a force call has the state of
+    the structure before the last; one killed in the force call after a step, that of the last), or, where
+    that file is missing (a trajectory of an older dpqtb), torn (killed while writing it), foreign (another
+    relaxation with as many atoms) or stale (a state the trajectory has moved on from), rebuilt by replaying
+    the trajectory. (A fresh Hessian, what a resume did before, takes other steps: 91 structures instead of
+    104 here, so a relaxation's end depended on where it had been stopped; so does a state that is not the
+    trajectory's.)"""
+    from ase.io import read, write
 
     from dpqtb.dft.relax import relax_phase
 
@@ -140,16 +148,27 @@ def test_resumed_relaxation_takes_the_steps_of_an_uninterrupted_one(tmp_path, st
     full = str(tmp_path / "full.traj")
     relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=400, trajectory=full, **kw)
     cut = str(tmp_path / "cut.traj")
-    relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=4, trajectory=cut, **kw)
     restart = tmp_path / "cut.traj.bfgs.json"
+    if state == "stale":  # the restart file after 3 steps (the run is deterministic), then 4 steps
+        relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=3, trajectory=cut, **kw)
+        behind = restart.read_text()
+    relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=4, trajectory=cut, **kw)
     assert restart.is_file()
     if state == "missing":
         restart.unlink()
     elif state == "torn":
         restart.write_text(restart.read_text()[:100])
+    elif state == "stale":
+        restart.write_text(behind)
+    elif state == "foreign":  # the same phase and atom count, another distortion: the file's shape fits
+        other = str(tmp_path / "other.traj")
+        relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=4, trajectory=other, **{**kw, "seed": 7})
+        restart.write_text((tmp_path / "other.traj.bfgs.json").read_text())
+    elif state == "killed in a force call":  # after the 4th step's restart write, before its structure's
+        write(cut, read(cut, ":")[:-1])
     _, rec = relax_phase("C2", P_GPA, calc=_calc(), prerelax_calc=_pre(), steps=400, trajectory=cut, **kw)
     a, b = read(full, ":"), read(cut, ":")
-    assert rec["resumed_optimizer_state"] == ("restart file" if state == "restart file" else "replayed 5 structures")
+    assert rec["resumed_optimizer_state"] == RESUMED_STATE[state]
     assert len(b) == len(a) > 10
     for x, y in zip(a, b):
         np.testing.assert_allclose(y.positions, x.positions, rtol=0, atol=1e-10)

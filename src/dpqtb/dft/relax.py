@@ -59,7 +59,6 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     says which state was used. ``restart_usable``: whether ``restart`` fits (decided once, on MPI rank 0,
     by :func:`relax_phase`; None: decided here)."""
     from ase.constraints import FixSymmetry
-    from ase.filters import FrechetCellFilter, UnitCellFilter
     from ase.optimize import BFGS
 
     atoms = atoms.copy()
@@ -69,20 +68,20 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
         raise ValueError("symmetry_from must have the atoms of the structure, in the same order")
     atoms.set_constraint(FixSymmetry(ref, symprec=1e-3))
     atoms.calc = calc if calc is not None else make_calculator(atoms, settings, txt=txt)
-    if cell_filter not in ("frechet", "unit"):
-        raise ValueError(f"cell_filter must be 'frechet' or 'unit', not {cell_filter!r}")
-    Filter = FrechetCellFilter if cell_filter == "frechet" else UnitCellFilter
+    Filter = _filter_class(cell_filter)
     flt = Filter(atoms, scalar_pressure=pressure_GPa * GPa)
     state = "fresh"
     if history:
         flt.orig_cell = np.asarray(history[0].cell.array, dtype=float)  # the first run's coordinates
     if restart_usable is None:
-        restart_usable = restart is not None and _usable_restart(restart, len(atoms), bool(history))
+        restart_usable = restart is not None and _usable_restart(restart, history, cell_filter)
     readable = bool(history) and bool(restart_usable)
     # ASE writes the start and every step (n steps: n + 1 structures); appending to a non-empty
     # trajectory it does not write the start again (it is the last structure already there)
+    # one MPI world for the trajectory, the log and the restart file: GPAW's (ASE's default world is
+    # GPAW's in practice; said here, not assumed)
     opt = BFGS(flt, logfile=logfile, trajectory=trajectory, append_trajectory=append,
-               master=_is_master(), restart=restart if readable else None)
+               master=_is_master(), comm=_world(), restart=restart if readable else None)
     opt.restart = restart  # the state after every step, for the next resume
     if readable:
         state = "restart file"
@@ -99,28 +98,59 @@ def relax(atoms, settings=PRODUCTION, pressure_GPa: float = 0.0, fmax: float = 0
     return atoms
 
 
-def _usable_restart(path: str, n_atoms: int, resumed: bool) -> bool:
-    """Whether the BFGS restart file ``path`` can resume a relaxation of ``n_atoms`` (never a fresh one). One
-    that cannot (stale, torn or foreign: ASE would refuse it; the state is then replayed from the trajectory)
-    is removed, by MPI rank 0."""
-    usable = resumed and _restart_fits(path, 3 * (n_atoms + 3))
+def _usable_restart(path: str, history, cell_filter: str = "frechet") -> bool:
+    """Whether the BFGS restart file ``path`` can resume the relaxation whose trajectory so far is ``history``
+    (never a fresh one: ``history`` empty or None). One that cannot is removed, by MPI rank 0, and the state
+    is then replayed from the trajectory: a stale, torn or foreign file (ASE would refuse it), or one whose
+    state is not that of this trajectory (:func:`_restart_matches`)."""
+    usable = bool(history) and _restart_matches(path, history, cell_filter)
     if not usable and _is_master() and os.path.isfile(path):
         os.remove(path)
     return usable
 
 
-def _restart_fits(path: str, n: int) -> bool:
+def _restart_matches(path: str, history, cell_filter: str) -> bool:
     """Whether ``path`` is a BFGS restart file (ASE JSON: Hessian, last position, last force, max step,
-    reference cell) for ``n`` coordinates."""
+    reference cell) written by the run whose structures are ``history``: the reference cell is the first
+    structure's, and the last position is, in the cell filter's coordinates, the structure before the last
+    stored one (ASE writes the file in each step, before the move, so a run stopped after a force call, by its
+    step limit or killed before its next step, left the state of that structure) or the last one (killed in the
+    force call that followed a step). Either way BFGS then continues as the uninterrupted run would. Any other
+    file (another relaxation with as many atoms, a state the trajectory has moved on from) does not fit, whatever
+    its shape."""
     from ase.io.jsonio import read_json
 
+    n = 3 * (len(history[-1]) + 3)
     try:
         with open(path) as fh:
             data = read_json(fh, always_array=False)
-        h, pos0, f0 = (np.asarray(x, dtype=float) for x in data[:3])
-        return len(data) == 5 and h.shape == (n, n) and pos0.size == n and f0.size == n
+        h, pos0, f0, _, orig_cell = (np.asarray(x, dtype=float) for x in data)
+        if h.shape != (n, n) or pos0.size != n or f0.size != n or orig_cell.shape != (3, 3):
+            return False
     except Exception:  # noqa: BLE001 - missing, torn or foreign: not usable
         return False
+    ref = np.asarray(history[0].cell.array, dtype=float)
+    if not np.allclose(orig_cell, ref, rtol=0, atol=1e-10):
+        return False
+    Filter = _filter_class(cell_filter)
+    return any(np.allclose(_filter_positions(img, Filter, ref), pos0.ravel(), rtol=0, atol=1e-8)
+               for img in history[-2:])
+
+
+def _filter_class(cell_filter: str):
+    from ase.filters import FrechetCellFilter, UnitCellFilter
+
+    if cell_filter not in ("frechet", "unit"):
+        raise ValueError(f"cell_filter must be 'frechet' or 'unit', not {cell_filter!r}")
+    return FrechetCellFilter if cell_filter == "frechet" else UnitCellFilter
+
+
+def _filter_positions(img, Filter, orig_cell, pressure_GPa: float = 0.0):
+    """The cell filter's coordinates of the stored structure ``img`` in the first run's reference cell
+    (positions do not depend on the pressure)."""
+    f = Filter(img, scalar_pressure=pressure_GPa * GPa)
+    f.orig_cell = orig_cell
+    return f.get_positions().ravel()
 
 
 def _replay(opt, Filter, history, constraint, pressure_GPa: float, orig_cell) -> None:
@@ -144,12 +174,17 @@ def _replay(opt, Filter, history, constraint, pressure_GPa: float, orig_cell) ->
     opt.pos0, opt.forces0 = pos0, f0
 
 
-def _is_master() -> bool:
+def _world():
+    """GPAW's MPI world (ASE's serial world where GPAW is missing)."""
     try:
         from gpaw.mpi import world
     except ImportError:  # pragma: no cover
-        return True
-    return world.rank == 0
+        from ase.parallel import world
+    return world
+
+
+def _is_master() -> bool:
+    return _world().rank == 0
 
 
 def space_groups(atoms) -> dict[str, str]:
@@ -228,7 +263,7 @@ def relax_phase(phase: str, pressure_GPa: float, cell: str = "primitive", amplit
                 if pre_path and os.path.isfile(pre_path):
                     with open(pre_path) as fh:
                         pre_rec = json.load(fh)
-                usable = _usable_restart(f"{trajectory}.bfgs.json", len(last), resumed=True)
+                usable = _usable_restart(f"{trajectory}.bfgs.json", images, cell_filter)
                 resume = (last, len(images) - 1, pre_rec, images, usable)  # the start is stored too
     resume = share(resume)
     if resume is not None:
