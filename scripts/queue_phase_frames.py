@@ -1,9 +1,10 @@
 """Queue DFT jobs from a symmetry-lowering relaxation (docs/phases.md) into a job store:
 
-* every K-th structure of the relaxation path (OUT.traj; 11-atom cells), kind ``relax-path``;
-* thermal samples around the relaxed structure in the 44-atom cell (the primitive cell expanded
-  to the cubic conventional one), quantum harmonic widths at T uniform in the range (as
-  ``dpqtb.structures.sampling``), kind ``phase-thermal``.
+* every K-th structure of the relaxation path (OUT.traj, in the relaxation's cell: 11 atoms, or 44 for a
+  ``--cell conventional`` relaxation) and its last one, kind ``relax-path``;
+* thermal samples around the relaxed structure in the 44-atom cell (a primitive cell expanded to the cubic
+  conventional one; a conventional relaxation's own cell), quantum harmonic widths at T uniform in the range
+  (as ``dpqtb.structures.sampling``), kind ``phase-thermal``.
 
 The labels are computed by the job-store runner with the production settings, like every other
 frame (the relaxation's own energies are not imported: its k-mesh was fixed at the start cell), except that
@@ -15,6 +16,12 @@ frame (the relaxation's own energies are not imported: its k-mesh was fixed at t
         --store data/labels/round0_phases --every 4 --n-thermal 10 --seed 1
     .venv/bin/python scripts/queue_phase_frames.py data/phases/C2_125GPa_s0_direct.extxyz \\
         --store data/labels/v3_phases --path-kspacing-invA 0.16 --seed 125      (v3)
+    .venv/bin/python scripts/queue_phase_frames.py data/phases/C2_150GPa_s2_44.extxyz \\
+        --store data/labels/v3_phases --path-kspacing-invA 0.16 --every 8 --seed 150044   (v3, 44 atoms)
+
+A 44-atom path structure at 0.16 Å⁻¹ (8³ k-points) costs ~4× one at the production rule (5³), ~20-30 min on
+one rank: every 8th of a ~40-step path (6 structures, the start and the minimum among them) rather than every
+4th keeps a relaxation's path to ~3 h of labelling.
 """
 import argparse
 import json
@@ -42,6 +49,9 @@ def main():
     a = ap.parse_args()
     path_settings = PRODUCTION.replace(kspacing_invA=a.path_kspacing_invA)
     rec = json.load(open(a.relaxed + ".json"))
+    cell = rec.get("cell", "primitive")  # records before the 44-atom relaxations have no "cell": 11 atoms
+    if cell not in ("primitive", "conventional"):
+        raise SystemExit(f"{a.relaxed}.json: unknown cell {cell!r}")
     base = {"phase": f"{rec['phase_start']} (DFT-relaxed)", "target_pressure_GPa": rec["pressure_target_GPa"],
             "relaxation": a.relaxed, "space_group": rec["final"]["space_group"]["0.01"]}
     store = JobStore(a.store)
@@ -54,11 +64,11 @@ def main():
         at.calc = None
         at.wrap()
         store.add(at, path_settings, {**base, "kind": "relax-path", "relax_step": k, "temperature_K": 0.0,
-                                   "cell": "primitive", "order": order + n, "round": 0})
+                                   "cell": cell, "order": order + n, "round": 0})
         n += 1
     final = read(a.relaxed)
     final.calc = None
-    big = to_conventional(final)
+    big = to_conventional(final) if cell == "primitive" else final
     rng = np.random.default_rng(a.seed)
     for t in range(a.n_thermal):
         T = float(round(rng.uniform(*a.t_range_K), 0))
