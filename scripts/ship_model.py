@@ -1,12 +1,17 @@
 #!/usr/bin/env python
-"""Ship a trained ensemble member as dpqtb's built-in Deep Potential (``builtin:NAME``).
+"""Ship a trained ensemble member as dpqtb's built-in Deep Potential (``builtin:NAME``), and optionally the
+members trained beside it as ``builtin:NAME-ensemble`` (for the model deviation during MD).
 
     .venv/bin/python scripts/ship_model.py --train-dir models/iter0 --member 0 \
-        --validation models/iter0/validation_0 --name lah10 --status "preliminary: ..."
+        --validation models/iter0/validation_0 --name lah10 --status "preliminary: ..." [--ensemble 1,2,3]
 
 Copies the member's compressed (else frozen) model to src/dpqtb/data/models/NAME.pth and writes the
 model card NAME.json: dataset version and size, the training config and DeePMD-kit input, the
 held-out errors, EOS summary and (with --phases) distorted-phase enthalpies of `dpqtb validate`, sha256 of the file.
+With ``--ensemble K,...`` those members (same training directory: same data, other seeds) go to NAME-mK.pth and
+the card NAME-ensemble.json lists NAME.pth and them (``files``, each with its sha256, seed and machine): the
+shipped member is one of the ensemble, so ``potential.ensemble = ["builtin:NAME-ensemble"]`` beside
+``potential.model = "builtin:NAME"`` gives the deviation over all of them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def _rel(p: str) -> str:
         return str(p)
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-dir", required=True, type=Path)
     ap.add_argument("--member", type=int, default=0)
@@ -43,9 +48,18 @@ def main() -> int:
                     help="a known limitation for the card (repeatable; `dpqtb models` prints each)")
     ap.add_argument("--report-dir", type=Path, default=ROOT / "docs" / "validation_builtin",
                     help="copy the validation report (report.md/json, PNGs) here (committed with the model)")
-    a = ap.parse_args()
+    ap.add_argument("--ensemble", type=_members, default=[], metavar="K,K,...",
+                    help="also ship these members of --train-dir as builtin:NAME-ensemble (with NAME)")
+    ap.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=argparse.SUPPRESS)  # tests
+    a = ap.parse_args(argv)
     ens = json.loads((a.train_dir / "ensemble.json").read_text())
     mem = ens["members"][str(a.member)]
+    others = [k for k in a.ensemble if k != a.member]
+    if len(set(others)) != len(others) or not all(str(k) in ens["members"] for k in others):
+        sys.exit(f"--ensemble {a.ensemble}: each member once, among those of {a.train_dir}/ensemble.json "
+                 f"({', '.join(sorted(ens['members']))})")
+    if a.ensemble and not others:
+        sys.exit("--ensemble names no member other than --member")
     src = a.train_dir / mem["model"]
     rep = json.loads((a.validation / "report.json").read_text())
     if file_sha256(src) != rep["model"]["sha256"]:
@@ -55,11 +69,10 @@ def main() -> int:
     if dataset_version(manifest["train"]["ids"]) != ens["dataset_version"]:
         sys.exit(f"{a.train_dir}/data/manifest.json lists other training frames than ensemble.json's dataset "
                  f"{ens['dataset_version']}")
-    MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    dst = MODELS_DIR / f"{a.name}.pth"
-    tmp = dst.with_suffix(".pth.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    models_dir = a.models_dir
+    models_dir.mkdir(parents=True, exist_ok=True)
+    dst = models_dir / f"{a.name}.pth"
+    _copy(src, dst)
     t = rep["test"]
     eos = rep.get("eos") or {}
     card = {
@@ -73,8 +86,7 @@ def main() -> int:
                    "deepmd_input": json.loads((a.train_dir / f"model_{a.member}" / "input.json").read_text()),
                    "code_versions": metrics.get("codes"), "lcurve_final": mem["lcurve_final"],
                    # which machine made the member (older members recorded no machine)
-                   "trained_on": [{k: s.get(k) for k in ("host", "device", "from_step", "to_step", "wall_s")}
-                                  for s in metrics.get("sessions", [])]},
+                   "trained_on": _trained_on(metrics)},
         "validation": {
             "test": {"frames": t["frames"], "energy_meV_per_atom": t["rmse_e_meV_per_atom"],
                      "force_eV_per_A": t["rmse_f_eV_per_A"], "virial_meV_per_atom": t.get("rmse_v_meV_per_atom"),
@@ -94,9 +106,54 @@ def main() -> int:
     for f in ["report.md", "report.json", *rep.get("files", [])]:
         shutil.copyfile(a.validation / f, a.report_dir / f)
     card["validation"]["report_dir"] = _rel(str(a.report_dir))
-    (MODELS_DIR / f"{a.name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    if others:
+        card["ensemble"] = f"builtin:{a.name}-ensemble"
+        files = {dst.name: {"member": a.member, "model": mem["model"], "seed": mem["seed"],
+                            "lcurve_final": mem["lcurve_final"], "trained_on": card["source"]["trained_on"]}}
+        for k in others:
+            m = ens["members"][str(k)]
+            f = models_dir / f"{a.name}-m{k}.pth"
+            _copy(a.train_dir / m["model"], f)
+            met = json.loads((a.train_dir / f"model_{k}" / "metrics.json").read_text())
+            files[f.name] = {"member": k, "model": m["model"], "seed": m["seed"], "lcurve_final": m["lcurve_final"],
+                             "trained_on": _trained_on(met)}
+        ens_card = {
+            "name": f"{a.name}-ensemble", "files": list(files), "shipped": card["shipped"],
+            "status": f"the {len(files)} members trained on dataset {ens['dataset_version']} (seeds "
+                      f"{', '.join(str(v['seed']) for v in files.values())}), builtin:{a.name} among them: for "
+                      "the model deviation (potential.ensemble), not as a model",
+            "type_map": card["type_map"],
+            "sha256": {name: file_sha256(models_dir / name) for name in files},
+            "source": {"train_dir": str(a.train_dir), "dataset_version": ens["dataset_version"],
+                       "train_frames": manifest["train"]["frames"], "test_frames": manifest["test"]["frames"],
+                       "shipped_member": a.member, "members": files}}
+        (models_dir / f"{a.name}-ensemble.json").write_text(json.dumps(ens_card, indent=1) + "\n")
+        print(f"shipped members {', '.join(map(str, others))} with it as builtin:{a.name}-ensemble")
+    (models_dir / f"{a.name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(f"shipped {src} as builtin:{a.name} ({dst}, {dst.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _members(text: str) -> list[int]:
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of member numbers: {text!r}") from None
+    if not ks or min(ks) < 0:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of member numbers: {text!r}")
+    return ks
+
+
+def _copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+
+
+def _trained_on(metrics: dict) -> list[dict]:
+    """Which machine made a member, per training session (older members recorded none)."""
+    return [{k: s.get(k) for k in ("host", "device", "from_step", "to_step", "wall_s")}
+            for s in metrics.get("sessions", [])]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+"""scripts/ship_model.py: a member shipped as builtin:NAME, and with --ensemble the members trained beside it as
+builtin:NAME-ensemble, which the MD's model deviation then resolves to every member (issue 27 item 2)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from dpqtb import DpqtbError
+from dpqtb.potential import builtin
+from dpqtb.train.dataset import dataset_version, file_sha256
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ship_main():
+    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "scripts" / "ship_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+def _train_dir(root: Path, n: int = 4) -> Path:
+    """A training directory as `dpqtb train` leaves it (the model files are stand-in bytes)."""
+    d = root / "train"
+    ids = ["a1", "b2", "c3"]
+    members = {}
+    for k in range(n):
+        (d / f"model_{k}").mkdir(parents=True)
+        (d / f"model_{k}" / "compressed_model.pth").write_bytes(b"member %d" % k)
+        (d / f"model_{k}" / "metrics.json").write_text(json.dumps(
+            {"codes": {"deepmd": "3.2.0"}, "sessions": [{"host": f"h{k}", "device": "cpu: 1 thread", "from_step": 0,
+                                                        "to_step": 100, "wall_s": 1.0}]}))
+        (d / f"model_{k}" / "input.json").write_text("{}")
+        members[str(k)] = {"model": f"model_{k}/compressed_model.pth", "seed": 71 + k,
+                           "lcurve_final": {"step": 100.0}}
+    (d / "ensemble.json").write_text(json.dumps({"dataset_version": dataset_version(ids), "members": members}))
+    (d / "config.toml").write_text("[training]\nseed = 71\n")
+    (d / "data").mkdir()
+    (d / "data" / "manifest.json").write_text(json.dumps(
+        {"train": {"ids": ids, "frames": 3}, "test": {"ids": ["d4"], "frames": 1}, "stores": []}))
+    v = root / "validation"
+    v.mkdir()
+    (v / "report.md").write_text("report")
+    (v / "report.json").write_text(json.dumps(
+        {"model": {"sha256": file_sha256(d / "model_0" / "compressed_model.pth")}, "date": "2026-12-07",
+         "files": [], "test": {"frames": 1, "rmse_e_meV_per_atom": 1.0, "rmse_f_eV_per_A": 0.1,
+                               "force_rms_dft_eV_per_A": 1.0}}))
+    return d
+
+
+def _args(root: Path, d: Path, *extra: str) -> list[str]:
+    return ["--train-dir", str(d), "--member", "0", "--validation", str(root / "validation"), "--name", "toy",
+            "--status", "test", "--report-dir", str(root / "report"), "--models-dir", str(root / "models"), *extra]
+
+
+def test_ship_with_ensemble_gives_a_card_that_resolves_to_every_member(tmp_path, monkeypatch):
+    d = _train_dir(tmp_path)
+    assert _ship_main()(_args(tmp_path, d, "--ensemble", "1,2,3")) == 0
+    models = tmp_path / "models"
+    monkeypatch.setattr(builtin, "MODELS_DIR", models)
+    card, ens = builtin.card("toy"), builtin.card("toy-ensemble")
+    assert card["ensemble"] == "builtin:toy-ensemble" and card["source"]["seed"] == 71
+    assert ens["files"] == ["toy.pth", "toy-m1.pth", "toy-m2.pth", "toy-m3.pth"]
+    for k, name in enumerate(ens["files"]):  # each file is its member's, byte for byte, with its seed and machine
+        assert (models / name).read_bytes() == b"member %d" % k
+        assert ens["sha256"][name] == file_sha256(models / name)
+        m = ens["source"]["members"][name]
+        assert (m["member"], m["seed"], m["trained_on"][0]["host"]) == (k, 71 + k, f"h{k}")
+    assert ens["source"]["dataset_version"] == card["source"]["dataset_version"]
+    # the MD's deviation: the shipped model drives, the ensemble adds the three others
+    assert builtin.ensemble_members("builtin:toy", ["builtin:toy-ensemble"]) == [
+        (models / f"toy-m{k}.pth").resolve() for k in (1, 2, 3)]
+    with pytest.raises(DpqtbError, match="is an ensemble of 4 models"):
+        builtin.resolve("builtin:toy-ensemble")
+
+
+def test_ship_without_ensemble_writes_no_ensemble_card(tmp_path):
+    d = _train_dir(tmp_path)
+    assert _ship_main()(_args(tmp_path, d)) == 0
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["toy.json", "toy.pth"]
+    assert "ensemble" not in json.loads((tmp_path / "models" / "toy.json").read_text())
+
+
+@pytest.mark.parametrize("members, why", [("0", "no member other than --member"), ("1,1", "each member once"),
+                                          ("7", "each member once"), ("1,x", "comma-separated list")])
+def test_ship_refuses_a_bad_ensemble_before_writing(tmp_path, members, why, capsys):
+    d = _train_dir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        _ship_main()(_args(tmp_path, d, "--ensemble", members))
+    assert exc.value.code not in (0, None)
+    assert why in str(exc.value.code) + capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
