@@ -80,19 +80,26 @@ def test_relax_phase_prerelax_keeps_the_start_group_and_reaches_the_pressure(rel
 def test_report_gives_enthalpies_relative_to_fm3m():
     from dpqtb.dft.relax import report
 
-    def rec(phase, h, pre_h=None, seed=0):
+    def rec(phase, h, pre_h=None, seed=0, natoms=None):
         sg = {"0.001": "X", "0.01": "Y", "0.1": "Z"}
         r = {"phase_start": phase, "pressure_target_GPa": 100.0, "seed": seed,
              "final": {"enthalpy_eV_per_atom": h, "space_group": sg, "volume_A3_per_atom": 3.3,
                        "pressure_GPa": 100.0, "max_force_eV_per_A": 0.01, "steps": 3}}
+        if natoms:
+            r["final"]["natoms"] = natoms
         if pre_h is not None:
             r["prerelax"] = {"enthalpy_eV_per_atom": pre_h, "space_group": sg}
         return r
 
-    md = report([rec("C2", -1.0075, -2.0020, 1), rec("Fm-3m", -1.0, -2.0)])
+    # the 44-atom pair (its Fm-3m 1 meV/atom lower: the k-point rule samples that cell differently) comes first
+    # in the list: each cell size is referenced to its own Fm-3m (records without an atom count are 11-atom)
+    md = report([rec("Fm-3m", -1.001, natoms=44), rec("C2", -1.005, seed=2, natoms=44),
+                 rec("C2", -1.0075, -2.0020, 1), rec("Fm-3m", -1.0, -2.0)])
     lines = md.strip().splitlines()
-    assert lines[2].startswith("| Fm-3m | 100 | 0 |") and "+0.00" in lines[2]
-    assert lines[3].startswith("| C2 | 100 | 1 | Y | -2.00 | X / Y / Z | -7.50 |")
+    assert lines[2].startswith("| Fm-3m | 100 | 11 | 0 |") and "+0.00" in lines[2]
+    assert lines[3].startswith("| C2 | 100 | 11 | 1 | Y | -2.00 | X / Y / Z | -7.50 |")
+    assert lines[4].startswith("| Fm-3m | 100 | 44 | 0 |")
+    assert lines[5].startswith("| C2 | 100 | 44 | 2 | (none) | – | X / Y / Z | -4.00 |")
 
 
 def test_relax_phase_resumes_from_its_trajectory(tmp_path, relaxed_c2):

@@ -16,7 +16,7 @@ from ase.io import read, write
 from ase.units import GPa
 
 from dpqtb import DpqtbError
-from dpqtb.structures.lah10 import fm3m
+from dpqtb.structures.lah10 import fm3m, to_conventional
 from dpqtb.train import validate as V
 
 EV_PER_A3_TO_GPA = 160.21766208
@@ -33,7 +33,7 @@ class LinearVolumeModel:
         e, f, w = [], [], []
         for pos, cell in zip(np.asarray(coords_A), np.asarray(cells_A)):
             vol = abs(np.linalg.det(cell))
-            d = pos - self.r0
+            d = pos - (self.r0[len(pos)] if isinstance(self.r0, dict) else self.r0)  # r0: one per cell size
             e.append(self.e0 * len(pos) + self.b * vol + self.k * (d * d).sum())
             f.append(-2 * self.k * d)
             w.append(-self.b * vol * np.eye(3))
@@ -48,7 +48,7 @@ def _record(folder, name, atoms: Atoms, phase, p_GPa, h_eV, seed=0):
                   "space_group": {"0.001": phase, "0.01": phase, "0.1": phase}}}))
 
 
-def _phases(tmp_path):
+def _phases(tmp_path, conventional: bool = True):
     ref = fm3m(5.1, "primitive")
     c2 = ref.copy()
     c2.set_cell(ref.cell.array @ np.diag([1.02, 1.0, 0.99]), scale_atoms=True)
@@ -57,6 +57,12 @@ def _phases(tmp_path):
     _record(tmp_path, "Fm-3m_100GPa_s0", ref, "Fm-3m", 100.0, -0.60)
     _record(tmp_path, "C2_100GPa_s1", c2, "C2", 100.0, -0.6168, seed=1)
     _record(tmp_path, "C2_200GPa_s0", c2, "C2", 200.0, -0.5)  # no Fm-3m at 200 GPa: no row
+    if not conventional:
+        return ref, c2
+    # the same crystals in the 44-atom cell, whose k-point sampling shifts Fm-3m by 1 meV/atom: each cell size is
+    # referenced to its own Fm-3m (this name sorts before the 11-atom one)
+    _record(tmp_path, "Fm-3m_100GPa_44cell", to_conventional(ref), "Fm-3m", 100.0, -0.601)
+    _record(tmp_path, "C2_100GPa_s2_44", to_conventional(c2), "C2", 100.0, -0.6120, seed=2)
     return ref, c2
 
 
@@ -64,9 +70,12 @@ def test_phase_enthalpies_exact(tmp_path):
     _phases(tmp_path)
     # the structures as stored (extxyz keeps 8 decimals of Å)
     ref, c2 = (read(tmp_path / f"{k}.extxyz") for k in ("Fm-3m_100GPa_s0", "C2_100GPa_s1"))
-    m = LinearVolumeModel(r0=ref.positions.copy())
+    m = LinearVolumeModel(r0={11: ref.positions.copy(), 44: read(tmp_path / "Fm-3m_100GPa_44cell.extxyz").positions})
     out = V.phase_enthalpies(m, tmp_path, relax=False)  # at the DFT structures only (this stub has no minimum)
-    assert len(out["rows"]) == 1
+    assert [(r["natoms"], r["reference"]) for r in out["rows"]] == [(11, "Fm-3m_100GPa_s0"),
+                                                                    (44, "Fm-3m_100GPa_44cell")]
+    r44 = out["rows"][1]
+    assert r44["dH_dft_meV_per_atom"] == pytest.approx(-11.0, abs=1e-9)
     r = out["rows"][0]
     n = len(ref)
     d = c2.positions - ref.positions
@@ -77,7 +86,8 @@ def test_phase_enthalpies_exact(tmp_path):
     assert r["pressure_dp_GPa"] == pytest.approx(-m.b * EV_PER_A3_TO_GPA, rel=1e-9)
     assert r["max_force_dp_eV_per_A"] == pytest.approx(2 * m.k * np.linalg.norm(d, axis=1).max(), rel=1e-9)
     assert r["reference"] == "Fm-3m_100GPa_s0" and r["seed"] == 1
-    assert out["max_abs_error_meV_per_atom"] == pytest.approx(abs(r["error_meV_per_atom"]), rel=1e-12)
+    assert out["max_abs_error_meV_per_atom"] == pytest.approx(max(abs(r["error_meV_per_atom"]),
+                                                                  abs(r44["error_meV_per_atom"])), rel=1e-12)
 
 
 def test_phase_enthalpies_in_the_report_markdown(tmp_path):
@@ -87,10 +97,12 @@ def test_phase_enthalpies_in_the_report_markdown(tmp_path):
                                           "mae_e_meV_per_atom": 1.0, "rmse_f_eV_per_A": 0.1,
                                           "mae_f_eV_per_A": 0.1, "rmse_f_by_species_eV_per_A": {"H": 0.1},
                                           "force_rms_dft_eV_per_A": 1.0},
-           "phases": V.phase_enthalpies(LinearVolumeModel(r0=ref.positions.copy()), tmp_path, relax=False)}
+           "phases": V.phase_enthalpies(LinearVolumeModel(r0={11: ref.positions.copy(),
+                                                               44: to_conventional(ref).positions}),
+                                        tmp_path, relax=False)}
     md = V._markdown(rep)
     assert "## Distorted phases at the DFT minima" in md
-    assert "| C2 | 100 | 1 | C2 | -16.80 |" in md
+    assert "| C2 | 100 | 11 | 1 | C2 | -16.80 |" in md and "| C2 | 100 | 44 | 2 | C2 | -11.00 |" in md
 
 
 def test_phase_enthalpies_bad_input(tmp_path):
@@ -219,7 +231,7 @@ def test_converged_k_single_points_give_the_acceptance_targets(tmp_path):
     from dpqtb.train.validate.acceptance import acceptance
 
     (tmp_path / "phases").mkdir()
-    _phases(tmp_path / "phases")
+    _phases(tmp_path / "phases", conventional=False)
     ref, c2 = (read(tmp_path / "phases" / f"{k}.extxyz") for k in ("Fm-3m_100GPa_s0", "C2_100GPa_s1"))
     store = JobStore(tmp_path / "dense")
     energies = {"Fm-3m_100GPa_s0": -6.62, "C2_100GPa_s1": -6.84}

@@ -37,6 +37,11 @@ MAX_ENERGY_RMSE_MEV = 2.0
 QUANTUM_KINDS = ("qtb-md", "pimd-bead")
 
 
+def _cell(row: dict) -> str:
+    """"44 atoms, " for a row of a conventional-cell relaxation; "" for the 11-atom ones (and rows without a count)."""
+    return f"{row['natoms']} atoms, " if row.get("natoms", 11) != 11 else ""
+
+
 def _criterion(name: str, value, required: str, passed: bool | None, detail: str = "") -> dict:
     return {"criterion": name, "value": value, "required": required, "passed": passed, "detail": detail}
 
@@ -77,18 +82,18 @@ def acceptance(rep: dict) -> dict:
         (dft, which), dp = dft_dh(r), r["dH_dp_meV_per_atom"]
         err = dp - dft
         ok = abs(err) <= PHASE_MAX_ERROR_MEV and math.copysign(1.0, dp) == math.copysign(1.0, dft)
-        crit.append(_criterion(f"ΔH {r['phase_start']} {r['pressure_GPa']:g} GPa (seed {r['seed']}) vs Fm-3m",
+        crit.append(_criterion(f"ΔH {r['phase_start']} {r['pressure_GPa']:g} GPa ({_cell(r)}seed {r['seed']}) vs Fm-3m",
                                err, f"|DP − DFT| ≤ {PHASE_MAX_ERROR_MEV:g} meV/atom, same sign", ok,
                                f"DFT {dft:+.2f} ({which}), DP {dp:+.2f} meV/atom"))
     for r in rows:
         if "dp_min_rmsd_A" not in r:
-            crit.append(_criterion(f"model's minimum {r['phase_start']} {r['pressure_GPa']:g} GPa (seed {r['seed']})",
+            crit.append(_criterion(f"model's minimum {r['phase_start']} {r['pressure_GPa']:g} GPa ({_cell(r)}seed {r['seed']})",
                                    None, f"RMSD ≤ {PHASE_MAX_RMSD_A:g} Å, DFT group", None,
                                    "not relaxed with the model"))
             continue
         rmsd, sg_dp, sg_dft = r["dp_min_rmsd_A"], r["space_group_dp_min"], r["space_group_dft"]
         ok = rmsd <= PHASE_MAX_RMSD_A and sg_dp == sg_dft and bool(r.get("dp_min_converged", True))
-        crit.append(_criterion(f"model's minimum {r['phase_start']} {r['pressure_GPa']:g} GPa (seed {r['seed']})",
+        crit.append(_criterion(f"model's minimum {r['phase_start']} {r['pressure_GPa']:g} GPa ({_cell(r)}seed {r['seed']})",
                                rmsd, f"RMSD ≤ {PHASE_MAX_RMSD_A:g} Å and {sg_dft} at 0.01 Å", ok,
                                f"{sg_dp}, ΔH of the model's own minima {r['dH_dp_min_meV_per_atom']:+.2f} meV/atom"))
     t = rep.get("test") or {}

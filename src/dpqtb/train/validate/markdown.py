@@ -130,11 +130,11 @@ def _markdown(rep: dict) -> str:
               f"Structures relaxed by GPAW under the start's symmetry (`{ph['dir']}`, `docs/phases.md`). "
               "ΔH = H − H(Fm-3m) per atom at the target pressure, H = (E + PV)/N; DP evaluated at the "
               "same DFT structures. A negative ΔH: the distorted cell is more stable than Fm-3m.", "",
-              "| start | P (GPa) | seed | DFT group (0.01 Å) | ΔH DFT (meV/atom) | ΔH DP (meV/atom) | "
+              "| start | P (GPa) | atoms | seed | DFT group (0.01 Å) | ΔH DFT (meV/atom) | ΔH DP (meV/atom) | "
               "DP − DFT (meV/atom) | P DFT / DP (GPa) | DP max F at the DFT minimum (eV/Å) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|"]
         for r in ph["rows"]:
-            L.append(f"| {r['phase_start']} | {r['pressure_GPa']:g} | {r['seed']} | {r['space_group_dft']} | "
+            L.append(f"| {r['phase_start']} | {r['pressure_GPa']:g} | {r.get('natoms', '')} | {r['seed']} | {r['space_group_dft']} | "
                      f"{r['dH_dft_meV_per_atom']:+.2f} | {r['dH_dp_meV_per_atom']:+.2f} | "
                      f"{r['error_meV_per_atom']:+.2f} | {r['pressure_dft_GPa']:.1f} / {r['pressure_dp_GPa']:.1f} | "
                      f"{r['max_force_dp_eV_per_A']:.3f} |")
@@ -143,10 +143,10 @@ def _markdown(rep: dict) -> str:
         dense = [r for r in ph["rows"] if r.get("dH_dft_dense_meV_per_atom") is not None]
         if dense:
             L += ["At converged k (single points of the same DFT structures, docs/dft_convergence.md):", "",
-                  "| start | P (GPa) | seed | k-spacing (Å⁻¹) | ΔH DFT converged (meV/atom) | ΔH DFT label rule | "
-                  "ΔH DP | DP − DFT converged |", "|---|---|---|---|---|---|---|---|"]
+                  "| start | P (GPa) | atoms | seed | k-spacing (Å⁻¹) | ΔH DFT converged (meV/atom) | ΔH DFT label rule | "
+                  "ΔH DP | DP − DFT converged |", "|---|---|---|---|---|---|---|---|---|"]
             for r in dense:
-                L.append(f"| {r['phase_start']} | {r['pressure_GPa']:g} | {r['seed']} | {r.get('kspacing_dense_invA')} | "
+                L.append(f"| {r['phase_start']} | {r['pressure_GPa']:g} | {r.get('natoms', '')} | {r['seed']} | {r.get('kspacing_dense_invA')} | "
                          f"{r['dH_dft_dense_meV_per_atom']:+.2f} | {r['dH_dft_meV_per_atom']:+.2f} | "
                          f"{r['dH_dp_meV_per_atom']:+.2f} | {r['error_dense_meV_per_atom']:+.2f} |")
             L.append("")
@@ -155,13 +155,13 @@ def _markdown(rep: dict) -> str:
                   "(positions and cell at the target pressure, BFGS with ASE's FrechetCellFilter, no symmetry "
                   "imposed; Fm-3m the same way). RMSD: internal displacements from the DFT structure (rigid "
                   "translation removed); strain: largest Green–Lagrange component of the cell change.", "",
-                  "| start | P (GPa) | seed | DFT group | model's group (0.01 Å) | RMSD / max (Å) | cell strain | "
+                  "| start | P (GPa) | atoms | seed | DFT group | model's group (0.01 Å) | RMSD / max (Å) | cell strain | "
                   "V ratio | ΔH of the model's own minima (meV/atom) | BFGS steps |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
             for r in ph["rows"]:
                 if "dp_min_rmsd_A" not in r:
                     continue
-                L.append(f"| {r['phase_start']} | {r['pressure_GPa']:g} | {r['seed']} | {r['space_group_dft']} | "
+                L.append(f"| {r['phase_start']} | {r['pressure_GPa']:g} | {r.get('natoms', '')} | {r['seed']} | {r['space_group_dft']} | "
                          f"{r['space_group_dp_min']} | {r['dp_min_rmsd_A']:.3f} / {r['dp_min_max_displacement_A']:.3f} | "
                          f"{r['dp_min_cell_strain_max']:.4f} | {r['dp_min_volume_ratio']:.4f} | "
                          f"{r['dH_dp_min_meV_per_atom']:+.2f} | {r['dp_min_steps']}"

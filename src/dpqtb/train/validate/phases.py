@@ -116,7 +116,8 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
 
     ``phase_dir`` holds the records of ``python -m dpqtb.dft.relax`` (``NAME.extxyz`` with the
     relaxed structure, ``NAME.extxyz.json`` with its DFT enthalpy; ``docs/phases.md``).  For every
-    non-cubic record with an Fm-3m record at the same target pressure P: ΔH = H − H(Fm-3m) per atom
+    non-cubic record with an Fm-3m record at the same target pressure P and atom count (11 or 44: the k-point rule
+    samples the two cells differently): ΔH = H − H(Fm-3m) per atom
     with H = (E + P V)/N, DFT (the record, E the Fermi–Dirac free energy as in the labels) and DP
     (the model's energy at the same two structures), the model's residual max force and pressure
     at the DFT minimum.  A static, 0 K check of the few meV/atom that decide the cage distortion.
@@ -167,18 +168,18 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
                      "max_force_dp_eV_per_A": float(np.linalg.norm(forces[0], axis=1).max())})
     if dense is not None:
         _dense_enthalpies(dense, recs, atoms_by_name)
-    ref = {}
-    for r in recs:
+    ref = {}  # the Fm-3m reference at the same pressure in the same cell (the k-point rule samples 11- and
+    for r in recs:  # 44-atom cells differently: ~1 meV/atom on Fm-3m itself, as large as the distortions)
         if r["phase_start"] == "Fm-3m":
-            ref.setdefault(r["pressure_GPa"], r)
+            ref.setdefault((r["pressure_GPa"], r["natoms"]), r)
     rows = []
     for r in recs:
-        r0 = ref.get(r["pressure_GPa"])
+        r0 = ref.get((r["pressure_GPa"], r["natoms"]))
         if r["phase_start"] == "Fm-3m" or r0 is None:
             continue
         dft = 1000 * (r["h_dft_eV_per_atom"] - r0["h_dft_eV_per_atom"])
         dp = 1000 * (r["h_dp_eV_per_atom"] - r0["h_dp_eV_per_atom"])
-        row = {k: r[k] for k in ("name", "phase_start", "seed", "pressure_GPa", "space_group_dft",
+        row = {k: r[k] for k in ("name", "phase_start", "seed", "pressure_GPa", "natoms", "space_group_dft",
                                  "pressure_dft_GPa", "pressure_dp_GPa", "max_force_dp_eV_per_A")} \
             | {"dH_dft_meV_per_atom": dft, "dH_dp_meV_per_atom": dp, "error_meV_per_atom": dp - dft,
                "reference": r0["name"]}
@@ -191,9 +192,9 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
             row["error_dense_meV_per_atom"] = dp - row["dH_dft_dense_meV_per_atom"]
             row["kspacing_dense_invA"] = r.get("kspacing_dense_invA")
         rows.append(row)
-    rows.sort(key=lambda r: (r["pressure_GPa"], r["phase_start"], r["seed"]))
+    rows.sort(key=lambda r: (r["pressure_GPa"], r["natoms"], r["phase_start"], r["seed"]))
     if not rows:
-        raise InputError(f"{d}: no distorted-phase record with an Fm-3m record at the same pressure")
+        raise InputError(f"{d}: no distorted-phase record with an Fm-3m record at the same pressure and cell size")
     err = np.array([r["error_meV_per_atom"] for r in rows])
     return {"dir": str(d), "rows": rows, "max_abs_error_meV_per_atom": float(np.abs(err).max()),
             "rms_error_meV_per_atom": float(np.sqrt(np.mean(err ** 2)))}
