@@ -9,6 +9,8 @@
 # resumable from each .traj, so it spans sessions. Fm-3m is relaxed in the 44-atom cell too (session 25): the
 # same crystal, but the k-point rule samples the 11- and 44-atom cells differently (the held-out bias differs by
 # cell size), so a 44-atom ΔH is referenced to Fm-3m in the same cell; a few steps (cubic, volume only) each.
+# Each finished 44-atom relaxation queues its frames in data/labels/v3_phases (scripts/queue_phase_frames.py):
+# run scripts/label_queue.sh data/labels/v3_phases ... beside this, and again once this has finished.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" != "--worker" ]; then
@@ -40,6 +42,14 @@ while read -r phase p seed pre cell; do
     echo "== $(date -u +%FT%TZ) $out" >> data/phases/relax.log
     nice -n 10 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.relax --phase "$phase" --pressure-GPa "$p" \
         --seed "$seed" --amplitude-A 0.15 --cell "$cell" ${extra[@]+"${extra[@]}"} --out "$out" </dev/null >> data/phases/relax.log 2>&1 || true
+    # v3's data (issue 27, docs/training.md): a finished 44-atom relaxation queues its frames for the labeller
+    # (idempotent: a job already in the store is not added twice): the distortions' path, every 8th structure and
+    # the minimum at 0.16 1/A, and 10 thermal cells at the rule; Fm-3m its minimum at 0.16 1/A (the reference)
+    if [ "$cell" = conventional ] && [ -f "$out.json" ]; then
+        if [ "$phase" = Fm-3m ]; then q=(--every 1000 --n-thermal 0); else q=(--every 8 --n-thermal 10); fi
+        .venv/bin/python scripts/queue_phase_frames.py "$out" --store data/labels/v3_phases \
+            --path-kspacing-invA 0.16 --seed "${p}044" "${q[@]}" >> data/phases/relax.log 2>&1 || true
+    fi
 done <<'LIST'
 Fm-3m 100 0 yes
 C2 100 1 yes
