@@ -52,6 +52,10 @@ def main():
     cell = rec.get("cell", "primitive")  # records before the 44-atom relaxations have no "cell": 11 atoms
     if cell not in ("primitive", "conventional"):
         raise SystemExit(f"{a.relaxed}.json: unknown cell {cell!r}")
+    final = read(a.relaxed)
+    final.calc = None
+    if len(final) != {"primitive": 11, "conventional": 44}[cell]:
+        raise SystemExit(f"{a.relaxed}: {len(final)} atoms, not the {cell} LaH10 cell its record names")
     base = {"phase": f"{rec['phase_start']} (DFT-relaxed)", "target_pressure_GPa": rec["pressure_target_GPa"],
             "relaxation": a.relaxed, "space_group": rec["final"]["space_group"]["0.01"]}
     store = JobStore(a.store)
@@ -66,8 +70,6 @@ def main():
         store.add(at, path_settings, {**base, "kind": "relax-path", "relax_step": k, "temperature_K": 0.0,
                                    "cell": cell, "order": order + n, "round": 0})
         n += 1
-    final = read(a.relaxed)
-    final.calc = None
     big = to_conventional(final) if cell == "primitive" else final
     rng = np.random.default_rng(a.seed)
     for t in range(a.n_thermal):

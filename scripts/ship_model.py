@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -69,14 +70,23 @@ def main(argv=None) -> int:
     if dataset_version(manifest["train"]["ids"]) != ens["dataset_version"]:
         sys.exit(f"{a.train_dir}/data/manifest.json lists other training frames than ensemble.json's dataset "
                  f"{ens['dataset_version']}")
+    # everything is read and checked before anything is written: a member's missing file or record stops the
+    # ship with the installed models untouched
+    members = {a.member: (mem, metrics)}
+    for k in others:
+        m = ens["members"][str(k)]
+        for need in (a.train_dir / m["model"], a.train_dir / f"model_{k}" / "metrics.json"):
+            if not need.is_file():
+                sys.exit(f"{need}: missing (member {k}); nothing shipped")
+        members[k] = (m, json.loads((a.train_dir / f"model_{k}" / "metrics.json").read_text()))
     models_dir = a.models_dir
-    models_dir.mkdir(parents=True, exist_ok=True)
     dst = models_dir / f"{a.name}.pth"
-    _copy(src, dst)
+    files = {dst.name if k == a.member else f"{a.name}-m{k}.pth": k for k in members}
+    sha = {name: file_sha256(a.train_dir / members[k][0]["model"]) for name, k in files.items()}
     t = rep["test"]
     eos = rep.get("eos") or {}
     card = {
-        "name": a.name, "file": dst.name, "sha256": file_sha256(dst), "shipped": time.strftime("%Y-%m-%d"),
+        "name": a.name, "file": dst.name, "sha256": sha[dst.name], "shipped": time.strftime("%Y-%m-%d"),
         "status": a.status, "type_map": ["La", "H"],
         "source": {"train_dir": str(a.train_dir), "member": a.member, "model": mem["model"],
                    "seed": mem["seed"], "dataset_version": ens["dataset_version"],
@@ -94,44 +104,61 @@ def main(argv=None) -> int:
             "eos_max_abs_dP_GPa": eos.get("max_abs_dP_same_geometry_GPa"),
             "eos_rms_dP_GPa": eos.get("rms_dP_same_geometry_GPa"),
             "phases_dH_meV_per_atom": None if not rep.get("phases") else [
-                {"start": r["phase_start"], "pressure_GPa": r["pressure_GPa"], "seed": r["seed"],
-                 "dft": round(r["dH_dft_meV_per_atom"], 2), "dp": round(r["dH_dp_meV_per_atom"], 2)}
+                {"start": r["phase_start"], "pressure_GPa": r["pressure_GPa"], "natoms": r.get("natoms", 11),
+                 "seed": r["seed"], "dft": round(r["dH_dft_meV_per_atom"], 2), "dp": round(r["dH_dp_meV_per_atom"], 2)}
                 for r in rep["phases"]["rows"]],
             "report": rep.get("files"),
-            "generated": rep["date"]},
+            "generated": rep["date"],
+            "report_dir": _rel(str(a.report_dir))},
     }
     if a.limitation:
         card["known_limitations"] = a.limitation
-    a.report_dir.mkdir(parents=True, exist_ok=True)
-    for f in ["report.md", "report.json", *rep.get("files", [])]:
-        shutil.copyfile(a.validation / f, a.report_dir / f)
-    card["validation"]["report_dir"] = _rel(str(a.report_dir))
+    ens_card = None
     if others:
         card["ensemble"] = f"builtin:{a.name}-ensemble"
-        files = {dst.name: {"member": a.member, "model": mem["model"], "seed": mem["seed"],
-                            "lcurve_final": mem["lcurve_final"], "trained_on": card["source"]["trained_on"]}}
-        for k in others:
-            m = ens["members"][str(k)]
-            f = models_dir / f"{a.name}-m{k}.pth"
-            _copy(a.train_dir / m["model"], f)
-            met = json.loads((a.train_dir / f"model_{k}" / "metrics.json").read_text())
-            files[f.name] = {"member": k, "model": m["model"], "seed": m["seed"], "lcurve_final": m["lcurve_final"],
-                             "trained_on": _trained_on(met)}
+        info = {name: {"member": k, "model": members[k][0]["model"], "seed": members[k][0]["seed"],
+                       "lcurve_final": members[k][0]["lcurve_final"], "trained_on": _trained_on(members[k][1])}
+                for name, k in files.items()}
         ens_card = {
             "name": f"{a.name}-ensemble", "files": list(files), "shipped": card["shipped"],
             "status": f"the {len(files)} members trained on dataset {ens['dataset_version']} (seeds "
-                      f"{', '.join(str(v['seed']) for v in files.values())}), builtin:{a.name} among them: for "
+                      f"{', '.join(str(v['seed']) for v in info.values())}), builtin:{a.name} among them: for "
                       "the model deviation (potential.ensemble), not as a model",
-            "type_map": card["type_map"],
-            "sha256": {name: file_sha256(models_dir / name) for name in files},
+            "type_map": card["type_map"], "sha256": sha,
             "source": {"train_dir": str(a.train_dir), "dataset_version": ens["dataset_version"],
                        "train_frames": manifest["train"]["frames"], "test_frames": manifest["test"]["frames"],
-                       "shipped_member": a.member, "members": files}}
-        (models_dir / f"{a.name}-ensemble.json").write_text(json.dumps(ens_card, indent=1) + "\n")
+                       "shipped_member": a.member, "members": info}}
+    # write: the model files side by side first (each through a temporary name), then the cards, the shipped
+    # model's last; an ensemble of an earlier ship (its card, its members' files) goes, so that no card pairs the
+    # new NAME.pth with members trained on other data
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = {name: models_dir / f"{name}.tmp" for name in files}
+    for name, k in files.items():
+        shutil.copyfile(a.train_dir / members[k][0]["model"], tmp[name])
+    for name in files:
+        tmp[name].replace(models_dir / name)
+    for stale in models_dir.glob(f"{a.name}-m*.pth"):
+        if re.fullmatch(rf"{re.escape(a.name)}-m\d+\.pth", stale.name) and stale.name not in files:
+            stale.unlink()
+    ens_path = models_dir / f"{a.name}-ensemble.json"
+    if ens_card is not None:
+        _write_json(ens_path, ens_card)
         print(f"shipped members {', '.join(map(str, others))} with it as builtin:{a.name}-ensemble")
-    (models_dir / f"{a.name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    elif ens_path.exists():
+        ens_path.unlink()
+        print(f"removed the earlier builtin:{a.name}-ensemble (not shipped with this model)")
+    a.report_dir.mkdir(parents=True, exist_ok=True)
+    for f in ["report.md", "report.json", *rep.get("files", [])]:
+        shutil.copyfile(a.validation / f, a.report_dir / f)
+    _write_json(models_dir / f"{a.name}.json", card)
     print(f"shipped {src} as builtin:{a.name} ({dst}, {dst.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def _members(text: str) -> list[int]:
@@ -142,12 +169,6 @@ def _members(text: str) -> list[int]:
     if not ks or min(ks) < 0:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of member numbers: {text!r}")
     return ks
-
-
-def _copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_suffix(dst.suffix + ".tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
 
 
 def _trained_on(metrics: dict) -> list[dict]:

@@ -71,7 +71,8 @@ def test_models_cli(capsys):
     assert "known limitation: PBE has distorted minima below Fm-3m" in out  # the card's caveats are printed
     assert "distorted phases vs Fm-3m at the DFT minima" in out  # the card's phase check (ship_model.py)
     assert main(["models", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["name"] == "lah10"
+    cards = json.loads(capsys.readouterr().out)  # one document, whatever the number of cards
+    assert cards["lah10"]["name"] == "lah10" and set(cards) == set(builtin.available())
 
 
 def test_shipped_ensemble_card_resolves_to_its_members(tmp_path, monkeypatch, capsys):
@@ -101,3 +102,5 @@ def test_shipped_ensemble_card_resolves_to_its_members(tmp_path, monkeypatch, ca
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "Deep Potential ensemble builtin:lah10-ensemble (test): 3 members" in out and "builtin:lah10 (" in out
+    assert main(["models", "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)) == ["lah10", "lah10-ensemble"]

@@ -94,3 +94,34 @@ def test_ship_refuses_a_bad_ensemble_before_writing(tmp_path, members, why, caps
     assert exc.value.code not in (0, None)
     assert why in str(exc.value.code) + capsys.readouterr().err
     assert not (tmp_path / "models").exists()
+
+
+def test_reshipping_replaces_the_earlier_ensemble(tmp_path, monkeypatch):
+    """A second ship takes the first one's ensemble away (without --ensemble) or trims it to the new members: no
+    card may pair the new NAME.pth with members of another training."""
+    d = _train_dir(tmp_path)
+    main = _ship_main()
+    assert main(_args(tmp_path, d, "--ensemble", "1,2,3")) == 0
+    assert main(_args(tmp_path, d, "--ensemble", "2")) == 0
+    models = tmp_path / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["toy-ensemble.json", "toy-m2.pth", "toy.json", "toy.pth"]
+    monkeypatch.setattr(builtin, "MODELS_DIR", models)
+    assert builtin.card("toy-ensemble")["files"] == ["toy.pth", "toy-m2.pth"]
+    assert main(_args(tmp_path, d)) == 0
+    assert sorted(p.name for p in models.iterdir()) == ["toy.json", "toy.pth"]
+    assert "ensemble" not in builtin.card("toy")
+
+
+def test_a_member_missing_its_record_stops_the_ship_before_anything_is_written(tmp_path):
+    d = _train_dir(tmp_path)
+    main = _ship_main()
+    assert main(_args(tmp_path, d)) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "models").iterdir()}
+    (d / "model_0" / "compressed_model.pth").write_bytes(b"retrained member 0")  # a new model 0 ...
+    rep = json.loads((tmp_path / "validation" / "report.json").read_text())
+    rep["model"]["sha256"] = file_sha256(d / "model_0" / "compressed_model.pth")
+    (tmp_path / "validation" / "report.json").write_text(json.dumps(rep))
+    (d / "model_3" / "metrics.json").unlink()  # ... but member 3's record is gone
+    with pytest.raises(SystemExit, match="model_3/metrics.json: missing .member 3.; nothing shipped"):
+        main(_args(tmp_path, d, "--ensemble", "1,2,3"))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "models").iterdir()} == before

@@ -251,6 +251,14 @@ def test_converged_k_single_points_give_the_acceptance_targets(tmp_path):
     assert r["dH_dft_meV_per_atom"] == pytest.approx(-16.8, abs=1e-9)  # the record's own (label-rule) ΔH kept
     crit = acceptance({"phases": {"rows": [r]}, "test": {}})["criteria"][0]
     assert crit["value"] == pytest.approx(r["dH_dp_meV_per_atom"] - dense) and "converged k (0.14" in crit["detail"]
+    # the reference's single point at another k-spacing: no ΔH across k-meshes
+    other = JobStore(tmp_path / "dense_mixed")
+    for fr in store.frames():
+        if fr["meta"]["source"].startswith("Fm-3m"):
+            fr["settings"] = {"kspacing_invA": 0.16}
+        other.write_frame(fr)
+    with pytest.raises(DpqtbError, match="at different k-spacings .0.14 vs 0.16"):
+        V.phase_enthalpies(m, tmp_path / "phases", relax=False, dense=tmp_path / "dense_mixed")
     moved = c2.copy()
     moved.positions[3] += 0.01
     store.write_frame({"id": "f" * 16, "symbols": moved.get_chemical_symbols(), "cell_A": moved.cell.array.tolist(),

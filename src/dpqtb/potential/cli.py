@@ -10,7 +10,7 @@ def cmd_models(args) -> int:
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed ``models`` arguments (``json``: the full cards as JSON).
+        The parsed ``models`` arguments (``json``: the full cards as one JSON object, keyed by name).
 
     Returns
     -------
@@ -22,14 +22,14 @@ def cmd_models(args) -> int:
     from dpqtb.potential.builtin import MODELS_DIR, available, card, summary
 
     names = available()
+    if args.json:  # one JSON document: the cards by name ({} when none is shipped)
+        print(json.dumps({name: card(name) for name in names}, indent=1))
+        return 0
     if not names:
         print(f"no shipped Deep Potentials in {MODELS_DIR}")
         return 0
     for name in names:
         c = card(name)
-        if args.json:
-            print(json.dumps(c, indent=1))
-            continue
         if "files" in c:  # an ensemble: the members trained beside a shipped model (potential.ensemble)
             print(f"Deep Potential ensemble builtin:{name} ({c.get('status', '')}): {len(c['files'])} members, "
                   f"shipped {c.get('shipped', '?')}; name it in potential.ensemble")
@@ -44,10 +44,15 @@ def cmd_models(args) -> int:
         ph = c.get("validation", {}).get("phases_dH_meV_per_atom")
         if ph:
             print("  distorted phases vs Fm-3m at the DFT minima, ΔH DFT / DP (meV/atom): " + ", ".join(
-                f"{r['start']} {r['pressure_GPa']:g} GPa {r['dft']:+.1f} / {r['dp']:+.1f}" for r in ph))
+                f"{r['start']} {r['pressure_GPa']:g} GPa{_cell(r)} {r['dft']:+.1f} / {r['dp']:+.1f}" for r in ph))
         for note in c.get("known_limitations", []):
             print(f"  known limitation: {note}")
     return 0
+
+
+def _cell(row: dict) -> str:
+    """" (44 atoms)" for a phase row of a conventional-cell relaxation; "" for 11 atoms and older cards."""
+    return f" ({row['natoms']} atoms)" if row.get("natoms", 11) != 11 else ""
 
 
 def register(subparsers) -> None:
@@ -61,5 +66,5 @@ def register(subparsers) -> None:
     m = subparsers.add_parser(
         "models", help="list dpqtb's shipped Deep Potentials (model cards: data, errors, status)",
         description="Print the model card of every shipped Deep Potential (potential.model = 'builtin:NAME').")
-    m.add_argument("--json", action="store_true", help="print the full cards as JSON")
+    m.add_argument("--json", action="store_true", help="print the full cards as one JSON object, keyed by name")
     m.set_defaults(func=cmd_models)

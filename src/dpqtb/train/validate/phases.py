@@ -188,6 +188,10 @@ def phase_enthalpies(evaluator, phase_dir: str | os.PathLike, relax: bool = True
             row["dH_dp_min_meV_per_atom"] = 1000 * (r["h_dp_min_eV_per_atom"] - r0["h_dp_min_eV_per_atom"])
             row["reference_dp_min_rmsd_A"] = r0["dp_min_rmsd_A"]
         if "h_dense_eV_per_atom" in r and "h_dense_eV_per_atom" in r0:
+            if r.get("kspacing_dense_invA") != r0.get("kspacing_dense_invA"):  # a ΔH across k-meshes is k error
+                raise InputError(f"{dense}: the single points of {r['name']} and of its reference {r0['name']} are "
+                                 f"at different k-spacings ({r.get('kspacing_dense_invA')} vs "
+                                 f"{r0.get('kspacing_dense_invA')} 1/Å)")
             row["dH_dft_dense_meV_per_atom"] = 1000 * (r["h_dense_eV_per_atom"] - r0["h_dense_eV_per_atom"])
             row["error_dense_meV_per_atom"] = dp - row["dH_dft_dense_meV_per_atom"]
             row["kspacing_dense_invA"] = r.get("kspacing_dense_invA")

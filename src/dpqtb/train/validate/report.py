@@ -156,7 +156,7 @@ def validate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     if phases is not None:
         rep["phases"] = phase_enthalpies(evaluator, phases, dense=phases_dense)
         for r in rep["phases"]["rows"]:
-            log(f"{r['phase_start']} {r['pressure_GPa']:g} GPa (seed {r['seed']}): ΔH DFT "
+            log(f"{r['phase_start']} {r['pressure_GPa']:g} GPa ({r['natoms']} atoms, seed {r['seed']}): ΔH DFT "
                 f"{r['dH_dft_meV_per_atom']:+.2f}, DP {r['dH_dp_meV_per_atom']:+.2f} meV/atom")
     if "eos" in rep:
         from dpqtb.train.validate.acceptance import acceptance

@@ -57,17 +57,19 @@ def read_columns(path: Path) -> dict:
 
 
 def fig_enthalpy(rows: list[dict]) -> str | None:
-    """Fig. 1a analogue: ΔH (distorted − Fm-3m) vs P, DFT and the model, per starting phase."""
+    """Fig. 1a analogue: ΔH (distorted − Fm-3m) vs P, DFT and the model, one line per starting phase and cell
+    size (11 or 44 atoms: each ΔH is referenced to Fm-3m in its own cell)."""
     if not rows:
         return None
     fig, ax = _fig()
-    phases = sorted({r["phase_start"] for r in rows})
-    for k, ph in enumerate(phases):
-        rs = sorted((r for r in rows if r["phase_start"] == ph), key=lambda r: r["pressure_GPa"])
+    series = sorted({(r["phase_start"], r.get("natoms", 11)) for r in rows})
+    for k, (ph, n) in enumerate(series):
+        rs = sorted((r for r in rows if (r["phase_start"], r.get("natoms", 11)) == (ph, n)),
+                    key=lambda r: r["pressure_GPa"])
         p = [r["pressure_GPa"] for r in rs]
-        c = f"C{k}"
-        ax.plot(p, [r["dH_dft_meV_per_atom"] for r in rs], "o-", color=c, label=f"{ph} PBE")
-        ax.plot(p, [r["dH_dp_meV_per_atom"] for r in rs], "s--", color=c, mfc="none", label=f"{ph} DP")
+        c, name = f"C{k}", ph if n == 11 else f"{ph} ({n} atoms)"
+        ax.plot(p, [r["dH_dft_meV_per_atom"] for r in rs], "o-", color=c, label=f"{name} PBE")
+        ax.plot(p, [r["dH_dp_meV_per_atom"] for r in rs], "s--", color=c, mfc="none", label=f"{name} DP")
     ax.axhline(0, color="k", lw=0.8, label="Fm-3m")
     ax.set_xlabel("P (GPa)")
     ax.set_ylabel("H − H(Fm-3m) (meV/atom)")

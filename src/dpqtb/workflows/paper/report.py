@@ -95,9 +95,10 @@ def sec_fig1a(val: dict | None, ref: dict) -> str:
     if not rows:
         return missing("symmetry-lowering relaxations (scripts/relax_phases.sh, docs/phases.md) in the validation report")
     out = _img(F.fig_enthalpy(rows), "enthalpy vs pressure")
-    out += "<p>Reference: Fm-3m relaxed the same way (the paper's Fig. 1a uses C2 as reference).</p>"
-    out += _table(["structure", "P (GPa)", "DFT group", "ΔH PBE (meV/atom)", "ΔH DP (meV/atom)", "DP − PBE"],
-                  [[r["name"], r["pressure_GPa"], r.get("space_group_dft", ""), r["dH_dft_meV_per_atom"],
+    out += ("<p>Reference: Fm-3m relaxed the same way, in the same cell (11 or 44 atoms; the paper's Fig. 1a uses "
+            "C2 as reference).</p>")
+    out += _table(["structure", "P (GPa)", "atoms", "DFT group", "ΔH PBE (meV/atom)", "ΔH DP (meV/atom)", "DP − PBE"],
+                  [[r["name"], r["pressure_GPa"], r.get("natoms", 11), r.get("space_group_dft", ""), r["dH_dft_meV_per_atom"],
                     r["dH_dp_meV_per_atom"], r["dH_dp_meV_per_atom"] - r["dH_dft_meV_per_atom"]] for r in rows])
     return out + _src(ref, "fig1a_low_enthalpy_range_GPa") + f'<p class="src">{_esc(ref["figure_only"]["fig1a"])}</p>'
 
