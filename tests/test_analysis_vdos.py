@@ -142,3 +142,28 @@ def test_ring_polymer_kinetic_fraction_of_one_mode_is_the_discretised_path_integ
         ring_polymer_kinetic_fraction(f, g, temp, 0)
     with pytest.raises(DpqtbError, match="temperature"):
         ring_polymer_kinetic_fraction(f, g, -1.0, 4)
+
+
+def test_energy_average_starts_where_the_qtb_kinetic_correction_does():
+    """Before two noise segments have completed, a QTB run's kinetic correction factor is exactly 1
+    (kinetic_eV == kinetic_raw_eV); the corrected mean starts at the first corrected row, not at the 20 %
+    discard, and the uncorrected energy (what fix qtb reports) is given beside it, over the same rows."""
+    from dpqtb.analysis.vdos import first_corrected_row
+
+    n, rows = 10, 100
+    k_raw = np.full(rows, 1.0)
+    k_cor = np.where(np.arange(rows) < 40, 1.0, 0.9)  # corrected from row 40 (past the 20 % discard)
+    pot = np.full(rows, -5.0)
+    th = {"target_temperature_K": np.full(rows, 100.0), "temperature_K": np.full(rows, 100.0),
+          "total_eV": pot + k_cor, "kinetic_eV": k_cor, "kinetic_raw_eV": k_raw}
+    assert first_corrected_row(th) == 40
+    out = energy_vs_temperature(th, n, e_ref_eV=-5.0)
+    assert out["E_per_3NkB_K"][0] == pytest.approx(0.9 / (3 * n * KB), rel=1e-12)
+    assert out["E_per_3NkB_raw_K"][0] == pytest.approx(1.0 / (3 * n * KB), rel=1e-12)
+    ramp = energy_vs_temperature({**th, "target_temperature_K": np.linspace(0, 99, rows)}, n, -5.0, n_bins=5)
+    np.testing.assert_allclose(ramp["E_per_3NkB_K"], 0.9 / (3 * n * KB), rtol=1e-12)  # bins 0-1 hold no row
+    assert len(ramp["E_per_3NkB_K"]) == 3
+    # no correction in the run (or never active): every row, and no raw column
+    plain = {k: v for k, v in th.items() if k != "kinetic_raw_eV"}
+    assert first_corrected_row(plain) == 0 and "E_per_3NkB_raw_K" not in energy_vs_temperature(plain, n, -5.0)
+    assert first_corrected_row({**th, "kinetic_eV": k_raw, "total_eV": pot + k_raw}) == 0

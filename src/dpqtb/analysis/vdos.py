@@ -264,7 +264,9 @@ def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV:
     Returns
     -------
     dict of str to array
-        ``target_temperature_K``, ``temperature_K``, ``E_per_3NkB_K``, ``E_err_K``.
+        ``target_temperature_K``, ``temperature_K``, ``E_per_3NkB_K``, ``E_err_K``; with the QTB kinetic
+        correction also ``E_per_3NkB_raw_K`` (the uncorrected kinetic energy, as a QTB code without the
+        correction reports it), and only the rows from the first corrected one (:func:`first_corrected_row`).
     """
     for col in ("target_temperature_K", "temperature_K", "total_eV"):
         if col not in thermo:
@@ -272,27 +274,49 @@ def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV:
     if n_atoms < 1:
         raise InputError("energy_vs_temperature needs n_atoms >= 1")
     e = (thermo["total_eV"] - e_ref_eV) / (3 * n_atoms * KB)
+    # with the QTB kinetic correction: the energy a QTB code without it reports (the paper's LAMMPS fix qtb),
+    # beside the corrected one; and only the rows that carry the correction (it needs two noise segments)
+    raw = "kinetic_raw_eV" in thermo and "kinetic_eV" in thermo
+    e_raw = (e + (thermo["kinetic_raw_eV"] - thermo["kinetic_eV"]) / (3 * n_atoms * KB)) if raw else None
+    k_corr = first_corrected_row(thermo)
     tt, tk = thermo["target_temperature_K"], thermo["temperature_K"]
     if n_bins:
         edges = np.linspace(tt.min(), tt.max() + 1e-9, n_bins + 1)
         which = np.clip(np.digitize(tt, edges) - 1, 0, n_bins - 1)
+        which[:k_corr] = -1  # rows before the correction exists: in no bin
         rows = []
         for b in range(n_bins):
             sel = which == b
             if sel.sum():
                 rows.append((tt[sel].mean(), tk[sel].mean(), e[sel].mean(),
-                             e[sel].std(ddof=1) / np.sqrt(sel.sum()) if sel.sum() > 1 else np.nan))
+                             e[sel].std(ddof=1) / np.sqrt(sel.sum()) if sel.sum() > 1 else np.nan,
+                             e_raw[sel].mean() if raw else np.nan))
         arr = np.array(rows)
     else:
-        k0 = int(discard_fraction * len(e))
+        k0 = max(int(discard_fraction * len(e)), k_corr)
         seg = e[k0:]
         if len(seg) < 2:
             raise InputError("thermo log too short for an energy average")
         blocks = [b.mean() for b in np.array_split(seg, min(5, len(seg)))]
         arr = np.array([[tt[k0:].mean(), tk[k0:].mean(), seg.mean(),
-                         np.std(blocks, ddof=1) / np.sqrt(len(blocks))]])
-    return {"target_temperature_K": arr[:, 0], "temperature_K": arr[:, 1],
-            "E_per_3NkB_K": arr[:, 2], "E_err_K": arr[:, 3]}
+                         np.std(blocks, ddof=1) / np.sqrt(len(blocks)), e_raw[k0:].mean() if raw else np.nan]])
+    out = {"target_temperature_K": arr[:, 0], "temperature_K": arr[:, 1],
+           "E_per_3NkB_K": arr[:, 2], "E_err_K": arr[:, 3]}
+    if raw:
+        out["E_per_3NkB_raw_K"] = arr[:, 4]
+    return out
+
+
+def first_corrected_row(thermo: dict) -> int:
+    """Index of the first row of a thermo log whose kinetic energy carries the QTB kinetic correction (0 without
+    it). The correction factor is built from the Δ_FD spectra of two completed noise segments (1 ps at 0.5 fs and
+    n_f = 100); until then it is exactly 1, so ``kinetic_eV`` equals ``kinetic_raw_eV`` to the last digit, and
+    averaging those rows with the later ones mixes uncorrected energies into a corrected mean. A log whose two
+    columns never differ (no correction in the run, or a run shorter than two segments) gives 0: every row."""
+    if "kinetic_raw_eV" not in thermo or "kinetic_eV" not in thermo:
+        return 0
+    differs = np.flatnonzero(np.asarray(thermo["kinetic_raw_eV"]) != np.asarray(thermo["kinetic_eV"]))
+    return int(differs[0]) if len(differs) else 0
 
 
 def energy_curve(run_dirs, e_ref_eV: float = 0.0, n_atoms: int | None = None,

@@ -43,6 +43,7 @@ import numpy as np
 
 from dpqtb import InputError, RunInterrupted
 from dpqtb.analysis.stats import drift, integrated_time, mean_error
+from dpqtb.analysis.vdos import first_corrected_row
 from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT,
                           SWEEP_JSON, SWEEP_LOCK, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json,
                           atomic_write_text,
@@ -346,6 +347,9 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     th = read_thermo(run_dir)
     n_atoms = int(summary["n_atoms"])
     prod = th["step"] > eq
+    # QTB with the kinetic correction: production rows start at the first corrected one (an equilibration
+    # shorter than two noise segments would otherwise mix uncorrected energies into the means)
+    prod &= np.arange(len(prod)) >= first_corrected_row(th)
     out: dict = {}
     out["T_kin_K"], out["T_kin_K_err"] = _blocks(th["temperature_K"][prod], blocks)
     e_ref = float(th["potential_eV"][0])  # the starting structure's static energy (step 0)
