@@ -71,6 +71,12 @@ def test_toy_sweep_serial_points_csv(serial):
         assert abs(float(r["T_kin_K"]) - float(r["temperature_K"])) < 0.3 * float(r["temperature_K"]) + 60
         assert abs(float(r["P_mean_GPa"]) - float(r["pressure_GPa"])) < 6  # the pressure check (32 atoms)
         assert float(r["a_A"]) > 3.5 and float(r["E_per_3NkB_K_err"]) > 0
+        # QTB: the energy with the uncorrected kinetic energy beside the corrected one (the correction removes the
+        # broadening bias, which only adds kinetic energy); other baths have none
+        if r["bath"] == "qtb":
+            assert float(r["E_per_3NkB_raw_K"]) > float(r["E_per_3NkB_K"]) and float(r["E_per_3NkB_raw_K_err"]) > 0
+        else:
+            assert r["E_per_3NkB_raw_K"] == "nan"
         assert r["theta_avg_deg"] == "nan"  # no cage in fcc Cu: NaN, not an error
         assert float(r["T_zero_K"]) > 0 and r["T_zero_source"] == ("qtb_dos" if r["bath"] == "qtb" else "vdos")
         assert "T_Cu_K" in r

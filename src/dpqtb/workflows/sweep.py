@@ -56,7 +56,7 @@ __all__ = ["run_sweep", "run_point", "stop_points", "points_csv", "csv_columns",
 
 #: the observables of every point, in points.csv order (per-species columns follow, see :func:`csv_columns`)
 OBSERVABLES = (
-    "T_kin_K", "T_kin_K_err", "E_per_3NkB_K", "E_per_3NkB_K_err",
+    "T_kin_K", "T_kin_K_err", "E_per_3NkB_K", "E_per_3NkB_K_err", "E_per_3NkB_raw_K", "E_per_3NkB_raw_K_err",
     "P_mean_GPa", "P_mean_GPa_err", "P_target_GPa", "P_dev_GPa", "P_drift_GPa", "P_drift_GPa_err", "P_tau_ps", "P_n_indep", "V_A3", "V_A3_err",
     "a_A", "a_A_err", "b_A", "b_A_err", "c_A", "c_A_err",
     "theta_frames_deg", "theta_frames_deg_err", "distortion_frames_deg", "distortion_frames_deg_err",
@@ -275,7 +275,9 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 #:    for the variance of the sample mean, the variance for N/(N − τ_int); P_n_indep.
 #: 8: that τ_int correction applied once: iterated to self-consistency (7) it diverged on barostat pressures
 #:    (τ_int → N/2, P_n_indep = 2, error bars as wide as the fluctuations).
-ANALYSIS_VERSION = 8
+#: 9: E_per_3NkB_raw_K (QTB: the uncorrected kinetic energy, as fix qtb reports it); production rows from the first
+#:    kinetically corrected one (no committed point changes: their productions start after it).
+ANALYSIS_VERSION = 9
 
 
 def analysis_version(result: dict) -> int:
@@ -355,6 +357,13 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     e_ref = float(th["potential_eV"][0])  # the starting structure's static energy (step 0)
     e = (th["total_eV"][prod] - e_ref) / (3 * n_atoms * KB)
     out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = _blocks(e, blocks)
+    # QTB with the kinetic correction: the energy with the uncorrected kinetic energy beside it, what a QTB code
+    # without the correction reports (LAMMPS fix qtb: the paper's Fig. 3a); NaN for the other baths
+    if "kinetic_raw_eV" in th:
+        e_raw = e + (th["kinetic_raw_eV"][prod] - th["kinetic_eV"][prod]) / (3 * n_atoms * KB)
+        out["E_per_3NkB_raw_K"], out["E_per_3NkB_raw_K_err"] = _blocks(e_raw, blocks)
+    else:
+        out["E_per_3NkB_raw_K"], out["E_per_3NkB_raw_K_err"] = NAN, NAN
     out["P_mean_GPa"], out["P_mean_GPa_err"] = _blocks(th["pressure_GPa"][prod], blocks)
     out["P_drift_GPa"], out["P_drift_GPa_err"] = drift(th["pressure_GPa"][prod], blocks)
     # the pressure's correlation time and the independent samples it leaves: below ~50 the error bars of

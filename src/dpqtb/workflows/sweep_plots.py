@@ -143,7 +143,7 @@ def plot_sweep(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     rows = read_points(out_dir)
     cols = ["distortion_avg_deg", "face_spread_avg_deg", "distortion_frames_deg", "face_max_avg_deg",
-            "face_min_avg_deg", "E_per_3NkB_K", "T_zero_K", "T_kin_K", D_H, "exchanged_fraction"]
+            "face_min_avg_deg", "E_per_3NkB_K", "E_per_3NkB_raw_K", "T_zero_K", "T_kin_K", D_H, "exchanged_fraction"]
     groups = _group(rows, cols)
     st = _settings(out_dir, groups)
     if st["distortion"] not in cols:
@@ -248,17 +248,21 @@ def _fig3a(plt, groups, st, csv_path):
             continue
         t = [x for x, _ in s]
         tmax = max(tmax, max(t))
-        ax.errorbar(t, [v["E_per_3NkB_K"][0] for _, v in s], yerr=[v["E_per_3NkB_K"][1] for _, v in s],
-                    marker="o", capsize=2, label=bath)
-        rows_csv += [(bath, st["ref_P"], x, v["E_per_3NkB_K"][0], v["E_per_3NkB_K"][1], _trusted(st["ref_P"], st))
-                     for x, v in s]
+        line = ax.errorbar(t, [v["E_per_3NkB_K"][0] for _, v in s], yerr=[v["E_per_3NkB_K"][1] for _, v in s],
+                           marker="o", capsize=2, label=bath)
+        raw = [v.get("E_per_3NkB_raw_K", (math.nan, math.nan)) for _, v in s]
+        if any(math.isfinite(r[0]) for r in raw):  # QTB: also as a code without the kinetic correction reports it
+            ax.errorbar(t, [r[0] for r in raw], yerr=[r[1] for r in raw], marker="o", mfc="none", ls="--", capsize=2,
+                        color=line[0].get_color(), label=f"{bath}, uncorrected K (as fix qtb)")
+        rows_csv += [(bath, st["ref_P"], x, v["E_per_3NkB_K"][0], v["E_per_3NkB_K"][1], r[0], r[1],
+                      _trusted(st["ref_P"], st)) for (x, v), r in zip(s, raw)]
     ax.plot([0, tmax or 1.0], [0, tmax or 1.0], "k:", lw=0.8, label="E = 3Nk_B T")
     ax.set_xlabel("T (K)")
     ax.set_ylabel("E / 3Nk_B (K)")
     ax.set_title(_title_at_P(st), fontsize=9)
     ax.legend(fontsize=7)
-    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", "E_per_3NkB_K", "E_per_3NkB_K_err", "model_trusted"],
-         rows_csv)
+    _csv(csv_path, ["bath", "pressure_GPa", "temperature_K", "E_per_3NkB_K", "E_per_3NkB_K_err", "E_per_3NkB_raw_K",
+                    "E_per_3NkB_raw_K_err", "model_trusted"], rows_csv)
     return fig
 
 

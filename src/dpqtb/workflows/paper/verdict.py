@@ -168,7 +168,8 @@ def point_row(point_dir: str | Path) -> dict | None:
         # the cell under constant pressure ("isotropic", "flexible", ...; None at a fixed cell)
         "barostat_cell": (str(baro.get("cell", "isotropic")) if baro.get("pressure_GPa") is not None
                           or baro.get("stress_GPa") is not None else None),
-        "E_per_3NkB_K": _f(obs.get("E_per_3NkB_K")), "T_zero_K": _f(obs.get("T_zero_K")),
+        "E_per_3NkB_K": _f(obs.get("E_per_3NkB_K")), "E_per_3NkB_raw_K": _f(obs.get("E_per_3NkB_raw_K")),
+        "T_zero_K": _f(obs.get("T_zero_K")),
         "production_ps": prod * dt / 1000.0 if _finite(dt) else math.nan,
         "species": species, "hash": res.get("hash", d.name), "dir": str(d),
         "analysis_version": _analysis_version(res, summary)})
@@ -290,7 +291,7 @@ def group_rows(rows: list[dict]) -> list[dict]:
         g["V_A3"], g["V_A3_err"] = combine([r.get("V_A3", math.nan) for r in rs], [r.get("V_A3_err", math.nan) for r in rs])
         cells = {r.get("barostat_cell") for r in rs}
         g["barostat_cell"] = cells.pop() if len(cells) == 1 else None
-        for k in ("E_per_3NkB_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "fd_ratio_H"):
+        for k in ("E_per_3NkB_K", "E_per_3NkB_raw_K", "theta_deg", "distortion_avg_deg", "T_zero_K", "fd_ratio_H"):
             v = np.array([r.get(k, math.nan) for r in rs], dtype=float)
             g[k] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
         ex: dict = {}
