@@ -45,6 +45,18 @@ def _parse_comment(line: str) -> dict:
     return key_val_str_to_dict(line)
 
 
+def _lattice_rows(lat) -> np.ndarray:
+    """The cell (lattice vectors as rows, Å) of an extxyz ``Lattice`` value as ASE's comment parser returns it: a
+    3×3 array whose *columns* are the vectors (ASE's own reader transposes it, "ASE cell is transpose of extended
+    XYZ lattice"); a flat list of 9 is the file's order, a1 a2 a3 (rows). Reshaping the 3×3 array without the
+    transpose gave every sheared (flexible-barostat, triclinic) cell transposed before session 26; diagonal
+    cells were unaffected."""
+    if lat is None:
+        return np.zeros((3, 3))
+    arr = np.asarray(lat, dtype=float)
+    return arr.T.copy() if arr.shape == (3, 3) else arr.reshape(3, 3)
+
+
 class _NotFast(Exception):
     """The fast extxyz path does not handle this column layout: use ASE."""
 
@@ -117,8 +129,7 @@ def _iter_extxyz_fast(path: Path) -> Iterator[Frame]:
         if "velocities_A_per_fs" in cols:
             v0 = cols["velocities_A_per_fs"][0] - 1
             vel = num[:, v0:v0 + 3].copy()
-        lat = info.get("Lattice")
-        cell = np.zeros((3, 3)) if lat is None else np.asarray(lat, dtype=float).reshape(3, 3)
+        cell = _lattice_rows(info.get("Lattice"))
         t = info.get("time_fs")
         step = info.get("step")
         yield Frame(index, species, num[:, p0:p0 + 3].copy(), cell,

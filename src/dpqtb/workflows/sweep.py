@@ -277,7 +277,9 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
 #:    (τ_int → N/2, P_n_indep = 2, error bars as wide as the fluctuations).
 #: 9: E_per_3NkB_raw_K (QTB: the uncorrected kinetic energy, as fix qtb reports it); production rows from the first
 #:    kinetically corrected one (no committed point changes: their productions start after it).
-ANALYSIS_VERSION = 9
+#: 10: sheared cells read right: the extxyz fast path returned every non-diagonal cell transposed (flexible-cell
+#:    runs: cage angles, site averages, minimum images; cubic and isotropic runs were unaffected).
+ANALYSIS_VERSION = 10
 
 
 def analysis_version(result: dict) -> int:
