@@ -70,13 +70,6 @@ _THETA_CSV = "theta.csv"  # written by dpqtb.analysis (CageAngle)
 NAN = float("nan")
 
 
-def _blocks(x: np.ndarray, n: int) -> tuple[float, float]:
-    """Mean of ``x`` and its standard error, the larger of the ``n``-block error and the correlation-time
-    error (:func:`dpqtb.analysis.stats.mean_error`; NaN without data)."""
-    m, e, _ = mean_error(x, n)
-    return m, e
-
-
 class _ThreadRouted:
     """A stand-in for sys.stdout / sys.stderr that writes each thread's output where that thread asked
     (:func:`thread_output_to`), else to the original stream. contextlib.redirect_stdout swaps the stream of
@@ -355,18 +348,18 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     # shorter than two noise segments would otherwise mix uncorrected energies into the means)
     prod &= np.arange(len(prod)) >= first_corrected_row(th)
     out: dict = {}
-    out["T_kin_K"], out["T_kin_K_err"] = _blocks(th["temperature_K"][prod], blocks)
+    out["T_kin_K"], out["T_kin_K_err"] = mean_error(th["temperature_K"][prod], blocks)[:2]
     e_ref = float(th["potential_eV"][0])  # the starting structure's static energy (step 0)
     e = (th["total_eV"][prod] - e_ref) / (3 * n_atoms * KB)
-    out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = _blocks(e, blocks)
+    out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = mean_error(e, blocks)[:2]
     # QTB with the kinetic correction: the energy with the uncorrected kinetic energy beside it, what a QTB code
     # without the correction reports (LAMMPS fix qtb: the paper's Fig. 3a); NaN for the other baths
     if "kinetic_raw_eV" in th:
         e_raw = e + (th["kinetic_raw_eV"][prod] - th["kinetic_eV"][prod]) / (3 * n_atoms * KB)
-        out["E_per_3NkB_raw_K"], out["E_per_3NkB_raw_K_err"] = _blocks(e_raw, blocks)
+        out["E_per_3NkB_raw_K"], out["E_per_3NkB_raw_K_err"] = mean_error(e_raw, blocks)[:2]
     else:
         out["E_per_3NkB_raw_K"], out["E_per_3NkB_raw_K_err"] = NAN, NAN
-    out["P_mean_GPa"], out["P_mean_GPa_err"] = _blocks(th["pressure_GPa"][prod], blocks)
+    out["P_mean_GPa"], out["P_mean_GPa_err"] = mean_error(th["pressure_GPa"][prod], blocks)[:2]
     out["P_drift_GPa"], out["P_drift_GPa_err"] = drift(th["pressure_GPa"][prod], blocks)
     # the pressure's correlation time and the independent samples it leaves: below ~50 the error bars of
     # the means are too small (dpqtb.analysis.stats.mean_error: ~1.3x at 10)
@@ -376,18 +369,18 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     target = cfg.barostat.pressure_GPa if cfg.barostat.enabled else NAN
     out["P_target_GPa"] = float(target)
     out["P_dev_GPa"] = out["P_mean_GPa"] - float(target)
-    out["V_A3"], out["V_A3_err"] = _blocks(th["volume_A3"][prod], blocks)
+    out["V_A3"], out["V_A3_err"] = mean_error(th["volume_A3"][prod], blocks)[:2]
     sc = np.asarray(cfg.system.supercell, dtype=float)
     frames = Trajectory(run_dir, start=production_start_frame(eq, cfg.output.trajectory_every))
     lengths = np.array([np.linalg.norm(f.cell, axis=1) / sc for f in frames]).reshape(-1, 3)
     for k, name in enumerate("abc"):
-        out[f"{name}_A"], out[f"{name}_A_err"] = _blocks(lengths[:, k], blocks)
+        out[f"{name}_A"], out[f"{name}_A_err"] = mean_error(lengths[:, k], blocks)[:2]
     _cage(out, Path(analysis_dir) if analysis_dir is not None else run_dir / POINT_ANALYSIS_DIR, summary, blocks)
     _t_zero(out, summary)
     _diffusion(out, summary)
     for sp in summary.get("species", {}):
         col = f"temperature_{sp}_K"
-        out[f"T_{sp}_K"], out[f"T_{sp}_K_err"] = _blocks(th[col][prod], blocks) if col in th else (NAN, NAN)
+        out[f"T_{sp}_K"], out[f"T_{sp}_K_err"] = mean_error(th[col][prod], blocks)[:2] if col in th else (NAN, NAN)
     return out
 
 
@@ -403,7 +396,7 @@ def _cage(out: dict, analysis_dir: Path, summary: dict, blocks: int) -> None:
         if stem == "face_spread":
             out[f"{stem}_frames_deg"] = float(frames.get(key, NAN))
         elif key in per:
-            out[f"{stem}_frames_deg"], out[f"{stem}_frames_deg_err"] = _blocks(per[key], blocks)
+            out[f"{stem}_frames_deg"], out[f"{stem}_frames_deg_err"] = mean_error(per[key], blocks)[:2]
         else:
             out[f"{stem}_frames_deg"], out[f"{stem}_frames_deg_err"] = NAN, NAN
         out[f"{stem}_avg_deg"] = float(avg.get(key, NAN)) if "error" not in avg else NAN
