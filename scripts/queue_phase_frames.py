@@ -22,9 +22,17 @@ frame (the relaxation's own energies are not imported: its k-mesh was fixed at t
 A 44-atom path structure at 0.16 Å⁻¹ (8³ k-points) costs ~4× one at the production rule (5³), ~20-30 min on
 one rank: every 8th of a ~40-step path (6 structures, the start and the minimum among them) rather than every
 4th keeps a relaxation's path to ~3 h of labelling.
+
+``--dense-store`` also registers the relaxed structure itself, unwrapped (the record's geometry to the last
+digit), as a single point at ``--dense-kspacing-invA`` in that store, ``meta.source`` = ``NAME_<atoms>.extxyz``:
+what ``dpqtb validate --phases-dense`` matches to the phase record NAME (the acceptance's converged-k ΔH):
+
+    .venv/bin/python scripts/queue_phase_frames.py data/phases/C2_100GPa_s2_44.extxyz --store data/labels/v3_phases \
+        --path-kspacing-invA 0.16 --every 8 --seed 100044 --dense-store data/labels/kdense_0.14
 """
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 from ase.io import read
@@ -46,6 +54,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--path-kspacing-invA", type=float, default=PRODUCTION.kspacing_invA,
                     help="k-point spacing (1/Å, with 2π) of the path structures' labels (default: production)")
+    ap.add_argument("--dense-store", help="also register the minimum as a converged-k single point in this store")
+    ap.add_argument("--dense-kspacing-invA", type=float, default=0.14,
+                    help="k-point spacing (1/Å, with 2π) of that single point (default 0.14, docs/dft_convergence.md)")
     a = ap.parse_args()
     path_settings = PRODUCTION.replace(kspacing_invA=a.path_kspacing_invA)
     rec = json.load(open(a.relaxed + ".json"))
@@ -82,6 +93,11 @@ def main():
                                    "order": order + n, "round": 0, "seed": a.seed, "draw": t})
         n += 1
     print(f"{n} jobs queued in {a.store} ({len(picks)} path structures, {a.n_thermal} thermal 44-atom cells)")
+    if a.dense_store:
+        name = Path(a.relaxed).name[:-len(".extxyz")] if a.relaxed.endswith(".extxyz") else Path(a.relaxed).stem
+        jid = JobStore(a.dense_store).add(final, PRODUCTION.replace(kspacing_invA=a.dense_kspacing_invA),
+                                          {"source": f"{name}_{len(final)}.extxyz"})
+        print(f"the minimum as a single point at {a.dense_kspacing_invA} 1/A in {a.dense_store} (job {jid})")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from ase.io import read, write
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dpqtb.dft.relax import _ref_key  # noqa: E402
+from dpqtb.dft.relax import reference_key  # noqa: E402
 from dpqtb.structures.lah10 import to_conventional  # noqa: E402
 
 PHASES = ROOT / "data" / "phases"
@@ -80,13 +80,13 @@ checkpoint_every = 1000
 def minima() -> list[tuple[str, dict]]:
     """(name, record) of the distorted minima the MD starts from, with their ΔH vs Fm-3m in the same cell."""
     recs = {p.name[:-len(".extxyz.json")]: json.loads(p.read_text()) for p in sorted(PHASES.glob("*.extxyz.json"))}
-    ref = {_ref_key(r): r for r in recs.values() if r["phase_start"] == "Fm-3m"}
+    ref = {reference_key(r): r for r in recs.values() if r["phase_start"] == "Fm-3m"}
     out = []
     for name, r in recs.items():
         p = float(r["pressure_target_GPa"])
-        if r["phase_start"] == "Fm-3m" or not P_RANGE_GPA[0] <= p <= P_RANGE_GPA[1] or _ref_key(r) not in ref:
+        if r["phase_start"] == "Fm-3m" or not P_RANGE_GPA[0] <= p <= P_RANGE_GPA[1] or reference_key(r) not in ref:
             continue
-        dh = 1000 * (r["final"]["enthalpy_eV_per_atom"] - ref[_ref_key(r)]["final"]["enthalpy_eV_per_atom"])
+        dh = 1000 * (r["final"]["enthalpy_eV_per_atom"] - ref[reference_key(r)]["final"]["enthalpy_eV_per_atom"])
         if dh <= -MIN_DEPTH_MEV:
             out.append((name, {**r, "dH_meV_per_atom": dh}))
     return out

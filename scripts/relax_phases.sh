@@ -10,7 +10,9 @@
 # same crystal, but the k-point rule samples the 11- and 44-atom cells differently (the held-out bias differs by
 # cell size), so a 44-atom ΔH is referenced to Fm-3m in the same cell; a few steps (cubic, volume only) each.
 # Each finished 44-atom relaxation queues its frames in data/labels/v3_phases (scripts/queue_phase_frames.py):
-# run scripts/label_queue.sh data/labels/v3_phases ... beside this, and again once this has finished.
+# and its minimum as a converged-k (0.14 1/A) single point in data/labels/kdense_0.14 (the acceptance's ΔH target):
+# run scripts/label_queue.sh data/labels/v3_phases ... data/labels/kdense_0.14 beside this, and again once this
+# has finished.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" != "--worker" ]; then
@@ -48,7 +50,8 @@ while read -r phase p seed pre cell; do
     if [ "$cell" = conventional ] && [ -f "$out.json" ]; then
         if [ "$phase" = Fm-3m ]; then q=(--every 1000 --n-thermal 0); else q=(--every 8 --n-thermal 10); fi
         .venv/bin/python scripts/queue_phase_frames.py "$out" --store data/labels/v3_phases \
-            --path-kspacing-invA 0.16 --seed "${p}044" "${q[@]}" >> data/phases/relax.log 2>&1 || true
+            --path-kspacing-invA 0.16 --seed "${p}044" "${q[@]}" \
+            --dense-store data/labels/kdense_0.14 >> data/phases/relax.log 2>&1 || true
     fi
 done <<'LIST'
 Fm-3m 100 0 yes

@@ -267,3 +267,54 @@ def test_converged_k_single_points_give_the_acceptance_targets(tmp_path):
                        "stress_eV_per_A3": np.zeros((3, 3)).tolist(), "pressure_GPa": 100.0})
     with pytest.raises(DpqtbError, match="is not the geometry of the phase record C2_100GPa_s1"):
         V.phase_enthalpies(m, tmp_path / "phases", relax=False, dense=tmp_path / "dense")
+
+
+def test_queue_phase_frames_dense_single_point_is_matched_to_its_44_atom_record(tmp_path):
+    """scripts/queue_phase_frames.py --dense-store registers a 44-atom minimum (a record named ``..._44``) so that
+    `dpqtb validate --phases-dense` matches it to the record: the geometry unwrapped to the last digit, the
+    source NAME_44.extxyz; re-queueing adds nothing. ΔH at converged k from the two single points, closed form."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ase.io.trajectory import Trajectory
+
+    from dpqtb.dft.store import JobStore
+
+    root = Path(__file__).resolve().parents[1]
+    phases = tmp_path / "phases"
+    phases.mkdir()
+    ref = to_conventional(fm3m(5.1, "primitive"))
+    c2 = ref.copy()
+    c2.set_cell(ref.cell.array @ np.diag([1.02, 1.0, 0.99]), scale_atoms=True)
+    c2.positions += np.random.default_rng(5).normal(0, 0.05, c2.positions.shape)
+    c2.positions[0] -= 0.3  # an atom outside the cell: the single point must keep it there (validate matches 1e-4 Å)
+    energies = {}
+    for name, atoms, phase, h in (("Fm-3m_150GPa_s0_direct_44", ref, "Fm-3m", -0.60),
+                                  ("C2_150GPa_s2_44", c2, "C2", -0.601)):
+        _record(phases, name, atoms, phase, 150.0, h, seed=2)
+        rec = json.loads((phases / f"{name}.extxyz.json").read_text())
+        (phases / f"{name}.extxyz.json").write_text(json.dumps({**rec, "cell": "conventional"}))
+        with Trajectory(str(phases / f"{name}.extxyz.traj"), "w") as tr:
+            tr.write(atoms)
+        for _ in range(2):  # the second time: nothing new
+            subprocess.run([sys.executable, str(root / "scripts" / "queue_phase_frames.py"), str(phases / f"{name}.extxyz"),
+                            "--store", str(tmp_path / "v3"), "--every", "1000", "--n-thermal", "0",
+                            "--dense-store", str(tmp_path / "dense")], check=True, capture_output=True, cwd=root)
+        energies[name] = -250.0 - (1.0 if phase == "C2" else 0.0)
+    store = JobStore(tmp_path / "dense")
+    assert len(store.job_ids()) == 2
+    for jid in store.job_ids():  # label the two single points with known energies
+        job = json.loads((store.jobs_dir / f"{jid}.json").read_text())
+        name = job["meta"]["source"][:-len("_44.extxyz")]
+        assert job["settings"]["kspacing_invA"] == 0.14
+        store.write_frame({**{k: job[k] for k in ("id", "symbols", "cell_A", "positions_A", "pbc", "settings", "meta")},
+                           "energy_eV": energies[name], "forces_eV_per_A": np.zeros((44, 3)).tolist(),
+                           "stress_eV_per_A3": np.zeros((3, 3)).tolist(), "pressure_GPa": 150.0})
+    stored = {k: read(phases / f"{k}.extxyz") for k in energies}
+    m = LinearVolumeModel(r0=stored["Fm-3m_150GPa_s0_direct_44"].positions.copy())
+    (r,) = V.phase_enthalpies(m, phases, relax=False, dense=tmp_path / "dense")["rows"]
+    h = {k: (energies[k] + 150.0 * GPa * a.get_volume()) / 44 for k, a in stored.items()}
+    assert r["natoms"] == 44 and r["kspacing_dense_invA"] == 0.14
+    assert r["dH_dft_dense_meV_per_atom"] == pytest.approx(1000 * (h["C2_150GPa_s2_44"] - h["Fm-3m_150GPa_s0_direct_44"]),
+                                                           rel=1e-12)

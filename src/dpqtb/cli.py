@@ -1,19 +1,10 @@
 """The ``dpqtb`` command line: a thin layer over the Python API.
 
 Each pipeline stage registers its own sub-commands (a ``register(subparsers)`` function in the
-modules listed in ``_COMMAND_MODULES``). Errors are printed on one line, without a traceback
-(:func:`dpqtb.entry.run_main`, shared with the ``python -m dpqtb.dft.*`` entry points):
-
-====  ==========================================================================================
-exit  meaning
-====  ==========================================================================================
-0     done
-2     bad input (:class:`dpqtb.InputError`: config, arguments, files; a file system error) or a
-      failed calculation (:class:`dpqtb.CalculationError`: DFT code, ``dp train``)
-3     the simulation went unstable (:class:`dpqtb.SimulationUnstable`; last good checkpoint kept)
-130   SIGINT (Ctrl-C); ``dpqtb md`` first writes a checkpoint at the current step
-143   SIGTERM; ``dpqtb md`` first writes a checkpoint at the current step
-====  ==========================================================================================
+modules listed in ``_COMMAND_MODULES``). Errors are printed on one line, without a traceback, and
+map to the exit codes of :mod:`dpqtb.entry` (0 done, 2 bad input or a failed calculation, 3 an
+unstable simulation, 130/143 SIGINT/SIGTERM after a checkpoint), shared with the
+``python -m dpqtb.dft.*`` entry points (:func:`dpqtb.entry.run_main`).
 """
 
 from __future__ import annotations

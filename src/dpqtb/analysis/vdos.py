@@ -273,11 +273,9 @@ def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV:
             raise InputError(f"thermo log lacks column {col}")
     if n_atoms < 1:
         raise InputError("energy_vs_temperature needs n_atoms >= 1")
-    e = (thermo["total_eV"] - e_ref_eV) / (3 * n_atoms * KB)
-    # with the QTB kinetic correction: the energy a QTB code without it reports (the paper's LAMMPS fix qtb),
-    # beside the corrected one; and only the rows that carry the correction (it needs two noise segments)
-    raw = "kinetic_raw_eV" in thermo and "kinetic_eV" in thermo
-    e_raw = (e + (thermo["kinetic_raw_eV"] - thermo["kinetic_eV"]) / (3 * n_atoms * KB)) if raw else None
+    e, e_raw = energy_per_3NkB(thermo, n_atoms, e_ref_eV)
+    raw = e_raw is not None
+    # only the rows that carry the QTB kinetic correction (it needs two noise segments)
     k_corr = first_corrected_row(thermo)
     tt, tk = thermo["target_temperature_K"], thermo["temperature_K"]
     if n_bins:
@@ -305,6 +303,16 @@ def energy_vs_temperature(thermo: dict[str, np.ndarray], n_atoms: int, e_ref_eV:
     if raw:
         out["E_per_3NkB_raw_K"] = arr[:, 4]
     return out
+
+
+def energy_per_3NkB(thermo: dict, n_atoms: int, e_ref_eV: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(E − E_ref)/(3N k_B) (K) per row of a thermo log, and with the QTB kinetic correction also the same
+    with the uncorrected kinetic energy (what a QTB code without the correction, the paper's LAMMPS
+    ``fix qtb``, reports); None without it."""
+    e = (np.asarray(thermo["total_eV"]) - e_ref_eV) / (3 * n_atoms * KB)
+    if "kinetic_raw_eV" not in thermo or "kinetic_eV" not in thermo:
+        return e, None
+    return e, e + (np.asarray(thermo["kinetic_raw_eV"]) - np.asarray(thermo["kinetic_eV"])) / (3 * n_atoms * KB)
 
 
 def first_corrected_row(thermo: dict) -> int:

@@ -346,13 +346,13 @@ def report(records: list[dict]) -> str:
     at the same target pressure in the same cell (11 or 44 atoms: the k-point rule samples the two cells
     differently, ~1 meV/atom on Fm-3m itself), DFT and, where pre-relaxed, the model's; and the cage angles of
     the DFT structure where the record carries them (``cage``: :func:`cage_face_angles`)."""
-    ref = {_ref_key(r): r for r in records if r["phase_start"] == "Fm-3m"}
+    ref = {reference_key(r): r for r in records if r["phase_start"] == "Fm-3m"}
     rows = ["| start | P (GPa) | atoms | seed | pre-relax: model's group (0.01 Å) | model ΔH (meV/atom) | "
             "DFT group (1e-3 / 0.01 / 0.1 Å) | DFT ΔH (meV/atom) | V (Å³/atom) | DFT P (GPa) | "
             "max F (eV/Å) | DFT steps | θ face max / min (°) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(records, key=lambda r: (r["pressure_target_GPa"], _ref_key(r)[1], r["phase_start"] != "Fm-3m",
+    for r in sorted(records, key=lambda r: (r["pressure_target_GPa"], reference_key(r)[1], r["phase_start"] != "Fm-3m",
                                              r["phase_start"], r["seed"])):
-        f, p0 = r["final"], ref.get(_ref_key(r))
+        f, p0 = r["final"], ref.get(reference_key(r))
         dh = (f"{1000 * (f['enthalpy_eV_per_atom'] - p0['final']['enthalpy_eV_per_atom']):+.2f}"
               if p0 else "–")
         pre = r.get("prerelax")
@@ -360,13 +360,13 @@ def report(records: list[dict]) -> str:
         pre_dh = (f"{1000 * (pre['enthalpy_eV_per_atom'] - p0['prerelax']['enthalpy_eV_per_atom']):+.2f}"
                   if pre and p0 and p0.get("prerelax") else "–")
         sg = " / ".join(f["space_group"][f"{p:g}"] for p in SYMPREC_A)
-        rows.append(f"| {r['phase_start']} | {r['pressure_target_GPa']:g} | {_ref_key(r)[1]} | {r['seed']} | {pre_sg} | "
+        rows.append(f"| {r['phase_start']} | {r['pressure_target_GPa']:g} | {reference_key(r)[1]} | {r['seed']} | {pre_sg} | "
                     f"{pre_dh} | {sg} | {dh} | {f['volume_A3_per_atom']:.4f} | {f['pressure_GPa']:.1f} | "
                     f"{f['max_force_eV_per_A']:.3f} | {f['steps']} | {_cage_cell(r.get('cage'))} |")
     return "\n".join(rows) + "\n"
 
 
-def _ref_key(r: dict) -> tuple[float, int]:
+def reference_key(r: dict) -> tuple[float, int]:
     """(target pressure, atoms): a record's Fm-3m reference is the one with both the same. Records that name no
     atom count are 11-atom (primitive) cells, as every relaxation before the 44-atom ones."""
     n = r["final"].get("natoms") or {"primitive": 11, "conventional": 44}[r.get("cell", "primitive")]

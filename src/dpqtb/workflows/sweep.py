@@ -43,7 +43,7 @@ import numpy as np
 
 from dpqtb import InputError, RunInterrupted
 from dpqtb.analysis.stats import drift, integrated_time, mean_error
-from dpqtb.analysis.vdos import first_corrected_row
+from dpqtb.analysis.vdos import energy_per_3NkB, first_corrected_row
 from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_LOG, POINT_RESULT,
                           SWEEP_JSON, SWEEP_LOCK, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json,
                           atomic_write_text,
@@ -349,14 +349,12 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
     prod &= np.arange(len(prod)) >= first_corrected_row(th)
     out: dict = {}
     out["T_kin_K"], out["T_kin_K_err"] = mean_error(th["temperature_K"][prod], blocks)[:2]
-    e_ref = float(th["potential_eV"][0])  # the starting structure's static energy (step 0)
-    e = (th["total_eV"][prod] - e_ref) / (3 * n_atoms * KB)
-    out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = mean_error(e, blocks)[:2]
-    # QTB with the kinetic correction: the energy with the uncorrected kinetic energy beside it, what a QTB code
-    # without the correction reports (LAMMPS fix qtb: the paper's Fig. 3a); NaN for the other baths
-    if "kinetic_raw_eV" in th:
-        e_raw = e + (th["kinetic_raw_eV"][prod] - th["kinetic_eV"][prod]) / (3 * n_atoms * KB)
-        out["E_per_3NkB_raw_K"], out["E_per_3NkB_raw_K_err"] = mean_error(e_raw, blocks)[:2]
+    # from the starting structure's static energy (step 0); QTB with the kinetic correction: also with the
+    # uncorrected kinetic energy (LAMMPS fix qtb: the paper's Fig. 3a); NaN for the other baths
+    e, e_raw = energy_per_3NkB(th, n_atoms, float(th["potential_eV"][0]))
+    out["E_per_3NkB_K"], out["E_per_3NkB_K_err"] = mean_error(e[prod], blocks)[:2]
+    if e_raw is not None:
+        out["E_per_3NkB_raw_K"], out["E_per_3NkB_raw_K_err"] = mean_error(e_raw[prod], blocks)[:2]
     else:
         out["E_per_3NkB_raw_K"], out["E_per_3NkB_raw_K_err"] = NAN, NAN
     out["P_mean_GPa"], out["P_mean_GPa_err"] = mean_error(th["pressure_GPa"][prod], blocks)[:2]
