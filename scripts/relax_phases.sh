@@ -31,6 +31,17 @@ mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
 mkdir -p data/phases
 # a relaxation already running (an earlier worker's) finishes first: re-running never duplicates it
 while pgrep -f "python -m dpqtb.dft.relax" >/dev/null; do sleep 15; done
+# v3's data (issue 27, docs/training.md): a finished 44-atom relaxation queues its frames for the labeller
+# (idempotent: a job already in the store is not added twice): the distortions' path, every 8th structure and
+# the minimum at 0.16 1/A, and 10 thermal cells at the rule; Fm-3m its minimum at 0.16 1/A (the reference); and
+# the minimum as a 0.14 1/A single point in data/labels/kdense_0.14 (the acceptance's converged-k ΔH)
+queue_frames() {
+    [ "$cell" = conventional ] && [ -f "$out.json" ] || return 0
+    if [ "$phase" = Fm-3m ]; then q=(--every 1000 --n-thermal 0); else q=(--every 8 --n-thermal 10); fi
+    .venv/bin/python scripts/queue_phase_frames.py "$out" --store data/labels/v3_phases \
+        --path-kspacing-invA 0.16 --seed "${p}044" "${q[@]}" \
+        --dense-store data/labels/kdense_0.14 >> data/phases/relax.log 2>&1 || true
+}
 # phase  pressure_GPa  seed  prerelax(yes/no)  [cell: primitive (11 atoms, default) or conventional (44)]
 while read -r phase p seed pre cell; do
     cell=${cell:-primitive}
@@ -38,21 +49,15 @@ while read -r phase p seed pre cell; do
     if [ "$pre" = no ]; then suffix=_direct; fi
     if [ "$cell" = conventional ]; then suffix="${suffix}_44"; fi
     out="data/phases/${phase}_${p}GPa_s${seed}${suffix}.extxyz"
-    [ -f "$out.json" ] && continue
+    # a finished one: its frames queued (again: idempotent, so a relaxation finished by an earlier worker is
+    # never left unqueued), nothing run
+    if [ -f "$out.json" ]; then queue_frames; continue; fi
     extra=()
     [ "$pre" = yes ] && extra=(--prerelax-model builtin:lah10)
     echo "== $(date -u +%FT%TZ) $out" >> data/phases/relax.log
     nice -n 10 "${mpi[@]}" .venv/bin/python -m dpqtb.dft.relax --phase "$phase" --pressure-GPa "$p" \
         --seed "$seed" --amplitude-A 0.15 --cell "$cell" ${extra[@]+"${extra[@]}"} --out "$out" </dev/null >> data/phases/relax.log 2>&1 || true
-    # v3's data (issue 27, docs/training.md): a finished 44-atom relaxation queues its frames for the labeller
-    # (idempotent: a job already in the store is not added twice): the distortions' path, every 8th structure and
-    # the minimum at 0.16 1/A, and 10 thermal cells at the rule; Fm-3m its minimum at 0.16 1/A (the reference)
-    if [ "$cell" = conventional ] && [ -f "$out.json" ]; then
-        if [ "$phase" = Fm-3m ]; then q=(--every 1000 --n-thermal 0); else q=(--every 8 --n-thermal 10); fi
-        .venv/bin/python scripts/queue_phase_frames.py "$out" --store data/labels/v3_phases \
-            --path-kspacing-invA 0.16 --seed "${p}044" "${q[@]}" \
-            --dense-store data/labels/kdense_0.14 >> data/phases/relax.log 2>&1 || true
-    fi
+    queue_frames
 done <<'LIST'
 Fm-3m 100 0 yes
 C2 100 1 yes

@@ -223,3 +223,40 @@ def test_qtb_temperature_ramp_follows_quantum_curve():
             assert abs(residuals[-1]) < 0.04, (i, temp, residuals[-1])
             acc = 0.0
     assert len(residuals) == 8 and abs(np.mean(residuals)) < 0.04 / math.sqrt(8), residuals
+
+
+def test_resume_under_other_threads_says_it_is_not_bitwise(tmp_path, capsys):
+    """The checkpoint and run.json record the numerical environment (torch threads, version, device, CPU model
+    and dispatch); a resume under another thread count warns on one line that the continuation is not bit for bit
+    the uninterrupted run, a resume under the same one says nothing, and a checkpoint without the record (before
+    this) resumes without a warning."""
+    import json
+
+    from dpqtb.md import checkpoint as checkpoint_io
+    from dpqtb.md.run import environment_change, numerics_environment
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+
+    def sim(n_steps=None):
+        s = MDState.from_atoms(atoms)
+        s.momenta = maxwell_boltzmann_momenta(s.masses, 300.0, torch.Generator().manual_seed(5))
+        return Simulation(s, Langevin(Morse(0.3429, 1.3588, 2.866, 5.0), 1.0, TemperatureSchedule(300.0), 100.0, seed=7),
+                          tmp_path / "run", thermo_every=5, checkpoint_every=10, progress=False)
+
+    threads = torch.get_num_threads()
+    sim().run(10)
+    env = json.loads((tmp_path / "run" / "run.json").read_text())["environment"]
+    assert env == numerics_environment(torch.device("cpu")) and env["torch_threads"] == threads
+    assert checkpoint_io.load(tmp_path / "run" / "checkpoint.pt")["environment"] == env
+    capsys.readouterr()
+    sim().run(20, resume=True)
+    assert "numerical environment" not in capsys.readouterr().err
+    other = 2 if threads == 1 else 1
+    torch.set_num_threads(other)
+    try:
+        sim().run(30, resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "numerical environment" in ln]
+    assert len(err) == 1 and f"torch_threads {threads} -> {other}" in err[0] and "not bit for bit" in err[0]
+    assert environment_change(None, env) is None and environment_change(env, dict(env)) is None
