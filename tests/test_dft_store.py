@@ -561,3 +561,33 @@ def test_label_cli_index_kind_and_frame_provenance(tmp_path, capsys):
         with pytest.raises(DpqtbError, match=msg):
             args.func(args)
     assert _run_cli(["label", str(f), "--store", str(tmp_path / "s3"), "--no-run", "--index", "::0"]) == 2
+
+
+def test_eta_per_cell_size_and_k_spacing(tmp_path):
+    """The time estimate keys frames by (atoms, k spacing): a class with labelled frames is timed by their mean;
+    one without is scaled as the k-point count, (spacing ratio)³, from the same cell size, else from the largest
+    cell times the atom ratio. The numbers by hand."""
+    store = JobStore(tmp_path / "s")
+    small, big = fm3m(5.1, "primitive"), fm3m(5.1, "conventional")
+    rng = np.random.default_rng(0)
+
+    def add(atoms, k, wall=None):
+        a = atoms.copy()
+        a.positions += rng.normal(0, 0.01, a.positions.shape)
+        jid = store.add(a, PRODUCTION.replace(kspacing_invA=k))
+        if wall is not None:
+            rec = store.job_record(jid)
+            store.write_frame({**{key: rec[key] for key in ("id", "symbols", "cell_A", "positions_A", "pbc", "settings")},
+                               "energy_eV": 0.0, "forces_eV_per_A": np.zeros((len(a), 3)).tolist(),
+                               "stress_eV_per_A3": np.zeros((3, 3)).tolist(), "pressure_GPa": 0.0,
+                               "provenance": {"wall_s": wall}})
+
+    add(big, 0.25, 400.0)
+    add(big, 0.25, 600.0)  # 44 atoms at 0.25: 500 s
+    add(small, 0.14, 700.0)  # 11 atoms at 0.14: 700 s
+    add(big, 0.25)  # pending: 500 s
+    add(big, 0.125)  # pending: same size at half the spacing, 500 * 2³ = 4000 s
+    add(fm3m(5.1, "conventional").repeat((2, 1, 1)), 0.25)  # 88 atoms: from the largest (44 at 0.25) x 2 = 1000 s
+    line = supervise.eta(store)
+    assert line.startswith("mean wall time per frame: 11 atoms at 0.14 1/A 700 s, 44 atoms at 0.25 1/A 500 s;")
+    assert line.endswith(f"estimated time left: {(500 + 4000 + 1000) / 3600:.1f} h")
