@@ -12,6 +12,10 @@ With ``--ensemble K,...`` those members (same training directory: same data, oth
 the card NAME-ensemble.json lists NAME.pth and them (``files``, each with its sha256, seed and machine): the
 shipped member is one of the ensemble, so ``potential.ensemble = ["builtin:NAME-ensemble"]`` beside
 ``potential.model = "builtin:NAME"`` gives the deviation over all of them.
+
+The validation report of the model this one replaces is copied to ``--archive-dir``/<its sha256[:12]>/ (default
+docs/validation_archive): the sweeps and the paper report made with it stay collectable (``dpqtb paper --from``
+finds the report of the sweeps' own model there).
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ def main(argv=None) -> int:
                     help="a known limitation for the card (repeatable; `dpqtb models` prints each)")
     ap.add_argument("--report-dir", type=Path, default=ROOT / "docs" / "validation_builtin",
                     help="copy the validation report (report.md/json, PNGs) here (committed with the model)")
+    ap.add_argument("--archive-dir", type=Path, default=None,
+                    help="where the replaced model's validation report goes, a folder per model sha256[:12] "
+                         "(default: validation_archive beside --report-dir, i.e. docs/validation_archive)")
     ap.add_argument("--ensemble", type=_members, default=[], metavar="K,K,...",
                     help="also ship these members of --train-dir as builtin:NAME-ensemble (with NAME)")
     ap.add_argument("--models-dir", type=Path, default=MODELS_DIR, help=argparse.SUPPRESS)  # tests
@@ -147,12 +154,32 @@ def main(argv=None) -> int:
     elif ens_path.exists():
         ens_path.unlink()
         print(f"removed the earlier builtin:{a.name}-ensemble (not shipped with this model)")
+    _archive(a.report_dir, rep["model"]["sha256"], a.archive_dir or a.report_dir.parent / "validation_archive")
     a.report_dir.mkdir(parents=True, exist_ok=True)
     for f in ["report.md", "report.json", *rep.get("files", [])]:
         shutil.copyfile(a.validation / f, a.report_dir / f)
     _write_json(models_dir / f"{a.name}.json", card)
     print(f"shipped {src} as builtin:{a.name} ({dst}, {dst.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _archive(report_dir: Path, new_sha: str, archive_dir: Path) -> None:
+    """Copy the validation report in ``report_dir`` to ``archive_dir``/<sha256[:12]>/ when it describes another
+    model than ``new_sha`` (the one being shipped over it); kept as it is where that folder exists."""
+    try:
+        old = json.loads((report_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        return
+    sha = (old.get("model") or {}).get("sha256") if isinstance(old, dict) else None
+    if not isinstance(sha, str) or sha == new_sha:
+        return
+    dest = archive_dir / sha[:12]
+    if not dest.exists():
+        tmp = archive_dir / f".{sha[:12]}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(report_dir, tmp)
+        tmp.replace(dest)
+        print(f"the validation report of the replaced model (sha256 {sha[:12]}) kept in {_rel(str(dest))}")
 
 
 def _write_json(path: Path, obj) -> None:

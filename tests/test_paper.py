@@ -79,8 +79,10 @@ def morse_sweep(tmp_path_factory):
 def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: float, *, n_atoms: int = 44,
                damp: float | None = None, beads: int | None = None, seed=1, P: float = 200.0,
                prime=(0.2, 0.21, 0.19, 0.2, 0.2, 0.2, 0.2, 0.2), exchanges=None, kinetic_meV: float = 50.0,
-               E3: float = 900.0, V: float = 120.0, Verr: float = math.nan, npt: bool = True) -> Path:
-    """One finished sweep point with the files :func:`collect_rows` reads (values are the inputs)."""
+               E3: float = 900.0, V: float = 120.0, Verr: float = math.nan, npt: bool = True,
+               model: str | None = None) -> Path:
+    """One finished sweep point with the files :func:`collect_rows` reads (values are the inputs); ``model``: its
+    result's model_sha256 (absent by default, as before the record)."""
     d = sweep / SWEEP_POINTS_DIR / name
     (d / POINT_ANALYSIS_DIR).mkdir(parents=True)
     th = {"kind": method, "temperature_K": T}
@@ -95,7 +97,7 @@ def make_point(sweep: Path, name: str, method: str, T: float, D: float, Derr: fl
     (d / POINT_RESULT).write_text(json.dumps({
         "hash": name, "status": "done", "axes": {"bath": method, "temperature_K": T, "seed": seed},
         "md_seed": 7, "n_atoms": n_atoms, "equilibration_steps": 100, "production_steps": 2000,
-        "analysis_version": ANALYSIS_VERSION,
+        "analysis_version": ANALYSIS_VERSION, **({"model_sha256": model} if model else {}),
         "observables": {"E_per_3NkB_K": E3, "theta_frames_deg": 90.0, "V_A3": V, "V_A3_err": Verr, "T_zero_K": 800.0}}))
     summary = {"n_atoms": n_atoms, "diffusion": {"H": {"D_cm2_per_s": D, "D_err_cm2_per_s": Derr},
                                                  "La": {"D_cm2_per_s": 0.0, "D_err_cm2_per_s": 1e-9}},
@@ -597,3 +599,64 @@ def test_a_sweep_across_pressures_feeds_figs_2_3_not_the_verdict(tmp_path):
     assert sorted(g["pressure_GPa"] for g in both["pt_groups"]) == [150.0, 200.0]
     assert both["pt_plan"]["planned"] == 3 and both["pt_plan"]["done"] == 2
     assert "2 of 3 points of the P–T sweep" in sec_fig2(both["pt_groups"], {}, load_reference(), plan=both["pt_plan"])
+
+
+def test_the_report_takes_the_validation_of_the_sweeps_model(tmp_path, monkeypatch, morse_sweep):
+    """One report describes one model: sweeps run with two models are refused; a validation report of another
+    model than the sweeps' is refused when given, and the default one (the model shipped now) falls back to the
+    archived report of the sweeps' model (scripts/ship_model.py keeps it). The report names the model."""
+    import shutil
+
+    from dpqtb import DpqtbError
+    from dpqtb.workflows.paper import collect as C
+    from dpqtb.workflows.sweep_reanalyze import reanalyze_sweep
+
+    a, b = "a" * 64, "b" * 64
+    real = json.loads((ROOT / "docs" / "validation_builtin" / "report.json").read_text())
+
+    def report(path, sha, rmse):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**real, "model": {**real["model"], "sha256": sha},
+                                    "test": {**real["test"], "rmse_f_eV_per_A": rmse}}))
+        return path
+
+    sw = tmp_path / "runs" / "verdict"
+    make_point(sw, "q1", "qtb", 5.0, 1e-8, 1e-8, damp=100.0, model=a)
+    make_point(sw, "q2", "qtb", 5.0, 2e-8, 1e-8, damp=100.0, model=a, seed=2)
+    v = C.collect(tmp_path / "runs", tmp_path / "out", validation=report(tmp_path / "val_a.json", a, 0.1234567),
+                  zero_point=None)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert v["models"] == {a: 2} and f"model sha256 {a} (2 runs)" in html and num(0.1234567) in html
+    with pytest.raises(DpqtbError, match=f"run with model sha256 {a[:12]} but the validation report .* describes "
+                                         f"{b[:12]}"):
+        C.collect(tmp_path / "runs", tmp_path / "out", validation=report(tmp_path / "val_b.json", b, 0.5),
+                  zero_point=None)
+    # the default describes b (shipped later): the archived report of a is taken instead
+    monkeypatch.setattr(C, "DEFAULT_VALIDATION", report(tmp_path / "builtin" / "report.json", b, 0.7654321))
+    monkeypatch.setattr(C, "VALIDATION_ARCHIVE", tmp_path / "archive")
+    with pytest.raises(DpqtbError, match="describes bbbbbbbbbbbb"):  # nothing archived yet
+        C.collect(tmp_path / "runs", tmp_path / "out", validation=C.DEFAULT_VALIDATION, zero_point=None)
+    report(tmp_path / "archive" / a[:12] / "report.json", a, 0.2345678)
+    C.collect(tmp_path / "runs", tmp_path / "out", validation=C.DEFAULT_VALIDATION, zero_point=None)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert num(0.2345678) in html and num(0.7654321) not in html
+    make_point(sw, "q3", "qtb", 5.0, 3e-8, 1e-8, damp=100.0, model=b, seed=3)
+    with pytest.raises(DpqtbError, match="2 runs.*1 runs.*one report describes one model"):
+        C.collect(tmp_path / "runs", tmp_path / "out", validation=None, zero_point=None)
+    # points of older sessions: dpqtb sweep --reanalyze records the model from each point's checkpoint
+    old = tmp_path / "morse"
+    shutil.copytree(morse_sweep, old)
+    results = sorted(old.glob("points/*/result.json"))
+    for r in results:
+        assert json.loads(r.read_text())["model_sha256"] is None  # a Morse sweep: no model file
+        r.write_text(json.dumps({k: x for k, x in json.loads(r.read_text()).items() if k != "model_sha256"}))
+    assert C.sweep_models([old]) == {"unrecorded": 2}
+    from dpqtb.md import checkpoint as checkpoint_io
+
+    ck = results[0].parent / "checkpoint.pt"
+    checkpoint_io.save({**checkpoint_io.load(ck), "physics_config": json.dumps({"potential": {"model": f"sha256:{a}"}})},
+                       ck)
+    (results[1].parent / "checkpoint.pt").write_bytes(b"not a checkpoint")  # unreadable: stays unrecorded
+    reanalyze_sweep(old, plots=False)
+    assert json.loads(results[0].read_text())["model_sha256"] == a
+    assert C.sweep_models([old]) == {a: 1, "unrecorded": 1}

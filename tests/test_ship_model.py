@@ -125,3 +125,23 @@ def test_a_member_missing_its_record_stops_the_ship_before_anything_is_written(t
     with pytest.raises(SystemExit, match="model_3/metrics.json: missing .member 3.; nothing shipped"):
         main(_args(tmp_path, d, "--ensemble", "1,2,3"))
     assert {p.name: p.read_bytes() for p in (tmp_path / "models").iterdir()} == before
+
+
+def test_shipping_a_new_model_keeps_the_replaced_models_validation(tmp_path):
+    """The validation report of the model a ship replaces is copied to validation_archive/<its sha256[:12]>/ beside
+    the report folder (what `dpqtb paper --from` falls back to for sweeps of that model); re-shipping the same model
+    archives nothing."""
+    d = _train_dir(tmp_path)
+    main = _ship_main()
+    assert main(_args(tmp_path, d)) == 0
+    first = file_sha256(d / "model_0" / "compressed_model.pth")
+    assert main(_args(tmp_path, d)) == 0  # the same model again: nothing to keep
+    assert not (tmp_path / "validation_archive").exists()
+    (d / "model_0" / "compressed_model.pth").write_bytes(b"a retrained member 0")
+    rep = json.loads((tmp_path / "validation" / "report.json").read_text())
+    rep["model"]["sha256"] = file_sha256(d / "model_0" / "compressed_model.pth")
+    (tmp_path / "validation" / "report.json").write_text(json.dumps(rep))
+    assert main(_args(tmp_path, d)) == 0
+    kept = tmp_path / "validation_archive" / first[:12]
+    assert json.loads((kept / "report.json").read_text())["model"]["sha256"] == first
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["model"]["sha256"] == rep["model"]["sha256"]

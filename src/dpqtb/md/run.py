@@ -105,6 +105,23 @@ def physics_hash(config: dict | None) -> str | None:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def model_sha256(config: dict | None) -> str | None:
+    """The SHA-256 of the model file in a physics config (:func:`dpqtb.md.build.physics_config` writes a Deep
+    Potential's ``potential.model`` as ``sha256:<hex>``); None for an analytic potential or no config."""
+    model = ((config or {}).get("potential") or {}).get("model")
+    return model[len("sha256:"):] if isinstance(model, str) and model.startswith("sha256:") else None
+
+
+def checkpoint_model_sha256(path: str | os.PathLike) -> str | None:
+    """:func:`model_sha256` of the physics config stored in the checkpoint at ``path`` (which model made a run
+    whose run.json predates the record); None where the checkpoint stores none."""
+    stored = checkpoint_io.load(path).get("physics_config")
+    try:
+        return model_sha256(json.loads(stored)) if isinstance(stored, str) else None
+    except ValueError:
+        raise InputError(f"checkpoint {path}: its physics config is not JSON") from None
+
+
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested config dicts."""
     out = []
@@ -263,6 +280,8 @@ class Simulation:
                     "python": platform.python_version(), "integrator": self.integrator.name,
                     "n_atoms": self.state.n_atoms, "type_map": list(self.state.type_map),
                     "environment": numerics_environment(self.state.device), **self.metadata}
+            if model_sha256(self.physics_config):
+                meta["model_sha256"] = model_sha256(self.physics_config)  # the file behind potential.model
             bath = getattr(self.integrator, "bath", None)
             zn = getattr(bath, "zero_net_force_used", getattr(bath, "zero_momentum", None))
             if self.integrator.has_temperature and zn is not None:

@@ -227,6 +227,7 @@ def run_point(spec: dict) -> dict:
 def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     from dpqtb.md.build import build_simulation
     from dpqtb.md.config import validate
+    from dpqtb.md.run import model_sha256
 
     t0, c0 = time.perf_counter(), time.process_time()
     where = f"{socket.gethostname()} pid {os.getpid()}"
@@ -246,6 +247,7 @@ def _run_locked(spec: dict, d: Path, log, stop=None) -> dict:
     result = {"hash": spec["hash"], "status": "done", "axes": spec["axes"], "md_seed": spec["md_seed"],
               "n_atoms": n_atoms, "equilibration_steps": eq, "production_steps": prod,
               "analysis_version": ANALYSIS_VERSION, "observables": obs,
+              "model_sha256": model_sha256(sim.physics_config),
               "timing": {"wall_s": wall, "cpu_s": time.process_time() - c0, "md_s": t_md,
                          "analysis_s": wall - t_md, "where": where, "resumed": resume}}
     atomic_write_json(d / POINT_RESULT, result, indent=2)

@@ -11,6 +11,10 @@ axes kept); an interruption anywhere is repaired or redone by the next call (:fu
 analysis writes its version into ``analysis/summary.json`` too, so a reader can tell a mismatch. A point
 without its trajectory (e.g. a clone that has the committed results but not the large run files) keeps its
 result and is named in the error at the end.
+
+It also records which model made each finished point where its result.json does not say (points of sessions
+before ``model_sha256``): the SHA-256 of the model file, from the physics config in the point's checkpoint, so that
+``dpqtb paper`` can tell the model its sweeps were run with (:func:`fill_model_sha256`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from pathlib import Path
 
 from dpqtb import CalculationError, InputError
-from dpqtb.rundir import (POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_RESULT, SWEEP_JSON, SWEEP_POINTS_CSV,
+from dpqtb.rundir import (CHECKPOINT, POINT_ANALYSIS_DIR, POINT_JSON, POINT_LOCK, POINT_RESULT, SWEEP_JSON, SWEEP_POINTS_CSV,
                           SWEEP_POINTS_DIR, THERMO, TRAJECTORY, atomic_write_json, atomic_write_text)
 from dpqtb.workflows.sweep import (ANALYSIS_VERSION, _locked, _one_client, _one_line, _stub, analysis_version,
                                    analyze_point, points_csv, read_result)
@@ -70,10 +74,10 @@ def reanalyze_sweep(out: str | Path, *, plots: bool = True, log=None) -> dict:
                 continue
             if analysis_version(res) >= ANALYSIS_VERSION:
                 current.append(h)
-                rows.append(res)
+                rows.append(fill_model_sha256(d, h, res))
                 continue
             try:
-                res = _reanalyze_point(d, h, res)
+                res = fill_model_sha256(d, h, _reanalyze_point(d, h, res))
                 done.append(h)
                 if log is not None:
                     print(f"{h} re-analysed (analysis version {ANALYSIS_VERSION})", file=log, flush=True)
@@ -94,6 +98,26 @@ def reanalyze_sweep(out: str | Path, *, plots: bool = True, log=None) -> dict:
         raise CalculationError(f"{len(failed)} finished point(s) not re-analysed (they keep their previous "
                                f"result), e.g. {first[0][:16]}: {first[1]}")
     return summary
+
+
+def fill_model_sha256(d: Path, h: str, res: dict) -> dict:
+    """``res`` with ``model_sha256`` (the SHA-256 of the point's model file; None for an analytic potential) taken
+    from the point's checkpoint and written into its result.json, where the result does not record it yet and the
+    checkpoint is there and readable (a clone without run files keeps the result as it is)."""
+    from dpqtb.md.run import checkpoint_model_sha256
+
+    if "model_sha256" in res or not (d / CHECKPOINT).is_file():
+        return res
+    with _locked(d / POINT_LOCK):
+        res = read_result(d, h) or res  # read again under the lock
+        if "model_sha256" not in res:
+            try:
+                sha = checkpoint_model_sha256(d / CHECKPOINT)
+            except InputError:  # an unreadable checkpoint: the model stays unrecorded (dpqtb paper says so)
+                return res
+            res = {**res, "model_sha256": sha}
+            atomic_write_json(d / POINT_RESULT, res, indent=2)
+    return res
 
 
 def _reanalyze_point(d: Path, h: str, old: dict) -> dict:

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from dpqtb import InputError
-from dpqtb.rundir import SWEEP_FIGURES_DIR, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json, atomic_write_text
+from dpqtb.rundir import (POINT_RESULT, SWEEP_FIGURES_DIR, SWEEP_POINTS_CSV, SWEEP_POINTS_DIR, atomic_write_json,
+                          atomic_write_text)
 from dpqtb.workflows.paper.reference import load_reference
 from dpqtb.workflows.paper.rules import decide
 from dpqtb.workflows.paper.verdict import (bead_convergence, collect_rows, exchange_statistics, find_sweeps,
@@ -20,6 +21,8 @@ REPORT_HTML = "report.html"
 #: the repository of a source checkout (examples/, docs/, data/); absent in an installed wheel
 REPO = Path(__file__).resolve().parents[4]
 DEFAULT_VALIDATION = REPO / "docs" / "validation_builtin" / "report.json"
+#: where scripts/ship_model.py keeps the validation of a model a newer ship replaced: ARCHIVE/<sha256[:12]>/
+VALIDATION_ARCHIVE = REPO / "docs" / "validation_archive"
 DEFAULT_ZERO_POINT = REPO / "data" / "npt" / "zero_point_expansion.json"
 #: scripts/qha_zero_point.py's output, read from beside the zero-point file
 QHA_NAME = "qha_zero_point.json"
@@ -35,6 +38,56 @@ def _jsonable(x):
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     return x
+
+
+def sweep_models(sweep_dirs: list[Path]) -> dict[str, int]:
+    """How many finished points of the sweeps each model made: the SHA-256 of its file (result.json
+    ``model_sha256``), ``"none"`` for an analytic potential, ``"unrecorded"`` for a result of a session before
+    the record (``dpqtb sweep --reanalyze DIR`` fills it in from the point's checkpoint)."""
+    counts: dict[str, int] = {}
+    for sd in sweep_dirs:
+        pts = Path(sd) / SWEEP_POINTS_DIR
+        for p in sorted(pts.iterdir()) if pts.is_dir() else []:
+            try:
+                res = json.loads((p / POINT_RESULT).read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(res, dict) or res.get("status") != "done":
+                continue
+            key = (res["model_sha256"] or "none") if "model_sha256" in res else "unrecorded"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _report_model(path: Path | None) -> str | None:
+    """The model SHA-256 a validation report (``dpqtb validate``'s report.json) describes, if it says."""
+    rep = _load_json(path, "validation report")
+    sha = ((rep or {}).get("model") or {}).get("sha256") if isinstance(rep, dict) else None
+    return sha if isinstance(sha, str) else None
+
+
+def validation_for(models: dict[str, int], validation: Path | None, default: bool) -> Path | None:
+    """The validation report of the sweeps' model. One report describes one model, so sweeps run with two
+    models are refused; a report of another model than the sweeps' is refused too, except that the default
+    (``docs/validation_builtin``, the model shipped now) falls back to the archived report of the sweeps' model
+    (:data:`VALIDATION_ARCHIVE`, kept by scripts/ship_model.py when a newer model replaced it). A report that
+    names no model, and sweeps whose model is unrecorded or analytic, are not checked."""
+    known = sorted(m for m in models if m not in ("none", "unrecorded"))
+    if len(known) > 1:
+        raise InputError("the sweeps were run with " + ", ".join(f"model sha256 {m[:12]} ({models[m]} runs)"
+                                                                  for m in known)
+                         + ": one report describes one model; collect each model's sweeps on their own")
+    if not known or validation is None or not Path(validation).is_file():
+        return validation
+    sha, have = known[0], _report_model(validation)
+    if have is None or have == sha:
+        return validation
+    archived = VALIDATION_ARCHIVE / sha[:12] / "report.json"
+    if default and _report_model(archived) == sha:
+        return archived
+    raise InputError(f"the sweeps were run with model sha256 {sha[:12]} but the validation report {validation} "
+                     f"describes {have[:12]}: give --validation the report of {sha[:12]} (a replaced builtin "
+                     f"model's is kept in {_rel(VALIDATION_ARCHIVE / sha[:12])})")
 
 
 def _warn_stale(rows: list[dict]) -> None:
@@ -161,7 +214,8 @@ def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path
         Where the two files go.
     validation, zero_point : path, optional
         The model validation report (Table I, Fig. 1) and data/npt/zero_point_expansion.json (Fig. 3);
-        absent files leave their sections missing.
+        absent files leave their sections missing. The report must describe the model the sweeps were run with
+        (:func:`validation_for`: the default falls back to the archived report of that model).
 
     Returns
     -------
@@ -169,7 +223,11 @@ def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path
         The verdict (in memory: NaN kept, run directories absolute).
     """
     sweeps = find_sweeps(from_dir)
+    models = sweep_models(sweeps)
+    validation = validation_for(models, Path(validation) if validation else None,
+                                default=validation is not None and Path(validation) == DEFAULT_VALIDATION)
     verdict = build_verdict(sweeps)
+    verdict["models"] = models
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +241,10 @@ def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path
     qha = _load_json(qha_path, "quasi-harmonic file") if qha_path is not None and qha_path.is_file() else None
     sources = [f"sweep {_rel(d)}" for d in sweeps] + [f"validation {_rel(val_path)}" if val else "validation: none",
                                                        f"zero point {_rel(zero_point)}" if zp else "zero point: none"] \
-        + ([f"quasi-harmonic {_rel(qha_path)}"] if qha else [])
+        + ([f"quasi-harmonic {_rel(qha_path)}"] if qha else []) \
+        + [f"model sha256 {m} ({n} runs)" if m not in ("none", "unrecorded") else
+           f"{'analytic potential' if m == 'none' else 'model not recorded'} ({n} runs)"
+           for m, n in sorted(models.items())]
     from dpqtb.workflows.paper.report import build_html
 
     html = build_html(verdict, load_reference(), validation=val, validation_dir=val_path.parent if val else None,
