@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     from dpqtb.potential.builtin import resolve
     from dpqtb.potential.calculator import PotentialCalculator
     from dpqtb.structures.eos import lattice_constant
+    from dpqtb.train.dataset import file_sha256
     from dpqtb.train.validate.evaluator import DeepPotentialEvaluator
 
     model = resolve(args.model)
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     calc = PotentialCalculator(evaluator.potential, type_map=tuple(evaluator.type_map))
     result = {"what": "quasi-harmonic (phonopy) zero-point pressure and expansion of Fm-3m LaH10; "
                       "scripts/qha_zero_point.py",
-              "model": args.model, "settings": DEFAULT, "a_steps_relative": A_STEPS.tolist(),
+              "model": args.model, "model_sha256": file_sha256(model), "settings": DEFAULT, "a_steps_relative": A_STEPS.tolist(),
               "temperatures_K": list(TEMPERATURES_K), "pressures": []}
     for p in PRESSURES_GPA:
         a_dft = lattice_constant(p)

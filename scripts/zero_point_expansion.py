@@ -65,10 +65,18 @@ def run_all(pressures, out: Path) -> None:
                 sim.run(cfg.md.steps, resume=resume, overwrite=not resume)
 
 
+def _model_sha256(run_dir: Path) -> str | None:
+    """The SHA-256 of the model a run used: its run.json, else (runs before the record) its checkpoint."""
+    from dpqtb.md.run import checkpoint_model_sha256
+
+    meta = json.loads((run_dir / "run.json").read_text())
+    return meta["model_sha256"] if "model_sha256" in meta else checkpoint_model_sha256(run_dir / "checkpoint.pt")
+
+
 def report(pressures, out: Path) -> dict:
     from dpqtb.rundir import read_thermo
 
-    rows = []
+    rows, models = [], set()
     for p in pressures:
         row = {"pressure_GPa": p}
         for ensemble in ("nvt", "npt"):
@@ -80,6 +88,7 @@ def report(pressures, out: Path) -> dict:
                     continue
                 if len(th["step"]) == 0 or th["step"][-1] < STEPS[ensemble]:
                     continue
+                models.add(_model_sha256(d))
                 keep = slice(int(len(th["step"]) * DISCARD[ensemble]), None)
                 if ensemble == "nvt":
                     row[f"P_{method}_GPa"], row[f"P_{method}_err_GPa"] = _block(th["pressure_GPa"][keep])
@@ -99,6 +108,10 @@ def report(pressures, out: Path) -> dict:
                       "f_max 200 THz); NVT at the static-DFT lattice constant (3 ps) and NPT (10 ps, "
                       "stochastic cell rescaling, tau_p 1 ps); errors from 10 blocks after the discarded start",
               "steps": STEPS, "discard_fraction": DISCARD, "rows": rows}
+    if len(models) > 1:
+        raise SystemExit(f"the runs in {out} were made with {len(models)} models ({sorted(map(str, models))}): "
+                         "rerun those of the old one")
+    result["model_sha256"] = next(iter(models)) if models else None  # the model file every run used
     (out / "zero_point_expansion.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -640,6 +640,20 @@ def test_the_report_takes_the_validation_of_the_sweeps_model(tmp_path, monkeypat
     C.collect(tmp_path / "runs", tmp_path / "out", validation=C.DEFAULT_VALIDATION, zero_point=None)
     html = (tmp_path / "out" / "report.html").read_text()
     assert num(0.2345678) in html and num(0.7654321) not in html
+    # the zero-point data must be of the runs' model too: given, another model is an error; the default is left out
+    zp = json.loads((ROOT / "data" / "npt" / "zero_point_expansion.json").read_text())
+    (tmp_path / "zp").mkdir()
+    (tmp_path / "zp" / "zero_point_expansion.json").write_text(json.dumps({**zp, "model_sha256": b}))
+    with pytest.raises(DpqtbError, match="zero-point file .* was made with model sha256 bbbbbbbbbbbb, the sweeps with "
+                                         "aaaaaaaaaaaa"):
+        C.collect(tmp_path / "runs", tmp_path / "out", validation=None, zero_point=tmp_path / "zp" / "zero_point_expansion.json")
+    monkeypatch.setattr(C, "DEFAULT_ZERO_POINT", tmp_path / "zp" / "zero_point_expansion.json")
+    C.collect(tmp_path / "runs", tmp_path / "out", validation=None, zero_point=C.DEFAULT_ZERO_POINT)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "left out: model sha256 bbbbbbbbbbbb, not the runs&#x27; aaaaaaaaaaaa" in html and "zero point: none" in html
+    (tmp_path / "zp" / "zero_point_expansion.json").write_text(json.dumps({**zp, "model_sha256": a}))
+    C.collect(tmp_path / "runs", tmp_path / "out", validation=None, zero_point=C.DEFAULT_ZERO_POINT)
+    assert "left out" not in (tmp_path / "out" / "report.html").read_text()
     make_point(sw, "q3", "qtb", 5.0, 3e-8, 1e-8, damp=100.0, model=b, seed=3)
     with pytest.raises(DpqtbError, match="2 runs.*1 runs.*one report describes one model"):
         C.collect(tmp_path / "runs", tmp_path / "out", validation=None, zero_point=None)

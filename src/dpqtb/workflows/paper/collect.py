@@ -66,13 +66,26 @@ def _report_model(path: Path | None) -> str | None:
     return sha if isinstance(sha, str) else None
 
 
+def _known(models: dict[str, int]) -> list[str]:
+    """The model SHA-256s among :func:`sweep_models`' keys (not "none" or "unrecorded")."""
+    return sorted(m for m in models if m not in ("none", "unrecorded"))
+
+
+def _other_model(data: dict | None, models: dict[str, int]) -> str | None:
+    """The model SHA-256 a data file (``model_sha256``) names when it is not the sweeps' single model; None when
+    they agree, or either does not say."""
+    sha = data.get("model_sha256") if isinstance(data, dict) else None
+    known = _known(models)
+    return sha if isinstance(sha, str) and len(known) == 1 and sha != known[0] else None
+
+
 def validation_for(models: dict[str, int], validation: Path | None, default: bool) -> Path | None:
     """The validation report of the sweeps' model. One report describes one model, so sweeps run with two
     models are refused; a report of another model than the sweeps' is refused too, except that the default
     (``docs/validation_builtin``, the model shipped now) falls back to the archived report of the sweeps' model
     (:data:`VALIDATION_ARCHIVE`, kept by scripts/ship_model.py when a newer model replaced it). A report that
     names no model, and sweeps whose model is unrecorded or analytic, are not checked."""
-    known = sorted(m for m in models if m not in ("none", "unrecorded"))
+    known = _known(models)
     if len(known) > 1:
         raise InputError("the sweeps were run with " + ", ".join(f"model sha256 {m[:12]} ({models[m]} runs)"
                                                                   for m in known)
@@ -239,10 +252,23 @@ def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path
     # the quasi-harmonic reference beside it (scripts/qha_zero_point.py), when present
     qha_path = Path(zero_point).with_name(QHA_NAME) if zero_point else None
     qha = _load_json(qha_path, "quasi-harmonic file") if qha_path is not None and qha_path.is_file() else None
+    # the zero-point data (and the quasi-harmonic reference beside it) must be of the runs' model too: given
+    # explicitly, another model is an error; the checkout's default of another model is left out, said in Sources
+    left_out = []
+    for what, data, path in (("zero-point file", zp, zero_point), ("quasi-harmonic file", qha, qha_path)):
+        other = _other_model(data, models)
+        if other is None:
+            continue
+        if zero_point is not None and Path(zero_point) != DEFAULT_ZERO_POINT:
+            raise InputError(f"{what} {path} was made with model sha256 {other[:12]}, the sweeps with "
+                             f"{_known(models)[0][:12]}: give --zero-point the file of the sweeps' model")
+        left_out.append(f"{what} {_rel(path)} left out: model sha256 {other[:12]}, not the runs' "
+                        f"{_known(models)[0][:12]}")
+        zp, qha = (None, None) if what == "zero-point file" else (zp, None)
     sources = [f"sweep {_rel(d)}" for d in sweeps] + [f"validation {_rel(val_path)}" if val else "validation: none",
                                                        f"zero point {_rel(zero_point)}" if zp else "zero point: none"] \
         + ([f"quasi-harmonic {_rel(qha_path)}"] if qha else []) \
-        + [f"model sha256 {m} ({n} runs)" if m not in ("none", "unrecorded") else
+        + left_out + [f"model sha256 {m} ({n} runs)" if m not in ("none", "unrecorded") else
            f"{'analytic potential' if m == 'none' else 'model not recorded'} ({n} runs)"
            for m, n in sorted(models.items())]
     from dpqtb.workflows.paper.report import build_html
