@@ -98,7 +98,8 @@ shorter than the checkpoint recorded (restore the file, or start again with `--o
 `--overwrite` builds the system and potential and evaluates the first forces before it touches the output
 directory, so a run that fails in setup leaves the previous results (or nothing) behind.
 
-Bit for bit means on the same numerical environment: the checkpoint and `run.json` record it (`environment`:
+Bit for bit means on the same numerical environment: the checkpoint records it, and `run.json` that of the fresh
+start (`environment`:
 torch version and intra-op threads, the device, the CPU model and the instruction set torch dispatches to, or the
 GPU). Floating-point reductions depend on it (DeePMD-kit's float64 energy of a 44-atom LaH10 cell moves by
 ~2·10⁻⁸ relative between 1 and 2 threads) and MD is chaotic, so a resume under another one continues a valid

@@ -71,6 +71,7 @@ def main():
             "relaxation": a.relaxed, "space_group": rec["final"]["space_group"]["0.01"]}
     store = JobStore(a.store)
     order = len(store.job_ids())
+    before = set(store.job_ids())
     path = read(a.relaxed + ".traj", ":")
     picks = sorted(set(range(0, len(path), a.every)) | {len(path) - 1})
     n = 0
@@ -92,7 +93,9 @@ def main():
                                    "width_scale": round(scale, 4), "cell": "conventional",
                                    "order": order + n, "round": 0, "seed": a.seed, "draw": t})
         n += 1
-    print(f"{n} jobs queued in {a.store} ({len(picks)} path structures, {a.n_thermal} thermal 44-atom cells)")
+    new = len(set(store.job_ids()) - before)
+    print(f"{n} jobs for {a.store} ({len(picks)} path structures, {a.n_thermal} thermal 44-atom cells), {new} new "
+          "(the others were queued before)")
     if a.dense_store:
         name = Path(a.relaxed).name[:-len(".extxyz")] if a.relaxed.endswith(".extxyz") else Path(a.relaxed).stem
         jid = JobStore(a.dense_store).add(final, PRODUCTION.replace(kspacing_invA=a.dense_kspacing_invA),

@@ -40,7 +40,7 @@ queue_frames() {
     if [ "$phase" = Fm-3m ]; then q=(--every 1000 --n-thermal 0); else q=(--every 8 --n-thermal 10); fi
     .venv/bin/python scripts/queue_phase_frames.py "$out" --store data/labels/v3_phases \
         --path-kspacing-invA 0.16 --seed "${p}044" "${q[@]}" \
-        --dense-store data/labels/kdense_0.14 >> data/phases/relax.log 2>&1 || true
+        --dense-store data/labels/kdense_0.14 </dev/null >> data/phases/relax.log 2>&1 || true
 }
 # phase  pressure_GPa  seed  prerelax(yes/no)  [cell: primitive (11 atoms, default) or conventional (44)]
 while read -r phase p seed pre cell; do

@@ -66,11 +66,18 @@ def run_all(pressures, out: Path) -> None:
 
 
 def _model_sha256(run_dir: Path) -> str | None:
-    """The SHA-256 of the model a run used: its run.json, else (runs before the record) its checkpoint."""
-    from dpqtb.md.run import checkpoint_model_sha256
+    """The SHA-256 of the model a run used: its run.json, else (runs before the record) its checkpoint; None where
+    neither says (a clone has the committed run.json and thermo.csv only)."""
+    from dpqtb import DpqtbError
+    from dpqtb.md.run import checkpoint_physics_config, model_sha256
 
-    meta = json.loads((run_dir / "run.json").read_text())
-    return meta["model_sha256"] if "model_sha256" in meta else checkpoint_model_sha256(run_dir / "checkpoint.pt")
+    try:
+        meta = json.loads((run_dir / "run.json").read_text())
+        if "model_sha256" in meta:
+            return meta["model_sha256"]
+        return model_sha256(checkpoint_physics_config(run_dir / "checkpoint.pt"))
+    except (OSError, ValueError, DpqtbError):
+        return None
 
 
 def report(pressures, out: Path) -> dict:
@@ -108,9 +115,13 @@ def report(pressures, out: Path) -> dict:
                       "f_max 200 THz); NVT at the static-DFT lattice constant (3 ps) and NPT (10 ps, "
                       "stochastic cell rescaling, tau_p 1 ps); errors from 10 blocks after the discarded start",
               "steps": STEPS, "discard_fraction": DISCARD, "rows": rows}
+    models.discard(None)
     if len(models) > 1:
-        raise SystemExit(f"the runs in {out} were made with {len(models)} models ({sorted(map(str, models))}): "
+        raise SystemExit(f"the runs in {out} were made with {len(models)} models ({sorted(models)}): "
                          "rerun those of the old one")
+    previous = out / "zero_point_expansion.json"
+    if not models and previous.is_file():  # the runs do not say (a clone): keep what the file recorded
+        models = {json.loads(previous.read_text()).get("model_sha256")}
     result["model_sha256"] = next(iter(models)) if models else None  # the model file every run used
     (out / "zero_point_expansion.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

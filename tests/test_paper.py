@@ -674,3 +674,9 @@ def test_the_report_takes_the_validation_of_the_sweeps_model(tmp_path, monkeypat
     reanalyze_sweep(old, plots=False)
     assert json.loads(results[0].read_text())["model_sha256"] == a
     assert C.sweep_models([old]) == {a: 1, "unrecorded": 1}
+    # a Deep Potential named by path (checkpoints before the configs hashed model files): not "analytic", unrecorded
+    checkpoint_io.save({"physics_config": json.dumps({"potential": {"kind": "deepmd", "model": "/old/lah10.pth"}})},
+                       results[1].parent / "checkpoint.pt")
+    reanalyze_sweep(old, plots=False)
+    assert "model_sha256" not in json.loads(results[1].read_text())
+    assert C.sweep_models([old]) == {a: 1, "unrecorded": 1}

@@ -8,7 +8,7 @@ MD run directory (``dpqtb md``, :class:`dpqtb.md.run.Simulation`)::
     thermo.csv            step, time_fs, temperature_K, ... (THERMO_COLUMNS, then the integrator's own)
     trajectory.extxyz     unwrapped positions (Å), cell, energy; optional velocities_A_per_fs
     checkpoint.pt         everything needed to continue bit for bit (written atomically)
-    run.json              configuration and versions
+    run.json              configuration, versions, the model file's SHA-256 and the numerical environment of the start
     qtb_fd_<group>.csv    Δ_FD(ω) diagnostic per species/group (QTB/adQTB)
     qtb_dos.csv           phonon DOS deconvolved from the QTB spectra (QTB/adQTB)
 

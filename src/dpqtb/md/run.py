@@ -8,7 +8,8 @@ Output directory layout (file names and the thermo table: :mod:`dpqtb.rundir`):
     vacf.csv              velocity autocorrelation per species (output.vacf_every > 0)
     model_devi.csv        model deviation of a Deep Potential ensemble (potential.ensemble)
     checkpoint.pt         everything needed to continue bit for bit (written atomically)
-    run.json              configuration, versions and the numerical environment (:func:`numerics_environment`)
+    run.json              configuration, versions, the model file's SHA-256 and the numerical environment of the
+                          fresh start (:func:`numerics_environment`; the checkpoint carries the latest)
 
 Each output is an observer (:mod:`dpqtb.md.observers`); the runner knows only their protocol. A resumed
 run first truncates thermo.csv and trajectory.extxyz back to the byte offsets recorded in the checkpoint,
@@ -55,13 +56,13 @@ def numerics_environment(device: torch.device) -> dict:
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         return env
-    model = platform.processor() or ""
+    model = None
     try:
         with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
     except OSError:
         pass
-    env["cpu"] = model
+    env["cpu"] = model if model is not None else (platform.processor() or "")
     env["cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
     return env
 
@@ -112,14 +113,15 @@ def model_sha256(config: dict | None) -> str | None:
     return model[len("sha256:"):] if isinstance(model, str) and model.startswith("sha256:") else None
 
 
-def checkpoint_model_sha256(path: str | os.PathLike) -> str | None:
-    """:func:`model_sha256` of the physics config stored in the checkpoint at ``path`` (which model made a run
-    whose run.json predates the record); None where the checkpoint stores none."""
+def checkpoint_physics_config(path: str | os.PathLike) -> dict | None:
+    """The physics config stored in the checkpoint at ``path`` (:func:`model_sha256` of it tells which model
+    made a run whose run.json predates the record); None where the checkpoint stores none."""
     stored = checkpoint_io.load(path).get("physics_config")
     try:
-        return model_sha256(json.loads(stored)) if isinstance(stored, str) else None
+        cfg = json.loads(stored) if isinstance(stored, str) else None
     except ValueError:
         raise InputError(f"checkpoint {path}: its physics config is not JSON") from None
+    return cfg if isinstance(cfg, dict) else None
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -341,7 +341,6 @@ def point_observables(run_dir: Path, cfg, eq: int, blocks: int, summary: dict,
         ``D_<X>_cm2_per_s``/``D_<X>_cm2_per_s_err`` per species.
     """
     from dpqtb.analysis.trajectory import Trajectory
-    from dpqtb.units import KB
 
     th = read_thermo(run_dir)
     n_atoms = int(summary["n_atoms"])

@@ -102,21 +102,28 @@ def reanalyze_sweep(out: str | Path, *, plots: bool = True, log=None) -> dict:
 
 def fill_model_sha256(d: Path, h: str, res: dict) -> dict:
     """``res`` with ``model_sha256`` (the SHA-256 of the point's model file; None for an analytic potential) taken
-    from the point's checkpoint and written into its result.json, where the result does not record it yet and the
-    checkpoint is there and readable (a clone without run files keeps the result as it is)."""
-    from dpqtb.md.run import checkpoint_model_sha256
+    from the physics config in the point's checkpoint and written into its result.json, where the result does not
+    record it yet. Left as it is (the model stays unrecorded, and ``dpqtb paper`` says so) where the checkpoint is
+    missing or unreadable, stores no physics config, or names a Deep Potential by path (checkpoints written before
+    the configs hashed model files), and where result.json cannot be written."""
+    from dpqtb.md.run import checkpoint_physics_config, model_sha256
 
     if "model_sha256" in res or not (d / CHECKPOINT).is_file():
         return res
-    with _locked(d / POINT_LOCK):
-        res = read_result(d, h) or res  # read again under the lock
-        if "model_sha256" not in res:
-            try:
-                sha = checkpoint_model_sha256(d / CHECKPOINT)
-            except InputError:  # an unreadable checkpoint: the model stays unrecorded (dpqtb paper says so)
+    try:
+        with _locked(d / POINT_LOCK):
+            res = read_result(d, h) or res  # read again under the lock
+            if "model_sha256" in res:
+                return res
+            cfg = checkpoint_physics_config(d / CHECKPOINT)
+            kind = ((cfg or {}).get("potential") or {}).get("kind")
+            sha = model_sha256(cfg)
+            if cfg is None or (kind == "deepmd" and sha is None):
                 return res
             res = {**res, "model_sha256": sha}
             atomic_write_json(d / POINT_RESULT, res, indent=2)
+    except (OSError, InputError, AttributeError, TypeError):  # provenance only: the point's numbers stand
+        return res
     return res
 
 

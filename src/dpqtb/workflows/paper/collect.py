@@ -66,6 +66,10 @@ def _report_model(path: Path | None) -> str | None:
     return sha if isinstance(sha, str) else None
 
 
+def _same_file(a, b) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def _known(models: dict[str, int]) -> list[str]:
     """The model SHA-256s among :func:`sweep_models`' keys (not "none" or "unrecorded")."""
     return sorted(m for m in models if m not in ("none", "unrecorded"))
@@ -238,7 +242,7 @@ def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path
     sweeps = find_sweeps(from_dir)
     models = sweep_models(sweeps)
     validation = validation_for(models, Path(validation) if validation else None,
-                                default=validation is not None and Path(validation) == DEFAULT_VALIDATION)
+                                default=validation is not None and _same_file(validation, DEFAULT_VALIDATION))
     verdict = build_verdict(sweeps)
     verdict["models"] = models
     out = Path(out_dir)
@@ -259,12 +263,12 @@ def collect(from_dir: str | Path, out_dir: str | Path, *, validation: str | Path
         other = _other_model(data, models)
         if other is None:
             continue
-        if zero_point is not None and Path(zero_point) != DEFAULT_ZERO_POINT:
+        if zero_point is not None and not _same_file(zero_point, DEFAULT_ZERO_POINT):
             raise InputError(f"{what} {path} was made with model sha256 {other[:12]}, the sweeps with "
                              f"{_known(models)[0][:12]}: give --zero-point the file of the sweeps' model")
         left_out.append(f"{what} {_rel(path)} left out: model sha256 {other[:12]}, not the runs' "
                         f"{_known(models)[0][:12]}")
-        zp, qha = (None, None) if what == "zero-point file" else (zp, None)
+        zp, qha = (None, qha) if what == "zero-point file" else (zp, None)
     sources = [f"sweep {_rel(d)}" for d in sweeps] + [f"validation {_rel(val_path)}" if val else "validation: none",
                                                        f"zero point {_rel(zero_point)}" if zp else "zero point: none"] \
         + ([f"quasi-harmonic {_rel(qha_path)}"] if qha else []) \
