@@ -34,6 +34,7 @@ def test_gpaw_labels_h2_in_a_box(tmp_path):
     assert fr["settings"] == CHEAP.as_dict()
     assert fr["kpts"] == [1, 1, 1]
     assert fr["provenance"]["codes"]["gpaw"]
+    assert isinstance(fr["provenance"]["scf_iterations"], int) and fr["provenance"]["scf_iterations"] > 1
     assert np.isfinite(fr["energy_eV"])
     forces = np.array(fr["forces_eV_per_A"])
     np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=0.05)

@@ -302,6 +302,10 @@ def compute_frame(job: Job, txt: str | None = None, calc_factory=None) -> dict:
     forces = atoms.get_forces()
     stress = atoms.get_stress(voigt=False)
     wall = time.time() - t0
+    try:  # the SCF's length (what the convergence criteria cost; GPAW's ASE interface, else unknown)
+        niter = int(atoms.calc.get_number_of_iterations())
+    except Exception:  # noqa: BLE001 - provenance only
+        niter = None
     nranks = 1
     try:
         from gpaw.mpi import world
@@ -324,6 +328,7 @@ def compute_frame(job: Job, txt: str | None = None, calc_factory=None) -> dict:
             "host": socket.gethostname(),
             "mpi_ranks": nranks,
             "wall_s": round(wall, 2),
+            "scf_iterations": niter,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
     })
