@@ -3,6 +3,7 @@
 # the background; a finished one (OUT.json present) is skipped, so re-running resumes.
 #   scripts/relax_phases.sh            (1 MPI rank by default: the labeller keeps the other core)
 #   DPQTB_RELAX_RANKS=2 scripts/relax_phases.sh
+#   DPQTB_RELAX_NICE=0 scripts/relax_phases.sh   (the worker's scheduler-group nice, default 19)
 # Issue 27 adds 125 GPa (11 atoms: ~50 DFT steps x ~110 s = 1.5 h) and 44-atom conventional cells at
 # 100-175 GPa (pre-relaxed with builtin:lah10, whose 44-atom minima are those of data/phases/
 # dp_scan_lah10_v2_44.json; ~50 steps x 330-440 s = 4.5-6 h each on one rank): ~25 core-hours in all,
@@ -24,6 +25,9 @@ if [ "${1:-}" != "--worker" ]; then
     exit 0
 fi
 ranks=${DPQTB_RELAX_RANKS:-1}
+# own session (setsid above) = own scheduler autogroup: nice 19 there, so that the relaxation yields to
+# interactive work (a process nice value alone does not act across autogroups)
+echo "${DPQTB_RELAX_NICE:-19}" > "/proc/$$/autogroup" 2>/dev/null || true
 # GPAW's environment and the mpiexec prefix ("env OMP_NUM_THREADS=1 ... mpiexec ... -n RANKS")
 # from dpqtb.dft.mpi
 mapfile -t mpi < <(.venv/bin/python -m dpqtb.dft.mpi "$ranks")
