@@ -8,6 +8,7 @@ its force −2k(r − r⁰), and at the target pressure P
 with the records' DFT ΔH read back unchanged."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -318,3 +319,79 @@ def test_queue_phase_frames_dense_single_point_is_matched_to_its_44_atom_record(
     assert r["natoms"] == 44 and r["kspacing_dense_invA"] == 0.14
     assert r["dH_dft_dense_meV_per_atom"] == pytest.approx(1000 * (h["C2_150GPa_s2_44"] - h["Fm-3m_150GPa_s0_direct_44"]),
                                                            rel=1e-12)
+
+
+class DoubleWellModel(TwoMinimaModel):
+    """TwoMinimaModel with one target (the record itself) plus a double well on atom 0's z displacement dz:
+    A[(dz² − z0²)² − z0⁴]. The record is a stationary point (a maximum along dz) and the forces there keep every
+    symmetry; the model's minima lie at dz² = z0² − k/(2A), off the record, in a lower space group."""
+
+    def __init__(self, target, p0, a=250.0, z0=0.2):
+        super().__init__([target], p0)
+        self.a, self.z0 = a, z0
+
+    def evaluate(self, symbols, coords_A, cells_A):
+        e, f, w = super().evaluate(symbols, coords_A, cells_A)
+        s, _, _ = self.targets[0]
+        for i, (p, h) in enumerate(zip(np.asarray(coords_A), np.asarray(cells_A))):
+            dz = p[0, 2] - (s[0] @ h)[2]
+            e[i] += self.a * ((dz * dz - self.z0 ** 2) ** 2 - self.z0 ** 4)
+            f[i][0, 2] -= 4 * self.a * dz * (dz * dz - self.z0 ** 2)
+        return e, f, w  # the well moves an atom, not the cell: no virial term (to first order in the strain)
+
+
+def test_the_model_s_own_minimum_is_sought_off_the_symmetric_record(tmp_path):
+    """From the exact DFT structure a model's forces keep its symmetry, so a model whose minimum next to it has
+    lower symmetry would relax onto the record and pass. The distorted records are displaced (RELAX_RATTLE_A,
+    seeded) before the model relaxes them: here the model finds its minimum off the record, at the closed-form
+    distance (one atom moved by dz = √(z0² − k/2A), mean removed: RMSD = dz √((N − 1)/N²)), and fails the rule."""
+    from dpqtb.train.validate import phases as P
+    from dpqtb.train.validate.acceptance import acceptance
+
+    p_gpa = 100.0
+    fm = fm3m(5.1, "primitive")
+    c2 = fm.copy()
+    c2.set_cell(fm.cell.array @ np.diag([1.02, 1.0, 0.99]), scale_atoms=True)
+    _record(tmp_path, "Fm-3m_100GPa_s0", fm, "Fm-3m", p_gpa, -0.60)
+    _record(tmp_path, "C2_100GPa_s1", c2, "C2", p_gpa, -0.6168, seed=1)
+    stored = read(tmp_path / "C2_100GPa_s1.extxyz")
+    model = DoubleWellModel((stored.get_scaled_positions(wrap=False), stored.cell.array.copy(), 0.0), p0=p_gpa * GPa)
+    (r,) = P.phase_enthalpies(model, tmp_path)["rows"]
+    dz = math.sqrt(0.2 ** 2 - 2.0 / (2 * 250.0))
+    assert r["dp_min_converged"] and r["dp_min_rmsd_A"] == pytest.approx(dz * math.sqrt(10 / 121), rel=0.02)
+    assert r["dp_min_start_rattle_A"] == P.RELAX_RATTLE_A
+    crit = [c for c in acceptance({"phases": {"rows": [r]}})["criteria"] if c["criterion"].startswith("model's")]
+    assert crit[0]["passed"] is False and "RMSD" in crit[0]["detail"]
+    # without the displacement the model stays on the record's symmetric stationary point and would pass
+    mine, _, ok = P.relax_with_model(model, stored, p_gpa)
+    assert ok and P.structure_match(stored, mine)["rmsd_A"] < 1e-6
+
+
+def test_acceptance_does_not_drop_what_it_cannot_judge(tmp_path):
+    """A NaN ΔH_DFT at 100–175 GPa is judged 'not measured' (not silently skipped), a distorted record with no
+    Fm-3m partner in its cell is named (phase_enthalpies' ``unreferenced``) and judged 'not measured', two Fm-3m
+    references for one (P, cell) are refused, and a missing convergence flag is not a converged relaxation."""
+    from dpqtb.train.validate.acceptance import acceptance
+
+    base = _acc_report()
+    nan_row = {**base["phases"]["rows"][0], "dH_dft_meV_per_atom": float("nan")}
+    acc = acceptance({**base, "phases": {"rows": [nan_row]}})
+    d = [c for c in acc["criteria"] if c["criterion"].startswith("ΔH C2 100")]
+    assert not acc["passed"] and d[0]["passed"] is None
+    (tmp_path / "p").mkdir()
+    _phases(tmp_path / "p", conventional=False)
+    c2 = read(tmp_path / "p" / "C2_100GPa_s1.extxyz")
+    _record(tmp_path / "p", "C2_125GPa_s0", c2, "C2", 125.0, -0.5)  # no Fm-3m at 125 GPa
+    ref = read(tmp_path / "p" / "Fm-3m_100GPa_s0.extxyz")
+    out = V.phase_enthalpies(LinearVolumeModel(r0=ref.positions.copy()), tmp_path / "p", relax=False)
+    assert [u["name"] for u in out["unreferenced"]] == ["C2_125GPa_s0", "C2_200GPa_s0"]
+    acc = acceptance({**base, "phases": out})
+    miss = [c for c in acc["criteria"] if "no Fm-3m record" in c["detail"]]
+    assert [c["criterion"] for c in miss] == ["ΔH C2 125 GPa (seed 0) vs Fm-3m"] and miss[0]["passed"] is None
+    _record(tmp_path / "p", "Fm-3m_100GPa_s9", ref, "Fm-3m", 100.0, -0.6)
+    with pytest.raises(DpqtbError, match="two Fm-3m records at 100 GPa in 11-atom cells"):
+        V.phase_enthalpies(LinearVolumeModel(r0=ref.positions.copy()), tmp_path / "p", relax=False)
+    row = {k: v for k, v in base["phases"]["rows"][0].items() if k != "dp_min_converged"}
+    acc = acceptance({**base, "phases": {"rows": [row]}})
+    bad = [c for c in acc["criteria"] if c["criterion"].startswith("model's")]
+    assert bad[0]["passed"] is False and "did not converge" in bad[0]["detail"]

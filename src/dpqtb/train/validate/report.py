@@ -191,6 +191,8 @@ def _quantum_errors(evaluator, data, train_ids: dict, log=print) -> dict:
         systems = read_systems(Path(tmp) / "test", type_map=None)
         metas = frame_meta(Path(tmp) / "test", systems)
     res = test_errors(evaluator, systems)
+    if metas is None:  # an export always writes provenance.json; without it the kinds cannot be told apart
+        raise InputError(f"the frames of {', '.join(map(str, stores))} carry no job-store metadata (kinds)")
     kinds = [(m or {}).get("kind", "unknown") for m in metas]
     out = {"stores": [str(s) for s in stores], "metrics": res["metrics"],
            "by_kind": subset_errors(res["arrays"], kinds)}
