@@ -7,6 +7,9 @@ and path-integral MD of builtin:lah10 (v2) visit, in a job store no model trains
 * ``pimd-bead``: every 67th bead frame after 1 ps of ``examples/heldout_trpmd_lah10.toml`` (TRPMD, 16 beads,
   200 K, 150 GPa, NPT), run here first (resumed if a checkpoint exists; ~30 min on one core).
 
+Each frame's meta carries the temperature and pressure of its run (``--meta``; frames registered before get them
+when this runs again), so that ``dpqtb validate --quantum-data`` reports errors per kind and temperature.
+
 Labelling is not started: ``scripts/label_queue.sh data/labels/heldout_quantum`` (44-atom frames, ~6 min each
 on one rank at the production settings). Re-running registers nothing twice (frames are content-hashed).
 
@@ -45,8 +48,12 @@ def main():
             rows = [r for r in csv.DictReader(fh) if r["status"] == "done" and keep(r)]
         for r in rows:
             traj = ROOT / sweep / "points" / r["hash"] / "trajectory.extxyz"
+            # the run's temperature and pressure in each frame's meta (errors by temperature in dpqtb validate;
+            # frames registered before get them too)
+            cond = ["--meta", f"temperature_K={r['temperature_K']}",
+                    "--meta", f"pressure_GPa={r.get('pressure_GPa') or r['P_target_GPa']}"]
             if traj.is_file():
-                run(DPQTB + ["label", "--store", a.store, "--no-run", "--kind", "qtb-md", "--index", index, traj])
+                run(DPQTB + ["label", "--store", a.store, "--no-run", "--kind", "qtb-md", "--index", index, *cond, traj])
             else:
                 print(f"skipped (no trajectory on this machine): {traj}")
     beads = ROOT / TRPMD_DIR / "trajectory_beads.extxyz"
@@ -55,7 +62,13 @@ def main():
         resume = ["--resume"] if (ROOT / TRPMD_DIR / "checkpoint.pt").is_file() else ["--overwrite"]
         run(DPQTB + ["md", TRPMD_CONFIG, *resume])
     if beads.is_file():
-        run(DPQTB + ["label", "--store", a.store, "--no-run", "--kind", "pimd-bead", "--index", BEAD_INDEX, beads])
+        import tomllib
+
+        cfg = tomllib.loads((ROOT / TRPMD_CONFIG).read_text())
+        cond = ["--meta", f"temperature_K={cfg['thermostat']['temperature_K']}",
+                "--meta", f"pressure_GPa={cfg['barostat']['pressure_GPa']}"]
+        run(DPQTB + ["label", "--store", a.store, "--no-run", "--kind", "pimd-bead", "--index", BEAD_INDEX, *cond,
+                     beads])
 
 
 if __name__ == "__main__":

@@ -591,3 +591,39 @@ def test_eta_per_cell_size_and_k_spacing(tmp_path):
     line = supervise.eta(store)
     assert line.startswith("mean wall time per frame: 11 atoms at 0.14 1/A 700 s, 44 atoms at 0.25 1/A 500 s;")
     assert line.endswith(f"estimated time left: {(500 + 4000 + 1000) / 3600:.1f} h")
+
+
+def test_label_meta_adds_keys_and_never_overwrites(tmp_path, capsys):
+    """dpqtb label --meta KEY=VALUE: numbers where they read as one; a frame registered before gets the keys it
+    lacks, in its job and in its labelled frame; another value for a key it has is one error (exit 2), and nothing
+    is written; keys dpqtb label sets itself are refused."""
+    from ase.io import write
+
+    f = tmp_path / "in.extxyz"
+    write(f, _configs(2))
+    store = tmp_path / "s"
+    assert _run_cli(["label", str(f), "--store", str(store), "--no-run", "--meta", "temperature_K=200"]) == 0
+    s = JobStore(store)
+    jids = s.job_ids()
+    assert len(jids) == 2 and all(s.job_record(j)["meta"]["temperature_K"] == 200.0 for j in jids)
+    rec = s.job_record(jids[0])  # label one of them (a stand-in frame)
+    s.write_frame({**{k: rec[k] for k in ("id", "symbols", "cell_A", "positions_A", "pbc", "settings", "meta")},
+                   "energy_eV": 0.0, "forces_eV_per_A": np.zeros((len(rec["symbols"]), 3)).tolist(),
+                   "stress_eV_per_A3": np.zeros((3, 3)).tolist(), "pressure_GPa": 0.0})
+    assert _run_cli(["label", str(f), "--store", str(store), "--no-run", "--meta", "pressure_GPa=150",
+                     "--meta", "source_run=verdict"]) == 0
+    for j in jids:
+        assert s.job_record(j)["meta"]["pressure_GPa"] == 150.0 and s.job_record(j)["meta"]["source_run"] == "verdict"
+    assert s.frame(jids[0])["meta"]["pressure_GPa"] == 150.0 and s.frame(jids[0])["meta"]["temperature_K"] == 200.0
+    s.add_meta(jids[1], {"run": "b"})  # only the second has it: the first must not be written either
+    before = {p.name: p.read_bytes() for p in (store / "jobs").iterdir()}
+    capsys.readouterr()
+    assert _run_cli(["label", str(f), "--store", str(store), "--no-run", "--meta", "run=a"]) == 2
+    assert "meta run is 'b', not 'a'" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (store / "jobs").iterdir()} == before
+    assert _run_cli(["label", str(f), "--store", str(store), "--no-run", "--meta", "temperature_K=100"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "meta temperature_K is 200.0, not 100.0" in err[0]
+    assert {p.name: p.read_bytes() for p in (store / "jobs").iterdir()} == before
+    for bad in ("kind=x", "novalue", "=3"):
+        assert _run_cli(["label", str(f), "--store", str(store), "--no-run", "--meta", bad]) == 2

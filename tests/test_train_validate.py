@@ -303,6 +303,17 @@ def test_validate_on_job_stores(trained, tmp_path, capsys):
     assert set(q["quantum"]["by_kind"]) == kinds
     assert sum(k["frames"] for k in q["quantum"]["by_kind"].values()) == len(ids)
     assert "## Quantum configurations" in (tmp_path / "q" / "report.md").read_text()
+    # frames that carry the temperature of their sample or run (meta temperature_K; the held-out quantum frames get
+    # it from dpqtb label --meta): errors per kind and temperature too, every frame once
+    def label(i):
+        m = unseen.frame(i).get("meta", {})
+        t = m.get("temperature_K")
+        return f"{m.get('kind', 'unknown')}, " + (f"{t:g} K" if isinstance(t, (int, float)) else "T not recorded")
+
+    by_t = q["quantum"]["by_kind_temperature"]
+    assert set(by_t) == {label(i) for i in ids} and sum(k["frames"] for k in by_t.values()) == len(ids)
+    for lab, e in by_t.items():
+        assert e["frames"] == sum(label(i) == lab for i in ids)
     assert main(["validate", "--model", model, "--data", str(store), "--out", str(tmp_path / "q2"), "--frames-only",
                  "--no-plots", "--test-modulus", "3", "--quantum-data", str(store)]) == 2
     assert "frames of the quantum store were trained on" in capsys.readouterr().err

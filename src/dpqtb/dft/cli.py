@@ -103,14 +103,19 @@ def cmd_label(args) -> int:
         return _stop_runner(args)
     store = JobStore(args.store)
     settings = _settings(args)
-    added, before = 0, len(store.job_ids())
+    added, before, extra, jids = 0, len(store.job_ids()), _meta_pairs(args.meta), []
     for path in args.inputs:
         for n, atoms in read_structures(path, args.index):
             meta = frame_meta(atoms, path, n)
             if args.kind:
                 meta["kind"] = args.kind
-            store.add(atoms, settings, meta)
+            jids.append(store.add(atoms, settings, {**meta, **extra}))
             added += 1
+    if extra:  # frames registered before: the keys they lack (never overwritten; every one checked first)
+        for jid in jids:
+            store.add_meta(jid, extra, check_only=True)
+        for jid in jids:
+            store.add_meta(jid, extra)
     if args.retire_kind:
         retired = _retire_kind(store, args.retire_kind, args.reason)
         print(f"{retired} pending '{args.retire_kind}' job(s) of {args.store} retired")
@@ -182,6 +187,22 @@ def _stop_runner(args) -> int:
     return 0
 
 
+def _meta_pairs(items) -> dict:
+    """``--meta KEY=VALUE`` pairs: a number where VALUE reads as one, else the string."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--meta takes KEY=VALUE, got {item!r}")
+        if key.strip() in ("kind", "source", "index_in_source", "frame_info"):
+            raise InputError(f"--meta {key.strip()}: set by dpqtb label itself (the kind with --kind)")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
 def _retire_kind(store, kind: str, reason: str | None) -> int:
     """Retire every pending job of ``store`` whose ``meta['kind']`` is ``kind``."""
     if not reason or not reason.strip():
@@ -220,6 +241,9 @@ def register(subparsers) -> None:
     p.add_argument("--kind", default=None, metavar="KIND",
                    help="meta 'kind' of the added frames (e.g. qtb-md, pimd-bead): `dpqtb validate` reports its "
                         "errors per kind; the file name, the frame's position and its comment-line values are kept too")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="add KEY (a number where VALUE is one) to the meta of the given frames, e.g. temperature_K=200 "
+                        "(repeatable; frames registered before get the keys they lack, nothing is overwritten)")
     p.add_argument("--plan", choices=["round0", "pair-exchange"],
                    help="add a sampling plan: round0 (thermal, strained, rigid pair rotations) or "
                         "pair-exchange (pair rotations with the cage relaxed by --relax-model)")

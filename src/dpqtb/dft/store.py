@@ -216,6 +216,28 @@ class JobStore:
     def job(self, jid: str) -> Job:
         return Job.from_dict(self.job_record(jid))
 
+    def add_meta(self, jid: str, extra: dict, check_only: bool = False) -> bool:
+        """Add the keys of ``extra`` that the job's ``meta`` lacks, in the job file and in its frame if labelled
+        (metadata, not part of the job's identity: e.g. the temperature of the run a frame came from, for errors
+        by temperature). A key already there with another value is an error; nothing is overwritten. Returns
+        whether anything was (``check_only``: would be) written. Run it when the job is not being labelled (the
+        labeller writes the frame from the job as it read it; running this again fills that frame in)."""
+        changed = False
+        paths = [self.jobs_dir / f"{jid}.json"] + ([self.frames_dir / f"{jid}.json"] if self.has_frame(jid) else [])
+        for path in paths:
+            rec = json.loads(path.read_text())
+            meta = rec.setdefault("meta", {})
+            for k, v in extra.items():
+                if k in meta and meta[k] != v:
+                    raise InputError(f"{path}: meta {k} is {meta[k]!r}, not {v!r} (metadata is never overwritten)")
+            new = {k: v for k, v in extra.items() if k not in meta}
+            if new:
+                changed = True
+                if not check_only:
+                    meta.update(new)
+                    atomic_write_json(path, rec)
+        return changed
+
     def job_ids(self) -> list[str]:
         if not self.jobs_dir.is_dir():
             return []

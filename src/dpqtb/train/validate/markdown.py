@@ -174,7 +174,8 @@ def _markdown(rep: dict) -> str:
               "path-integral beads (docs/dataset.md).", "",
               "| kind | frames | energy RMSE (meV/atom) | mean DP − DFT (meV/atom) | force RMSE (eV/Å) |",
               "|---|---|---|---|---|"]
-        for k, e in q["by_kind"].items():
+        rows = list(q["by_kind"].items()) + list((q.get("by_kind_temperature") or {}).items())
+        for k, e in rows:  # per kind, then per kind and the temperature of the run the frames came from
             L.append(f"| {k} | {e['frames']} | {e['rmse_e_meV_per_atom']:.2f} | {e['mean_e_meV_per_atom']:+.2f} | "
                      f"{e['rmse_f_eV_per_A']:.4f} |")
         L.append("")

@@ -196,6 +196,10 @@ def _quantum_errors(evaluator, data, train_ids: dict, log=print) -> dict:
     kinds = [(m or {}).get("kind", "unknown") for m in metas]
     out = {"stores": [str(s) for s in stores], "metrics": res["metrics"],
            "by_kind": subset_errors(res["arrays"], kinds)}
+    temps = [(m or {}).get("temperature_K") for m in metas]
+    if any(isinstance(t, (int, float)) for t in temps):  # registered with --meta temperature_K=T
+        out["by_kind_temperature"] = subset_errors(res["arrays"], [
+            f"{k}, {t:g} K" if isinstance(t, (int, float)) else f"{k}, T not recorded" for k, t in zip(kinds, temps)])
     for k, e in out["by_kind"].items():
         log(f"quantum held-out {k}: {e['frames']} frames, energy RMSE {e['rmse_e_meV_per_atom']:.3f} meV/atom, "
             f"force RMSE {e['rmse_f_eV_per_A']:.4f} eV/Å")
