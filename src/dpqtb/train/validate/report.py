@@ -4,6 +4,7 @@ phases), written as ``report.json``, ``report.md`` and PNGs."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -198,8 +199,13 @@ def _quantum_errors(evaluator, data, train_ids: dict, log=print) -> dict:
            "by_kind": subset_errors(res["arrays"], kinds)}
     temps = [(m or {}).get("temperature_K") for m in metas]
     if any(isinstance(t, (int, float)) for t in temps):  # registered with --meta temperature_K=T
-        out["by_kind_temperature"] = subset_errors(res["arrays"], [
-            f"{k}, {t:g} K" if isinstance(t, (int, float)) else f"{k}, T not recorded" for k, t in zip(kinds, temps)])
+        order = {}  # kind, then temperature in numbers (not as strings: 5 K before 50 K before 100 K)
+        for k, t in zip(kinds, temps):
+            num = isinstance(t, (int, float))
+            order[f"{k}, {t:g} K" if num else f"{k}, T not recorded"] = (k, t if num else math.inf)
+        by = subset_errors(res["arrays"], [f"{k}, {t:g} K" if isinstance(t, (int, float)) else f"{k}, T not recorded"
+                                           for k, t in zip(kinds, temps)])
+        out["by_kind_temperature"] = {lab: by[lab] for lab in sorted(by, key=order.__getitem__)}
     for k, e in out["by_kind"].items():
         log(f"quantum held-out {k}: {e['frames']} frames, energy RMSE {e['rmse_e_meV_per_atom']:.3f} meV/atom, "
             f"force RMSE {e['rmse_f_eV_per_A']:.4f} eV/Å")
