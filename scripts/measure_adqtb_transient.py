@@ -9,7 +9,8 @@ compares what the run reported (all segments) with the same quantities from the 
 
     .venv/bin/python scripts/measure_adqtb_transient.py data/paper/sweeps/verdict/points/<hash> --out X.json
 
-The rerun must reproduce the point's committed thermo.csv (checked on its last row): the recorder only reads.
+The recorder only reads. The result says whether the rerun reproduced the committed thermo.csv and, where not,
+which columns depart from which step (a run of another code version or numerical environment may differ).
 """
 
 from __future__ import annotations

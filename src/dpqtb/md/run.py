@@ -282,8 +282,9 @@ class Simulation:
                     "python": platform.python_version(), "integrator": self.integrator.name,
                     "n_atoms": self.state.n_atoms, "type_map": list(self.state.type_map),
                     "environment": numerics_environment(self.state.device), **self.metadata}
-            if model_sha256(self.physics_config):
-                meta["model_sha256"] = model_sha256(self.physics_config)  # the file behind potential.model
+            sha = model_sha256(self.physics_config)
+            if sha:
+                meta["model_sha256"] = sha  # the file behind potential.model
             bath = getattr(self.integrator, "bath", None)
             zn = getattr(bath, "zero_net_force_used", getattr(bath, "zero_momentum", None))
             if self.integrator.has_temperature and zn is not None:

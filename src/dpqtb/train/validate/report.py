@@ -199,12 +199,12 @@ def _quantum_errors(evaluator, data, train_ids: dict, log=print) -> dict:
            "by_kind": subset_errors(res["arrays"], kinds)}
     temps = [(m or {}).get("temperature_K") for m in metas]
     if any(isinstance(t, (int, float)) for t in temps):  # registered with --meta temperature_K=T
-        order = {}  # kind, then temperature in numbers (not as strings: 5 K before 50 K before 100 K)
+        labels, order = [], {}  # kind, then temperature in numbers (not as strings: 5 K before 50 K before 100 K)
         for k, t in zip(kinds, temps):
             num = isinstance(t, (int, float))
-            order[f"{k}, {t:g} K" if num else f"{k}, T not recorded"] = (k, t if num else math.inf)
-        by = subset_errors(res["arrays"], [f"{k}, {t:g} K" if isinstance(t, (int, float)) else f"{k}, T not recorded"
-                                           for k, t in zip(kinds, temps)])
+            labels.append(f"{k}, {t:g} K" if num else f"{k}, T not recorded")
+            order[labels[-1]] = (k, t if num else math.inf)
+        by = subset_errors(res["arrays"], labels)
         out["by_kind_temperature"] = {lab: by[lab] for lab in sorted(by, key=order.__getitem__)}
     for k, e in out["by_kind"].items():
         log(f"quantum held-out {k}: {e['frames']} frames, energy RMSE {e['rmse_e_meV_per_atom']:.3f} meV/atom, "
